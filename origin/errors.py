@@ -1,0 +1,116 @@
+"""Errors as values: an HTTP status, a stable code and a message safe to show a client.
+
+Every error the service answers is `{"error": {"code": ..., "message": ...}}` with
+`Cache-Control: no-store`. Internal details (libvips text, tracebacks) are logged, never sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class OriginError(Exception):
+    """Base class: subclasses fix `status` and `code`; the message is public."""
+
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers: dict[str, str] = dict(headers or {})
+
+    def body(self) -> dict[str, dict[str, str]]:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+
+class BadRequest(OriginError):
+    """A malformed request (bad query, bad JSON body, bad field)."""
+
+    status = 400
+    code = "bad_request"
+
+
+class BadTransform(OriginError):
+    """An unknown or repeated token, or a malformed or out-of-range value."""
+
+    status = 400
+    code = "bad_transform"
+
+
+class LimitExceeded(OriginError):
+    """A size, count or length limit of the URL grammar was passed."""
+
+    status = 400
+    code = "limit_exceeded"
+
+
+class Unauthorized(OriginError):
+    """Missing, malformed, expired or wrong-type credentials (401 + WWW-Authenticate)."""
+
+    status = 401
+    code = "unauthorized"
+
+    def __init__(self, message: str, *, code: str = "unauthorized") -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+        self.code = code
+
+
+class BadSignature(OriginError):
+    status = 403
+    code = "bad_signature"
+
+
+class UrlExpired(OriginError):
+    status = 403
+    code = "url_expired"
+
+
+class NotFound(OriginError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(OriginError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(OriginError):
+    status = 413
+    code = "file_too_large"
+
+
+class QuotaExceeded(OriginError):
+    status = 413
+    code = "quota_exceeded"
+
+
+class UnsupportedMediaType(OriginError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class InvalidImage(OriginError):
+    """The bytes are not a decodable image within the limits."""
+
+    status = 422
+    code = "invalid_image"
+
+
+class RateLimited(OriginError):
+    status = 429
+    code = "rate_limited"
+
+
+class Overloaded(OriginError):
+    status = 503
+    code = "overloaded"
+
+
+class Unavailable(OriginError):
+    """A backend (database, object storage) did not answer in time."""
+
+    status = 503
+    code = "unavailable"
