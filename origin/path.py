@@ -35,6 +35,8 @@ class Limits:
     max_text_length: int = 200
 
 
+DEFAULT_LIMITS = Limits()
+
 FORMATS = ("jpeg", "png", "webp", "avif", "gif")
 MEDIA_TYPES: Mapping[str, str] = MappingProxyType(
     {

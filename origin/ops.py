@@ -1,0 +1,524 @@
+"""The transform registry: one small function per step and per effect (libvips).
+
+A step takes the frames of the working image (one frame, or every frame of an animation,
+all the same size, 8-bit sRGB with 3 or 4 bands), the Stage and a Context, and returns new
+frames. `origin.pipeline.STEPS` lists them in the fixed in-stage order.
+
+Effect scales (Cloudinary-like), one `@effect` function each:
+- blur:1..2000 (default 100): Gaussian sigma = strength / 20 (100 -> 5 px).
+- sharpen:1..2000 (default 100): unsharp mask, sigma 1, m2 (jagged-area slope) = strength / 33
+  (100 -> 3, the libvips default).
+- brightness:-100..100: add 2.55 x value to R, G and B.
+- contrast:-100..100: scale around mid-grey 128 by 1 + value/100 (-100 = flat grey).
+- saturation:-100..100: multiply LCh chroma by 1 + value/100 (-100 = grey).
+- pixelate:1..200 (default 5): square blocks of that many px, each its average colour.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import pyvips
+
+from origin.errors import BadTransform, InvalidImage, LimitExceeded
+from origin.path import COMPASS, Colour, Length, Limits, Overlay, Stage
+
+Frames = tuple[pyvips.Image, ...]
+
+
+@dataclass
+class Context:
+    """What steps need besides the stage: limits, overlay sources, and the pre-scale note."""
+
+    limits: Limits
+    overlays: Mapping[str, bytes] = field(default_factory=dict)
+    # When the first stage's scaling was done while loading (shrink-on-load), the size the
+    # geometry must be planned against (the source's upright size); consumed by `resize`.
+    planned_from: tuple[int, int] | None = None
+
+
+Step = Callable[[Frames, Stage, Context], Frames]
+
+
+# ---------------------------------------------------------------- colour helpers
+
+
+def has_alpha(img: pyvips.Image) -> bool:
+    return bool(img.bands in (2, 4))
+
+
+def to_srgb(img: pyvips.Image) -> pyvips.Image:
+    """Embedded ICC profile -> sRGB; any interpretation or depth -> 8-bit sRGB, 3 or 4 bands."""
+    if img.get_typeof("icc-profile-data"):
+        try:
+            img = img.icc_transform("srgb", embedded=True, intent="perceptual")
+        except pyvips.Error:
+            img = img.copy()
+            img.remove("icc-profile-data")  # a broken profile: fall back to plain conversion
+    if img.interpretation != "srgb" or img.format != "uchar":
+        if img.interpretation in ("multiband", "fourier", "histogram", "matrix"):
+            img = img.copy(interpretation="b-w" if img.bands < 3 else "srgb")
+        img = img.colourspace("srgb")
+    if img.format != "uchar":
+        img = img.cast("uchar")
+    if img.bands > 4:
+        img = img.extract_band(0, n=4)
+    return img
+
+
+def background_for(img: pyvips.Image, colour: Colour | None) -> tuple[pyvips.Image, list[float]]:
+    """The background to fill with: `colour`, else white (transparent if the image has alpha).
+    Adds an alpha band when the colour is not opaque."""
+    if colour is None:
+        colour = (0, 0, 0, 0) if has_alpha(img) else (255, 255, 255, 255)
+    if colour[3] != 255 and not has_alpha(img):
+        img = img.bandjoin(255)
+    values = [float(v) for v in colour]
+    return img, values if has_alpha(img) else values[:3]
+
+
+def _split_alpha(img: pyvips.Image) -> tuple[pyvips.Image, pyvips.Image | None]:
+    if has_alpha(img):
+        return img.extract_band(0, n=img.bands - 1), img.extract_band(img.bands - 1)
+    return img, None
+
+
+def _join_alpha(rgb: pyvips.Image, alpha: pyvips.Image | None) -> pyvips.Image:
+    rgb = rgb.cast("uchar").copy(interpretation="srgb")
+    return rgb if alpha is None else rgb.bandjoin(alpha)
+
+
+# ---------------------------------------------------------------- loading
+
+# libvips loader -> our format name. Anything else (SVG, PDF, TIFF, ...) is refused.
+LOADERS: Mapping[str, str] = {
+    "jpegload_buffer": "jpeg",
+    "pngload_buffer": "png",
+    "webpload_buffer": "webp",
+    "heifload_buffer": "avif",
+    "gifload_buffer": "gif",
+}
+
+
+@dataclass(frozen=True)
+class Header:
+    format: str
+    width: int  # upright (EXIF orientation applied)
+    height: int  # of one page
+    pages: int
+    orientation: int
+
+
+def probe(data: bytes, limits: Limits) -> Header:
+    """Read the header only; refuse unknown formats and sources above the pixel limit."""
+    try:
+        head = pyvips.Image.new_from_buffer(data, "", access="sequential")
+        loader = str(head.get("vips-loader"))
+        pages = int(head.get("n-pages")) if head.get_typeof("n-pages") else 1
+        orientation = int(head.get("orientation")) if head.get_typeof("orientation") else 1
+    except pyvips.Error:
+        raise InvalidImage("the source is not a decodable image") from None
+    fmt = LOADERS.get(loader)
+    if fmt is None:
+        raise InvalidImage("the source is not a JPEG, PNG, WebP, AVIF or GIF image")
+    w, h = int(head.width), int(head.height)
+    if w * h * max(1, pages) > limits.max_source_pixels:
+        raise InvalidImage(f"the source has more than {limits.max_source_pixels} pixels")
+    if orientation in (5, 6, 7, 8):
+        w, h = h, w
+    return Header(fmt, w, h, max(1, pages), orientation)
+
+
+def load_still(data: bytes, limits: Limits) -> pyvips.Image:
+    """The first frame, upright, 8-bit sRGB (no shrink-on-load)."""
+    probe(data, limits)
+    return to_srgb(pyvips.Image.new_from_buffer(data, "").autorot())
+
+
+def load_frames(data: bytes, header: Header) -> tuple[Frames, dict[str, object]]:
+    """Every frame of an animated GIF/WebP, upright 8-bit sRGB, plus delay/loop metadata."""
+    strip = pyvips.Image.new_from_buffer(data, "", n=-1)
+    page_height = int(strip.get("page-height")) if strip.get_typeof("page-height") else header.height
+    meta: dict[str, object] = {}
+    for name in ("delay", "loop"):
+        if strip.get_typeof(name):
+            meta[name] = strip.get(name)
+    strip = to_srgb(strip)
+    count = strip.height // page_height
+    frames = tuple(strip.extract_area(0, i * page_height, strip.width, page_height)
+                   for i in range(count))
+    return frames, meta
+
+
+
+# ---------------------------------------------------------------- geometry
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How one stage's crop/resize maps an iw x ih input to its output."""
+
+    scaled: tuple[int, int]  # size after scaling
+    cut: tuple[int, int, int, int] | None = None  # left, top, width, height on the scaled image
+    smart: str | None = None  # "attention" / "entropy": the cut is placed by libvips smartcrop
+    canvas: tuple[int, int, int, int] | None = None  # pad: left, top, width, height of the box
+
+    @property
+    def output(self) -> tuple[int, int]:
+        if self.canvas is not None:
+            return self.canvas[2], self.canvas[3]
+        if self.cut is not None:
+            return self.cut[2], self.cut[3]
+        return self.scaled
+
+
+def _resolve(length: Length | None, side: int) -> int | None:
+    if length is None:
+        return None
+    if isinstance(length, float):
+        return max(1, round(length * side))
+    return length
+
+
+def place(gravity: str, outer: tuple[int, int], inner: tuple[int, int],
+          offset: tuple[int, int] = (0, 0)) -> tuple[int, int]:
+    """Left/top of an `inner` box in an `outer` one by compass gravity; offsets are the
+    distance from the gravity's edge (or shift from the centre)."""
+    (ow, oh), (iw, ih), (dx, dy) = outer, inner, offset
+    if "west" in gravity:
+        left = dx
+    elif "east" in gravity:
+        left = ow - iw - dx
+    else:
+        left = (ow - iw) // 2 + dx
+    if "north" in gravity:
+        top = dy
+    elif "south" in gravity:
+        top = oh - ih - dy
+    else:
+        top = (oh - ih) // 2 + dy
+    return left, top
+
+
+def _fit(iw: int, ih: int, w: int | None, h: int | None) -> tuple[int, int]:
+    if w is not None and (h is None or w / iw <= h / ih):
+        return w, max(1, round(ih * w / iw))
+    assert h is not None
+    return max(1, round(iw * h / ih)), h
+
+
+def plan_geometry(iw: int, ih: int, stage: Stage, limits: Limits) -> Geometry:
+    """The crop/resize of `stage` on an iw x ih input, checked against the limits."""
+    w, h = _resolve(stage.width, iw), _resolve(stage.height, ih)
+    mode = stage.crop
+    if stage.aspect is not None:
+        aw, ah = stage.aspect
+        if w is None and h is None:
+            wider = iw * ah > ih * aw
+            if mode == "pad":  # the smallest W:H box holding the input
+                w, h = (iw, max(1, round(iw * ah / aw))) if wider else (
+                    max(1, round(ih * aw / ah)), ih)
+            else:  # fill / crop: the largest W:H box inside the input
+                w, h = (max(1, round(ih * aw / ah)), ih) if wider else (
+                    iw, max(1, round(iw * ah / aw)))
+        elif w is not None:
+            h = max(1, round(w * ah / aw))
+        elif h is not None:
+            w = max(1, round(h * aw / ah))
+
+    geometry: Geometry
+    if mode == "crop":
+        cw, ch = min(w or iw, iw), min(h or ih, ih)
+        if stage.x is not None or stage.y is not None:
+            left, top = stage.x or 0, stage.y or 0
+            if left >= iw or top >= ih:
+                raise BadTransform(
+                    f"c_crop at x_{left},y_{top} falls outside the {iw}x{ih} image")
+            cw, ch = min(cw, iw - left), min(ch, ih - top)
+            geometry = Geometry((iw, ih), cut=(left, top, cw, ch))
+        elif stage.gravity in ("auto", "entropy"):
+            geometry = Geometry((iw, ih), cut=(0, 0, cw, ch), smart=_SMART[stage.gravity])
+        else:
+            left, top = place(stage.gravity, (iw, ih), (cw, ch))
+            geometry = Geometry((iw, ih), cut=(left, top, cw, ch))
+    elif w is None and h is None:
+        geometry = Geometry((iw, ih))
+    elif mode == "scale" and w is not None and h is not None:
+        geometry = Geometry((w, h))
+    elif mode == "fill" and w is not None and h is not None:
+        scale = max(w / iw, h / ih)
+        sw, sh = max(w, round(iw * scale)), max(h, round(ih * scale))
+        if stage.gravity in ("auto", "entropy"):
+            geometry = Geometry((sw, sh), cut=(0, 0, w, h), smart=_SMART[stage.gravity])
+        else:
+            left, top = place(stage.gravity, (sw, sh), (w, h))
+            geometry = Geometry((sw, sh), cut=(left, top, w, h))
+    elif mode == "pad" and w is not None and h is not None:
+        sw, sh = _fit(iw, ih, w, h)
+        left, top = place(stage.gravity, (w, h), (sw, sh))
+        geometry = Geometry((sw, sh), canvas=(left, top, w, h))
+    else:  # fit, limit, and the one-side forms of scale, fill and pad
+        sw, sh = _fit(iw, ih, w, h)
+        if mode == "limit" and sw > iw:
+            sw, sh = iw, ih
+        geometry = Geometry((sw, sh))
+
+    for side in (*geometry.scaled, *geometry.output):
+        if side > limits.max_output_dimension:
+            raise LimitExceeded(
+                f"stage '{stage.canonical()}' gives a side of {side} px, above the maximum "
+                f"{limits.max_output_dimension}"
+            )
+    return geometry
+
+
+_SMART = {"auto": "attention", "entropy": "entropy"}
+
+
+def scale_to(img: pyvips.Image, size: tuple[int, int]) -> pyvips.Image:
+    """Resize to exactly `size` (premultiplied when there is alpha)."""
+    if (img.width, img.height) == size:
+        return img
+    alpha = has_alpha(img)
+    work = img.premultiply() if alpha else img
+    work = work.resize(size[0] / img.width, vscale=size[1] / img.height)
+    # resize can be one pixel off through rounding; pin the exact size
+    if (work.width, work.height) != size:
+        work = work.embed(0, 0, size[0], size[1], extend="copy")
+    if alpha:
+        work = work.unpremultiply()
+    return work.cast("uchar").copy(interpretation="srgb")
+
+
+# ---------------------------------------------------------------- steps
+
+
+def resize(frames: Frames, stage: Stage, ctx: Context) -> Frames:
+    """c_/w_/h_/ar_/g_/x_/y_: scale, then cut or pad."""
+    planned_from, ctx.planned_from = ctx.planned_from, None
+    if not stage.resizes:
+        return frames
+    iw, ih = planned_from or (frames[0].width, frames[0].height)
+    g = plan_geometry(iw, ih, stage, ctx.limits)
+    frames = tuple(scale_to(f, g.scaled) for f in frames)
+    if g.cut is not None:
+        _, _, cw, ch = g.cut
+        if g.smart is not None and len(frames) == 1:
+            frames = (frames[0].smartcrop(cw, ch, interesting=g.smart),)
+        else:
+            left, top = g.cut[0], g.cut[1]
+            if g.smart is not None:  # animations: one cut for every frame, from frame 0
+                _, found = frames[0].smartcrop(cw, ch, interesting="attention",
+                                               attention_x=True, attention_y=True)
+                left = min(max(0, int(found["attention_x"]) - cw // 2), frames[0].width - cw)
+                top = min(max(0, int(found["attention_y"]) - ch // 2), frames[0].height - ch)
+            frames = tuple(f.extract_area(left, top, cw, ch) for f in frames)
+    if g.canvas is not None:
+        left, top, w, h = g.canvas
+        padded = []
+        for f in frames:
+            f, bg = background_for(f, stage.background)
+            padded.append(f.embed(left, top, w, h, extend="background", background=bg))
+        frames = tuple(padded)
+    return frames
+
+
+def rotate(frames: Frames, stage: Stage, ctx: Context) -> Frames:
+    """r_: clockwise; multiples of 90 are exact, other angles fill the corners with b_."""
+    angle = stage.rotate
+    if angle == 0:
+        return frames
+    if angle % 90 == 0:
+        name = {90: "rot90", 180: "rot180", 270: "rot270"}[angle]
+        return tuple(getattr(f, name)() for f in frames)
+    w, h = frames[0].width, frames[0].height
+    rad = math.radians(angle)
+    for side in (w * abs(math.cos(rad)) + h * abs(math.sin(rad)),
+                 w * abs(math.sin(rad)) + h * abs(math.cos(rad))):
+        if math.ceil(side) > ctx.limits.max_output_dimension:
+            raise LimitExceeded(
+                f"'r_{angle}' gives a side of {math.ceil(side)} px, above the maximum "
+                f"{ctx.limits.max_output_dimension}"
+            )
+    out = []
+    for f in frames:
+        f, bg = background_for(f, stage.background)
+        out.append(f.rotate(angle, background=bg).cast("uchar").copy(interpretation="srgb"))
+    return tuple(out)
+
+
+def flip(frames: Frames, stage: Stage, ctx: Context) -> Frames:
+    """fl_h / fl_v / fl_hv: mirror."""
+    if stage.flip is None:
+        return frames
+    if "h" in stage.flip:
+        frames = tuple(f.fliphor() for f in frames)
+    if "v" in stage.flip:
+        frames = tuple(f.flipver() for f in frames)
+    return frames
+
+
+# ---------------------------------------------------------------- effects
+
+EffectOp = Callable[[pyvips.Image, int], pyvips.Image]
+EFFECT_OPS: dict[str, EffectOp] = {}
+
+
+def effect(name: str) -> Callable[[EffectOp], EffectOp]:
+    """Register the implementation of `e_<name>`; its argument spec is origin.path.EFFECTS."""
+
+    def register(op: EffectOp) -> EffectOp:
+        EFFECT_OPS[name] = op
+        return op
+
+    return register
+
+
+@effect("grayscale")
+def grayscale(img: pyvips.Image, amount: int) -> pyvips.Image:
+    rgb, alpha = _split_alpha(img)
+    grey = rgb.colourspace("b-w").colourspace("srgb")
+    return _join_alpha(grey, alpha)
+
+
+_SEPIA = [[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]]
+
+
+@effect("sepia")
+def sepia(img: pyvips.Image, amount: int) -> pyvips.Image:
+    rgb, alpha = _split_alpha(img)
+    return _join_alpha(rgb.recomb(_SEPIA), alpha)
+
+
+@effect("blur")
+def blur(img: pyvips.Image, amount: int) -> pyvips.Image:
+    alpha = has_alpha(img)
+    work = img.premultiply() if alpha else img
+    work = work.gaussblur(amount / 20, precision="integer" if not alpha else "float")
+    if alpha:
+        work = work.unpremultiply()
+    return work.cast("uchar").copy(interpretation="srgb")
+
+
+@effect("sharpen")
+def sharpen(img: pyvips.Image, amount: int) -> pyvips.Image:
+    rgb, alpha = _split_alpha(img)
+    sharp = rgb.sharpen(sigma=1.0, m2=amount / 33).colourspace("srgb")
+    return _join_alpha(sharp, alpha)
+
+
+@effect("brightness")
+def brightness(img: pyvips.Image, amount: int) -> pyvips.Image:
+    rgb, alpha = _split_alpha(img)
+    return _join_alpha(rgb.linear(1.0, 2.55 * amount, uchar=True), alpha)
+
+
+@effect("contrast")
+def contrast(img: pyvips.Image, amount: int) -> pyvips.Image:
+    rgb, alpha = _split_alpha(img)
+    factor = 1 + amount / 100
+    return _join_alpha(rgb.linear(factor, 128 * (1 - factor), uchar=True), alpha)
+
+
+@effect("saturation")
+def saturation(img: pyvips.Image, amount: int) -> pyvips.Image:
+    rgb, alpha = _split_alpha(img)
+    lch = rgb.colourspace("lch") * [1.0, 1 + amount / 100, 1.0]
+    return _join_alpha(lch.colourspace("srgb"), alpha)
+
+
+@effect("pixelate")
+def pixelate(img: pyvips.Image, amount: int) -> pyvips.Image:
+    block = max(1, min(amount, img.width, img.height))
+    if block == 1:
+        return img
+    w, h = img.width, img.height
+    pw, ph = -(-w // block) * block, -(-h // block) * block
+    padded = img.embed(0, 0, pw, ph, extend="copy")
+    blocks = padded.shrink(block, block).cast("uchar").zoom(block, block)
+    return blocks.extract_area(0, 0, w, h).copy(interpretation="srgb")
+
+
+def effects(frames: Frames, stage: Stage, ctx: Context) -> Frames:
+    """e_: each effect in the order written."""
+    for e in stage.effects:
+        op = EFFECT_OPS[e.name]
+        frames = tuple(op(f, e.amount or 0) for f in frames)
+    return frames
+
+
+# ---------------------------------------------------------------- overlay
+
+FONT = "DejaVu Sans"
+
+
+def _markup(text: str, colour: Colour) -> str:
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return f'<span foreground="#{colour[0]:02x}{colour[1]:02x}{colour[2]:02x}">{escaped}</span>'
+
+
+def text_layer(o: Overlay, base_width: int) -> pyvips.Image:
+    """A text overlay as RGBA: size fs_ px (default base width / 20), wrapped to w_."""
+    size = o.font_size or max(8, base_width // 20)
+    wrap = _resolve(o.width, base_width) or base_width
+    colour = o.colour or (0, 0, 0, 255)
+    layer = pyvips.Image.text(_markup(o.text or "", colour), font=f"{FONT} {size}", rgba=True,
+                              dpi=72, width=max(1, wrap))
+    layer = layer.cast("uchar").copy(interpretation="srgb")
+    if colour[3] != 255:
+        layer = layer.extract_band(0, n=3).bandjoin(
+            (layer.extract_band(3) * (colour[3] / 255)).cast("uchar"))
+    return layer
+
+
+def image_layer(o: Overlay, data: bytes, base_width: int, limits: Limits) -> pyvips.Image:
+    """An image overlay as RGBA: w_ px or share of the base width; by default its natural size,
+    shrunk to fit the base width."""
+    layer = load_still(data, limits)
+    width = _resolve(o.width, base_width) or min(layer.width, base_width)
+    if width > limits.max_output_dimension:
+        raise LimitExceeded(f"overlay width {width} is above the maximum dimension")
+    height = max(1, round(layer.height * width / layer.width))
+    if height > limits.max_output_dimension:
+        raise LimitExceeded(f"overlay height {height} is above the maximum dimension")
+    if not has_alpha(layer):
+        layer = layer.bandjoin(255)
+    return scale_to(layer, (width, height))
+
+
+def overlay(frames: Frames, stage: Stage, ctx: Context) -> Frames:
+    """l_: composite an image or text over every frame, placed by g_ with x_/y_ and o_."""
+    o = stage.overlay
+    if o is None:
+        return frames
+    base_w, base_h = frames[0].width, frames[0].height
+    if o.image_id is not None:
+        data = ctx.overlays.get(o.image_id)
+        if data is None:
+            raise BadTransform(f"overlay image not available: 'l_{o.image_id}'")
+        layer = image_layer(o, data, base_w, ctx.limits)
+    else:
+        layer = text_layer(o, base_w)
+    if o.opacity != 100:
+        layer = layer.extract_band(0, n=3).bandjoin(
+            (layer.extract_band(3) * (o.opacity / 100)).cast("uchar"))
+    gravity = o.gravity if o.gravity in COMPASS else "south_east"
+    left, top = place(gravity, (base_w, base_h), (layer.width, layer.height), (o.x, o.y))
+    out = []
+    for f in frames:
+        opaque = not has_alpha(f)
+        done = f.composite2(layer, "over", x=left, y=top).cast("uchar")
+        if opaque:
+            done = done.extract_band(0, n=3)
+        out.append(done.copy(interpretation="srgb"))
+    return tuple(out)
+
+
+def check_size(img: pyvips.Image, limits: Limits) -> None:
+    if max(img.width, img.height) > limits.max_output_dimension:
+        raise LimitExceeded(
+            f"the output would be {img.width}x{img.height}, above the maximum dimension "
+            f"{limits.max_output_dimension}"
+        )

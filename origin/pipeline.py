@@ -1,0 +1,280 @@
+"""Render a Plan: load (with shrink-on-load), run the steps of every stage, encode.
+
+Synchronous libvips only; the caller runs it in a worker thread. Whatever the input bytes and
+plan, only OriginError subclasses escape: libvips errors become InvalidImage with a short
+public message (the libvips text is logged, never sent).
+
+Choices:
+- Colour: an embedded ICC profile is converted to sRGB and the derivative keeps only that
+  sRGB profile (sources without a profile get none: sRGB is assumed). EXIF, XMP, IPTC and GPS
+  are always stripped.
+- Output formats without alpha (JPEG) are flattened onto the chain's last `b_`, else white.
+- Animated GIF/WebP stay animated when the output is GIF or WebP (every frame transformed);
+  any other output takes the first frame.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyvips
+
+from origin import ops
+from origin.errors import InvalidImage, OriginError
+from origin.path import DEFAULT_LIMITS, FORMATS, MEDIA_TYPES, Limits, Plan, Stage
+
+log = logging.getLogger(__name__)
+
+# The in-stage order of the contract, as one literal list.
+STEPS: tuple[ops.Step, ...] = (ops.resize, ops.rotate, ops.flip, ops.effects, ops.overlay)
+
+ANIMATED_FORMATS = ("gif", "webp")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    body: bytes
+    media_type: str
+    width: int
+    height: int
+    format: str
+
+
+# ---------------------------------------------------------------- encoders
+
+
+@dataclass(frozen=True)
+class Encoder:
+    default_quality: int | None  # also what q_auto gives until a perceptual search exists
+    alpha: bool  # can carry an alpha channel
+    save: Callable[[pyvips.Image, int | None, int], bytes]  # (image, quality, keep) -> bytes
+
+
+def _jpeg(img: pyvips.Image, q: int | None, keep: int) -> bytes:
+    quality = q or 80
+    return bytes(img.jpegsave_buffer(
+        Q=quality, interlace=True, optimize_coding=True, keep=keep,
+        subsample_mode="off" if quality >= 90 else "auto",
+    ))
+
+
+def _png(img: pyvips.Image, q: int | None, keep: int) -> bytes:
+    if q is None:  # lossless
+        return bytes(img.pngsave_buffer(compression=6, effort=4, keep=keep))
+    return bytes(img.pngsave_buffer(compression=6, palette=True, Q=q, effort=4, dither=1.0,
+                                    keep=keep))
+
+
+def _webp(img: pyvips.Image, q: int | None, keep: int) -> bytes:
+    return bytes(img.webpsave_buffer(Q=q or 80, effort=4, keep=keep))
+
+
+def _avif(img: pyvips.Image, q: int | None, keep: int) -> bytes:
+    return bytes(img.heifsave_buffer(Q=q or 60, compression="av1", effort=3, bitdepth=8,
+                                     keep=keep))
+
+
+def _gif(img: pyvips.Image, q: int | None, keep: int) -> bytes:
+    return bytes(img.gifsave_buffer(effort=7, dither=1.0, keep=keep))
+
+
+ENCODERS: Mapping[str, Encoder] = {
+    "jpeg": Encoder(80, alpha=False, save=_jpeg),
+    "png": Encoder(None, alpha=True, save=_png),  # q_ on PNG = 8-bit palette at that quality
+    "webp": Encoder(80, alpha=True, save=_webp),
+    "avif": Encoder(60, alpha=True, save=_avif),
+    "gif": Encoder(None, alpha=True, save=_gif),  # q_ is ignored: GIF is always a palette
+}
+assert set(ENCODERS) == set(FORMATS)
+
+
+def _encode(frames: ops.Frames, meta: Mapping[str, object], fmt: str, plan: Plan,
+            icc: bool) -> bytes:
+    encoder = ENCODERS[fmt]
+    if not encoder.alpha:
+        background = list((plan.flatten or (255, 255, 255, 255))[:3])
+        frames = tuple(f.flatten(background=background).cast("uchar") if ops.has_alpha(f) else f
+                       for f in frames)
+    keep = int(pyvips.ForeignKeep.ICC if icc else pyvips.ForeignKeep.NONE)
+    if len(frames) == 1:
+        img = frames[0]
+    else:
+        page_height = frames[0].height
+        img = pyvips.Image.arrayjoin(list(frames), across=1).copy()
+        img.set_type(pyvips.GValue.gint_type, "page-height", page_height)
+        delay = meta.get("delay")
+        if isinstance(delay, list):
+            delays = (delay + [delay[-1] if delay else 100] * len(frames))[: len(frames)]
+            img.set_type(pyvips.GValue.array_int_type, "delay", [int(d) for d in delays])
+        loop = meta.get("loop")
+        if isinstance(loop, int):
+            img.set_type(pyvips.GValue.gint_type, "loop", loop)
+    quality = None if plan.auto_quality else plan.quality
+    return encoder.save(img, quality, keep)
+
+
+# ---------------------------------------------------------------- render
+
+
+def _first_resize(plan: Plan) -> Stage | None:
+    if plan.stages and plan.stages[0].resizes and plan.stages[0].crop != "crop":
+        return plan.stages[0]
+    return None
+
+
+def _load(source: bytes, plan: Plan, fmt: str, limits: Limits, ctx: ops.Context,
+          ) -> tuple[ops.Frames, dict[str, object], ops.Header]:
+    header = ops.probe(source, limits)
+    if header.pages > 1 and fmt in ANIMATED_FORMATS and header.format in ANIMATED_FORMATS:
+        frames, meta = ops.load_frames(source, header)
+        return frames, meta, header
+    first = _first_resize(plan)
+    if first is not None:
+        # Shrink-on-load: plan the first stage's geometry on the header, then let
+        # thumbnail_buffer decode at reduced scale straight to the scaled size.
+        geometry = ops.plan_geometry(header.width, header.height, first, limits)
+        if geometry.scaled != (header.width, header.height):
+            width, height = geometry.scaled
+            img = pyvips.Image.thumbnail_buffer(source, width, height=height, size="force")
+            # thumbnail reads sequentially; later steps (smartcrop, rotate, flip) need random
+            # access, and the scaled image is small: keep it in memory.
+            img = ops.to_srgb(img).copy_memory()
+            if (img.width, img.height) != geometry.scaled:  # rounding inside libvips
+                img = ops.scale_to(img, geometry.scaled)
+            ctx.planned_from = (header.width, header.height)
+            return (img,), {}, header
+    img = pyvips.Image.new_from_buffer(source, "").autorot()
+    return (ops.to_srgb(img),), {}, header
+
+
+def _render(source: bytes, plan: Plan, overlays: Mapping[str, bytes] | None,
+            limits: Limits) -> tuple[Rendered, ops.Header]:
+    ctx = ops.Context(limits=limits, overlays=overlays or {})
+    header = ops.probe(source, limits)
+    fmt = plan.format or header.format
+    frames, meta, header = _load(source, plan, fmt, limits, ctx)
+    icc = bool(frames[0].get_typeof("icc-profile-data"))
+    for stage in plan.stages:
+        for step in STEPS:
+            frames = step(frames, stage, ctx)
+    ops.check_size(frames[0], limits)
+    body = _encode(frames, meta, fmt, plan, icc)
+    return Rendered(body, MEDIA_TYPES[fmt], frames[0].width, frames[0].height, fmt), header
+
+
+def _guard(work: Callable[[], Any]) -> Any:
+    try:
+        return work()
+    except OriginError:
+        raise
+    except pyvips.Error as exc:
+        log.info("libvips failed: %s", str(exc).strip()[:500])
+        raise InvalidImage("the image could not be processed") from None
+    except MemoryError:
+        raise InvalidImage("the image is too large to process") from None
+    except Exception:
+        log.exception("render failed")
+        raise OriginError("the image could not be rendered") from None
+
+
+def render(source: bytes, plan: Plan, *, overlays: Mapping[str, bytes] | None = None,
+           limits: Limits = DEFAULT_LIMITS) -> Rendered:
+    """The derivative `plan` describes, encoded. Raises only OriginError subclasses."""
+    rendered: Rendered = _guard(lambda: _render(source, plan, overlays, limits)[0])
+    return rendered
+
+
+def describe(source: bytes, plan: Plan, *, overlays: Mapping[str, bytes] | None = None,
+             limits: Limits = DEFAULT_LIMITS) -> dict[str, object]:
+    """The `.json` answer: size, format and byte count of the derivative the same stages give
+    (in the plan's format, else the source's), plus the source's blurhash and dominant colour."""
+    rendered: Rendered = _guard(lambda: _render(source, plan, overlays, limits)[0])
+    return {
+        "width": rendered.width,
+        "height": rendered.height,
+        "format": rendered.format,
+        "bytes": len(rendered.body),
+        **source_summary(source, limits=limits),
+    }
+
+
+# ---------------------------------------------------------------- summary
+
+_BASE83 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz#$%*+,-.:;=?@[]^_{|}~"
+
+
+def _base83(value: int, length: int) -> str:
+    return "".join(_BASE83[(value // 83 ** (length - i - 1)) % 83] for i in range(length))
+
+
+def _linear(v: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    v = v / 255.0
+    out: np.ndarray[Any, Any] = np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+    return out
+
+
+def _srgb(v: float) -> int:
+    v = min(1.0, max(0.0, v))
+    s = v * 12.92 if v <= 0.0031308 else 1.055 * v ** (1 / 2.4) - 0.055
+    return round(s * 255)
+
+
+def blurhash(pixels: np.ndarray[Any, Any], x_components: int = 4, y_components: int = 3) -> str:
+    """The BlurHash of an (h, w, 3) uint8 array (the reference algorithm, with numpy)."""
+    h, w = pixels.shape[:2]
+    lin = _linear(pixels.astype(np.float64))
+    xs, ys = np.arange(w), np.arange(h)
+    factors = []
+    for j in range(y_components):
+        for i in range(x_components):
+            basis = np.outer(np.cos(np.pi * j * ys / h), np.cos(np.pi * i * xs / w))
+            norm = 1.0 if (i, j) == (0, 0) else 2.0
+            factors.append(norm * (basis[:, :, None] * lin).sum(axis=(0, 1)) / (w * h))
+    dc, ac = factors[0], factors[1:]
+    out = _base83((x_components - 1) + (y_components - 1) * 9, 1)
+    if ac:
+        actual_max = float(max(np.abs(a).max() for a in ac))
+        quantised = max(0, min(82, int(np.floor(actual_max * 166 - 0.5))))
+        max_value = (quantised + 1) / 166
+        out += _base83(quantised, 1)
+    else:
+        max_value = 1.0
+        out += _base83(0, 1)
+    out += _base83((_srgb(dc[0]) << 16) + (_srgb(dc[1]) << 8) + _srgb(dc[2]), 4)
+    for a in ac:
+        q = [int(max(0, min(18, np.floor(np.sign(c) * (abs(c / max_value) ** 0.5) * 9 + 9.5))))
+             for c in a]
+        out += _base83(q[0] * 19 * 19 + q[1] * 19 + q[2], 2)
+    return out
+
+
+def _summary(source: bytes, limits: Limits) -> dict[str, object]:
+    ops.probe(source, limits)
+    img = pyvips.Image.thumbnail_buffer(source, 32, height=32)
+    img = ops.to_srgb(img)
+    if ops.has_alpha(img):
+        img = img.flatten(background=[255, 255, 255]).cast("uchar")
+    pixels = np.ndarray(buffer=img.write_to_memory(), dtype=np.uint8,
+                        shape=(img.height, img.width, img.bands))[:, :, :3]
+    # dominant colour: the most common 4-bit-per-channel bucket, averaged
+    flat = pixels.reshape(-1, 3).astype(np.int64)
+    buckets = (flat[:, 0] >> 4) << 8 | (flat[:, 1] >> 4) << 4 | flat[:, 2] >> 4
+    top = np.bincount(buckets).argmax()
+    r, g, b = (round(float(v)) for v in flat[buckets == top].mean(axis=0))
+    return {"blurhash": blurhash(pixels), "dominant_color": f"#{r:02x}{g:02x}{b:02x}"}
+
+
+def source_summary(source: bytes, *, limits: Limits = DEFAULT_LIMITS) -> dict[str, object]:
+    """`{"blurhash", "dominant_color"}` of a source image, from a ~32 px thumbnail."""
+    summary: dict[str, object] = _guard(lambda: _summary(source, limits))
+    return summary
+
+
+def load_still(source: bytes, limits: Limits = DEFAULT_LIMITS) -> pyvips.Image:
+    """Re-exported for callers that want the upright sRGB first frame."""
+    img: pyvips.Image = _guard(lambda: ops.load_still(source, limits))
+    return img
