@@ -1,0 +1,1 @@
+"""The admin REST API under ``/api``: accounts, tokens, uploads, listing, keys."""

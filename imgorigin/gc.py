@@ -1,0 +1,39 @@
+"""``imgorigin gc``: remove stored objects that no row refers to.
+
+An upload writes its object before its row, so an object younger than ``min_age`` may
+belong to an upload still in flight and is left alone. Leftovers of interrupted local
+writes (``.tmp/*.part``) older than ``min_age`` are removed too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+from origin.runtime import Runtime
+from origin.storage import LocalStorage
+
+DEFAULT_MIN_AGE_SECONDS = 3600
+
+
+async def collect_garbage(
+    runtime: Runtime, *, min_age: float = DEFAULT_MIN_AGE_SECONDS
+) -> list[str]:
+    """Delete orphan objects; return the keys (and temp files) removed."""
+    cutoff = time.time() - min_age
+    # Objects are listed before rows are read: an object whose row commits in between is
+    # then seen as referenced, never removed.
+    candidates = [info async for info in runtime.storage.objects() if info.modified <= cutoff]
+    referenced = await runtime.repo.referenced_keys()
+    removed = []
+    for info in candidates:
+        if info.key not in referenced:
+            await runtime.storage.delete(info.key)
+            removed.append(info.key)
+    if isinstance(runtime.storage, LocalStorage):
+        for part in runtime.storage.temporary_files():
+            with contextlib.suppress(FileNotFoundError):
+                if part.stat().st_mtime <= cutoff:
+                    part.unlink()
+                    removed.append(f"{part.parent.name}/{part.name}")
+    return removed

@@ -1,0 +1,80 @@
+"""HTTP glue shared by the origin and the admin API: error answers and common headers."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from origin.errors import OriginError
+
+log = logging.getLogger("imgorigin")
+
+NO_STORE = {"Cache-Control": "no-store"}
+HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+def error_response(error: OriginError) -> JSONResponse:
+    """The contract's error body with ``Cache-Control: no-store``."""
+    return JSONResponse(
+        error.body(), status_code=error.status, headers={**NO_STORE, **error.headers}
+    )
+
+
+def error_json(status: int, code: str, message: str) -> JSONResponse:
+    body = {"error": {"code": code, "message": message}}
+    return JSONResponse(body, status_code=status, headers=NO_STORE)
+
+
+async def on_origin_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, OriginError)
+    return error_response(exc)
+
+
+async def on_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = HTTP_CODES.get(
+        exc.status_code, "bad_request" if exc.status_code < 500 else "internal_error"
+    )
+    message = exc.detail if exc.status_code < 500 else "internal error"
+    response = error_json(exc.status_code, code, str(message))
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_json(500, "internal_error", "internal error")
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    OriginError: on_origin_error,
+    HTTPException: on_http_exception,
+    Exception: on_unexpected,
+}
+
+
+class SecurityHeaders:
+    """Adds ``X-Content-Type-Options: nosniff`` to every answer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-content-type-options", b"nosniff"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -1,0 +1,1 @@
+"""The metadata store: tables, migrations and repositories (the only place with SQL)."""

@@ -1,0 +1,92 @@
+"""The async engine for SQLite (aiosqlite) and PostgreSQL (asyncpg), with transactions.
+
+SQLite runs in WAL mode with foreign keys on and a busy timeout. Write transactions begin
+with ``BEGIN IMMEDIATE`` so two writers queue on the busy timeout instead of failing on a
+lock upgrade; read transactions use a plain deferred ``BEGIN``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection as SyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+PG_TIMEOUT_SECONDS = 10
+
+
+def async_url(database_url: str) -> str:
+    """``sqlite:///x`` / ``postgresql://…`` → the SQLAlchemy URL with the async driver."""
+    scheme, rest = database_url.split("://", 1)
+    if scheme == "sqlite":
+        return f"sqlite+aiosqlite://{rest}"
+    if scheme in ("postgresql", "postgres"):
+        return f"postgresql+asyncpg://{rest}"
+    raise ValueError(f"unsupported database URL scheme {scheme!r}")
+
+
+class Database:
+    """One engine per process, made in the lifespan; ``read()`` and ``write()`` transactions."""
+
+    def __init__(self, database_url: str) -> None:
+        self.url = async_url(database_url)
+        self.is_sqlite = self.url.startswith("sqlite")
+        if self.is_sqlite:
+            path = self.url.split(":///", 1)[1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.engine: AsyncEngine = create_async_engine(
+                self.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+            )
+            _configure_sqlite(self.engine)
+        else:
+            self.engine = create_async_engine(
+                self.url,
+                pool_size=10,
+                max_overflow=10,
+                pool_timeout=PG_TIMEOUT_SECONDS,
+                pool_pre_ping=True,
+                connect_args={
+                    "timeout": PG_TIMEOUT_SECONDS,
+                    "command_timeout": PG_TIMEOUT_SECONDS,
+                },
+            )
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction that will write: committed on success, rolled back on error."""
+        async with self.engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only transaction (deferred on SQLite, so readers never queue)."""
+        async with self.engine.connect() as conn:
+            await conn.execution_options(imgorigin_begin="BEGIN")
+            async with conn.begin():
+                yield conn
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide where transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def on_begin(conn: SyncConnection) -> None:
+        conn.exec_driver_sql(conn.get_execution_options().get("imgorigin_begin", "BEGIN IMMEDIATE"))

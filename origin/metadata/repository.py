@@ -1,0 +1,436 @@
+"""Repositories: the only place with SQL. Same queries on SQLite and PostgreSQL.
+
+Records are frozen dataclasses; every method runs in its own transaction unless it says
+otherwise. Invariants that need two statements (quota and row, token rotation, delete and
+usage) are kept inside one transaction, with conditional updates rather than read-then-write
+so that concurrent requests cannot both pass a check.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from origin.metadata.database import Database
+from origin.metadata.tables import (
+    images,
+    refresh_tokens,
+    signing_keys,
+    transformed_images,
+    users,
+)
+
+
+class EmailTaken(Exception):
+    """An account with this email (compared without case) exists."""
+
+
+class QuotaWouldBeExceeded(Exception):
+    """Adding the image would put the user's stored bytes over the quota."""
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    id: str
+    email: str
+    password_hash: str
+    storage_used_bytes: int
+    image_count: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    id: str
+    user_id: str
+    original_filename: str
+    mime_type: str
+    format: str
+    size_bytes: int
+    width: int
+    height: int
+    storage_key: str
+    content_hash: str
+    created_at: datetime
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class DerivativeRecord:
+    image_id: str
+    variant: str
+    storage_key: str
+    media_type: str
+    size_bytes: int
+    width: int
+    height: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class RefreshTokenRecord:
+    id: str
+    user_id: str
+    family_id: str
+    token_hash: str
+    created_at: datetime
+    expires_at: datetime
+    spent_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SigningKeyRecord:
+    id: str
+    user_id: str
+    secret: str = field(repr=False)
+    created_at: datetime
+
+
+class Rotation(enum.Enum):
+    ROTATED = "rotated"
+    REUSED = "reused"  # a spent token came back: its whole family is now revoked
+    INVALID = "invalid"  # unknown, expired or revoked
+
+
+def _user(row: sa.Row[Any]) -> UserRecord:
+    return UserRecord(
+        id=row.id,
+        email=row.email,
+        password_hash=row.password_hash,
+        storage_used_bytes=int(row.storage_used_bytes),
+        image_count=int(row.image_count),
+        created_at=row.created_at,
+    )
+
+
+def _image(row: sa.Row[Any]) -> ImageRecord:
+    return ImageRecord(
+        id=row.id,
+        user_id=row.user_id,
+        original_filename=row.original_filename,
+        mime_type=row.mime_type,
+        format=row.format,
+        size_bytes=int(row.size_bytes),
+        width=int(row.width),
+        height=int(row.height),
+        storage_key=row.storage_key,
+        content_hash=row.content_hash,
+        created_at=row.created_at,
+        metadata=json.loads(row.metadata_json or "{}"),
+    )
+
+
+def _derivative(row: sa.Row[Any]) -> DerivativeRecord:
+    return DerivativeRecord(
+        image_id=row.image_id,
+        variant=row.variant,
+        storage_key=row.storage_key,
+        media_type=row.media_type,
+        size_bytes=int(row.size_bytes),
+        width=int(row.width),
+        height=int(row.height),
+        created_at=row.created_at,
+    )
+
+
+IMAGE_COLUMNS = [c for c in images.c if c.name != "seq"]
+
+
+class Repository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def ping(self) -> None:
+        async with self.db.read() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    # ---- users -------------------------------------------------------------------------
+
+    async def create_user(
+        self, user_id: str, email: str, password_hash: str, now: datetime
+    ) -> UserRecord:
+        values = {
+            "id": user_id,
+            "email": email,
+            "email_key": email.lower(),
+            "password_hash": password_hash,
+            "storage_used_bytes": 0,
+            "image_count": 0,
+            "created_at": now,
+        }
+        try:
+            async with self.db.write() as conn:
+                await conn.execute(users.insert().values(**values))
+        except IntegrityError:
+            raise EmailTaken(email) from None
+        return UserRecord(user_id, email, password_hash, 0, 0, now)
+
+    async def user_by_email(self, email: str) -> UserRecord | None:
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(users.select().where(users.c.email_key == email.lower()))
+            ).first()
+        return _user(row) if row else None
+
+    async def user_by_id(self, user_id: str) -> UserRecord | None:
+        async with self.db.read() as conn:
+            row = (await conn.execute(users.select().where(users.c.id == user_id))).first()
+        return _user(row) if row else None
+
+    # ---- images ------------------------------------------------------------------------
+
+    async def add_image(self, image: ImageRecord, quota_bytes: int) -> None:
+        """Insert the row and charge the owner's usage in one transaction.
+
+        Raises ``QuotaWouldBeExceeded`` (nothing written) when the quota does not allow it.
+        The conditional UPDATE makes concurrent uploads by one user queue on the row lock
+        (PostgreSQL) or the write lock (SQLite), so two cannot both slip under the quota.
+        """
+        async with self.db.write() as conn:
+            charged = await conn.execute(
+                users.update()
+                .where(users.c.id == image.user_id)
+                .where(users.c.storage_used_bytes + image.size_bytes <= quota_bytes)
+                .values(
+                    storage_used_bytes=users.c.storage_used_bytes + image.size_bytes,
+                    image_count=users.c.image_count + 1,
+                )
+            )
+            if charged.rowcount != 1:
+                raise QuotaWouldBeExceeded(image.user_id)
+            await conn.execute(
+                images.insert().values(
+                    id=image.id,
+                    user_id=image.user_id,
+                    original_filename=image.original_filename,
+                    mime_type=image.mime_type,
+                    format=image.format,
+                    size_bytes=image.size_bytes,
+                    width=image.width,
+                    height=image.height,
+                    storage_key=image.storage_key,
+                    content_hash=image.content_hash,
+                    metadata_json=json.dumps(image.metadata, separators=(",", ":")),
+                    created_at=image.created_at,
+                )
+            )
+
+    async def image(self, image_id: str, *, user_id: str | None = None) -> ImageRecord | None:
+        """The image, or None when absent (or, given ``user_id``, not that user's)."""
+        query = sa.select(*IMAGE_COLUMNS).where(images.c.id == image_id)
+        if user_id is not None:
+            query = query.where(images.c.user_id == user_id)
+        async with self.db.read() as conn:
+            row = (await conn.execute(query)).first()
+        return _image(row) if row else None
+
+    async def list_images(
+        self, user_id: str, *, offset: int, limit: int
+    ) -> tuple[list[ImageRecord], int]:
+        """A page of the user's images, newest first (same-second uploads keep their order)."""
+        async with self.db.read() as conn:
+            total = await conn.scalar(
+                sa.select(sa.func.count()).select_from(images).where(images.c.user_id == user_id)
+            )
+            rows = await conn.execute(
+                sa.select(*IMAGE_COLUMNS)
+                .where(images.c.user_id == user_id)
+                .order_by(images.c.created_at.desc(), images.c.seq.desc())
+                .offset(offset)
+                .limit(limit)
+            )
+            return [_image(r) for r in rows], int(total or 0)
+
+    async def delete_image(
+        self, image_id: str, user_id: str
+    ) -> tuple[ImageRecord, list[str]] | None:
+        """Delete the row, its derivative rows and the usage; return what to remove from storage.
+
+        The rows go first: a crash before the objects are removed leaves orphan objects for
+        ``imgorigin gc``, never a row without its object.
+        """
+        async with self.db.write() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(*IMAGE_COLUMNS)
+                    .where(images.c.id == image_id)
+                    .where(images.c.user_id == user_id)
+                )
+            ).first()
+            if row is None:
+                return None
+            image = _image(row)
+            derived = list(
+                (
+                    await conn.execute(
+                        sa.select(transformed_images.c.storage_key).where(
+                            transformed_images.c.image_id == image_id
+                        )
+                    )
+                ).scalars()
+            )
+            await conn.execute(
+                transformed_images.delete().where(transformed_images.c.image_id == image_id)
+            )
+            await conn.execute(images.delete().where(images.c.id == image_id))
+            await conn.execute(
+                users.update()
+                .where(users.c.id == user_id)
+                .values(
+                    storage_used_bytes=users.c.storage_used_bytes - image.size_bytes,
+                    image_count=users.c.image_count - 1,
+                )
+            )
+        return image, derived
+
+    async def referenced_keys(self) -> set[str]:
+        """Every storage key a row refers to (originals and derivatives), for ``gc``."""
+        async with self.db.read() as conn:
+            originals = (await conn.execute(sa.select(images.c.storage_key))).scalars()
+            keys = set(originals)
+            derived = (await conn.execute(sa.select(transformed_images.c.storage_key))).scalars()
+            keys.update(derived)
+        return keys
+
+    # ---- derivatives -------------------------------------------------------------------
+
+    async def derivative(self, image_id: str, variant: str) -> DerivativeRecord | None:
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    transformed_images.select()
+                    .where(transformed_images.c.image_id == image_id)
+                    .where(transformed_images.c.variant == variant)
+                )
+            ).first()
+        return _derivative(row) if row else None
+
+    async def add_derivative(self, record: DerivativeRecord) -> bool:
+        """Record a stored derivative; False when the image is gone or it is already recorded."""
+        try:
+            async with self.db.write() as conn:
+                await conn.execute(
+                    transformed_images.insert().values(
+                        image_id=record.image_id,
+                        variant=record.variant,
+                        storage_key=record.storage_key,
+                        media_type=record.media_type,
+                        size_bytes=record.size_bytes,
+                        width=record.width,
+                        height=record.height,
+                        created_at=record.created_at,
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    # ---- refresh tokens ----------------------------------------------------------------
+
+    async def add_refresh_token(self, token: RefreshTokenRecord) -> None:
+        async with self.db.write() as conn:
+            await conn.execute(refresh_tokens.insert().values(**_token_values(token)))
+
+    async def rotate_refresh_token(
+        self, token_hash: str, successor: RefreshTokenRecord | None, now: datetime
+    ) -> tuple[Rotation, RefreshTokenRecord | None]:
+        """Spend ``token_hash`` and store its successor (same family) in one transaction.
+
+        ``successor`` is built by the caller from the spent token's user and family, so it is
+        passed as a factory-free record whose ``user_id``/``family_id`` are replaced here.
+        Returns the outcome and, when rotated, the stored successor.
+        """
+        async with self.db.write() as conn:
+            row = (
+                await conn.execute(
+                    refresh_tokens.select().where(refresh_tokens.c.token_hash == token_hash)
+                )
+            ).first()
+            if row is None or row.revoked_at is not None:
+                return Rotation.INVALID, None
+            if row.spent_at is not None:
+                await conn.execute(
+                    refresh_tokens.update()
+                    .where(refresh_tokens.c.family_id == row.family_id)
+                    .where(refresh_tokens.c.revoked_at.is_(None))
+                    .values(revoked_at=now)
+                )
+                return Rotation.REUSED, None
+            if row.expires_at <= now:
+                return Rotation.INVALID, None
+            spent = await conn.execute(
+                refresh_tokens.update()
+                .where(refresh_tokens.c.id == row.id)
+                .where(refresh_tokens.c.spent_at.is_(None))
+                .values(spent_at=now)
+            )
+            if spent.rowcount != 1 or successor is None:
+                return Rotation.INVALID, None
+            stored = RefreshTokenRecord(
+                id=successor.id,
+                user_id=row.user_id,
+                family_id=row.family_id,
+                token_hash=successor.token_hash,
+                created_at=successor.created_at,
+                expires_at=successor.expires_at,
+            )
+            await conn.execute(refresh_tokens.insert().values(**_token_values(stored)))
+        return Rotation.ROTATED, stored
+
+    async def revoke_refresh_token(self, token_hash: str, now: datetime) -> bool:
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                refresh_tokens.update()
+                .where(refresh_tokens.c.token_hash == token_hash)
+                .where(refresh_tokens.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+        return bool(result.rowcount == 1)
+
+    # ---- signing keys ------------------------------------------------------------------
+
+    async def add_signing_key(self, key: SigningKeyRecord) -> None:
+        async with self.db.write() as conn:
+            await conn.execute(
+                signing_keys.insert().values(
+                    id=key.id, user_id=key.user_id, secret=key.secret, created_at=key.created_at
+                )
+            )
+
+    async def signing_keys(self, user_id: str) -> list[SigningKeyRecord]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                signing_keys.select()
+                .where(signing_keys.c.user_id == user_id)
+                .order_by(signing_keys.c.created_at, signing_keys.c.id)
+            )
+            return [SigningKeyRecord(r.id, r.user_id, r.secret, r.created_at) for r in rows]
+
+    async def delete_signing_key(self, key_id: str, user_id: str) -> bool:
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                signing_keys.delete()
+                .where(signing_keys.c.id == key_id)
+                .where(signing_keys.c.user_id == user_id)
+            )
+        return bool(result.rowcount == 1)
+
+
+def _token_values(token: RefreshTokenRecord) -> dict[str, Any]:
+    return {
+        "id": token.id,
+        "user_id": token.user_id,
+        "family_id": token.family_id,
+        "token_hash": token.token_hash,
+        "created_at": token.created_at,
+        "expires_at": token.expires_at,
+        "spent_at": token.spent_at,
+        "revoked_at": token.revoked_at,
+    }

@@ -1,0 +1,122 @@
+"""The schema: SQLAlchemy Core tables, the only description of the database.
+
+Ids are 32 lowercase hex characters (128 random bits). Times are stored as naive UTC and
+read back as aware UTC, the same on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+metadata = sa.MetaData()
+
+ID = sa.String(32)
+# An auto-incrementing integer key that works on both backends (SQLite only
+# auto-increments an INTEGER PRIMARY KEY).
+SERIAL = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Aware UTC datetimes in Python, naive UTC in the database (portable ordering)."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC)
+
+
+schema_version = sa.Table(
+    "schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("applied_at", UTCDateTime, nullable=False),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False),
+    # The lower-cased email: unique, so "A@x.io" and "a@x.io" are one account.
+    sa.Column("email_key", sa.String(320), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(200), nullable=False),
+    sa.Column("storage_used_bytes", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("image_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+images = sa.Table(
+    "images",
+    metadata,
+    sa.Column("seq", SERIAL, primary_key=True, autoincrement=True),
+    sa.Column("id", ID, nullable=False, unique=True),
+    sa.Column("user_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("original_filename", sa.String(255), nullable=False),
+    sa.Column("mime_type", sa.String(40), nullable=False),
+    sa.Column("format", sa.String(10), nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("width", sa.Integer, nullable=False),
+    sa.Column("height", sa.Integer, nullable=False),
+    sa.Column("storage_key", sa.String(200), nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("metadata_json", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_images_user_created", "user_id", "created_at"),
+)
+
+transformed_images = sa.Table(
+    "transformed_images",
+    metadata,
+    sa.Column("seq", SERIAL, primary_key=True, autoincrement=True),
+    sa.Column("image_id", ID, sa.ForeignKey("images.id", ondelete="CASCADE"), nullable=False),
+    # sha256 of the canonical plan (and negotiated format): the derivative's identity.
+    sa.Column("variant", sa.String(64), nullable=False),
+    sa.Column("storage_key", sa.String(200), nullable=False),
+    sa.Column("media_type", sa.String(40), nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("width", sa.Integer, nullable=False),
+    sa.Column("height", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("image_id", "variant", name="uq_transformed_variant"),
+)
+
+refresh_tokens = sa.Table(
+    "refresh_tokens",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("user_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    # Every token issued from one login shares a family; reuse of a spent token revokes it.
+    sa.Column("family_id", ID, nullable=False, index=True),
+    # sha256 of the opaque token: the token itself is never stored.
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("spent_at", UTCDateTime, nullable=True),
+    sa.Column("revoked_at", UTCDateTime, nullable=True),
+)
+
+signing_keys = sa.Table(
+    "signing_keys",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("user_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    # HMAC verification needs the secret itself; treat database access as key access.
+    sa.Column("secret", sa.String(100), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_signing_keys_user", "user_id"),
+)

@@ -1,0 +1,30 @@
+"""What a process holds open: made once in the lifespan, closed on shutdown."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from origin.metadata.database import Database
+from origin.metadata.repository import Repository
+from origin.settings import Settings
+from origin.storage import Storage, open_storage
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    db: Database
+    repo: Repository
+    storage: Storage
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    async with AsyncExitStack() as stack:
+        db = Database(settings.database_url)
+        stack.push_async_callback(db.close)
+        storage = await open_storage(stack, settings)
+        stack.push_async_callback(storage.close)
+        yield Runtime(settings=settings, db=db, repo=Repository(db), storage=storage)

@@ -1,0 +1,288 @@
+"""Settings: one frozen object built once from the environment and validated at start-up.
+
+Nothing reads ``os.environ`` at import time: ``Settings.from_environ(environ)`` takes the
+mapping explicitly, so tests inject their own. A bad value raises ``SettingsError`` whose
+text is one line naming the variable; the CLI prints it and exits without a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or invalid; ``str()`` is one line naming it."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """An operator URL-signing key: its id and the secret's UTF-8 bytes."""
+
+    key_id: str
+    secret: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: Literal["development", "production"] = "development"
+    database_url: str = "sqlite:///./data/imgorigin.db"
+    storage_type: Literal["local", "s3"] = "local"
+    storage_path: Path = Path("./data/storage")
+    storage_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    aws_access_key_id: str | None = field(default=None, repr=False)
+    aws_secret_access_key: str | None = field(default=None, repr=False)
+    storage_timeout_seconds: float = 10.0
+    jwt_secret: str = field(default="", repr=False)
+    jwt_ttl_seconds: int = 3600
+    refresh_ttl_seconds: int = 2_592_000
+    url_signing_keys: tuple[SigningKey, ...] = ()
+    max_upload_size: int = 10_485_760
+    user_quota_bytes: int = 5_368_709_120
+    rate_limit_per_minute: int = 100
+    auth_rate_limit_per_minute: int = 20
+    presets: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    max_source_pixels: int = 100_000_000
+    max_output_dimension: int = 8192
+    cache_max_bytes: int = 268_435_456
+    concurrency: int = 2
+    queue_timeout_seconds: float = 10.0
+    queue_max: int = 100
+    redis_url: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1",)
+    secrets_file: Path = Path("./data/secrets.json")
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @classmethod
+    def from_environ(
+        cls,
+        environ: Mapping[str, str],
+        *,
+        announce: Callable[[str], None] | None = None,
+    ) -> Settings:
+        """Build and validate settings; generate development secrets when none are given.
+
+        ``announce`` receives the one line said when secrets are generated (stderr by default).
+        """
+        env = _choice(environ, "IMGORIGIN_ENV", ("development", "production"), "development")
+        secrets_file = Path(environ.get("SECRETS_FILE") or "./data/secrets.json")
+        storage_type = _choice(environ, "STORAGE_TYPE", ("local", "s3"), "local")
+        bucket = environ.get("STORAGE_BUCKET") or None
+        if storage_type == "s3" and not bucket:
+            raise SettingsError("STORAGE_BUCKET", "required when STORAGE_TYPE=s3")
+        values: dict[str, Any] = dict(
+            env=env,
+            database_url=_database_url(environ),
+            storage_type=storage_type,
+            storage_path=Path(environ.get("STORAGE_PATH") or "./data/storage"),
+            storage_bucket=bucket,
+            s3_endpoint_url=_url(environ, "S3_ENDPOINT_URL"),
+            s3_region=environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None,
+            aws_access_key_id=environ.get("AWS_ACCESS_KEY_ID") or None,
+            aws_secret_access_key=environ.get("AWS_SECRET_ACCESS_KEY") or None,
+            storage_timeout_seconds=_number(environ, "STORAGE_TIMEOUT_SECONDS", 10.0, 0.1, 600),
+            jwt_ttl_seconds=_integer(environ, "JWT_TTL_SECONDS", 3600, 1),
+            refresh_ttl_seconds=_integer(environ, "REFRESH_TTL_SECONDS", 2_592_000, 1),
+            max_upload_size=_integer(environ, "MAX_UPLOAD_SIZE", 10_485_760, 1),
+            user_quota_bytes=_integer(environ, "USER_QUOTA_BYTES", 5_368_709_120, 0),
+            rate_limit_per_minute=_integer(environ, "RATE_LIMIT_PER_MINUTE", 100, 1),
+            auth_rate_limit_per_minute=_integer(environ, "AUTH_RATE_LIMIT_PER_MINUTE", 20, 1),
+            presets=_presets(environ),
+            max_source_pixels=_integer(environ, "MAX_SOURCE_PIXELS", 100_000_000, 1),
+            max_output_dimension=_integer(environ, "MAX_OUTPUT_DIMENSION", 8192, 1, 65535),
+            cache_max_bytes=_integer(environ, "CACHE_MAX_BYTES", 268_435_456, 0),
+            concurrency=_integer(environ, "CONCURRENCY", os.cpu_count() or 1, 1, 1024),
+            queue_timeout_seconds=_number(environ, "QUEUE_TIMEOUT_SECONDS", 10.0, 0.001, 3600),
+            queue_max=_integer(environ, "QUEUE_MAX", 100, 0),
+            redis_url=_url(environ, "REDIS_URL", schemes=("redis", "rediss", "unix")),
+            cors_origins=_cors_origins(environ),
+            forwarded_allow_ips=_list(environ, "FORWARDED_ALLOW_IPS") or ("127.0.0.1",),
+            secrets_file=secrets_file,
+        )
+        # Secrets last: a bad value elsewhere must not leave a generated secrets file behind.
+        jwt_secret = environ.get("JWT_SECRET", "")
+        signing_keys_text = environ.get("URL_SIGNING_KEYS", "")
+        if signing_keys_text.strip():
+            parse_signing_keys(signing_keys_text)  # refuse a bad value before generating anything
+        if env == "production":
+            for name, value in (
+                ("JWT_SECRET", jwt_secret),
+                ("URL_SIGNING_KEYS", signing_keys_text),
+            ):
+                if not value.strip():
+                    raise SettingsError(name, "required when IMGORIGIN_ENV=production")
+        elif not jwt_secret or not signing_keys_text:
+            generated = development_secrets(secrets_file, announce or _say)
+            jwt_secret = jwt_secret or generated["jwt_secret"]
+            signing_keys_text = signing_keys_text or generated["url_signing_keys"]
+        keys = parse_signing_keys(signing_keys_text)
+        return cls(**values, jwt_secret=jwt_secret, url_signing_keys=keys)
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def development_secrets(path: Path, announce: Callable[[str], None]) -> dict[str, str]:
+    """Read the development secrets file, creating it (mode 0600) on first use.
+
+    Creation uses O_EXCL, so two processes starting at once agree on one set of secrets.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    values = {
+        "jwt_secret": secrets.token_urlsafe(48),
+        "url_signing_keys": f"dev:{secrets.token_urlsafe(32)}",
+    }
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _read_secrets(path)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        json.dump(values, file)
+        file.flush()
+        os.fsync(file.fileno())
+    announce(f"imgorigin: generated development secrets into {path} (mode 0600)")
+    return values
+
+
+def _read_secrets(path: Path) -> dict[str, str]:
+    for _ in range(50):  # another process may be between creating and writing the file
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = None
+        if isinstance(data, dict) and all(
+            isinstance(data.get(k), str) for k in ("jwt_secret", "url_signing_keys")
+        ):
+            return {k: data[k] for k in ("jwt_secret", "url_signing_keys")}
+        time.sleep(0.02)
+    raise SettingsError("SECRETS_FILE", f"{path} is not a valid secrets file")
+
+
+def parse_signing_keys(text: str) -> tuple[SigningKey, ...]:
+    """``keyid:secret,keyid2:secret2`` → keys; the secret is used as UTF-8 bytes, as written."""
+    keys: list[SigningKey] = []
+    for item in text.split(","):
+        key_id, sep, secret = item.strip().partition(":")
+        if not sep or not key_id or not secret:
+            raise SettingsError("URL_SIGNING_KEYS", "expected comma-separated keyid:secret pairs")
+        keys.append(SigningKey(key_id, secret.encode("utf-8")))
+    if len({k.key_id for k in keys}) != len(keys):
+        raise SettingsError("URL_SIGNING_KEYS", "key ids must be unique")
+    return tuple(keys)
+
+
+def _parsed(
+    environ: Mapping[str, str], name: str, default: T, convert: Callable[[str], T], expect: str
+) -> T:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return convert(raw)
+    except ValueError:
+        raise SettingsError(name, f"expected {expect}, got {raw[:40]!r}") from None
+
+
+def _integer(
+    environ: Mapping[str, str], name: str, default: int, low: int, high: int | None = None
+) -> int:
+    value = _parsed(environ, name, default, lambda s: int(s, 10), "an integer")
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise SettingsError(name, f"must be {bound}, got {value}")
+    return value
+
+
+def _number(
+    environ: Mapping[str, str], name: str, default: float, low: float, high: float
+) -> float:
+    value = _parsed(environ, name, default, float, "a number")
+    if not low <= value <= high:
+        raise SettingsError(name, f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def _choice(environ: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = environ.get(name, "").strip() or default
+    if value not in allowed:
+        raise SettingsError(name, f"must be one of {', '.join(allowed)}, got {value[:40]!r}")
+    return value
+
+
+def _list(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in environ.get(name, "").split(",") if item.strip())
+
+
+def _url(
+    environ: Mapping[str, str], name: str, schemes: tuple[str, ...] = ("http", "https")
+) -> str | None:
+    value = environ.get(name, "").strip()
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not (parts.netloc or parts.scheme == "unix"):
+        raise SettingsError(name, f"expected a {'/'.join(schemes)} URL, got {value[:60]!r}")
+    return value
+
+
+def _database_url(environ: Mapping[str, str]) -> str:
+    value = environ.get("DATABASE_URL", "").strip() or "sqlite:///./data/imgorigin.db"
+    scheme = value.split("://", 1)[0]
+    if scheme == "sqlite" and value.startswith("sqlite:///") and len(value) > len("sqlite:///"):
+        return value
+    if scheme in ("postgresql", "postgres") and urlsplit(value).netloc:
+        return value
+    raise SettingsError(
+        "DATABASE_URL", "expected sqlite:///path or postgresql://user:pass@host:port/db"
+    )
+
+
+def _cors_origins(environ: Mapping[str, str]) -> tuple[str, ...]:
+    origins = _list(environ, "CORS_ORIGINS")
+    for origin in origins:
+        parts = urlsplit(origin)
+        if origin != "*" and (parts.scheme not in ("http", "https") or not parts.netloc):
+            raise SettingsError(
+                "CORS_ORIGINS",
+                f"expected origins like https://example.com or *, got {origin[:60]!r}",
+            )
+    return origins
+
+
+def _presets(environ: Mapping[str, str]) -> Mapping[str, str]:
+    name = environ.get("PRESETS_FILE", "").strip()
+    if not name:
+        return MappingProxyType({})
+    try:
+        data = json.loads(Path(name).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SettingsError("PRESETS_FILE", f"cannot read {name}: {exc.strerror}") from None
+    except ValueError:
+        raise SettingsError("PRESETS_FILE", f"{name} is not valid JSON") from None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and k for k, v in data.items()
+    ):
+        raise SettingsError("PRESETS_FILE", 'expected a JSON object {"name": "chain"}')
+    return MappingProxyType(dict(data))

@@ -1,0 +1,353 @@
+"""Object storage: one small protocol, a local folder and S3, chosen by ``STORAGE_TYPE``.
+
+Keys are relative, slash-separated paths made by the service (``{user}/{image}/original.jpg``),
+never from a client's filename; ``validate_key`` refuses anything that could escape the root.
+``LocalStorage`` writes to a temporary file, fsyncs and renames, so a crash never leaves a
+partial object under its final key. ``S3Storage`` makes one aiobotocore client in the
+lifespan and bounds every call with a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import secrets
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol, TypeVar
+
+import anyio.to_thread
+
+from origin.errors import Unavailable
+
+T = TypeVar("T")
+
+CHUNK_SIZE = 256 * 1024
+_SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
+TMP_DIR = ".tmp"
+
+
+class ObjectMissing(LookupError):
+    """No object is stored under the key."""
+
+
+class StorageUnavailable(Unavailable):
+    """The storage backend failed or did not answer in time (HTTP 503)."""
+
+
+class InvalidKey(ValueError):
+    """A key that could escape the storage root or is not one of ours."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    modified: float  # unix seconds
+
+
+class Storage(Protocol):
+    async def put(self, key: str, data: bytes, *, content_type: str | None = None) -> None: ...
+    async def get(self, key: str) -> bytes: ...
+    def stream(self, key: str) -> AsyncIterator[bytes]: ...
+    async def head(self, key: str) -> ObjectInfo | None: ...
+    async def delete(self, key: str) -> None: ...
+    async def delete_prefix(self, prefix: str) -> int: ...
+    def objects(self, prefix: str = "") -> AsyncIterator[ObjectInfo]: ...
+    async def ping(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+def validate_key(key: str, *, prefix: bool = False) -> str:
+    """Return ``key`` if it is a safe relative key, else raise ``InvalidKey``.
+
+    Refused: empty keys, a leading ``/``, backslashes, NUL and control characters, empty,
+    ``.`` or ``..`` segments, and any character outside ``[A-Za-z0-9._-]`` in a segment.
+    With ``prefix=True`` one trailing ``/`` is allowed (``user/image/``).
+    """
+    body = key[:-1] if prefix and key.endswith("/") else key
+    if not body or len(key) > 512:
+        raise InvalidKey("empty or too long key")
+    for segment in body.split("/"):
+        if segment in ("", ".", "..") or not _SEGMENT.fullmatch(segment) or segment == TMP_DIR:
+            raise InvalidKey(f"unsafe key segment in {key!r}")
+    return key
+
+
+async def _in_thread(function: Callable[..., T], *args: Any) -> T:
+    return await anyio.to_thread.run_sync(function, *args)
+
+
+class LocalStorage:
+    """Objects as files under ``root``; temporary files live in ``root/.tmp``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.tmp = self.root / TMP_DIR
+        self.tmp.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str, *, prefix: bool = False) -> Path:
+        validate_key(key, prefix=prefix)
+        path = (self.root / key).resolve()
+        if path != self.root and self.root not in path.parents:
+            raise InvalidKey(f"key {key!r} escapes the storage root")
+        return path
+
+    async def put(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
+        await _in_thread(self._write, self.path(key), data)
+
+    def _write(self, final: Path, data: bytes) -> None:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.tmp / f"{secrets.token_hex(8)}.part"
+        try:
+            with open(tmp, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(tmp, final)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise StorageUnavailable("object storage could not write the object") from exc
+        _fsync_dir(final.parent)
+
+    async def get(self, key: str) -> bytes:
+        path = self.path(key)
+        try:
+            return await _in_thread(path.read_bytes)
+        except FileNotFoundError:
+            raise ObjectMissing(key) from None
+        except OSError as exc:
+            raise StorageUnavailable("object storage could not read the object") from exc
+
+    async def stream(self, key: str) -> AsyncIterator[bytes]:
+        path = self.path(key)
+        try:
+            file = await _in_thread(_open_binary, path)
+        except FileNotFoundError:
+            raise ObjectMissing(key) from None
+        try:
+            while chunk := await _in_thread(file.read, CHUNK_SIZE):
+                yield chunk
+        finally:
+            file.close()
+
+    async def head(self, key: str) -> ObjectInfo | None:
+        path = self.path(key)
+        try:
+            stat = await _in_thread(path.stat)
+        except FileNotFoundError:
+            return None
+        return ObjectInfo(key, stat.st_size, stat.st_mtime)
+
+    async def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            await _in_thread(self.path(key).unlink)
+
+    async def delete_prefix(self, prefix: str) -> int:
+        path = self.path(prefix, prefix=True)
+        keys = [info.key async for info in self.objects(prefix)]
+        if path.is_dir():
+            await _in_thread(lambda: shutil.rmtree(path, ignore_errors=True))
+        else:
+            for key in keys:
+                await self.delete(key)
+        return len(keys)
+
+    async def objects(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        if prefix:
+            validate_key(prefix, prefix=True)
+        for info in await _in_thread(self._walk):
+            if info.key.startswith(prefix):
+                yield info
+
+    def _walk(self) -> list[ObjectInfo]:
+        found = []
+        for directory, subdirs, files in os.walk(self.root):
+            if Path(directory) == self.root and TMP_DIR in subdirs:
+                subdirs.remove(TMP_DIR)
+            for name in files:
+                path = Path(directory, name)
+                with contextlib.suppress(FileNotFoundError):
+                    stat = path.stat()
+                    key = path.relative_to(self.root).as_posix()
+                    found.append(ObjectInfo(key, stat.st_size, stat.st_mtime))
+        return sorted(found, key=lambda info: info.key)
+
+    def temporary_files(self) -> list[Path]:
+        """Leftovers of interrupted writes (removed by ``imgorigin gc``)."""
+        return sorted(self.tmp.glob("*.part"))
+
+    async def ping(self) -> None:
+        if not await _in_thread(os.access, self.root, os.W_OK):
+            raise StorageUnavailable("storage root is not writable")
+
+    async def close(self) -> None:
+        return None
+
+
+def _open_binary(path: Path) -> BinaryIO:
+    return path.open("rb")
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class S3Storage:
+    """Objects in an S3-compatible bucket through one aiobotocore client."""
+
+    def __init__(self, client: Any, bucket: str, timeout: float) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.timeout = timeout
+
+    @classmethod
+    async def open(
+        cls,
+        stack: AsyncExitStack,
+        *,
+        bucket: str,
+        endpoint_url: str | None,
+        region: str | None,
+        access_key_id: str | None,
+        secret_access_key: str | None,
+        timeout_seconds: float,
+    ) -> S3Storage:
+        from aiobotocore.config import AioConfig
+        from aiobotocore.session import get_session
+
+        config = AioConfig(
+            connect_timeout=timeout_seconds,
+            read_timeout=timeout_seconds,
+            retries={"max_attempts": 2, "mode": "standard"},
+            max_pool_connections=50,
+        )
+        client = await stack.enter_async_context(
+            get_session().create_client(
+                "s3",
+                endpoint_url=endpoint_url,
+                region_name=region or "us-east-1",
+                aws_access_key_id=access_key_id,
+                aws_secret_access_key=secret_access_key,
+                config=config,
+            )
+        )
+        return cls(client, bucket, timeout_seconds)
+
+    async def _call(self, operation: Awaitable[T]) -> T:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await operation
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise ObjectMissing(code) from None
+            raise StorageUnavailable("object storage refused the request") from exc
+        except (BotoCoreError, TimeoutError, OSError) as exc:
+            raise StorageUnavailable("object storage did not answer in time") from exc
+
+    async def put(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
+        validate_key(key)
+        extra = {"ContentType": content_type} if content_type else {}
+        await self._call(self.client.put_object(Bucket=self.bucket, Key=key, Body=data, **extra))
+
+    async def get(self, key: str) -> bytes:
+        validate_key(key)
+
+        async def read() -> bytes:
+            response = await self.client.get_object(Bucket=self.bucket, Key=key)
+            async with response["Body"] as body:
+                data: bytes = await body.read()
+                return data
+
+        return await self._call(read())
+
+    async def stream(self, key: str) -> AsyncIterator[bytes]:
+        validate_key(key)
+        response = await self._call(self.client.get_object(Bucket=self.bucket, Key=key))
+        async with response["Body"] as body:
+            while True:
+                chunk = await self._call(body.read(CHUNK_SIZE))
+                if not chunk:
+                    break
+                yield chunk
+
+    async def head(self, key: str) -> ObjectInfo | None:
+        validate_key(key)
+        try:
+            response = await self._call(self.client.head_object(Bucket=self.bucket, Key=key))
+        except ObjectMissing:
+            return None
+        return ObjectInfo(key, int(response["ContentLength"]), response["LastModified"].timestamp())
+
+    async def delete(self, key: str) -> None:
+        validate_key(key)
+        await self._call(self.client.delete_object(Bucket=self.bucket, Key=key))
+
+    async def delete_prefix(self, prefix: str) -> int:
+        validate_key(prefix, prefix=True)
+        batch: list[str] = []
+        count = 0
+        async for info in self.objects(prefix):
+            batch.append(info.key)
+            if len(batch) == 1000:
+                count += await self._delete_batch(batch)
+                batch = []
+        if batch:
+            count += await self._delete_batch(batch)
+        return count
+
+    async def _delete_batch(self, keys: list[str]) -> int:
+        await self._call(
+            self.client.delete_objects(
+                Bucket=self.bucket,
+                Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True},
+            )
+        )
+        return len(keys)
+
+    async def objects(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        token: str | None = None
+        while True:
+            extra = {"ContinuationToken": token} if token else {}
+            page = await self._call(
+                self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, **extra)
+            )
+            for item in page.get("Contents", []):
+                yield ObjectInfo(item["Key"], int(item["Size"]), item["LastModified"].timestamp())
+            if not page.get("IsTruncated"):
+                return
+            token = page["NextContinuationToken"]
+
+    async def ping(self) -> None:
+        await self._call(self.client.head_bucket(Bucket=self.bucket))
+
+    async def close(self) -> None:
+        return None  # the client is closed by the exit stack that opened it
+
+
+async def open_storage(stack: AsyncExitStack, settings: Any) -> Storage:
+    """The storage ``settings.storage_type`` names, with its clients tied to ``stack``."""
+    if settings.storage_type == "s3":
+        return await S3Storage.open(
+            stack,
+            bucket=settings.storage_bucket,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            access_key_id=settings.aws_access_key_id,
+            secret_access_key=settings.aws_secret_access_key,
+            timeout_seconds=settings.storage_timeout_seconds,
+        )
+    return LocalStorage(settings.storage_path)

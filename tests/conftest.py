@@ -1,0 +1,180 @@
+"""Shared fixtures: real backends for every contract test.
+
+- ``database_url``: an SQLite file, and PostgreSQL from ``TEST_DATABASE_URL`` (its public
+  schema is reset for each test). Without ``TEST_DATABASE_URL`` the PostgreSQL case is
+  skipped with a visible reason, unless ``REQUIRE_ALL_BACKENDS=1`` makes it a failure.
+- ``s3_server``: moto's server mode in a subprocess on 127.0.0.1, talked to over HTTP.
+- ``storage_env``: environment for local storage or for S3 (a fresh bucket per test).
+- ``make_settings``: ``Settings.from_environ`` over a test environment in a temp folder.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from origin.metadata.database import Database
+from origin.metadata.migrations import migrate
+from origin.runtime import Runtime, open_runtime
+from origin.settings import Settings
+
+REQUIRE_ALL = os.environ.get("REQUIRE_ALL_BACKENDS") == "1"
+AWS_TEST_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+OPERATOR_SECRET = "operator-secret-for-tests"
+
+
+def missing_backend(reason: str) -> None:
+    """Skip with a visible reason, or fail when every backend is required."""
+    if REQUIRE_ALL:
+        pytest.fail(f"REQUIRE_ALL_BACKENDS=1 but {reason}")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+# ---- databases ---------------------------------------------------------------------------
+
+
+async def _reset_postgres(url: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'meta.db'}"
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        missing_backend("TEST_DATABASE_URL is not set: PostgreSQL tests skipped")
+    assert url is not None
+    await _reset_postgres(url)
+    return url
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    db = Database(database_url)
+    await migrate(db)
+    yield db
+    await db.close()
+
+
+# ---- S3 (moto server) --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    port = free_port()
+    moto = Path(sys.executable).with_name("moto_server")
+    process = subprocess.Popen(
+        [str(moto), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def create_bucket(endpoint: str, name: str) -> None:
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=endpoint, **_boto_credentials())
+    client.create_bucket(Bucket=name)
+
+
+def _boto_credentials() -> dict[str, str]:
+    return {
+        "aws_access_key_id": AWS_TEST_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": AWS_TEST_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        "region_name": AWS_TEST_CREDENTIALS["AWS_DEFAULT_REGION"],
+    }
+
+
+@pytest.fixture(params=["local", "s3"])
+def storage_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    if request.param == "local":
+        return {"STORAGE_TYPE": "local", "STORAGE_PATH": str(tmp_path / "storage")}
+    endpoint = request.getfixturevalue("s3_server")
+    bucket = f"test-{secrets.token_hex(6)}"
+    create_bucket(endpoint, bucket)
+    return {
+        "STORAGE_TYPE": "s3",
+        "STORAGE_BUCKET": bucket,
+        "S3_ENDPOINT_URL": endpoint,
+        **AWS_TEST_CREDENTIALS,
+    }
+
+
+# ---- settings and runtime ----------------------------------------------------------------
+
+
+@pytest.fixture
+def base_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'meta.db'}",
+        "STORAGE_PATH": str(tmp_path / "storage"),
+        "SECRETS_FILE": str(tmp_path / "secrets.json"),
+        "JWT_SECRET": "jwt-secret-for-tests-" + "x" * 20,
+        "URL_SIGNING_KEYS": f"op1:{OPERATOR_SECRET}",
+    }
+
+
+@pytest.fixture
+def make_settings(base_env: dict[str, str]) -> Callable[..., Settings]:
+    def make(**overrides: str) -> Settings:
+        return Settings.from_environ({**base_env, **overrides})
+
+    return make
+
+
+@asynccontextmanager
+async def migrated_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    async with open_runtime(settings) as runtime:
+        await migrate(runtime.db)
+        yield runtime
+
+
+@pytest.fixture
+async def runtime(
+    database_url: str, storage_env: dict[str, str], make_settings: Callable[..., Settings]
+) -> AsyncIterator[Runtime]:
+    """A runtime on every (database × storage) pair."""
+    async with migrated_runtime(make_settings(DATABASE_URL=database_url, **storage_env)) as rt:
+        yield rt

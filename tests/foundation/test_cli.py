@@ -1,0 +1,145 @@
+"""The ``imgorigin`` command through real subprocesses: serve, migrate, sign, gc."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from origin.metadata.repository import ImageRecord
+from origin.runtime import open_runtime
+from origin.settings import Settings
+from origin.signing import signature
+from tests.conftest import OPERATOR_SECRET, free_port, wait_for_port
+
+IMGORIGIN = str(Path(sys.executable).with_name("imgorigin"))
+
+
+def command(
+    env: dict[str, str], *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {"PATH": os.environ["PATH"], **env}
+    return subprocess.run(
+        [IMGORIGIN, *args], env=full_env, cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_bad_setting_exits_with_one_line(tmp_path: Path) -> None:
+    result = command({"MAX_UPLOAD_SIZE": "abc"}, "serve", cwd=tmp_path)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "MAX_UPLOAD_SIZE" in lines[0]
+    assert "Traceback" not in result.stderr and not (tmp_path / "data").exists()
+
+
+def test_sign_prints_a_verifiable_url(base_env: dict[str, str]) -> None:
+    result = command(base_env, "sign", "/i/abc/w_10/x.jpg")
+    assert result.returncode == 0, result.stderr
+    assert (
+        result.stdout.strip()
+        == f"/i/abc/w_10/x.jpg?s={signature(OPERATOR_SECRET, '/i/abc/w_10/x.jpg')}"
+    )
+    result = command(base_env, "sign", "/i/abc/x.png", "--expires-in", "60")
+    path, query = result.stdout.strip().split("?")
+    exp = query.split("&")[0].removeprefix("exp=")
+    assert query == f"exp={exp}&s={signature(OPERATOR_SECRET, path, exp)}"
+
+
+def test_make_run_style_first_start_generates_secrets(tmp_path: Path) -> None:
+    result = command({}, "migrate", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "generated development secrets" in result.stderr
+    assert (tmp_path / "data" / "secrets.json").exists() and (
+        tmp_path / "data" / "imgorigin.db"
+    ).exists()
+    again = command({}, "migrate", cwd=tmp_path)
+    assert "generated" not in again.stderr and again.stdout.strip() == "schema is up to date"
+
+
+@pytest.fixture
+def server(base_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    assert command(base_env, "migrate").returncode == 0
+    port = free_port()
+    process = subprocess.Popen(
+        [IMGORIGIN, "serve", "--port", str(port), "--workers", "2"],
+        env={"PATH": os.environ["PATH"], **base_env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def test_serve_answers_health_and_readiness(server: str) -> None:
+    health = httpx.get(f"{server}/healthz")
+    assert health.status_code == 200 and health.headers["x-content-type-options"] == "nosniff"
+    ready = httpx.get(f"{server}/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json() == {"status": "ready", "checks": {"database": "ok", "storage": "ok"}}
+    missing = httpx.get(f"{server}/nothing-here")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"
+    assert missing.headers["cache-control"] == "no-store"
+
+
+async def test_readyz_is_503_when_the_database_is_unreachable(make_settings) -> None:  # type: ignore[no-untyped-def]
+    from imgorigin.app import create_app
+
+    settings = make_settings(DATABASE_URL="postgresql://nobody:x@127.0.0.1:1/none")
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            answer = await client.get("/readyz")
+    assert answer.status_code == 503
+    assert answer.json()["checks"] == {"database": "unavailable", "storage": "ok"}
+
+
+def test_gc_removes_only_orphans(base_env: dict[str, str]) -> None:
+    settings = Settings.from_environ(base_env)
+    user_id, kept_id, orphan_id = (secrets.token_hex(16) for _ in range(3))
+    kept_key = f"{user_id}/{kept_id}/original.png"
+    orphan_key = f"{user_id}/{orphan_id}/original.png"
+
+    async def prepare() -> None:
+        async with open_runtime(settings) as runtime:
+            await runtime.repo.create_user(user_id, "gc@example.com", "h", datetime.now(UTC))
+            await runtime.storage.put(kept_key, b"kept")
+            await runtime.storage.put(orphan_key, b"orphan")
+            record = ImageRecord(
+                kept_id,
+                user_id,
+                "a.png",
+                "image/png",
+                "png",
+                4,
+                1,
+                1,
+                kept_key,
+                "0" * 64,
+                datetime.now(UTC),
+            )
+            await runtime.repo.add_image(record, quota_bytes=100)
+
+    assert command(base_env, "migrate").returncode == 0
+    asyncio.run(prepare())
+    young = command(base_env, "gc")  # default minimum age protects uploads in flight
+    assert young.returncode == 0 and "0 orphan object(s) removed" in young.stdout
+    result = command(base_env, "gc", "--min-age", "0")
+    assert result.returncode == 0, result.stderr
+    assert f"removed {orphan_key}" in result.stdout and kept_key not in result.stdout
+    storage_root = Path(base_env["STORAGE_PATH"])
+    assert (storage_root / kept_key).read_bytes() == b"kept"
+    assert not (storage_root / orphan_key).exists()

@@ -1,0 +1,119 @@
+"""Settings: built from an explicit environment, validated, secrets generated in development."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from origin.settings import Settings, SettingsError
+
+
+def env_in(tmp_path: Path, **values: str) -> dict[str, str]:
+    return {"SECRETS_FILE": str(tmp_path / "data" / "secrets.json"), **values}
+
+
+def test_defaults_follow_the_contract(tmp_path: Path) -> None:
+    settings = Settings.from_environ(env_in(tmp_path), announce=lambda line: None)
+    assert settings.database_url == "sqlite:///./data/imgorigin.db"
+    assert settings.storage_type == "local" and str(settings.storage_path) == "data/storage"
+    assert (settings.jwt_ttl_seconds, settings.refresh_ttl_seconds) == (3600, 2592000)
+    assert settings.max_upload_size == 10485760 and settings.user_quota_bytes == 5368709120
+    assert (settings.rate_limit_per_minute, settings.auth_rate_limit_per_minute) == (100, 20)
+    assert settings.max_source_pixels == 100_000_000 and settings.max_output_dimension == 8192
+    assert settings.cache_max_bytes == 268435456 and settings.queue_max == 100
+    assert settings.queue_timeout_seconds == 10 and settings.concurrency >= 1
+    assert settings.env == "development" and not settings.production
+
+
+def test_development_generates_secrets_once(tmp_path: Path) -> None:
+    said: list[str] = []
+    first = Settings.from_environ(env_in(tmp_path), announce=said.append)
+    second = Settings.from_environ(env_in(tmp_path), announce=said.append)
+    path = tmp_path / "data" / "secrets.json"
+    assert len(said) == 1 and str(path) in said[0]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert first.jwt_secret == second.jwt_secret and len(first.jwt_secret) >= 32
+    assert first.url_signing_keys == second.url_signing_keys
+    assert set(json.loads(path.read_text())) == {"jwt_secret", "url_signing_keys"}
+
+
+def test_given_secrets_are_used_and_nothing_is_written(tmp_path: Path) -> None:
+    settings = Settings.from_environ(
+        env_in(tmp_path, JWT_SECRET="j" * 40, URL_SIGNING_KEYS="k1:abc:def, k2:ghi")
+    )
+    assert settings.jwt_secret == "j" * 40
+    assert [(k.key_id, k.secret) for k in settings.url_signing_keys] == [
+        ("k1", b"abc:def"),
+        ("k2", b"ghi"),
+    ]
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("missing", ["JWT_SECRET", "URL_SIGNING_KEYS"])
+def test_production_refuses_generated_secrets(tmp_path: Path, missing: str) -> None:
+    values = {"IMGORIGIN_ENV": "production", "JWT_SECRET": "j" * 40, "URL_SIGNING_KEYS": "k:s"}
+    del values[missing]
+    with pytest.raises(SettingsError) as error:
+        Settings.from_environ(env_in(tmp_path, **values))
+    assert error.value.variable == missing
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("MAX_UPLOAD_SIZE", "abc"),
+        ("MAX_UPLOAD_SIZE", "0"),
+        ("USER_QUOTA_BYTES", "-1"),
+        ("JWT_TTL_SECONDS", "1.5"),
+        ("CONCURRENCY", "0"),
+        ("QUEUE_TIMEOUT_SECONDS", "soon"),
+        ("QUEUE_MAX", "-3"),
+        ("MAX_OUTPUT_DIMENSION", "100000"),
+        ("STORAGE_TYPE", "ftp"),
+        ("IMGORIGIN_ENV", "staging"),
+        ("DATABASE_URL", "mysql://x"),
+        ("DATABASE_URL", "sqlite:///"),
+        ("URL_SIGNING_KEYS", "nocolon"),
+        ("URL_SIGNING_KEYS", "a:1,a:2"),
+        ("S3_ENDPOINT_URL", "not a url"),
+        ("REDIS_URL", "http://x"),
+        ("CORS_ORIGINS", "example.com"),
+        ("PRESETS_FILE", "/nonexistent/presets.json"),
+    ],
+)
+def test_bad_values_name_the_variable(tmp_path: Path, variable: str, value: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        Settings.from_environ(env_in(tmp_path, **{variable: value}), announce=lambda line: None)
+    assert error.value.variable == variable
+    assert str(error.value).startswith(f"{variable}: ") and "\n" not in str(error.value)
+    assert not (tmp_path / "data").exists()
+
+
+def test_s3_needs_a_bucket(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError) as error:
+        Settings.from_environ(env_in(tmp_path, STORAGE_TYPE="s3"), announce=lambda line: None)
+    assert error.value.variable == "STORAGE_BUCKET"
+
+
+def test_presets_file(tmp_path: Path) -> None:
+    presets = tmp_path / "presets.json"
+    presets.write_text(json.dumps({"thumb": "w_150,h_150,c_fill"}))
+    settings = Settings.from_environ(
+        env_in(tmp_path, PRESETS_FILE=str(presets)), announce=lambda line: None
+    )
+    assert dict(settings.presets) == {"thumb": "w_150,h_150,c_fill"}
+    presets.write_text("[1, 2]")
+    with pytest.raises(SettingsError, match="PRESETS_FILE"):
+        Settings.from_environ(
+            env_in(tmp_path, PRESETS_FILE=str(presets)), announce=lambda line: None
+        )
+
+
+def test_settings_are_frozen(tmp_path: Path) -> None:
+    settings = Settings.from_environ(env_in(tmp_path), announce=lambda line: None)
+    with pytest.raises(AttributeError):
+        settings.max_upload_size = 1  # type: ignore[misc]
