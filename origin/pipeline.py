@@ -74,12 +74,12 @@ def _webp(img: pyvips.Image, q: int | None, keep: int) -> bytes:
 
 
 def _avif(img: pyvips.Image, q: int | None, keep: int) -> bytes:
-    return bytes(img.heifsave_buffer(Q=q or 60, compression="av1", effort=3, bitdepth=8,
+    return bytes(img.heifsave_buffer(Q=q or 60, compression="av1", effort=2, bitdepth=8,
                                      keep=keep))
 
 
 def _gif(img: pyvips.Image, q: int | None, keep: int) -> bytes:
-    return bytes(img.gifsave_buffer(effort=7, dither=1.0, keep=keep))
+    return bytes(img.gifsave_buffer(effort=3, dither=1.0, keep=keep))
 
 
 ENCODERS: Mapping[str, Encoder] = {
