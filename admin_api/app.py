@@ -1,9 +1,10 @@
-"""The admin API's routes, mounted by the composition root next to the origin's."""
+"""The admin API, mounted under ``/api`` by the composition root next to the origin."""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+from origin.app import Part
+from origin.settings import Settings
 
 
-def admin_routes() -> list[BaseRoute]:
-    return []
+def admin_part(settings: Settings) -> Part:
+    return Part(routes=[])

@@ -6,8 +6,8 @@ import os
 
 from starlette.applications import Starlette
 
-from admin_api.app import admin_routes
-from origin.app import build_app, origin_routes
+from admin_api.app import admin_part
+from origin.app import Part, build_app, origin_part
 from origin.settings import Settings
 
 APPS = ("all", "origin", "admin")
@@ -16,12 +16,12 @@ APPS = ("all", "origin", "admin")
 def create_app(settings: Settings, which: str = "all") -> Starlette:
     if which not in APPS:
         raise ValueError(f"unknown app {which!r}")
-    routes = []
+    parts: list[Part] = []
     if which in ("all", "admin"):
-        routes.extend(admin_routes())
+        parts.append(admin_part(settings))
     if which in ("all", "origin"):
-        routes.extend(origin_routes())
-    return build_app(settings, routes)
+        parts.append(origin_part(settings))
+    return build_app(settings, parts)
 
 
 def app_from_environ() -> Starlette:

@@ -7,8 +7,10 @@ API's routes to the same process; the origin itself never imports ``admin_api``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -28,7 +30,7 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    runtime: Runtime = request.app.state.runtime
+    runtime: Runtime = request.state.runtime
     checks = {"database": runtime.repo.ping(), "storage": runtime.storage.ping()}
     results: dict[str, str] = {}
     for name, check in checks.items():
@@ -54,25 +56,41 @@ def ops_routes() -> list[BaseRoute]:
     ]
 
 
-def origin_routes() -> list[BaseRoute]:
-    return []
+@dataclass(frozen=True)
+class Part:
+    """A slice of the app: its routes, and what it opens at start-up.
+
+    ``start`` runs inside the lifespan with the process's runtime and exit stack and returns
+    entries for the lifespan state, which handlers read as ``request.state.<name>``.
+    """
+
+    routes: Sequence[BaseRoute]
+    start: Callable[[Runtime, AsyncExitStack], Awaitable[Mapping[str, Any]]] | None = None
 
 
-def build_app(settings: Settings, routes: Sequence[BaseRoute]) -> Starlette:
+def build_app(settings: Settings, parts: Sequence[Part]) -> Starlette:
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with open_runtime(settings) as runtime:
-            app.state.runtime = runtime
-            yield
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        async with open_runtime(settings) as runtime, AsyncExitStack() as stack:
+            state: dict[str, Any] = {"runtime": runtime}
+            for part in parts:
+                if part.start is not None:
+                    state.update(await part.start(runtime, stack))
+            yield state
 
     return Starlette(
-        routes=[*ops_routes(), *routes],
+        routes=[*ops_routes(), *(route for part in parts for route in part.routes)],
         lifespan=lifespan,
         middleware=[Middleware(SecurityHeaders)],
         exception_handlers=EXCEPTION_HANDLERS,
     )
 
 
+def origin_part(settings: Settings) -> Part:
+    """The origin's routes (``/i/…``) and its start-up."""
+    return Part(routes=[])
+
+
 def create_app(settings: Settings) -> Starlette:
     """The origin alone (``imgorigin serve --app origin``)."""
-    return build_app(settings, origin_routes())
+    return build_app(settings, [origin_part(settings)])

@@ -18,6 +18,7 @@ from origin.metadata.repository import ImageRecord
 from origin.runtime import open_runtime
 from origin.settings import Settings
 from origin.signing import signature
+from tests.asgi import client as asgi_client
 from tests.conftest import OPERATOR_SECRET, free_port, wait_for_port
 
 IMGORIGIN = str(Path(sys.executable).with_name("imgorigin"))
@@ -98,11 +99,8 @@ async def test_readyz_is_503_when_the_database_is_unreachable(make_settings) -> 
     from imgorigin.app import create_app
 
     settings = make_settings(DATABASE_URL="postgresql://nobody:x@127.0.0.1:1/none")
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            answer = await client.get("/readyz")
+    async with asgi_client(create_app(settings)) as client:
+        answer = await client.get("/readyz")
     assert answer.status_code == 503
     assert answer.json()["checks"] == {"database": "unavailable", "storage": "ok"}
 

@@ -16,7 +16,10 @@ README = (ROOT / "README.md").read_text()
 
 def environment_variables() -> set[str]:
     return set(re.findall(r'environ(?:\.get)?\(\s*"([A-Z][A-Z0-9_]+)"', SETTINGS_SOURCE)) | set(
-        re.findall(r'_(?:integer|number|choice|list|url|parsed)\(\s*environ,\s*"([A-Z][A-Z0-9_]+)"', SETTINGS_SOURCE)
+        re.findall(
+            r'_(?:integer|number|choice|list|url|parsed)\(\s*environ,\s*"([A-Z][A-Z0-9_]+)"',
+            SETTINGS_SOURCE,
+        )
     )
 
 
@@ -29,7 +32,14 @@ def test_every_variable_is_documented() -> None:
 
 def test_every_settings_field_comes_from_a_variable() -> None:
     fields = {f.name for f in dataclasses.fields(Settings)}
-    derived = {"env", "s3_region", "aws_access_key_id", "aws_secret_access_key", "url_signing_keys", "presets"}
+    derived = {
+        "env",
+        "s3_region",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "url_signing_keys",
+        "presets",
+    }
     variables = {v.lower() for v in environment_variables()}
     assert sorted(fields - derived - variables) == []
 
