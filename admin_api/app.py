@@ -2,9 +2,69 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from typing import Any
+
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+
+from admin_api import endpoints as ep
+from admin_api.guards import AdminGate
+from admin_api.openapi import openapi_document
+from admin_api.ratelimit import InProcessLimiter
 from origin.app import Part
+from origin.runtime import Runtime
 from origin.settings import Settings
+
+RATE_LIMIT_HEADERS = ["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After"]
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(openapi_document())
+
+
+def api_routes() -> list[Route]:
+    return [
+        Route("/auth/signup", ep.signup, methods=["POST"]),
+        Route("/auth/login", ep.login, methods=["POST"]),
+        Route("/auth/refresh", ep.refresh, methods=["POST"]),
+        Route("/auth/logout", ep.logout, methods=["POST"]),
+        Route("/me", ep.me, methods=["GET"]),
+        Route("/images", ep.upload, methods=["POST"]),
+        Route("/images", ep.list_images, methods=["GET"]),
+        Route("/images/{image_id}", ep.get_image, methods=["GET"]),
+        Route("/images/{image_id}", ep.delete_image, methods=["DELETE"]),
+        Route("/images/{image_id}/download", ep.download, methods=["GET"]),
+        Route("/images/{image_id}/transform", ep.transform, methods=["GET"]),
+        Route("/images/{image_id}/url", ep.mint_url, methods=["POST"]),
+        Route("/keys", ep.list_keys, methods=["GET"]),
+        Route("/keys", ep.create_key, methods=["POST"]),
+        Route("/keys/{key_id}", ep.delete_key, methods=["DELETE"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+    ]
 
 
 def admin_part(settings: Settings) -> Part:
-    return Part(routes=[])
+    middleware = []
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST", "DELETE"],
+                allow_headers=["Authorization", "Content-Type"],
+                expose_headers=RATE_LIMIT_HEADERS,
+                allow_credentials=False,  # bearer tokens, never cookies: `*` stays safe
+                max_age=600,
+            )
+        )
+    middleware.append(Middleware(AdminGate, settings=settings))
+
+    async def start(runtime: Runtime, stack: AsyncExitStack) -> Mapping[str, Any]:
+        return {"limiter": InProcessLimiter()}
+
+    return Part(routes=[Mount("/api", routes=api_routes(), middleware=middleware)], start=start)

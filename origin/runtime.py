@@ -8,8 +8,10 @@ from dataclasses import dataclass
 
 from origin.metadata.database import Database
 from origin.metadata.repository import Repository
+from origin.path import Limits
 from origin.settings import Settings
 from origin.storage import Storage, open_storage
+from origin.workers import VipsPool
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,8 @@ class Runtime:
     db: Database
     repo: Repository
     storage: Storage
+    pool: VipsPool
+    limits: Limits
 
 
 @asynccontextmanager
@@ -27,4 +31,18 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         stack.push_async_callback(db.close)
         storage = await open_storage(stack, settings)
         stack.push_async_callback(storage.close)
-        yield Runtime(settings=settings, db=db, repo=Repository(db), storage=storage)
+        yield Runtime(
+            settings=settings,
+            db=db,
+            repo=Repository(db),
+            storage=storage,
+            pool=VipsPool(settings.concurrency, settings.queue_max, settings.queue_timeout_seconds),
+            limits=limits_of(settings),
+        )
+
+
+def limits_of(settings: Settings) -> Limits:
+    return Limits(
+        max_output_dimension=settings.max_output_dimension,
+        max_source_pixels=settings.max_source_pixels,
+    )

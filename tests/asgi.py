@@ -51,4 +51,5 @@ async def client(
     async with lifespan(app) as state:
         transport = httpx.ASGITransport(app=_WithState(app, state), client=("127.0.0.1", 50000))
         async with httpx.AsyncClient(transport=transport, base_url=base_url) as http:
+            http.app_state = state  # type: ignore[attr-defined]
             yield http

@@ -341,11 +341,11 @@ class Repository:
     async def rotate_refresh_token(
         self, token_hash: str, successor: RefreshTokenRecord | None, now: datetime
     ) -> tuple[Rotation, RefreshTokenRecord | None]:
-        """Spend ``token_hash`` and store its successor (same family) in one transaction.
+        """Spend ``token_hash`` and store its successor in one transaction.
 
-        ``successor`` is built by the caller from the spent token's user and family, so it is
-        passed as a factory-free record whose ``user_id``/``family_id`` are replaced here.
-        Returns the outcome and, when rotated, the stored successor.
+        The successor's ``user_id`` and ``family_id`` are taken from the spent token (the
+        caller does not know them yet). Returns the outcome and, when rotated, the stored
+        successor. A spent token presented again revokes every token of its family.
         """
         async with self.db.write() as conn:
             row = (

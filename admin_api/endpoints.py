@@ -1,0 +1,520 @@
+"""The admin API's handlers: thin, each one validate → repository/storage → JSON.
+
+Every route answers 404 (never 403) for another user's image. Bodies that are malformed,
+not JSON or incomplete are 400 ``bad_request``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import re
+import secrets
+import unicodedata
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from admin_api import auth
+from admin_api.guards import caller_address, require_user
+from admin_api.multipart import ENVELOPE_BYTES, read_file_field
+from origin import legacy, pipeline
+from origin.errors import (
+    BadRequest,
+    BadTransform,
+    Conflict,
+    NotFound,
+    OriginError,
+    PayloadTooLarge,
+    QuotaExceeded,
+    Unauthorized,
+)
+from origin.metadata.repository import (
+    EmailTaken,
+    ImageRecord,
+    QuotaWouldBeExceeded,
+    RefreshTokenRecord,
+    Rotation,
+    SigningKeyRecord,
+)
+from origin.path import EXTENSIONS, parse_chain, parse_path
+from origin.runtime import Runtime
+from origin.signing import sign_url
+
+log = logging.getLogger("imgorigin.admin")
+
+MAX_JSON_BYTES = 64 * 1024
+MAX_PAGE_OFFSET = 1_000_000_000
+EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s.]+(?:\.[^@\s.]+)+", re.ASCII)
+URL_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}", re.ASCII)
+FILE_EXTENSIONS = {"jpeg": "jpg", "png": "png", "gif": "gif", "webp": "webp", "avif": "avif"}
+THUMBNAIL_CHAIN = "w_256,h_256,c_fit"
+MAX_EXPIRES_IN = 10 * 365 * 24 * 3600
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.state.runtime
+    return runtime
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return secrets.token_hex(16)
+
+
+# ---- request bodies -------------------------------------------------------------------------
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    """A JSON object body (at most 64 KB); 400 for anything else."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_JSON_BYTES:
+            raise BadRequest("the JSON body is too large")
+    if not body:
+        return {}
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise BadRequest("the body must be a JSON object")
+    return data
+
+
+def string_field(data: dict[str, Any], name: str) -> str:
+    value = data.get(name)
+    if not isinstance(value, str):
+        raise BadRequest(f"'{name}' is required and must be a string")
+    return value
+
+
+def optional(data: dict[str, Any], name: str, kind: type) -> Any:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise BadRequest(f"'{name}' must be a {kind.__name__}")
+    return value
+
+
+# ---- accounts and tokens --------------------------------------------------------------------
+
+
+class EmailInUse(Conflict):
+    code = "email_taken"
+
+
+class InvalidEmail(BadRequest):
+    code = "invalid_email"
+
+
+class InvalidPassword(BadRequest):
+    code = "invalid_password"
+
+
+def valid_credentials(data: dict[str, Any]) -> tuple[str, str]:
+    email = string_field(data, "email").strip()
+    password = string_field(data, "password")
+    if len(email) > 254 or not EMAIL.fullmatch(email):
+        raise InvalidEmail("email is not a valid address")
+    if not 8 <= len(password) <= 128:
+        raise InvalidPassword("password must be 8 to 128 characters")
+    return email, password
+
+
+async def signup(request: Request) -> Response:
+    email, password = valid_credentials(await read_json(request))
+    runtime = runtime_of(request)
+    if await runtime.repo.user_by_email(email) is not None:
+        raise EmailInUse("an account with this email exists")
+    password_hash = await auth.hash_password(password)
+    try:
+        user = await runtime.repo.create_user(new_id(), email, password_hash, now())
+    except EmailTaken:
+        raise EmailInUse("an account with this email exists") from None
+    body = {"id": user.id, "email": user.email, "created_at": user.created_at.isoformat()}
+    return JSONResponse(body, status_code=201)
+
+
+def refresh_record(
+    runtime: Runtime, user_id: str, family_id: str, token_hash: str
+) -> RefreshTokenRecord:
+    issued = now()
+    ttl = timedelta(seconds=runtime.settings.refresh_ttl_seconds)
+    return RefreshTokenRecord(new_id(), user_id, family_id, token_hash, issued, issued + ttl)
+
+
+def tokens_json(runtime: Runtime, user_id: str, refresh_token: str) -> dict[str, Any]:
+    settings = runtime.settings
+    access = auth.issue_access_token(user_id, settings.jwt_secret, settings.jwt_ttl_seconds)
+    return {
+        "access_token": access.token,
+        "refresh_token": refresh_token,
+        "token_type": "bearer",
+        "expires_in": access.expires_in,
+    }
+
+
+async def login(request: Request) -> Response:
+    data = await read_json(request)
+    email, password = string_field(data, "email").strip(), string_field(data, "password")
+    runtime = runtime_of(request)
+    user = await runtime.repo.user_by_email(email)
+    valid = await auth.verify_password(password, user.password_hash if user else None)
+    if user is None or not valid:
+        reason = "unknown email" if user is None else "wrong password"
+        log.warning("failed login from %s: %s", caller_address(request), reason)
+        raise Unauthorized("email or password is wrong", code="invalid_credentials")
+    token, token_hash = auth.new_refresh_token()
+    await runtime.repo.add_refresh_token(refresh_record(runtime, user.id, new_id(), token_hash))
+    return JSONResponse(tokens_json(runtime, user.id, token))
+
+
+async def refresh(request: Request) -> Response:
+    """Spend the refresh token and answer a new pair; a spent one revokes its whole family."""
+    presented = string_field(await read_json(request), "refresh_token")
+    runtime = runtime_of(request)
+    token, token_hash = auth.new_refresh_token()
+    # user_id and family_id of the successor are taken from the spent token by the repository
+    successor = refresh_record(runtime, "", "", token_hash)
+    outcome, stored = await runtime.repo.rotate_refresh_token(
+        auth.refresh_token_hash(presented), successor, now()
+    )
+    if outcome is not Rotation.ROTATED or stored is None:
+        reason = (
+            "spent token reused: family revoked" if outcome is Rotation.REUSED else "invalid token"
+        )
+        log.warning("refused refresh from %s: %s", caller_address(request), reason)
+        raise Unauthorized("the refresh token is not valid", code="invalid_token")
+    return JSONResponse(tokens_json(runtime, stored.user_id, token))
+
+
+async def logout(request: Request) -> Response:
+    token = string_field(await read_json(request), "refresh_token")
+    await runtime_of(request).repo.revoke_refresh_token(auth.refresh_token_hash(token), now())
+    return Response(status_code=204)
+
+
+async def me(request: Request) -> Response:
+    user_id = require_user(request)
+    runtime = runtime_of(request)
+    user = await runtime.repo.user_by_id(user_id)
+    if user is None:
+        raise Unauthorized("the account no longer exists")
+    return JSONResponse(
+        {
+            "id": user.id,
+            "email": user.email,
+            "image_count": user.image_count,
+            "storage_used_bytes": user.storage_used_bytes,
+            "storage_quota_bytes": runtime.settings.user_quota_bytes,
+        }
+    )
+
+
+# ---- images -----------------------------------------------------------------------------------
+
+
+def url_name(filename: str) -> str:
+    """A URL-safe SEO name from an original filename (``My Cat.JPG`` → ``My-Cat``)."""
+    stem = filename.rsplit("/", 1)[-1].rsplit("\\", 1)[-1].rsplit(".", 1)[0]
+    ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", ascii_stem).strip("-._")[:80]
+    return slug or "image"
+
+
+def stored_filename(filename: str) -> str:
+    """The client's filename kept for display: no path, no control characters, ≤ 255 chars."""
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()
+    return name[:255] or "upload"
+
+
+def image_path(image: ImageRecord, chain: str = "", ext: str | None = None) -> str:
+    stages = f"/{chain}" if chain else ""
+    return f"/i/{image.id}{stages}/{url_name(image.original_filename)}.{ext or FILE_EXTENSIONS[image.format]}"
+
+
+def signed(runtime: Runtime, path: str, expires_in: int | None = None) -> str:
+    return sign_url(path, runtime.settings.url_signing_keys[0].secret, expires_in=expires_in)
+
+
+def image_json(runtime: Runtime, image: ImageRecord) -> dict[str, Any]:
+    return {
+        "id": image.id,
+        "original_filename": image.original_filename,
+        "mime_type": image.mime_type,
+        "size_bytes": image.size_bytes,
+        "width": image.width,
+        "height": image.height,
+        "format": image.format,
+        "created_at": image.created_at.isoformat(),
+        "metadata": image.metadata,
+        "url": signed(runtime, image_path(image)),
+        "thumbnail_url": signed(runtime, image_path(image, THUMBNAIL_CHAIN, "webp")),
+    }
+
+
+async def upload(request: Request) -> Response:
+    user_id = require_user(request)
+    runtime = runtime_of(request)
+    settings = runtime.settings
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > settings.max_upload_size + ENVELOPE_BYTES:
+        raise PayloadTooLarge(
+            f"the file is larger than the {settings.max_upload_size}-byte upload limit"
+        )
+    user = await runtime.repo.user_by_id(user_id)
+    if user is None:
+        raise Unauthorized("the account no longer exists")
+    uploaded = await read_file_field(
+        request.headers.get("content-type", ""),
+        request.stream(),
+        max_bytes=settings.max_upload_size,
+    )
+    if not uploaded.data:
+        raise BadRequest("the file is empty")
+    if user.storage_used_bytes + len(uploaded.data) > settings.user_quota_bytes:
+        raise QuotaExceeded("this upload would exceed your storage quota")
+    from origin.probe import probe_upload  # TEMPORARY until probe lands
+
+    probe = await runtime.pool.run(
+        lambda: probe_upload(uploaded.data, max_source_pixels=settings.max_source_pixels)
+    )
+    image_id = new_id()
+    image = ImageRecord(
+        id=image_id,
+        user_id=user_id,
+        original_filename=stored_filename(uploaded.filename),
+        mime_type=probe.mime_type,
+        format=probe.format,
+        size_bytes=len(uploaded.data),
+        width=probe.width,
+        height=probe.height,
+        storage_key=f"{user_id}/{image_id}/original.{FILE_EXTENSIONS[probe.format]}",
+        content_hash=hashlib.sha256(uploaded.data).hexdigest(),
+        created_at=now(),
+        metadata=dict(probe.metadata),
+    )
+    await store_image(runtime, image, uploaded.data)
+    return JSONResponse(image_json(runtime, image), status_code=201)
+
+
+async def store_image(runtime: Runtime, image: ImageRecord, data: bytes) -> None:
+    """Object first, row second; on any failure the object is removed again."""
+    await runtime.storage.put(image.storage_key, data, content_type=image.mime_type)
+    try:
+        await runtime.repo.add_image(image, runtime.settings.user_quota_bytes)
+    except BaseException as exc:
+        try:
+            await runtime.storage.delete(image.storage_key)
+        except Exception:
+            log.exception("could not remove %s after a failed upload; gc will", image.storage_key)
+        if isinstance(exc, QuotaWouldBeExceeded):
+            raise QuotaExceeded("this upload would exceed your storage quota") from None
+        raise
+
+
+def page_parameters(request: Request) -> tuple[int, int]:
+    params = request.query_params
+    unknown = set(params) - {"page", "limit"}
+    if unknown:
+        raise BadRequest(f"unknown query parameter '{sorted(unknown)[0][:40]}'")
+    values = []
+    for name, default, high in (("page", 1, None), ("limit", 20, 100)):
+        raw = params.get(name, str(default))
+        if not raw.isdigit() or len(raw) > 10:
+            raise BadRequest(f"'{name}' must be a positive integer")
+        value = int(raw)
+        if value < 1 or (high is not None and value > high):
+            raise BadRequest(f"'{name}' must be between 1 and {high or 'the last page'}")
+        values.append(value)
+    page, limit = values
+    if (page - 1) * limit > MAX_PAGE_OFFSET:
+        raise BadRequest("'page' is too large")
+    return page, limit
+
+
+async def list_images(request: Request) -> Response:
+    user_id = require_user(request)
+    page, limit = page_parameters(request)
+    runtime = runtime_of(request)
+    items, total = await runtime.repo.list_images(user_id, offset=(page - 1) * limit, limit=limit)
+    return JSONResponse(
+        {
+            "items": [image_json(runtime, i) for i in items],
+            "page": page,
+            "limit": limit,
+            "total": total,
+        }
+    )
+
+
+async def owned_image(request: Request) -> tuple[Runtime, ImageRecord]:
+    user_id = require_user(request)
+    runtime = runtime_of(request)
+    image_id = request.path_params["image_id"]
+    image = (
+        await runtime.repo.image(image_id, user_id=user_id)
+        if re.fullmatch(r"[0-9a-f]{32}", image_id)
+        else None
+    )
+    if image is None:
+        raise NotFound("no such image")
+    return runtime, image
+
+
+async def get_image(request: Request) -> Response:
+    runtime, image = await owned_image(request)
+    return JSONResponse(image_json(runtime, image))
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` with an ASCII fallback and the UTF-8 name (RFC 6266 / 5987)."""
+    ascii_name = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode()
+    ascii_name = re.sub(r"[^A-Za-z0-9._ ()-]+", "_", ascii_name).strip(" ._")[:150] or "image"
+    utf8_name = quote(filename[:150], safe="")
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{utf8_name}"
+
+
+async def download(request: Request) -> Response:
+    runtime, image = await owned_image(request)
+    data = await runtime.storage.get(image.storage_key)
+    headers = {
+        "Content-Disposition": content_disposition(image.original_filename),
+        "Cache-Control": "private, no-store",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+    }
+    return Response(data, media_type=image.mime_type, headers=headers)
+
+
+async def delete_image(request: Request) -> Response:
+    user_id = require_user(request)
+    runtime = runtime_of(request)
+    image_id = request.path_params["image_id"]
+    removed = (
+        await runtime.repo.delete_image(image_id, user_id)
+        if re.fullmatch(r"[0-9a-f]{32}", image_id)
+        else None
+    )
+    if removed is None:
+        raise NotFound("no such image")
+    image, derived = removed
+    forget = getattr(request.state, "forget_image", None)
+    if forget is not None:
+        forget(image.id)
+    try:
+        await runtime.storage.delete_prefix(f"{image.user_id}/{image.id}/")
+        for key in derived:  # derivatives live under the prefix; any stray one goes too
+            await runtime.storage.delete(key)
+    except OriginError:
+        log.exception("objects of deleted image %s stay for gc", image.id)
+    return Response(status_code=204)
+
+
+def single_values(request: Request) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if name in params:
+            raise BadTransform(f"parameter '{name[:40]}' is repeated")
+        params[name] = value
+    return params
+
+
+async def transform(request: Request) -> Response:
+    runtime, image = await owned_image(request)
+    plan = legacy.parse_query(image.id, single_values(request), limits=runtime.limits)
+    source = await runtime.storage.get(image.storage_key)
+    overlays = await load_overlays(runtime, image.user_id, plan.overlay_ids)
+    rendered = await runtime.pool.run(
+        lambda: pipeline.render(source, plan, overlays=overlays, limits=runtime.limits)
+    )
+    return Response(
+        rendered.body,
+        media_type=rendered.media_type,
+        headers={
+            "Cache-Control": "private, no-store",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+        },
+    )
+
+
+async def load_overlays(
+    runtime: Runtime, user_id: str, image_ids: tuple[str, ...]
+) -> dict[str, bytes]:
+    overlays = {}
+    for overlay_id in image_ids:
+        overlay = await runtime.repo.image(overlay_id, user_id=user_id)
+        if overlay is None:
+            raise BadTransform(f"overlay image '{overlay_id}' not found")
+        overlays[overlay_id] = await runtime.storage.get(overlay.storage_key)
+    return overlays
+
+
+async def mint_url(request: Request) -> Response:
+    runtime, image = await owned_image(request)
+    data = await read_json(request)
+    chain = (optional(data, "transform", str) or "").strip("/")
+    name = optional(data, "name", str) or url_name(image.original_filename)
+    ext = (optional(data, "format", str) or FILE_EXTENSIONS[image.format]).lower()
+    expires_in = optional(data, "expires_in", int)
+    if not URL_NAME.fullmatch(name):
+        raise BadRequest("'name' must be 1 to 100 characters of A-Z a-z 0-9 . _ -")
+    if ext != "json" and ext not in EXTENSIONS:
+        raise BadRequest(f"'format' must be one of {', '.join(sorted(EXTENSIONS))} or json")
+    if expires_in is not None and not 1 <= expires_in <= MAX_EXPIRES_IN:
+        raise BadRequest(f"'expires_in' must be between 1 and {MAX_EXPIRES_IN} seconds")
+    presets = runtime.settings.presets
+    parse_chain(chain, presets=presets, limits=runtime.limits)
+    encoded_chain = quote(chain, safe="/,:_.-!~*'()%")
+    path = f"/i/{image.id}/{encoded_chain}/{name}.{ext}" if chain else f"/i/{image.id}/{name}.{ext}"
+    parse_path(path, presets=presets, limits=runtime.limits)  # the origin will accept it
+    return JSONResponse({"url": signed(runtime, path, expires_in)})
+
+
+# ---- signing keys ---------------------------------------------------------------------------
+
+
+async def list_keys(request: Request) -> Response:
+    user_id = require_user(request)
+    keys = await runtime_of(request).repo.signing_keys(user_id)
+    return JSONResponse(
+        {"items": [{"id": k.id, "created_at": k.created_at.isoformat()} for k in keys]}
+    )
+
+
+async def create_key(request: Request) -> Response:
+    user_id = require_user(request)
+    with contextlib.suppress(BadRequest):
+        await read_json(request)  # no body needed; one may be sent
+    key = SigningKeyRecord(
+        id=new_id(), user_id=user_id, secret=secrets.token_urlsafe(32), created_at=now()
+    )
+    await runtime_of(request).repo.add_signing_key(key)
+    body = {"id": key.id, "secret": key.secret, "created_at": key.created_at.isoformat()}
+    return JSONResponse(body, status_code=201, headers={"Cache-Control": "no-store"})
+
+
+async def delete_key(request: Request) -> Response:
+    user_id = require_user(request)
+    runtime = runtime_of(request)
+    key_id = request.path_params["key_id"]
+    if not await runtime.repo.delete_signing_key(key_id, user_id):
+        raise NotFound("no such key")
+    forget = getattr(request.state, "forget_user_keys", None)
+    if forget is not None:
+        forget(user_id)
+    return Response(status_code=204)

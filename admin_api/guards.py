@@ -1,0 +1,135 @@
+"""Who is calling: the client address, the bearer token, and the rate limit they spend.
+
+``AdminGate`` wraps every ``/api`` route. It reads the client address (``X-Forwarded-For``
+only when the peer is a trusted proxy), reads the bearer token if one is sent, spends one
+unit of the right limit (per address on ``/api/auth/*``, per user elsewhere, per address
+for anonymous calls), answers 429 past it, and adds ``RateLimit-*`` to every answer.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from typing import Any
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from admin_api.auth import TokenError, read_access_token
+from admin_api.ratelimit import Limiter
+from origin.errors import RateLimited, Unauthorized
+from origin.http import error_response
+from origin.settings import Settings
+
+log = logging.getLogger("imgorigin.admin")
+
+USER_KEY = "imgorigin.user_id"
+TOKEN_PROBLEM_KEY = "imgorigin.token_problem"
+ADDRESS_KEY = "imgorigin.client"
+
+
+def _is_trusted(peer: str, trusted: tuple[str, ...]) -> bool:
+    if "*" in trusted or peer in trusted:
+        return True
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    for item in trusted:
+        try:
+            if address in ipaddress.ip_network(item, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def client_address(scope: Scope, trusted: tuple[str, ...]) -> str:
+    """The peer, or the last untrusted hop of ``X-Forwarded-For`` when the peer is a proxy."""
+    peer = scope["client"][0] if scope.get("client") else "unknown"
+    if not _is_trusted(peer, trusted):
+        return peer
+    forwarded = [
+        value.decode("latin-1")
+        for name, value in scope.get("headers", [])
+        if name == b"x-forwarded-for"
+    ]
+    hops = [hop.strip() for hop in ",".join(forwarded).split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not _is_trusted(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
+
+
+def _bearer(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else ""
+    return None
+
+
+class AdminGate:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        address = client_address(scope, self.settings.forwarded_allow_ips)
+        user_id, problem = self._identify(scope)
+        scope[ADDRESS_KEY], scope[USER_KEY], scope[TOKEN_PROBLEM_KEY] = address, user_id, problem
+        if scope["path"].startswith("/api/auth/"):
+            key, limit = f"auth:{address}", self.settings.auth_rate_limit_per_minute
+        elif user_id is not None:
+            key, limit = f"user:{user_id}", self.settings.rate_limit_per_minute
+        else:
+            key, limit = f"anon:{address}", self.settings.rate_limit_per_minute
+        limiter: Limiter = scope["state"]["limiter"]  # made in the lifespan (admin_part)
+        decision = await limiter.hit(key, limit)
+        headers = decision.headers()
+        if not decision.allowed:
+            log.warning("rate limited: %s on %s", key, scope["path"])
+            error = RateLimited(
+                "too many requests; slow down",
+                headers={**headers, "Retry-After": str(decision.reset_seconds)},
+            )
+            await error_response(error)(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                extra = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    def _identify(self, scope: Scope) -> tuple[str | None, str | None]:
+        token = _bearer(scope)
+        if token is None:
+            return None, "missing bearer token"
+        if not token:
+            return None, "not a bearer token"
+        try:
+            return read_access_token(token, self.settings.jwt_secret), None
+        except TokenError as exc:
+            return None, f"invalid token ({exc})"
+
+
+def require_user(request: Request) -> str:
+    """The caller's user id; 401 with ``WWW-Authenticate: Bearer`` otherwise (and logged)."""
+    scope: dict[str, Any] = request.scope  # type: ignore[assignment]
+    user_id = scope.get(USER_KEY)
+    if user_id is None:
+        problem = scope.get(TOKEN_PROBLEM_KEY) or "missing bearer token"
+        if problem != "missing bearer token":
+            log.warning("refused token from %s: %s", scope.get(ADDRESS_KEY), problem)
+        raise Unauthorized("a valid bearer access token is required")
+    return str(user_id)
+
+
+def caller_address(request: Request) -> str:
+    return str(request.scope.get(ADDRESS_KEY) or "unknown")

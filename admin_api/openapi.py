@@ -1,0 +1,417 @@
+"""The OpenAPI 3.1 description of ``/api``, written by hand and kept true by a test.
+
+The test compares it with the app's routes both ways, so a route cannot be added or removed
+without this document following.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+IMAGE_ID = {
+    "name": "image_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+}
+AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
+UNAUTHORIZED = _error("missing, malformed, expired or wrong-type token (WWW-Authenticate: Bearer)")
+NOT_FOUND = _error("no such image, or not the caller's")
+CREDENTIALS = {
+    "type": "object",
+    "required": ["email", "password"],
+    "properties": {
+        "email": {"type": "string", "format": "email"},
+        "password": {"type": "string", "minLength": 8, "maxLength": 128},
+    },
+}
+REFRESH = {
+    "type": "object",
+    "required": ["refresh_token"],
+    "properties": {"refresh_token": {"type": "string"}},
+}
+TRANSFORM_PARAMS = [
+    {"name": n, "in": "query", "required": False, "schema": {"type": "string"}, "description": d}
+    for n, d in [
+        ("resize", "300x200 (fit), 300x200! (force), 300x, x200, 50%"),
+        ("crop", "300x200 (centre) or 300x200+10+20"),
+        ("rotate", "degrees"),
+        ("flip", "horizontal | vertical"),
+        ("format", "jpeg | png | webp | avif | gif"),
+        ("quality", "1-100"),
+        ("grayscale", "true"),
+        ("sepia", "true"),
+        ("blur", "strength"),
+        ("sharpen", "strength"),
+        ("brightness", "-100..100"),
+        ("contrast", "-100..100"),
+        ("watermark", "text:Hello | image:{id}"),
+        ("compress", "true"),
+    ]
+]
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "imgorigin admin API",
+            "version": "1",
+            "description": "Accounts, uploads, listing, deletion and signed-URL minting. "
+            'Errors are {"error": {"code", "message"}}; every answer carries RateLimit-* headers.',
+        },
+        "servers": [{"url": "/"}],
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "required": ["code", "message"],
+                            "properties": {
+                                "code": {"type": "string"},
+                                "message": {"type": "string"},
+                            },
+                        }
+                    },
+                },
+                "Tokens": {
+                    "type": "object",
+                    "required": ["access_token", "refresh_token", "token_type", "expires_in"],
+                    "properties": {
+                        "access_token": {"type": "string"},
+                        "refresh_token": {"type": "string"},
+                        "token_type": {"const": "bearer"},
+                        "expires_in": {"type": "integer"},
+                    },
+                },
+                "Image": {
+                    "type": "object",
+                    "required": [
+                        "id",
+                        "original_filename",
+                        "mime_type",
+                        "size_bytes",
+                        "width",
+                        "height",
+                        "format",
+                        "created_at",
+                        "metadata",
+                        "url",
+                        "thumbnail_url",
+                    ],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "original_filename": {"type": "string"},
+                        "mime_type": {
+                            "enum": [
+                                "image/jpeg",
+                                "image/png",
+                                "image/gif",
+                                "image/webp",
+                                "image/avif",
+                            ]
+                        },
+                        "size_bytes": {"type": "integer"},
+                        "width": {"type": "integer"},
+                        "height": {"type": "integer"},
+                        "format": {"enum": ["jpeg", "png", "gif", "webp", "avif"]},
+                        "created_at": {"type": "string", "format": "date-time"},
+                        "metadata": {"type": "object", "description": "EXIF without GPS"},
+                        "url": {
+                            "type": "string",
+                            "description": "signed origin URL, root-relative",
+                        },
+                        "thumbnail_url": {"type": "string"},
+                    },
+                },
+            },
+        },
+        "paths": {
+            "/api/auth/signup": {
+                "post": {
+                    "summary": "Create an account",
+                    "requestBody": _body(CREDENTIALS),
+                    "responses": {
+                        "201": _json(
+                            {
+                                "type": "object",
+                                "properties": {"id": {}, "email": {}, "created_at": {}},
+                            },
+                            "created",
+                        ),
+                        "400": _error("bad email, or a password outside 8-128 characters"),
+                        "409": _error("email_taken"),
+                    },
+                }
+            },
+            "/api/auth/login": {
+                "post": {
+                    "summary": "Log in: an access token and a refresh token",
+                    "requestBody": _body(CREDENTIALS),
+                    "responses": {
+                        "200": _json(_ref("Tokens"), "tokens"),
+                        "401": _error("invalid_credentials"),
+                    },
+                }
+            },
+            "/api/auth/refresh": {
+                "post": {
+                    "summary": "Spend a refresh token for a new pair (reuse revokes the login)",
+                    "requestBody": _body(REFRESH),
+                    "responses": {
+                        "200": _json(_ref("Tokens"), "tokens"),
+                        "401": _error("invalid_token"),
+                    },
+                }
+            },
+            "/api/auth/logout": {
+                "post": {
+                    "summary": "Revoke a refresh token",
+                    "requestBody": _body(REFRESH),
+                    "responses": {"204": {"description": "revoked"}},
+                }
+            },
+            "/api/me": {
+                "get": {
+                    "summary": "The caller's account, usage and quota",
+                    "security": AUTH,
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    k: {}
+                                    for k in (
+                                        "id",
+                                        "email",
+                                        "image_count",
+                                        "storage_used_bytes",
+                                        "storage_quota_bytes",
+                                    )
+                                },
+                            },
+                            "account",
+                        ),
+                        "401": UNAUTHORIZED,
+                    },
+                }
+            },
+            "/api/images": {
+                "post": {
+                    "summary": "Upload an image (multipart field `file`)",
+                    "security": AUTH,
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "multipart/form-data": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"file": {"type": "string", "format": "binary"}},
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": _json(_ref("Image"), "stored"),
+                        "400": _error("malformed body"),
+                        "401": UNAUTHORIZED,
+                        "413": _error("file_too_large or quota_exceeded"),
+                        "415": _error("unsupported_media_type"),
+                        "422": _error("invalid_image"),
+                    },
+                },
+                "get": {
+                    "summary": "The caller's images, newest first",
+                    "security": AUTH,
+                    "parameters": [
+                        {
+                            "name": "page",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "default": 1},
+                        },
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": 100,
+                                "default": 20,
+                            },
+                        },
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "items": {"type": "array", "items": _ref("Image")},
+                                    "page": {},
+                                    "limit": {},
+                                    "total": {},
+                                },
+                            },
+                            "a page",
+                        ),
+                        "400": _error("bad page or limit"),
+                        "401": UNAUTHORIZED,
+                    },
+                },
+            },
+            "/api/images/{image_id}": {
+                "get": {
+                    "summary": "One image",
+                    "security": AUTH,
+                    "parameters": [IMAGE_ID],
+                    "responses": {
+                        "200": _json(_ref("Image"), "the image"),
+                        "401": UNAUTHORIZED,
+                        "404": NOT_FOUND,
+                    },
+                },
+                "delete": {
+                    "summary": "Delete an image, its original and derivatives",
+                    "security": AUTH,
+                    "parameters": [IMAGE_ID],
+                    "responses": {
+                        "204": {"description": "deleted"},
+                        "401": UNAUTHORIZED,
+                        "404": NOT_FOUND,
+                    },
+                },
+            },
+            "/api/images/{image_id}/download": {
+                "get": {
+                    "summary": "The original bytes as an attachment",
+                    "security": AUTH,
+                    "parameters": [IMAGE_ID],
+                    "responses": {
+                        "200": {"description": "the original"},
+                        "401": UNAUTHORIZED,
+                        "404": NOT_FOUND,
+                    },
+                }
+            },
+            "/api/images/{image_id}/transform": {
+                "get": {
+                    "summary": "The image transformed by query parameters (owner only)",
+                    "security": AUTH,
+                    "parameters": [IMAGE_ID, *TRANSFORM_PARAMS],
+                    "responses": {
+                        "200": {"description": "the transformed image"},
+                        "400": _error("bad_transform or limit_exceeded"),
+                        "401": UNAUTHORIZED,
+                        "404": NOT_FOUND,
+                    },
+                }
+            },
+            "/api/images/{image_id}/url": {
+                "post": {
+                    "summary": "Mint a signed origin URL",
+                    "security": AUTH,
+                    "parameters": [IMAGE_ID],
+                    "requestBody": _body(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "transform": {
+                                    "type": "string",
+                                    "examples": ["w_300,h_200/e_grayscale"],
+                                },
+                                "name": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,100}$"},
+                                "format": {
+                                    "enum": ["jpg", "jpeg", "png", "webp", "avif", "gif", "json"]
+                                },
+                                "expires_in": {"type": "integer", "minimum": 1},
+                            },
+                        }
+                    ),
+                    "responses": {
+                        "200": _json(
+                            {"type": "object", "properties": {"url": {"type": "string"}}},
+                            "the signed URL",
+                        ),
+                        "400": _error("bad body or transform"),
+                        "401": UNAUTHORIZED,
+                        "404": NOT_FOUND,
+                    },
+                }
+            },
+            "/api/keys": {
+                "get": {
+                    "summary": "The caller's URL-signing keys (without secrets)",
+                    "security": AUTH,
+                    "responses": {
+                        "200": _json(
+                            {"type": "object", "properties": {"items": {"type": "array"}}}, "keys"
+                        ),
+                        "401": UNAUTHORIZED,
+                    },
+                },
+                "post": {
+                    "summary": "Create a URL-signing key; the secret is shown only now",
+                    "security": AUTH,
+                    "responses": {
+                        "201": _json(
+                            {
+                                "type": "object",
+                                "properties": {"id": {}, "secret": {}, "created_at": {}},
+                            },
+                            "the new key",
+                        ),
+                        "401": UNAUTHORIZED,
+                    },
+                },
+            },
+            "/api/keys/{key_id}": {
+                "delete": {
+                    "summary": "Delete a URL-signing key; it stops verifying at once",
+                    "security": AUTH,
+                    "parameters": [
+                        {
+                            "name": "key_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "204": {"description": "deleted"},
+                        "401": UNAUTHORIZED,
+                        "404": _error("no such key"),
+                    },
+                }
+            },
+            "/api/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {"200": {"description": "OpenAPI 3.1"}},
+                }
+            },
+        },
+    }
