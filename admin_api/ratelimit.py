@@ -1,4 +1,4 @@
-"""Rate limits: fixed one-minute windows behind a small interface.
+"""Rate limits: one-minute windows per key behind a small interface.
 
 ``InProcessLimiter`` counts in this process only. A shared store (Redis, for several hosts)
 implements the same ``Limiter`` protocol: ``hit(key, limit)`` counts one request and says
@@ -36,19 +36,23 @@ class Limiter(Protocol):
 
 
 class InProcessLimiter:
-    """Counters per (key, window) in a dict; stale windows are dropped as time passes."""
+    """A one-minute window per key that opens at the key's first hit (as a Redis counter
+    with an expiry set on its first increment would); stale keys are pruned as time passes."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
-        self.window = -1
-        self.counts: dict[str, int] = {}
+        self.windows: dict[str, tuple[float, int]] = {}  # key -> (window start, count)
+        self.next_prune = 0.0
 
     async def hit(self, key: str, limit: int) -> Decision:
         now = self.clock()
-        window = int(now // WINDOW_SECONDS)
-        if window != self.window:
-            self.window, self.counts = window, {}
-        count = self.counts.get(key, 0) + 1
-        self.counts[key] = count
-        reset = max(1, math.ceil((window + 1) * WINDOW_SECONDS - now))
+        if now >= self.next_prune:
+            self.windows = {k: w for k, w in self.windows.items() if now - w[0] < WINDOW_SECONDS}
+            self.next_prune = now + WINDOW_SECONDS
+        start, count = self.windows.get(key, (now, 0))
+        if now - start >= WINDOW_SECONDS:
+            start, count = now, 0
+        count += 1
+        self.windows[key] = (start, count)
+        reset = max(1, math.ceil(start + WINDOW_SECONDS - now))
         return Decision(count <= limit, limit, max(0, limit - count), reset)

@@ -1,0 +1,31 @@
+"""The in-process limiter's windows, with a clock the test moves."""
+
+from __future__ import annotations
+
+from admin_api.ratelimit import InProcessLimiter
+
+
+async def test_window_opens_at_first_hit_and_resets() -> None:
+    now = [1000.0]
+    limiter = InProcessLimiter(clock=lambda: now[0])
+    decisions = [await limiter.hit("k", 2) for _ in range(3)]
+    assert [d.allowed for d in decisions] == [True, True, False]
+    assert [d.remaining for d in decisions] == [1, 0, 0]
+    assert decisions[0].reset_seconds == 60
+    now[0] += 59.5
+    blocked = await limiter.hit("k", 2)
+    assert not blocked.allowed and blocked.reset_seconds == 1
+    assert (await limiter.hit("other", 2)).allowed
+    now[0] += 1
+    again = await limiter.hit("k", 2)
+    assert again.allowed and again.remaining == 1 and again.reset_seconds == 60
+
+
+async def test_stale_keys_are_pruned() -> None:
+    now = [0.0]
+    limiter = InProcessLimiter(clock=lambda: now[0])
+    for i in range(100):
+        await limiter.hit(f"k{i}", 5)
+    now[0] += 61
+    await limiter.hit("fresh", 5)
+    assert list(limiter.windows) == ["fresh"]
