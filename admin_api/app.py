@@ -15,7 +15,7 @@ from starlette.routing import Mount, Route
 from admin_api import endpoints as ep
 from admin_api.guards import AdminGate
 from admin_api.openapi import openapi_document
-from admin_api.ratelimit import InProcessLimiter
+from admin_api.ratelimit import InProcessLimiter, Limiter, RedisLimiter, redis_client
 from origin.app import Part
 from origin.runtime import Runtime
 from origin.settings import Settings
@@ -65,6 +65,11 @@ def admin_part(settings: Settings) -> Part:
     middleware.append(Middleware(AdminGate, settings=settings))
 
     async def start(runtime: Runtime, stack: AsyncExitStack) -> Mapping[str, Any]:
-        return {"limiter": InProcessLimiter()}
+        limiter: Limiter = InProcessLimiter()
+        if settings.redis_url:
+            client = redis_client(settings.redis_url)
+            stack.push_async_callback(client.aclose)
+            limiter = RedisLimiter(client)
+        return {"limiter": limiter}
 
     return Part(routes=[Mount("/api", routes=api_routes(), middleware=middleware)], start=start)

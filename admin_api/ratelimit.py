@@ -7,11 +7,14 @@ whether it is allowed, how many remain and when the window resets.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+log = logging.getLogger("imgorigin.admin")
 
 WINDOW_SECONDS = 60
 
@@ -56,3 +59,46 @@ class InProcessLimiter:
         self.windows[key] = (start, count)
         reset = max(1, math.ceil(start + WINDOW_SECONDS - now))
         return Decision(count <= limit, limit, max(0, limit - count), reset)
+
+
+# One round trip, atomic: count the hit, start the window's expiry on the first one.
+_HIT_SCRIPT = """
+local count = redis.call('INCR', KEYS[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if count == 1 or ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {count, ttl}
+"""
+
+
+class RedisLimiter:
+    """Counters shared by every process and host through Redis (``REDIS_URL``).
+
+    If Redis fails or is slow, the request is allowed (fail open: a limiter outage must not
+    become an API outage), the failure is logged and counted in ``failures``.
+    """
+
+    def __init__(self, client: Any, prefix: str = "imgorigin:rl:") -> None:
+        self.client = client
+        self.prefix = prefix
+        self.script = client.register_script(_HIT_SCRIPT)
+        self.failures = 0
+
+    async def hit(self, key: str, limit: int) -> Decision:
+        try:
+            count, ttl_ms = await self.script(keys=[self.prefix + key], args=[WINDOW_SECONDS * 1000])
+        except Exception as exc:  # any Redis trouble: fail open
+            self.failures += 1
+            log.warning("rate limiter unavailable, allowing the request: %r", exc)
+            return Decision(True, limit, limit, WINDOW_SECONDS)
+        count = int(count)
+        reset = max(1, math.ceil(int(ttl_ms) / 1000))
+        return Decision(count <= limit, limit, max(0, limit - count), reset)
+
+
+def redis_client(url: str) -> Any:
+    import redis.asyncio
+
+    return redis.asyncio.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)

@@ -142,6 +142,32 @@ def storage_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str
     }
 
 
+# ---- Redis ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    """A throw-away redis-server on 127.0.0.1 (installed by .ci/run)."""
+    import shutil
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        missing_backend("redis-server is not installed (apt-get install -y redis-server)")
+    assert binary is not None
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
 # ---- settings and runtime ----------------------------------------------------------------
 
 

@@ -47,3 +47,21 @@ def test_every_settings_field_comes_from_a_variable() -> None:
 def test_readme_shows_the_two_commands() -> None:
     assert "make run" in README and "make test" in README
     assert "docs/configuration.md" in README
+
+
+def test_every_token_and_effect_is_documented() -> None:
+    from origin import legacy, path
+
+    url_api = (ROOT / "docs" / "url-api.md").read_text()
+    missing = [f"{key}_" for key in path.TOKENS if f"`{key}_" not in url_api]
+    missing += [name for name in path.EFFECTS if name not in url_api]
+    missing += [name for name in legacy.PARAMS if f"`{name}" not in url_api]
+    assert missing == []
+
+
+def test_every_admin_route_is_documented() -> None:
+    from admin_api.openapi import openapi_document
+
+    admin_doc = (ROOT / "docs" / "admin-api.md").read_text()
+    paths = {p.replace("{image_id}", "{id}").replace("{key_id}", "{id}") for p in openapi_document()["paths"]}
+    assert sorted(p for p in paths if p not in admin_doc) == []
