@@ -19,7 +19,7 @@ async def test_two_processes_share_one_limit(
     api_a = await anext(first)
     api_b = await anext(second)
     try:
-        user_id, headers = await api_a.user(f"{secrets.token_hex(4)}@example.com")
+        _, headers = await api_a.user(f"{secrets.token_hex(4)}@example.com")
         statuses = []
         for i in range(6):
             api = api_a if i % 2 == 0 else api_b
