@@ -88,7 +88,9 @@ class RedisLimiter:
 
     async def hit(self, key: str, limit: int) -> Decision:
         try:
-            count, ttl_ms = await self.script(keys=[self.prefix + key], args=[WINDOW_SECONDS * 1000])
+            count, ttl_ms = await self.script(
+                keys=[self.prefix + key], args=[WINDOW_SECONDS * 1000]
+            )
         except Exception as exc:  # any Redis trouble: fail open
             self.failures += 1
             log.warning("rate limiter unavailable, allowing the request: %r", exc)

@@ -78,11 +78,15 @@ def main() -> None:
         for variant in ("baseline", "shrink_on_load", "full_decode"):
             out = subprocess.run(
                 [sys.executable, "-c", CHILD, source, variant, ROOT, str(repeats)],
-                capture_output=True, text=True, check=True,
+                capture_output=True,
+                text=True,
+                check=True,
             ).stdout
             result = json.loads(out)
-            print(f"{result['variant']:>15}: {result['ms']:7.1f} ms median of {repeats}, "
-                  f"peak RSS {result['peak_rss_mb']:6.1f} MB, {result['bytes']} bytes")
+            print(
+                f"{result['variant']:>15}: {result['ms']:7.1f} ms median of {repeats}, "
+                f"peak RSS {result['peak_rss_mb']:6.1f} MB, {result['bytes']} bytes"
+            )
 
 
 if __name__ == "__main__":

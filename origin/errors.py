@@ -24,7 +24,6 @@ class OriginError(Exception):
         return {"error": {"code": self.code, "message": self.message}}
 
 
-
 class BadRequest(OriginError):
     """A malformed request (bad query, bad JSON body, bad field)."""
 

@@ -145,16 +145,16 @@ def _tokens(name: str, value: str, limits: Limits) -> list[str]:
     return tokens
 
 
-def parse_query(image_id: str, params: Mapping[str, str], *,
-                limits: Limits = DEFAULT_LIMITS) -> Plan:
+def parse_query(
+    image_id: str, params: Mapping[str, str], *, limits: Limits = DEFAULT_LIMITS
+) -> Plan:
     """Already-decoded `/transform` query parameters (one value each) -> Plan."""
     if not re.fullmatch(r"[0-9a-f]{32}", image_id, re.ASCII):
         raise BadTransform("bad image id")
     for name in params:
         if name not in PARAMS and name not in _PLAN_PARAMS:
             raise BadTransform(f"unknown parameter '{_shown(name)}'")
-    found = {name: _tokens(name, value, limits) for name, value in params.items()
-             if name in PARAMS}
+    found = {name: _tokens(name, value, limits) for name, value in params.items() if name in PARAMS}
 
     crop = found.get("crop", [])
     main = [*found.get("resize", []), *found.get("rotate", []), *found.get("flip", [])]
@@ -183,5 +183,13 @@ def parse_query(image_id: str, params: Mapping[str, str], *,
             if quality is not None:
                 raise _bad("compress", value, "cannot be combined with quality")
             quality = COMPRESSED_QUALITY
-    return build_plan(image_id, stages, name="image", ext=fmt or "", fmt=fmt, quality=quality,
-                      auto_quality=False, negotiated=False)
+    return build_plan(
+        image_id,
+        stages,
+        name="image",
+        ext=fmt or "",
+        fmt=fmt,
+        quality=quality,
+        auto_quality=False,
+        negotiated=False,
+    )

@@ -140,17 +140,19 @@ def load_still(data: bytes, limits: Limits) -> pyvips.Image:
 def load_frames(data: bytes, header: Header) -> tuple[Frames, dict[str, object]]:
     """Every frame of an animated GIF/WebP, upright 8-bit sRGB, plus delay/loop metadata."""
     strip = pyvips.Image.new_from_buffer(data, "", n=-1)
-    page_height = int(strip.get("page-height")) if strip.get_typeof("page-height") else header.height
+    page_height = (
+        int(strip.get("page-height")) if strip.get_typeof("page-height") else header.height
+    )
     meta: dict[str, object] = {}
     for name in ("delay", "loop"):
         if strip.get_typeof(name):
             meta[name] = strip.get(name)
     strip = to_srgb(strip)
     count = strip.height // page_height
-    frames = tuple(strip.extract_area(0, i * page_height, strip.width, page_height)
-                   for i in range(count))
+    frames = tuple(
+        strip.extract_area(0, i * page_height, strip.width, page_height) for i in range(count)
+    )
     return frames, meta
-
 
 
 # ---------------------------------------------------------------- geometry
@@ -182,8 +184,9 @@ def _resolve(length: Length | None, side: int) -> int | None:
     return length
 
 
-def place(gravity: str, outer: tuple[int, int], inner: tuple[int, int],
-          offset: tuple[int, int] = (0, 0)) -> tuple[int, int]:
+def place(
+    gravity: str, outer: tuple[int, int], inner: tuple[int, int], offset: tuple[int, int] = (0, 0)
+) -> tuple[int, int]:
     """Left/top of an `inner` box in an `outer` one by compass gravity; offsets are the
     distance from the gravity's edge (or shift from the centre)."""
     (ow, oh), (iw, ih), (dx, dy) = outer, inner, offset
@@ -218,11 +221,17 @@ def plan_geometry(iw: int, ih: int, stage: Stage, limits: Limits) -> Geometry:
         if w is None and h is None:
             wider = iw * ah > ih * aw
             if mode == "pad":  # the smallest W:H box holding the input
-                w, h = (iw, max(1, round(iw * ah / aw))) if wider else (
-                    max(1, round(ih * aw / ah)), ih)
+                w, h = (
+                    (iw, max(1, round(iw * ah / aw)))
+                    if wider
+                    else (max(1, round(ih * aw / ah)), ih)
+                )
             else:  # fill / crop: the largest W:H box inside the input
-                w, h = (max(1, round(ih * aw / ah)), ih) if wider else (
-                    iw, max(1, round(iw * ah / aw)))
+                w, h = (
+                    (max(1, round(ih * aw / ah)), ih)
+                    if wider
+                    else (iw, max(1, round(iw * ah / aw)))
+                )
         elif w is not None:
             h = max(1, round(w * ah / aw))
         elif h is not None:
@@ -234,8 +243,7 @@ def plan_geometry(iw: int, ih: int, stage: Stage, limits: Limits) -> Geometry:
         if stage.x is not None or stage.y is not None:
             left, top = stage.x or 0, stage.y or 0
             if left >= iw or top >= ih:
-                raise BadTransform(
-                    f"c_crop at x_{left},y_{top} falls outside the {iw}x{ih} image")
+                raise BadTransform(f"c_crop at x_{left},y_{top} falls outside the {iw}x{ih} image")
             cw, ch = min(cw, iw - left), min(ch, ih - top)
             geometry = Geometry((iw, ih), cut=(left, top, cw, ch))
         elif stage.gravity in ("auto", "entropy"):
@@ -310,8 +318,9 @@ def resize(frames: Frames, stage: Stage, ctx: Context) -> Frames:
         else:
             left, top = g.cut[0], g.cut[1]
             if g.smart is not None:  # animations: one cut for every frame, from frame 0
-                _, found = frames[0].smartcrop(cw, ch, interesting="attention",
-                                               attention_x=True, attention_y=True)
+                _, found = frames[0].smartcrop(
+                    cw, ch, interesting="attention", attention_x=True, attention_y=True
+                )
                 left = min(max(0, int(found["attention_x"]) - cw // 2), frames[0].width - cw)
                 top = min(max(0, int(found["attention_y"]) - ch // 2), frames[0].height - ch)
             frames = tuple(f.extract_area(left, top, cw, ch) for f in frames)
@@ -335,8 +344,10 @@ def rotate(frames: Frames, stage: Stage, ctx: Context) -> Frames:
         return tuple(getattr(f, name)() for f in frames)
     w, h = frames[0].width, frames[0].height
     rad = math.radians(angle)
-    for side in (w * abs(math.cos(rad)) + h * abs(math.sin(rad)),
-                 w * abs(math.sin(rad)) + h * abs(math.cos(rad))):
+    for side in (
+        w * abs(math.cos(rad)) + h * abs(math.sin(rad)),
+        w * abs(math.sin(rad)) + h * abs(math.cos(rad)),
+    ):
         if math.ceil(side) > ctx.limits.max_output_dimension:
             raise LimitExceeded(
                 f"'r_{angle}' gives a side of {math.ceil(side)} px, above the maximum "
@@ -464,12 +475,14 @@ def text_layer(o: Overlay, base_width: int) -> pyvips.Image:
     size = o.font_size or max(8, base_width // 20)
     wrap = _resolve(o.width, base_width) or base_width
     colour = o.colour or (0, 0, 0, 255)
-    layer = pyvips.Image.text(_markup(o.text or "", colour), font=f"{FONT} {size}", rgba=True,
-                              dpi=72, width=max(1, wrap))
+    layer = pyvips.Image.text(
+        _markup(o.text or "", colour), font=f"{FONT} {size}", rgba=True, dpi=72, width=max(1, wrap)
+    )
     layer = layer.cast("uchar").copy(interpretation="srgb")
     if colour[3] != 255:
         layer = layer.extract_band(0, n=3).bandjoin(
-            (layer.extract_band(3) * (colour[3] / 255)).cast("uchar"))
+            (layer.extract_band(3) * (colour[3] / 255)).cast("uchar")
+        )
     return layer
 
 
@@ -503,7 +516,8 @@ def overlay(frames: Frames, stage: Stage, ctx: Context) -> Frames:
         layer = text_layer(o, base_w)
     if o.opacity != 100:
         layer = layer.extract_band(0, n=3).bandjoin(
-            (layer.extract_band(3) * (o.opacity / 100)).cast("uchar"))
+            (layer.extract_band(3) * (o.opacity / 100)).cast("uchar")
+        )
     gravity = o.gravity if o.gravity in COMPASS else "south_east"
     left, top = place(gravity, (base_w, base_h), (layer.width, layer.height), (o.x, o.y))
     out = []

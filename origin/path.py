@@ -149,8 +149,11 @@ class Stage:
 
     @property
     def resizes(self) -> bool:
-        return self.width is not None or self.height is not None or self.aspect is not None or (
-            self.crop == "crop" and (self.x is not None or self.y is not None)
+        return (
+            self.width is not None
+            or self.height is not None
+            or self.aspect is not None
+            or (self.crop == "crop" and (self.x is not None or self.y is not None))
         )
 
     def canonical(self) -> str:
@@ -477,8 +480,11 @@ def _split_tokens(stage: str, limits: Limits) -> list[_Token]:
     return out
 
 
-def _expand(tokens: list[_Token], presets: Mapping[str, str] | None, limits: Limits,
-            ) -> list[list[_Token]]:
+def _expand(
+    tokens: list[_Token],
+    presets: Mapping[str, str] | None,
+    limits: Limits,
+) -> list[list[_Token]]:
     """Expand `t_` in place: a one-stage preset merges into its stage, a longer one must be
     alone in its stage. Presets cannot name presets."""
     if not any(t.key == "t" for t in tokens):
@@ -600,8 +606,9 @@ def _build_stage(tokens: list[_Token], limits: Limits) -> tuple[Stage, dict[str,
             colour=None if colour == NAMED_COLOURS["black"] else colour,
             font_size=seen.number("fs"),
         )
-        stage = Stage(rotate=rotate, flip=flip, effects=tuple(effects), background=background,
-                      overlay=layer)
+        stage = Stage(
+            rotate=rotate, flip=flip, effects=tuple(effects), background=background, overlay=layer
+        )
         return stage, plan_tokens
 
     crop = seen.word("c") or "fit"
@@ -648,14 +655,26 @@ def _build_stage(tokens: list[_Token], limits: Limits) -> tuple[Stage, dict[str,
     if crop == "crop" and (x is not None or y is not None):
         gravity = "center"  # x/y win: gravity places the cut only when neither is given
     stage = Stage(
-        width=width, height=height, crop=crop, gravity=gravity, x=x, y=y, aspect=aspect,
-        rotate=rotate, flip=flip, effects=tuple(effects), background=background,
+        width=width,
+        height=height,
+        crop=crop,
+        gravity=gravity,
+        x=x,
+        y=y,
+        aspect=aspect,
+        rotate=rotate,
+        flip=flip,
+        effects=tuple(effects),
+        background=background,
     )
     return stage, plan_tokens
 
 
-def _parse_stages(chain: list[str], presets: Mapping[str, str] | None, limits: Limits,
-                  ) -> tuple[tuple[Stage, ...], dict[str, _Token]]:
+def _parse_stages(
+    chain: list[str],
+    presets: Mapping[str, str] | None,
+    limits: Limits,
+) -> tuple[tuple[Stage, ...], dict[str, _Token]]:
     if len(chain) > limits.max_stages:
         raise LimitExceeded(f"more than {limits.max_stages} stages")
     stages: list[Stage] = []
@@ -674,8 +693,9 @@ def _parse_stages(chain: list[str], presets: Mapping[str, str] | None, limits: L
     return tuple(s for s in stages if s != Stage()), plan_tokens
 
 
-def parse_chain(chain: str, *, presets: Mapping[str, str] | None = None,
-                limits: Limits = Limits()) -> tuple[Stage, ...]:
+def parse_chain(
+    chain: str, *, presets: Mapping[str, str] | None = None, limits: Limits = Limits()
+) -> tuple[Stage, ...]:
     """`"w_300,h_200/e_grayscale"` -> stages. `f_`/`q_` are accepted (validated) but are
     plan-level and so not part of the returned stages."""
     if not isinstance(chain, str):
@@ -718,22 +738,45 @@ def _flatten(stages: tuple[Stage, ...]) -> Colour | None:
     return None
 
 
-def build_plan(image_id: str, stages: tuple[Stage, ...], *, name: str, ext: str,
-               fmt: str | None, quality: int | None, auto_quality: bool, negotiated: bool,
-               ) -> Plan:
+def build_plan(
+    image_id: str,
+    stages: tuple[Stage, ...],
+    *,
+    name: str,
+    ext: str,
+    fmt: str | None,
+    quality: int | None,
+    auto_quality: bool,
+    negotiated: bool,
+) -> Plan:
     """Assemble a Plan (shared with origin.legacy)."""
-    overlay_ids = tuple(dict.fromkeys(
-        s.overlay.image_id for s in stages if s.overlay is not None and s.overlay.image_id
-    ))
+    overlay_ids = tuple(
+        dict.fromkeys(
+            s.overlay.image_id for s in stages if s.overlay is not None and s.overlay.image_id
+        )
+    )
     return Plan(
-        image_id=image_id, stages=stages, format=fmt, name=name, ext=ext,
-        metadata_only=ext == "json", negotiated=negotiated, quality=quality,
-        auto_quality=auto_quality, overlay_ids=overlay_ids, flatten=_flatten(stages),
+        image_id=image_id,
+        stages=stages,
+        format=fmt,
+        name=name,
+        ext=ext,
+        metadata_only=ext == "json",
+        negotiated=negotiated,
+        quality=quality,
+        auto_quality=auto_quality,
+        overlay_ids=overlay_ids,
+        flatten=_flatten(stages),
     )
 
 
-def parse_path(path: str, *, accept: str | None = None,
-               presets: Mapping[str, str] | None = None, limits: Limits = Limits()) -> Plan:
+def parse_path(
+    path: str,
+    *,
+    accept: str | None = None,
+    presets: Mapping[str, str] | None = None,
+    limits: Limits = Limits(),
+) -> Plan:
     """The raw request path (percent-encoding kept, no query) -> Plan."""
     if not isinstance(path, str) or not path.startswith("/i/"):
         raise BadTransform("expected /i/{image_id}/.../{name}.{ext}")
@@ -766,5 +809,13 @@ def parse_path(path: str, *, accept: str | None = None,
         q = plan_tokens["q"].value
         quality = q if isinstance(q, int) else None
         auto_quality = q is None
-    return build_plan(image_id, stages, name=name, ext=ext, fmt=fmt, quality=quality,
-                      auto_quality=auto_quality, negotiated=negotiated)
+    return build_plan(
+        image_id,
+        stages,
+        name=name,
+        ext=ext,
+        fmt=fmt,
+        quality=quality,
+        auto_quality=auto_quality,
+        negotiated=negotiated,
+    )

@@ -56,17 +56,23 @@ class Encoder:
 
 def _jpeg(img: pyvips.Image, q: int | None, keep: int) -> bytes:
     quality = q or 80
-    return bytes(img.jpegsave_buffer(
-        Q=quality, interlace=True, optimize_coding=True, keep=keep,
-        subsample_mode="off" if quality >= 90 else "auto",
-    ))
+    return bytes(
+        img.jpegsave_buffer(
+            Q=quality,
+            interlace=True,
+            optimize_coding=True,
+            keep=keep,
+            subsample_mode="off" if quality >= 90 else "auto",
+        )
+    )
 
 
 def _png(img: pyvips.Image, q: int | None, keep: int) -> bytes:
     if q is None:  # lossless
         return bytes(img.pngsave_buffer(compression=6, effort=4, keep=keep))
-    return bytes(img.pngsave_buffer(compression=6, palette=True, Q=q, effort=4, dither=1.0,
-                                    keep=keep))
+    return bytes(
+        img.pngsave_buffer(compression=6, palette=True, Q=q, effort=4, dither=1.0, keep=keep)
+    )
 
 
 def _webp(img: pyvips.Image, q: int | None, keep: int) -> bytes:
@@ -74,8 +80,7 @@ def _webp(img: pyvips.Image, q: int | None, keep: int) -> bytes:
 
 
 def _avif(img: pyvips.Image, q: int | None, keep: int) -> bytes:
-    return bytes(img.heifsave_buffer(Q=q or 60, compression="av1", effort=2, bitdepth=8,
-                                     keep=keep))
+    return bytes(img.heifsave_buffer(Q=q or 60, compression="av1", effort=2, bitdepth=8, keep=keep))
 
 
 def _gif(img: pyvips.Image, q: int | None, keep: int) -> bytes:
@@ -92,13 +97,16 @@ ENCODERS: Mapping[str, Encoder] = {
 assert set(ENCODERS) == set(FORMATS)
 
 
-def _encode(frames: ops.Frames, meta: Mapping[str, object], fmt: str, plan: Plan,
-            icc: bool) -> bytes:
+def _encode(
+    frames: ops.Frames, meta: Mapping[str, object], fmt: str, plan: Plan, icc: bool
+) -> bytes:
     encoder = ENCODERS[fmt]
     if not encoder.alpha:
         background = list((plan.flatten or (255, 255, 255, 255))[:3])
-        frames = tuple(f.flatten(background=background).cast("uchar") if ops.has_alpha(f) else f
-                       for f in frames)
+        frames = tuple(
+            f.flatten(background=background).cast("uchar") if ops.has_alpha(f) else f
+            for f in frames
+        )
     keep = int(pyvips.ForeignKeep.ICC if icc else pyvips.ForeignKeep.NONE)
     if len(frames) == 1:
         img = frames[0]
@@ -126,8 +134,13 @@ def _first_resize(plan: Plan) -> Stage | None:
     return None
 
 
-def _load(source: bytes, plan: Plan, fmt: str, limits: Limits, ctx: ops.Context,
-          ) -> tuple[ops.Frames, dict[str, object], ops.Header]:
+def _load(
+    source: bytes,
+    plan: Plan,
+    fmt: str,
+    limits: Limits,
+    ctx: ops.Context,
+) -> tuple[ops.Frames, dict[str, object], ops.Header]:
     header = ops.probe(source, limits)
     if header.pages > 1 and fmt in ANIMATED_FORMATS and header.format in ANIMATED_FORMATS:
         frames, meta = ops.load_frames(source, header)
@@ -151,8 +164,9 @@ def _load(source: bytes, plan: Plan, fmt: str, limits: Limits, ctx: ops.Context,
     return (ops.to_srgb(img),), {}, header
 
 
-def _render(source: bytes, plan: Plan, overlays: Mapping[str, bytes] | None,
-            limits: Limits) -> tuple[Rendered, ops.Header]:
+def _render(
+    source: bytes, plan: Plan, overlays: Mapping[str, bytes] | None, limits: Limits
+) -> tuple[Rendered, ops.Header]:
     ctx = ops.Context(limits=limits, overlays=overlays or {})
     header = ops.probe(source, limits)
     fmt = plan.format or header.format
@@ -181,15 +195,25 @@ def _guard(work: Callable[[], Any]) -> Any:
         raise OriginError("the image could not be rendered") from None
 
 
-def render(source: bytes, plan: Plan, *, overlays: Mapping[str, bytes] | None = None,
-           limits: Limits = DEFAULT_LIMITS) -> Rendered:
+def render(
+    source: bytes,
+    plan: Plan,
+    *,
+    overlays: Mapping[str, bytes] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Rendered:
     """The derivative `plan` describes, encoded. Raises only OriginError subclasses."""
     rendered: Rendered = _guard(lambda: _render(source, plan, overlays, limits)[0])
     return rendered
 
 
-def describe(source: bytes, plan: Plan, *, overlays: Mapping[str, bytes] | None = None,
-             limits: Limits = DEFAULT_LIMITS) -> dict[str, object]:
+def describe(
+    source: bytes,
+    plan: Plan,
+    *,
+    overlays: Mapping[str, bytes] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> dict[str, object]:
     """The `.json` answer: size, format and byte count of the derivative the same stages give
     (in the plan's format, else the source's), plus the source's blurhash and dominant colour."""
     rendered: Rendered = _guard(lambda: _render(source, plan, overlays, limits)[0])
@@ -246,8 +270,10 @@ def blurhash(pixels: np.ndarray[Any, Any], x_components: int = 4, y_components: 
         out += _base83(0, 1)
     out += _base83((_srgb(dc[0]) << 16) + (_srgb(dc[1]) << 8) + _srgb(dc[2]), 4)
     for a in ac:
-        q = [int(max(0, min(18, np.floor(np.sign(c) * (abs(c / max_value) ** 0.5) * 9 + 9.5))))
-             for c in a]
+        q = [
+            int(max(0, min(18, np.floor(np.sign(c) * (abs(c / max_value) ** 0.5) * 9 + 9.5))))
+            for c in a
+        ]
         out += _base83(q[0] * 19 * 19 + q[1] * 19 + q[2], 2)
     return out
 
@@ -258,8 +284,9 @@ def _summary(source: bytes, limits: Limits) -> dict[str, object]:
     img = ops.to_srgb(img)
     if ops.has_alpha(img):
         img = img.flatten(background=[255, 255, 255]).cast("uchar")
-    pixels = np.ndarray(buffer=img.write_to_memory(), dtype=np.uint8,
-                        shape=(img.height, img.width, img.bands))[:, :, :3]
+    pixels = np.ndarray(
+        buffer=img.write_to_memory(), dtype=np.uint8, shape=(img.height, img.width, img.bands)
+    )[:, :, :3]
     # dominant colour: the most common 4-bit-per-channel bucket, averaged
     flat = pixels.reshape(-1, 3).astype(np.int64)
     buckets = (flat[:, 0] >> 4) << 8 | (flat[:, 1] >> 4) << 4 | flat[:, 2] >> 4

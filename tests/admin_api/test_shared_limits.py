@@ -26,17 +26,24 @@ async def test_two_processes_share_one_limit(
             answer = await api.http.get("/api/me", headers=headers)
             statuses.append(answer.status_code)
         assert statuses == [200, 200, 200, 200, 429, 429]
-        assert answer.headers["ratelimit-limit"] == "4" and answer.headers["ratelimit-remaining"] == "0"
+        assert (
+            answer.headers["ratelimit-limit"] == "4"
+            and answer.headers["ratelimit-remaining"] == "0"
+        )
         assert 1 <= int(answer.headers["retry-after"]) <= 60
     finally:
         for generator in (first, second):
             await generator.aclose()
 
 
-async def test_unreachable_redis_fails_open(make_settings: Callable[..., Settings], password_hash: str) -> None:
+async def test_unreachable_redis_fails_open(
+    make_settings: Callable[..., Settings], password_hash: str
+) -> None:
     from tests.conftest import free_port
 
-    settings = make_settings(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", RATE_LIMIT_PER_MINUTE="1")
+    settings = make_settings(
+        REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", RATE_LIMIT_PER_MINUTE="1"
+    )
     async for api in start_api(settings, password_hash):
         _, headers = await api.user()
         statuses = [(await api.http.get("/api/me", headers=headers)).status_code for _ in range(3)]

@@ -63,5 +63,8 @@ def test_every_admin_route_is_documented() -> None:
     from admin_api.openapi import openapi_document
 
     admin_doc = (ROOT / "docs" / "admin-api.md").read_text()
-    paths = {p.replace("{image_id}", "{id}").replace("{key_id}", "{id}") for p in openapi_document()["paths"]}
+    paths = {
+        p.replace("{image_id}", "{id}").replace("{key_id}", "{id}")
+        for p in openapi_document()["paths"]
+    }
     assert sorted(p for p in paths if p not in admin_doc) == []

@@ -14,8 +14,7 @@ IMAGE_ID = "3f9c" + "0" * 28
 OTHER_ID = "a" * 32
 
 RED, GREEN, BLUE, YELLOW = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)
-FRAME_COLOURS = ((255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (255, 0, 255),
-                 (0, 255, 255))
+FRAME_COLOURS = ((255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (255, 0, 255), (0, 255, 255))
 
 
 def solid(width: int, height: int, colour: tuple[int, ...]) -> pyvips.Image:
@@ -28,15 +27,18 @@ def quadrant_image(width: int = 400, height: int = 300) -> pyvips.Image:
     """Top-left red, top-right green, bottom-left blue, bottom-right yellow."""
     hw, hh = width // 2, height // 2
     top = solid(hw, hh, RED).join(solid(width - hw, hh, GREEN), "horizontal")
-    bottom = solid(hw, height - hh, BLUE).join(solid(width - hw, height - hh, YELLOW),
-                                               "horizontal")
+    bottom = solid(hw, height - hh, BLUE).join(solid(width - hw, height - hh, YELLOW), "horizontal")
     return top.join(bottom, "vertical").copy(interpretation="srgb")
 
 
 def encode(img: pyvips.Image, fmt: str, **kw: object) -> bytes:
-    save = {"jpeg": img.jpegsave_buffer, "png": img.pngsave_buffer,
-            "webp": img.webpsave_buffer, "avif": img.heifsave_buffer,
-            "gif": img.gifsave_buffer}[fmt]
+    save = {
+        "jpeg": img.jpegsave_buffer,
+        "png": img.pngsave_buffer,
+        "webp": img.webpsave_buffer,
+        "avif": img.heifsave_buffer,
+        "gif": img.gifsave_buffer,
+    }[fmt]
     if fmt == "avif":
         kw.setdefault("compression", "av1")
         kw.setdefault("effort", 0)

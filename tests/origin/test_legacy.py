@@ -55,11 +55,23 @@ def legacy(params: dict[str, str]) -> str:
         ({"contrast": "30"}, "e_contrast:30"),
         ({"watermark": "text:Hello, world/1"}, "l_text:Hello%2C%20world%2F1"),
         ({"watermark": f"image:{OTHER_ID}"}, f"l_{OTHER_ID}"),
-        ({"contrast": "5", "blur": "3", "sepia": "true", "grayscale": "true", "flip": "vertical",
-          "rotate": "90", "resize": "100x", "crop": "50x50+1+2", "watermark": "text:w",
-          "sharpen": "4", "brightness": "6"},
-         "w_50,h_50,c_crop,x_1,y_2/w_100,r_90,fl_v,e_grayscale,e_sepia,e_blur:3,e_sharpen:4,"
-         "e_brightness:6,e_contrast:5/l_text:w"),
+        (
+            {
+                "contrast": "5",
+                "blur": "3",
+                "sepia": "true",
+                "grayscale": "true",
+                "flip": "vertical",
+                "rotate": "90",
+                "resize": "100x",
+                "crop": "50x50+1+2",
+                "watermark": "text:w",
+                "sharpen": "4",
+                "brightness": "6",
+            },
+            "w_50,h_50,c_crop,x_1,y_2/w_100,r_90,fl_v,e_grayscale,e_sepia,e_blur:3,e_sharpen:4,"
+            "e_brightness:6,e_contrast:5/l_text:w",
+        ),
     ],
 )
 def test_params_map_to_the_url_grammar(params: dict[str, str], chain: str) -> None:
@@ -124,8 +136,9 @@ def test_renders_crop_then_resize() -> None:
         ({"compress": "true", "quality": "50"}, BadTransform, "compress"),
     ],
 )
-def test_errors_name_the_parameter(params: dict[str, str], error: type[OriginError],
-                                   named: str) -> None:
+def test_errors_name_the_parameter(
+    params: dict[str, str], error: type[OriginError], named: str
+) -> None:
     with pytest.raises(error) as info:
         parse_query(IMAGE_ID, params)
     assert type(info.value) is error
@@ -138,5 +151,16 @@ def test_bad_image_id() -> None:
 
 
 def test_every_parameter_is_registered() -> None:
-    assert set(PARAMS) == {"resize", "crop", "rotate", "flip", "grayscale", "sepia", "blur",
-                           "sharpen", "brightness", "contrast", "watermark"}
+    assert set(PARAMS) == {
+        "resize",
+        "crop",
+        "rotate",
+        "flip",
+        "grayscale",
+        "sepia",
+        "blur",
+        "sharpen",
+        "brightness",
+        "contrast",
+        "watermark",
+    }

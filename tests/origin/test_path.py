@@ -31,6 +31,7 @@ def canon(chain: str, name: str = "x.jpg", **kw: object) -> str:
 
 # ---------------------------------------------------------------- one row per token form
 
+
 @pytest.mark.parametrize(
     ("chain", "stage"),
     [
@@ -87,8 +88,10 @@ def canon(chain: str, name: str = "x.jpg", **kw: object) -> str:
         ("b_black", "b_000000"),
         ("b_transparent", "b_00000000"),
         (f"l_{OTHER_ID}", f"l_{OTHER_ID}"),
-        (f"l_{OTHER_ID},w_100,g_north_west,x_5,y_6,o_50",
-         f"l_{OTHER_ID},w_100,g_north_west,x_5,y_6,o_50"),
+        (
+            f"l_{OTHER_ID},w_100,g_north_west,x_5,y_6,o_50",
+            f"l_{OTHER_ID},w_100,g_north_west,x_5,y_6,o_50",
+        ),
         (f"l_{OTHER_ID},w_0.2", f"l_{OTHER_ID},w_0.2"),
         ("l_text:Hello%20World", "l_text:Hello%20World"),
         ("l_text:a%2Cb%2Fc", "l_text:a%2Cb%2Fc"),
@@ -122,9 +125,16 @@ def test_overlay_ids_and_defaults() -> None:
 
 @pytest.mark.parametrize(
     ("name", "fmt", "ext"),
-    [("x.jpg", "jpeg", "jpg"), ("x.JPEG", "jpeg", "jpeg"), ("x.png", "png", "png"),
-     ("x.webp", "webp", "webp"), ("x.avif", "avif", "avif"), ("x.gif", "gif", "gif"),
-     ("my.photo.webp", "webp", "webp"), ("x.json", None, "json")],
+    [
+        ("x.jpg", "jpeg", "jpg"),
+        ("x.JPEG", "jpeg", "jpeg"),
+        ("x.png", "png", "png"),
+        ("x.webp", "webp", "webp"),
+        ("x.avif", "avif", "avif"),
+        ("x.gif", "gif", "gif"),
+        ("my.photo.webp", "webp", "webp"),
+        ("x.json", None, "json"),
+    ],
 )
 def test_extension_gives_format(name: str, fmt: str | None, ext: str) -> None:
     plan = parse_path(url("", name))
@@ -136,7 +146,11 @@ def test_extension_gives_format(name: str, fmt: str | None, ext: str) -> None:
 def test_plan_tokens() -> None:
     plan = parse_path(url("w_10,f_webp,q_70/e_sepia", "x.jpg"))
     assert (plan.format, plan.quality, plan.auto_quality, plan.negotiated) == (
-        "webp", 70, False, False)
+        "webp",
+        70,
+        False,
+        False,
+    )
     plan = parse_path(url("q_auto", "x.png"))
     assert (plan.quality, plan.auto_quality, plan.stages) == (None, True, ())
     json_plan = parse_path(url("f_png", "x.json"))
@@ -171,6 +185,7 @@ def test_negotiate_format_fallback() -> None:
 
 # ---------------------------------------------------------------- canonical forms
 
+
 @pytest.mark.parametrize(
     ("a", "b"),
     [
@@ -195,8 +210,10 @@ def test_negotiate_format_fallback() -> None:
 )
 def test_canonical_equal(a: str, b: str) -> None:
     presets = {"thumb": "w_300,h_200,c_fill", "gray": "e_grayscale", "two": "w_100/e_sepia"}
-    assert parse_path(f"/i/{ID}/{a}", presets=presets).canonical() == parse_path(
-        f"/i/{ID}/{b}", presets=presets).canonical()
+    assert (
+        parse_path(f"/i/{ID}/{a}", presets=presets).canonical()
+        == parse_path(f"/i/{ID}/{b}", presets=presets).canonical()
+    )
 
 
 @pytest.mark.parametrize(
@@ -218,7 +235,8 @@ def test_canonical_different(a: str, b: str) -> None:
 def test_canonical_golden() -> None:
     assert canon("h_200,w_300,c_fit") == f"{ID}/w_300,h_200/f_jpeg"
     assert canon("c_fill,w_300,h_200,g_north/e_blur,fl_h,q_70", "x.webp") == (
-        f"{ID}/w_300,h_200,c_fill,g_north/fl_h,e_blur:100/f_webp,q_70")
+        f"{ID}/w_300,h_200,c_fill,g_north/fl_h,e_blur:100/f_webp,q_70"
+    )
     assert canon("", "x.json") == f"{ID}/f_source,json"
 
 
@@ -230,6 +248,7 @@ def test_parse_chain_matches_parse_path() -> None:
 
 
 # ---------------------------------------------------------------- errors
+
 
 @pytest.mark.parametrize(
     ("chain", "error", "named"),
@@ -315,8 +334,13 @@ def test_parse_chain_matches_parse_path() -> None:
         ("w_1//e_sepia", BadTransform, "empty stage"),
         ("/".join(["e_sepia"] * 9), LimitExceeded, "8 stages"),
         ("t_two/" + "/".join(["e_sepia"] * 7), LimitExceeded, "8 stages"),
-        (",".join(f"e_{e}" for e in ("grayscale", "sepia", "blur", "sharpen", "pixelate")) + ","
-         + ",".join(["w_1"] * 12), LimitExceeded, "16 tokens"),
+        (
+            ",".join(f"e_{e}" for e in ("grayscale", "sepia", "blur", "sharpen", "pixelate"))
+            + ","
+            + ",".join(["w_1"] * 12),
+            LimitExceeded,
+            "16 tokens",
+        ),
     ],
 )
 def test_errors(chain: str, error: type[OriginError], named: str) -> None:
@@ -330,9 +354,20 @@ def test_errors(chain: str, error: type[OriginError], named: str) -> None:
 @pytest.mark.parametrize(
     "path",
     [
-        "", "/", "/i/", f"/i/{ID}", f"/i/{ID}/", f"/x/{ID}/a.jpg", f"/i/{ID.upper()}/a.jpg",
-        f"/i/{ID}0/a.jpg", "/i/xyz/a.jpg", f"/i/{ID}/a", f"/i/{ID}/.jpg", f"/i/{ID}/a.bmp",
-        f"/i/{ID}/w_1/a.tiff", f"/i/{ID}//a.jpg",
+        "",
+        "/",
+        "/i/",
+        f"/i/{ID}",
+        f"/i/{ID}/",
+        f"/x/{ID}/a.jpg",
+        f"/i/{ID.upper()}/a.jpg",
+        f"/i/{ID}0/a.jpg",
+        "/i/xyz/a.jpg",
+        f"/i/{ID}/a",
+        f"/i/{ID}/.jpg",
+        f"/i/{ID}/a.bmp",
+        f"/i/{ID}/w_1/a.tiff",
+        f"/i/{ID}//a.jpg",
     ],
 )
 def test_bad_paths(path: str) -> None:
@@ -346,8 +381,9 @@ def test_bad_image_id_message() -> None:
 
 
 def test_limits_are_configurable() -> None:
-    small = Limits(max_output_dimension=100, max_stages=2, max_tokens_per_stage=2,
-                   max_text_length=3)
+    small = Limits(
+        max_output_dimension=100, max_stages=2, max_tokens_per_stage=2, max_text_length=3
+    )
     with pytest.raises(LimitExceeded, match="w_101"):
         parse_path(url("w_101"), limits=small)
     with pytest.raises(LimitExceeded):
@@ -360,8 +396,27 @@ def test_limits_are_configurable() -> None:
 
 
 def test_every_token_has_a_parser_and_an_error_row() -> None:
-    assert set(TOKENS) == {"w", "h", "c", "g", "x", "y", "ar", "dpr", "r", "fl", "e", "b", "q",
-                           "f", "t", "l", "o", "co", "fs"}
+    assert set(TOKENS) == {
+        "w",
+        "h",
+        "c",
+        "g",
+        "x",
+        "y",
+        "ar",
+        "dpr",
+        "r",
+        "fl",
+        "e",
+        "b",
+        "q",
+        "f",
+        "t",
+        "l",
+        "o",
+        "co",
+        "fs",
+    }
 
 
 # ---------------------------------------------------------------- properties
@@ -369,18 +424,38 @@ def test_every_token_has_a_parser_and_an_error_row() -> None:
 _token_keys = st.sampled_from([*sorted(TOKENS), "zz", "", "W", "e"])
 _values = st.one_of(
     st.text(alphabet="0123456789.:-_%abcdefghlnoprstuvwxyzACF", max_size=12),
-    st.sampled_from(["300", "0.5", "fill", "auto", "north_east", "blur:50", "text:hi%2C",
-                     "ff0000", OTHER_ID, "3:2", "1.5", "360", "hv", "webp"]),
+    st.sampled_from(
+        [
+            "300",
+            "0.5",
+            "fill",
+            "auto",
+            "north_east",
+            "blur:50",
+            "text:hi%2C",
+            "ff0000",
+            OTHER_ID,
+            "3:2",
+            "1.5",
+            "360",
+            "hv",
+            "webp",
+        ]
+    ),
 )
 _tokens = st.builds(lambda k, v: f"{k}_{v}", _token_keys, _values)
 _stages = st.lists(st.lists(_tokens, min_size=1, max_size=5).map(",".join), max_size=4)
 
 
 @settings(max_examples=200, deadline=None)
-@given(_stages, st.sampled_from(["x.jpg", "x.webp", "x.json", "x.png", "x"]),
-       st.one_of(st.none(), st.text(max_size=30)))
-def test_random_tokens_raise_only_origin_errors(stages: list[str], name: str,
-                                                accept: str | None) -> None:
+@given(
+    _stages,
+    st.sampled_from(["x.jpg", "x.webp", "x.json", "x.png", "x"]),
+    st.one_of(st.none(), st.text(max_size=30)),
+)
+def test_random_tokens_raise_only_origin_errors(
+    stages: list[str], name: str, accept: str | None
+) -> None:
     path = "/".join([f"/i/{ID}", *stages, name])
     try:
         plan = parse_path(path, accept=accept, presets={"p": "w_10"})
@@ -388,13 +463,16 @@ def test_random_tokens_raise_only_origin_errors(stages: list[str], name: str,
         assert type(exc) in (BadTransform, LimitExceeded)
         return
     # a plan parses back to the same canonical form from a reordered token list
-    assert plan.canonical() == parse_path(path, accept=accept,
-                                          presets={"p": "w_10"}).canonical()
+    assert plan.canonical() == parse_path(path, accept=accept, presets={"p": "w_10"}).canonical()
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.one_of(st.text(max_size=80), st.binary(max_size=80).map(
-    lambda b: f"/i/{ID}/" + b.decode("latin-1"))))
+@given(
+    st.one_of(
+        st.text(max_size=80),
+        st.binary(max_size=80).map(lambda b: f"/i/{ID}/" + b.decode("latin-1")),
+    )
+)
 def test_random_paths_raise_only_origin_errors(path: str) -> None:
     try:
         parse_path(path)

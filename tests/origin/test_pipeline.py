@@ -50,8 +50,9 @@ def pixels(r: Rendered) -> pyvips.Image:
 
 
 def array(img: pyvips.Image) -> np.ndarray:  # type: ignore[type-arg]
-    return np.ndarray(buffer=img.write_to_memory(), dtype=np.uint8,
-                      shape=(img.height, img.width, img.bands))
+    return np.ndarray(
+        buffer=img.write_to_memory(), dtype=np.uint8, shape=(img.height, img.width, img.bands)
+    )
 
 
 Q = ((50, 50, RED), (350, 50, GREEN), (50, 250, BLUE), (350, 250, YELLOW))
@@ -85,17 +86,25 @@ Q = ((50, 50, RED), (350, 50, GREEN), (50, 250, BLUE), (350, 250, YELLOW))
         ("w_200,h_200,c_fill,g_entropy", (200, 200), ()),
         ("w_200,ar_1:1,c_fill", (200, 200), ((10, 10, RED), (190, 190, YELLOW))),
         ("ar_1:1,c_fill", (300, 300), ((10, 10, RED), (290, 290, YELLOW))),
-        ("w_300,h_300,c_pad,b_ff00ff", (300, 300),
-         ((150, 10, MAGENTA), (150, 290, MAGENTA), (10, 50, RED), (290, 250, YELLOW))),
-        ("w_300,h_300,c_pad,g_north,b_ff00ff", (300, 300),
-         ((150, 290, MAGENTA), (10, 10, RED))),
+        (
+            "w_300,h_300,c_pad,b_ff00ff",
+            (300, 300),
+            ((150, 10, MAGENTA), (150, 290, MAGENTA), (10, 50, RED), (290, 250, YELLOW)),
+        ),
+        ("w_300,h_300,c_pad,g_north,b_ff00ff", (300, 300), ((150, 290, MAGENTA), (10, 10, RED))),
         ("w_300,h_300,c_pad", (300, 300), ((150, 10, WHITE), (10, 50, RED))),
-        ("ar_2:1,c_pad,b_ff00ff", (600, 300), ((10, 150, MAGENTA), (110, 10, RED),
-                                              (590, 150, MAGENTA))),
+        (
+            "ar_2:1,c_pad,b_ff00ff",
+            (600, 300),
+            ((10, 150, MAGENTA), (110, 10, RED), (590, 150, MAGENTA)),
+        ),
         ("w_100,h_50,c_crop,x_10,y_10", (100, 50), ((50, 25, RED), (95, 45, RED))),
         ("w_100,h_50,c_crop,x_250,y_200", (100, 50), ((50, 25, YELLOW),)),
-        ("w_100,h_100,c_crop", (100, 100),
-         ((10, 10, RED), (90, 10, GREEN), (10, 90, BLUE), (90, 90, YELLOW))),
+        (
+            "w_100,h_100,c_crop",
+            (100, 100),
+            ((10, 10, RED), (90, 10, GREEN), (10, 90, BLUE), (90, 90, YELLOW)),
+        ),
         ("w_100,h_100,c_crop,g_south_east", (100, 100), ((50, 50, YELLOW),)),
         ("w_100,h_100,c_crop,g_north_east", (100, 100), ((50, 50, GREEN),)),
         ("w_100,h_100,c_crop,g_auto", (100, 100), ()),
@@ -104,8 +113,11 @@ Q = ((50, 50, RED), (350, 50, GREEN), (50, 250, BLUE), (350, 250, YELLOW))
         ("w_200,h_200,c_crop,x_300,y_250", (100, 50), ((50, 25, YELLOW),)),
         ("w_0.5,h_0.5,c_crop,g_north_west", (200, 150), ((100, 75, RED),)),
         ("ar_1:1,c_crop,g_west", (300, 300), ((10, 10, RED), (290, 10, GREEN))),
-        ("r_90", (300, 400), ((50, 50, BLUE), (250, 50, RED), (50, 350, YELLOW),
-                              (250, 350, GREEN))),
+        (
+            "r_90",
+            (300, 400),
+            ((50, 50, BLUE), (250, 50, RED), (50, 350, YELLOW), (250, 350, GREEN)),
+        ),
         ("r_180", (400, 300), ((50, 50, YELLOW), (350, 250, RED))),
         ("r_270", (300, 400), ((50, 50, GREEN), (250, 50, YELLOW), (50, 350, RED))),
         ("r_-90", (300, 400), ((50, 50, GREEN), (50, 350, RED))),
@@ -119,8 +131,9 @@ Q = ((50, 50, RED), (350, 50, GREEN), (50, 250, BLUE), (350, 250, YELLOW))
         ("w_0.5/w_0.5", (100, 75), ((10, 10, RED),)),
     ],
 )
-def test_geometry_rows(chain: str, size: tuple[int, int] | None,
-                       checks: tuple[tuple[int, int, tuple[int, ...]], ...]) -> None:
+def test_geometry_rows(
+    chain: str, size: tuple[int, int] | None, checks: tuple[tuple[int, int, tuple[int, ...]], ...]
+) -> None:
     r = run(chain)
     img = pixels(r)
     if size is not None:
@@ -148,9 +161,22 @@ def test_every_effect_has_an_implementation() -> None:
 
 @pytest.mark.parametrize(
     "effect",
-    ["grayscale", "sepia", "blur", "blur:2000", "sharpen", "sharpen:500", "brightness:50",
-     "brightness:-100", "contrast:60", "contrast:-100", "saturation:80", "saturation:-100",
-     "pixelate", "pixelate:200"],
+    [
+        "grayscale",
+        "sepia",
+        "blur",
+        "blur:2000",
+        "sharpen",
+        "sharpen:500",
+        "brightness:50",
+        "brightness:-100",
+        "contrast:60",
+        "contrast:-100",
+        "saturation:80",
+        "saturation:-100",
+        "pixelate",
+        "pixelate:200",
+    ],
 )
 def test_each_effect_changes_pixels_and_keeps_size(effect: str) -> None:
     source = photo("chelsea")
@@ -197,7 +223,7 @@ def test_pixelate_makes_blocks() -> None:
     a = array(pixels(run("w_200/e_pixelate:20", source=photo("astronaut"))))
     for by in range(0, 200, 20):
         for bx in range(0, 200, 20):
-            block = a[by:by + 20, bx:bx + 20]
+            block = a[by : by + 20, bx : bx + 20]
             assert (block == block[0, 0]).all()
 
 
@@ -214,8 +240,7 @@ def test_effects_on_alpha_keep_alpha() -> None:
 def test_text_overlay_changes_only_the_south_east_corner() -> None:
     source = photo("astronaut")
     base = array(pixels(run("w_400", source=source)))
-    over = array(pixels(run("w_400/l_text:Hello%2C%20world,fs_24,co_ff0000",
-                            source=source)))
+    over = array(pixels(run("w_400/l_text:Hello%2C%20world,fs_24,co_ff0000", source=source)))
     changed = np.abs(over.astype(int) - base.astype(int)).sum(axis=2) > 0
     ys, xs = np.nonzero(changed)
     assert len(xs) > 100
@@ -242,8 +267,7 @@ def test_image_overlay_with_opacity_blends() -> None:
 def test_image_overlay_width_share_and_south_east_default() -> None:
     blue = bytes(solid(400, 300, BLUE).pngsave_buffer())
     red_mark = bytes(solid(50, 50, RED).pngsave_buffer())
-    img = pixels(run(f"l_{OTHER_ID},w_0.25,x_10,y_10", source=blue,
-                     overlays={OTHER_ID: red_mark}))
+    img = pixels(run(f"l_{OTHER_ID},w_0.25,x_10,y_10", source=blue, overlays={OTHER_ID: red_mark}))
     assert close(colour_at(img, 385, 285), RED, 2)  # 100x100 mark, 10 px from the corner
     assert close(colour_at(img, 295, 195), RED, 2)
     assert close(colour_at(img, 285, 185), BLUE, 2)
@@ -274,10 +298,17 @@ def test_every_source_format_decodes(fmt: str) -> None:
         assert close(colour_at(img, x, y)[:3], colour, 40)
 
 
-@pytest.mark.parametrize(("ext", "loader", "media"), [
-    ("jpg", "jpegload_buffer", "image/jpeg"), ("jpeg", "jpegload_buffer", "image/jpeg"),
-    ("png", "pngload_buffer", "image/png"), ("webp", "webpload_buffer", "image/webp"),
-    ("avif", "heifload_buffer", "image/avif"), ("gif", "gifload_buffer", "image/gif")])
+@pytest.mark.parametrize(
+    ("ext", "loader", "media"),
+    [
+        ("jpg", "jpegload_buffer", "image/jpeg"),
+        ("jpeg", "jpegload_buffer", "image/jpeg"),
+        ("png", "pngload_buffer", "image/png"),
+        ("webp", "webpload_buffer", "image/webp"),
+        ("avif", "heifload_buffer", "image/avif"),
+        ("gif", "gifload_buffer", "image/gif"),
+    ],
+)
 def test_output_format_round_trips(ext: str, loader: str, media: str) -> None:
     r = run("w_200", ext)
     img = pixels(r)
@@ -291,11 +322,9 @@ def test_f_overrides_extension_and_quality_changes_size() -> None:
     source = photo("astronaut")
     r = run("f_webp", "jpg", source=source)
     assert r.format == "webp" and pixels(r).get("vips-loader") == "webpload_buffer"
-    assert len(run("q_20", "jpg", source=source).body) < len(run("q_95", "jpg",
-                                                                   source=source).body)
+    assert len(run("q_20", "jpg", source=source).body) < len(run("q_95", "jpg", source=source).body)
     assert run("q_auto", "jpg", source=source).body == run("", "jpg", source=source).body
-    assert len(run("q_50", "png", source=source).body) < len(run("", "png",
-                                                                   source=source).body)
+    assert len(run("q_50", "png", source=source).body) < len(run("", "png", source=source).body)
 
 
 def test_jpeg_output_is_progressive() -> None:
@@ -304,8 +333,9 @@ def test_jpeg_output_is_progressive() -> None:
     assert pixels(r).get("interlaced") == 1
 
 
-@pytest.mark.parametrize(("chain", "colour"), [("", WHITE), ("b_ff00ff", MAGENTA),
-                                               ("w_200/b_00ff00", GREEN)])
+@pytest.mark.parametrize(
+    ("chain", "colour"), [("", WHITE), ("b_ff00ff", MAGENTA), ("w_200/b_00ff00", GREEN)]
+)
 def test_jpeg_of_rgba_is_flattened(chain: str, colour: tuple[int, int, int]) -> None:
     r = run(chain, "jpg", source=rgba_png())
     img = pixels(r)
@@ -335,10 +365,19 @@ def test_transparent_background_adds_alpha() -> None:
 # ---------------------------------------------------------------- animation
 
 
-@pytest.mark.parametrize(("source_fmt", "ext", "frames"), [
-    ("gif", "gif", 6), ("gif", "webp", 6), ("webp", "webp", 6), ("webp", "gif", 6),
-    ("gif", "png", 1), ("gif", "jpg", 1), ("webp", "avif", 1), ("webp", "png", 1),
-])
+@pytest.mark.parametrize(
+    ("source_fmt", "ext", "frames"),
+    [
+        ("gif", "gif", 6),
+        ("gif", "webp", 6),
+        ("webp", "webp", 6),
+        ("webp", "gif", 6),
+        ("gif", "png", 1),
+        ("gif", "jpg", 1),
+        ("webp", "avif", 1),
+        ("webp", "png", 1),
+    ],
+)
 def test_animation_frames(source_fmt: str, ext: str, frames: int) -> None:
     r = run("w_30,fl_h", ext, source=animated(source_fmt))
     strip = decode(r.body, n=-1) if ext in ("gif", "webp") else decode(r.body)
@@ -421,8 +460,9 @@ def test_source_summary_matches_the_reference_blurhash() -> None:
     assert len(str(summary["blurhash"])) == 28
 
 
-@pytest.mark.parametrize(("colour", "hexcode"), [((200, 30, 40), "#c81e28"),
-                                                 ((0, 0, 0), "#000000")])
+@pytest.mark.parametrize(
+    ("colour", "hexcode"), [((200, 30, 40), "#c81e28"), ((0, 0, 0), "#000000")]
+)
 def test_dominant_colour(colour: tuple[int, int, int], hexcode: str) -> None:
     img = solid(64, 48, colour)
     img = img.insert(solid(10, 10, (0, 255, 0)), 0, 0)
@@ -432,10 +472,16 @@ def test_dominant_colour(colour: tuple[int, int, int], hexcode: str) -> None:
 # ---------------------------------------------------------------- errors and limits
 
 
-@pytest.mark.parametrize("source", [b"", b"not an image", b"\x89PNG\r\n\x1a\n" + b"\0" * 40,
-                                    quadrant("jpeg")[:200],
-                                    b'<svg xmlns="http://www.w3.org/2000/svg" width="10" '
-                                    b'height="10"/>'])
+@pytest.mark.parametrize(
+    "source",
+    [
+        b"",
+        b"not an image",
+        b"\x89PNG\r\n\x1a\n" + b"\0" * 40,
+        quadrant("jpeg")[:200],
+        b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>',
+    ],
+)
 def test_undecodable_sources_are_invalid_image(source: bytes) -> None:
     with pytest.raises(InvalidImage):
         run("w_100", source=source)
@@ -458,12 +504,15 @@ def test_source_pixel_limit_is_checked_before_decoding() -> None:
         run("", "gif", source=animated("gif"), limits=Limits(max_source_pixels=60 * 40 * 5))
 
 
-@pytest.mark.parametrize(("chain", "named"), [
-    ("r_45", "r_45"),
-    ("w_300,h_300,c_pad", "c_pad"),
-    ("w_0.9,h_1.0,c_fill", "c_fill"),
-    ("w_10,h_250,c_fill", "c_fill"),
-])
+@pytest.mark.parametrize(
+    ("chain", "named"),
+    [
+        ("r_45", "r_45"),
+        ("w_300,h_300,c_pad", "c_pad"),
+        ("w_0.9,h_1.0,c_fill", "c_fill"),
+        ("w_10,h_250,c_fill", "c_fill"),
+    ],
+)
 def test_output_side_limit(chain: str, named: str) -> None:
     limits = Limits(max_output_dimension=260)
     with pytest.raises(LimitExceeded, match=named):
@@ -472,8 +521,11 @@ def test_output_side_limit(chain: str, named: str) -> None:
 
 def test_output_limit_on_a_whole_image() -> None:
     with pytest.raises(LimitExceeded):
-        render(quadrant("png"), parse_path(f"/i/{IMAGE_ID}/x.png"),
-               limits=Limits(max_output_dimension=399))
+        render(
+            quadrant("png"),
+            parse_path(f"/i/{IMAGE_ID}/x.png"),
+            limits=Limits(max_output_dimension=399),
+        )
 
 
 def test_encoder_table_covers_every_format() -> None:
@@ -483,22 +535,63 @@ def test_encoder_table_covers_every_format() -> None:
 
 # ---------------------------------------------------------------- property
 
-_stage_tokens = st.lists(st.sampled_from([
-    "w_40", "h_30", "w_0.5", "h_0.7", "c_fill", "c_pad", "c_limit", "c_scale", "c_crop",
-    "g_north", "g_south_east", "g_auto", "g_entropy", "x_5", "y_300", "ar_16:9", "dpr_1.5",
-    "r_90", "r_33", "r_-200", "fl_h", "fl_hv", "e_grayscale", "e_sepia", "e_blur:40",
-    "e_sharpen", "e_brightness:-30", "e_contrast:70", "e_saturation:50", "e_pixelate:7",
-    "b_ff000080", "b_transparent", "l_text:Hi%2C", f"l_{OTHER_ID}", "o_40", "co_00ff00",
-    "fs_10",
-]), min_size=1, max_size=5, unique=True).map(",".join)
+_stage_tokens = st.lists(
+    st.sampled_from(
+        [
+            "w_40",
+            "h_30",
+            "w_0.5",
+            "h_0.7",
+            "c_fill",
+            "c_pad",
+            "c_limit",
+            "c_scale",
+            "c_crop",
+            "g_north",
+            "g_south_east",
+            "g_auto",
+            "g_entropy",
+            "x_5",
+            "y_300",
+            "ar_16:9",
+            "dpr_1.5",
+            "r_90",
+            "r_33",
+            "r_-200",
+            "fl_h",
+            "fl_hv",
+            "e_grayscale",
+            "e_sepia",
+            "e_blur:40",
+            "e_sharpen",
+            "e_brightness:-30",
+            "e_contrast:70",
+            "e_saturation:50",
+            "e_pixelate:7",
+            "b_ff000080",
+            "b_transparent",
+            "l_text:Hi%2C",
+            f"l_{OTHER_ID}",
+            "o_40",
+            "co_00ff00",
+            "fs_10",
+        ]
+    ),
+    min_size=1,
+    max_size=5,
+    unique=True,
+).map(",".join)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(_stage_tokens, max_size=3),
-       st.sampled_from(["png", "jpg", "webp", "gif"]),
-       st.sampled_from(["png", "gif"]))
-def test_render_random_plans_raises_only_contract_errors(stages: list[str], ext: str,
-                                                         source_kind: str) -> None:
+@given(
+    st.lists(_stage_tokens, max_size=3),
+    st.sampled_from(["png", "jpg", "webp", "gif"]),
+    st.sampled_from(["png", "gif"]),
+)
+def test_render_random_plans_raises_only_contract_errors(
+    stages: list[str], ext: str, source_kind: str
+) -> None:
     source = bytes(quadrant_small()) if source_kind == "png" else animated("gif", 2)
     path = "/".join([f"/i/{IMAGE_ID}", *stages, f"x.{ext}"])
     try:
@@ -506,8 +599,12 @@ def test_render_random_plans_raises_only_contract_errors(stages: list[str], ext:
     except (BadTransform, LimitExceeded):
         return
     try:
-        r = render(source, plan, overlays={OTHER_ID: quadrant_small()},
-                   limits=Limits(max_output_dimension=400))
+        r = render(
+            source,
+            plan,
+            overlays={OTHER_ID: quadrant_small()},
+            limits=Limits(max_output_dimension=400),
+        )
     except (BadTransform, LimitExceeded):
         return
     img = decode(r.body)
@@ -518,8 +615,9 @@ def quadrant_small() -> bytes:
     return _QUADRANT_SMALL
 
 
-_QUADRANT_SMALL = bytes(pyvips.Image.new_from_buffer(quadrant("png"), "").resize(0.1)
-                        .pngsave_buffer())
+_QUADRANT_SMALL = bytes(
+    pyvips.Image.new_from_buffer(quadrant("png"), "").resize(0.1).pngsave_buffer()
+)
 
 
 def test_median_render_time_is_small() -> None:
