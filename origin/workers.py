@@ -2,13 +2,15 @@
 
 A job waits for a slot at most ``QUEUE_TIMEOUT_SECONDS``; when ``QUEUE_MAX`` jobs already
 wait, one more is refused at once. Both answer 503 ``overloaded`` with ``Retry-After``.
-A caller cancelled while it waits (its client went away) never starts its job.
+A caller cancelled while it waits (its client went away) never starts its job;
+``unless_gone`` turns "the client went away" into that cancellation.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import anyio
@@ -17,6 +19,10 @@ import anyio.to_thread
 from origin.errors import Overloaded
 
 T = TypeVar("T")
+
+
+class ClientGone(Exception):
+    """The client disconnected while its answer was being waited for."""
 
 
 class VipsPool:
@@ -55,3 +61,24 @@ class VipsPool:
             return await anyio.to_thread.run_sync(job, limiter=self.threads)
         finally:
             self.slots.release()
+
+
+async def unless_gone(work: Awaitable[T], gone: Callable[[], Awaitable[object]]) -> T:
+    """Await ``work`` unless ``gone()`` finishes first (the client disconnected).
+
+    Then ``work`` is cancelled (a job still waiting for a slot never starts) and
+    ``ClientGone`` is raised. ``gone`` is, over ASGI, "receive until ``http.disconnect``".
+    """
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(gone())
+    try:
+        await asyncio.wait((task, watch), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        watch.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    raise ClientGone()

@@ -1,0 +1,401 @@
+"""``GET|HEAD /i/{image_id}[/{stage}…]/{name}.{ext}``: verify → parse → load → render → respond.
+
+Order of checks (imgproxy's), each a value from ``origin.errors``:
+
+1. query shape: only ``s`` and ``exp``, each at most once, ``exp`` ASCII digits — else 400
+   ``bad_request`` (the query is not signed, so this costs nothing to check first);
+2. credentials: ``s`` against the operator keys and, when the image exists, its owner's keys
+   (constant time over all of them) — else 403 ``bad_signature``, whatever the path says;
+   without ``s``, an owner's ``Authorization: Bearer`` access token; an invalid one is 403
+   ``bad_signature`` too, another user's image is 404;
+3. ``exp``: passed → 403 ``url_expired`` (a URL is good through the second ``exp``);
+4. the image: unknown, deleted or malformed id → 404 ``not_found`` (also for a valid operator
+   signature: the id is the only thing a signature cannot vouch for);
+5. the path: ``origin.path.parse_path`` → 400 ``bad_transform`` / ``limit_exceeded``; image
+   overlays must belong to the same owner;
+6. ``If-None-Match`` → 304 (the ETag is known before any byte is loaded), then the memory
+   tier, then — one flight per derivative — the persistent store, then a render in the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import pyvips
+from cachetools import LRUCache
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope
+
+from origin import pipeline
+from origin.bearer import bearer_user
+from origin.cache import Derivative, Flights, Key, MemoryCache, etag_of, matches
+from origin.errors import (
+    BadRequest,
+    BadSignature,
+    BadTransform,
+    NotFound,
+    OriginError,
+    UrlExpired,
+)
+from origin.lookup import Lookup, Source
+from origin.metadata.repository import DerivativeRecord
+from origin.metrics import Metrics
+from origin.path import MEDIA_TYPES, Plan, parse_path
+from origin.runtime import Runtime
+from origin.signing import verify
+from origin.storage import ObjectMissing
+from origin.workers import ClientGone, unless_gone
+
+log = logging.getLogger("imgorigin.origin")
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+PRIVATE = "private, no-store"
+CSP = "default-src 'none'; sandbox"
+TIMINGS = "imgorigin.timings"  # scope key of the request's Timings (set by the access log)
+PLAN_CACHE_ENTRIES = 4096
+MAX_EXP_DIGITS = 12
+EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "avif": "avif", "gif": "gif"}
+DRAIN_SECONDS = 10.0  # at shutdown, for derivatives still being written to the store
+CLIENT_CLOSED = 499  # nginx's "client closed request": logged, never seen by the client
+
+
+class Timings:
+    """What one request spent where (seconds), for the access log line."""
+
+    __slots__ = ("load", "render", "request_id", "tier", "wait")
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self.tier = "-"
+        self.wait = 0.0
+        self.load = 0.0
+        self.render = 0.0
+
+
+@dataclass
+class Origin:
+    """Everything the handler keeps per process (made once in the origin part's start)."""
+
+    runtime: Runtime
+    metrics: Metrics
+    lookup: Lookup
+    memory: MemoryCache
+    operator_keys: tuple[bytes, ...]
+    flights: Flights[Derivative] = field(default_factory=Flights)
+    plans: LRUCache[tuple[str, str | None], tuple[Plan, str]] = field(
+        default_factory=lambda: LRUCache(PLAN_CACHE_ENTRIES)
+    )
+    pending: set[asyncio.Task[None]] = field(default_factory=set)
+
+    # ---- hooks for the admin API (request.state.forget_image / forget_user_keys) ----------
+
+    def forget_image(self, image_id: str) -> None:
+        self.lookup.forget_image(image_id)
+        self.memory.forget_image(image_id)
+
+    def forget_user_keys(self, user_id: str) -> None:
+        self.lookup.forget_user_keys(user_id)
+
+    async def drain(self) -> None:
+        """Wait (bounded) for derivatives still being written to the store."""
+        if self.pending:
+            await asyncio.wait(set(self.pending), timeout=DRAIN_SECONDS)
+
+    # ---- steps ------------------------------------------------------------------------
+
+    def plan(self, path: str, accept: str | None) -> tuple[Plan, str]:
+        key = (path, accept)
+        cached = self.plans.get(key)
+        if cached is None:
+            settings = self.runtime.settings
+            plan = parse_path(
+                path, accept=accept, presets=settings.presets, limits=self.runtime.limits
+            )
+            cached = self.plans[key] = (plan, plan.canonical())
+        return cached
+
+    async def overlays(self, source: Source, plan: Plan) -> tuple[Source, ...]:
+        found = []
+        for overlay_id in plan.overlay_ids:
+            overlay = await self.lookup.image(overlay_id)
+            if overlay is None or overlay.user_id != source.user_id:
+                raise BadTransform(f"overlay 'l_{overlay_id}' not found")
+            found.append(overlay)
+        return tuple(found)
+
+    async def derivative(
+        self, key: Key, source: Source, plan: Plan, overlays: tuple[Source, ...], t: Timings
+    ) -> Derivative:
+        """Not in memory: one flight per key to the store, else the renderer."""
+        if self.memory.enabled:
+            self.metrics.miss["memory"].inc()
+        return await self.flights.join(key, lambda: self.produce(key, source, plan, overlays, t))
+
+    async def produce(
+        self, key: Key, source: Source, plan: Plan, overlays: tuple[Source, ...], t: Timings
+    ) -> Derivative:
+        began = time.perf_counter()
+        stored = await self.from_store(key, source)
+        t.load += time.perf_counter() - began
+        if stored is not None:
+            self.metrics.hit["store"].inc()
+            t.tier = "store"
+            self.memory.put(key, stored)
+            return stored
+        self.metrics.miss["store"].inc()
+        made = await self.render(key, source, plan, overlays, t)
+        self.metrics.hit["render"].inc()
+        t.tier = "render"
+        self.memory.put(key, made)
+        task = asyncio.create_task(self.persist(key, source, made))
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+        return made
+
+    async def from_store(self, key: Key, source: Source) -> Derivative | None:
+        """A derivative recorded in ``transformed_images`` whose object is there and whole."""
+        runtime = self.runtime
+        record = await runtime.repo.derivative(source.image_id, key.variant)
+        if record is None:
+            return None
+        try:
+            body = await runtime.storage.get(record.storage_key)
+        except ObjectMissing:
+            return None
+        if len(body) != record.size_bytes:
+            log.warning("stored derivative %s has the wrong size; rendering", record.storage_key)
+            return None
+        return Derivative(
+            body, record.media_type, record.width, record.height, etag_of(key.variant)
+        )
+
+    async def render(
+        self, key: Key, source: Source, plan: Plan, overlays: tuple[Source, ...], t: Timings
+    ) -> Derivative:
+        began = time.perf_counter()
+        original = await self.fetch(source)
+        extra = {o.image_id: await self.fetch(o) for o in overlays}
+        t.load += time.perf_counter() - began
+        limits = self.runtime.limits
+        observe = self.metrics.render_seconds.labels(key.format).observe
+        metadata_only = plan.metadata_only
+        started: list[float] = []
+
+        def job() -> tuple[bytes, str, int, int]:
+            started.append(time.perf_counter())
+            pyvips.concurrency_set(1)  # parallelism comes from the pool, not from libvips
+            try:
+                if metadata_only:
+                    facts = pipeline.describe(original, plan, overlays=extra, limits=limits)
+                    body = json.dumps(facts, separators=(",", ":")).encode("utf-8")
+                    return body, MEDIA_TYPES["json"], _int(facts["width"]), _int(facts["height"])
+                made = pipeline.render(original, plan, overlays=extra, limits=limits)
+                return made.body, made.media_type, made.width, made.height
+            finally:
+                observe(time.perf_counter() - started[0])
+
+        queued = time.perf_counter()
+        body, media_type, width, height = await self.runtime.pool.run(job)
+        finished = time.perf_counter()
+        t.wait += started[0] - queued
+        t.render += finished - started[0]
+        return Derivative(body, media_type, width, height, etag_of(key.variant))
+
+    async def fetch(self, source: Source) -> bytes:
+        try:
+            return await self.runtime.storage.get(source.storage_key)
+        except ObjectMissing:  # deleted between the lookup and now
+            raise NotFound("no such image") from None
+
+    async def persist(self, key: Key, source: Source, made: Derivative) -> None:
+        """Object first, row second: a row always has its object; an object alone is junk."""
+        runtime = self.runtime
+        ext = "json" if made.media_type == MEDIA_TYPES["json"] else EXTENSIONS[key.format]
+        storage_key = f"{source.user_id}/{source.image_id}/derived/{key.variant}.{ext}"
+        record = DerivativeRecord(
+            image_id=source.image_id,
+            variant=key.variant,
+            storage_key=storage_key,
+            media_type=made.media_type,
+            size_bytes=len(made.body),
+            width=made.width,
+            height=made.height,
+            created_at=datetime.now(UTC),
+        )
+        try:
+            await runtime.storage.put(storage_key, made.body, content_type=made.media_type)
+            added = await runtime.repo.add_derivative(record)
+            if not added and await runtime.repo.derivative(source.image_id, key.variant) is None:
+                await runtime.storage.delete(storage_key)  # the image was deleted meanwhile
+        except Exception:  # the answer is already out; the next miss renders again
+            log.exception("could not store derivative %s", storage_key)
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) else 0
+
+
+# ---- request shape ---------------------------------------------------------------------
+
+
+def raw_path(scope: Scope) -> str:
+    """The path exactly as sent (percent-encoding kept), without the query."""
+    raw = scope.get("raw_path")
+    if raw is None:  # not every server sends it; re-encoding is the best guess
+        return quote(scope["path"], safe="/,:;=@!$&'()*+~._-%")
+    path_bytes: bytes = raw.split(b"?", 1)[0]  # some clients (httpx's ASGI) include the query
+    try:
+        return path_bytes.decode("ascii")
+    except UnicodeDecodeError:
+        raise BadSignature("the URL signature does not match") from None
+
+
+def _show(raw: bytes) -> str:
+    text = raw.decode("ascii", "replace")
+    return "".join(c if c.isprintable() else "?" for c in text)[:40]
+
+
+def split_query(query: bytes) -> tuple[str | None, str | None]:
+    """``(s, exp)`` from the raw query string; anything else is a 400."""
+    if not query:
+        return None, None
+    values: dict[bytes, bytes] = {}
+    for item in query.split(b"&"):
+        name, _, value = item.partition(b"=")
+        if name not in (b"s", b"exp"):
+            raise BadRequest(f"unknown query parameter '{_show(name)}': only s and exp")
+        if name in values:
+            raise BadRequest(f"query parameter '{name.decode()}' is repeated")
+        values[name] = value
+    exp = values.get(b"exp")
+    if exp is not None and not (exp.isdigit() and len(exp) <= MAX_EXP_DIGITS):
+        raise BadRequest("'exp' must be unix seconds")
+    s = values.get(b"s")
+    return (
+        None if s is None else s.decode("ascii", "replace"),
+        None if exp is None else exp.decode("ascii"),
+    )
+
+
+def image_id_of(path: str) -> str:
+    return path[3:].split("/", 1)[0] if path.startswith("/i/") else ""
+
+
+def cache_control(public: bool, exp: str | None, now: float) -> str:
+    if not public:
+        return PRIVATE
+    if exp is None:
+        return IMMUTABLE
+    return f"public, max-age={max(0, int(exp) - int(now))}"
+
+
+def disconnected(receive: Receive) -> Callable[[], Awaitable[object]]:
+    """A coroutine function that returns once the client has gone away."""
+
+    async def gone() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    return gone
+
+
+# ---- the endpoint ------------------------------------------------------------------------
+
+
+async def credentials(
+    origin: Origin, request: Request, path: str, s: str | None, exp: str | None
+) -> tuple[Source | None, bool]:
+    """The image (None when unknown to these credentials) and whether the answer is public."""
+    source = await origin.lookup.image(image_id_of(path))
+    if s is not None:
+        keys = origin.operator_keys
+        if source is not None:
+            keys = keys + await origin.lookup.user_keys(source.user_id)
+        if not verify(path, exp, s, keys):
+            raise BadSignature("the URL signature does not match")
+        return source, True
+    user = bearer_user(request.headers.get("authorization"), origin.runtime.settings.jwt_secret)
+    if user is None:
+        raise BadSignature("the URL has no valid signature (s) and no valid access token")
+    return (source if source is not None and source.user_id == user else None), False
+
+
+async def serve_image(request: Request) -> Response:
+    origin: Origin = request.state.origin
+    scope = request.scope
+    t: Timings = scope.get(TIMINGS) or Timings("-")
+    path = raw_path(scope)
+    s, exp = split_query(scope["query_string"])
+    source, public = await credentials(origin, request, path, s, exp)
+    now = time.time()
+    if exp is not None and int(exp) < int(now):
+        raise UrlExpired("the URL has expired")
+    if source is None:
+        raise NotFound("no such image")
+    headers = request.headers
+    plan, canonical = origin.plan(path, headers.get("accept"))
+    overlays = await origin.overlays(source, plan) if plan.overlay_ids else ()
+    key = Key(
+        source.image_id,
+        source.content_hash,
+        canonical,
+        plan.format or source.format,
+        tuple(o.content_hash for o in overlays),
+    )
+    answer = {"Cache-Control": cache_control(public, exp, now), "ETag": etag_of(key.variant)}
+    if plan.negotiated:
+        answer["Vary"] = "Accept"
+    answer["Content-Security-Policy"] = CSP
+    if_none_match = headers.get("if-none-match")
+    if if_none_match is not None and matches(if_none_match, answer["ETag"]):
+        t.tier = "304"
+        return Response(status_code=304, headers=answer)
+    made = origin.memory.get(key)
+    if made is not None:  # the hot path: no task, no disconnect watch, no copy
+        origin.metrics.hit["memory"].inc()
+        t.tier = "memory"
+    else:
+        work = origin.derivative(key, source, plan, overlays, t)
+        try:
+            made = await unless_gone(work, disconnected(request.receive))
+        except ClientGone:
+            t.tier = "gone"
+            return Response(status_code=CLIENT_CLOSED)
+    answer["Content-Length"] = str(len(made.body))
+    if request.method == "HEAD":
+        return Response(b"", headers=answer, media_type=made.media_type)
+    origin.metrics.bytes_out.inc(len(made.body))
+    return Response(made.body, headers=answer, media_type=made.media_type)
+
+
+def start_origin(runtime: Runtime, metrics: Metrics) -> Origin:
+    origin = Origin(
+        runtime=runtime,
+        metrics=metrics,
+        lookup=Lookup(runtime.repo),
+        memory=MemoryCache(runtime.settings.cache_max_bytes),
+        operator_keys=tuple(k.secret for k in runtime.settings.url_signing_keys),
+    )
+    pool = runtime.pool
+    metrics.watch_queue(lambda: pool.waiting, lambda: pool.busy)
+    return origin
+
+
+def state_of(origin: Origin) -> Mapping[str, Any]:
+    return {
+        "origin": origin,
+        "forget_image": origin.forget_image,
+        "forget_user_keys": origin.forget_user_keys,
+    }
+
+
+__all__ = ["Origin", "OriginError", "serve_image", "start_origin", "state_of"]

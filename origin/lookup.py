@@ -1,0 +1,99 @@
+"""Who owns an image and which keys sign for them, without a database round trip per request.
+
+Two small ``TTLCache``s sit in front of the repository:
+
+- image id → ``Source`` (owner, storage key, content hash, format), or ``None`` (absent:
+  cached too, so a flood of unknown ids costs one query per id per TTL);
+- owner → the UTF-8 bytes of their signing keys.
+
+``TTL_SECONDS`` (3 s) bounds how long another process keeps answering for a deleted image or
+accepting a deleted key. The process that deletes calls ``forget_image`` / ``forget_user_keys``
+and stops at once. A lookup that started before a ``forget`` does not store what it read
+(``_epoch``), so a read racing a delete cannot put the stale row back.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+from cachetools import TTLCache
+
+from origin.metadata.repository import ImageRecord, SigningKeyRecord
+
+TTL_SECONDS = 3.0
+MAX_ENTRIES = 100_000
+IMAGE_ID = re.compile(r"[0-9a-f]{32}")
+
+
+@dataclass(frozen=True)
+class Source:
+    image_id: str
+    user_id: str
+    storage_key: str
+    content_hash: str
+    format: str
+
+
+class Records(Protocol):
+    async def image(self, image_id: str, *, user_id: str | None = None) -> ImageRecord | None: ...
+    async def signing_keys(self, user_id: str) -> list[SigningKeyRecord]: ...
+
+
+class Lookup:
+    def __init__(
+        self, repo: Records, ttl: float = TTL_SECONDS, max_entries: int = MAX_ENTRIES
+    ) -> None:
+        self.repo = repo
+        self._images: TTLCache[str, Source | None] = TTLCache(max_entries, ttl)
+        self._keys: TTLCache[str, tuple[bytes, ...]] = TTLCache(max_entries, ttl)
+        self._epoch = 0
+        self.queries = 0  # repository round trips made (for tests and benchmarks)
+
+    async def image(self, image_id: str) -> Source | None:
+        """The image's source record, or None when the id is malformed, unknown or deleted."""
+        try:
+            return self._images[image_id]
+        except KeyError:
+            pass
+        if not IMAGE_ID.fullmatch(image_id):
+            return None
+        epoch = self._epoch
+        self.queries += 1
+        record = await self.repo.image(image_id)
+        source = None if record is None else _source(record)
+        if epoch == self._epoch:
+            self._images[image_id] = source
+        return source
+
+    async def user_keys(self, user_id: str) -> tuple[bytes, ...]:
+        """The owner's active signing secrets, as the UTF-8 bytes they sign with."""
+        try:
+            return self._keys[user_id]
+        except KeyError:
+            pass
+        epoch = self._epoch
+        self.queries += 1
+        keys = tuple(k.secret.encode("utf-8") for k in await self.repo.signing_keys(user_id))
+        if epoch == self._epoch:
+            self._keys[user_id] = keys
+        return keys
+
+    def forget_image(self, image_id: str) -> None:
+        self._epoch += 1
+        self._images.pop(image_id, None)
+
+    def forget_user_keys(self, user_id: str) -> None:
+        self._epoch += 1
+        self._keys.pop(user_id, None)
+
+
+def _source(record: ImageRecord) -> Source:
+    return Source(
+        image_id=record.id,
+        user_id=record.user_id,
+        storage_key=record.storage_key,
+        content_hash=record.content_hash,
+        format=record.format,
+    )
