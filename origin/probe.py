@@ -1,0 +1,488 @@
+"""The upload validator: is this one of the five formats, within the limits, fully decodable?
+
+`probe_upload` runs on the bytes of every upload before anything is stored, in three steps:
+
+1. **Type by magic bytes** (`sniff_format`): JPEG, PNG, GIF, WebP or AVIF, else 415.
+2. **Structural scan** (pure Python, one small scanner per format): walks the container
+   (PNG chunks, JPEG segments, GIF blocks, RIFF chunks, ISO-BMFF boxes), refuses truncated or
+   malformed streams, and sizes the metadata before libvips ever sees it: compressed PNG
+   chunks are inflated with a bounded `decompressobj`, never fully. It also learns the canvas
+   size and frame count when that is cheap, so a GIF with thousands of frames or a huge
+   PNG header is refused without any libvips call.
+3. **libvips**: the format's own loader (never the sniffing `new_from_buffer`) reads the
+   header, which is checked against the pixel limit, then every pixel is decoded with
+   `fail_on="error"`.
+
+Only `UnsupportedMediaType` (415) and `InvalidImage` (422) leave this module; libvips text
+stays in the exception's `__cause__` for logs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import pyvips
+
+from origin.errors import InvalidImage, UnsupportedMediaType
+
+FORMAT_MEDIA_TYPES: Mapping[str, str] = {
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "gif": "image/gif",
+    "webp": "image/webp",
+    "avif": "image/avif",
+}
+MAX_METADATA_BYTES = 4 * 1024 * 1024
+MAX_EXIF_ENTRIES = 64
+MAX_EXIF_JSON_BYTES = 4096
+MAX_EXIF_VALUE_CHARS = 256
+
+NOT_AN_IMAGE = "the file is not a decodable image"
+UNSUPPORTED = "the file is not a JPEG, PNG, GIF, WebP or AVIF image"
+
+
+@dataclass(frozen=True)
+class Probe:
+    format: str  # "jpeg" | "png" | "gif" | "webp" | "avif"
+    mime_type: str
+    width: int  # as displayed (after EXIF orientation)
+    height: int
+    frames: int  # 1 for stills
+    metadata: Mapping[str, object]  # EXIF without GPS, JSON-serialisable
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a structural scan learnt cheaply; None where the container does not say."""
+
+    width: int | None = None
+    height: int | None = None
+    frames: int | None = None
+
+
+# ---------------------------------------------------------------- magic bytes
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+AVIF_BRANDS = frozenset({b"avif", b"avis"})
+
+
+def ftyp_brands(data: bytes) -> frozenset[bytes]:
+    """The major and compatible brands of a leading ISO-BMFF `ftyp` box (empty if none)."""
+    if len(data) < 16 or data[4:8] != b"ftyp":
+        return frozenset()
+    size = int.from_bytes(data[:4], "big")
+    if not 16 <= size <= min(len(data), 4096):
+        return frozenset()
+    compatible = (data[i : i + 4] for i in range(16, size - 3, 4))
+    return frozenset({data[8:12], *compatible})
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The format named by the magic bytes; None when it is not one of the five."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if data.startswith(PNG_SIGNATURE):
+        return "png"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if ftyp_brands(data) & AVIF_BRANDS:
+        return "avif"
+    return None
+
+
+# ---------------------------------------------------------------- metadata budget
+
+
+class MetadataBudget:
+    """Bytes of (inflated) metadata a file may still carry; spending past it is a 422."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.remaining = limit
+
+    def spend(self, size: int) -> None:
+        if size > self.remaining:
+            raise InvalidImage(f"the image metadata is larger than the {self.limit}-byte limit")
+        self.remaining -= size
+
+    def inflate(self, compressed: bytes | memoryview) -> None:
+        """Spend the inflated size of a zlib stream, inflating at most the budget + 1 byte."""
+        try:
+            inflated = zlib.decompressobj().decompress(compressed, self.remaining + 1)
+        except zlib.error:
+            raise InvalidImage("a compressed metadata chunk is corrupt") from None
+        self.spend(len(inflated))
+
+
+def truncated(what: str) -> InvalidImage:
+    return InvalidImage(f"the {what} is truncated or corrupt")
+
+
+# ---------------------------------------------------------------- PNG
+
+MAX_PNG_CHUNK = 2**31 - 1
+MAX_PNG_SIDE = 2**31 - 1
+
+
+def split_nul(body: memoryview, what: str) -> tuple[memoryview, memoryview]:
+    """(before, after) the first NUL byte; a chunk without one is corrupt."""
+    end = bytes(body[:80]).find(b"\0")  # keywords are 1-79 bytes
+    if end < 0:
+        raise truncated(f"PNG {what} chunk")
+    return body[:end], body[end + 1 :]
+
+
+def spend_png_text(ctype: bytes, body: memoryview, budget: MetadataBudget) -> None:
+    """Count a PNG metadata chunk toward the budget, inflating compressed text boundedly."""
+    if ctype in (b"tEXt", b"eXIf"):
+        budget.spend(len(body))
+    elif ctype in (b"zTXt", b"iCCP"):
+        keyword, rest = split_nul(body, ctype.decode())
+        budget.spend(len(keyword))
+        budget.inflate(rest[1:])  # rest[0] is the compression method
+    elif ctype == b"iTXt":
+        keyword, rest = split_nul(body, "iTXt")
+        if len(rest) < 2:
+            raise truncated("PNG iTXt chunk")
+        compressed, rest = rest[0], rest[2:]
+        _language, rest = split_nul(rest, "iTXt")
+        _translated, text = split_nul(rest, "iTXt")
+        budget.spend(len(body) - len(text))
+        if compressed:
+            budget.inflate(text)
+        else:
+            budget.spend(len(text))
+
+
+def png_header(body: memoryview) -> tuple[int, int]:
+    if len(body) != 13:
+        raise truncated("PNG header")
+    width, height = struct.unpack_from(">II", body)
+    if not (0 < width <= MAX_PNG_SIDE and 0 < height <= MAX_PNG_SIDE):
+        raise InvalidImage("the PNG header has an invalid size")
+    return width, height
+
+
+def scan_png(data: bytes, budget: MetadataBudget) -> Layout:
+    """Walk the chunk stream: lengths, types and CRCs; IHDR first, IEND last."""
+    view = memoryview(data)
+    pos, size = len(PNG_SIGNATURE), (0, 0)
+    while pos + 12 <= len(data):
+        length, ctype = struct.unpack_from(">I4s", data, pos)
+        end = pos + 8 + length
+        if length > MAX_PNG_CHUNK or not ctype.isalpha() or end + 4 > len(data):
+            raise truncated("PNG chunk stream")
+        if zlib.crc32(view[pos + 4 : end]) != int.from_bytes(view[end : end + 4], "big"):
+            raise InvalidImage("a PNG chunk has a bad CRC")
+        if (pos == len(PNG_SIGNATURE)) != (ctype == b"IHDR"):
+            raise InvalidImage("the PNG stream does not start with its header")
+        body = view[pos + 8 : end]
+        if ctype == b"IHDR":
+            size = png_header(body)
+        elif ctype == b"IEND":
+            return Layout(width=size[0], height=size[1], frames=1)
+        spend_png_text(ctype, body, budget)
+        pos = end + 4
+    raise truncated("PNG chunk stream")
+
+
+# ---------------------------------------------------------------- JPEG
+
+JPEG_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # not DHT, JPG, DAC
+JPEG_SOS, JPEG_COM = 0xDA, 0xFE
+
+
+def jpeg_frame_size(data: bytes, pos: int, length: int) -> tuple[int, int]:
+    """(width, height) of an SOFn segment whose length field is at `pos`."""
+    if length < 8:
+        raise truncated("JPEG frame header")
+    height, width = struct.unpack_from(">HH", data, pos + 3)
+    if width == 0 or height == 0:
+        raise InvalidImage("the JPEG frame header has a zero size")
+    return width, height
+
+
+def scan_jpeg(data: bytes, budget: MetadataBudget) -> Layout:
+    """Walk the marker segments up to the first scan: APPn/COM sizes, the SOFn size."""
+    pos, size = 2, (0, 0)
+    while True:
+        if pos >= len(data) or data[pos] != 0xFF:
+            raise truncated("JPEG marker stream")
+        while pos < len(data) and data[pos] == 0xFF:  # fill bytes
+            pos += 1
+        if pos + 3 > len(data):
+            raise truncated("JPEG marker stream")
+        marker = data[pos]
+        length = int.from_bytes(data[pos + 1 : pos + 3], "big")
+        pos += 1
+        if marker == JPEG_SOS:
+            break
+        if not 0xC0 <= marker <= 0xFE or 0xD0 <= marker <= 0xD9 or length < 2:
+            raise truncated("JPEG marker stream")
+        if pos + length > len(data):
+            raise truncated("JPEG marker stream")
+        if 0xE0 <= marker <= 0xEF or marker == JPEG_COM:
+            budget.spend(length - 2)
+        elif marker in JPEG_SOF_MARKERS:
+            size = jpeg_frame_size(data, pos, length)
+        pos += length
+    if size == (0, 0):
+        raise InvalidImage("the JPEG has no frame header before its scan")
+    return Layout(width=size[0], height=size[1], frames=1)
+
+
+# ---------------------------------------------------------------- GIF
+
+GIF_IMAGE, GIF_EXTENSION, GIF_TRAILER = 0x2C, 0x21, 0x3B
+GIF_TEXT_LABELS = frozenset({0x01, 0xFE, 0xFF})  # plain text, comment, application
+
+
+def gif_colour_table(packed: int) -> int:
+    """Bytes of the colour table a descriptor's packed field announces."""
+    return 3 << ((packed & 0x07) + 1) if packed & 0x80 else 0
+
+
+def skip_sub_blocks(data: bytes, pos: int) -> tuple[int, int]:
+    """(position after the terminator, payload bytes) of a data sub-block chain."""
+    payload = 0
+    while True:
+        if pos >= len(data):
+            raise truncated("GIF block stream")
+        size = data[pos]
+        pos += 1 + size
+        if size == 0:
+            return pos, payload
+        payload += size
+
+
+def scan_gif(data: bytes, budget: MetadataBudget) -> Layout:
+    """Walk the blocks without decoding: count frames, widen the canvas to every frame."""
+    if len(data) < 13:
+        raise truncated("GIF header")
+    width, height, packed = struct.unpack_from("<HHB", data, 6)
+    pos, frames = 13 + gif_colour_table(packed), 0
+    while pos < len(data) and data[pos] != GIF_TRAILER:
+        block = data[pos]
+        if block == GIF_IMAGE:
+            if pos + 11 > len(data):
+                raise truncated("GIF image descriptor")
+            left, top, w, h, packed = struct.unpack_from("<HHHHB", data, pos + 1)
+            width, height = max(width, left + w), max(height, top + h)
+            pos, _ = skip_sub_blocks(data, pos + 11 + gif_colour_table(packed))
+            frames += 1
+        elif block == GIF_EXTENSION and pos + 1 < len(data):
+            label = data[pos + 1]
+            pos, payload = skip_sub_blocks(data, pos + 2)
+            if label in GIF_TEXT_LABELS:
+                budget.spend(payload)
+        else:
+            raise truncated("GIF block stream")
+    if frames == 0:
+        raise InvalidImage("the GIF has no image")
+    return Layout(width=width, height=height, frames=frames)
+
+
+# ---------------------------------------------------------------- WebP
+
+WEBP_METADATA_CHUNKS = frozenset({b"EXIF", b"XMP ", b"ICCP"})
+
+
+def scan_webp(data: bytes, budget: MetadataBudget) -> Layout:
+    """Walk the RIFF chunks: metadata sizes, the VP8X canvas, ANMF frames."""
+    end = 8 + int.from_bytes(data[4:8], "little")
+    if end > len(data) or end < 12:
+        raise truncated("WebP RIFF container")
+    pos, frames = 12, 0
+    size: tuple[int | None, int | None] = (None, None)
+    while pos + 8 <= end:
+        fourcc, length = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
+        body = pos + 8
+        if body + length > end:
+            raise truncated("WebP chunk stream")
+        if fourcc in WEBP_METADATA_CHUNKS:
+            budget.spend(length)
+        elif fourcc == b"VP8X" and length >= 10:
+            size = (
+                1 + int.from_bytes(data[body + 4 : body + 7], "little"),
+                1 + int.from_bytes(data[body + 7 : body + 10], "little"),
+            )
+        elif fourcc == b"ANMF":
+            frames += 1
+        pos = body + length + (length & 1)
+    if pos < end:
+        raise truncated("WebP chunk stream")
+    return Layout(width=size[0], height=size[1], frames=max(frames, 1))
+
+
+# ---------------------------------------------------------------- AVIF
+
+
+def scan_avif(data: bytes, budget: MetadataBudget) -> Layout:
+    """Walk the top-level ISO-BMFF boxes: each must fit; `meta` counts toward the budget."""
+    pos, seen = 0, set()
+    while pos < len(data):
+        if pos + 8 > len(data):
+            raise truncated("AVIF box stream")
+        size, btype = struct.unpack_from(">I4s", data, pos)
+        header = 8
+        if size == 1:
+            if pos + 16 > len(data):
+                raise truncated("AVIF box stream")
+            size, header = int.from_bytes(data[pos + 8 : pos + 16], "big"), 16
+        elif size == 0:
+            size = len(data) - pos
+        if size < header or pos + size > len(data):
+            raise truncated("AVIF box stream")
+        if btype == b"meta":
+            budget.spend(size)
+        seen.add(btype)
+        pos += size
+    if b"meta" not in seen:
+        raise InvalidImage("the AVIF has no metadata box")
+    return Layout()
+
+
+SCANNERS: Mapping[str, Callable[[bytes, MetadataBudget], Layout]] = {
+    "jpeg": scan_jpeg,
+    "png": scan_png,
+    "gif": scan_gif,
+    "webp": scan_webp,
+    "avif": scan_avif,
+}
+
+
+# ---------------------------------------------------------------- libvips
+
+SEQUENTIAL = pyvips.Access.SEQUENTIAL
+FAIL_ON = pyvips.FailOn.ERROR
+
+LOADERS: Mapping[str, Callable[[bytes], pyvips.Image]] = {
+    "jpeg": lambda data: pyvips.Image.jpegload_buffer(data, access=SEQUENTIAL, fail_on=FAIL_ON),
+    "png": lambda data: pyvips.Image.pngload_buffer(data, access=SEQUENTIAL, fail_on=FAIL_ON),
+    "gif": lambda data: pyvips.Image.gifload_buffer(data, n=-1, access=SEQUENTIAL, fail_on=FAIL_ON),
+    "webp": lambda data: pyvips.Image.webpload_buffer(
+        data, n=-1, access=SEQUENTIAL, fail_on=FAIL_ON
+    ),
+    "avif": lambda data: pyvips.Image.heifload_buffer(
+        data, n=-1, access=SEQUENTIAL, fail_on=FAIL_ON
+    ),
+}
+
+
+def check_pixels(pixels: int, limit: int) -> None:
+    if pixels > limit:
+        raise InvalidImage(f"image is larger than the {limit}-pixel limit")
+
+
+def int_field(image: pyvips.Image, name: str, default: int) -> int:
+    value = image.get(name) if image.get_typeof(name) else default
+    return value if isinstance(value, int) and value > 0 else default
+
+
+def is_av1(image: pyvips.Image) -> bool:
+    """HEIF files may carry HEVC (HEIC) images behind an `avif` brand: refuse those."""
+    return not image.get_typeof("heif-compression") or image.get("heif-compression") == "av1"
+
+
+def decode(fmt: str, data: bytes, layout: Layout, max_source_pixels: int) -> Probe:
+    """Header read by the format's own loader, pixel check, then a full decode."""
+    image = LOADERS[fmt](data)
+    page_height = min(int_field(image, "page-height", image.height), image.height)
+    frames = image.height // page_height
+    if fmt == "gif" and layout.frames is not None:
+        frames = max(frames, layout.frames)  # our block walk, not the decoder, counts
+    check_pixels(image.width * page_height * frames, max_source_pixels)
+    if fmt == "avif" and not is_av1(image):
+        raise UnsupportedMediaType("the file is a HEIF image but not an AVIF image")
+    image.avg()  # decodes every pixel of every frame; fail_on="error" makes damage raise
+    width, height = image.width, page_height
+    if int_field(image, "orientation", 1) in (5, 6, 7, 8):
+        width, height = height, width
+    return Probe(fmt, FORMAT_MEDIA_TYPES[fmt], width, height, frames, exif_metadata(image))
+
+
+# ---------------------------------------------------------------- EXIF
+
+EXIF_FIELD = re.compile(r"exif-ifd[02]-(?P<tag>[A-Za-z0-9]+)")  # IFD0 and the Exif IFD
+# libvips: "<raw value> (<readable value>, <type>, <n> components, <m> bytes)"
+EXIF_VALUE = re.compile(
+    r"(?P<body>.*), (?P<type>[A-Za-z]+), (?P<count>\d+) components?, \d+ bytes\)", re.DOTALL
+)
+EXIF_DROPPED_TAGS = frozenset({"MakerNote", "UserComment"})
+EXIF_INTEGER_TYPES = frozenset({"Byte", "SByte", "Short", "SShort", "Long", "SLong"})
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def ascii_value(body: str) -> str:
+    """For ASCII, libvips repeats the value: "V (V"; split where both halves agree."""
+    half = (len(body) - 2) // 2
+    if body == f"{body[:half]} ({body[:half]}":
+        return body[:half]
+    return body.split(" (", 1)[0]
+
+
+def exif_value(image: pyvips.Image, name: str) -> str | int | None:
+    """A libvips EXIF field as a plain value; None for blobs and anything unreadable."""
+    try:
+        raw = image.get(name)
+    except (pyvips.Error, UnicodeError):
+        return None
+    match = EXIF_VALUE.fullmatch(raw) if isinstance(raw, str) else None
+    if match is None:
+        return None
+    kind, count, body = match["type"], int(match["count"]), match["body"]
+    if kind == "Undefined" or (kind in ("Byte", "SByte") and count != 1):
+        return None
+    value = ascii_value(body) if kind == "ASCII" else body.split(" (", 1)[0]
+    value = CONTROL_CHARACTERS.sub("", value).strip()[:MAX_EXIF_VALUE_CHARS]
+    if kind in EXIF_INTEGER_TYPES and count == 1 and re.fullmatch(r"-?\d{1,10}", value):
+        return int(value)
+    return value or None
+
+
+def exif_metadata(image: pyvips.Image) -> dict[str, object]:
+    """IFD0 and Exif-IFD fields, without GPS, maker notes, comments, thumbnails or blobs."""
+    entries: dict[str, object] = {}
+    size = 2  # "{}"
+    for name in image.get_fields():
+        match = EXIF_FIELD.fullmatch(name)
+        if match is None or "gps" in name.lower() or match["tag"] in EXIF_DROPPED_TAGS:
+            continue
+        tag, value = match["tag"], exif_value(image, name)
+        if value is None or tag in entries:
+            continue
+        cost = len(json.dumps({tag: value})) - 1  # ', ' between entries, braces counted once
+        if len(entries) >= MAX_EXIF_ENTRIES or size + cost > MAX_EXIF_JSON_BYTES:
+            break
+        entries[tag] = value
+        size += cost
+    return entries
+
+
+# ---------------------------------------------------------------- the validator
+
+
+def probe_upload(
+    data: bytes,
+    *,
+    max_source_pixels: int = 100_000_000,
+    max_metadata_bytes: int = MAX_METADATA_BYTES,
+) -> Probe:
+    """Validate an upload; raises only `UnsupportedMediaType` or `InvalidImage`."""
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise UnsupportedMediaType(UNSUPPORTED)
+    layout = SCANNERS[fmt](data, MetadataBudget(max_metadata_bytes))
+    if layout.width is not None and layout.height is not None:
+        check_pixels(layout.width * layout.height * (layout.frames or 1), max_source_pixels)
+    try:
+        return decode(fmt, data, layout, max_source_pixels)
+    except pyvips.Error as exc:
+        raise InvalidImage(NOT_AN_IMAGE) from exc
