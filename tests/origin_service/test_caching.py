@@ -1,0 +1,130 @@
+"""Cache tiers (memory, store, render), single flight, and forgetting deleted images."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from origin.settings import Settings
+from tests.origin_service.conftest import Service, decode, metric, signed, start_service
+
+
+async def renders(service: Service) -> float:
+    return await service.metric("imgorigin_cache_hits_total", tier="render")
+
+
+async def test_second_request_comes_from_memory(service: Service) -> None:
+    image_id, _ = await service.image()
+    url = signed(f"/i/{image_id}/w_120,e_grayscale/a.png")
+    first = await service.get(url)
+    second = await service.get(url)
+    assert first.content == second.content
+    assert await renders(service) == 1
+    assert await service.metric("imgorigin_cache_hits_total", tier="memory") == 1
+    assert await service.metric("imgorigin_cache_misses_total", tier="memory") == 1
+    assert await service.metric("imgorigin_render_seconds_count", format="png") == 1
+    assert await service.metric("imgorigin_bytes_out_total") == 2 * len(first.content)
+    img = decode(second.content)
+    assert img.width == 120
+    r, g, b = (round(v) for v in img(5, 5)[:3])
+    assert r == g == b  # grayscale
+
+
+async def test_hot_path_makes_no_database_round_trip(service: Service) -> None:
+    image_id, _ = await service.image()
+    url = signed(f"/i/{image_id}/w_10/a.png")
+    await service.get(url)
+    before = service.origin.lookup.queries
+    for _ in range(20):
+        assert (await service.get(url)).status_code == 200
+    assert service.origin.lookup.queries == before
+
+
+async def test_twenty_concurrent_identical_requests_render_once(service: Service) -> None:
+    image_id, _ = await service.image(width=1200, height=900)
+    url = signed(f"/i/{image_id}/w_300,h_200,c_fill,g_auto/a.webp")
+    answers = await asyncio.gather(*(service.get(url) for _ in range(20)))
+    assert {a.status_code for a in answers} == {200}
+    assert len({a.content for a in answers}) == 1
+    assert await renders(service) == 1
+    assert (decode(answers[0].content).width, decode(answers[0].content).height) == (300, 200)
+
+
+class TestWithoutMemoryTier:
+    """CACHE_MAX_BYTES=0: every answer after the first comes from the store."""
+
+    @pytest.fixture
+    def service_env(self) -> dict[str, str]:
+        return {"CACHE_MAX_BYTES": "0"}
+
+    async def test_without_memory_tier_the_store_answers(
+        self, service: Service, make_settings: Callable[..., Settings]
+    ) -> None:
+        image_id, owner = await service.image()
+        url = signed(f"/i/{image_id}/w_90/a.jpg")
+        first = await service.get(url)
+        await service.origin.drain()  # the derivative is written after the answer
+        second = await service.get(url)
+        assert first.content == second.content
+        assert await renders(service) == 1
+        assert await service.metric("imgorigin_cache_hits_total", tier="store") == 1
+        assert await service.metric("imgorigin_cache_hits_total", tier="memory") == 0
+        variant = second.headers["etag"].strip('"')
+        record = await service.runtime.repo.derivative(image_id, variant)
+        assert record is not None
+        assert record.storage_key == f"{owner}/{image_id}/derived/{variant}.jpg"
+        assert (record.width, record.height, record.size_bytes) == (90, 68, len(first.content))
+
+    async def test_a_second_process_uses_the_store_and_distrusts_objects_without_rows(
+        self, service: Service, make_settings: Callable[..., Settings]
+    ) -> None:
+        image_id, owner = await service.image()
+        url = signed(f"/i/{image_id}/w_70/a.png")
+        first = await service.get(url)
+        await service.origin.drain()
+        async for other in start_service(make_settings(CACHE_MAX_BYTES="0")):
+            again = await other.get(url)
+            assert again.content == first.content
+            assert await renders(other) == 0
+            assert await other.metric("imgorigin_cache_hits_total", tier="store") == 1
+            # an object whose row is missing is not trusted: rendered again
+            stray_url = signed(f"/i/{image_id}/w_71/a.png")
+            etag = (await service.get(stray_url)).headers["etag"].strip('"')
+            await service.origin.drain()
+            stray_key = f"{owner}/{image_id}/derived/{etag}.png"
+            await other.runtime.storage.put(stray_key, b"not an image")  # same key...
+            async with other.runtime.db.write() as conn:  # ...but the row is gone
+                import sqlalchemy as sa
+
+                from origin.metadata.tables import transformed_images
+
+                await conn.execute(
+                    sa.delete(transformed_images).where(transformed_images.c.variant == etag)
+                )
+            answer = await other.get(stray_url)
+            assert decode(answer.content).width == 71
+            assert await renders(other) == 1
+
+
+async def test_deleting_through_the_api_forgets_at_once(service: Service) -> None:
+    image_id, owner = await service.image()
+    url = signed(f"/i/{image_id}/w_50/a.png")
+    assert (await service.get(url)).status_code == 200
+    deleted = await service.http.delete(f"/api/images/{image_id}", headers=service.bearer(owner))
+    assert deleted.status_code == 204
+    answer = await service.get(url)
+    assert answer.status_code == 404
+    assert answer.json()["error"]["code"] == "not_found"
+
+
+async def test_memory_tier_is_bounded_by_bytes(
+    make_settings: Callable[..., Settings],
+) -> None:
+    async for small in start_service(make_settings(CACHE_MAX_BYTES="20000")):
+        image_id, _ = await small.image()
+        for width in range(100, 400, 20):
+            assert (await small.get(signed(f"/i/{image_id}/w_{width}/a.png"))).status_code == 200
+        assert 0 < small.origin.memory.bytes <= 20000
+        assert await metric(small.http, "imgorigin_cache_hits_total", tier="render") == 15
