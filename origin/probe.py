@@ -129,6 +129,7 @@ def truncated(what: str) -> InvalidImage:
 
 MAX_PNG_CHUNK = 2**31 - 1
 MAX_PNG_SIDE = 2**31 - 1
+PNG_METADATA_CHUNKS = frozenset({b"tEXt", b"zTXt", b"iTXt", b"iCCP", b"eXIf"})
 
 
 def split_nul(body: memoryview, what: str) -> tuple[memoryview, memoryview]:
@@ -179,7 +180,7 @@ def scan_png(data: bytes, budget: MetadataBudget) -> Layout:
         end = pos + 8 + length
         if length > MAX_PNG_CHUNK or not ctype.isalpha() or end + 4 > len(data):
             raise truncated("PNG chunk stream")
-        if zlib.crc32(view[pos + 4 : end]) != int.from_bytes(view[end : end + 4], "big"):
+        if zlib.crc32(view[pos + 4 : end]) != struct.unpack_from(">I", data, end)[0]:
             raise InvalidImage("a PNG chunk has a bad CRC")
         if (pos == len(PNG_SIGNATURE)) != (ctype == b"IHDR"):
             raise InvalidImage("the PNG stream does not start with its header")
@@ -188,7 +189,8 @@ def scan_png(data: bytes, budget: MetadataBudget) -> Layout:
             size = png_header(body)
         elif ctype == b"IEND":
             return Layout(width=size[0], height=size[1], frames=1)
-        spend_png_text(ctype, body, budget)
+        if ctype in PNG_METADATA_CHUNKS:
+            spend_png_text(ctype, body, budget)
         pos = end + 4
     raise truncated("PNG chunk stream")
 
@@ -196,7 +198,12 @@ def scan_png(data: bytes, budget: MetadataBudget) -> Layout:
 # ---------------------------------------------------------------- JPEG
 
 JPEG_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # not DHT, JPG, DAC
-JPEG_SOS, JPEG_COM = 0xDA, 0xFE
+JPEG_SEGMENT_MARKERS = frozenset(range(0xC0, 0xFF)) - frozenset(
+    range(0xD0, 0xDA)
+)  # not RSTn/SOI/EOI
+JPEG_METADATA_MARKERS = frozenset(range(0xE0, 0xF0)) | {0xFE}  # APPn, COM
+JPEG_SOS = 0xDA
+MAX_JPEG_SEGMENTS = 4096  # before the first scan; real files have tens (255 for a split ICC)
 
 
 def jpeg_frame_size(data: bytes, pos: int, length: int) -> tuple[int, int]:
@@ -212,30 +219,27 @@ def jpeg_frame_size(data: bytes, pos: int, length: int) -> tuple[int, int]:
 def scan_jpeg(data: bytes, budget: MetadataBudget) -> Layout:
     """Walk the marker segments up to the first scan: APPn/COM sizes, the SOFn size."""
     pos, size = 2, (0, 0)
-    while True:
-        if pos >= len(data) or data[pos] != 0xFF:
-            raise truncated("JPEG marker stream")
-        while pos < len(data) and data[pos] == 0xFF:  # fill bytes
-            pos += 1
-        if pos + 3 > len(data):
-            raise truncated("JPEG marker stream")
-        marker = data[pos]
-        length = int.from_bytes(data[pos + 1 : pos + 3], "big")
-        pos += 1
-        if marker == JPEG_SOS:
+    for _ in range(MAX_JPEG_SEGMENTS):
+        if pos + 4 > len(data):
             break
-        if not 0xC0 <= marker <= 0xFE or 0xD0 <= marker <= 0xD9 or length < 2:
-            raise truncated("JPEG marker stream")
-        if pos + length > len(data):
-            raise truncated("JPEG marker stream")
-        if 0xE0 <= marker <= 0xEF or marker == JPEG_COM:
+        prefix, marker, length = struct.unpack_from(">BBH", data, pos)
+        if prefix != 0xFF:
+            break
+        if marker == 0xFF:  # a fill byte
+            pos += 1
+            continue
+        if marker == JPEG_SOS:
+            if size == (0, 0):
+                raise InvalidImage("the JPEG has no frame header before its scan")
+            return Layout(width=size[0], height=size[1], frames=1)
+        if marker not in JPEG_SEGMENT_MARKERS or length < 2 or pos + 2 + length > len(data):
+            break
+        if marker in JPEG_METADATA_MARKERS:
             budget.spend(length - 2)
         elif marker in JPEG_SOF_MARKERS:
-            size = jpeg_frame_size(data, pos, length)
-        pos += length
-    if size == (0, 0):
-        raise InvalidImage("the JPEG has no frame header before its scan")
-    return Layout(width=size[0], height=size[1], frames=1)
+            size = jpeg_frame_size(data, pos + 2, length)
+        pos += 2 + length
+    raise truncated("JPEG marker stream")
 
 
 # ---------------------------------------------------------------- GIF
@@ -325,8 +329,9 @@ def scan_webp(data: bytes, budget: MetadataBudget) -> Layout:
 
 
 def scan_avif(data: bytes, budget: MetadataBudget) -> Layout:
-    """Walk the top-level ISO-BMFF boxes: each must fit; `meta` counts toward the budget."""
-    pos, seen = 0, set()
+    """Walk the top-level ISO-BMFF boxes: each must fit; `meta` counts toward the budget
+    and must declare an AV1 item (`av01`), or this is a HEIC behind an `avif` brand."""
+    pos, meta = 0, b""
     while pos < len(data):
         if pos + 8 > len(data):
             raise truncated("AVIF box stream")
@@ -342,10 +347,12 @@ def scan_avif(data: bytes, budget: MetadataBudget) -> Layout:
             raise truncated("AVIF box stream")
         if btype == b"meta":
             budget.spend(size)
-        seen.add(btype)
+            meta += data[pos : pos + size]
         pos += size
-    if b"meta" not in seen:
+    if not meta:
         raise InvalidImage("the AVIF has no metadata box")
+    if b"av01" not in meta:
+        raise UnsupportedMediaType("the file is a HEIF image but not an AVIF image")
     return Layout()
 
 
@@ -386,11 +393,6 @@ def int_field(image: pyvips.Image, name: str, default: int) -> int:
     return value if isinstance(value, int) and value > 0 else default
 
 
-def is_av1(image: pyvips.Image) -> bool:
-    """HEIF files may carry HEVC (HEIC) images behind an `avif` brand: refuse those."""
-    return not image.get_typeof("heif-compression") or image.get("heif-compression") == "av1"
-
-
 def decode(fmt: str, data: bytes, layout: Layout, max_source_pixels: int) -> Probe:
     """Header read by the format's own loader, pixel check, then a full decode."""
     image = LOADERS[fmt](data)
@@ -399,8 +401,6 @@ def decode(fmt: str, data: bytes, layout: Layout, max_source_pixels: int) -> Pro
     if fmt == "gif" and layout.frames is not None:
         frames = max(frames, layout.frames)  # our block walk, not the decoder, counts
     check_pixels(image.width * page_height * frames, max_source_pixels)
-    if fmt == "avif" and not is_av1(image):
-        raise UnsupportedMediaType("the file is a HEIF image but not an AVIF image")
     image.avg()  # decodes every pixel of every frame; fail_on="error" makes damage raise
     width, height = image.width, page_height
     if int_field(image, "orientation", 1) in (5, 6, 7, 8):
