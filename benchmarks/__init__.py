@@ -1,0 +1,1 @@
+"""The side-by-side benchmark: imgorigin against thumbor and IPX, and the in-process floor."""

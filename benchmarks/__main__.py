@@ -1,0 +1,318 @@
+"""``python -m benchmarks``: imgorigin, thumbor and IPX side by side, plus the in-process floor.
+
+For each server (one at a time, each with both cores): start it, and for each workload probe
+the nominal URL (status, bytes, size, frames), warm up, then ``--runs`` wrk runs of
+``--duration`` seconds, each with the CPU time of the server's process tree (from /proc,
+before/after) and its peak RSS (sampled every 100 ms). Best run = highest req/s. Prints a
+markdown table and writes ``bench.json`` and ``bench.png`` under ``--out``. Every process
+started is in its own process group and is stopped on exit, error or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import images as images_mod
+from benchmarks import report, wrk
+from benchmarks.procs import Registry, RssSampler, cpu_seconds, rss_bytes
+from benchmarks.servers import PEERS, ROOT, Server, all_servers, http_get
+from benchmarks.workloads import WORKLOADS, Workload
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
+    p.add_argument("--only", default="", help="comma-separated servers (imgorigin,thumbor,ipx)")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per run (default 10)")
+    p.add_argument("--runs", type=int, default=3, help="runs per workload, best kept (default 3)")
+    p.add_argument("--connections", type=int, default=8, help="wrk connections (default 8)")
+    p.add_argument("--workloads", default=",".join(WORKLOADS), help="e.g. W1,W3")
+    p.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds (default 3)")
+    p.add_argument("--floor-seconds", type=float, default=5.0, help="per workload (0 = skip)")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    p.add_argument("--keep-work", action="store_true", help="keep the temporary folder (logs)")
+    args = p.parse_args(argv)
+    args.workloads = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
+    unknown = [w for w in args.workloads if w not in WORKLOADS]
+    if unknown:
+        p.error(f"unknown workload(s): {', '.join(unknown)}")
+    args.only = [s.strip() for s in args.only.split(",") if s.strip()]
+    return args
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def describe(body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+    import pyvips
+
+    info: dict[str, Any] = {"bytes": len(body), "content_type": headers.get("Content-Type", "")}
+    try:
+        img = pyvips.Image.new_from_buffer(body, "", n=-1)
+    except pyvips.Error:
+        img = pyvips.Image.new_from_buffer(body, "")
+    pages = img.get("n-pages") if img.get_typeof("n-pages") else 1
+    info.update(width=img.width, height=img.height // max(1, pages), pages=pages)
+    return info
+
+
+def measure(
+    registry: Registry,
+    server: Server,
+    port: int,
+    root_pid: int,
+    w: Workload,
+    args: Any,
+    work: Path,
+) -> dict[str, Any]:
+    paths = [server.path(w, p) for p in w.params()]
+    paths_file = work / f"{server.name}-{w.name}.paths"
+    paths_file.write_text("\n".join(paths) + "\n")
+    status, headers, body = http_get(port, paths[0], timeout=120)
+    if status != 200:
+        return {"error": f"probe {paths[0][:80]} → {status} {body[:120]!r}"}
+    probe = describe(body, headers)
+    offset = 0 if w.mode == "hot" else 1
+    script = work / "paths.lua"
+
+    def once(seconds: float) -> tuple[wrk.WrkResult, float, int]:
+        nonlocal offset
+        cpu0 = cpu_seconds(root_pid)
+        with RssSampler(root_pid) as rss:
+            result = wrk.run(
+                registry,
+                port=port,
+                script=script,
+                paths_file=paths_file,
+                offset=offset,
+                duration=seconds,
+                connections=args.connections,
+            )
+        cpu = cpu_seconds(root_pid) - cpu0
+        if w.mode == "cold":  # never reuse a URL: skip what was sent, and what was in flight
+            offset += result.requests + args.connections + 8
+        return result, cpu, rss.peak
+
+    if args.warmup > 0:
+        once(args.warmup)
+    runs = []
+    peak = 0
+    for _ in range(args.runs):
+        r, cpu, rss = once(args.duration)
+        peak = max(peak, rss)
+        runs.append(
+            {
+                "rps": r.rps,
+                "requests": r.requests,
+                "seconds": r.seconds,
+                "p50_ms": r.p50_ms,
+                "p90_ms": r.p90_ms,
+                "p99_ms": r.p99_ms,
+                "max_ms": r.max_ms,
+                "cpu_ms_per_req": cpu * 1000 / r.requests if r.requests else None,
+                "cpu_seconds": cpu,
+                "peak_rss_bytes": rss,
+                "wire_bytes": r.bytes,
+                "errors": r.errors,
+            }
+        )
+        print(
+            f"  {server.name} {w.name}: {r.rps:7.1f} req/s  p50 {r.p50_ms:7.1f} ms  "
+            f"p99 {r.p99_ms:7.1f} ms  cpu {runs[-1]['cpu_ms_per_req'] or 0:6.1f} ms/req  "
+            f"rss {rss / 1e6:5.0f} MB  errors {sum(r.errors.values())}",
+            flush=True,
+        )
+    best = max(runs, key=lambda x: x["rps"])
+    return {
+        "probe": probe,
+        "runs": runs,
+        "best": best,
+        "peak_rss_bytes": peak,
+        "distinct_urls": len(paths),
+        "urls_used": offset,
+        "urls_repeated": w.mode == "cold" and offset > len(paths),
+        "nominal_path": paths[0],
+    }
+
+
+def bench_server(
+    registry: Registry,
+    server: Server,
+    wanted: list[Workload],
+    args: Any,
+    images: dict[str, Path],
+    work: Path,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "note": server.note,
+        "version": getattr(server, "version", ""),
+        "workloads": {},
+        "idle_rss_bytes": {},
+    }
+    for mode in ("cold", "hot"):
+        todo = [w for w in wanted if w.mode == mode and server.supports(w)]
+        if not todo:
+            continue
+        before = set(registry.groups)
+        try:
+            port = server.start(registry, work, images, mode)
+            group = next(g for g in registry.groups if g not in before)
+            time.sleep(0.5)
+            out["idle_rss_bytes"][mode] = rss_bytes(group.pid)
+            for w in todo:
+                print(f"{server.name} · {w.name} ({w.title})", flush=True)
+                try:
+                    out["workloads"][w.name] = measure(
+                        registry, server, port, group.pid, w, args, work
+                    )
+                except RuntimeError as exc:
+                    out["workloads"][w.name] = {"error": str(exc)[:500]}
+                if "error" in out["workloads"][w.name]:
+                    print(f"  error: {out['workloads'][w.name]['error']}", flush=True)
+                    print(group.tail(10), flush=True)
+        except RuntimeError as exc:
+            for w in todo:
+                out["workloads"][w.name] = {"error": str(exc)[:500]}
+            print(f"{server.name}: {exc}", flush=True)
+        finally:
+            for g in [g for g in registry.groups if g not in before]:
+                registry.stop(g)
+    return out
+
+
+def floor(images_dir: Path, wanted: list[Workload], seconds: float) -> dict[str, Any]:
+    cold = [w.name for w in wanted if w.mode == "cold"]
+    if not cold or seconds <= 0:
+        return {}
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.floor", str(images_dir), str(seconds), ",".join(cold)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode:
+        return {"error": done.stderr[-500:]}
+    return json.loads(done.stdout)
+
+
+def environment(args: Any, servers: dict[str, Any]) -> dict[str, Any]:
+    import pyvips
+
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    wrk_version = subprocess.run(
+        [wrk.wrk_binary() or "wrk", "-v"], capture_output=True, text=True, check=False
+    )
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "commit": commit,
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "libvips": f"{pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}",
+        "wrk": (wrk_version.stdout + wrk_version.stderr).split("\n")[0].strip(),
+        "gifsicle": shutil.which("gifsicle") is not None,
+        "servers": servers,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if wrk.wrk_binary() is None:
+        print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _interrupt)
+    servers = [s for s in all_servers() if not args.only or s.name in args.only]
+    wanted = [WORKLOADS[w] for w in args.workloads]
+    print("building workload images…", flush=True)
+    images = images_mod.build(PEERS / "images")
+    for name, path in images.items():
+        print(f"  {name}: {path.stat().st_size / 1e6:.2f} MB", flush=True)
+    registry = Registry()
+    work = Path(tempfile.mkdtemp(prefix="imgorigin-bench-"))
+    wrk.write_script(work)
+    results: dict[str, Any] = {
+        "config": {
+            "duration": args.duration,
+            "runs": args.runs,
+            "connections": args.connections,
+            "warmup": args.warmup,
+            "wrk_threads": 1,
+        },
+        "workloads": [w.name for w in wanted],
+        "titles": {w.name: w.title for w in wanted},
+        "servers": {},
+        "skipped": {},
+    }
+    try:
+        PEERS.mkdir(parents=True, exist_ok=True)
+        for server in servers:
+            print(f"preparing {server.name}…", flush=True)
+            reason = server.install(PEERS / f"{server.name}-install.log")
+            if reason:
+                print(f"  skipped: {reason}", flush=True)
+                results["skipped"][server.name] = reason
+                continue
+            results["servers"][server.name] = bench_server(
+                registry, server, wanted, args, images, work
+            )
+        registry.stop_all()
+        print("floor (in-process pipeline)…", flush=True)
+        results["floor"] = floor(
+            images["w1.jpg"].parent, wanted, min(args.floor_seconds, args.duration)
+        )
+        results["environment"] = environment(
+            args,
+            {
+                n: {"version": r["version"], "note": r["note"]}
+                for n, r in results["servers"].items()
+            },
+        )
+    except KeyboardInterrupt:
+        print("interrupted: stopping servers", file=sys.stderr)
+        return 130
+    finally:
+        registry.stop_all()
+        if not args.keep_work:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"work folder kept: {work}")
+    text = report.table(results)
+    print()
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    report.write_json(results, args.out / "bench.json")
+    try:
+        report.write_chart(results, args.out / "bench.png")
+    except Exception as exc:
+        print(f"chart not drawn: {exc}", file=sys.stderr)
+    print(f"wrote {args.out / 'bench.json'} and {args.out / 'bench.png'}")
+    failed = [
+        f"{s} {w}"
+        for s, r in results["servers"].items()
+        for w, m in r["workloads"].items()
+        if "error" in m
+    ]
+    return 1 if failed and any(s == "imgorigin" for s in (f.split()[0] for f in failed)) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

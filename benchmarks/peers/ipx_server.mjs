@@ -1,0 +1,21 @@
+// IPX 3 behind node's cluster module: WORKERS processes share one port (127.0.0.1:PORT),
+// each serving files from IPX_DIR. Copied next to node_modules by the benchmark harness.
+import cluster from "node:cluster";
+import http from "node:http";
+import { createIPX, createIPXNodeServer, ipxFSStorage } from "ipx";
+
+const workers = Number(process.env.WORKERS || 2);
+const port = Number(process.env.PORT || 3000);
+
+if (cluster.isPrimary) {
+  for (let i = 0; i < workers; i++) cluster.fork();
+  const stop = () => {
+    for (const w of Object.values(cluster.workers)) w.kill("SIGTERM");
+    process.exit(0);
+  };
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+} else {
+  const ipx = createIPX({ storage: ipxFSStorage({ dir: process.env.IPX_DIR }) });
+  http.createServer(createIPXNodeServer(ipx)).listen(port, "127.0.0.1");
+}

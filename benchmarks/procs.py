@@ -1,0 +1,183 @@
+"""Processes the harness starts (each in its own process group) and /proc accounting.
+
+Every server and every wrk runs in a new session; ``Group.stop()`` signals the whole group
+(SIGTERM, then SIGKILL after a grace period). ``Registry.stop_all()`` runs from a finally
+block, so no server outlives the harness on success, error or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class Group:
+    """One started command and its process group."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        log: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.log = log
+        out: IO[bytes] | int = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self.proc = subprocess.Popen(
+                list(argv),
+                env=dict(env) if env is not None else None,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        finally:
+            if not isinstance(out, int):
+                out.close()
+        self.pid = self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, grace: float = 10.0) -> None:
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(self.pid, sig)
+            except ProcessLookupError:
+                return
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None and not _group_alive(self.pid):
+                    return
+                time.sleep(0.05)
+
+    def tail(self, lines: int = 20) -> str:
+        if not self.log or not self.log.exists():
+            return ""
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _group_alive(pgid: int) -> bool:
+    for pid in _pids():
+        try:
+            if os.getpgid(pid) == pgid:
+                return True
+        except ProcessLookupError:
+            continue
+    return False
+
+
+class Registry:
+    """Every group started, stopped in reverse order by ``stop_all``."""
+
+    def __init__(self) -> None:
+        self.groups: list[Group] = []
+
+    def start(self, name: str, argv: Sequence[str], **kwargs: object) -> Group:
+        group = Group(name, argv, **kwargs)  # type: ignore[arg-type]
+        self.groups.append(group)
+        return group
+
+    def stop(self, group: Group) -> None:
+        group.stop()
+        if group in self.groups:
+            self.groups.remove(group)
+
+    def stop_all(self) -> None:
+        while self.groups:
+            self.groups.pop().stop()
+
+
+# ---- /proc ---------------------------------------------------------------------------------
+
+
+def _pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # comm may hold spaces and parentheses: split after the last ')'.
+    return text[text.rindex(")") + 2 :].split()
+
+
+def tree(root: int) -> list[int]:
+    """``root`` and all its descendants (by parent pid)."""
+    children: dict[int, list[int]] = {}
+    for pid in _pids():
+        fields = _stat(pid)
+        if fields is not None:
+            children.setdefault(int(fields[1]), []).append(pid)
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, ()))
+    return found
+
+
+def cpu_seconds(root: int) -> float:
+    """utime + stime of every live process in the tree, plus cutime + cstime (children that
+    exited and were waited for, e.g. thumbor's gifsicle runs), in seconds."""
+    ticks = 0
+    for pid in tree(root):
+        fields = _stat(pid)
+        if fields is not None:
+            ticks += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime (14-17)
+    return ticks / CLK_TCK
+
+
+def rss_bytes(root: int) -> int:
+    """Sum of VmRSS over the tree."""
+    total = 0
+    for pid in tree(root):
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+                    break
+        except OSError:
+            continue
+    return total
+
+
+class RssSampler:
+    """Samples the tree's RSS every ``interval`` seconds in a thread; ``peak`` is the max."""
+
+    def __init__(self, root: int, interval: float = 0.1) -> None:
+        self.root = root
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_bytes(self.root))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self.peak = rss_bytes(self.root)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_bytes(self.root))

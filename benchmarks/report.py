@@ -1,0 +1,131 @@
+"""The results: a text/markdown table, the JSON file and a bar chart (SVG drawn, PNG by libvips)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape
+
+COLOURS = {"imgorigin": "#2b6cb0", "thumbor": "#dd6b20", "ipx": "#38a169"}
+
+
+def _mb(n: float | None) -> str:
+    return "—" if not n else f"{n / 1e6:.0f}"
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "/")[:80]
+
+
+def table(results: dict[str, Any]) -> str:
+    """A markdown table: one row per workload and server, then the floor."""
+    head = (
+        "| workload | server | req/s (best) | all runs req/s | p50 ms | p99 ms | CPU ms/req "
+        "| peak RSS MB | out bytes | out size | errors |\n"
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---|---:|\n"
+    )
+    rows = []
+    for w in results["workloads"]:
+        for server, r in results["servers"].items():
+            m = r.get("workloads", {}).get(w)
+            if m is None:
+                continue
+            if "error" in m:
+                rows.append(f"| {w} | {server} | — | {_cell(m['error'])} | | | | | | | |")
+                continue
+            best = m["best"]
+            runs = ", ".join(f"{x['rps']:.1f}" for x in m["runs"])
+            probe = m["probe"]
+            size = f"{probe['width']}×{probe['height']}" + (
+                f" ×{probe['pages']}" if probe.get("pages", 1) > 1 else ""
+            )
+            errors = sum(sum(x["errors"].values()) for x in m["runs"])
+            rows.append(
+                f"| {w} | {server} | {best['rps']:.1f} | {runs} | {best['p50_ms']:.1f} "
+                f"| {best['p99_ms']:.1f} | {best['cpu_ms_per_req']:.1f} "
+                f"| {_mb(m['peak_rss_bytes'])} | {probe['bytes']:,} | {size} | {errors} |"
+            )
+        floor = results.get("floor", {}).get("workloads", {}).get(w)
+        if floor:
+            rows.append(
+                f"| {w} | floor (in-process, 1 thread) | ≤ {floor['ceiling_rps_2_cores']:.1f} "
+                f"(2 cores) | {floor['ops']} ops | {floor['ms_per_op']:.1f} ms/op | | "
+                f"{floor['ms_per_op']:.1f} | {_mb(results['floor'].get('peak_rss_bytes'))} "
+                f"| {floor['bytes']:,} | {floor['width']}×{floor['height']} | |"
+            )
+    return head + "\n".join(rows) + "\n"
+
+
+def write_json(results: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+
+
+def chart_svg(results: dict[str, Any]) -> str:
+    """One panel per workload (own scale), a bar per server with its req/s."""
+    workloads = results["workloads"]
+    servers = list(results["servers"])
+    panel_w, panel_h, top, bottom = 230, 300, 60, 40
+    width = 20 + panel_w * len(workloads)
+    height = top + panel_h + bottom
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">',
+        f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
+        '<text x="12" y="24" font-family="sans-serif" font-size="16" font-weight="bold">'
+        f"req/s, best of {escape(str(results['config']['runs']))} "
+        f"(wrk, {results['config']['connections']} connections, 2 cores)</text>",
+    ]
+    for i, (x0, legend) in enumerate(zip(range(12, width, 120), servers, strict=False)):
+        colour = COLOURS.get(legend, "#777")
+        parts.append(
+            f'<rect x="{x0 + 360 + i * 0}" y="34" width="12" height="12" fill="{colour}"/>'
+        )
+        parts.append(
+            f'<text x="{x0 + 378}" y="45" font-family="sans-serif" font-size="12">'
+            f"{escape(legend)}</text>"
+        )
+    for i, w in enumerate(workloads):
+        left = 20 + i * panel_w
+        values = []
+        for s in servers:
+            m = results["servers"][s].get("workloads", {}).get(w)
+            values.append((s, m["best"]["rps"] if m and "best" in m else None))
+        peak = max((v for _, v in values if v), default=1.0)
+        bar_w = (panel_w - 40) / max(1, len(servers))
+        base = top + panel_h
+        parts.append(
+            f'<line x1="{left}" y1="{base}" x2="{left + panel_w - 20}" y2="{base}" stroke="#333"/>'
+        )
+        parts.append(
+            f'<text x="{left + (panel_w - 20) / 2}" y="{base + 20}" text-anchor="middle" '
+            f'font-family="sans-serif" font-size="14" font-weight="bold">{w}</text>'
+        )
+        for j, (s, v) in enumerate(values):
+            x = left + 10 + j * bar_w
+            if v is None:
+                parts.append(
+                    f'<text x="{x + bar_w / 2}" y="{base - 6}" text-anchor="middle" '
+                    'font-family="sans-serif" font-size="11" fill="#888">n/a</text>'
+                )
+                continue
+            h = (panel_h - 30) * v / peak
+            parts.append(
+                f'<rect x="{x:.1f}" y="{base - h:.1f}" width="{bar_w - 8:.1f}" height="{h:.1f}" '
+                f'fill="{COLOURS.get(s, "#777")}"/>'
+            )
+            label = f"{v:.0f}" if v >= 100 else f"{v:.1f}"
+            parts.append(
+                f'<text x="{x + (bar_w - 8) / 2:.1f}" y="{base - h - 5:.1f}" text-anchor="middle" '
+                f'font-family="sans-serif" font-size="12">{label}</text>'
+            )
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def write_chart(results: dict[str, Any], path: Path) -> None:
+    import pyvips
+
+    svg = chart_svg(results).encode("utf-8")
+    pyvips.Image.svgload_buffer(svg).flatten(background=[255, 255, 255]).pngsave(
+        str(path), compression=9, palette=True
+    )

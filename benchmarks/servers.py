@@ -1,0 +1,345 @@
+"""The servers under test: how each is installed, configured, started and addressed.
+
+Every server gets the same machine (both cores) and listens on 127.0.0.1 only:
+
+- imgorigin: ``imgorigin serve --workers 2`` (uvicorn, uvloop, httptools), ``CONCURRENCY=1``
+  libvips job per process, ``MALLOC_ARENA_MAX=2``. Cold mode: ``CACHE_MAX_BYTES=0`` and a
+  fresh storage folder and database; hot mode (W4): the default in-process cache.
+- thumbor (PyPI, own venv): one process, ``ENGINE_THREADPOOL_SIZE=2``, file loader, no
+  original storage, unsafe URLs; result storage off (cold) or file result storage (hot);
+  gifsicle engine for animated GIFs when ``gifsicle`` is on PATH.
+- IPX 3 (npm, sharp with its bundled libvips): node cluster with 2 workers, fs storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from benchmarks.procs import Group, Registry
+from benchmarks.workloads import Params, Workload
+
+ROOT = Path(__file__).resolve().parent.parent
+PEERS = ROOT / "benchmarks" / ".peers"
+VENV_BIN = Path(sys.executable).parent
+THUMBOR_SPEC = "thumbor==7.8.*"
+IPX_SPEC = "ipx@3"
+SIGNING_SECRET = "benchmark-signing-secret-0123456789abcdef"
+READY_SECONDS = 90.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_get(port: int, path: str, timeout: float = 60.0) -> tuple[int, dict[str, str], bytes]:
+    url = f"http://127.0.0.1:{port}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def wait_ready(group: Group, port: int, path: str) -> None:
+    deadline = time.monotonic() + READY_SECONDS
+    while time.monotonic() < deadline:
+        if not group.alive():
+            raise RuntimeError(f"{group.name} exited during start-up:\n{group.tail()}")
+        try:
+            status, _, _ = http_get(port, path, timeout=2.0)
+            if status < 500:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{group.name} not ready after {READY_SECONDS:.0f}s:\n{group.tail()}")
+
+
+@dataclass
+class Server:
+    """A server under test; subclasses fill in install, start and path."""
+
+    name: str = ""
+    note: str = ""
+    modes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def install(self, log: Path) -> str | None:
+        """Install if needed; return None when usable, else the reason it is not."""
+        return None
+
+    def supports(self, workload: Workload) -> bool:
+        return True
+
+    def start(self, registry: Registry, work: Path, images: dict[str, Path], mode: str) -> int:
+        raise NotImplementedError
+
+    def path(self, workload: Workload, p: Params) -> str:
+        raise NotImplementedError
+
+
+# ---- imgorigin -------------------------------------------------------------------------------
+
+
+IMAGE_IDS = {
+    name: hashlib.sha256(f"bench/{name}".encode()).hexdigest()[:32]
+    for name in ("w1.jpg", "w3.png", "w5.gif")
+}
+FORMAT_OF = {
+    "jpg": ("jpeg", "image/jpeg"),
+    "png": ("png", "image/png"),
+    "gif": ("gif", "image/gif"),
+}
+
+
+class Imgorigin(Server):
+    def __init__(self) -> None:
+        super().__init__(
+            name="imgorigin",
+            note="2 uvicorn workers, CONCURRENCY=1 each",
+        )
+
+    def env(self, data: Path, cache: bool) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CACHE_MAX_BYTES")}
+        env.update(
+            IMGORIGIN_ENV="development",
+            DATABASE_URL=f"sqlite:///{data / 'meta.db'}",
+            STORAGE_TYPE="local",
+            STORAGE_PATH=str(data / "storage"),
+            SECRETS_FILE=str(data / "secrets.json"),
+            JWT_SECRET="benchmark-jwt-secret-0123456789abcdef0123456789",
+            URL_SIGNING_KEYS=f"bench:{SIGNING_SECRET}",
+            CONCURRENCY="1",
+            MALLOC_ARENA_MAX="2",
+        )
+        if not cache:
+            env["CACHE_MAX_BYTES"] = "0"
+        return env
+
+    def start(self, registry: Registry, work: Path, images: dict[str, Path], mode: str) -> int:
+        data = work / f"imgorigin-{mode}"  # a fresh database and storage folder per start
+        shutil.rmtree(data, ignore_errors=True)
+        data.mkdir(parents=True)
+        env = self.env(data, cache=(mode == "hot"))
+        subprocess.run(
+            [str(VENV_BIN / "imgorigin"), "migrate"], env=env, check=True, capture_output=True
+        )
+        seed(env, images)
+        port = free_port()
+        argv = [
+            str(VENV_BIN / "imgorigin"),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ]
+        group = registry.start(
+            f"imgorigin-{mode}", argv, env=env, log=work / f"imgorigin-{mode}.log"
+        )
+        wait_ready(group, port, "/healthz")
+        self.group = group
+        return port
+
+    def path(self, workload: Workload, p: Params) -> str:
+        from origin.signing import sign_url
+
+        image = IMAGE_IDS[workload.source]
+        if workload.kind == "fit":
+            chain = f"w_{p['w']},h_{p['h']},c_fit"
+            if "q" in p:
+                chain += f",q_{p['q']}"
+        else:
+            chain = f"x_{p['x']},y_{p['y']},w_{p['cw']},h_{p['ch']},c_crop,r_{p['r']}"
+        return sign_url(
+            f"/i/{image}/{chain}/{workload.name.lower()}.{workload.ext}", SIGNING_SECRET
+        )
+
+
+def seed(env: dict[str, str], images: dict[str, Path]) -> None:
+    """Put the originals in storage and their rows in the database (what an upload does)."""
+    from origin.metadata.repository import ImageRecord
+    from origin.runtime import open_runtime
+    from origin.settings import Settings
+
+    settings = Settings.from_environ(env)
+    user_id = hashlib.sha256(b"bench/user").hexdigest()[:32]
+
+    async def go() -> None:
+        async with open_runtime(settings) as runtime:
+            now = datetime.now(UTC)
+            await runtime.repo.create_user(user_id, "bench@example.invalid", "!", now)
+            for name, path in images.items():
+                data = path.read_bytes()
+                fmt, mime = FORMAT_OF[name.rsplit(".", 1)[1]]
+                import pyvips
+
+                img = pyvips.Image.new_from_buffer(data, "")
+                image = ImageRecord(
+                    id=IMAGE_IDS[name],
+                    user_id=user_id,
+                    original_filename=name,
+                    mime_type=mime,
+                    format=fmt,
+                    size_bytes=len(data),
+                    width=img.width,
+                    height=img.get("page-height") if img.get_typeof("page-height") else img.height,
+                    storage_key=f"{user_id}/{IMAGE_IDS[name]}/original.{name.rsplit('.', 1)[1]}",
+                    content_hash=hashlib.sha256(data).hexdigest(),
+                    created_at=now,
+                )
+                await runtime.storage.put(image.storage_key, data, content_type=mime)
+                await runtime.repo.add_image(image, settings.user_quota_bytes)
+
+    asyncio.run(go())
+
+
+# ---- thumbor ---------------------------------------------------------------------------------
+
+
+class Thumbor(Server):
+    def __init__(self) -> None:
+        super().__init__(name="thumbor", note="1 process, ENGINE_THREADPOOL_SIZE=2")
+        self.venv = PEERS / "thumbor"
+
+    def install(self, log: Path) -> str | None:
+        binary = self.venv / "bin" / "thumbor"
+        if not binary.exists():
+            with log.open("ab") as out:
+                for argv in (
+                    [sys.executable, "-m", "venv", "--clear", str(self.venv)],
+                    [str(self.venv / "bin" / "pip"), "install", "-q", THUMBOR_SPEC],
+                ):
+                    if subprocess.run(argv, stdout=out, stderr=out, check=False).returncode:
+                        return f"`{' '.join(argv[-2:])}` failed (see {log})"
+        done = subprocess.run([str(binary), "--version"], capture_output=True, text=True)
+        if done.returncode:
+            return f"thumbor --version failed: {done.stderr.strip()[-200:]}"
+        self.version = done.stdout.strip()
+        gifsicle = shutil.which("gifsicle")
+        self.note += ", gifsicle engine for GIF" if gifsicle else ", no gifsicle: PIL for GIF"
+        return None
+
+    def start(self, registry: Registry, work: Path, images: dict[str, Path], mode: str) -> int:
+        conf = work / f"thumbor-{mode}.conf"
+        results = work / f"thumbor-results-{mode}"
+        shutil.rmtree(results, ignore_errors=True)
+        lines = {
+            "LOADER": "'thumbor.loaders.file_loader'",
+            "FILE_LOADER_ROOT_PATH": repr(str(images["w1.jpg"].parent)),
+            "STORAGE": "'thumbor.storages.no_storage'",
+            "ALLOW_UNSAFE_URL": "True",
+            "ENGINE_THREADPOOL_SIZE": "2",
+            "QUALITY": "80",
+            "USE_GIFSICLE_ENGINE": repr(shutil.which("gifsicle") is not None),
+            "MAX_AGE": "86400",
+        }
+        if mode == "hot":
+            lines.update(
+                RESULT_STORAGE="'thumbor.result_storages.file_storage'",
+                RESULT_STORAGE_FILE_STORAGE_ROOT_PATH=repr(str(results)),
+                RESULT_STORAGE_STORES_UNSAFE="True",
+                RESULT_STORAGE_EXPIRATION_SECONDS="0",
+            )
+        else:
+            lines["RESULT_STORAGE"] = "None"
+        conf.write_text("".join(f"{k} = {v}\n" for k, v in lines.items()))
+        port = free_port()
+        argv = [
+            str(self.venv / "bin" / "thumbor"),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-c",
+            str(conf),
+            "-l",
+            "error",
+        ]
+        group = registry.start(f"thumbor-{mode}", argv, log=work / f"thumbor-{mode}.log")
+        wait_ready(group, port, "/healthcheck")
+        return port
+
+    def path(self, workload: Workload, p: Params) -> str:
+        filters = []
+        if workload.kind == "fit":
+            size = f"fit-in/{p['w']}x{p['h']}/"
+            if "q" in p:
+                filters.append(f"quality({p['q']})")
+        else:
+            x, y = p["x"], p["y"]
+            size = f"{x}x{y}:{x + p['cw']}x{y + p['ch']}/"
+            filters.append(f"rotate({p['r']})")
+        if workload.ext != workload.source.rsplit(".", 1)[1]:
+            filters.append(f"format({workload.ext})")
+        f = f"filters:{':'.join(filters)}/" if filters else ""
+        return f"/unsafe/{size}{f}{workload.source}"
+
+
+# ---- IPX -------------------------------------------------------------------------------------
+
+
+class Ipx(Server):
+    def __init__(self) -> None:
+        super().__init__(name="ipx", note="node cluster, 2 workers, sharp defaults")
+        self.folder = PEERS / "ipx"
+
+    def install(self, log: Path) -> str | None:
+        node, npm = shutil.which("node"), shutil.which("npm")
+        if not node or not npm:
+            return "node/npm not found"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if not (self.folder / "node_modules" / "ipx" / "package.json").exists():
+            (self.folder / "package.json").write_text('{"name": "ipx-peer", "private": true}\n')
+            with log.open("ab") as out:
+                argv = [npm, "install", "--no-audit", "--no-fund", IPX_SPEC]
+                done = subprocess.run(argv, cwd=self.folder, stdout=out, stderr=out, check=False)
+            if done.returncode:
+                return f"npm install {IPX_SPEC} failed (see {log})"
+        shutil.copy(ROOT / "benchmarks" / "peers" / "ipx_server.mjs", self.folder / "server.mjs")
+        meta = json.loads((self.folder / "node_modules" / "ipx" / "package.json").read_text())
+        self.version = f"ipx {meta['version']}"
+        return None
+
+    def supports(self, workload: Workload) -> bool:
+        return workload.mode == "cold"  # IPX keeps no result cache: no W4
+
+    def start(self, registry: Registry, work: Path, images: dict[str, Path], mode: str) -> int:
+        port = free_port()
+        env = dict(os.environ, PORT=str(port), WORKERS="2", IPX_DIR=str(images["w1.jpg"].parent))
+        argv = [shutil.which("node") or "node", str(self.folder / "server.mjs")]
+        group = registry.start(
+            f"ipx-{mode}", argv, env=env, cwd=self.folder, log=work / f"ipx-{mode}.log"
+        )
+        wait_ready(group, port, "/")
+        return port
+
+    def path(self, workload: Workload, p: Params) -> str:
+        fmt = {"jpg": "jpeg"}.get(workload.ext, workload.ext)
+        if workload.kind == "fit":
+            mods = f"s_{p['w']}x{p['h']},fit_inside"
+            if "q" in p:
+                mods += f",q_{p['q']}"
+        else:
+            mods = f"extract_{p['x']}_{p['y']}_{p['cw']}_{p['ch']},rotate_{p['r']}"
+        return f"/{mods},f_{fmt}/{workload.source}"
+
+
+def all_servers() -> list[Server]:
+    return [Imgorigin(), Thumbor(), Ipx()]
