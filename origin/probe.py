@@ -198,9 +198,8 @@ def scan_png(data: bytes, budget: MetadataBudget) -> Layout:
 # ---------------------------------------------------------------- JPEG
 
 JPEG_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # not DHT, JPG, DAC
-JPEG_SEGMENT_MARKERS = frozenset(range(0xC0, 0xFF)) - frozenset(
-    range(0xD0, 0xDA)
-)  # not RSTn/SOI/EOI
+# Markers followed by a length: all but RSTn, SOI and EOI (standalone) and 0xFF (fill).
+JPEG_SEGMENT_MARKERS = frozenset(range(0xC0, 0xFF)) - frozenset(range(0xD0, 0xDA))
 JPEG_METADATA_MARKERS = frozenset(range(0xE0, 0xF0)) | {0xFE}  # APPn, COM
 JPEG_SOS = 0xDA
 MAX_JPEG_SEGMENTS = 4096  # before the first scan; real files have tens (255 for a split ICC)
