@@ -25,9 +25,19 @@ from typing import Any
 
 from benchmarks import images as images_mod
 from benchmarks import report, wrk
-from benchmarks.procs import Registry, RssSampler, cpu_seconds, rss_bytes
+from benchmarks.procs import (
+    Registry,
+    RssSampler,
+    children_cpu_seconds,
+    cpu_seconds,
+    machine_busy_seconds,
+    rss_bytes,
+    self_cpu_seconds,
+)
 from benchmarks.servers import PEERS, ROOT, Server, all_servers, http_get
 from benchmarks.workloads import WORKLOADS, Workload
+
+OTHER_LOAD_WARN = 0.15  # cores used by processes outside the harness, server and wrk
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -57,7 +67,7 @@ def _interrupt(signum: int, frame: object) -> None:
 def describe(body: bytes, headers: dict[str, str]) -> dict[str, Any]:
     import pyvips
 
-    info: dict[str, Any] = {"bytes": len(body), "content_type": headers.get("Content-Type", "")}
+    info: dict[str, Any] = {"bytes": len(body), "content_type": headers.get("content-type", "")}
     try:
         img = pyvips.Image.new_from_buffer(body, "", n=-1)
     except pyvips.Error:
@@ -76,7 +86,7 @@ def measure(
     args: Any,
     work: Path,
 ) -> dict[str, Any]:
-    paths = [server.path(w, p) for p in w.params()]
+    paths = [server.path(w, p) for p in server.params(w)]
     paths_file = work / f"{server.name}-{w.name}.paths"
     paths_file.write_text("\n".join(paths) + "\n")
     status, headers, body = http_get(port, paths[0], timeout=120)
@@ -86,9 +96,12 @@ def measure(
     offset = 0 if w.mode == "hot" else 1
     script = work / "paths.lua"
 
+    load = [0.0, 0.0]  # wrk's cores and other processes' cores during the last run
+
     def once(seconds: float) -> tuple[wrk.WrkResult, float, int]:
         nonlocal offset
-        cpu0 = cpu_seconds(root_pid)
+        cpu0, busy0 = cpu_seconds(root_pid), machine_busy_seconds()
+        wrk0, self0 = children_cpu_seconds(), self_cpu_seconds()
         with RssSampler(root_pid) as rss:
             result = wrk.run(
                 registry,
@@ -100,6 +113,11 @@ def measure(
                 connections=args.connections,
             )
         cpu = cpu_seconds(root_pid) - cpu0
+        wrk_cpu = children_cpu_seconds() - wrk0
+        harness_cpu = self_cpu_seconds() - self0
+        others = max(0.0, machine_busy_seconds() - busy0 - cpu - wrk_cpu - harness_cpu)
+        span = result.seconds or 1.0
+        load[:] = [wrk_cpu / span, others / span]
         if w.mode == "cold":  # never reuse a URL: skip what was sent, and what was in flight
             offset += result.requests + args.connections + 8
         return result, cpu, rss.peak
@@ -133,7 +151,7 @@ def measure(
             f"rss {rss / 1e6:5.0f} MB  errors {sum(r.errors.values())}",
             flush=True,
         )
-    best = max(runs, key=lambda x: x["rps"])
+    best = max(runs, key=lambda x: (x["rps"], -(x["p50_ms"] or 0)))
     return {
         "probe": probe,
         "runs": runs,
@@ -142,6 +160,7 @@ def measure(
         "distinct_urls": len(paths),
         "urls_used": offset,
         "urls_repeated": w.mode == "cold" and offset > len(paths),
+        "runs_with_no_request": sum(1 for x in runs if not x["requests"]),
         "nominal_path": paths[0],
     }
 
@@ -295,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
         else:
             print(f"work folder kept: {work}")
+    results["server_process_groups"] = registry.started
     text = report.table(results)
     print()
     print(text)

@@ -70,6 +70,11 @@ class Group:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
+def group_alive(pgid: int) -> bool:
+    """Whether any process is still in process group ``pgid``."""
+    return _group_alive(pgid)
+
+
 def _group_alive(pgid: int) -> bool:
     for pid in _pids():
         try:
@@ -85,10 +90,13 @@ class Registry:
 
     def __init__(self) -> None:
         self.groups: list[Group] = []
+        self.started: list[int] = []  # every process group id ever started (for checks)
 
     def start(self, name: str, argv: Sequence[str], **kwargs: object) -> Group:
         group = Group(name, argv, **kwargs)  # type: ignore[arg-type]
         self.groups.append(group)
+        if name != "wrk":
+            self.started.append(group.pid)
         return group
 
     def stop(self, group: Group) -> None:
@@ -141,6 +149,24 @@ def cpu_seconds(root: int) -> float:
         if fields is not None:
             ticks += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime (14-17)
     return ticks / CLK_TCK
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy (all cores), from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields) - idle) / CLK_TCK
+
+
+def children_cpu_seconds() -> float:
+    """CPU of this process's exited, waited-for children (wrk runs)."""
+    t = os.times()
+    return t.children_user + t.children_system
+
+
+def self_cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
 
 
 def rss_bytes(root: int) -> int:

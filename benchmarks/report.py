@@ -14,6 +14,10 @@ def _mb(n: float | None) -> str:
     return "—" if not n else f"{n / 1e6:.0f}"
 
 
+def _num(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
 def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "/")[:80]
 
@@ -22,8 +26,8 @@ def table(results: dict[str, Any]) -> str:
     """A markdown table: one row per workload and server, then the floor."""
     head = (
         "| workload | server | req/s (best) | all runs req/s | p50 ms | p99 ms | CPU ms/req "
-        "| peak RSS MB | out bytes | out size | errors |\n"
-        "|---|---|---:|---|---:|---:|---:|---:|---:|---|---:|\n"
+        "| peak RSS MB | out bytes | out size | errors | other load |\n"
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---|---:|---:|\n"
     )
     rows = []
     for w in results["workloads"]:
@@ -32,7 +36,7 @@ def table(results: dict[str, Any]) -> str:
             if m is None:
                 continue
             if "error" in m:
-                rows.append(f"| {w} | {server} | — | {_cell(m['error'])} | | | | | | | |")
+                rows.append(f"| {w} | {server} | — | {_cell(m['error'])} | | | | | | | | |")
                 continue
             best = m["best"]
             runs = ", ".join(f"{x['rps']:.1f}" for x in m["runs"])
@@ -43,8 +47,9 @@ def table(results: dict[str, Any]) -> str:
             errors = sum(sum(x["errors"].values()) for x in m["runs"])
             rows.append(
                 f"| {w} | {server} | {best['rps']:.1f} | {runs} | {best['p50_ms']:.1f} "
-                f"| {best['p99_ms']:.1f} | {best['cpu_ms_per_req']:.1f} "
-                f"| {_mb(m['peak_rss_bytes'])} | {probe['bytes']:,} | {size} | {errors} |"
+                f"| {best['p99_ms']:.1f} | {_num(best['cpu_ms_per_req'])} "
+                f"| {_mb(m['peak_rss_bytes'])} | {probe['bytes']:,} | {size} | {errors} "
+                f"| {max(x.get('other_cores', 0) for x in m['runs']):.2f} |"
             )
         floor = results.get("floor", {}).get("workloads", {}).get(w)
         if floor:
@@ -52,7 +57,7 @@ def table(results: dict[str, Any]) -> str:
                 f"| {w} | floor (in-process, 1 thread) | ≤ {floor['ceiling_rps_2_cores']:.1f} "
                 f"(2 cores) | {floor['ops']} ops | {floor['ms_per_op']:.1f} ms/op | | "
                 f"{floor['ms_per_op']:.1f} | {_mb(results['floor'].get('peak_rss_bytes'))} "
-                f"| {floor['bytes']:,} | {floor['width']}×{floor['height']} | |"
+                f"| {floor['bytes']:,} | {floor['width']}×{floor['height']} | | |"
             )
     return head + "\n".join(rows) + "\n"
 

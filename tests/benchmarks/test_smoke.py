@@ -1,0 +1,73 @@
+"""The benchmark harness runs end to end against imgorigin alone, so it cannot rot.
+
+``python -m benchmarks --only imgorigin`` with 2-second runs of W1 (cold render) and W4
+(cache hit): no network (no peers), every server it started is gone afterwards, and the
+JSON and chart are written. Without ``wrk`` the test is skipped with a visible reason,
+unless ``REQUIRE_ALL_BACKENDS=1`` makes that a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.procs import group_alive
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_harness_runs_against_imgorigin(tmp_path: Path) -> None:
+    if shutil.which("wrk") is None:
+        if os.environ.get("REQUIRE_ALL_BACKENDS") == "1":
+            pytest.fail("REQUIRE_ALL_BACKENDS=1 but wrk is not installed")
+        pytest.skip("wrk is not installed (apt-get install wrk)")
+    out = tmp_path / "results"
+    argv = [
+        sys.executable,
+        "-m",
+        "benchmarks",
+        "--only",
+        "imgorigin",
+        "--workloads",
+        "W1,W4",
+        "--duration",
+        "2",
+        "--runs",
+        "1",
+        "--warmup",
+        "1",
+        "--floor-seconds",
+        "1",
+        "--out",
+        str(out),
+    ]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "| W1 | imgorigin |" in done.stdout
+
+    results = json.loads((out / "bench.json").read_text())
+    assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    measured = results["servers"]["imgorigin"]["workloads"]
+    for name in ("W1", "W4"):
+        m = measured[name]
+        assert "error" not in m, m
+        run = m["runs"][0]
+        assert run["requests"] > 0 and run["rps"] > 0
+        assert sum(run["errors"].values()) == 0, run["errors"]
+        assert run["p50_ms"] > 0 and run["p99_ms"] >= run["p50_ms"]
+        assert run["cpu_ms_per_req"] is not None and run["peak_rss_bytes"] > 0
+        assert (m["probe"]["width"], m["probe"]["height"]) == (267, 200)  # 4:3 into 300×200
+        assert m["probe"]["content_type"] == "image/jpeg"
+    assert not measured["W1"]["urls_repeated"]
+    assert measured["W1"]["urls_used"] > measured["W1"]["runs"][0]["requests"]
+    assert results["floor"]["workloads"]["W1"]["ms_per_op"] > 0
+    # Nothing the harness started is left: no process remains in any server's group.
+    groups = results["server_process_groups"]
+    assert len(groups) == 2  # imgorigin cold (W1) and hot (W4)
+    assert not [g for g in groups if group_alive(g)], "a benchmark server outlived the harness"
