@@ -143,14 +143,19 @@ def measure(
                 "peak_rss_bytes": rss,
                 "wire_bytes": r.bytes,
                 "errors": r.errors,
+                "wrk_cores": load[0],
+                "other_cores": load[1],
             }
         )
         print(
             f"  {server.name} {w.name}: {r.rps:7.1f} req/s  p50 {r.p50_ms:7.1f} ms  "
             f"p99 {r.p99_ms:7.1f} ms  cpu {runs[-1]['cpu_ms_per_req'] or 0:6.1f} ms/req  "
-            f"rss {rss / 1e6:5.0f} MB  errors {sum(r.errors.values())}",
+            f"rss {rss / 1e6:5.0f} MB  errors {sum(r.errors.values())}  "
+            f"(wrk {load[0]:.2f} cores, others {load[1]:.2f})",
             flush=True,
         )
+        if load[1] > OTHER_LOAD_WARN:
+            print(f"  warning: other processes used {load[1]:.2f} cores in this run", flush=True)
     best = max(runs, key=lambda x: (x["rps"], -(x["p50_ms"] or 0)))
     return {
         "probe": probe,
