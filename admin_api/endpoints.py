@@ -44,6 +44,7 @@ from origin.metadata.repository import (
     SigningKeyRecord,
 )
 from origin.path import EXTENSIONS, parse_chain, parse_path
+from origin.probe import probe_upload
 from origin.runtime import Runtime
 from origin.signing import sign_url
 
@@ -52,6 +53,7 @@ log = logging.getLogger("imgorigin.admin")
 MAX_JSON_BYTES = 64 * 1024
 MAX_PAGE_OFFSET = 1_000_000_000
 EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s.]+(?:\.[^@\s.]+)+", re.ASCII)
+IMAGE_ID = re.compile(r"[0-9a-f]{32}", re.ASCII)
 URL_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}", re.ASCII)
 FILE_EXTENSIONS = {"jpeg": "jpg", "png": "png", "gif": "gif", "webp": "webp", "avif": "avif"}
 THUMBNAIL_CHAIN = "w_256,h_256,c_fit"
@@ -289,8 +291,6 @@ async def upload(request: Request) -> Response:
         raise BadRequest("the file is empty")
     if user.storage_used_bytes + len(uploaded.data) > settings.user_quota_bytes:
         raise QuotaExceeded("this upload would exceed your storage quota")
-    from origin.probe import probe_upload  # TEMPORARY until probe lands
-
     probe = await runtime.pool.run(
         lambda: probe_upload(uploaded.data, max_source_pixels=settings.max_source_pixels)
     )
@@ -363,15 +363,18 @@ async def list_images(request: Request) -> Response:
     )
 
 
+def image_id_of(request: Request) -> str:
+    """The ``{image_id}`` path parameter; an id of the wrong shape is simply not found."""
+    image_id: str = request.path_params["image_id"]
+    if not IMAGE_ID.fullmatch(image_id):
+        raise NotFound("no such image")
+    return image_id
+
+
 async def owned_image(request: Request) -> tuple[Runtime, ImageRecord]:
     user_id = require_user(request)
     runtime = runtime_of(request)
-    image_id = request.path_params["image_id"]
-    image = (
-        await runtime.repo.image(image_id, user_id=user_id)
-        if re.fullmatch(r"[0-9a-f]{32}", image_id)
-        else None
-    )
+    image = await runtime.repo.image(image_id_of(request), user_id=user_id)
     if image is None:
         raise NotFound("no such image")
     return runtime, image
@@ -404,12 +407,7 @@ async def download(request: Request) -> Response:
 async def delete_image(request: Request) -> Response:
     user_id = require_user(request)
     runtime = runtime_of(request)
-    image_id = request.path_params["image_id"]
-    removed = (
-        await runtime.repo.delete_image(image_id, user_id)
-        if re.fullmatch(r"[0-9a-f]{32}", image_id)
-        else None
-    )
+    removed = await runtime.repo.delete_image(image_id_of(request), user_id)
     if removed is None:
         raise NotFound("no such image")
     image, derived = removed

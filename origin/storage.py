@@ -102,9 +102,9 @@ class LocalStorage:
         await _in_thread(self._write, self.path(key), data)
 
     def _write(self, final: Path, data: bytes) -> None:
-        final.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.tmp / f"{secrets.token_hex(8)}.part"
         try:
+            final.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as file:
                 file.write(data)
                 file.flush()

@@ -49,7 +49,9 @@ async def client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client talking to ``app`` after its lifespan started (closed after)."""
     async with lifespan(app) as state:
-        transport = httpx.ASGITransport(app=_WithState(app, state), client=("127.0.0.1", 50000))
+        transport = httpx.ASGITransport(
+            app=_WithState(app, state), client=("127.0.0.1", 50000), raise_app_exceptions=False
+        )
         async with httpx.AsyncClient(transport=transport, base_url=base_url) as http:
             http.app_state = state  # type: ignore[attr-defined]
             yield http
