@@ -1,0 +1,3 @@
+"""The adversarial suite reuses the admin API's fixtures (real app, real backends)."""
+
+from tests.admin_api.conftest import api, api_env, local_api, password_hash  # noqa: F401
