@@ -37,6 +37,8 @@ from benchmarks.procs import (
 from benchmarks.servers import PEERS, ROOT, Server, all_servers, http_get
 from benchmarks.workloads import WORKLOADS, Workload
 
+SLOW_FACTOR = 10.0  # a run lasts at least this many single-request times …
+MAX_RUN_SECONDS = 40.0  # … up to this
 OTHER_LOAD_WARN = 0.15  # cores used by processes outside the harness, server and wrk
 
 
@@ -89,7 +91,9 @@ def measure(
     paths = [server.path(w, p) for p in server.params(w)]
     paths_file = work / f"{server.name}-{w.name}.paths"
     paths_file.write_text("\n".join(paths) + "\n")
+    began = time.perf_counter()
     status, headers, body = http_get(port, paths[0], timeout=120)
+    probe_seconds = time.perf_counter() - began
     if status != 200:
         return {"error": f"probe {paths[0][:80]} → {status} {body[:120]!r}"}
     probe = describe(body, headers)
@@ -122,12 +126,15 @@ def measure(
             offset += result.requests + args.connections + 8
         return result, cpu, rss.peak
 
+    # A slow workload (seconds per answer) under N connections completes in cohorts: a run
+    # shorter than a few answer times may end before the first cohort and count 0 req/s.
+    duration = max(args.duration, min(MAX_RUN_SECONDS, SLOW_FACTOR * probe_seconds))
     if args.warmup > 0:
-        once(args.warmup)
+        once(max(args.warmup, min(MAX_RUN_SECONDS, 2 * probe_seconds)))
     runs = []
     peak = 0
     for _ in range(args.runs):
-        r, cpu, rss = once(args.duration)
+        r, cpu, rss = once(duration)
         peak = max(peak, rss)
         runs.append(
             {
@@ -159,6 +166,8 @@ def measure(
     best = max(runs, key=lambda x: (x["rps"], -(x["p50_ms"] or 0)))
     return {
         "probe": probe,
+        "probe_seconds": probe_seconds,
+        "run_seconds": duration,
         "runs": runs,
         "best": best,
         "peak_rss_bytes": peak,
