@@ -43,6 +43,10 @@ class Key:
         text = "\n".join((ENGINE, self.content_hash, self.canonical, self.format, *self.overlays))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
+    @cached_property
+    def etag(self) -> str:
+        return etag_of(self.variant)
+
 
 @dataclass(frozen=True)
 class Derivative:
@@ -57,6 +61,11 @@ class Derivative:
     @property
     def size(self) -> int:
         return len(self.body) + ENTRY_OVERHEAD
+
+    @cached_property
+    def length(self) -> bytes:
+        """``Content-Length``'s value, made once."""
+        return str(len(self.body)).encode("ascii")
 
 
 def etag_of(variant: str) -> str:

@@ -31,9 +31,7 @@ from urllib.parse import quote
 
 import pyvips
 from cachetools import LRUCache
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.types import Receive, Scope
+from starlette.types import Receive, Scope, Send
 
 from origin import pipeline
 from origin.bearer import bearer_user
@@ -60,8 +58,10 @@ log = logging.getLogger("imgorigin.origin")
 IMMUTABLE = "public, max-age=31536000, immutable"
 PRIVATE = "private, no-store"
 CSP = "default-src 'none'; sandbox"
+CSP_BYTES = CSP.encode("ascii")
 TIMINGS = "imgorigin.timings"  # scope key of the request's Timings (set by the access log)
 PLAN_CACHE_ENTRIES = 4096
+SIGNED_URLS = 16384  # operator-verified URLs remembered (cleared when full)
 MAX_EXP_DIGITS = 12
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "avif": "avif", "gif": "gif"}
 DRAIN_SECONDS = 10.0  # at shutdown, for derivatives still being written to the store
@@ -69,16 +69,34 @@ CLIENT_CLOSED = 499  # nginx's "client closed request": logged, never seen by th
 
 
 class Timings:
-    """What one request spent where (seconds), for the access log line."""
+    """What one request spent where (seconds), and how it was answered, for the access log.
 
-    __slots__ = ("load", "render", "request_id", "tier", "wait")
+    On the fast path (``origin.app.FastObserve``) nothing wraps ``send``: the endpoint adds
+    ``headers`` (nosniff, the request id) to its answer and sets ``status`` and ``sent``.
+    """
 
-    def __init__(self, request_id: str) -> None:
+    __slots__ = ("headers", "load", "render", "request_id", "sent", "status", "tier", "wait")
+
+    def __init__(self, request_id: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
         self.request_id = request_id
+        self.headers = headers or []
         self.tier = "-"
         self.wait = 0.0
         self.load = 0.0
         self.render = 0.0
+        self.status = 500
+        self.sent = 0
+
+
+class Prepared:
+    """A parsed path, and the last key made from it (reused while the sources match)."""
+
+    __slots__ = ("canonical", "key", "plan")
+
+    def __init__(self, plan: Plan, canonical: str) -> None:
+        self.plan = plan
+        self.canonical = canonical
+        self.key: Key | None = None
 
 
 @dataclass
@@ -91,10 +109,23 @@ class Origin:
     memory: MemoryCache
     operator_keys: tuple[bytes, ...]
     flights: Flights[Derivative] = field(default_factory=Flights)
-    plans: LRUCache[tuple[str, str | None], tuple[Plan, str]] = field(
+    plans: LRUCache[tuple[str, str | None], Prepared] = field(
         default_factory=lambda: LRUCache(PLAN_CACHE_ENTRIES)
     )
     pending: set[asyncio.Task[None]] = field(default_factory=set)
+    signed_urls: dict[tuple[str, str | None, str], bool] = field(default_factory=dict)
+
+    def operator_signed(self, path: str, exp: str | None, s: str) -> bool:
+        """``s`` verifies under an operator key (verified URLs are remembered, bounded)."""
+        url = (path, exp, s)
+        if url in self.signed_urls:
+            return True
+        if not verify(path, exp, s, self.operator_keys):
+            return False
+        if len(self.signed_urls) >= SIGNED_URLS:
+            self.signed_urls.clear()
+        self.signed_urls[url] = True
+        return True
 
     # ---- hooks for the admin API (request.state.forget_image / forget_user_keys) ----------
 
@@ -112,7 +143,8 @@ class Origin:
 
     # ---- steps ------------------------------------------------------------------------
 
-    def plan(self, path: str, accept: str | None) -> tuple[Plan, str]:
+    def prepare(self, path: str, accept: str | None) -> Prepared:
+        """The parsed plan of a verified path (an LRU: parsing costs more than the hit)."""
         key = (path, accept)
         cached = self.plans.get(key)
         if cached is None:
@@ -120,7 +152,7 @@ class Origin:
             plan = parse_path(
                 path, accept=accept, presets=settings.presets, limits=self.runtime.limits
             )
-            cached = self.plans[key] = (plan, plan.canonical())
+            cached = self.plans[key] = Prepared(plan, plan.canonical())
         return cached
 
     async def overlays(self, source: Source, plan: Plan) -> tuple[Source, ...]:
@@ -311,70 +343,123 @@ def disconnected(receive: Receive) -> Callable[[], Awaitable[object]]:
 # ---- the endpoint ------------------------------------------------------------------------
 
 
+def request_headers(scope: Scope) -> tuple[str | None, str | None, str | None]:
+    """``Accept``, ``If-None-Match`` and ``Authorization``, in one pass over the raw headers."""
+    accept = if_none_match = authorization = None
+    for name, value in scope["headers"]:
+        if name == b"accept":
+            accept = value.decode("latin-1")
+        elif name == b"if-none-match":
+            if_none_match = value.decode("latin-1")
+        elif name == b"authorization":
+            authorization = value.decode("latin-1")
+    return accept, if_none_match, authorization
+
+
 async def credentials(
-    origin: Origin, request: Request, path: str, s: str | None, exp: str | None
+    origin: Origin, authorization: str | None, path: str, s: str | None, exp: str | None
 ) -> tuple[Source | None, bool]:
-    """The image (None when unknown to these credentials) and whether the answer is public."""
+    """The image (None when unknown to these credentials) and whether the answer is public.
+
+    ``s`` is checked against the operator keys first (a URL that passed is remembered: those
+    keys only change with a restart), then against the owner's keys. Each check compares in
+    constant time with every key of its kind; which kind matched is not a secret.
+    """
     source = await origin.lookup.image(image_id_of(path))
     if s is not None:
-        keys = origin.operator_keys
-        if source is not None:
-            keys = keys + await origin.lookup.user_keys(source.user_id)
-        if not verify(path, exp, s, keys):
-            raise BadSignature("the URL signature does not match")
-        return source, True
-    user = bearer_user(request.headers.get("authorization"), origin.runtime.settings.jwt_secret)
+        if origin.operator_signed(path, exp, s):
+            return source, True
+        if source is not None and verify(
+            path, exp, s, await origin.lookup.user_keys(source.user_id)
+        ):
+            return source, True
+        raise BadSignature("the URL signature does not match")
+    user = bearer_user(authorization, origin.runtime.settings.jwt_secret)
     if user is None:
         raise BadSignature("the URL has no valid signature (s) and no valid access token")
     return (source if source is not None and source.user_id == user else None), False
 
 
-async def serve_image(request: Request) -> Response:
-    origin: Origin = request.state.origin
-    scope = request.scope
-    t: Timings = scope.get(TIMINGS) or Timings("-")
-    path = raw_path(scope)
-    s, exp = split_query(scope["query_string"])
-    source, public = await credentials(origin, request, path, s, exp)
-    now = time.time()
-    if exp is not None and int(exp) < int(now):
-        raise UrlExpired("the URL has expired")
-    if source is None:
-        raise NotFound("no such image")
-    headers = request.headers
-    plan, canonical = origin.plan(path, headers.get("accept"))
-    overlays = await origin.overlays(source, plan) if plan.overlay_ids else ()
+def key_for(prepared: Prepared, source: Source, overlays: tuple[Source, ...]) -> Key:
+    """The derivative's key, reused while the sources stay the same (the hot path)."""
+    hashes = tuple(o.content_hash for o in overlays)
+    last = prepared.key
+    if last is not None and last.content_hash == source.content_hash and last.overlays == hashes:
+        return last
+    plan = prepared.plan
     key = Key(
         source.image_id,
         source.content_hash,
-        canonical,
+        prepared.canonical,
         plan.format or source.format,
-        tuple(o.content_hash for o in overlays),
+        hashes,
     )
-    answer = {"Cache-Control": cache_control(public, exp, now), "ETag": etag_of(key.variant)}
-    if plan.negotiated:
-        answer["Vary"] = "Accept"
-    answer["Content-Security-Policy"] = CSP
-    if_none_match = headers.get("if-none-match")
-    if if_none_match is not None and matches(if_none_match, answer["ETag"]):
-        t.tier = "304"
-        return Response(status_code=304, headers=answer)
-    made = origin.memory.get(key)
-    if made is not None:  # the hot path: no task, no disconnect watch, no copy
-        origin.metrics.hit["memory"].inc()
-        t.tier = "memory"
-    else:
-        work = origin.derivative(key, source, plan, overlays, t)
-        try:
-            made = await unless_gone(work, disconnected(request.receive))
-        except ClientGone:
-            t.tier = "gone"
-            return Response(status_code=CLIENT_CLOSED)
-    answer["Content-Length"] = str(len(made.body))
-    if request.method == "HEAD":
-        return Response(b"", headers=answer, media_type=made.media_type)
-    origin.metrics.bytes_out.inc(len(made.body))
-    return Response(made.body, headers=answer, media_type=made.media_type)
+    prepared.key = key
+    return key
+
+
+class ServeImage:
+    """The ``/i/…`` endpoint as a plain ASGI app: the memory-hit path builds no Request,
+    no Response and no task, and sends the cached body as it is (no copy)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        origin: Origin = scope["state"]["origin"]
+        t: Timings = scope.get(TIMINGS) or Timings("-")
+        path = raw_path(scope)
+        s, exp = split_query(scope["query_string"])
+        accept, if_none_match, authorization = request_headers(scope)
+        source, public = await credentials(origin, authorization, path, s, exp)
+        now = time.time()
+        if exp is not None and int(exp) < int(now):
+            raise UrlExpired("the URL has expired")
+        if source is None:
+            raise NotFound("no such image")
+        prepared = origin.prepare(path, accept)
+        plan = prepared.plan
+        overlays = await origin.overlays(source, plan) if plan.overlay_ids else ()
+        key = key_for(prepared, source, overlays)
+        etag = key.etag
+        head = [
+            (b"etag", etag.encode("ascii")),
+            (b"cache-control", cache_control(public, exp, now).encode("ascii")),
+            (b"content-security-policy", CSP_BYTES),
+        ]
+        if plan.negotiated:
+            head.append((b"vary", b"Accept"))
+        if if_none_match is not None and matches(if_none_match, etag):
+            t.tier = "304"
+            t.status = 304
+            head += t.headers
+            await send({"type": "http.response.start", "status": 304, "headers": head})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        made = origin.memory.get(key)
+        if made is not None:  # the hot path
+            origin.metrics.hit["memory"].inc()
+            t.tier = "memory"
+        else:
+            work = origin.derivative(key, source, plan, overlays, t)
+            try:
+                made = await unless_gone(work, disconnected(receive))
+            except ClientGone:
+                t.tier = "gone"
+                t.status = CLIENT_CLOSED
+                await send({"type": "http.response.start", "status": CLIENT_CLOSED})
+                await send({"type": "http.response.body", "body": b""})
+                return
+        head.append((b"content-type", made.media_type.encode("ascii")))
+        head.append((b"content-length", made.length))
+        head += t.headers
+        t.status = 200
+        await send({"type": "http.response.start", "status": 200, "headers": head})
+        body = b"" if scope["method"] == "HEAD" else made.body
+        if body:
+            t.sent = len(body)
+            origin.metrics.bytes_out.inc(t.sent)
+        await send({"type": "http.response.body", "body": body})
+
+
+serve_image = ServeImage()
 
 
 def start_origin(runtime: Runtime, metrics: Metrics) -> Origin:

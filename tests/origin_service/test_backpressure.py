@@ -114,7 +114,7 @@ async def test_a_client_gone_while_queued_costs_no_render(
     finally:
         runtime.pool.slots.release()
     await asyncio.sleep(0.2)
-    assert origin.metrics.hit["render"]._value.get() == 0
+    assert origin.metrics.hit["render"].value == 0
     assert len(origin.memory) == 0
     assert sent[0]["status"] == 499
 

@@ -1,0 +1,222 @@
+"""The in-process cache-hit path against a bare Starlette app returning the same bytes.
+
+Both run as live uvicorn servers with uvloop and httptools, one worker each, no uvicorn
+access log, in this one run; the same load generator hits both, alternately, ``ROUNDS`` times
+(best round counts). The generator is ``wrk`` when installed, else a small asyncio httpx loop.
+
+- ``bare``: ``Starlette(routes=[Route("/b", …)])`` answering the derivative's bytes with the
+  same media type.
+- ``hit``: the origin app (``IMGORIGIN_APP=origin``) on SQLite and local storage, the signed
+  URL warmed once so every measured request is a memory-tier hit: query check, id lookup
+  (TTL cache), HMAC verification, plan (LRU), ETag, LRU lookup, headers, the metrics and one
+  ``imgorigin.access`` log line (to a file) per request.
+
+Run: ``.venv/bin/python benchmarks/cache_hit.py [seconds] [connections]``. Needs ~30 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+ROUNDS = 5
+# On a machine with two or more cores the servers run on core 0 and the generator on core 1,
+# so they do not steal each other's time slices (``taskset`` from util-linux, when present).
+SERVER_CPU, LOAD_CPU = "0", "1"
+OPERATOR_SECRET = "bench-operator-secret"
+
+
+def bare_app() -> object:
+    """uvicorn factory: the same bytes from a bare Starlette route."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    body = Path(os.environ["BENCH_BODY"]).read_bytes()
+    media_type = os.environ["BENCH_MEDIA_TYPE"]
+
+    async def serve(request: Request) -> Response:
+        return Response(body, media_type=media_type)
+
+    return Starlette(routes=[Route("/b", serve)])
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(port: int, timeout: float = 30.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {port}")
+
+
+def uvicorn(app: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    command = [
+        *pinned(SERVER_CPU),
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--factory",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            command, env={**os.environ, **env}, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
+        )
+    wait_for(port)
+    return process
+
+
+def pinned(cpu: str) -> list[str]:
+    taskset = shutil.which("taskset")
+    return [taskset, "-c", cpu] if taskset and (os.cpu_count() or 1) >= 2 else []
+
+
+def load_wrk(url: str, seconds: int, connections: int) -> float:
+    wrk = shutil.which("wrk")
+    assert wrk is not None
+    done = subprocess.run(
+        [*pinned(LOAD_CPU), wrk, "-t1", f"-c{connections}", f"-d{seconds}s", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = re.search(r"Requests/sec:\s*([\d.]+)", done.stdout)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", done.stdout)
+    if found is None or non2xx is not None:
+        raise RuntimeError(done.stdout)
+    return float(found.group(1))
+
+
+def load_httpx(url: str, seconds: int, connections: int) -> float:
+    import httpx
+
+    async def main() -> float:
+        count = 0
+        deadline = time.monotonic() + seconds
+        limits = httpx.Limits(max_connections=connections)
+        async with httpx.AsyncClient(limits=limits) as http:
+
+            async def worker() -> None:
+                nonlocal count
+                while time.monotonic() < deadline:
+                    answer = await http.get(url)
+                    assert answer.status_code == 200
+                    count += 1
+
+            began = time.monotonic()
+            await asyncio.gather(*(worker() for _ in range(connections)))
+            return count / (time.monotonic() - began)
+
+    return asyncio.run(main())
+
+
+async def prepare(env: dict[str, str]) -> str:
+    """Migrate, add one user and one image; return the signed derivative path."""
+    from origin.metadata.migrations import migrate
+    from origin.runtime import open_runtime
+    from origin.settings import Settings
+    from origin.signing import sign_url
+    from tests.origin_service.conftest import add_image
+
+    settings = Settings.from_environ(env)
+    async with open_runtime(settings) as runtime:
+        await migrate(runtime.db)
+        user_id = secrets.token_hex(16)
+        await runtime.repo.create_user(user_id, "bench@example.com", "x", datetime.now(UTC))
+        image_id, _ = await add_image(runtime, user_id, "jpeg", 1200, 900)
+    return sign_url(f"/i/{image_id}/w_300,h_200,c_fill/bench.webp", OPERATOR_SECRET)
+
+
+def main() -> None:
+    seconds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    connections = int(sys.argv[2]) if len(sys.argv) > 2 else 32
+    generator, load = ("wrk", load_wrk) if shutil.which("wrk") else ("httpx", load_httpx)
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        env = {
+            "DATABASE_URL": f"sqlite:///{tmp / 'meta.db'}",
+            "STORAGE_PATH": str(tmp / "storage"),
+            "SECRETS_FILE": str(tmp / "secrets.json"),
+            "JWT_SECRET": "bench-jwt-secret-" + "x" * 24,
+            "URL_SIGNING_KEYS": f"op1:{OPERATOR_SECRET}",
+            "IMGORIGIN_APP": "origin",
+        }
+        url_path = asyncio.run(prepare(env))
+        hit_port, bare_port = free_port(), free_port()
+        hit = uvicorn("imgorigin.app:app_from_environ", hit_port, env, tmp / "hit.log")
+        try:
+            import httpx
+
+            warm = httpx.get(f"http://127.0.0.1:{hit_port}{url_path}")
+            assert warm.status_code == 200, warm.text
+            (tmp / "body").write_bytes(warm.content)
+            bare_env = {"BENCH_BODY": str(tmp / "body"), "BENCH_MEDIA_TYPE": "image/webp"}
+            bare = uvicorn("benchmarks.cache_hit:bare_app", bare_port, bare_env, tmp / "b.log")
+            try:
+                results: dict[str, list[float]] = {"bare": [], "hit": []}
+                for _ in range(ROUNDS):
+                    results["bare"].append(
+                        load(f"http://127.0.0.1:{bare_port}/b", seconds, connections)
+                    )
+                    results["hit"].append(
+                        load(f"http://127.0.0.1:{hit_port}{url_path}", seconds, connections)
+                    )
+            finally:
+                bare.terminate()
+                bare.wait(10)
+            renders = httpx.get(f"http://127.0.0.1:{hit_port}/metrics").text
+        finally:
+            hit.terminate()
+            hit.wait(10)
+    rendered = re.search(r'imgorigin_cache_hits_total\{tier="render"\} ([\d.e+]+)', renders)
+    bare_best, hit_best = max(results["bare"]), max(results["hit"])
+    paired = sorted(h / b for b, h in zip(results["bare"], results["hit"], strict=True))
+    print(f"generator: {generator}, {connections} connections, {seconds} s x {ROUNDS} rounds")
+    print(f"body: {len(warm.content)} bytes image/webp; renders during the run: ", end="")
+    print(rendered.group(1) if rendered else "?")
+    for name, values in results.items():
+        print(f"{name:5} req/s: " + ", ".join(f"{v:,.0f}" for v in values))
+    print(f"best: bare {bare_best:,.0f} req/s, hit {hit_best:,.0f} req/s, ", end="")
+    print(f"ratio {hit_best / bare_best:.2f}")
+    print(f"median of the {ROUNDS} paired ratios (hit / bare of the same round): ", end="")
+    print(f"{paired[len(paired) // 2]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
