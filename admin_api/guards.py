@@ -87,8 +87,11 @@ class AdminGate:
             key, limit = f"user:{user_id}", self.settings.rate_limit_per_minute
         else:
             key, limit = f"anon:{address}", self.settings.rate_limit_per_minute
-        limiter: Limiter = scope["state"]["limiter"]  # made in the lifespan (admin_part)
+        state = scope["state"]
+        limiter: Limiter = state["limiter"]  # made in the lifespan (admin_part)
         decision = await limiter.hit(key, limit)
+        if decision.degraded and "metrics" in state:
+            state["metrics"].ratelimit_store_failures.inc()
         headers = decision.headers()
         if not decision.allowed:
             log.warning("rate limited: %s on %s", key, scope["path"])

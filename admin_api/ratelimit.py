@@ -25,6 +25,7 @@ class Decision:
     limit: int
     remaining: int
     reset_seconds: int  # until the window ends
+    degraded: bool = False  # the store failed and the request was let through
 
     def headers(self) -> dict[str, str]:
         return {
@@ -77,7 +78,8 @@ class RedisLimiter:
     """Counters shared by every process and host through Redis (``REDIS_URL``).
 
     If Redis fails or is slow, the request is allowed (fail open: a limiter outage must not
-    become an API outage), the failure is logged and counted in ``failures``.
+    become an API outage); the failure is logged, counted in ``failures`` and the decision
+    says ``degraded`` (counted in ``/metrics`` as ``imgorigin_ratelimit_store_failures``).
     """
 
     def __init__(self, client: Any, prefix: str = "imgorigin:rl:") -> None:
@@ -94,7 +96,7 @@ class RedisLimiter:
         except Exception as exc:  # any Redis trouble: fail open
             self.failures += 1
             log.warning("rate limiter unavailable, allowing the request: %r", exc)
-            return Decision(True, limit, limit, WINDOW_SECONDS)
+            return Decision(True, limit, limit, WINDOW_SECONDS, degraded=True)
         count = int(count)
         reset = max(1, math.ceil(int(ttl_ms) / 1000))
         return Decision(count <= limit, limit, max(0, limit - count), reset)

@@ -110,6 +110,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         server_header=False,
         timeout_graceful_shutdown=30,
         log_level="info",
+        access_log=False,  # the app writes one structured line per request (imgorigin.access)
     )
     return 0
 

@@ -258,7 +258,7 @@ def build_app(settings: Settings, parts: Sequence[Part]) -> Starlette:
     return App(
         routes=[*ops_routes(metrics), *(route for part in parts for route in part.routes)],
         lifespan=lifespan,
-        # Observe also sets X-Content-Type-Options (what http.SecurityHeaders does) so that
+        # Observe also sets X-Content-Type-Options so that
         # the hot path crosses one middleware, not two.
         middleware=[Middleware(Observe, metrics=metrics, log=log)],
         exception_handlers=EXCEPTION_HANDLERS,

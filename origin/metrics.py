@@ -47,6 +47,7 @@ class Metrics:
         self.hit = {tier: Count() for tier in TIERS}
         self.miss = {tier: Count() for tier in TIERS[:2]}
         self.bytes_out = Count()
+        self.ratelimit_store_failures = Count()
         self.registry.register(_Counters(self))
         self.render_seconds = Histogram(
             "imgorigin_render_seconds",
@@ -115,3 +116,9 @@ class _Counters(Collector):
         )
         sent.add_metric((), m.bytes_out.value)
         yield sent
+        failures = CounterMetricFamily(
+            "imgorigin_ratelimit_store_failures",
+            "Requests let through because the shared rate-limit store (Redis) failed.",
+        )
+        failures.add_metric((), m.ratelimit_store_failures.value)
+        yield failures

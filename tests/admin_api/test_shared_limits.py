@@ -50,3 +50,5 @@ async def test_unreachable_redis_fails_open(
         assert statuses == [200, 200, 200]
         limiter = api.http.app_state["limiter"]  # type: ignore[attr-defined]
         assert limiter.failures == 3
+        metrics = (await api.http.get("/metrics")).text
+        assert "imgorigin_ratelimit_store_failures_total 3.0" in metrics
