@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,35 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
                 return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+IMGORIGIN = str(Path(sys.executable).with_name("imgorigin"))
+
+
+@contextmanager
+def serving(env: dict[str, str], *, workers: int = 1) -> Iterator[str]:
+    """A live ``imgorigin serve`` (uvicorn, uvloop, httptools) on a free loopback port.
+
+    It runs in its own process group, stopped with SIGTERM (then SIGKILL) on the way out.
+    """
+    port = free_port()
+    process = subprocess.Popen(
+        [IMGORIGIN, "serve", "--port", str(port), "--workers", str(workers)],
+        env={"PATH": os.environ["PATH"], **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for_port(port, timeout=30)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
 
 
 # ---- databases ---------------------------------------------------------------------------

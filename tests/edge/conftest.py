@@ -8,7 +8,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,10 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port, missing_backend, wait_for_port
+from tests.conftest import IMGORIGIN, free_port, missing_backend, serving, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
-IMGORIGIN = str(Path(sys.executable).with_name("imgorigin"))
 
 
 def nginx_binary() -> str:
@@ -32,25 +30,6 @@ def nginx_binary() -> str:
         missing_backend("nginx is not installed (apt-get install -y nginx)")
     assert found is not None
     return found
-
-
-@contextmanager
-def origin_process(env: dict[str, str], *, workers: int = 1) -> Iterator[str]:
-    """A live ``imgorigin serve`` on a free loopback port; its base URL."""
-    port = free_port()
-    process = subprocess.Popen(
-        [IMGORIGIN, "serve", "--port", str(port), "--workers", str(workers)],
-        env={"PATH": os.environ["PATH"], **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_for_port(port, timeout=30)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(30)
 
 
 @dataclass(frozen=True)
@@ -145,5 +124,5 @@ def edge_env() -> Iterator[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def edge(edge_env: dict[str, str]) -> Iterator[Edge]:
-    with origin_process(edge_env) as origin, nginx_in_front_of(origin) as (url, prefix):
+    with serving(edge_env) as origin, nginx_in_front_of(origin) as (url, prefix):
         yield Edge(url, origin, prefix)

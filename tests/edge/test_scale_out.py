@@ -16,7 +16,7 @@ import pyvips
 
 from origin.signing import sign_url
 from tests.conftest import AWS_TEST_CREDENTIALS, _reset_postgres, create_bucket, missing_backend
-from tests.edge.conftest import IMGORIGIN, metric, nginx_in_front_of, origin_metrics, origin_process
+from tests.edge.conftest import IMGORIGIN, metric, nginx_in_front_of, origin_metrics, serving
 
 pytestmark = pytest.mark.slow
 KEY = "scale-operator-secret"
@@ -52,14 +52,35 @@ def shared_env(s3_server: str, redis_server: str) -> Iterator[dict[str, str]]:
     yield env
 
 
+def wait_for_stored_derivative(database_url: str, image_id: str) -> None:
+    """The origin stores a derivative after answering; wait until its row is committed."""
+    import asyncpg
+
+    async def rows() -> int:
+        conn = await asyncpg.connect(database_url)
+        try:
+            return int(
+                await conn.fetchval(
+                    "SELECT count(*) FROM transformed_images WHERE image_id = $1", image_id
+                )
+            )
+        finally:
+            await conn.close()
+
+    deadline = time.monotonic() + 10
+    while asyncio.run(rows()) == 0:
+        assert time.monotonic() < deadline, "the derivative was never recorded"
+        time.sleep(0.05)
+
+
 def counter(base: str, name: str, **labels: str) -> float:
     return metric(origin_metrics(base), name, **labels)
 
 
 def test_two_hosts_share_everything_but_caches(shared_env: dict[str, str]) -> None:
     with (
-        origin_process(shared_env) as a,
-        origin_process(shared_env) as b,
+        serving(shared_env) as a,
+        serving(shared_env) as b,
         nginx_in_front_of(a) as (edge, _),
         httpx.Client(timeout=30) as http,
     ):
@@ -92,6 +113,7 @@ def test_two_hosts_share_everything_but_caches(shared_env: dict[str, str]) -> No
         renders_b = counter(b, "imgorigin_cache_hits_total", tier="render")
         first = http.get(a + url)
         assert first.status_code == 200
+        wait_for_stored_derivative(shared_env["DATABASE_URL"], image_id)
         from_b = http.get(b + url)
         assert from_b.status_code == 200 and from_b.content == first.content
         assert from_b.headers["etag"] == first.headers["etag"]

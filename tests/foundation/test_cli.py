@@ -6,7 +6,6 @@ import asyncio
 import os
 import secrets
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,9 +18,7 @@ from origin.runtime import open_runtime
 from origin.settings import Settings
 from origin.signing import signature
 from tests.asgi import client as asgi_client
-from tests.conftest import OPERATOR_SECRET, free_port, wait_for_port
-
-IMGORIGIN = str(Path(sys.executable).with_name("imgorigin"))
+from tests.conftest import IMGORIGIN, OPERATOR_SECRET, serving
 
 
 def command(
@@ -68,19 +65,8 @@ def test_make_run_style_first_start_generates_secrets(tmp_path: Path) -> None:
 @pytest.fixture
 def server(base_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     assert command(base_env, "migrate").returncode == 0
-    port = free_port()
-    process = subprocess.Popen(
-        [IMGORIGIN, "serve", "--port", str(port), "--workers", "2"],
-        env={"PATH": os.environ["PATH"], **base_env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(30)
+    with serving(base_env, workers=2) as url:
+        yield url
 
 
 def test_serve_answers_health_and_readiness(server: str) -> None:

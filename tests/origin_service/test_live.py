@@ -4,48 +4,17 @@ the same ETag everywhere, and a deletion reaching every process within 5 seconds
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 import pytest
 
 from admin_api.auth import issue_access_token
 from origin.settings import Settings
-from tests.conftest import free_port, migrated_runtime, wait_for_port
+from tests.conftest import migrated_runtime, serving
 from tests.origin_service.conftest import add_image, decode, signed
 
 pytestmark = pytest.mark.slow
-
-
-@contextmanager
-def serving(env: dict[str, str], workers: int) -> Iterator[str]:
-    port = free_port()
-    command = [
-        str(Path(sys.executable).with_name("imgorigin")),
-        "serve",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-    ]
-    process = subprocess.Popen(
-        command,
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, timeout=30)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(20)
 
 
 async def test_deletion_reaches_every_process_within_five_seconds(
