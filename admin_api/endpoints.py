@@ -47,6 +47,7 @@ from origin.path import EXTENSIONS, parse_chain, parse_path
 from origin.probe import probe_upload
 from origin.runtime import Runtime
 from origin.signing import sign_url
+from origin.storage import ObjectMissing
 
 log = logging.getLogger("imgorigin.admin")
 
@@ -393,9 +394,17 @@ def content_disposition(filename: str) -> str:
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{utf8_name}"
 
 
+async def read_object(runtime: Runtime, key: str) -> bytes:
+    """A stored original; a row whose object is gone (a racing delete) is simply not found."""
+    try:
+        return await runtime.storage.get(key)
+    except ObjectMissing:
+        raise NotFound("no such image") from None
+
+
 async def download(request: Request) -> Response:
     runtime, image = await owned_image(request)
-    data = await runtime.storage.get(image.storage_key)
+    data = await read_object(runtime, image.storage_key)
     headers = {
         "Content-Disposition": content_disposition(image.original_filename),
         "Cache-Control": "private, no-store",
@@ -435,7 +444,7 @@ def single_values(request: Request) -> dict[str, str]:
 async def transform(request: Request) -> Response:
     runtime, image = await owned_image(request)
     plan = legacy.parse_query(image.id, single_values(request), limits=runtime.limits)
-    source = await runtime.storage.get(image.storage_key)
+    source = await read_object(runtime, image.storage_key)
     overlays = await load_overlays(runtime, image.user_id, plan.overlay_ids)
     rendered = await runtime.pool.run(
         lambda: pipeline.render(source, plan, overlays=overlays, limits=runtime.limits)
@@ -458,7 +467,7 @@ async def load_overlays(
         overlay = await runtime.repo.image(overlay_id, user_id=user_id)
         if overlay is None:
             raise BadTransform(f"overlay image '{overlay_id}' not found")
-        overlays[overlay_id] = await runtime.storage.get(overlay.storage_key)
+        overlays[overlay_id] = await read_object(runtime, overlay.storage_key)
     return overlays
 
 
