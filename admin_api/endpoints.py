@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from admin_api import auth
 from admin_api.guards import caller_address, require_user
 from admin_api.multipart import ENVELOPE_BYTES, read_file_field
+from admin_api.ratelimit import Limiter
 from origin import legacy, pipeline
 from origin.errors import (
     BadRequest,
@@ -33,6 +34,7 @@ from origin.errors import (
     OriginError,
     PayloadTooLarge,
     QuotaExceeded,
+    RateLimited,
     Unauthorized,
 )
 from origin.metadata.repository import (
@@ -171,10 +173,28 @@ def tokens_json(runtime: Runtime, user_id: str, refresh_token: str) -> dict[str,
     }
 
 
+async def throttle_account(request: Request, email: str) -> None:
+    """Login attempts per account (existing or not), on top of the per-address limit.
+
+    A guesser rotating addresses still gets AUTH_RATE_LIMIT_PER_MINUTE tries per account;
+    the answer is the same for unknown emails, so it reveals nothing.
+    """
+    limit = runtime_of(request).settings.auth_rate_limit_per_minute
+    limiter: Limiter = request.state.limiter
+    decision = await limiter.hit(f"login:{email.lower()}", limit)
+    if not decision.allowed:
+        log.warning("login attempts throttled for an account, from %s", caller_address(request))
+        raise RateLimited(
+            "too many login attempts for this account; retry later",
+            headers={"Retry-After": str(decision.reset_seconds)},
+        )
+
+
 async def login(request: Request) -> Response:
     data = await read_json(request)
     email, password = string_field(data, "email").strip(), string_field(data, "password")
     runtime = runtime_of(request)
+    await throttle_account(request, email)
     user = await runtime.repo.user_by_email(email)
     valid = await auth.verify_password(password, user.password_hash if user else None)
     if user is None or not valid:

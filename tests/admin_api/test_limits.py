@@ -33,19 +33,45 @@ async def test_per_user_limit_with_headers(local_api: Api, api_env: dict[str, st
 
 @pytest.mark.parametrize("api_env", [LIMITS])
 async def test_auth_limit_per_address(local_api: Api, api_env: dict[str, str]) -> None:
-    body = {"email": "x@example.com", "password": "wrong password"}
     first = [
         await local_api.http.post(
-            "/api/auth/login", json=body, headers={"X-Forwarded-For": "203.0.113.7"}
+            "/api/auth/login",
+            json={"email": f"x{i}@example.com", "password": "wrong password"},
+            headers={"X-Forwarded-For": "203.0.113.7"},
         )
-        for _ in range(3)
+        for i in range(3)
     ]
     assert [a.status_code for a in first] == [401, 401, 429]
     # a different client behind the trusted proxy has its own budget
     other = await local_api.http.post(
-        "/api/auth/login", json=body, headers={"X-Forwarded-For": "203.0.113.8"}
+        "/api/auth/login",
+        json={"email": "y@example.com", "password": "wrong password"},
+        headers={"X-Forwarded-For": "203.0.113.8"},
     )
     assert other.status_code == 401 and other.headers["ratelimit-limit"] == "2"
+
+
+@pytest.mark.parametrize("api_env", [LIMITS])
+async def test_login_attempts_are_limited_per_account_across_addresses(
+    local_api: Api, api_env: dict[str, str]
+) -> None:
+    body = {"email": "Target@example.com", "password": "guess number one"}
+    statuses = []
+    for i in range(3):  # each from a new address behind the trusted proxy
+        answer = await local_api.http.post(
+            "/api/auth/login", json=body, headers={"X-Forwarded-For": f"203.0.113.{i + 10}"}
+        )
+        statuses.append(answer.status_code)
+    assert statuses == [401, 401, 429]
+    assert_error(answer, 429, "rate_limited")
+    assert 1 <= int(answer.headers["retry-after"]) <= 60
+    # the count is per account, whatever the case of the email; another account is free
+    other = await local_api.http.post(
+        "/api/auth/login",
+        json={"email": "someone.else@example.com", "password": "x" * 8},
+        headers={"X-Forwarded-For": "203.0.113.99"},
+    )
+    assert other.status_code == 401
 
 
 @pytest.mark.parametrize("api_env", [{**LIMITS, "FORWARDED_ALLOW_IPS": "10.9.9.9"}])
