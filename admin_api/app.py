@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from admin_api import endpoints as ep
+from admin_api.console import console_routes
 from admin_api.guards import AdminGate
 from admin_api.openapi import openapi_document
 from admin_api.ratelimit import InProcessLimiter, Limiter, RedisLimiter, redis_client
@@ -72,4 +73,7 @@ def admin_part(settings: Settings) -> Part:
             limiter = RedisLimiter(client)
         return {"limiter": limiter}
 
-    return Part(routes=[Mount("/api", routes=api_routes(), middleware=middleware)], start=start)
+    return Part(
+        routes=[Mount("/api", routes=api_routes(), middleware=middleware), *console_routes()],
+        start=start,
+    )

@@ -1,0 +1,598 @@
+// imgorigin console: plain ES module, no dependencies, talks only to the same-origin
+// admin API (/api) and the origin (/i/…). Tokens live in this module's memory only:
+// a reload signs the user out, and no script can find them in storage.
+
+const $ = (selector, root = document) => root.querySelector(selector);
+
+const session = { access: null, refresh: null, email: null, timer: 0, refreshing: null };
+const state = { page: 1, limit: 12, total: 0, items: [], selected: null, chainEdited: false };
+
+// ---- small helpers -------------------------------------------------------------------------
+
+function say(message) {
+  $("#status").textContent = message;
+}
+
+function formatBytes(n) {
+  if (n == null) return "—";
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i += 1;
+  }
+  return `${i === 0 ? v : v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
+}
+
+function formatDate(iso) {
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? iso : d.toLocaleString();
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else node.setAttribute(key, value);
+  }
+  node.append(...children);
+  return node;
+}
+
+function debounce(fn, ms) {
+  let timer = 0;
+  return (...args) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => fn(...args), ms);
+  };
+}
+
+class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+async function errorOf(response) {
+  try {
+    const body = await response.json();
+    if (body && body.error) return new ApiError(response.status, body.error.code, body.error.message);
+  } catch {
+    // not JSON: fall through
+  }
+  return new ApiError(response.status, "http_error", `HTTP ${response.status}`);
+}
+
+// ---- tokens --------------------------------------------------------------------------------
+
+function keepTokens(pair) {
+  session.access = pair.access_token;
+  session.refresh = pair.refresh_token;
+  clearTimeout(session.timer);
+  // Refresh a little before the access token expires (the refresh token rotates each time).
+  const seconds = Math.max(10, (pair.expires_in || 900) - 60);
+  session.timer = setTimeout(() => refreshTokens().catch(() => signedOut("Session expired.")), seconds * 1000);
+}
+
+// One refresh at a time: spending the same refresh token twice revokes the whole family.
+function refreshTokens() {
+  if (!session.refreshing) {
+    const token = session.refresh;
+    session.refreshing = (async () => {
+      if (!token) throw new ApiError(401, "invalid_token", "Not signed in.");
+      const response = await fetch("/api/auth/refresh", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ refresh_token: token }),
+      });
+      if (!response.ok) throw await errorOf(response);
+      keepTokens(await response.json());
+    })().finally(() => {
+      session.refreshing = null;
+    });
+  }
+  return session.refreshing;
+}
+
+async function api(path, { method = "GET", json, retry = true } = {}) {
+  const headers = {};
+  if (session.access) headers.Authorization = `Bearer ${session.access}`;
+  if (json !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(`/api${path}`, {
+    method,
+    headers,
+    body: json === undefined ? undefined : JSON.stringify(json),
+  });
+  if (response.status === 401 && retry && session.refresh) {
+    try {
+      await refreshTokens();
+    } catch {
+      signedOut("Your session ended: please log in again.");
+      throw await errorOf(response);
+    }
+    return api(path, { method, json, retry: false });
+  }
+  if (!response.ok) throw await errorOf(response);
+  if (response.status === 204) return null;
+  return response.json();
+}
+
+// ---- sign up, log in, log out --------------------------------------------------------------
+
+async function onAuthSubmit(event) {
+  event.preventDefault();
+  const action = event.submitter ? event.submitter.value : "login";
+  const email = $("#email").value.trim();
+  const password = $("#password").value;
+  const error = $("#auth-error");
+  error.textContent = "";
+  const form = $("#auth-form");
+  form.setAttribute("aria-busy", "true");
+  try {
+    if (action === "signup") {
+      await api("/auth/signup", { method: "POST", json: { email, password }, retry: false });
+      say("Account created. Logging in…");
+    }
+    const pair = await api("/auth/login", { method: "POST", json: { email, password }, retry: false });
+    keepTokens(pair);
+    session.email = email;
+    $("#password").value = "";
+    await signedIn();
+  } catch (err) {
+    error.textContent = err.message;
+  } finally {
+    form.removeAttribute("aria-busy");
+  }
+}
+
+async function logOut() {
+  const token = session.refresh;
+  if (token) {
+    try {
+      await fetch("/api/auth/logout", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ refresh_token: token }),
+      });
+    } catch {
+      // the tokens are forgotten anyway
+    }
+  }
+  signedOut("Logged out.");
+}
+
+function signedOut(message) {
+  clearTimeout(session.timer);
+  Object.assign(session, { access: null, refresh: null, email: null, timer: 0 });
+  Object.assign(state, { page: 1, total: 0, items: [], selected: null });
+  $("#app-view").hidden = true;
+  $("#account").hidden = true;
+  $("#builder").hidden = true;
+  $("#gallery").replaceChildren();
+  $("#uploads").replaceChildren();
+  $("#auth-view").hidden = false;
+  if (message) say(message);
+  $("#email").focus();
+}
+
+async function signedIn() {
+  $("#auth-view").hidden = true;
+  $("#app-view").hidden = false;
+  $("#account").hidden = false;
+  $("#account-email").textContent = session.email;
+  say(`Signed in as ${session.email}.`);
+  $("#main").focus();
+  await Promise.all([loadMe(), loadGallery()]);
+}
+
+async function loadMe() {
+  const me = await api("/me");
+  session.email = me.email;
+  $("#account-email").textContent = me.email;
+  const meter = $("#quota-meter");
+  meter.max = me.storage_quota_bytes || 1;
+  meter.value = me.storage_used_bytes;
+  meter.high = meter.max * 0.8;
+  meter.optimum = 0;
+  $("#quota-text").textContent =
+    `${formatBytes(me.storage_used_bytes)} of ${formatBytes(me.storage_quota_bytes)} used`;
+}
+
+// ---- uploads -------------------------------------------------------------------------------
+
+function uploadOne(file, item, retry = true) {
+  const bar = $("progress", item);
+  const note = $(".note", item);
+  return new Promise((resolve) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", "/api/images");
+    xhr.setRequestHeader("Authorization", `Bearer ${session.access}`);
+    xhr.responseType = "json";
+    xhr.upload.addEventListener("progress", (event) => {
+      if (event.lengthComputable) bar.value = event.loaded / event.total;
+    });
+    xhr.addEventListener("load", async () => {
+      if (xhr.status === 201) {
+        bar.value = 1;
+        note.textContent = "Uploaded";
+        item.dataset.state = "done";
+        resolve(true);
+        return;
+      }
+      if (xhr.status === 401 && retry) {
+        try {
+          await refreshTokens();
+          resolve(await uploadOne(file, item, false));
+          return;
+        } catch {
+          // fall through to the error
+        }
+      }
+      const body = xhr.response;
+      note.textContent = body && body.error ? body.error.message : `HTTP ${xhr.status}`;
+      item.dataset.state = "error";
+      resolve(false);
+    });
+    xhr.addEventListener("error", () => {
+      note.textContent = "Network error: the upload did not reach the server.";
+      item.dataset.state = "error";
+      resolve(false);
+    });
+    const form = new FormData();
+    form.append("file", file, file.name);
+    xhr.send(form);
+  });
+}
+
+async function uploadFiles(files) {
+  const list = $("#uploads");
+  const jobs = [];
+  for (const file of files) {
+    const bar = el("progress", { max: "1", value: "0", "aria-label": `Upload progress of ${file.name}` });
+    const item = el(
+      "li",
+      { "data-state": "sending" },
+      el("span", { class: "name", text: file.name }),
+      el("span", { class: "muted small", text: formatBytes(file.size) }),
+      bar,
+      el("span", { class: "note", text: "Uploading…" }),
+    );
+    list.prepend(item);
+    jobs.push(uploadOne(file, item));
+  }
+  const results = await Promise.all(jobs);
+  const ok = results.filter(Boolean).length;
+  say(`${ok} of ${results.length} file${results.length === 1 ? "" : "s"} uploaded.`);
+  if (ok) {
+    state.page = 1;
+    await Promise.all([loadGallery(), loadMe()]);
+  }
+}
+
+function setUpDropzone() {
+  const zone = $("#dropzone");
+  const input = $("#file-input");
+  input.addEventListener("change", () => {
+    if (input.files.length) uploadFiles([...input.files]).finally(() => (input.value = ""));
+  });
+  for (const type of ["dragenter", "dragover"]) {
+    zone.addEventListener(type, (event) => {
+      event.preventDefault();
+      zone.classList.add("over");
+    });
+  }
+  for (const type of ["dragleave", "drop"]) {
+    zone.addEventListener(type, () => zone.classList.remove("over"));
+  }
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    const files = [...(event.dataTransfer?.files || [])];
+    if (files.length) uploadFiles(files);
+  });
+}
+
+// ---- gallery -------------------------------------------------------------------------------
+
+async function loadGallery() {
+  const data = await api(`/images?page=${state.page}&limit=${state.limit}`);
+  if (!data.items.length && state.page > 1 && data.total > 0) {
+    state.page = Math.ceil(data.total / state.limit);
+    return loadGallery();
+  }
+  state.items = data.items;
+  state.total = data.total;
+  renderGallery();
+  fillOverlayChoices();
+}
+
+function card(image) {
+  const thumb = el("img", {
+    src: image.thumbnail_url,
+    alt: image.original_filename,
+    loading: "lazy",
+    width: "256",
+    height: "256",
+  });
+  const details = el(
+    "dl",
+    { class: "facts" },
+    el("dt", { text: "Size" }),
+    el("dd", { text: formatBytes(image.size_bytes) }),
+    el("dt", { text: "Dimensions" }),
+    el("dd", { text: `${image.width} × ${image.height}` }),
+    el("dt", { text: "Format" }),
+    el("dd", { text: image.format }),
+    el("dt", { text: "Uploaded" }),
+    el("dd", { text: formatDate(image.created_at) }),
+  );
+  const edit = el("button", { type: "button", class: "primary", text: "Build URL" });
+  edit.addEventListener("click", () => openBuilder(image));
+  const remove = el("button", { type: "button", class: "danger ghost", text: "Delete" });
+  remove.setAttribute("aria-label", `Delete ${image.original_filename}`);
+  edit.setAttribute("aria-label", `Build a URL for ${image.original_filename}`);
+  remove.addEventListener("click", () => confirmDelete(image, remove));
+  return el(
+    "li",
+    { class: "tile", "data-id": image.id },
+    el("div", { class: "thumb checker" }, thumb),
+    el("h3", { class: "name", text: image.original_filename, title: image.original_filename }),
+    details,
+    el("div", { class: "row" }, edit, remove),
+  );
+}
+
+function renderGallery() {
+  const pages = Math.max(1, Math.ceil(state.total / state.limit));
+  $("#gallery").replaceChildren(...state.items.map(card));
+  $("#gallery-empty").hidden = state.total > 0;
+  $("#gallery-count").textContent = `(${state.total})`;
+  $("#page-info").textContent = `Page ${state.page} of ${pages}`;
+  $("#prev-page").disabled = state.page <= 1;
+  $("#next-page").disabled = state.page >= pages;
+}
+
+function confirmDelete(image, opener) {
+  const dialog = $("#confirm-delete");
+  $("#confirm-text").textContent = `“${image.original_filename}” and every derivative will be removed. Copies already in caches expire on their own.`;
+  const buttons = dialog.querySelectorAll("button");
+  const onClick = (event) => {
+    event.preventDefault();
+    dialog.close(event.currentTarget.value);
+  };
+  buttons.forEach((b) => b.addEventListener("click", onClick));
+  dialog.addEventListener(
+    "close",
+    async () => {
+      buttons.forEach((b) => b.removeEventListener("click", onClick));
+      if (dialog.returnValue !== "delete") {
+        opener.focus();
+        return;
+      }
+      try {
+        await api(`/images/${image.id}`, { method: "DELETE" });
+        say(`Deleted ${image.original_filename}.`);
+        if (state.selected && state.selected.id === image.id) closeBuilder();
+        await Promise.all([loadGallery(), loadMe()]);
+        $("#gallery-title").focus();
+      } catch (err) {
+        say(err.message);
+      }
+    },
+    { once: true },
+  );
+  dialog.returnValue = "";
+  dialog.showModal();
+}
+
+// ---- URL builder ---------------------------------------------------------------------------
+
+const EFFECTS = ["blur", "sharpen", "brightness", "contrast", "saturation", "pixelate"];
+
+function fillOverlayChoices() {
+  const select = $("#controls [name=li]");
+  const current = select.value;
+  const options = [el("option", { value: "", text: "none" })];
+  for (const image of state.items) {
+    if (state.selected && image.id === state.selected.id) continue;
+    options.push(el("option", { value: image.id, text: image.original_filename }));
+  }
+  select.replaceChildren(...options);
+  select.value = [...select.options].some((o) => o.value === current) ? current : "";
+}
+
+function value(name) {
+  const field = $(`#controls [name="${name}"]`);
+  if (field.type === "checkbox") return field.checked;
+  return field.value.trim();
+}
+
+function tokens(pairs) {
+  return pairs.filter(([, v]) => v !== "" && v !== false).map(([k, v]) => `${k}_${v}`);
+}
+
+// The controls as a chain: one stage for the base image, one per overlay.
+function chainFromControls() {
+  const effects = [];
+  if (value("e_grayscale")) effects.push(["e", "grayscale"]);
+  if (value("e_sepia")) effects.push(["e", "sepia"]);
+  for (const name of EFFECTS) {
+    const v = value(`e_${name}`);
+    if (v !== "" && Number(v) !== 0) effects.push(["e", `${name}:${v}`]);
+  }
+  const base = tokens([
+    ["w", value("w")],
+    ["h", value("h")],
+    ["c", value("c")],
+    ["g", value("g")],
+    ["x", value("x")],
+    ["y", value("y")],
+    ["ar", value("ar")],
+    ["dpr", value("dpr")],
+    ["r", value("r")],
+    ["fl", value("fl")],
+    ...effects,
+    ["b", value("b")],
+    ["q", value("q")],
+    ["f", value("f")],
+    ["t", value("t")],
+  ]);
+  const stages = [base.join(",")];
+  const text = value("lt");
+  if (text) {
+    const overlay = [`l_text:${encodeURIComponent(text)}`];
+    overlay.push(
+      ...tokens([
+        ["g", value("lt_g")],
+        ["co", value("lt_co")],
+        ["fs", value("lt_fs")],
+        ["o", value("lt_o")],
+        ["x", value("lt_x")],
+        ["y", value("lt_y")],
+      ]),
+    );
+    stages.push(overlay.join(","));
+  }
+  const image = value("li");
+  if (image) {
+    stages.push([`l_${image}`, ...tokens([["w", value("li_w")], ["g", value("li_g")], ["o", value("li_o")]])].join(","));
+  }
+  return stages.filter(Boolean).join("/");
+}
+
+function onControlsChanged() {
+  state.chainEdited = false;
+  $("#chain").value = chainFromControls();
+  schedulePreview();
+}
+
+function openBuilder(image) {
+  state.selected = image;
+  $("#builder").hidden = false;
+  $("#builder-name").textContent = `— ${image.original_filename} (${image.width} × ${image.height})`;
+  fillOverlayChoices();
+  onControlsChanged();
+  $("#builder-title").focus();
+  $("#builder").scrollIntoView({ block: "start" });
+}
+
+function closeBuilder() {
+  state.selected = null;
+  $("#builder").hidden = true;
+}
+
+let previewSeq = 0;
+const schedulePreview = debounce(() => renderPreview(), 250);
+
+function setPreviewState(name) {
+  const figure = $("#preview");
+  figure.dataset.state = name;
+  figure.setAttribute("aria-busy", String(name === "loading"));
+}
+
+async function mint(image, transform, format, expires) {
+  const body = { transform };
+  if (format) body.format = format;
+  if (expires) body.expires_in = Number(expires);
+  return (await api(`/images/${image.id}/url`, { method: "POST", json: body })).url;
+}
+
+function loaded(img, src) {
+  return new Promise((resolve, reject) => {
+    img.onload = () => resolve();
+    img.onerror = () => reject(new Error("The origin could not render this chain."));
+    img.src = src;
+  });
+}
+
+async function renderPreview() {
+  const image = state.selected;
+  if (!image) return;
+  const seq = ++previewSeq;
+  const chain = $("#chain").value.trim().replace(/^\/+|\/+$/g, "");
+  const expires = value("expires");
+  const error = $("#chain-error");
+  setPreviewState("loading");
+  $("#preview").dataset.chain = chain;
+  try {
+    const [url, metaUrl] = await Promise.all([
+      mint(image, chain, null, expires),
+      mint(image, chain, "json", expires),
+    ]);
+    if (seq !== previewSeq) return;
+    const absolute = new URL(url, location.origin).href;
+    $("#signed-url").value = absolute;
+    const metaResponse = await fetch(metaUrl);
+    if (!metaResponse.ok) throw await errorOf(metaResponse);
+    const meta = await metaResponse.json();
+    if (seq !== previewSeq) return;
+    $("#img-tag").value =
+      `<img src="${absolute}" width="${meta.width}" height="${meta.height}" alt="${image.original_filename.replace(/"/g, "&quot;")}">`;
+    await loaded($("#preview-img"), url);
+    if (seq !== previewSeq) return;
+    error.textContent = "";
+    $("#preview-info").textContent =
+      `${meta.width} × ${meta.height} · ${meta.format} · ${formatBytes(meta.bytes)}`;
+    setPreviewState("ready");
+  } catch (err) {
+    if (seq !== previewSeq) return;
+    error.textContent = err.message;
+    $("#preview-info").textContent = "—";
+    setPreviewState("error");
+  }
+}
+
+async function copy(text, what) {
+  try {
+    await navigator.clipboard.writeText(text);
+    say(`${what} copied to the clipboard.`);
+  } catch {
+    say(`Copying is not allowed here: select the ${what} field and copy it by hand.`);
+  }
+}
+
+function setUpBuilder() {
+  const controls = $("#controls");
+  controls.addEventListener("input", onControlsChanged);
+  controls.addEventListener("change", onControlsChanged);
+  controls.addEventListener("submit", (event) => event.preventDefault());
+  $("#chain").addEventListener("input", () => {
+    state.chainEdited = true;
+    schedulePreview();
+  });
+  $("#reset-builder").addEventListener("click", () => {
+    controls.reset();
+    onControlsChanged();
+  });
+  $("#copy-url").addEventListener("click", () => copy($("#signed-url").value, "Signed URL"));
+  $("#copy-img").addEventListener("click", () => copy($("#img-tag").value, "<img> tag"));
+  for (const id of ["#signed-url", "#img-tag"]) {
+    $(id).addEventListener("focus", (event) => event.target.select());
+  }
+}
+
+// ---- start ---------------------------------------------------------------------------------
+
+function start() {
+  $("#auth-form").addEventListener("submit", onAuthSubmit);
+  $("#logout").addEventListener("click", logOut);
+  $("#prev-page").addEventListener("click", () => {
+    state.page -= 1;
+    loadGallery().catch((err) => say(err.message));
+  });
+  $("#next-page").addEventListener("click", () => {
+    state.page += 1;
+    loadGallery().catch((err) => say(err.message));
+  });
+  $("#gallery-title").tabIndex = -1;
+  $("#builder-title").tabIndex = -1;
+  setUpDropzone();
+  setUpBuilder();
+  signedOut("");
+  document.body.dataset.ready = "true";
+}
+
+start();
