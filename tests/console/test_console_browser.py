@@ -8,6 +8,7 @@ fetch it, delete. A screenshot of each step goes to ``test-artifacts/console/``.
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import subprocess
@@ -183,6 +184,26 @@ def test_console_end_to_end(browser: Any, live: str, tmp_path: Path) -> None:
     page.wait_for_selector("#gallery-empty", state="visible")
     assert page.is_hidden("#builder")
     shot("08-deleted")
+
+    # 9. Drag and drop uploads too (a DataTransfer carrying the photograph).
+    data = base64.b64encode((tmp_path / "astronaut.jpg").read_bytes()).decode()
+    transfer = page.evaluate_handle(
+        """([data, name]) => {
+            const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, {type: "image/jpeg"}));
+            return transfer;
+        }""",
+        [data, "dropped.jpg"],
+    )
+    page.dispatch_event("#dropzone", "dragover", {"dataTransfer": transfer})
+    page.dispatch_event("#dropzone", "drop", {"dataTransfer": transfer})
+    page.wait_for_selector("#gallery li.tile h3:text-is('dropped.jpg')")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#gallery img')]"
+        ".every(i => i.complete && i.naturalWidth > 0)"
+    )
+    shot("09-dropped")
 
     page.click("#logout")
     page.wait_for_selector("#auth-view", state="visible")
