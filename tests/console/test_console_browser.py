@@ -80,14 +80,16 @@ def browser(tmp_path: Path) -> Iterator[Any]:
 
 
 @pytest.fixture
-def live(base_env: dict[str, str]) -> Iterator[str]:
-    env = {"PATH": os.environ["PATH"], **base_env}
+def live(base_env: dict[str, str], database_url: str) -> Iterator[str]:
+    """A live server on SQLite, and on PostgreSQL when TEST_DATABASE_URL is set."""
+    server_env = {**base_env, "DATABASE_URL": database_url}
+    env = {"PATH": os.environ["PATH"], **server_env}
     subprocess.run([IMGORIGIN, "migrate"], env=env, check=True, capture_output=True)
-    with serving(base_env) as base_url:
+    with serving(server_env) as base_url:
         yield base_url
 
 
-def test_console_end_to_end(browser: Any, live: str, tmp_path: Path) -> None:
+def test_console_end_to_end(live: str, browser: Any, tmp_path: Path) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page = browser.pages[0] if browser.pages else browser.new_page()
     problems: list[str] = []
