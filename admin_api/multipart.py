@@ -17,6 +17,7 @@ from origin.errors import BadRequest, PayloadTooLarge
 
 MAX_OTHER_FIELD_BYTES = 64 * 1024
 ENVELOPE_BYTES = 64 * 1024  # room for boundaries and part headers around the file
+MAX_PART_HEADER_BYTES = 32 * 1024  # a 5000-character filename still fits
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ async def read_file_field(
             "on_part_end": collector.on_part_end,
             "on_end": collector.on_end,
         },
+        max_header_size=MAX_PART_HEADER_BYTES,
     )
     try:
         async for chunk in body:
