@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -63,12 +64,29 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
 IMGORIGIN = str(Path(sys.executable).with_name("imgorigin"))
 
 
-@contextmanager
-def serving(env: dict[str, str], *, workers: int = 1) -> Iterator[str]:
-    """A live ``imgorigin serve`` (uvicorn, uvloop, httptools) on a free loopback port.
+@dataclass
+class Server:
+    """A live ``imgorigin serve``: its base URL, port and process (group leader)."""
 
-    It runs in its own process group, stopped with SIGTERM (then SIGKILL) on the way out.
-    """
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+
+@contextmanager
+def serve(env: dict[str, str], *, workers: int = 1) -> Iterator[Server]:
+    """``imgorigin serve`` (uvicorn, uvloop, httptools) on a free loopback port, in its own
+    process group, stopped with SIGTERM (then SIGKILL) on the way out."""
     port = free_port()
     process = subprocess.Popen(
         [IMGORIGIN, "serve", "--port", str(port), "--workers", str(workers)],
@@ -79,14 +97,29 @@ def serving(env: dict[str, str], *, workers: int = 1) -> Iterator[str]:
     )
     try:
         wait_for_port(port, timeout=30)
-        yield f"http://127.0.0.1:{port}"
+        yield Server(f"http://127.0.0.1:{port}", port, process)
     finally:
+        stop_group(process)
+
+
+@contextmanager
+def serving(env: dict[str, str], *, workers: int = 1) -> Iterator[str]:
+    """Like ``serve``, yielding only the base URL."""
+    with serve(env, workers=workers) as server:
+        yield server.url
+
+
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    try:
         os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+    except ProcessLookupError:
+        process.wait(10)
 
 
 # ---- databases ---------------------------------------------------------------------------

@@ -5,12 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -21,9 +16,8 @@ import pyvips
 from admin_api.auth import issue_access_token
 from origin.runtime import open_runtime
 from origin.settings import Settings
-from tests.conftest import OPERATOR_SECRET, free_port, wait_for_port
+from tests.conftest import IMGORIGIN, OPERATOR_SECRET
 
-IMGORIGIN = str(Path(sys.executable).with_name("imgorigin"))
 JWT_SECRET = "adversarial-jwt-secret-" + "a" * 24
 
 
@@ -51,54 +45,6 @@ def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
         text=True,
         timeout=60,
     )
-
-
-@dataclass
-class Server:
-    url: str
-    port: int
-    process: subprocess.Popen[bytes]
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def rss_kib(self) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise RuntimeError("no VmRSS")
-
-
-@contextmanager
-def serve(env: dict[str, str], *, workers: int = 1) -> Iterator[Server]:
-    """``imgorigin serve`` in its own process group; stopped (SIGKILL if need be) after."""
-    port = free_port()
-    process = subprocess.Popen(
-        [IMGORIGIN, "serve", "--port", str(port), "--workers", str(workers)],
-        env={"PATH": os.environ["PATH"], **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_for_port(port, timeout=30)
-        yield Server(f"http://127.0.0.1:{port}", port, process)
-    finally:
-        stop_group(process)
-
-
-def stop_group(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
-    except ProcessLookupError:
-        process.wait(10)
 
 
 async def new_user(env: dict[str, str]) -> tuple[str, dict[str, str]]:

@@ -17,8 +17,8 @@ import pytest
 
 from origin.signing import sign_url
 from tests.admin_api.conftest import make_image
-from tests.adversarial.live import Server, live_env, new_user, photo, serve, upload
-from tests.conftest import OPERATOR_SECRET
+from tests.adversarial.live import live_env, new_user, photo, upload
+from tests.conftest import OPERATOR_SECRET, Server, serve
 
 QUEUE_TIMEOUT = 2.0
 LOAD_ENV = {

@@ -31,10 +31,9 @@ from tests.adversarial.live import (
     noise_png,
     photo,
     run_cli,
-    serve,
     upload,
 )
-from tests.conftest import OPERATOR_SECRET
+from tests.conftest import OPERATOR_SECRET, serve
 
 # ---- invariants over real storage and database -------------------------------------------
 
