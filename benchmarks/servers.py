@@ -24,6 +24,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,7 +72,7 @@ def wait_ready(group: Group, port: int, path: str) -> None:
 
 
 @dataclass
-class Server:
+class Server(ABC):
     """A server under test; subclasses fill in install, start and path."""
 
     name: str = ""
@@ -89,11 +90,13 @@ class Server:
         """The parameter sets of a run (the varied pool unless this server cannot take it)."""
         return workload.params()
 
+    @abstractmethod
     def start(self, registry: Registry, work: Path, images: dict[str, Path], mode: str) -> int:
-        raise NotImplementedError
+        """Start the server; return its port."""
 
+    @abstractmethod
     def path(self, workload: Workload, p: Params) -> str:
-        raise NotImplementedError
+        """The request path (with query) of one parameter set."""
 
 
 # ---- imgorigin -------------------------------------------------------------------------------
