@@ -14,15 +14,14 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import anyio.to_thread
 import bcrypt
 import jwt
 
+from origin.bearer import ALGORITHM
+
 BCRYPT_COST = 12
-ALGORITHM = "HS256"
-REQUIRED_CLAIMS = ("sub", "exp", "iat", "jti", "type")
 # A fixed context string, not a secret: it only separates this use of SHA-256.
 _PRE_HASH_KEY = b"imgorigin password v1"
 
@@ -54,10 +53,6 @@ async def verify_password(password: str, password_hash: str | None) -> bool:
     return await anyio.to_thread.run_sync(work)
 
 
-class TokenError(Exception):
-    """The token is missing, malformed, badly signed, expired or of the wrong type."""
-
-
 @dataclass(frozen=True)
 class AccessToken:
     token: str
@@ -76,29 +71,6 @@ def issue_access_token(
         "type": "access",
     }
     return AccessToken(jwt.encode(claims, secret.encode("utf-8"), algorithm=ALGORITHM), ttl_seconds)
-
-
-def read_access_token(token: str, secret: str) -> str:
-    """The user id of a valid access token; ``TokenError`` with a reason otherwise."""
-    try:
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            secret.encode("utf-8"),
-            algorithms=[ALGORITHM],
-            options={"require": list(REQUIRED_CLAIMS)},
-        )
-    except jwt.ExpiredSignatureError:
-        raise TokenError("expired") from None
-    except jwt.ImmatureSignatureError:
-        raise TokenError("not yet valid") from None
-    except jwt.InvalidTokenError as exc:
-        raise TokenError(type(exc).__name__) from None
-    if claims.get("type") != "access":
-        raise TokenError("not an access token")
-    subject = claims.get("sub")
-    if not isinstance(subject, str) or not subject:
-        raise TokenError("bad subject")
-    return subject
 
 
 def new_refresh_token() -> tuple[str, str]:

@@ -15,8 +15,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from admin_api.auth import TokenError, read_access_token
 from admin_api.ratelimit import Limiter
+from origin.bearer import TokenError, read_access_token
 from origin.errors import RateLimited, Unauthorized
 from origin.http import error_response
 from origin.settings import Settings

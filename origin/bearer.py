@@ -1,8 +1,9 @@
-"""The owner's access token instead of a signature: the same HS256 JWT the admin API issues.
+"""Access tokens: the one place that decides whether an HS256 JWT is a valid access token.
 
-The origin never imports ``admin_api``; these few lines check what ``admin_api.auth`` checks
-(algorithm pinned to HS256; ``sub``, ``exp``, ``iat``, ``jti`` and ``type`` required;
-``type == "access"``).
+The admin API issues them (``admin_api.auth``) and checks them through ``read_access_token``;
+the origin accepts an owner's token instead of a signature through ``bearer_user``. The
+algorithm is pinned to HS256; ``sub``, ``exp``, ``iat``, ``jti`` and ``type`` are required and
+``type`` must be ``"access"``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,35 @@ from typing import Any
 
 import jwt
 
+ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ("sub", "exp", "iat", "jti", "type")
+
+
+class TokenError(Exception):
+    """The token is malformed, badly signed, expired, not yet valid or of the wrong type."""
+
+
+def read_access_token(token: str, secret: str) -> str:
+    """The user id of a valid access token; ``TokenError`` with a short reason otherwise."""
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            secret.encode("utf-8"),
+            algorithms=[ALGORITHM],
+            options={"require": list(REQUIRED_CLAIMS)},
+        )
+    except jwt.ExpiredSignatureError:
+        raise TokenError("expired") from None
+    except jwt.ImmatureSignatureError:
+        raise TokenError("not yet valid") from None
+    except jwt.InvalidTokenError as exc:
+        raise TokenError(type(exc).__name__) from None
+    if claims.get("type") != "access":
+        raise TokenError("not an access token")
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject:
+        raise TokenError("bad subject")
+    return subject
 
 
 def bearer_user(authorization: str | None, secret: str) -> str | None:
@@ -22,15 +51,6 @@ def bearer_user(authorization: str | None, secret: str) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     try:
-        claims: dict[str, Any] = jwt.decode(
-            token.strip(),
-            secret.encode("utf-8"),
-            algorithms=["HS256"],
-            options={"require": list(REQUIRED_CLAIMS)},
-        )
-    except jwt.InvalidTokenError:
+        return read_access_token(token.strip(), secret)
+    except TokenError:
         return None
-    subject = claims.get("sub")
-    if claims.get("type") != "access" or not isinstance(subject, str) or not subject:
-        return None
-    return subject
