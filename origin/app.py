@@ -241,6 +241,7 @@ def build_app(settings: Settings, parts: Sequence[Part]) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         _log_to_stderr()
+        configure_libvips()
         async with open_runtime(settings) as runtime, AsyncExitStack() as stack:
             flusher = asyncio.create_task(log.run())
             stack.push_async_callback(_stop, flusher)
@@ -342,14 +343,13 @@ class FastObserve:
 def origin_part(settings: Settings) -> Part:
     """The origin's routes (``/i/…``) and its start-up.
 
-    ``start`` configures libvips once (operation cache off, untrusted loaders blocked) and
-    puts the per-process ``Origin`` in the lifespan state with the admin API's hooks
-    ``forget_image`` and ``forget_user_keys``.
+    ``start`` puts the per-process ``Origin`` in the lifespan state with the admin API's
+    hooks ``forget_image`` and ``forget_user_keys`` (libvips itself is configured by
+    ``build_app``'s lifespan, for every app variant).
     """
     metrics = Metrics()
 
     async def start(runtime: Runtime, stack: AsyncExitStack) -> Mapping[str, Any]:
-        configure_libvips()
         origin = start_origin(runtime, metrics)
         stack.push_async_callback(origin.drain)
         # Everything loaded so far (libvips bindings, SQLAlchemy, numpy…) lives as long as

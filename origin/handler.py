@@ -29,7 +29,6 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-import pyvips
 from cachetools import LRUCache
 from starlette.types import Receive, Scope, Send
 
@@ -224,7 +223,6 @@ class Origin:
 
         def job() -> tuple[bytes, str, int, int]:
             started.append(time.perf_counter())
-            pyvips.concurrency_set(1)  # parallelism comes from the pool, not from libvips
             try:
                 if metadata_only:
                     facts = pipeline.describe(original, plan, overlays=extra, limits=limits)
