@@ -439,14 +439,12 @@ async def delete_image(request: Request) -> Response:
     removed = await runtime.repo.delete_image(image_id_of(request), user_id)
     if removed is None:
         raise NotFound("no such image")
-    image, derived = removed
+    image, _ = removed  # every derivative is stored under the image's prefix
     forget = getattr(request.state, "forget_image", None)
     if forget is not None:
         forget(image.id)
     try:
         await runtime.storage.delete_prefix(f"{image.user_id}/{image.id}/")
-        for key in derived:  # derivatives live under the prefix; any stray one goes too
-            await runtime.storage.delete(key)
     except OriginError:
         log.exception("objects of deleted image %s stay for gc", image.id)
     return Response(status_code=204)
