@@ -31,6 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.conftest import free_port, wait_for_port  # noqa: E402 (needs the path above)
+
 ROUNDS = 5
 # On a machine with two or more cores the servers run on core 0 and the generator on core 1,
 # so they do not steal each other's time slices (``taskset`` from util-linux, when present).
@@ -52,26 +54,6 @@ def bare_app() -> object:
         return Response(body, media_type=media_type)
 
     return Starlette(routes=[Route("/b", serve)])
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(port: int, timeout: float = 30.0) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {port}")
 
 
 def uvicorn(app: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -98,7 +80,7 @@ def uvicorn(app: str, port: int, env: dict[str, str], log: Path) -> subprocess.P
         process = subprocess.Popen(
             command, env={**os.environ, **env}, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
         )
-    wait_for(port)
+    wait_for_port(port, timeout=30)
     return process
 
 
