@@ -26,6 +26,7 @@ from admin_api.guards import caller_address, require_user
 from admin_api.multipart import ENVELOPE_BYTES, read_file_field
 from admin_api.ratelimit import Limiter
 from origin import legacy, pipeline
+from origin.analysis import analyse
 from origin.errors import (
     BadRequest,
     BadTransform,
@@ -38,6 +39,7 @@ from origin.errors import (
     Unauthorized,
 )
 from origin.metadata.repository import (
+    Analysis,
     EmailTaken,
     ImageRecord,
     QuotaWouldBeExceeded,
@@ -46,7 +48,7 @@ from origin.metadata.repository import (
     SigningKeyRecord,
 )
 from origin.path import EXTENSIONS, parse_chain, parse_path
-from origin.probe import probe_upload
+from origin.probe import Probe, probe_upload
 from origin.runtime import Runtime
 from origin.signing import sign_url
 from origin.storage import ObjectMissing
@@ -312,9 +314,7 @@ async def upload(request: Request) -> Response:
         raise BadRequest("the file is empty")
     if user.storage_used_bytes + len(uploaded.data) > settings.user_quota_bytes:
         raise QuotaExceeded("this upload would exceed your storage quota")
-    probe = await runtime.pool.run(
-        lambda: probe_upload(uploaded.data, max_source_pixels=settings.max_source_pixels)
-    )
+    probe, analysis = await runtime.pool.run(lambda: inspect_upload(runtime, uploaded.data))
     image_id = new_id()
     image = ImageRecord(
         id=image_id,
@@ -329,9 +329,16 @@ async def upload(request: Request) -> Response:
         content_hash=hashlib.sha256(uploaded.data).hexdigest(),
         created_at=now(),
         metadata=dict(probe.metadata),
+        analysis=analysis,
     )
     await store_image(runtime, image, uploaded.data)
     return JSONResponse(image_json(runtime, image), status_code=201)
+
+
+def inspect_upload(runtime: Runtime, data: bytes) -> tuple[Probe, Analysis | None]:
+    """In the pool: validate the upload, then analyse it (blurhash, colour, focal point)."""
+    probe = probe_upload(data, max_source_pixels=runtime.settings.max_source_pixels)
+    return probe, analyse(data, limits=runtime.limits)
 
 
 async def store_image(runtime: Runtime, image: ImageRecord, data: bytes) -> None:

@@ -44,7 +44,7 @@ from origin.errors import (
     UrlExpired,
 )
 from origin.lookup import Lookup, Source
-from origin.metadata.repository import DerivativeRecord
+from origin.metadata.repository import Analysis, DerivativeRecord
 from origin.metrics import Metrics
 from origin.path import MEDIA_TYPES, Plan, parse_path
 from origin.runtime import Runtime
@@ -219,16 +219,21 @@ class Origin:
         limits = self.runtime.limits
         observe = self.metrics.render_seconds.labels(key.format).observe
         metadata_only = plan.metadata_only
+        analysis = source.analysis
+        focal = None if analysis is None else analysis.focal
+        summary = None if analysis is None else stored_summary(analysis)
         started: list[float] = []
 
         def job() -> tuple[bytes, str, int, int]:
             started.append(time.perf_counter())
             try:
                 if metadata_only:
-                    facts = pipeline.describe(original, plan, overlays=extra, limits=limits)
+                    facts = pipeline.describe(
+                        original, plan, overlays=extra, limits=limits, focal=focal, summary=summary
+                    )
                     body = json.dumps(facts, separators=(",", ":")).encode("utf-8")
                     return body, MEDIA_TYPES["json"], _int(facts["width"]), _int(facts["height"])
-                made = pipeline.render(original, plan, overlays=extra, limits=limits)
+                made = pipeline.render(original, plan, overlays=extra, limits=limits, focal=focal)
                 return made.body, made.media_type, made.width, made.height
             finally:
                 observe(time.perf_counter() - started[0])
@@ -268,6 +273,11 @@ class Origin:
                 await runtime.storage.delete(storage_key)  # the image was deleted meanwhile
         except Exception:  # the answer is already out; the next miss renders again
             log.exception("could not store derivative %s", storage_key)
+
+
+def stored_summary(analysis: Analysis) -> dict[str, object]:
+    """The `.json` fields the upload-time analysis stored (no summary run per request)."""
+    return {"blurhash": analysis.blurhash, "dominant_color": analysis.dominant_color}
 
 
 def _int(value: object) -> int:

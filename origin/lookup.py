@@ -20,7 +20,7 @@ from typing import Protocol
 
 from cachetools import TTLCache
 
-from origin.metadata.repository import ImageRecord, SigningKeyRecord
+from origin.metadata.repository import Analysis, ImageRecord, SigningKeyRecord
 
 TTL_SECONDS = 3.0
 MAX_ENTRIES = 100_000
@@ -34,6 +34,7 @@ class Source:
     storage_key: str
     content_hash: str
     format: str
+    analysis: Analysis | None = None  # stored at upload; None for older rows
 
 
 class Records(Protocol):
@@ -96,4 +97,5 @@ def _source(record: ImageRecord) -> Source:
         storage_key=record.storage_key,
         content_hash=record.content_hash,
         format=record.format,
+        analysis=record.analysis,
     )

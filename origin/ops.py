@@ -37,6 +37,9 @@ class Context:
     # When the first stage's scaling was done while loading (shrink-on-load), the size the
     # geometry must be planned against (the source's upright size); consumed by `resize`.
     planned_from: tuple[int, int] | None = None
+    # The upload-time attention focal point (fractions of the upright source), when stored;
+    # consumed by the first stage's `resize`, the only one that sees the source's geometry.
+    focal: tuple[float, float] | None = None
 
 
 Step = Callable[[Frames, Stage, Context], Frames]
@@ -205,6 +208,17 @@ def place(
     return left, top
 
 
+def centre_on(
+    point: tuple[float, float], outer: tuple[int, int], inner: tuple[int, int]
+) -> tuple[int, int]:
+    """Left/top of an `inner` box centred on `point` (fractions of the `outer` box), moved
+    as little as needed to stay inside it."""
+    (fx, fy), (ow, oh), (iw, ih) = point, outer, inner
+    left = min(max(0, round(fx * ow - iw / 2)), ow - iw)
+    top = min(max(0, round(fy * oh - ih / 2)), oh - ih)
+    return left, top
+
+
 def _fit(iw: int, ih: int, w: int | None, h: int | None) -> tuple[int, int]:
     if w is not None and (h is None or w / iw <= h / ih):
         return w, max(1, round(ih * w / iw))
@@ -304,8 +318,13 @@ def scale_to(img: pyvips.Image, size: tuple[int, int]) -> pyvips.Image:
 
 
 def resize(frames: Frames, stage: Stage, ctx: Context) -> Frames:
-    """c_/w_/h_/ar_/g_/x_/y_: scale, then cut or pad."""
+    """c_/w_/h_/ar_/g_/x_/y_: scale, then cut or pad.
+
+    `g_auto` in the first stage centres the cut on the stored focal point when the image has
+    one (the input is then the upright source, scaled alike on both axes); anywhere else,
+    libvips attention looks at the pixels the stage is given."""
     planned_from, ctx.planned_from = ctx.planned_from, None
+    focal, ctx.focal = ctx.focal, None
     if not stage.resizes:
         return frames
     iw, ih = planned_from or (frames[0].width, frames[0].height)
@@ -313,7 +332,10 @@ def resize(frames: Frames, stage: Stage, ctx: Context) -> Frames:
     frames = tuple(scale_to(f, g.scaled) for f in frames)
     if g.cut is not None:
         _, _, cw, ch = g.cut
-        if g.smart is not None and len(frames) == 1:
+        if g.smart == "attention" and focal is not None:
+            left, top = centre_on(focal, g.scaled, (cw, ch))
+            frames = tuple(f.extract_area(left, top, cw, ch) for f in frames)
+        elif g.smart is not None and len(frames) == 1:
             frames = (frames[0].smartcrop(cw, ch, interesting=g.smart),)
         else:
             left, top = g.cut[0], g.cut[1]

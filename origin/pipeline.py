@@ -165,9 +165,13 @@ def _load(
 
 
 def _render(
-    source: bytes, plan: Plan, overlays: Mapping[str, bytes] | None, limits: Limits
+    source: bytes,
+    plan: Plan,
+    overlays: Mapping[str, bytes] | None,
+    limits: Limits,
+    focal: tuple[float, float] | None = None,
 ) -> tuple[Rendered, ops.Header]:
-    ctx = ops.Context(limits=limits, overlays=overlays or {})
+    ctx = ops.Context(limits=limits, overlays=overlays or {}, focal=focal)
     header = ops.probe(source, limits)
     fmt = plan.format or header.format
     frames, meta, header = _load(source, plan, fmt, limits, ctx)
@@ -201,9 +205,12 @@ def render(
     *,
     overlays: Mapping[str, bytes] | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    focal: tuple[float, float] | None = None,
 ) -> Rendered:
-    """The derivative `plan` describes, encoded. Raises only OriginError subclasses."""
-    rendered: Rendered = _guard(lambda: _render(source, plan, overlays, limits)[0])
+    """The derivative `plan` describes, encoded. Raises only OriginError subclasses.
+    With `focal` (the source's stored attention point, as fractions), a first-stage `g_auto`
+    cut is centred on it instead of running libvips attention."""
+    rendered: Rendered = _guard(lambda: _render(source, plan, overlays, limits, focal=focal)[0])
     return rendered
 
 
@@ -213,16 +220,19 @@ def describe(
     *,
     overlays: Mapping[str, bytes] | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    focal: tuple[float, float] | None = None,
+    summary: Mapping[str, object] | None = None,
 ) -> dict[str, object]:
     """The `.json` answer: size, format and byte count of the derivative the same stages give
-    (in the plan's format, else the source's), plus the source's blurhash and dominant colour."""
-    rendered: Rendered = _guard(lambda: _render(source, plan, overlays, limits)[0])
+    (in the plan's format, else the source's), plus the source's blurhash and dominant colour
+    (`summary` when stored at upload, else computed now)."""
+    rendered: Rendered = _guard(lambda: _render(source, plan, overlays, limits, focal=focal)[0])
     return {
         "width": rendered.width,
         "height": rendered.height,
         "format": rendered.format,
         "bytes": len(rendered.body),
-        **source_summary(source, limits=limits),
+        **(summary if summary is not None else source_summary(source, limits=limits)),
     }
 
 
@@ -278,10 +288,20 @@ def blurhash(pixels: np.ndarray[Any, Any], x_components: int = 4, y_components: 
     return out
 
 
+SUMMARY_SIZE = 32  # px: the box the blurhash and the dominant colour are computed in
+
+
 def _summary(source: bytes, limits: Limits) -> dict[str, object]:
     ops.probe(source, limits)
-    img = pyvips.Image.thumbnail_buffer(source, 32, height=32)
-    img = ops.to_srgb(img)
+    img = pyvips.Image.thumbnail_buffer(source, SUMMARY_SIZE, height=SUMMARY_SIZE)
+    return summarise(ops.to_srgb(img))
+
+
+def summarise(img: pyvips.Image) -> dict[str, object]:
+    """`{"blurhash", "dominant_color"}` of an upright 8-bit sRGB image, reduced first to fit
+    a 32 px box (a no-op for the 32 px thumbnail `source_summary` decodes)."""
+    if max(img.width, img.height) > SUMMARY_SIZE:
+        img = img.thumbnail_image(SUMMARY_SIZE, height=SUMMARY_SIZE)
     if ops.has_alpha(img):
         img = img.flatten(background=[255, 255, 255]).cast("uchar")
     pixels = np.ndarray(

@@ -30,8 +30,31 @@ def _create_tables(conn: Connection) -> None:
     tables.metadata.create_all(conn, checkfirst=True)
 
 
+def add_missing_columns(conn: Connection, table: sa.Table, names: tuple[str, ...]) -> None:
+    """``ALTER TABLE … ADD COLUMN`` for each of ``names`` the database's ``table`` lacks, typed
+    as in tables.py (the columns must be nullable or have a server default)."""
+    present = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
+    preparer = conn.dialect.identifier_preparer
+    for name in names:
+        if name in present:
+            continue
+        column = table.c[name]
+        kind = column.type.compile(dialect=conn.dialect)
+        conn.execute(
+            sa.text(
+                f"ALTER TABLE {preparer.format_table(table)} "
+                f"ADD COLUMN {preparer.format_column(column)} {kind}"
+            )
+        )
+
+
+def _add_analysis(conn: Connection) -> None:
+    add_missing_columns(conn, tables.images, ("blurhash", "dominant_color", "focal_x", "focal_y"))
+
+
 MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (1, "users, images, transformed images, refresh tokens, signing keys", _create_tables),
+    (2, "upload-time analysis: blurhash, dominant colour, focal point", _add_analysis),
 )
 
 LATEST = MIGRATIONS[-1][0]

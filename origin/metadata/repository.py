@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -46,6 +47,20 @@ class UserRecord:
 
 
 @dataclass(frozen=True)
+class Analysis:
+    """What the upload-time analysis found in the upright original (see origin.analysis)."""
+
+    blurhash: str
+    dominant_color: str  # "#rrggbb"
+    focal_x: float  # the libvips attention focal point, as fractions (0..1)
+    focal_y: float  # of the upright original's width and height
+
+    @property
+    def focal(self) -> tuple[float, float]:
+        return self.focal_x, self.focal_y
+
+
+@dataclass(frozen=True)
 class ImageRecord:
     id: str
     user_id: str
@@ -59,6 +74,7 @@ class ImageRecord:
     content_hash: str
     created_at: datetime
     metadata: dict[str, Any] = field(default_factory=dict, compare=False)
+    analysis: Analysis | None = None  # None for rows stored before migration 2
 
 
 @dataclass(frozen=True)
@@ -124,7 +140,26 @@ def _image(row: sa.Row[Any]) -> ImageRecord:
         content_hash=row.content_hash,
         created_at=row.created_at,
         metadata=json.loads(row.metadata_json or "{}"),
+        analysis=_analysis(row),
     )
+
+
+def _analysis(row: sa.Row[Any]) -> Analysis | None:
+    values = (row.blurhash, row.dominant_color, row.focal_x, row.focal_y)
+    if any(v is None for v in values):
+        return None
+    return Analysis(row.blurhash, row.dominant_color, float(row.focal_x), float(row.focal_y))
+
+
+def _analysis_values(analysis: Analysis | None) -> dict[str, Any]:
+    if analysis is None:
+        return {}
+    return {
+        "blurhash": analysis.blurhash,
+        "dominant_color": analysis.dominant_color,
+        "focal_x": analysis.focal_x,
+        "focal_y": analysis.focal_y,
+    }
 
 
 def _derivative(row: sa.Row[Any]) -> DerivativeRecord:
@@ -219,6 +254,7 @@ class Repository:
                     content_hash=image.content_hash,
                     metadata_json=json.dumps(image.metadata, separators=(",", ":")),
                     created_at=image.created_at,
+                    **_analysis_values(image.analysis),
                 )
             )
 
@@ -311,6 +347,20 @@ class Repository:
                 )
             ).first()
         return _derivative(row) if row else None
+
+    async def derivatives(
+        self, image_id: str, variants: Collection[str]
+    ) -> dict[str, DerivativeRecord]:
+        """The stored derivatives of ``image_id`` among ``variants``, by variant (one query)."""
+        if not variants:
+            return {}
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                transformed_images.select()
+                .where(transformed_images.c.image_id == image_id)
+                .where(transformed_images.c.variant.in_(sorted(set(variants))))
+            )
+            return {row.variant: _derivative(row) for row in rows}
 
     async def add_derivative(self, record: DerivativeRecord) -> bool:
         """Record a stored derivative; False when the image is gone or it is already recorded."""

@@ -76,6 +76,13 @@ images = sa.Table(
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("metadata_json", sa.Text, nullable=False, server_default="{}"),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    # Upload-time analysis (migration 2; NULL in rows from before it, computed per request
+    # then): the BlurHash and dominant colour (#rrggbb) of the upright original, and the
+    # libvips attention focal point as fractions (0..1) of its width and height.
+    sa.Column("blurhash", sa.String(64), nullable=True),
+    sa.Column("dominant_color", sa.String(7), nullable=True),
+    sa.Column("focal_x", sa.Float, nullable=True),
+    sa.Column("focal_y", sa.Float, nullable=True),
     sa.Index("ix_images_user_created", "user_id", "created_at"),
 )
 

@@ -1,0 +1,94 @@
+"""Migration 2 (upload-time analysis) on SQLite and PostgreSQL: a database from before it gets
+the four nullable columns, its rows read back without an analysis, new rows keep theirs."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from origin.metadata.database import Database
+from origin.metadata.migrations import LATEST, current_version, migrate
+from origin.metadata.repository import Analysis, ImageRecord, Repository
+from origin.metadata.tables import images, schema_version
+
+NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
+COLUMNS = ("blurhash", "dominant_color", "focal_x", "focal_y")
+
+
+def record(user_id: str, analysis: Analysis | None) -> ImageRecord:
+    image_id = secrets.token_hex(16)
+    return ImageRecord(
+        id=image_id,
+        user_id=user_id,
+        original_filename="cat.jpg",
+        mime_type="image/jpeg",
+        format="jpeg",
+        size_bytes=100,
+        width=40,
+        height=30,
+        storage_key=f"{user_id}/{image_id}/original.jpg",
+        content_hash="ab" * 32,
+        created_at=NOW,
+        analysis=analysis,
+    )
+
+
+async def image_columns(db: Database) -> set[str]:
+    async with db.read() as conn:
+        found = await conn.run_sync(lambda c: sa.inspect(c).get_columns("images"))
+    return {c["name"] for c in found}
+
+
+async def back_to_version_1(db: Database) -> None:
+    """Make a fresh database look like one migrated before migration 2 existed (later
+    migrations check before they alter, so they may run again)."""
+    async with db.write() as conn:
+        for name in COLUMNS:
+            await conn.execute(sa.text(f"ALTER TABLE images DROP COLUMN {name}"))
+        await conn.execute(schema_version.delete().where(schema_version.c.version >= 2))
+
+
+async def test_migration_2_adds_the_columns_to_an_older_database(database: Database) -> None:
+    repo = Repository(database)
+    user_id = secrets.token_hex(16)
+    await repo.create_user(user_id, "old@example.com", "hash", NOW)
+    await back_to_version_1(database)
+    assert not set(COLUMNS) & await image_columns(database)
+    async with database.write() as conn:  # a row written by the old code
+        old = record(user_id, None)
+        await conn.execute(
+            images.insert().values(
+                id=old.id,
+                user_id=user_id,
+                original_filename=old.original_filename,
+                mime_type=old.mime_type,
+                format=old.format,
+                size_bytes=old.size_bytes,
+                width=old.width,
+                height=old.height,
+                storage_key=old.storage_key,
+                content_hash=old.content_hash,
+                created_at=old.created_at,
+            )
+        )
+
+    assert 2 in await migrate(database)
+    assert set(COLUMNS) <= await image_columns(database)
+    assert await current_version(database) == LATEST
+    assert await migrate(database) == []  # idempotent: the columns are there now
+
+    stored = await repo.image(old.id)
+    assert stored is not None and stored.analysis is None
+    analysis = Analysis("LEHV6nWB2yk8pyo0adR*.7kCMdnj", "#c81e28", 0.25, 0.75)
+    new = record(user_id, analysis)
+    await repo.add_image(new, 10**9)
+    again = await repo.image(new.id)
+    assert again is not None and again.analysis == analysis
+    assert again.analysis.focal == (0.25, 0.75)
+
+
+async def test_a_fresh_database_has_the_columns(database: Database) -> None:
+    assert set(COLUMNS) <= await image_columns(database)
+    assert await migrate(database) == []
