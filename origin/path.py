@@ -239,9 +239,11 @@ class Plan:
 
 
 def _length(value: Length) -> str:
+    """Pixels as an integer; a share always with a point (`1.0`, never `1`: that is 1 px)."""
     if isinstance(value, int):
         return str(value)
-    return format(Decimal(repr(value)).normalize(), "f")
+    text = format(Decimal(repr(value)).normalize(), "f")
+    return text if "." in text else text + ".0"
 
 
 def _hex(c: Colour) -> str:

@@ -39,7 +39,7 @@ def canon(chain: str, name: str = "x.jpg", **kw: object) -> str:
         ("h_200", "h_200"),
         ("w_0.5", "w_0.5"),
         ("w_.25", "w_0.25"),
-        ("h_1.0", "h_1"),
+        ("h_1.0", "h_1.0"),  # a share keeps its point: h_1 is 1 px
         ("w_300,h_200,c_fit", "w_300,h_200"),
         ("w_300,h_200,c_fill", "w_300,h_200,c_fill"),
         ("w_300,c_limit", "w_300,c_limit"),
@@ -226,6 +226,9 @@ def test_canonical_equal(a: str, b: str) -> None:
         ("q_80/x.jpg", "x.jpg"),
         ("q_auto/x.jpg", "x.jpg"),
         ("x.json", "x.jpg"),
+        ("w_1.0/x.jpg", "w_1/x.jpg"),  # the whole width is not 1 px
+        ("w_0.5,dpr_2/x.jpg", "w_1/x.jpg"),
+        ("w_1,dpr_2/x.jpg", "w_1.0,dpr_2/x.jpg"),
     ],
 )
 def test_canonical_different(a: str, b: str) -> None:
