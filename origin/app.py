@@ -35,6 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from origin.errors import OriginError
 from origin.handler import TIMINGS, Timings, serve_image, start_origin, state_of
+from origin.hot import Answer, Hot, capturing, hot_key
 from origin.http import EXCEPTION_HANDLERS, NO_STORE, error_json, error_response, log
 from origin.metrics import CONTENT_TYPE, Metrics
 from origin.runtime import Runtime, open_runtime
@@ -42,6 +43,7 @@ from origin.settings import Settings
 from origin.vips import configure_libvips
 
 READY_TIMEOUT_SECONDS = 3.0
+HOT_SHARE = 4  # the hot tier may hold a quarter of CACHE_MAX_BYTES
 
 
 async def healthz(request: Request) -> Response:
@@ -263,7 +265,7 @@ def build_app(settings: Settings, parts: Sequence[Part]) -> Starlette:
         # the hot path crosses one middleware, not two.
         middleware=[Middleware(Observe, metrics=metrics, log=log)],
         exception_handlers=EXCEPTION_HANDLERS,
-        fast=[(prefix, route, FastObserve(Guard(route), metrics, log)) for prefix, route in fast],
+        fast=[(prefix, route, FastObserve(route, metrics, log)) for prefix, route in fast],
     )
 
 
@@ -286,23 +288,6 @@ class App(Starlette):
         await super().__call__(scope, receive, send)
 
 
-class Guard:
-    """Errors of a fast-path endpoint answered as Starlette's exception handlers would."""
-
-    def __init__(self, route: BaseRoute) -> None:
-        self.app: ASGIApp = getattr(route, "app")  # noqa: B009 (BaseRoute has no .app)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await self.app(scope, receive, send)
-        except OriginError as exc:
-            await error_response(exc)(scope, receive, _marked(scope[TIMINGS], send))
-        except Exception:
-            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
-            answer = error_json(500, "internal_error", "internal error")
-            await answer(scope, receive, _marked(scope[TIMINGS], send))
-
-
 def _marked(t: Timings, send: Send) -> Send:
     """``send`` adding the fast path's headers and noting status and bytes in ``t``."""
 
@@ -318,26 +303,51 @@ def _marked(t: Timings, send: Send) -> Send:
 
 
 class FastObserve:
-    """``Observe`` for a fast-path endpoint that adds ``Timings.headers`` itself."""
+    """``Observe`` for a fast-path endpoint (which adds ``Timings.headers`` itself), its
+    errors answered as Starlette's exception handlers would, and the ``Hot`` tier in front
+    of it when the lifespan state has one (``state["hot"]``)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, log: AccessLog) -> None:
-        self.app = app
+    def __init__(self, route: BaseRoute, metrics: Metrics, log: AccessLog) -> None:
+        self.app: ASGIApp = getattr(route, "app")  # noqa: B009 (BaseRoute has no .app)
         self.metrics = metrics
         self.log = log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         began = time.perf_counter()
         request_id = _request_id(scope)
-        t = scope[TIMINGS] = Timings(
-            request_id.decode("ascii"), [NOSNIFF, (b"x-request-id", request_id)]
-        )
+        own = [NOSNIFF, (b"x-request-id", request_id)]
+        t = scope[TIMINGS] = Timings(request_id.decode("ascii"), own)
         try:
-            await self.app(scope, receive, send)
+            hot: Hot | None = scope["state"].get("hot")
+            key = hot_key(scope) if hot is not None and hot.enabled else None
+            if hot is None or key is None:
+                await self.app(scope, receive, send)
+            elif (answer := hot.get(key)) is not None:
+                await self.hot_answer(answer, t, send)
+            else:
+                await self.app(scope, receive, capturing(hot, key, own, send))
+        except OriginError as exc:
+            await error_response(exc)(scope, receive, _marked(t, send))
+        except Exception:
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            answer_500 = error_json(500, "internal_error", "internal error")
+            await answer_500(scope, receive, _marked(t, send))
         finally:
             method = scope["method"]
             self.metrics.count_request(scope["route"].path, method, t.status)
             if self.log.enabled:
                 self.log.add(_line(scope, method, t.status, t.sent, t, began))
+
+    async def hot_answer(self, answer: Answer, t: Timings, send: Send) -> None:
+        self.metrics.hit["memory"].inc()
+        self.metrics.bytes_out.inc(answer.length)
+        t.tier = "memory"
+        t.status = 200
+        t.sent = answer.length
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [*answer.head, *t.headers]}
+        )
+        await send({"type": "http.response.body", "body": answer.body})
 
 
 def origin_part(settings: Settings) -> Part:
@@ -356,7 +366,8 @@ def origin_part(settings: Settings) -> Part:
         # the process: keep it out of the collector's full scans, which otherwise stall the
         # event loop in proportion to the heap (measured: see docs/origin.md).
         gc.freeze()
-        return state_of(origin)
+        hot = Hot(lambda: origin.lookup.epoch, runtime.settings.cache_max_bytes // HOT_SHARE)
+        return {**state_of(origin), "hot": hot}
 
     return Part(
         routes=[Route("/i/{path:path}", serve_image, methods=["GET", "HEAD"])],

@@ -81,6 +81,11 @@ class Lookup:
             self._keys[user_id] = keys
         return keys
 
+    @property
+    def epoch(self) -> int:
+        """Bumped by every ``forget_*``: whatever was derived from earlier reads is stale."""
+        return self._epoch
+
     def forget_image(self, image_id: str) -> None:
         self._epoch += 1
         self._images.pop(image_id, None)

@@ -1,0 +1,132 @@
+"""The hottest answers, ready to send: tier 0 in front of ``ServeImage``.
+
+A signed, public, immutable ``/i/…`` answer (a ``GET`` without ``exp``, ``Authorization``,
+``If-None-Match`` or Client Hints) depends only on the exact request path, the exact query
+(``s`` and, for a policy URL, the policy) and ``Accept``. ``Hot`` keeps such answers,
+keyed by those three, for ``SECONDS``: a repeat is answered with the same headers and the
+same body object, without checking the query, the signature, the plan or the memory LRU
+again. The first request after that second takes the whole path again (and refreshes
+the entry), so:
+
+- a deletion (or a deleted signing key) reaches this process at once (``forget_*`` bump the
+  lookup's epoch, which invalidates every entry) and other processes within the lookup's TTL
+  plus ``SECONDS`` (3 + 1 s, inside the contract's 5 s);
+- a derivative the memory LRU evicted is kept alive at most ``SECONDS`` longer, and the table
+  holds at most ``MAX_ENTRIES`` answers and ``max_bytes`` of bodies (cleared when full).
+
+Answers are captured from what ``ServeImage`` sends, so there is one source of truth for
+their headers; the per-request headers (``X-Request-ID``, nosniff) are added per request.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from starlette.types import Message, Scope, Send
+
+SECONDS = 1.0
+MAX_ENTRIES = 4096
+IMMUTABLE = b"public, max-age=31536000, immutable"
+# Request headers that make an answer personal or conditional: never from the table.
+PERSONAL = frozenset(
+    (b"authorization", b"if-none-match", b"sec-ch-width", b"width", b"sec-ch-dpr", b"dpr")
+)
+
+HotKey = tuple[bytes, bytes, bytes | None]
+
+
+class Answer:
+    __slots__ = ("body", "epoch", "head", "length", "until")
+
+    def __init__(
+        self, head: list[tuple[bytes, bytes]], body: bytes, until: float, epoch: int
+    ) -> None:
+        self.head = head
+        self.body = body
+        self.length = len(body)
+        self.until = until
+        self.epoch = epoch
+
+
+def hot_key(scope: Scope) -> HotKey | None:
+    """``(raw path, query, Accept)``, or None when the request may not use the table."""
+    if scope["method"] != "GET":
+        return None
+    accept = None
+    for name, value in scope["headers"]:
+        if name == b"accept":
+            accept = value
+        elif name in PERSONAL:
+            return None
+    raw: bytes | None = scope.get("raw_path")
+    if raw is None:
+        return None
+    return raw, scope["query_string"], accept
+
+
+class Hot:
+    """The table; ``epoch`` reads the lookup's epoch (bumped by every ``forget``)."""
+
+    def __init__(self, epoch: Callable[[], int], max_bytes: int) -> None:
+        self.epoch = epoch
+        self.max_bytes = max_bytes
+        self.enabled = max_bytes > 0
+        self.bytes = 0
+        self._answers: dict[HotKey, Answer] = {}
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    def get(self, key: HotKey) -> Answer | None:
+        answer = self._answers.get(key)
+        if answer is None:
+            return None
+        if answer.until < time.monotonic() or answer.epoch != self.epoch():
+            del self._answers[key]
+            self.bytes -= answer.length
+            return None
+        return answer
+
+    def put(self, key: HotKey, head: list[tuple[bytes, bytes]], body: bytes) -> None:
+        if not self.enabled or len(body) > self.max_bytes:
+            return
+        if len(self._answers) >= MAX_ENTRIES or self.bytes + len(body) > self.max_bytes:
+            self._answers.clear()
+            self.bytes = 0
+        old = self._answers.get(key)
+        if old is not None:
+            self.bytes -= old.length
+        self._answers[key] = Answer(head, body, time.monotonic() + SECONDS, self.epoch())
+        self.bytes += len(body)
+
+
+def cacheable(head: list[tuple[bytes, bytes]]) -> bool:
+    """An answer the same for everyone who sends the same path, query and ``Accept``."""
+    immutable = False
+    for name, value in head:
+        if name == b"cache-control":
+            immutable = value == IMMUTABLE
+        elif (name == b"vary" and value != b"Accept") or name == b"set-cookie":
+            return False
+    return immutable
+
+
+def capturing(hot: Hot, key: HotKey, own: list[tuple[bytes, bytes]], send: Send) -> Send:
+    """``send`` that also offers a 200 to ``hot`` (without the request's ``own`` headers)."""
+    head: list[tuple[bytes, bytes]] | None = None
+
+    async def capture(message: Message) -> None:
+        nonlocal head
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", ()))
+            if message["status"] == 200 and cacheable(headers):
+                head = [h for h in headers if h not in own]
+        elif head is not None and not message.get("more_body", False):
+            hot.put(key, head, message.get("body", b""))
+        await send(message)
+
+    return capture
+
+
+__all__ = ["Answer", "Hot", "HotKey", "capturing", "hot_key"]
