@@ -1,12 +1,12 @@
 """The hottest answers, ready to send: tier 0 in front of ``ServeImage``.
 
-A signed, public, immutable ``/i/…`` answer (a ``GET`` without ``exp``, ``Authorization``,
-``If-None-Match`` or Client Hints) depends only on the exact request path, the exact query
-(``s`` and, for a policy URL, the policy) and ``Accept``. ``Hot`` keeps such answers,
-keyed by those three, for ``SECONDS``: a repeat is answered with the same headers and the
-same body object, without checking the query, the signature, the plan or the memory LRU
-again. The first request after that second takes the whole path again (and refreshes
-the entry), so:
+A signed, public, immutable ``/i/…`` answer (a ``GET`` without ``exp``, ``Authorization`` or
+``If-None-Match``, whose ``Vary`` names nothing but ``Accept``) depends only on the exact
+request path, the exact query (``s`` and, for a policy URL, the policy), ``Accept`` and the
+Client Hints sent. ``Hot`` keeps such answers, keyed by those, for ``SECONDS``: a repeat is
+answered with the same headers and the same body object, without checking the query, the
+signature, the plan or the memory LRU again. The first request after that second takes the
+whole path again (and refreshes the entry), so:
 
 - a deletion (or a deleted signing key) reaches this process at once (``forget_*`` bump the
   lookup's epoch, which invalidates every entry) and other processes within the lookup's TTL
@@ -29,11 +29,12 @@ SECONDS = 1.0
 MAX_ENTRIES = 4096
 IMMUTABLE = b"public, max-age=31536000, immutable"
 # Request headers that make an answer personal or conditional: never from the table.
-PERSONAL = frozenset(
-    (b"authorization", b"if-none-match", b"sec-ch-width", b"width", b"sec-ch-dpr", b"dpr")
-)
+PERSONAL = frozenset((b"authorization", b"if-none-match"))
+# Client Hints: part of the key (an answer that depends on them says so in ``Vary`` and is
+# never kept; one that does not is kept once per distinct set of hints, bounded by MAX_ENTRIES).
+HINTS = frozenset((b"sec-ch-width", b"width", b"sec-ch-dpr", b"dpr"))
 
-HotKey = tuple[bytes, bytes, bytes | None]
+HotKey = tuple[bytes, bytes, bytes | None, tuple[tuple[bytes, bytes], ...]]
 
 
 class Answer:
@@ -50,19 +51,22 @@ class Answer:
 
 
 def hot_key(scope: Scope) -> HotKey | None:
-    """``(raw path, query, Accept)``, or None when the request may not use the table."""
+    """``(raw path, query, Accept, hints)``, or None when the request may not use the table."""
     if scope["method"] != "GET":
         return None
     accept = None
+    hints: tuple[tuple[bytes, bytes], ...] = ()
     for name, value in scope["headers"]:
         if name == b"accept":
             accept = value
+        elif name in HINTS:
+            hints += ((name, value),)
         elif name in PERSONAL:
             return None
     raw: bytes | None = scope.get("raw_path")
     if raw is None:
         return None
-    return raw, scope["query_string"], accept
+    return raw, scope["query_string"], accept, hints
 
 
 class Hot:

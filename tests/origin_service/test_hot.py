@@ -163,3 +163,14 @@ def test_only_answers_the_same_for_everyone_are_kept(
     head: list[tuple[bytes, bytes]], kept: bool
 ) -> None:
     assert cacheable(head) is kept
+
+
+async def test_client_hints_are_part_of_the_key(service: Service) -> None:
+    """A URL that does not use hints is kept once per set of hints a browser sends."""
+    image_id, _ = await service.image()
+    url = signed(f"/i/{image_id}/w_33/a.png")
+    for dpr in ("1", "2", "1", "2"):
+        answer = await service.get(url, headers={"Sec-CH-DPR": dpr})
+        assert decode(answer.content).width == 33
+    hot = service.http.app_state["hot"]  # type: ignore[attr-defined]
+    assert len(hot) == 2
