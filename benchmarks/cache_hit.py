@@ -7,8 +7,10 @@ access log, in this one run; the same load generator hits both, alternately, ``R
 - ``bare``: ``Starlette(routes=[Route("/b", …)])`` answering the derivative's bytes with the
   same media type.
 - ``hit``: the origin app (``IMGORIGIN_APP=origin``) on SQLite and local storage, the signed
-  URL warmed once so every measured request is a memory-tier hit: query check, id lookup
-  (TTL cache), HMAC verification, plan (LRU), ETag, LRU lookup, headers, the metrics and one
+  URL warmed once so every measured request is a cache hit: the hot tier (``origin/hot.py``:
+  the exact path, query and ``Accept`` → the answer with its headers, refreshed through the
+  whole path — query check, id lookup, HMAC verification, plan, ETag, memory LRU — once a
+  second), the request id, the contract's seven headers, the metrics and one
   ``imgorigin.access`` log line (to a file) per request.
 
 Run: ``.venv/bin/python benchmarks/cache_hit.py [seconds] [connections]``. Needs ~30 s.
