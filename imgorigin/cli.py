@@ -17,7 +17,7 @@ from origin.metadata.database import Database
 from origin.metadata.migrations import migrate
 from origin.runtime import open_runtime
 from origin.settings import Settings, SettingsError
-from origin.signing import sign_url
+from origin.signing import sign_policy, sign_url
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,6 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     sign = commands.add_parser("sign", help="print PATH with its signed query string")
     sign.add_argument("path", metavar="PATH")
     sign.add_argument("--expires-in", type=int, metavar="SECONDS")
+    sign.add_argument(
+        "--policy",
+        metavar="POLICY",
+        help="sign PATH as a policy template (w_*, dpr_*, .*), e.g. w_320to1280by160.f_webp-jpg",
+    )
 
     gc = commands.add_parser("gc", help="remove stored objects that no row refers to")
     gc.add_argument(
@@ -68,9 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.path.startswith("/"):
             print("imgorigin: PATH must start with /", file=sys.stderr)
             return 2
-        key = settings.url_signing_keys[0].secret
-        print(sign_url(args.path, key, expires_in=args.expires_in))
-        return 0
+        return _sign(settings, args)
     if args.command == "gc":
         removed = asyncio.run(_gc(settings, args.min_age))
         for name in removed:
@@ -78,6 +81,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{len(removed)} orphan object(s) removed")
         return 0
     return 2
+
+
+def _sign(settings: Settings, args: argparse.Namespace) -> int:
+    key = settings.url_signing_keys[0].secret
+    if args.policy is None:
+        print(sign_url(args.path, key, expires_in=args.expires_in))
+        return 0
+    try:
+        print(sign_policy(args.path, key, args.policy, expires_in=args.expires_in))
+    except ValueError as exc:
+        print(f"imgorigin: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 async def _migrate(settings: Settings) -> list[int]:

@@ -20,6 +20,7 @@ Order of checks (imgproxy's), each a value from ``origin.errors``:
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -43,10 +44,12 @@ from origin.errors import (
     OriginError,
     UrlExpired,
 )
+from origin.hints import ACCEPT_CH, NO_HINTS, Hints, resolve, vary
 from origin.lookup import Lookup, Source
 from origin.metadata.repository import Analysis, DerivativeRecord
 from origin.metrics import Metrics
 from origin.path import MEDIA_TYPES, Plan, parse_path
+from origin.policy import check_allowed, parse_policy, signed_text, template_of
 from origin.runtime import Runtime
 from origin.signing import verify
 from origin.storage import ObjectMissing
@@ -88,14 +91,19 @@ class Timings:
 
 
 class Prepared:
-    """A parsed path, and the last key made from it (reused while the sources match)."""
+    """A parsed path, and the last key made from it (reused while the sources match).
 
-    __slots__ = ("canonical", "key", "plan")
+    For a path with ``w_auto``/``dpr_auto``, ``variants`` holds its plans per snapped
+    Client Hints (at most AUTO_WIDTHS + 1 times 6 of them).
+    """
+
+    __slots__ = ("canonical", "key", "plan", "variants")
 
     def __init__(self, plan: Plan, canonical: str) -> None:
         self.plan = plan
         self.canonical = canonical
         self.key: Key | None = None
+        self.variants: dict[Hints, Prepared] | None = None
 
 
 @dataclass
@@ -153,6 +161,34 @@ class Origin:
             )
             cached = self.plans[key] = Prepared(plan, plan.canonical())
         return cached
+
+    def hinted(
+        self,
+        prepared: Prepared,
+        path: str,
+        accept: str | None,
+        width: bytes | None,
+        dpr: bytes | None,
+    ) -> Prepared:
+        """The plan of a ``w_auto``/``dpr_auto`` path for this request's snapped hints
+        (``prepared`` itself, parsed without hints, when the request gave none)."""
+        settings = self.runtime.settings
+        hints = resolve(prepared.plan.client_hints, width, dpr, settings.auto_widths)
+        if hints == NO_HINTS:
+            return prepared
+        if prepared.variants is None:
+            prepared.variants = {}
+        found = prepared.variants.get(hints)
+        if found is None:
+            plan = parse_path(
+                path,
+                accept=accept,
+                presets=settings.presets,
+                limits=self.runtime.limits,
+                hints=hints,
+            )
+            found = prepared.variants[hints] = Prepared(plan, plan.canonical())
+        return found
 
     async def overlays(self, source: Source, plan: Plan) -> tuple[Source, ...]:
         found = []
@@ -304,15 +340,19 @@ def _show(raw: bytes) -> str:
     return "".join(c if c.isprintable() else "?" for c in text)[:40]
 
 
-def split_query(query: bytes) -> tuple[str | None, str | None]:
-    """``(s, exp)`` from the raw query string; anything else is a 400."""
+def split_query(query: bytes) -> tuple[str | None, str | None, str | None]:
+    """``(s, exp, p)`` from the raw query string; anything else is a 400.
+
+    ``p`` (a policy, origin.policy) comes only with ``s`` and never with ``exp`` (a policy
+    holds its own expiry).
+    """
     if not query:
-        return None, None
+        return None, None, None
     values: dict[bytes, bytes] = {}
     for item in query.split(b"&"):
         name, _, value = item.partition(b"=")
-        if name not in (b"s", b"exp"):
-            raise BadRequest(f"unknown query parameter '{_show(name)}': only s and exp")
+        if name not in (b"s", b"exp", b"p"):
+            raise BadRequest(f"unknown query parameter '{_show(name)}': only s, exp and p")
         if name in values:
             raise BadRequest(f"query parameter '{name.decode()}' is repeated")
         values[name] = value
@@ -320,10 +360,21 @@ def split_query(query: bytes) -> tuple[str | None, str | None]:
     if exp is not None and not (exp.isdigit() and len(exp) <= MAX_EXP_DIGITS):
         raise BadRequest("'exp' must be unix seconds")
     s = values.get(b"s")
+    p = values.get(b"p")
+    if p is not None:
+        policy_query(s, exp)
     return (
         None if s is None else s.decode("ascii", "replace"),
         None if exp is None else exp.decode("ascii"),
+        None if p is None else p.decode("ascii", "replace"),
     )
+
+
+def policy_query(s: bytes | None, exp: bytes | None) -> None:
+    if exp is not None:
+        raise BadRequest("a policy URL has no 'exp': its expiry is the policy's exp_")
+    if s is None:
+        raise BadSignature("a policy URL (p) needs its signature (s)")
 
 
 def image_id_of(path: str) -> str:
@@ -351,17 +402,31 @@ def disconnected(receive: Receive) -> Callable[[], Awaitable[object]]:
 # ---- the endpoint ------------------------------------------------------------------------
 
 
-def request_headers(scope: Scope) -> tuple[str | None, str | None, str | None]:
-    """``Accept``, ``If-None-Match`` and ``Authorization``, in one pass over the raw headers."""
-    accept = if_none_match = authorization = None
+# The request headers the endpoint reads, by their place in request_headers' list.
+HEADER_NAMES = (b"accept", b"if-none-match", b"authorization")
+HINT_NAMES = (b"sec-ch-width", b"width", b"sec-ch-dpr", b"dpr")
+WANTED_HEADERS = {name: index for index, name in enumerate((*HEADER_NAMES, *HINT_NAMES))}
+RequestHeaders = tuple[str | None, str | None, str | None, bytes | None, bytes | None]
+
+
+def request_headers(scope: Scope) -> RequestHeaders:
+    """``Accept``, ``If-None-Match``, ``Authorization`` and the raw width and DPR hints
+    (``Sec-CH-*`` before the legacy name), in one pass over the raw headers: one dict
+    look-up per header (measured: no slower than three comparisons)."""
+    found: list[bytes | None] = [None] * 7
+    wanted = WANTED_HEADERS.get
     for name, value in scope["headers"]:
-        if name == b"accept":
-            accept = value.decode("latin-1")
-        elif name == b"if-none-match":
-            if_none_match = value.decode("latin-1")
-        elif name == b"authorization":
-            authorization = value.decode("latin-1")
-    return accept, if_none_match, authorization
+        index = wanted(name)
+        if index is not None:
+            found[index] = value
+    accept, if_none_match, authorization, ch_width, width, ch_dpr, dpr = found
+    return (
+        None if accept is None else accept.decode("latin-1"),
+        None if if_none_match is None else if_none_match.decode("latin-1"),
+        None if authorization is None else authorization.decode("latin-1"),
+        ch_width or width,
+        ch_dpr or dpr,
+    )
 
 
 async def credentials(
@@ -386,6 +451,28 @@ async def credentials(
     if user is None:
         raise BadSignature("the URL has no valid signature (s) and no valid access token")
     return (source if source is not None and source.user_id == user else None), False
+
+
+async def policy_credentials(
+    origin: Origin, path: str, p: str, s: str
+) -> tuple[Source | None, bool, str | None]:
+    """A policy URL: the signature over its template (origin.policy), then the values the
+    request put in the placeholders. Returns the image, publicness and the policy's exp."""
+    policy = parse_policy(p)
+    filled = template_of(path, policy)
+    source, public = await credentials(origin, None, signed_text(filled.template, p), s, None)
+    check_allowed(policy, filled)
+    return source, public, None if policy.exp is None else str(policy.exp)
+
+
+@functools.cache
+def vary_headers(negotiated: bool, client_hints: tuple[str, ...]) -> list[tuple[bytes, bytes]]:
+    """``Vary`` (Accept with f_auto, the hint headers with w_auto/dpr_auto), and
+    ``Accept-CH`` when the answer depends on hints."""
+    head = [(b"vary", vary(negotiated, client_hints))]
+    if client_hints:
+        head.append((b"accept-ch", ACCEPT_CH))
+    return head
 
 
 def key_for(prepared: Prepared, source: Source, overlays: tuple[Source, ...]) -> Key:
@@ -414,15 +501,21 @@ class ServeImage:
         origin: Origin = scope["state"]["origin"]
         t: Timings = scope.get(TIMINGS) or Timings("-")
         path = raw_path(scope)
-        s, exp = split_query(scope["query_string"])
-        accept, if_none_match, authorization = request_headers(scope)
-        source, public = await credentials(origin, authorization, path, s, exp)
+        s, exp, p = split_query(scope["query_string"])
+        accept, if_none_match, authorization, width, dpr = request_headers(scope)
+        if p is None:
+            source, public = await credentials(origin, authorization, path, s, exp)
+        else:
+            assert s is not None  # split_query: p comes with s
+            source, public, exp = await policy_credentials(origin, path, p, s)
         now = time.time()
         if exp is not None and int(exp) < int(now):
             raise UrlExpired("the URL has expired")
         if source is None:
             raise NotFound("no such image")
         prepared = origin.prepare(path, accept)
+        if prepared.plan.client_hints:
+            prepared = origin.hinted(prepared, path, accept, width, dpr)
         plan = prepared.plan
         overlays = await origin.overlays(source, plan) if plan.overlay_ids else ()
         key = key_for(prepared, source, overlays)
@@ -432,8 +525,8 @@ class ServeImage:
             (b"cache-control", cache_control(public, exp, now).encode("ascii")),
             (b"content-security-policy", CSP_BYTES),
         ]
-        if plan.negotiated:
-            head.append((b"vary", b"Accept"))
+        if plan.negotiated or plan.client_hints:
+            head += vary_headers(plan.negotiated, plan.client_hints)
         if if_none_match is not None and matches(if_none_match, etag):
             t.tier = "304"
             t.status = 304

@@ -10,7 +10,9 @@ Normalisation done here (so `Plan.canonical()` is equal for equal meaning):
 - `ar_` with one pixel side gives the other side; ratios are reduced (`32:18` == `16:9`);
 - `r_` is taken modulo 360 (`r_-90` == `r_270`, `r_360` == nothing);
 - defaults are dropped (`c_fit`, `g_center`, `o_100`...); `jpg` == `jpeg`; hex colours lower-case;
-- `t_` presets are expanded in place.
+- `t_` presets are expanded in place;
+- `w_auto` and `dpr_auto` are resolved from the request's (snapped) Client Hints, so the plan
+  holds plain numbers and `Plan.client_hints` says which hints it used.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from types import MappingProxyType
 from urllib.parse import quote, unquote_to_bytes
 
 from origin.errors import BadTransform, LimitExceeded
+from origin.hints import DPR, NO_HINTS, WIDTH, Hints
 
 
 @dataclass(frozen=True)
@@ -220,6 +223,7 @@ class Plan:
     auto_quality: bool
     overlay_ids: tuple[str, ...]
     flatten: Colour | None = field(default=None)  # last `b_` of the chain, for alpha-less output
+    client_hints: tuple[str, ...] = ()  # "width" for w_auto, "dpr" for dpr_auto (hints.py)
 
     def canonical(self) -> str:
         """Equal for equal meaning; the SEO `name` is not part of it."""
@@ -311,7 +315,28 @@ def _size(tok: str, value: str, limits: Limits) -> Length:
     return px
 
 
-token("w")(_size)
+@dataclass(frozen=True)
+class AutoWidth:
+    """`w_auto[:fallback]`: the width hint, else `fallback` CSS px (times the DPR)."""
+
+    fallback: int | None = None
+
+
+AUTO_DPR = "auto"  # `dpr_auto`: the DPR hint, else 1
+
+
+@token("w")
+def _width(tok: str, value: str, limits: Limits) -> Length | AutoWidth:
+    if value == "auto":
+        return AutoWidth()
+    if value.startswith("auto:"):
+        fallback = _size(tok, value[5:], limits)
+        if not isinstance(fallback, int):
+            raise _bad(tok, "w_auto's fallback must be pixels")
+        return AutoWidth(fallback)
+    return _size(tok, value, limits)
+
+
 token("h")(_size)
 
 
@@ -350,7 +375,9 @@ def _aspect(tok: str, value: str, limits: Limits) -> tuple[int, int]:
 
 
 @token("dpr")
-def _dpr(tok: str, value: str, limits: Limits) -> Decimal:
+def _dpr(tok: str, value: str, limits: Limits) -> Decimal | str:
+    if value == AUTO_DPR:
+        return AUTO_DPR
     if not re.fullmatch(r"[0-9](?:\.[0-9]{1,2})?", value, re.ASCII):
         raise _bad(tok, "expected 1 to 4 with up to two decimals")
     dpr = Decimal(value)
@@ -511,12 +538,18 @@ def _expand(
     return stages
 
 
-def _fold(size: Length | None, dpr: Decimal, tok: str, limits: Limits) -> Length | None:
+def _fold(
+    size: Length | None, dpr: Decimal, tok: str, limits: Limits, clamp: bool = False
+) -> Length | None:
+    """`size` times `dpr`; above the maximum dimension a 400, or the maximum when `clamp`
+    (`dpr_auto`: a header must not turn a good URL into an error)."""
     if size is None or dpr == 1:
         return size
     if isinstance(size, float):
         return float(Decimal(repr(size)) * dpr)
     px = int((size * dpr).to_integral_value(ROUND_HALF_UP))
+    if clamp:
+        return min(px, limits.max_output_dimension)
     if px > limits.max_output_dimension:
         raise LimitExceeded(
             f"'{_show(tok)}' with dpr_{dpr} is above the maximum dimension "
@@ -554,7 +587,41 @@ class _Seen:
         return v if isinstance(v, tuple) and len(v) == 4 else None
 
 
-def _build_stage(tokens: list[_Token], limits: Limits) -> tuple[Stage, dict[str, _Token]]:
+def _auto_width(
+    auto: AutoWidth,
+    hints: Hints,
+    dpr: Decimal,
+    crop: str,
+    aspect: tuple[int, int] | None,
+    tok: str,
+    limits: Limits,
+) -> tuple[Length, str]:
+    """`w_auto`'s width (and the crop mode it implies): the width hint (physical px, so no
+    DPR on top), else the fallback times the DPR, else the stage's input width — under
+    `c_fit` at most the maximum dimension (`w_<max>,c_limit`), otherwise `w_1.0`."""
+    if hints.width is not None:
+        return hints.width, crop
+    if auto.fallback is not None:
+        return _fold(auto.fallback, dpr, tok, limits, clamp=True) or auto.fallback, crop
+    if crop == "fit" and aspect is None:
+        return limits.max_output_dimension, "limit"
+    return 1.0, crop
+
+
+def _hint_kinds(tokens: list[_Token]) -> set[str]:
+    """Which Client Hints these tokens use (`w_auto`: width, `dpr_auto`: dpr)."""
+    kinds = set()
+    for t in tokens:
+        if t.key == "w" and isinstance(t.value, AutoWidth):
+            kinds.add(WIDTH)
+        elif t.key == "dpr" and t.value == AUTO_DPR:
+            kinds.add(DPR)
+    return kinds
+
+
+def _build_stage(
+    tokens: list[_Token], limits: Limits, hints: Hints = NO_HINTS
+) -> tuple[Stage, dict[str, _Token]]:
     """Tokens of one stage -> a Stage, plus the plan-level tokens (f_, q_) it held."""
     if len(tokens) > limits.max_tokens_per_stage:
         raise LimitExceeded(
@@ -589,6 +656,8 @@ def _build_stage(tokens: list[_Token], limits: Limits) -> tuple[Stage, dict[str,
         for key in ("h", "c", "ar", "dpr"):
             if key in seen:
                 raise _bad(seen.raw(key), "cannot be used in a stage with l_")
+        if isinstance(by_key["w"].value if "w" in by_key else None, AutoWidth):
+            raise _bad(seen.raw("w"), "w_auto cannot be used in a stage with l_")
         if layer.text is None:
             for key in ("co", "fs"):
                 if key in seen:
@@ -615,17 +684,23 @@ def _build_stage(tokens: list[_Token], limits: Limits) -> tuple[Stage, dict[str,
 
     crop = seen.word("c") or "fit"
     gravity = seen.word("g") or "center"
-    dpr = by_key["dpr"].value if "dpr" in by_key else Decimal(1)
+    dpr_value = by_key["dpr"].value if "dpr" in by_key else Decimal(1)
+    auto_dpr = dpr_value == AUTO_DPR
+    dpr = (hints.dpr or Decimal(1)) if auto_dpr else dpr_value
     assert isinstance(dpr, Decimal)
+    auto_width = by_key["w"].value if "w" in by_key else None
     width, height = seen.length("w"), seen.length("h")
     aspect_value = by_key["ar"].value if "ar" in by_key else None
     aspect = aspect_value if isinstance(aspect_value, tuple) else None
     x, y = seen.number("x"), seen.number("y")
 
-    if "dpr" in seen and width is None and height is None:
+    if "dpr" in seen and "w" not in seen and "h" not in seen:
         raise _bad(seen.raw("dpr"), "dpr_ needs w_ or h_")
-    width = _fold(width, dpr, seen.raw("w"), limits)
-    height = _fold(height, dpr, seen.raw("h"), limits)
+    if isinstance(auto_width, AutoWidth):
+        width, crop = _auto_width(auto_width, hints, dpr, crop, aspect, seen.raw("w"), limits)
+    else:
+        width = _fold(width, dpr, seen.raw("w"), limits, clamp=auto_dpr)
+    height = _fold(height, dpr, seen.raw("h"), limits, clamp=auto_dpr)
     if aspect is not None:
         if width is not None and height is not None:
             raise _bad(seen.raw("ar"), "ar_ cannot be used with both w_ and h_")
@@ -676,14 +751,18 @@ def _parse_stages(
     chain: list[str],
     presets: Mapping[str, str] | None,
     limits: Limits,
-) -> tuple[tuple[Stage, ...], dict[str, _Token]]:
+    hints: Hints = NO_HINTS,
+) -> tuple[tuple[Stage, ...], dict[str, _Token], tuple[str, ...]]:
+    """Stages, plan-level tokens, and the Client Hints used (a tuple in (width, dpr) order)."""
     if len(chain) > limits.max_stages:
         raise LimitExceeded(f"more than {limits.max_stages} stages")
     stages: list[Stage] = []
     plan_tokens: dict[str, _Token] = {}
+    kinds: set[str] = set()
     for text in chain:
         for tokens in _expand(_split_tokens(text, limits), presets, limits):
-            stage, found = _build_stage(tokens, limits)
+            kinds |= _hint_kinds(tokens)
+            stage, found = _build_stage(tokens, limits, hints)
             for key, t in found.items():
                 if key in plan_tokens:
                     raise _bad(t.raw, "repeated token")
@@ -692,7 +771,8 @@ def _parse_stages(
     if len(stages) > limits.max_stages:
         raise LimitExceeded(f"more than {limits.max_stages} stages after expanding presets")
     # A stage that does nothing (e.g. only `f_webp`, or `r_360`) is dropped from the chain.
-    return tuple(s for s in stages if s != Stage()), plan_tokens
+    uses = tuple(kind for kind in (WIDTH, DPR) if kind in kinds)
+    return tuple(s for s in stages if s != Stage()), plan_tokens, uses
 
 
 def parse_chain(
@@ -705,7 +785,7 @@ def parse_chain(
     chain = chain.strip("/")
     if chain == "":
         return ()
-    stages, _ = _parse_stages(chain.split("/"), presets, limits)
+    stages, _, _ = _parse_stages(chain.split("/"), presets, limits)
     return stages
 
 
@@ -750,6 +830,7 @@ def build_plan(
     quality: int | None,
     auto_quality: bool,
     negotiated: bool,
+    client_hints: tuple[str, ...] = (),
 ) -> Plan:
     """Assemble a Plan (shared with origin.legacy)."""
     overlay_ids = tuple(
@@ -769,6 +850,7 @@ def build_plan(
         auto_quality=auto_quality,
         overlay_ids=overlay_ids,
         flatten=_flatten(stages),
+        client_hints=client_hints,
     )
 
 
@@ -778,8 +860,10 @@ def parse_path(
     accept: str | None = None,
     presets: Mapping[str, str] | None = None,
     limits: Limits = Limits(),
+    hints: Hints = NO_HINTS,
 ) -> Plan:
-    """The raw request path (percent-encoding kept, no query) -> Plan."""
+    """The raw request path (percent-encoding kept, no query) -> Plan; `w_auto`/`dpr_auto`
+    take their values from `hints` (already snapped: origin.hints)."""
     if not isinstance(path, str) or not path.startswith("/i/"):
         raise BadTransform("expected /i/{image_id}/.../{name}.{ext}")
     parts = path[3:].split("/")
@@ -794,7 +878,7 @@ def parse_path(
     ext = ext.lower()
     if ext != "json" and ext not in EXTENSIONS:
         raise BadTransform(f"unknown extension '{_show(ext)}'")
-    stages, plan_tokens = _parse_stages(chain, presets, limits)
+    stages, plan_tokens, uses = _parse_stages(chain, presets, limits, hints)
 
     fmt: str | None = EXTENSIONS.get(ext)
     negotiated = False
@@ -820,4 +904,5 @@ def parse_path(
         quality=quality,
         auto_quality=auto_quality,
         negotiated=negotiated,
+        client_hints=uses,
     )

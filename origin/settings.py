@@ -14,10 +14,13 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
+
+from origin.hints import DEFAULT_AUTO_WIDTHS
 
 T = TypeVar("T")
 
@@ -61,6 +64,7 @@ class Settings:
     presets: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     max_source_pixels: int = 100_000_000
     max_output_dimension: int = 8192
+    auto_widths: tuple[int, ...] = DEFAULT_AUTO_WIDTHS
     cache_max_bytes: int = 268_435_456
     concurrency: int = 2
     queue_timeout_seconds: float = 10.0
@@ -120,6 +124,7 @@ class Settings:
             forwarded_allow_ips=_list(environ, "FORWARDED_ALLOW_IPS") or ("127.0.0.1",),
             secrets_file=secrets_file,
         )
+        values["auto_widths"] = _auto_widths(environ, values["max_output_dimension"])
         # Secrets last: a bad value elsewhere must not leave a generated secrets file behind.
         jwt_secret = environ.get("JWT_SECRET", "")
         signing_keys_text = environ.get("URL_SIGNING_KEYS", "")
@@ -257,6 +262,27 @@ def _database_url(environ: Mapping[str, str]) -> str:
     raise SettingsError(
         "DATABASE_URL", "expected sqlite:///path or postgresql://user:pass@host:port/db"
     )
+
+
+def _auto_widths(environ: Mapping[str, str], max_output_dimension: int) -> tuple[int, ...]:
+    """``AUTO_WIDTHS``: what ``w_auto`` snaps a width hint up to; ascending, 1 to 64 of
+    them, each at most ``MAX_OUTPUT_DIMENSION``."""
+    items = _list(environ, "AUTO_WIDTHS")
+    if not items:
+        return tuple(w for w in DEFAULT_AUTO_WIDTHS if w <= max_output_dimension) or (
+            max_output_dimension,
+        )
+    if len(items) > 64 or not all(item.isdigit() and len(item) <= 5 for item in items):
+        raise SettingsError("AUTO_WIDTHS", "expected 1 to 64 comma-separated widths in px")
+    widths = tuple(int(item) for item in items)
+    if any(b <= a for a, b in pairwise(widths)):
+        raise SettingsError("AUTO_WIDTHS", "widths must be strictly ascending")
+    if widths[0] < 1 or widths[-1] > max_output_dimension:
+        raise SettingsError(
+            "AUTO_WIDTHS",
+            f"widths must be between 1 and MAX_OUTPUT_DIMENSION ({max_output_dimension})",
+        )
+    return widths
 
 
 def _cors_origins(environ: Mapping[str, str]) -> tuple[str, ...]:

@@ -6,6 +6,9 @@
 
 The key is the UTF-8 bytes of the secret exactly as configured, never hex- or base64-decoded.
 Verification compares in constant time against every candidate key (rotation).
+
+A policy URL (``origin.policy``) signs ``template + "?p=" + policy`` the same way: in both
+schemes the signature covers the URL up to ``s``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,10 @@ import hashlib
 import hmac
 import time
 from collections.abc import Iterable
+from dataclasses import replace
+
+from origin.errors import OriginError
+from origin.policy import Policy, check_template, parse_policy, signed_text
 
 SIGNATURE_LENGTH = 43
 
@@ -47,6 +54,31 @@ def sign_url(
         exp = int(now if now is not None else time.time()) + expires_in
     s = signature(key, path, exp)
     return f"{path}?exp={exp}&s={s}" if exp is not None else f"{path}?s={s}"
+
+
+def sign_policy(
+    template: str,
+    key: bytes | str,
+    policy: Policy | str,
+    *,
+    expires_in: int | None = None,
+    now: float | None = None,
+) -> str:
+    """The signed policy URL ``template?p=<policy>&s=<s>``, placeholders (``*``) left in.
+
+    ``policy`` is a ``Policy`` or its text; ``expires_in`` (seconds from now) sets its
+    ``exp``. A malformed policy, or a template whose placeholders do not match the policy's
+    clauses, is a ValueError.
+    """
+    try:
+        parsed = parse_policy(policy) if isinstance(policy, str) else parse_policy(policy.text())
+    except OriginError as exc:
+        raise ValueError(exc.message) from None
+    if expires_in is not None:
+        parsed = replace(parsed, exp=int(now if now is not None else time.time()) + expires_in)
+    check_template(template, parsed)
+    text = signed_text(template, parsed.text())
+    return f"{text}&s={signature(key, text)}"
 
 
 def verify(path: str, exp: str | None, s: str, keys: Iterable[bytes | str]) -> bool:
