@@ -20,6 +20,7 @@ from typing import Protocol
 
 from cachetools import TTLCache
 
+from origin.cache import Flights
 from origin.metadata.repository import Analysis, ImageRecord, SigningKeyRecord
 
 TTL_SECONDS = 3.0
@@ -50,6 +51,9 @@ class Lookup:
         self._images: TTLCache[str, Source | None] = TTLCache(max_entries, ttl)
         self._keys: TTLCache[str, tuple[bytes, ...]] = TTLCache(max_entries, ttl)
         self._epoch = 0
+        # One read per id (per epoch) however many requests miss at once, e.g. at TTL expiry.
+        self._image_reads: Flights[Source | None] = Flights()
+        self._key_reads: Flights[tuple[bytes, ...]] = Flights()
         self.queries = 0  # repository round trips made (for tests and benchmarks)
 
     async def image(self, image_id: str) -> Source | None:
@@ -61,6 +65,11 @@ class Lookup:
         if not IMAGE_ID.fullmatch(image_id):
             return None
         epoch = self._epoch
+        return await self._image_reads.join(
+            (image_id, epoch), lambda: self._read_image(image_id, epoch)
+        )
+
+    async def _read_image(self, image_id: str, epoch: int) -> Source | None:
         self.queries += 1
         record = await self.repo.image(image_id)
         source = None if record is None else _source(record)
@@ -75,6 +84,9 @@ class Lookup:
         except KeyError:
             pass
         epoch = self._epoch
+        return await self._key_reads.join((user_id, epoch), lambda: self._read_keys(user_id, epoch))
+
+    async def _read_keys(self, user_id: str, epoch: int) -> tuple[bytes, ...]:
         self.queries += 1
         keys = tuple(k.secret.encode("utf-8") for k in await self.repo.signing_keys(user_id))
         if epoch == self._epoch:

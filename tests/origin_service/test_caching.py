@@ -128,3 +128,15 @@ async def test_memory_tier_is_bounded_by_bytes(
             assert (await small.get(signed(f"/i/{image_id}/w_{width}/a.png"))).status_code == 200
         assert 0 < small.origin.memory.bytes <= 20000
         assert await metric(small.http, "imgorigin_cache_hits_total", tier="render") == 15
+
+
+async def test_concurrent_misses_for_one_id_read_the_database_once(service: Service) -> None:
+    """At TTL expiry a burst for one image costs one query, not one per request."""
+    image_id, owner = await service.image()
+    made = await service.http.post("/api/keys", headers=service.bearer(owner))
+    secret = made.json()["secret"]
+    before = service.origin.lookup.queries
+    urls = [signed(f"/i/{image_id}/w_{20 + i}/a.png", secret) for i in range(10)]
+    answers = await asyncio.gather(*(service.get(u) for u in urls))
+    assert [decode(a.content).width for a in answers] == [20 + i for i in range(10)]
+    assert service.origin.lookup.queries - before == 2  # the image, and its owner's keys
