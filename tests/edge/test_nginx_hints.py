@@ -1,0 +1,159 @@
+"""nginx.conf and Client Hints: the cache key holds the snapped hint only for w_auto/dpr_auto
+URLs, the origin is sent the bucket, and answers that vary on something the key does not
+hold (a t_ preset with f_auto or w_auto) are not cached."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+import pyvips
+
+from origin.hints import DEFAULT_AUTO_WIDTHS, snap_dpr, snap_width
+from origin.signing import sign_url
+from tests.edge.conftest import Edge
+from tests.origin_service.conftest import encoded
+
+pytestmark = pytest.mark.slow
+KEY = "edge-operator-secret"
+CONF = (Path(__file__).resolve().parents[2] / "nginx.conf").read_text()
+
+
+# ---- the bucket maps, read out of nginx.conf and run on the origin's own cases ----------
+
+
+def bucket_map(variable: str) -> list[tuple[re.Pattern[str], str]]:
+    block = re.search(rf"map \S+ \${variable} \{{\n(.*?)\n    \}}", CONF, re.DOTALL)
+    assert block, f"no map for ${variable} in nginx.conf"
+    rules = []
+    for line in block.group(1).splitlines():
+        rule = re.match(r'\s*"~(\*?)(.*?)"\s+(""|\S+?);', line)
+        if rule:
+            flags = re.IGNORECASE if rule.group(1) else 0
+            rules.append((re.compile(rule.group(2), flags), rule.group(3).strip('"')))
+    return rules
+
+
+def nginx_bucket(variable: str, value: str) -> str:
+    for pattern, bucket in bucket_map(variable):
+        if pattern.search(value):
+            return bucket
+    return ""
+
+
+def test_width_buckets_are_the_origin_snapping() -> None:
+    cases = [str(n) for n in range(0, 3001)] + ["99999", "999999", "0640", "abc", "1.5", "-3"]
+    for value in cases:
+        snapped = snap_width(value.encode(), DEFAULT_AUTO_WIDTHS)
+        assert nginx_bucket("imgorigin_width", value) == ("" if snapped is None else str(snapped))
+
+
+def test_dpr_buckets_are_the_origin_snapping() -> None:
+    cases = [f"{n / 100:.2f}" for n in range(0, 501)] + [str(n) for n in range(0, 13)]
+    cases += ["1.5", "1.50", "1.05", "0.5", ".5", "2,0", "x", "", "1.", "2.625", "3.0001"]
+    for value in cases:
+        snapped = snap_dpr(value.encode())
+        bucket = nginx_bucket("imgorigin_dpr", value)
+        assert (Decimal(bucket) if bucket else None) == snapped, value
+
+
+# ---- real nginx ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def edge_env(edge_env: dict[str, str]) -> dict[str, str]:
+    presets = Path(edge_env["STORAGE_PATH"]).parent / "presets.json"
+    presets.write_text(json.dumps({"auto": "w_auto:200", "negotiated": "w_120,f_auto"}))
+    return {**edge_env, "PRESETS_FILE": str(presets)}
+
+
+@pytest.fixture(scope="module")
+def image_id(edge: Edge) -> Iterator[str]:
+    """A 2000 × 1500 upload, made against the origin directly."""
+    email, password = f"{secrets.token_hex(4)}@example.com", "edge password 1"
+    with httpx.Client(base_url=edge.origin, timeout=30) as http:
+        http.post("/api/auth/signup", json={"email": email, "password": password})
+        token = http.post("/api/auth/login", json={"email": email, "password": password}).json()[
+            "access_token"
+        ]
+        upload = http.post(
+            "/api/images",
+            headers={"Authorization": f"Bearer {token}"},
+            files={"file": ("big.png", encoded("png", 2000, 1500))},
+        )
+        assert upload.status_code == 201, upload.text
+        yield upload.json()["id"]
+
+
+def width_of(answer: httpx.Response) -> int:
+    assert answer.status_code == 200, answer.text
+    return int(pyvips.Image.new_from_buffer(answer.content, "").width)
+
+
+def test_w_auto_answers_are_kept_apart_by_bucket(edge: Edge, image_id: str) -> None:
+    url = edge.url + sign_url(f"/i/{image_id}/w_auto:300,dpr_auto/hints.png", KEY)
+    hints = {
+        (): 300,
+        (("Sec-CH-Width", "100"),): 160,
+        (("Sec-CH-Width", "161"),): 320,
+        (("Sec-CH-Width", "500"),): 640,
+        (("Width", "600"),): 640,
+        (("Sec-CH-Width", "500"), ("Width", "2000")): 640,
+        (("Sec-CH-Width", "99999"),): 2560,
+        (("Sec-CH-Width", "junk"),): 300,
+        (("DPR", "2"),): 600,
+        (("Sec-CH-DPR", "1.8"),): 600,
+        (("Sec-CH-DPR", "2.625"), ("Width", "700")): 768,
+    }
+    before = len(edge.cache_entries())
+    first = {}
+    for headers, width in hints.items():
+        answer = httpx.get(url, headers=dict(headers), timeout=60)
+        assert width_of(answer) == width, headers
+        assert "Sec-CH-Width" in answer.headers["vary"]
+        first[headers] = answer.content
+    # buckets: none, w160, w320, w640, w2560, d2, w768+d3 (junk is no hint: the first bucket)
+    assert len(edge.cache_entries()) - before == 7
+    for headers, width in hints.items():
+        again = httpx.get(url, headers=dict(headers), timeout=60)
+        assert again.headers["x-cache-status"] == "HIT", headers
+        assert again.content == first[headers] and width_of(again) == width
+
+
+def test_urls_without_auto_tokens_ignore_hints(edge: Edge, image_id: str) -> None:
+    url = edge.url + sign_url(f"/i/{image_id}/w_150/plain.png", KEY)
+    before = len(edge.cache_entries())
+    answers = [
+        httpx.get(url, headers=h, timeout=60)
+        for h in ({}, {"Sec-CH-Width": "1000"}, {"DPR": "3"}, {"Width": "5"})
+    ]
+    assert [width_of(a) for a in answers] == [150] * 4
+    assert [a.headers["x-cache-status"] for a in answers] == ["MISS", "HIT", "HIT", "HIT"]
+    assert len(edge.cache_entries()) - before == 1
+
+
+def test_presets_that_vary_are_not_cached(edge: Edge, image_id: str) -> None:
+    hinted = edge.url + sign_url(f"/i/{image_id}/t_auto/preset.png", KEY)
+    for width, expected in (("500", 640), ("100", 160), ("500", 640), (None, 200)):
+        answer = httpx.get(hinted, headers={"Width": width} if width else {}, timeout=60)
+        assert width_of(answer) == expected
+        assert answer.headers["x-cache-status"] != "HIT"
+    negotiated = edge.url + sign_url(f"/i/{image_id}/t_negotiated/preset.jpg", KEY)
+    for accept, media_type in (("image/webp,*/*", "image/webp"), ("*/*", "image/jpeg")) * 2:
+        answer = httpx.get(negotiated, headers={"Accept": accept}, timeout=60)
+        assert answer.headers["content-type"] == media_type
+        assert answer.headers["x-cache-status"] != "HIT"
+
+
+def test_the_origin_gets_the_server_blocks_headers_on_i(edge: Edge, image_id: str) -> None:
+    """X-Request-ID (nginx's, 32 hex digits) reaches the origin for /i/ as for other routes."""
+    url = edge.url + sign_url(f"/i/{image_id}/w_64/request-id.png", KEY)
+    answer = httpx.get(url, headers={"X-Request-ID": "client-chosen"}, timeout=60)
+    assert answer.status_code == 200
+    assert re.fullmatch(r"[0-9a-f]{32}", answer.headers["x-request-id"])
