@@ -1,6 +1,6 @@
 """nginx.conf and Client Hints: the cache key holds the snapped hint only for w_auto/dpr_auto
 URLs, the origin is sent the bucket, and answers that vary on something the key does not
-hold (a t_ preset with f_auto or w_auto) are not cached."""
+hold (a t_ preset with f_auto or w_auto) are not cached. Policy URLs through nginx."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ import pytest
 import pyvips
 
 from origin.hints import DEFAULT_AUTO_WIDTHS, snap_dpr, snap_width
-from origin.signing import sign_url
+from origin.policy import fill
+from origin.signing import sign_policy, sign_url
 from tests.edge.conftest import Edge
 from tests.origin_service.conftest import encoded
 
@@ -157,3 +158,17 @@ def test_the_origin_gets_the_server_blocks_headers_on_i(edge: Edge, image_id: st
     answer = httpx.get(url, headers={"X-Request-ID": "client-chosen"}, timeout=60)
     assert answer.status_code == 200
     assert re.fullmatch(r"[0-9a-f]{32}", answer.headers["x-request-id"])
+
+
+def test_policy_urls_through_nginx(edge: Edge, image_id: str) -> None:
+    """Each filled-in variant of a policy URL is its own cache entry; refusals are not kept."""
+    signed = sign_policy(f"/i/{image_id}/w_*,c_fill,ar_1:1/policy.*", KEY, "w_100-200.f_webp-png")
+    before = len(edge.cache_entries())
+    for w, f in (("100", "webp"), ("200", "webp"), ("100", "png"), ("100", "webp")):
+        answer = httpx.get(edge.url + fill(signed, w=int(w), f=f), timeout=60)
+        assert width_of(answer) == int(w) and answer.headers["content-type"] == f"image/{f}"
+    assert answer.headers["x-cache-status"] == "HIT"
+    assert len(edge.cache_entries()) - before == 3
+    for _ in range(2):
+        refused = httpx.get(edge.url + fill(signed, w=150, f="webp"), timeout=60)
+        assert refused.status_code == 403 and refused.headers["x-cache-status"] != "HIT"

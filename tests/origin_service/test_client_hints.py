@@ -288,3 +288,18 @@ async def test_bad_auto_tokens(service: Service, chain: str, code: str) -> None:
     assert answer.status_code == 400
     assert answer.json()["error"]["code"] == code
     assert answer.headers["cache-control"] == "no-store"
+
+
+async def test_the_admin_api_mints_w_auto_urls(service: Service) -> None:
+    image_id, owner = await service.image(width=2000, height=1500)
+    made = await service.http.post(
+        f"/api/images/{image_id}/url",
+        headers=service.bearer(owner),
+        json={"transform": "w_auto:400,dpr_auto", "format": "webp"},
+    )
+    assert made.status_code == 200, made.text
+    url = made.json()["url"]
+    assert "/w_auto:400,dpr_auto/" in url
+    assert decode((await service.get(url)).content).width == 400
+    assert decode((await service.get(url, headers={"DPR": "2"})).content).width == 800
+    assert decode((await service.get(url, headers={"Width": "900"})).content).width == 1024

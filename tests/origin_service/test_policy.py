@@ -18,6 +18,7 @@ from origin.policy import Policy, fill, parse_policy, signed_text, template_of
 from origin.settings import Settings
 from origin.signing import sign_policy, sign_url, signature
 from tests.conftest import OPERATOR_SECRET
+from tests.foundation.test_cli import command
 from tests.origin_service.conftest import Service, decode, pixel, start_service
 
 POLICY = "w_100to300by100.dpr_2.f_png-webp"
@@ -260,3 +261,22 @@ async def test_policies_combine_with_f_auto_and_hints(service: Service) -> None:
     hinted = sign_policy(f"/i/{image_id}/dpr_*,w_auto:100/a.png", OPERATOR_SECRET, "dpr_2")
     answer = await service.get(fill(hinted, dpr="2"), headers={"Sec-CH-Width": "300"})
     assert answer.status_code == 200 and decode(answer.content).width == 320
+
+
+def test_the_sign_command_signs_policies(base_env: dict[str, str]) -> None:
+    template = "/i/0123456789abcdef0123456789abcdef/w_*,c_fill/hero.*"
+    done = command(base_env, "sign", template, "--policy", "w_320to1280by160.f_webp-jpg")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == sign_policy(
+        template, OPERATOR_SECRET, "w_320to1280by160.f_webp-jpg"
+    )
+    soon = command(base_env, "sign", template, "--policy", "w_320-640.f_webp", "--expires-in", "60")
+    exp = int(soon.stdout.split("exp_")[1].split("&")[0])
+    assert abs(exp - (time.time() + 60)) < 30
+    assert soon.stdout.strip() == sign_policy(
+        template, OPERATOR_SECRET, f"w_320-640.f_webp.exp_{exp}"
+    )
+    for policy in ("w_320:640", "f_webp"):  # malformed; the template's w_* is not filled
+        refused = command(base_env, "sign", template, "--policy", policy)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
