@@ -42,6 +42,7 @@ def api_routes() -> list[Route]:
         Route("/images/{image_id}/download", ep.download, methods=["GET"]),
         Route("/images/{image_id}/transform", ep.transform, methods=["GET"]),
         Route("/images/{image_id}/url", ep.mint_url, methods=["POST"]),
+        Route("/images/{image_id}/srcset", ep.image_srcset, methods=["GET"]),
         Route("/keys", ep.list_keys, methods=["GET"]),
         Route("/keys", ep.create_key, methods=["POST"]),
         Route("/keys/{key_id}", ep.delete_key, methods=["DELETE"]),

@@ -14,6 +14,7 @@ import re
 import secrets
 import unicodedata
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -21,12 +22,13 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from admin_api import auth
+from admin_api import auth, srcset
 from admin_api.guards import caller_address, require_user
 from admin_api.multipart import ENVELOPE_BYTES, read_file_field
 from admin_api.ratelimit import Limiter
-from origin import legacy, pipeline
+from origin import legacy, ops, pipeline
 from origin.analysis import analyse
+from origin.cache import key_of
 from origin.errors import (
     BadRequest,
     BadTransform,
@@ -47,7 +49,8 @@ from origin.metadata.repository import (
     Rotation,
     SigningKeyRecord,
 )
-from origin.path import EXTENSIONS, parse_chain, parse_path
+from origin.path import EXTENSIONS, Plan, parse_chain, parse_path
+from origin.placeholder import data_uri, placeholder_png
 from origin.probe import Probe, probe_upload
 from origin.runtime import Runtime
 from origin.signing import sign_url
@@ -496,6 +499,25 @@ async def load_overlays(
     return overlays
 
 
+def check_url_options(name: str, expires_in: int | None) -> None:
+    if not URL_NAME.fullmatch(name):
+        raise BadRequest("'name' must be 1 to 100 characters of A-Z a-z 0-9 . _ -")
+    if expires_in is not None and not 1 <= expires_in <= MAX_EXPIRES_IN:
+        raise BadRequest(f"'expires_in' must be between 1 and {MAX_EXPIRES_IN} seconds")
+
+
+def origin_path(
+    runtime: Runtime, image: ImageRecord, chain: str, name: str, ext: str
+) -> tuple[str, Plan]:
+    """The origin path of ``chain`` on the image served as ``name.ext``, and its plan, parsed
+    as the origin will parse it (else 400 ``bad_transform`` / ``limit_exceeded``)."""
+    presets = runtime.settings.presets
+    parse_chain(chain, presets=presets, limits=runtime.limits)
+    encoded_chain = quote(chain, safe="/,:_.-!~*'()%")
+    path = f"/i/{image.id}/{encoded_chain}/{name}.{ext}" if chain else f"/i/{image.id}/{name}.{ext}"
+    return path, parse_path(path, presets=presets, limits=runtime.limits)
+
+
 async def mint_url(request: Request) -> Response:
     runtime, image = await owned_image(request)
     data = await read_json(request)
@@ -503,18 +525,110 @@ async def mint_url(request: Request) -> Response:
     name = optional(data, "name", str) or url_name(image.original_filename)
     ext = (optional(data, "format", str) or FILE_EXTENSIONS[image.format]).lower()
     expires_in = optional(data, "expires_in", int)
-    if not URL_NAME.fullmatch(name):
-        raise BadRequest("'name' must be 1 to 100 characters of A-Z a-z 0-9 . _ -")
+    check_url_options(name, expires_in)
     if ext != "json" and ext not in EXTENSIONS:
         raise BadRequest(f"'format' must be one of {', '.join(sorted(EXTENSIONS))} or json")
-    if expires_in is not None and not 1 <= expires_in <= MAX_EXPIRES_IN:
-        raise BadRequest(f"'expires_in' must be between 1 and {MAX_EXPIRES_IN} seconds")
-    presets = runtime.settings.presets
-    parse_chain(chain, presets=presets, limits=runtime.limits)
-    encoded_chain = quote(chain, safe="/,:_.-!~*'()%")
-    path = f"/i/{image.id}/{encoded_chain}/{name}.{ext}" if chain else f"/i/{image.id}/{name}.{ext}"
-    parse_path(path, presets=presets, limits=runtime.limits)  # the origin will accept it
+    path, _ = origin_path(runtime, image, chain, name, ext)
     return JSONResponse({"url": signed(runtime, path, expires_in)})
+
+
+# ---- srcset and <picture> -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlannedVariant:
+    ext: str
+    size: tuple[int, int]
+    path: str
+    plan: Plan
+
+
+def plan_variant(
+    runtime: Runtime,
+    image: ImageRecord,
+    query: srcset.SrcsetQuery,
+    name: str,
+    ext: str,
+    width: int,
+) -> PlannedVariant:
+    """One URL of the answer, sized by a dry run of its chain's geometry (nothing rendered)."""
+    chain = srcset.chain_with_width(query.transform, width)
+    path, plan = origin_path(runtime, image, chain, name, ext)
+    if plan.negotiated or plan.format != EXTENSIONS[ext]:
+        raise BadRequest("'transform' must not set f_: list the formats in 'formats'")
+    size = ops.output_size(image.width, image.height, plan.stages, runtime.limits)
+    return PlannedVariant(ext, size, path, plan)
+
+
+async def overlay_hashes(runtime: Runtime, image: ImageRecord, plan: Plan) -> tuple[str, ...]:
+    """Content hashes of the chain's image overlays (part of a derivative's identity)."""
+    hashes = []
+    for overlay_id in plan.overlay_ids:
+        overlay = await runtime.repo.image(overlay_id, user_id=image.user_id)
+        if overlay is None:
+            raise BadTransform(f"overlay 'l_{overlay_id}' not found")
+        hashes.append(overlay.content_hash)
+    return tuple(hashes)
+
+
+async def image_summary(runtime: Runtime, image: ImageRecord) -> tuple[str, str]:
+    """Blurhash and dominant colour: stored at upload, else (older rows) computed now."""
+    if image.analysis is not None:
+        return image.analysis.blurhash, image.analysis.dominant_color
+    original = await read_object(runtime, image.storage_key)
+    summary = await runtime.pool.run(
+        lambda: pipeline.source_summary(original, limits=runtime.limits)
+    )
+    return str(summary["blurhash"]), str(summary["dominant_color"])
+
+
+async def image_srcset(request: Request) -> Response:
+    """Signed URLs per width and format (with their sizes, and bytes once rendered), a
+    ``srcset`` per format and a ready ``<picture>`` with a blurred placeholder."""
+    runtime, image = await owned_image(request)
+    query = srcset.parse_query(request.query_params.multi_items(), runtime.limits)
+    name = query.name or url_name(image.original_filename)
+    check_url_options(name, query.expires_in)
+    stages = parse_chain(query.transform, presets=runtime.settings.presets, limits=runtime.limits)
+    natural = ops.output_size(image.width, image.height, stages, runtime.limits)
+    widths = query.widths or srcset.default_widths(natural[0])
+    planned = [
+        plan_variant(runtime, image, query, name, ext, width)
+        for ext in query.formats
+        for width in widths
+    ]
+    overlays = await overlay_hashes(runtime, image, planned[0].plan)
+    keys = [
+        key_of(image.id, image.content_hash, p.plan.canonical(), EXTENSIONS[p.ext], overlays)
+        for p in planned
+    ]
+    stored = await runtime.repo.derivatives(image.id, [k.variant for k in keys])
+    by_format: dict[str, list[srcset.Variant]] = {}
+    for p, key in zip(planned, keys, strict=True):
+        same = by_format.setdefault(p.ext, [])
+        if same and same[-1].width >= p.size[0]:
+            continue  # the chain gives this width already (c_limit, a small source)
+        record = stored.get(key.variant)
+        url = signed(runtime, p.path, query.expires_in)
+        size_bytes = None if record is None else record.size_bytes
+        same.append(srcset.Variant(p.ext, *p.size, url, size_bytes))
+    blurhash, colour = await image_summary(runtime, image)
+    png = await runtime.pool.run(lambda: placeholder_png(blurhash, image.width, image.height))
+    uri = data_uri(png)
+    fallback = by_format[query.formats[-1]][-1]
+    return JSONResponse(
+        {
+            "transform": query.transform,
+            "sizes": query.sizes,
+            "width": fallback.width,
+            "height": fallback.height,
+            "variants": [v.json() for variants in by_format.values() for v in variants],
+            "srcset": {ext: srcset.srcset(variants) for ext, variants in by_format.items()},
+            "placeholder": {"blurhash": blurhash, "dominant_color": colour, "data_uri": uri},
+            "picture": srcset.picture(by_format, query.sizes, query.alt, uri, colour),
+        },
+        headers={"Cache-Control": "private, no-store"},
+    )
 
 
 # ---- signing keys ---------------------------------------------------------------------------

@@ -69,6 +69,82 @@ TRANSFORM_PARAMS = [
 ]
 
 
+SRCSET_PARAMS = [
+    {"name": n, "in": "query", "required": False, "schema": s, "description": d}
+    for n, s, d in [
+        (
+            "widths",
+            {"type": "string", "examples": ["320,640,960,1280"]},
+            "comma-separated output widths, at most 16, each 1..MAX_OUTPUT_DIMENSION; default: "
+            "320, 640, 960, 1280, 1920 below the width the transform gives, then that width",
+        ),
+        (
+            "formats",
+            {"type": "string", "default": "avif,webp,jpg"},
+            "comma-separated: avif, webp, jpg, png, gif; the last is the <img> fallback",
+        ),
+        (
+            "transform",
+            {"type": "string", "examples": ["c_fill,ar_16:9"]},
+            "an origin chain without f_; the width joins its last stage when it can",
+        ),
+        ("sizes", {"type": "string", "default": "100vw"}, "the sizes attribute"),
+        ("alt", {"type": "string", "default": ""}, "the <img> alt text"),
+        ("name", {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,100}$"}, "SEO name"),
+        ("expires_in", {"type": "integer", "minimum": 1}, "seconds the URLs stay valid"),
+    ]
+]
+VARIANT = {
+    "type": "object",
+    "required": ["format", "media_type", "width", "height", "url", "bytes"],
+    "properties": {
+        "format": {"enum": ["avif", "webp", "jpg", "png", "gif"]},
+        "media_type": {"type": "string"},
+        "width": {"type": "integer"},
+        "height": {"type": "integer"},
+        "url": {"type": "string", "description": "signed origin URL, root-relative"},
+        "bytes": {
+            "type": ["integer", "null"],
+            "description": "size of the stored derivative; null until it is rendered",
+        },
+    },
+}
+SRCSET = {
+    "type": "object",
+    "required": [
+        "transform",
+        "sizes",
+        "width",
+        "height",
+        "variants",
+        "srcset",
+        "placeholder",
+        "picture",
+    ],
+    "properties": {
+        "transform": {"type": "string"},
+        "sizes": {"type": "string"},
+        "width": {"type": "integer", "description": "of the <img>: the largest fallback"},
+        "height": {"type": "integer"},
+        "variants": {"type": "array", "items": VARIANT},
+        "srcset": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "format → 'url 320w, url 640w, …'",
+        },
+        "placeholder": {
+            "type": "object",
+            "properties": {
+                "blurhash": {"type": "string"},
+                "dominant_color": {"type": "string", "pattern": "^#[0-9a-f]{6}$"},
+                "data_uri": {"type": "string", "description": "a tiny PNG of the blurhash"},
+            },
+        },
+        "picture": {"type": "string", "description": "the <picture> element, HTML"},
+    },
+}
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     return {
@@ -149,6 +225,7 @@ def openapi_document() -> dict[str, Any]:
                         "thumbnail_url": {"type": "string"},
                     },
                 },
+                "Srcset": SRCSET,
             },
         },
         "paths": {
@@ -357,6 +434,19 @@ def openapi_document() -> dict[str, Any]:
                             "the signed URL",
                         ),
                         "400": _error("bad body or transform"),
+                        "401": UNAUTHORIZED,
+                        "404": NOT_FOUND,
+                    },
+                }
+            },
+            "/api/images/{image_id}/srcset": {
+                "get": {
+                    "summary": "Signed URLs per width and format, srcset strings and a <picture>",
+                    "security": AUTH,
+                    "parameters": [IMAGE_ID, *SRCSET_PARAMS],
+                    "responses": {
+                        "200": _json(_ref("Srcset"), "the variants and the markup"),
+                        "400": _error("bad_request, bad_transform or limit_exceeded"),
                         "401": UNAUTHORIZED,
                         "404": NOT_FOUND,
                     },

@@ -17,7 +17,7 @@ Effect scales (Cloudinary-like), one `@effect` function each:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pyvips
@@ -299,6 +299,46 @@ def plan_geometry(iw: int, ih: int, stage: Stage, limits: Limits) -> Geometry:
 _SMART = {"auto": "attention", "entropy": "entropy"}
 
 
+def turned_size(width: int, height: int, angle: int, limits: Limits) -> tuple[int, int]:
+    """The bounding box of a `width` x `height` image turned by `angle` (not a right angle),
+    rounded as libvips' rotate does; LimitExceeded when a side would be too long."""
+    rad = math.radians(angle)
+    sides = (
+        width * abs(math.cos(rad)) + height * abs(math.sin(rad)),
+        width * abs(math.sin(rad)) + height * abs(math.cos(rad)),
+    )
+    for side in sides:
+        if math.ceil(side) > limits.max_output_dimension:
+            raise LimitExceeded(
+                f"'r_{angle}' gives a side of {math.ceil(side)} px, above the maximum "
+                f"{limits.max_output_dimension}"
+            )
+    return round(sides[0]), round(sides[1])
+
+
+def output_size(
+    width: int, height: int, stages: Sequence[Stage], limits: Limits
+) -> tuple[int, int]:
+    """The size a chain gives an upright `width` x `height` source, without pixels (a dry run
+    of the geometry): each stage's crop/resize as `plan_geometry` plans it, then its rotation
+    (a right angle swaps the sides; any other angle gives the turned image's bounding box,
+    rounded as libvips does); flips, effects and overlays keep the size. Raises
+    LimitExceeded where rendering would."""
+    for stage in stages:
+        if stage.resizes:
+            width, height = plan_geometry(width, height, stage, limits).output
+        if stage.rotate % 180 == 90:
+            width, height = height, width
+        elif stage.rotate % 90:
+            width, height = turned_size(width, height, stage.rotate, limits)
+    if max(width, height) > limits.max_output_dimension:
+        raise LimitExceeded(
+            f"the output would be {width}x{height}, above the maximum dimension "
+            f"{limits.max_output_dimension}"
+        )
+    return width, height
+
+
 def scale_to(img: pyvips.Image, size: tuple[int, int]) -> pyvips.Image:
     """Resize to exactly `size` (premultiplied when there is alpha)."""
     if (img.width, img.height) == size:
@@ -364,17 +404,7 @@ def rotate(frames: Frames, stage: Stage, ctx: Context) -> Frames:
     if angle % 90 == 0:
         name = {90: "rot90", 180: "rot180", 270: "rot270"}[angle]
         return tuple(getattr(f, name)() for f in frames)
-    w, h = frames[0].width, frames[0].height
-    rad = math.radians(angle)
-    for side in (
-        w * abs(math.cos(rad)) + h * abs(math.sin(rad)),
-        w * abs(math.sin(rad)) + h * abs(math.cos(rad)),
-    ):
-        if math.ceil(side) > ctx.limits.max_output_dimension:
-            raise LimitExceeded(
-                f"'r_{angle}' gives a side of {math.ceil(side)} px, above the maximum "
-                f"{ctx.limits.max_output_dimension}"
-            )
+    turned_size(frames[0].width, frames[0].height, angle, ctx.limits)
     out = []
     for f in frames:
         f, bg = background_for(f, stage.background)
