@@ -556,6 +556,8 @@ def plan_variant(
     path, plan = origin_path(runtime, image, chain, name, ext)
     if plan.negotiated or plan.format != EXTENSIONS[ext]:
         raise BadRequest("'transform' must not set f_: list the formats in 'formats'")
+    if plan.client_hints:
+        raise BadRequest("'transform' must not use w_auto or dpr_auto: list the widths")
     size = ops.output_size(image.width, image.height, plan.stages, runtime.limits)
     return PlannedVariant(ext, size, path, plan)
 
