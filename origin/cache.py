@@ -47,6 +47,15 @@ class Key:
     def etag(self) -> str:
         return etag_of(self.variant)
 
+    @cached_property
+    def choice(self) -> str:
+        """Names this derivative's ``q_auto`` choice: what the search's result depends on — the
+        variant's parts without the plan's last part (``f_…,q_…,json``), so an image URL and
+        its ``.json`` (and ``f_auto`` and ``f_webp`` alike) share one choice."""
+        chain = self.canonical.rpartition("/")[0]
+        text = "\n".join((ENGINE, "q_auto", self.content_hash, chain, self.format, *self.overlays))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
 
 @dataclass(frozen=True)
 class Derivative:

@@ -24,7 +24,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +33,7 @@ from urllib.parse import quote
 from cachetools import LRUCache
 from starlette.types import Receive, Scope, Send
 
-from origin import pipeline
+from origin import pipeline, quality
 from origin.bearer import bearer_user
 from origin.cache import Derivative, Flights, Key, MemoryCache, etag_of, matches
 from origin.errors import (
@@ -46,7 +46,7 @@ from origin.errors import (
 )
 from origin.hints import ACCEPT_CH, NO_HINTS, Hints, resolve, vary
 from origin.lookup import Lookup, Source
-from origin.metadata.repository import Analysis, DerivativeRecord
+from origin.metadata.repository import Analysis, AutoQualityRecord, DerivativeRecord
 from origin.metrics import Metrics
 from origin.path import MEDIA_TYPES, Plan, parse_path
 from origin.policy import check_allowed, parse_policy, signed_text, template_of
@@ -223,10 +223,14 @@ class Origin:
         self.metrics.hit["render"].inc()
         t.tier = "render"
         self.memory.put(key, made)
-        task = asyncio.create_task(self.persist(key, source, made))
+        self.later(self.persist(key, source, made))
+        return made
+
+    def later(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` after the answer (``drain`` waits for it at shutdown)."""
+        task = asyncio.create_task(work)
         self.pending.add(task)
         task.add_done_callback(self.pending.discard)
-        return made
 
     async def from_store(self, key: Key, source: Source) -> Derivative | None:
         """A derivative recorded in ``transformed_images`` whose object is there and whole."""
@@ -251,6 +255,7 @@ class Origin:
         began = time.perf_counter()
         original = await self.fetch(source)
         extra = {o.image_id: await self.fetch(o) for o in overlays}
+        auto = await self.auto_quality(key, source, plan)
         t.load += time.perf_counter() - began
         limits = self.runtime.limits
         observe = self.metrics.render_seconds.labels(key.format).observe
@@ -260,26 +265,67 @@ class Origin:
         summary = None if analysis is None else stored_summary(analysis)
         started: list[float] = []
 
-        def job() -> tuple[bytes, str, int, int]:
+        def job() -> tuple[bytes, str, int, int, quality.Choice | None]:
             started.append(time.perf_counter())
             try:
                 if metadata_only:
-                    facts = pipeline.describe(
-                        original, plan, overlays=extra, limits=limits, focal=focal, summary=summary
+                    made = pipeline.render(
+                        original, plan, overlays=extra, limits=limits, focal=focal, auto=auto
                     )
+                    facts = pipeline.facts(made, original, limits=limits, summary=summary)
                     body = json.dumps(facts, separators=(",", ":")).encode("utf-8")
-                    return body, MEDIA_TYPES["json"], _int(facts["width"]), _int(facts["height"])
-                made = pipeline.render(original, plan, overlays=extra, limits=limits, focal=focal)
-                return made.body, made.media_type, made.width, made.height
+                    return body, MEDIA_TYPES["json"], made.width, made.height, made.choice
+                made = pipeline.render(
+                    original, plan, overlays=extra, limits=limits, focal=focal, auto=auto
+                )
+                return made.body, made.media_type, made.width, made.height, made.choice
             finally:
                 observe(time.perf_counter() - started[0])
 
         queued = time.perf_counter()
-        body, media_type, width, height = await self.runtime.pool.run(job)
+        body, media_type, width, height, choice = await self.runtime.pool.run(job)
         finished = time.perf_counter()
         t.wait += started[0] - queued
         t.render += finished - started[0]
+        if choice is not None and choice.searched:
+            self.remember(key, source, choice)
         return Derivative(body, media_type, width, height, etag_of(key.variant))
+
+    async def auto_quality(self, key: Key, source: Source, plan: Plan) -> quality.AutoQuality:
+        """How the render resolves ``q_auto``: the quality remembered for this image, chain and
+        format (``Key.choice``), else a search at ``AUTO_QUALITY_SSIM``."""
+        target = self.runtime.settings.auto_quality_ssim
+        if not plan.auto_quality or key.format not in quality.RANGES:
+            return quality.AutoQuality(target)
+        record = await self.runtime.repo.auto_quality(source.image_id, key.choice)
+        return quality.AutoQuality(target, None if record is None else record.quality)
+
+    def remember(self, key: Key, source: Source, choice: quality.Choice) -> None:
+        """Count a search and store its choice after the answer (the first stored one stays)."""
+        self.metrics.auto_quality_searches[key.format] += 1
+        log.info(
+            "q_auto search: image %s %s quality %d (SSIM %.4f, %d encodes)",
+            source.image_id,
+            key.format,
+            choice.quality,
+            choice.ssim or 0.0,
+            choice.encodes,
+        )
+        record = AutoQualityRecord(
+            image_id=source.image_id,
+            variant=key.choice,
+            format=key.format,
+            quality=choice.quality,
+            ssim=choice.ssim or 0.0,
+            created_at=datetime.now(UTC),
+        )
+        self.later(self.keep_choice(record))
+
+    async def keep_choice(self, record: AutoQualityRecord) -> None:
+        try:
+            await self.runtime.repo.add_auto_quality(record)
+        except Exception:  # the answer is out; the next render without the row searches again
+            log.exception("could not store the q_auto choice for image %s", record.image_id)
 
     async def fetch(self, source: Source) -> bytes:
         try:
@@ -314,10 +360,6 @@ class Origin:
 def stored_summary(analysis: Analysis) -> dict[str, object]:
     """The `.json` fields the upload-time analysis stored (no summary run per request)."""
     return {"blurhash": analysis.blurhash, "dominant_color": analysis.dominant_color}
-
-
-def _int(value: object) -> int:
-    return value if isinstance(value, int) else 0
 
 
 # ---- request shape ---------------------------------------------------------------------

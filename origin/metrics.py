@@ -48,6 +48,7 @@ class Metrics:
         self.miss = {tier: Count() for tier in TIERS[:2]}
         self.bytes_out = Count()
         self.ratelimit_store_failures = Count()
+        self.auto_quality_searches: Tally[str] = Tally()  # by output format
         self.registry.register(_Counters(self))
         self.render_seconds = Histogram(
             "imgorigin_render_seconds",
@@ -122,3 +123,12 @@ class _Counters(Collector):
         )
         failures.add_metric((), m.ratelimit_store_failures.value)
         yield failures
+        searches = CounterMetricFamily(
+            "imgorigin_auto_quality_searches",
+            "q_auto quality searches run (a choice remembered in the database is not searched "
+            "again), by output format.",
+            labels=("format",),
+        )
+        for fmt, count in sorted(m.auto_quality_searches.items()):
+            searches.add_metric((fmt,), count)
+        yield searches

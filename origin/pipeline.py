@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pyvips
 
-from origin import ops
+from origin import ops, quality
 from origin.errors import InvalidImage, OriginError
 from origin.path import DEFAULT_LIMITS, FORMATS, MEDIA_TYPES, Limits, Plan, Stage
 
@@ -42,6 +42,7 @@ class Rendered:
     width: int
     height: int
     format: str
+    choice: quality.Choice | None = None  # how `q_auto` was resolved, when it was
 
 
 # ---------------------------------------------------------------- encoders
@@ -49,7 +50,7 @@ class Rendered:
 
 @dataclass(frozen=True)
 class Encoder:
-    default_quality: int | None  # also what q_auto gives until a perceptual search exists
+    default_quality: int | None  # also `q_auto`'s for PNG, GIF and animations
     alpha: bool  # can carry an alpha channel
     save: Callable[[pyvips.Image, int | None, int], bytes]  # (image, quality, keep) -> bytes
 
@@ -98,13 +99,18 @@ assert set(ENCODERS) == set(FORMATS)
 
 
 def _encode(
-    frames: ops.Frames, meta: Mapping[str, object], fmt: str, plan: Plan, icc: bool
-) -> bytes:
+    frames: ops.Frames,
+    meta: Mapping[str, object],
+    fmt: str,
+    plan: Plan,
+    icc: bool,
+    auto: quality.AutoQuality,
+) -> tuple[bytes, quality.Choice | None]:
     encoder = ENCODERS[fmt]
+    background = (plan.flatten or (255, 255, 255, 255))[:3]
     if not encoder.alpha:
-        background = list((plan.flatten or (255, 255, 255, 255))[:3])
         frames = tuple(
-            f.flatten(background=background).cast("uchar") if ops.has_alpha(f) else f
+            f.flatten(background=list(background)).cast("uchar") if ops.has_alpha(f) else f
             for f in frames
         )
     keep = int(pyvips.ForeignKeep.ICC if icc else pyvips.ForeignKeep.NONE)
@@ -121,8 +127,25 @@ def _encode(
         loop = meta.get("loop")
         if isinstance(loop, int):
             img.set_type(pyvips.GValue.gint_type, "loop", loop)
-    quality = None if plan.auto_quality else plan.quality
-    return encoder.save(img, quality, keep)
+    if plan.auto_quality and fmt in quality.RANGES and len(frames) == 1:
+        return _encode_auto(img, fmt, keep, auto, background)
+    return encoder.save(img, None if plan.auto_quality else plan.quality, keep), None
+
+
+def _encode_auto(
+    img: pyvips.Image,
+    fmt: str,
+    keep: int,
+    auto: quality.AutoQuality,
+    background: tuple[int, int, int],
+) -> tuple[bytes, quality.Choice]:
+    """`q_auto` on a still, lossy output: the quality chosen before, else a search."""
+    save = ENCODERS[fmt].save
+    if auto.chosen is not None:
+        return save(img, auto.chosen, keep), quality.Choice(auto.chosen, None, False, 1)
+    return quality.choose(
+        img, lambda image, q: save(image, q, keep), quality.RANGES[fmt], auto.target, background
+    )
 
 
 # ---------------------------------------------------------------- render
@@ -170,6 +193,7 @@ def _render(
     overlays: Mapping[str, bytes] | None,
     limits: Limits,
     focal: tuple[float, float] | None = None,
+    auto: quality.AutoQuality = quality.SEARCH,
 ) -> tuple[Rendered, ops.Header]:
     ctx = ops.Context(limits=limits, overlays=overlays or {}, focal=focal)
     header = ops.probe(source, limits)
@@ -180,8 +204,9 @@ def _render(
         for step in STEPS:
             frames = step(frames, stage, ctx)
     ops.check_size(frames[0], limits)
-    body = _encode(frames, meta, fmt, plan, icc)
-    return Rendered(body, MEDIA_TYPES[fmt], frames[0].width, frames[0].height, fmt), header
+    body, choice = _encode(frames, meta, fmt, plan, icc, auto)
+    made = Rendered(body, MEDIA_TYPES[fmt], frames[0].width, frames[0].height, fmt, choice)
+    return made, header
 
 
 def _guard(work: Callable[[], Any]) -> Any:
@@ -206,11 +231,15 @@ def render(
     overlays: Mapping[str, bytes] | None = None,
     limits: Limits = DEFAULT_LIMITS,
     focal: tuple[float, float] | None = None,
+    auto: quality.AutoQuality = quality.SEARCH,
 ) -> Rendered:
     """The derivative `plan` describes, encoded. Raises only OriginError subclasses.
     With `focal` (the source's stored attention point, as fractions), a first-stage `g_auto`
-    cut is centred on it instead of running libvips attention."""
-    rendered: Rendered = _guard(lambda: _render(source, plan, overlays, limits, focal=focal)[0])
+    cut is centred on it instead of running libvips attention.
+    `auto` resolves `q_auto` (origin.quality): a quality chosen before, else a search."""
+    rendered: Rendered = _guard(
+        lambda: _render(source, plan, overlays, limits, focal=focal, auto=auto)[0]
+    )
     return rendered
 
 
@@ -222,11 +251,25 @@ def describe(
     limits: Limits = DEFAULT_LIMITS,
     focal: tuple[float, float] | None = None,
     summary: Mapping[str, object] | None = None,
+    auto: quality.AutoQuality = quality.SEARCH,
 ) -> dict[str, object]:
     """The `.json` answer: size, format and byte count of the derivative the same stages give
     (in the plan's format, else the source's), plus the source's blurhash and dominant colour
     (`summary` when stored at upload, else computed now)."""
-    rendered: Rendered = _guard(lambda: _render(source, plan, overlays, limits, focal=focal)[0])
+    rendered: Rendered = _guard(
+        lambda: _render(source, plan, overlays, limits, focal=focal, auto=auto)[0]
+    )
+    return facts(rendered, source, limits=limits, summary=summary)
+
+
+def facts(
+    rendered: Rendered,
+    source: bytes,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    summary: Mapping[str, object] | None = None,
+) -> dict[str, object]:
+    """`describe`'s answer for a derivative already rendered from `source`."""
     return {
         "width": rendered.width,
         "height": rendered.height,

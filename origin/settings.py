@@ -24,6 +24,9 @@ from origin.hints import DEFAULT_AUTO_WIDTHS
 
 T = TypeVar("T")
 
+# q_auto's SSIM target (origin/quality.py; the choice is explained in docs/responsive.md).
+DEFAULT_AUTO_QUALITY_SSIM = 0.96
+
 
 class SettingsError(ValueError):
     """A configuration value is missing or invalid; ``str()`` is one line naming it."""
@@ -69,6 +72,7 @@ class Settings:
     concurrency: int = 2
     queue_timeout_seconds: float = 10.0
     queue_max: int = 100
+    auto_quality_ssim: float = DEFAULT_AUTO_QUALITY_SSIM
     redis_url: str | None = None
     cors_origins: tuple[str, ...] = ()
     forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1",)
@@ -119,6 +123,9 @@ class Settings:
             concurrency=_integer(environ, "CONCURRENCY", os.cpu_count() or 1, 1, 1024),
             queue_timeout_seconds=_number(environ, "QUEUE_TIMEOUT_SECONDS", 10.0, 0.001, 3600),
             queue_max=_integer(environ, "QUEUE_MAX", 100, 0),
+            auto_quality_ssim=_number(
+                environ, "AUTO_QUALITY_SSIM", DEFAULT_AUTO_QUALITY_SSIM, 0.5, 0.999
+            ),
             redis_url=_url(environ, "REDIS_URL", schemes=("redis", "rediss", "unix")),
             cors_origins=_cors_origins(environ),
             forwarded_allow_ips=_list(environ, "FORWARDED_ALLOW_IPS") or ("127.0.0.1",),

@@ -52,9 +52,14 @@ def _add_analysis(conn: Connection) -> None:
     add_missing_columns(conn, tables.images, ("blurhash", "dominant_color", "focal_x", "focal_y"))
 
 
+def _add_auto_qualities(conn: Connection) -> None:
+    tables.auto_qualities.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (1, "users, images, transformed images, refresh tokens, signing keys", _create_tables),
     (2, "upload-time analysis: blurhash, dominant colour, focal point", _add_analysis),
+    (3, "q_auto choices", _add_auto_qualities),
 )
 
 LATEST = MIGRATIONS[-1][0]

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from origin.metadata.database import Database
 from origin.metadata.tables import (
+    auto_qualities,
     images,
     refresh_tokens,
     signing_keys,
@@ -86,6 +87,18 @@ class DerivativeRecord:
     size_bytes: int
     width: int
     height: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class AutoQualityRecord:
+    """The quality the q_auto search chose for one image, chain and format (cache.Key.choice)."""
+
+    image_id: str
+    variant: str
+    format: str
+    quality: int
+    ssim: float
     created_at: datetime
 
 
@@ -375,6 +388,47 @@ class Repository:
                         size_bytes=record.size_bytes,
                         width=record.width,
                         height=record.height,
+                        created_at=record.created_at,
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    # ---- q_auto choices ----------------------------------------------------------------
+
+    async def auto_quality(self, image_id: str, variant: str) -> AutoQualityRecord | None:
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    auto_qualities.select()
+                    .where(auto_qualities.c.image_id == image_id)
+                    .where(auto_qualities.c.variant == variant)
+                )
+            ).first()
+        if row is None:
+            return None
+        return AutoQualityRecord(
+            image_id=row.image_id,
+            variant=row.variant,
+            format=row.format,
+            quality=int(row.quality),
+            ssim=float(row.ssim),
+            created_at=row.created_at,
+        )
+
+    async def add_auto_quality(self, record: AutoQualityRecord) -> bool:
+        """Remember a q_auto choice; False when the image is gone or a choice is recorded
+        already (the first one stays: every process searching the same thing finds the same)."""
+        try:
+            async with self.db.write() as conn:
+                await conn.execute(
+                    auto_qualities.insert().values(
+                        image_id=record.image_id,
+                        variant=record.variant,
+                        format=record.format,
+                        quality=record.quality,
+                        ssim=record.ssim,
                         created_at=record.created_at,
                     )
                 )

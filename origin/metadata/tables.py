@@ -102,6 +102,19 @@ transformed_images = sa.Table(
     sa.UniqueConstraint("image_id", "variant", name="uq_transformed_variant"),
 )
 
+# q_auto choices (migration 3; origin/quality.py): the encoder quality the SSIM search chose
+# for one image, chain and format, so the search runs once. `variant` is cache.Key.choice.
+auto_qualities = sa.Table(
+    "auto_qualities",
+    metadata,
+    sa.Column("image_id", ID, sa.ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("variant", sa.String(64), primary_key=True),
+    sa.Column("format", sa.String(10), nullable=False),
+    sa.Column("quality", sa.Integer, nullable=False),
+    sa.Column("ssim", sa.Float, nullable=False),  # of the search sample at that quality
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
 refresh_tokens = sa.Table(
     "refresh_tokens",
     metadata,
