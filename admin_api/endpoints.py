@@ -584,11 +584,11 @@ async def image_summary(runtime: Runtime, image: ImageRecord) -> tuple[str, str]
     return str(summary["blurhash"]), str(summary["dominant_color"])
 
 
-async def image_srcset(request: Request) -> Response:
-    """Signed URLs per width and format (with their sizes, and bytes once rendered), a
-    ``srcset`` per format and a ready ``<picture>`` with a blurred placeholder."""
-    runtime, image = await owned_image(request)
-    query = srcset.parse_query(request.query_params.multi_items(), runtime.limits)
+async def srcset_variants(
+    runtime: Runtime, image: ImageRecord, query: srcset.SrcsetQuery
+) -> dict[str, list[srcset.Variant]]:
+    """The signed variants by format, narrowest first; a width the chain cannot reach
+    (``c_limit``, a small source) is dropped when the previous one has it already."""
     name = query.name or url_name(image.original_filename)
     check_url_options(name, query.expires_in)
     stages = parse_chain(query.transform, presets=runtime.settings.presets, limits=runtime.limits)
@@ -609,11 +609,20 @@ async def image_srcset(request: Request) -> Response:
     for p, key in zip(planned, keys, strict=True):
         same = by_format.setdefault(p.ext, [])
         if same and same[-1].width >= p.size[0]:
-            continue  # the chain gives this width already (c_limit, a small source)
+            continue
         record = stored.get(key.variant)
         url = signed(runtime, p.path, query.expires_in)
         size_bytes = None if record is None else record.size_bytes
         same.append(srcset.Variant(p.ext, *p.size, url, size_bytes))
+    return by_format
+
+
+async def image_srcset(request: Request) -> Response:
+    """Signed URLs per width and format (with their sizes, and bytes once rendered), a
+    ``srcset`` per format and a ready ``<picture>`` with a blurred placeholder."""
+    runtime, image = await owned_image(request)
+    query = srcset.parse_query(request.query_params.multi_items(), runtime.limits)
+    by_format = await srcset_variants(runtime, image, query)
     blurhash, colour = await image_summary(runtime, image)
     png = await runtime.pool.run(lambda: placeholder_png(blurhash, image.width, image.height))
     uri = data_uri(png)
