@@ -7,13 +7,14 @@ not JSON or incomplete are 400 ``bad_request``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
 import re
 import secrets
 import unicodedata
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,7 +27,7 @@ from admin_api import auth, srcset
 from admin_api.guards import caller_address, require_user
 from admin_api.multipart import ENVELOPE_BYTES, read_file_field
 from admin_api.ratelimit import Limiter
-from origin import legacy, ops, pipeline
+from origin import legacy, ops, pipeline, pyramid
 from origin.analysis import analyse
 from origin.cache import key_of
 from origin.errors import (
@@ -334,7 +335,8 @@ async def upload(request: Request) -> Response:
         metadata=dict(probe.metadata),
         analysis=analysis,
     )
-    await store_image(runtime, image, uploaded.data)
+    levels = await runtime.pool.run(lambda: pyramid.build_for(uploaded.data, probe))
+    await store_image(runtime, image, uploaded.data, levels)
     return JSONResponse(image_json(runtime, image), status_code=201)
 
 
@@ -344,19 +346,36 @@ def inspect_upload(runtime: Runtime, data: bytes) -> tuple[Probe, Analysis | Non
     return probe, analyse(data, limits=runtime.limits)
 
 
-async def store_image(runtime: Runtime, image: ImageRecord, data: bytes) -> None:
-    """Object first, row second; on any failure the object is removed again."""
-    await runtime.storage.put(image.storage_key, data, content_type=image.mime_type)
+async def store_image(
+    runtime: Runtime, image: ImageRecord, data: bytes, levels: Sequence[pyramid.Level] = ()
+) -> ImageRecord:
+    """Objects first (the original, then its working copies), row second; on any failure
+    every object is removed again. Returns the row as stored (with its working copies)."""
+    copies = tuple(pyramid.working_copy(image.user_id, image.id, level) for level in levels)
+    image = dataclasses.replace(image, working_copies=copies)
+    objects = [(image.storage_key, data, image.mime_type)]
+    objects += [(c.storage_key, v.body, v.media_type) for c, v in zip(copies, levels, strict=True)]
+    attempted: list[str] = []
     try:
+        for key, body, media_type in objects:
+            attempted.append(key)
+            await runtime.storage.put(key, body, content_type=media_type)
         await runtime.repo.add_image(image, runtime.settings.user_quota_bytes)
     except BaseException as exc:
-        try:
-            await runtime.storage.delete(image.storage_key)
-        except Exception:
-            log.exception("could not remove %s after a failed upload; gc will", image.storage_key)
+        await remove_objects(runtime, attempted)
         if isinstance(exc, QuotaWouldBeExceeded):
             raise QuotaExceeded("this upload would exceed your storage quota") from None
         raise
+    return image
+
+
+async def remove_objects(runtime: Runtime, keys: Sequence[str]) -> None:
+    """Best effort, after a failed upload: what cannot be removed now, gc removes later."""
+    for key in reversed(keys):
+        try:
+            await runtime.storage.delete(key)
+        except Exception:
+            log.exception("could not remove %s after a failed upload; gc will", key)
 
 
 def page_parameters(request: Request) -> tuple[int, int]:

@@ -33,7 +33,7 @@ from urllib.parse import quote
 from cachetools import LRUCache
 from starlette.types import Receive, Scope, Send
 
-from origin import pipeline, quality
+from origin import pipeline, pyramid, quality
 from origin.bearer import bearer_user
 from origin.cache import Derivative, Flights, Key, MemoryCache, etag_of, matches
 from origin.errors import (
@@ -253,7 +253,7 @@ class Origin:
         self, key: Key, source: Source, plan: Plan, overlays: tuple[Source, ...], t: Timings
     ) -> Derivative:
         began = time.perf_counter()
-        original = await self.fetch(source)
+        original, stand_in = await self.working_source(source, plan)
         extra = {o.image_id: await self.fetch(o) for o in overlays}
         auto = await self.auto_quality(key, source, plan)
         t.load += time.perf_counter() - began
@@ -276,7 +276,13 @@ class Origin:
                     body = json.dumps(facts, separators=(",", ":")).encode("utf-8")
                     return body, MEDIA_TYPES["json"], made.width, made.height, made.choice
                 made = pipeline.render(
-                    original, plan, overlays=extra, limits=limits, focal=focal, auto=auto
+                    original,
+                    plan,
+                    overlays=extra,
+                    limits=limits,
+                    stand_in=stand_in,
+                    focal=focal,
+                    auto=auto,
                 )
                 return made.body, made.media_type, made.width, made.height, made.choice
             finally:
@@ -326,6 +332,25 @@ class Origin:
             await self.runtime.repo.add_auto_quality(record)
         except Exception:  # the answer is out; the next render without the row searches again
             log.exception("could not store the q_auto choice for image %s", record.image_id)
+
+    async def working_source(
+        self, source: Source, plan: Plan
+    ) -> tuple[bytes, pipeline.StandIn | None]:
+        """The bytes to render from: the smallest working copy that serves the plan
+        (origin.pyramid), else the original. A copy whose object is gone falls back."""
+        copy = None
+        if not plan.metadata_only:
+            copy = pyramid.choose(
+                plan, source.width, source.height, source.working_copies, self.runtime.limits
+            )
+        if copy is not None:
+            try:
+                data = await self.runtime.storage.get(copy.storage_key)
+            except ObjectMissing:
+                log.warning("working copy %s is missing; using the original", copy.storage_key)
+            else:
+                return data, pipeline.StandIn(source.width, source.height, source.format)
+        return await self.fetch(source), None
 
     async def fetch(self, source: Source) -> bytes:
         try:

@@ -2,8 +2,8 @@
 
 Two small ``TTLCache``s sit in front of the repository:
 
-- image id → ``Source`` (owner, storage key, content hash, format), or ``None`` (absent:
-  cached too, so a flood of unknown ids costs one query per id per TTL);
+- image id → ``Source`` (owner, storage key, content hash, format, size, working copies),
+  or ``None`` (absent: cached too, so a flood of unknown ids costs one query per id per TTL);
 - owner → the UTF-8 bytes of their signing keys.
 
 ``TTL_SECONDS`` (3 s) bounds how long another process keeps answering for a deleted image or
@@ -21,7 +21,7 @@ from typing import Protocol
 from cachetools import TTLCache
 
 from origin.cache import Flights
-from origin.metadata.repository import Analysis, ImageRecord, SigningKeyRecord
+from origin.metadata.repository import Analysis, ImageRecord, SigningKeyRecord, WorkingCopy
 
 TTL_SECONDS = 3.0
 MAX_ENTRIES = 100_000
@@ -36,6 +36,9 @@ class Source:
     content_hash: str
     format: str
     analysis: Analysis | None = None  # stored at upload; None for older rows
+    width: int = 0  # upright, of the original
+    height: int = 0
+    working_copies: tuple[WorkingCopy, ...] = ()  # origin.pyramid: smallest first
 
 
 class Records(Protocol):
@@ -115,4 +118,7 @@ def _source(record: ImageRecord) -> Source:
         content_hash=record.content_hash,
         format=record.format,
         analysis=record.analysis,
+        width=record.width,
+        height=record.height,
+        working_copies=record.working_copies,
     )

@@ -151,7 +151,22 @@ def _encode_auto(
 # ---------------------------------------------------------------- render
 
 
-def _first_resize(plan: Plan) -> Stage | None:
+@dataclass(frozen=True)
+class StandIn:
+    """The source bytes are a working copy (origin.pyramid) of an original of this upright
+    size and format: the first stage is planned on the original, then scaled from the copy."""
+
+    width: int
+    height: int
+    format: str
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+
+def first_resize(plan: Plan) -> Stage | None:
+    """The first stage when it scales the source (shrink-on-load applies), else None."""
     if plan.stages and plan.stages[0].resizes and plan.stages[0].crop != "crop":
         return plan.stages[0]
     return None
@@ -163,17 +178,21 @@ def _load(
     fmt: str,
     limits: Limits,
     ctx: ops.Context,
+    stand_in: StandIn | None = None,
 ) -> tuple[ops.Frames, dict[str, object], ops.Header]:
     header = ops.probe(source, limits)
     if header.pages > 1 and fmt in ANIMATED_FORMATS and header.format in ANIMATED_FORMATS:
         frames, meta = ops.load_frames(source, header)
         return frames, meta, header
-    first = _first_resize(plan)
+    first = first_resize(plan)
+    if stand_in is not None and first is None:
+        raise ValueError("a working copy stands in only for a chain whose first stage scales")
     if first is not None:
-        # Shrink-on-load: plan the first stage's geometry on the header, then let
+        # Shrink-on-load: plan the first stage's geometry on the original's size, then let
         # thumbnail_buffer decode at reduced scale straight to the scaled size.
-        geometry = ops.plan_geometry(header.width, header.height, first, limits)
-        if geometry.scaled != (header.width, header.height):
+        size = (header.width, header.height) if stand_in is None else stand_in.size
+        geometry = ops.plan_geometry(*size, first, limits)
+        if stand_in is not None or geometry.scaled != size:
             width, height = geometry.scaled
             img = pyvips.Image.thumbnail_buffer(source, width, height=height, size="force")
             # thumbnail reads sequentially; later steps (smartcrop, rotate, flip) need random
@@ -181,7 +200,7 @@ def _load(
             img = ops.to_srgb(img).copy_memory()
             if (img.width, img.height) != geometry.scaled:  # rounding inside libvips
                 img = ops.scale_to(img, geometry.scaled)
-            ctx.planned_from = (header.width, header.height)
+            ctx.planned_from = size
             return (img,), {}, header
     img = pyvips.Image.new_from_buffer(source, "").autorot()
     return (ops.to_srgb(img),), {}, header
@@ -192,13 +211,14 @@ def _render(
     plan: Plan,
     overlays: Mapping[str, bytes] | None,
     limits: Limits,
+    stand_in: StandIn | None = None,
     focal: tuple[float, float] | None = None,
     auto: quality.AutoQuality = quality.SEARCH,
 ) -> tuple[Rendered, ops.Header]:
     ctx = ops.Context(limits=limits, overlays=overlays or {}, focal=focal)
     header = ops.probe(source, limits)
-    fmt = plan.format or header.format
-    frames, meta, header = _load(source, plan, fmt, limits, ctx)
+    fmt = plan.format or (header.format if stand_in is None else stand_in.format)
+    frames, meta, header = _load(source, plan, fmt, limits, ctx, stand_in)
     icc = bool(frames[0].get_typeof("icc-profile-data"))
     for stage in plan.stages:
         for step in STEPS:
@@ -230,15 +250,17 @@ def render(
     *,
     overlays: Mapping[str, bytes] | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    stand_in: StandIn | None = None,
     focal: tuple[float, float] | None = None,
     auto: quality.AutoQuality = quality.SEARCH,
 ) -> Rendered:
     """The derivative `plan` describes, encoded. Raises only OriginError subclasses.
+    With `stand_in`, `source` is a working copy of that original (origin.pyramid.choose).
     With `focal` (the source's stored attention point, as fractions), a first-stage `g_auto`
     cut is centred on it instead of running libvips attention.
     `auto` resolves `q_auto` (origin.quality): a quality chosen before, else a search."""
     rendered: Rendered = _guard(
-        lambda: _render(source, plan, overlays, limits, focal=focal, auto=auto)[0]
+        lambda: _render(source, plan, overlays, limits, stand_in, focal=focal, auto=auto)[0]
     )
     return rendered
 

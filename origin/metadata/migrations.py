@@ -56,10 +56,15 @@ def _add_auto_qualities(conn: Connection) -> None:
     tables.auto_qualities.create(conn, checkfirst=True)
 
 
+def _add_working_copies(conn: Connection) -> None:
+    add_missing_columns(conn, tables.images, ("working_copies",))
+
+
 MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (1, "users, images, transformed images, refresh tokens, signing keys", _create_tables),
     (2, "upload-time analysis: blurhash, dominant colour, focal point", _add_analysis),
     (3, "q_auto choices", _add_auto_qualities),
+    (4, "working copies of large originals (a pyramid)", _add_working_copies),
 )
 
 LATEST = MIGRATIONS[-1][0]

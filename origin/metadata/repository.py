@@ -62,6 +62,15 @@ class Analysis:
 
 
 @dataclass(frozen=True)
+class WorkingCopy:
+    """A reduced, visually lossless version of an original, stored at upload (origin.pyramid)."""
+
+    width: int
+    height: int
+    storage_key: str
+
+
+@dataclass(frozen=True)
 class ImageRecord:
     id: str
     user_id: str
@@ -76,6 +85,7 @@ class ImageRecord:
     created_at: datetime
     metadata: dict[str, Any] = field(default_factory=dict, compare=False)
     analysis: Analysis | None = None  # None for rows stored before migration 2
+    working_copies: tuple[WorkingCopy, ...] = ()  # smallest first; not counted in the quota
 
 
 @dataclass(frozen=True)
@@ -154,7 +164,19 @@ def _image(row: sa.Row[Any]) -> ImageRecord:
         created_at=row.created_at,
         metadata=json.loads(row.metadata_json or "{}"),
         analysis=_analysis(row),
+        working_copies=_working_copies(row.working_copies),
     )
+
+
+def _working_copies(text: str | None) -> tuple[WorkingCopy, ...]:
+    copies = (WorkingCopy(int(w), int(h), str(key)) for w, h, key in json.loads(text or "[]"))
+    return tuple(sorted(copies, key=lambda c: c.width * c.height))
+
+
+def _working_copies_json(copies: tuple[WorkingCopy, ...]) -> str | None:
+    if not copies:
+        return None
+    return json.dumps([[c.width, c.height, c.storage_key] for c in copies], separators=(",", ":"))
 
 
 def _analysis(row: sa.Row[Any]) -> Analysis | None:
@@ -268,6 +290,7 @@ class Repository:
                     metadata_json=json.dumps(image.metadata, separators=(",", ":")),
                     created_at=image.created_at,
                     **_analysis_values(image.analysis),
+                    working_copies=_working_copies_json(image.working_copies),
                 )
             )
 
@@ -340,10 +363,14 @@ class Repository:
         return image, derived
 
     async def referenced_keys(self) -> set[str]:
-        """Every storage key a row refers to (originals and derivatives), for ``gc``."""
+        """Every storage key a row refers to (originals, their working copies and
+        derivatives), for ``gc``."""
         async with self.db.read() as conn:
-            originals = (await conn.execute(sa.select(images.c.storage_key))).scalars()
-            keys = set(originals)
+            rows = await conn.execute(sa.select(images.c.storage_key, images.c.working_copies))
+            keys = set()
+            for original, copies in rows:
+                keys.add(original)
+                keys.update(c.storage_key for c in _working_copies(copies))
             derived = (await conn.execute(sa.select(transformed_images.c.storage_key))).scalars()
             keys.update(derived)
         return keys

@@ -1,0 +1,136 @@
+"""Working copies (a pyramid): reduced, visually lossless versions of a large still original,
+made once at upload so that a small derivative never decodes every pixel of the original.
+
+Which levels: the reductions of the upright original by 2, 4, 8, … whose long side is at
+least ``MIN_LEVEL_SIDE`` px; the ``MAX_LEVELS`` smallest of them (a 4000×3000 original gets
+2000×1500 and 1000×750; a 1920×1080 one gets 960×540; one under 1600 px gets none).
+Animated images and GIFs get none.
+
+How they are stored: upright (EXIF orientation applied, none recorded), converted to sRGB
+(the sRGB profile is kept when the original had a profile, as derivatives keep it), no other
+metadata. Opaque levels are baseline JPEG at q95 without chroma subsampling: fast to decode,
+and libjpeg's shrink-on-load still applies to them; levels with alpha are PNG (lossless).
+They live under the image's prefix, ``{user_id}/{image_id}/work/{w}x{h}.{ext}``, are recorded
+on the image row and do not count toward the owner's quota.
+
+Which level a render uses (``choose``): only when the chain's first stage scales (a resize
+that is not ``c_crop``); its geometry is planned on the original's size, and the smallest
+level at least twice the scaled size on both axes is decoded instead of the original
+(``origin.pipeline.StandIn``). Everything else — ``c_crop`` (its ``x_``/``y_`` are original
+pixels and it keeps them 1:1), a first stage that does not scale, enlarging, scaling to more
+than half a level — uses the original. docs/performance.md has the measurements (SSIM of
+derivatives from a level against those from the original, and render times).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pyvips
+
+from origin import ops
+from origin.errors import OriginError
+from origin.metadata.repository import WorkingCopy
+from origin.path import Limits, Plan
+from origin.pipeline import first_resize
+from origin.probe import Probe
+
+log = logging.getLogger(__name__)
+
+MIN_LEVEL_SIDE = 800
+MAX_LEVELS = 2
+JPEG_QUALITY = 95
+FORMATS = ("jpeg", "png", "webp", "avif")  # originals that get levels (stills only)
+
+
+@dataclass(frozen=True)
+class Level:
+    """A level built from an original, ready to store."""
+
+    width: int
+    height: int
+    ext: str
+    media_type: str
+    body: bytes = b""
+
+
+def level_sizes(fmt: str, frames: int, width: int, height: int) -> list[tuple[int, int]]:
+    """The sizes of the levels an upright ``width``×``height`` original gets, largest first."""
+    if fmt not in FORMATS or frames != 1:
+        return []
+    sizes = []
+    factor = 2
+    while max(width, height) / factor >= MIN_LEVEL_SIDE:
+        sizes.append((max(1, round(width / factor)), max(1, round(height / factor))))
+        factor *= 2
+    return sizes[-MAX_LEVELS:]
+
+
+def build(data: bytes, sizes: Sequence[tuple[int, int]]) -> list[Level]:
+    """Encode the levels of ``sizes`` (largest first); none when libvips fails (a level is an
+    optimisation: the upload goes on without it). Synchronous libvips: run it in the pool."""
+    if not sizes:
+        return []
+    try:
+        return _build(data, sizes)
+    except pyvips.Error as exc:
+        log.warning("no working copies: %s", str(exc).strip()[:300])
+        return []
+
+
+def _build(data: bytes, sizes: Sequence[tuple[int, int]]) -> list[Level]:
+    width, height = sizes[0]
+    # The largest level straight from the original, with shrink-on-load (as renders do);
+    # each smaller one from the level above it, in memory.
+    img = pyvips.Image.thumbnail_buffer(data, width, height=height, size="force")
+    img = ops.to_srgb(img).copy_memory()
+    levels = []
+    for size in sizes:
+        if (img.width, img.height) != size:  # thumbnail may round by a pixel
+            img = ops.scale_to(img, size).copy_memory()
+        levels.append(_encode(img))
+    return levels
+
+
+def _encode(img: pyvips.Image) -> Level:
+    icc = bool(img.get_typeof("icc-profile-data"))
+    keep = int(pyvips.ForeignKeep.ICC if icc else pyvips.ForeignKeep.NONE)
+    if ops.has_alpha(img):
+        # PNG, not lossless WebP: libvips shrinks WebP on load with libwebp's coarse scaler
+        body = img.pngsave_buffer(compression=3, keep=keep)
+        return Level(img.width, img.height, "png", "image/png", bytes(body))
+    body = img.jpegsave_buffer(
+        Q=JPEG_QUALITY, subsample_mode="off", optimize_coding=True, interlace=False, keep=keep
+    )
+    return Level(img.width, img.height, "jpg", "image/jpeg", bytes(body))
+
+
+def build_for(data: bytes, probe: Probe) -> list[Level]:
+    """The levels of a validated upload (none for small, animated or GIF originals)."""
+    return build(data, level_sizes(probe.format, probe.frames, probe.width, probe.height))
+
+
+def working_copy(user_id: str, image_id: str, level: Level) -> WorkingCopy:
+    """The record of ``level`` stored under the image's prefix."""
+    key = f"{user_id}/{image_id}/work/{level.width}x{level.height}.{level.ext}"
+    return WorkingCopy(level.width, level.height, key)
+
+
+def choose(
+    plan: Plan, width: int, height: int, levels: Sequence[WorkingCopy], limits: Limits
+) -> WorkingCopy | None:
+    """The smallest level (``levels`` smallest first) at least twice the size the plan's first
+    stage scales a ``width``×``height`` original to, on both axes; None: use the original."""
+    stage = first_resize(plan)
+    if stage is None or not levels:
+        return None
+    try:
+        scaled_w, scaled_h = ops.plan_geometry(width, height, stage, limits).scaled
+    except OriginError:
+        return None  # the render refuses it with the right error
+    for level in sorted(levels, key=lambda c: c.width * c.height):
+        if level.width >= 2 * scaled_w and level.height >= 2 * scaled_h:
+            return level
+    return None

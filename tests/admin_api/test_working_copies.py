@@ -1,0 +1,152 @@
+"""Working copies through the whole app, on every (database × storage) pair: an upload writes
+them (objects first, row second, none left when the row fails), the origin renders a small
+derivative from one (shown on pixels), falls back to the original when one is missing,
+delete removes them and gc keeps them while their row exists."""
+
+from __future__ import annotations
+
+import pytest
+import pyvips
+
+from imgorigin.gc import collect_garbage
+from origin.path import Plan, parse_path
+from origin.pipeline import render
+from tests.admin_api.conftest import Api, make_image
+from tests.admin_api.test_auth import assert_error
+from tests.admin_api.test_failures import install_failing_trigger
+from tests.admin_api.test_images import object_keys, usage
+from tests.origin.test_pyramid import jpeg, mosaic, ssim
+
+MAGENTA = [255, 0, 255]
+
+
+def plan(chain: str) -> Plan:
+    return parse_path(f"/i/{'0' * 32}/{chain}/x.png")
+
+
+def mosaic_jpeg() -> bytes:
+    return jpeg(mosaic())  # 3200×2400: levels 1600×1200 and 800×600
+
+
+async def upload_big(api: Api) -> tuple[str, str, dict[str, str], bytes]:
+    user_id, headers = await api.user()
+    data = mosaic_jpeg()
+    answer = await api.upload(headers, data)
+    assert answer.status_code == 201, answer.text
+    return user_id, answer.json()["id"], headers, data
+
+
+def colour_at(body: bytes, x: int, y: int) -> list[int]:
+    img = pyvips.Image.new_from_buffer(body, "")
+    return [round(v) for v in img(x, y)[:3]]
+
+
+def solid_jpeg(width: int, height: int, colour: list[int]) -> bytes:
+    img = (pyvips.Image.black(width, height, bands=3) + colour).cast("uchar")
+    return bytes(img.copy(interpretation="srgb").jpegsave_buffer(Q=95))
+
+
+async def test_upload_writes_the_working_copies_outside_the_quota(api: Api) -> None:
+    user_id, image_id, headers, data = await upload_big(api)
+    record = await api.runtime.repo.image(image_id)
+    assert record is not None
+    prefix = f"{user_id}/{image_id}"
+    assert [(c.width, c.height, c.storage_key) for c in record.working_copies] == [
+        (800, 600, f"{prefix}/work/800x600.jpg"),
+        (1600, 1200, f"{prefix}/work/1600x1200.jpg"),
+    ]
+    assert await object_keys(api) == sorted(
+        [f"{prefix}/original.jpg", f"{prefix}/work/800x600.jpg", f"{prefix}/work/1600x1200.jpg"]
+    )
+    for copy in record.working_copies:
+        img = pyvips.Image.new_from_buffer(await api.runtime.storage.get(copy.storage_key), "")
+        assert (img.width, img.height, img.get("vips-loader")) == (
+            copy.width,
+            copy.height,
+            "jpegload_buffer",
+        )
+    assert await usage(api, headers) == (1, len(data))  # the original only
+
+
+@pytest.mark.parametrize(
+    "data",
+    [make_image("jpeg", 1500, 1000), make_image("gif", 2000, 1600)],
+    ids=["small", "gif"],
+)
+async def test_small_and_gif_originals_get_none(api: Api, data: bytes) -> None:
+    _, headers = await api.user()
+    answer = await api.upload(headers, data)
+    assert answer.status_code == 201, answer.text
+    record = await api.runtime.repo.image(answer.json()["id"])
+    assert record is not None and record.working_copies == ()
+    assert len(await object_keys(api)) == 1
+
+
+async def test_a_small_derivative_is_rendered_from_the_smallest_level_that_serves_it(
+    api: Api,
+) -> None:
+    user_id, image_id, headers, _ = await upload_big(api)
+    # Paint the 800×600 level magenta: what is rendered from it shows.
+    small = f"{user_id}/{image_id}/work/800x600.jpg"
+    await api.runtime.storage.put(small, solid_jpeg(800, 600, MAGENTA), content_type="image/jpeg")
+
+    async def magenta(chain: str) -> bool:
+        answer = await api.http.get(f"/i/{image_id}/{chain}/x.png", headers=headers)
+        assert answer.status_code == 200, answer.text
+        img = pyvips.Image.new_from_buffer(answer.content, "")
+        centre = colour_at(answer.content, img.width // 2, img.height // 2)
+        return all(abs(a - b) <= 3 for a, b in zip(centre, MAGENTA, strict=True))
+
+    assert await magenta("w_300,h_200,c_fit")
+    assert await magenta("w_400,c_fit")  # exactly half the level
+    assert not await magenta("w_401,c_fit")  # the 1600×1200 level
+    assert not await magenta("x_1500,y_1100,w_200,h_200,c_crop")  # the original
+    assert not await magenta("r_90/w_100,c_fit")  # the first stage does not scale
+
+
+async def test_a_missing_working_copy_falls_back_to_the_original(api: Api) -> None:
+    user_id, image_id, headers, data = await upload_big(api)
+    await api.runtime.storage.delete_prefix(f"{user_id}/{image_id}/work/")
+    answer = await api.http.get(f"/i/{image_id}/w_300,h_200,c_fit/x.png", headers=headers)
+    assert answer.status_code == 200
+    assert answer.content == render(data, plan("w_300,h_200,c_fit")).body
+
+
+async def test_delete_removes_the_working_copies(api: Api) -> None:
+    _, image_id, headers, _ = await upload_big(api)
+    assert (await api.http.delete(f"/api/images/{image_id}", headers=headers)).status_code == 204
+    assert await object_keys(api) == []
+    assert await usage(api, headers) == (0, 0)
+
+
+async def test_gc_keeps_working_copies_of_a_stored_image_and_removes_orphaned_ones(
+    api: Api,
+) -> None:
+    user_id, image_id, _, _ = await upload_big(api)
+    before = await object_keys(api)
+    assert await collect_garbage(api.runtime, min_age=0) == []
+    assert await object_keys(api) == before
+    # A crash between a delete's rows and its objects: the rows are gone, the objects stay.
+    assert await api.runtime.repo.delete_image(image_id, user_id) is not None
+    removed = await collect_garbage(api.runtime, min_age=0)
+    assert sorted(removed) == before
+    assert await object_keys(api) == []
+
+
+async def test_a_failed_row_removes_the_working_copies_too(api: Api) -> None:
+    _, headers = await api.user()
+    await install_failing_trigger(api)
+    answer = await api.upload(headers, mosaic_jpeg())
+    assert_error(answer, 500, "internal_error")
+    assert await object_keys(api) == []
+    assert await usage(api, headers) == (0, 0)
+
+
+async def test_derivatives_from_a_level_over_http_match_the_original(api: Api) -> None:
+    _, image_id, headers, data = await upload_big(api)
+    for chain in ("w_300,h_200,c_fill,g_auto", "w_500,c_fit,e_blur:30", "w_640,h_480,c_pad"):
+        answer = await api.http.get(f"/i/{image_id}/{chain}/x.png", headers=headers)
+        assert answer.status_code == 200
+        from_original = render(data, plan(chain)).body
+        assert answer.content != from_original  # made from a level…
+        assert ssim(answer.content, from_original) >= 0.99  # …and indistinguishable

@@ -1,0 +1,96 @@
+"""Migration 4 (working copies) on SQLite and PostgreSQL: a database from before it gets the
+nullable column, its rows read back without copies, new rows keep theirs, and gc's list of
+referenced keys includes them."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from origin.metadata.database import Database
+from origin.metadata.migrations import LATEST, current_version, migrate
+from origin.metadata.repository import ImageRecord, Repository, WorkingCopy
+from origin.metadata.tables import images, schema_version
+
+NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
+
+
+def record(user_id: str, copies: tuple[WorkingCopy, ...] = ()) -> ImageRecord:
+    image_id = secrets.token_hex(16)
+    return ImageRecord(
+        id=image_id,
+        user_id=user_id,
+        original_filename="big.jpg",
+        mime_type="image/jpeg",
+        format="jpeg",
+        size_bytes=100,
+        width=4000,
+        height=3000,
+        storage_key=f"{user_id}/{image_id}/original.jpg",
+        content_hash="ab" * 32,
+        created_at=NOW,
+        working_copies=copies,
+    )
+
+
+async def image_columns(db: Database) -> set[str]:
+    async with db.read() as conn:
+        found = await conn.run_sync(lambda c: sa.inspect(c).get_columns("images"))
+    return {c["name"] for c in found}
+
+
+async def before_migration_4(db: Database) -> None:
+    """Make a fresh database look like one migrated before migration 4 existed."""
+    async with db.write() as conn:
+        await conn.execute(sa.text("ALTER TABLE images DROP COLUMN working_copies"))
+        await conn.execute(schema_version.delete().where(schema_version.c.version == 4))
+
+
+async def test_migration_4_adds_the_column_to_an_older_database(database: Database) -> None:
+    repo = Repository(database)
+    user_id = secrets.token_hex(16)
+    await repo.create_user(user_id, "old@example.com", "hash", NOW)
+    await before_migration_4(database)
+    assert "working_copies" not in await image_columns(database)
+    old = record(user_id)
+    async with database.write() as conn:  # a row written by the old code
+        await conn.execute(
+            images.insert().values(
+                id=old.id,
+                user_id=user_id,
+                original_filename=old.original_filename,
+                mime_type=old.mime_type,
+                format=old.format,
+                size_bytes=old.size_bytes,
+                width=old.width,
+                height=old.height,
+                storage_key=old.storage_key,
+                content_hash=old.content_hash,
+                created_at=old.created_at,
+            )
+        )
+
+    assert await migrate(database) == [4]
+    assert "working_copies" in await image_columns(database)
+    assert await current_version(database) == LATEST
+    assert await migrate(database) == []
+
+    stored = await repo.image(old.id)
+    assert stored is not None and stored.working_copies == ()
+
+    prefix = f"{user_id}/new"
+    copies = (
+        WorkingCopy(2000, 1500, f"{prefix}/work/2000x1500.jpg"),
+        WorkingCopy(1000, 750, f"{prefix}/work/1000x750.jpg"),
+    )
+    new = record(user_id, copies)
+    await repo.add_image(new, 10**9)
+    again = await repo.image(new.id)
+    assert again is not None
+    assert again.working_copies == (copies[1], copies[0])  # smallest first
+    referenced = await repo.referenced_keys()
+    assert {old.storage_key, new.storage_key, *(c.storage_key for c in copies)} == referenced
+    user = await repo.user_by_id(user_id)
+    assert user is not None and user.storage_used_bytes == new.size_bytes  # copies are free
