@@ -53,6 +53,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--floor-seconds", type=float, default=5.0, help="per workload (0 = skip)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     p.add_argument("--keep-work", action="store_true", help="keep the temporary folder (logs)")
+    p.add_argument(
+        "--no-working-copies",
+        action="store_true",
+        help="seed imgorigin's originals without their working copies (the pyramid's 'before')",
+    )
     args = p.parse_args(argv)
     args.workloads = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
     unknown = [w for w in args.workloads if w not in WORKLOADS]
@@ -224,12 +229,15 @@ def bench_server(
     return out
 
 
-def floor(images_dir: Path, wanted: list[Workload], seconds: float) -> dict[str, Any]:
+def floor(
+    images_dir: Path, wanted: list[Workload], seconds: float, working_copies: bool = True
+) -> dict[str, Any]:
     cold = [w.name for w in wanted if w.mode == "cold"]
     if not cold or seconds <= 0:
         return {}
+    argv = [sys.executable, "-m", "benchmarks.floor", str(images_dir), str(seconds), ",".join(cold)]
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.floor", str(images_dir), str(seconds), ",".join(cold)],
+        argv + ([] if working_copies else ["--no-working-copies"]),
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -273,7 +281,11 @@ def main(argv: list[str] | None = None) -> int:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _interrupt)
-    servers = [s for s in all_servers() if not args.only or s.name in args.only]
+    servers = [
+        s
+        for s in all_servers(working_copies=not args.no_working_copies)
+        if not args.only or s.name in args.only
+    ]
     wanted = [WORKLOADS[w] for w in args.workloads]
     print("building workload images…", flush=True)
     images = images_mod.build(PEERS / "images")
@@ -310,7 +322,10 @@ def main(argv: list[str] | None = None) -> int:
         registry.stop_all()
         print("floor (in-process pipeline)…", flush=True)
         results["floor"] = floor(
-            images["w1.jpg"].parent, wanted, min(args.floor_seconds, args.duration)
+            images["w1.jpg"].parent,
+            wanted,
+            min(args.floor_seconds, args.duration),
+            working_copies=not args.no_working_copies,
         )
         results["environment"] = environment(
             args,

@@ -53,9 +53,14 @@ def table(results: dict[str, Any]) -> str:
             )
         floor = results.get("floor", {}).get("workloads", {}).get(w)
         if floor:
+            copy = floor.get("working_copy")
+            source = (
+                f"{copy}; the original: {floor['original_ms_per_op']:.1f} ms/op" if copy else ""
+            )
             rows.append(
                 f"| {w} | floor (in-process, 1 thread) | ≤ {floor['ceiling_rps_2_cores']:.1f} "
-                f"(2 cores) | {floor['ops']} ops | {floor['ms_per_op']:.1f} ms/op | | "
+                f"(2 cores) | {floor['ops']} ops{', from ' + source if source else ''} "
+                f"| {floor['ms_per_op']:.1f} ms/op | | "
                 f"{floor['ms_per_op']:.1f} | {_mb(results['floor'].get('peak_rss_bytes'))} "
                 f"| {floor['bytes']:,} | {floor['width']}×{floor['height']} | | |"
             )

@@ -4,7 +4,9 @@ Every server gets the same machine (both cores) and listens on 127.0.0.1 only:
 
 - imgorigin: ``imgorigin serve --workers 2`` (uvicorn, uvloop, httptools), ``CONCURRENCY=1``
   libvips job per process, ``MALLOC_ARENA_MAX=2``. Cold mode: ``CACHE_MAX_BYTES=0`` and a
-  fresh storage folder and database; hot mode (W4): the default in-process cache.
+  fresh storage folder and database; hot mode (W4): the default in-process cache. The
+  originals are stored as an upload stores them, working copies included
+  (``--no-working-copies``: the originals alone).
 - thumbor (PyPI, own venv): one process, ``ENGINE_THREADPOOL_SIZE=2``, file loader, no
   original storage, unsafe URLs; result storage off (cold) or file result storage (hot);
   gifsicle engine for animated GIFs when ``gifsicle`` is on PATH.
@@ -106,19 +108,16 @@ IMAGE_IDS = {
     name: hashlib.sha256(f"bench/{name}".encode()).hexdigest()[:32]
     for name in ("w1.jpg", "w3.png", "w5.gif")
 }
-FORMAT_OF = {
-    "jpg": ("jpeg", "image/jpeg"),
-    "png": ("png", "image/png"),
-    "gif": ("gif", "image/gif"),
-}
 
 
 class Imgorigin(Server):
-    def __init__(self) -> None:
+    def __init__(self, working_copies: bool = True) -> None:
         super().__init__(
             name="imgorigin",
-            note="2 uvicorn workers, CONCURRENCY=1 each",
+            note="2 uvicorn workers, CONCURRENCY=1 each"
+            + ("" if working_copies else ", no working copies"),
         )
+        self.working_copies = working_copies
 
     def env(self, data: Path, cache: bool) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CACHE_MAX_BYTES")}
@@ -145,7 +144,7 @@ class Imgorigin(Server):
         subprocess.run(
             [str(VENV_BIN / "imgorigin"), "migrate"], env=env, check=True, capture_output=True
         )
-        seed(env, images)
+        seed(env, images, self.working_copies)
         port = free_port()
         argv = [
             str(VENV_BIN / "imgorigin"),
@@ -179,9 +178,13 @@ class Imgorigin(Server):
         )
 
 
-def seed(env: dict[str, str], images: dict[str, Path]) -> None:
-    """Put the originals in storage and their rows in the database (what an upload does)."""
+def seed(env: dict[str, str], images: dict[str, Path], working_copies: bool = True) -> None:
+    """Store the originals, their working copies and rows as an upload does (the upload's
+    own ``store_image``); ``working_copies=False`` stores the originals alone."""
+    from admin_api.endpoints import store_image
+    from origin import pyramid
     from origin.metadata.repository import ImageRecord
+    from origin.probe import probe_upload
     from origin.runtime import open_runtime
     from origin.settings import Settings
 
@@ -194,25 +197,22 @@ def seed(env: dict[str, str], images: dict[str, Path]) -> None:
             await runtime.repo.create_user(user_id, "bench@example.invalid", "!", now)
             for name, path in images.items():
                 data = path.read_bytes()
-                fmt, mime = FORMAT_OF[name.rsplit(".", 1)[1]]
-                import pyvips
-
-                img = pyvips.Image.new_from_buffer(data, "")
+                probe = probe_upload(data, max_source_pixels=settings.max_source_pixels)
                 image = ImageRecord(
                     id=IMAGE_IDS[name],
                     user_id=user_id,
                     original_filename=name,
-                    mime_type=mime,
-                    format=fmt,
+                    mime_type=probe.mime_type,
+                    format=probe.format,
                     size_bytes=len(data),
-                    width=img.width,
-                    height=img.get("page-height") if img.get_typeof("page-height") else img.height,
+                    width=probe.width,
+                    height=probe.height,
                     storage_key=f"{user_id}/{IMAGE_IDS[name]}/original.{name.rsplit('.', 1)[1]}",
                     content_hash=hashlib.sha256(data).hexdigest(),
                     created_at=now,
                 )
-                await runtime.storage.put(image.storage_key, data, content_type=mime)
-                await runtime.repo.add_image(image, settings.user_quota_bytes)
+                levels = pyramid.build_for(data, probe) if working_copies else []
+                await store_image(runtime, image, data, levels)
 
     asyncio.run(go())
 
@@ -356,5 +356,5 @@ class Ipx(Server):
         return f"/{mods},f_{fmt}/{workload.source}"
 
 
-def all_servers() -> list[Server]:
-    return [Imgorigin(), Thumbor(), Ipx()]
+def all_servers(working_copies: bool = True) -> list[Server]:
+    return [Imgorigin(working_copies), Thumbor(), Ipx()]
