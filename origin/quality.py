@@ -12,8 +12,9 @@ thread. Chroma is not measured: JPEG's 4:2:0 subsampling and colour quantisation
 only through their effect on luma.
 
 The search is a bounded binary search over a per-format grid of qualities (``RANGES``:
-11 values, 5 apart), for the lowest quality whose SSIM reaches the target. It tests 4
-qualities (a fifth encode when every tested one missed and the top of the range is taken), and
+5 apart, from a floor up to the format's default quality), for the lowest quality whose SSIM
+reaches the target. It tests at most 4 qualities (one more encode when every tested one
+missed and the top of the range, the default, is taken), and
 what it returns always satisfies: the chosen quality reaches the target, or is the top of the
 range; the quality one step below it was tested and missed, or the choice is the bottom of
 the range. SSIM is not strictly monotonic in the quality (JPEG on large flat areas can dip a
@@ -57,12 +58,14 @@ class QualityRange:
         return tuple(range(self.low, self.high + 1, self.step))
 
 
-# Lossy formats only: PNG and GIF are lossless (or palette) and keep their defaults.
+# Lossy formats only: PNG and GIF are lossless (or palette) and keep their defaults. Each
+# range tops out at the format's default quality (a test holds them equal): q_auto never
+# spends more bytes than no q_ at all; where even the default misses the target, it is used.
 RANGES: Mapping[str, QualityRange] = MappingProxyType(
     {
-        "jpeg": QualityRange(40, 90, 5),
-        "webp": QualityRange(40, 90, 5),
-        "avif": QualityRange(30, 80, 5),
+        "jpeg": QualityRange(40, 80, 5),
+        "webp": QualityRange(40, 80, 5),
+        "avif": QualityRange(30, 60, 5),
     }
 )
 
