@@ -1,0 +1,48 @@
+"""Animations: an opaque one loses its (always present) alpha band at load, so frames are
+resized as 8-bit RGB; one with transparent pixels keeps them, in GIF and in WebP out."""
+
+from __future__ import annotations
+
+import pytest
+import pyvips
+
+from origin import ops
+from origin.path import DEFAULT_LIMITS
+from tests.origin.conftest import animated
+from tests.origin.test_pipeline import run
+
+
+def holed(fmt: str) -> bytes:
+    """Six 60x40 frames of one colour each, with a transparent 20x20 square in the middle."""
+    frames = []
+    for colour in ([230, 30, 30], [30, 200, 30], [30, 30, 220]) * 2:
+        rgb = (pyvips.Image.black(60, 40, bands=3) + colour).cast("uchar")
+        alpha = (pyvips.Image.black(60, 40) + 255).draw_rect(0, 20, 10, 20, 20, fill=True)
+        frames.append(rgb.bandjoin(alpha.cast("uchar")).copy(interpretation="srgb"))
+    strip = pyvips.Image.arrayjoin(frames, across=1).copy()
+    strip.set_type(pyvips.GValue.gint_type, "page-height", 40)
+    strip.set_type(pyvips.GValue.array_int_type, "delay", [100] * 6)
+    if fmt == "webp":
+        return bytes(strip.webpsave_buffer(lossless=True))
+    return bytes(strip.gifsave_buffer())
+
+
+@pytest.mark.parametrize("fmt", ["gif", "webp"])
+def test_an_opaque_animation_is_loaded_without_alpha(fmt: str) -> None:
+    data = animated(fmt)
+    frames, _ = ops.load_frames(data, ops.probe(data, DEFAULT_LIMITS))
+    assert len(frames) == 6 and all(f.bands == 3 for f in frames)
+
+
+@pytest.mark.parametrize("fmt", ["gif", "webp"])
+def test_transparent_pixels_survive(fmt: str) -> None:
+    data = holed(fmt)
+    frames, _ = ops.load_frames(data, ops.probe(data, DEFAULT_LIMITS))
+    assert all(f.bands == 4 for f in frames)
+    out = run("w_30,c_fit", fmt, source=data)
+    strip = pyvips.Image.new_from_buffer(out.body, "", n=-1)
+    assert strip.bands == 4 and strip.get("page-height") == 20
+    for i in range(6):
+        frame = strip.extract_area(0, i * 20, 30, 20)
+        assert frame(15, 10)[3] == 0  # the hole, scaled to 10x10 in the middle
+        assert frame(2, 2)[3] == 255
