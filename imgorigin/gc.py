@@ -1,7 +1,8 @@
 """``imgorigin gc``: remove stored objects that no row refers to.
 
-An upload writes its object before its row, so an object younger than ``min_age`` may
-belong to an upload still in flight and is left alone. Leftovers of interrupted local
+An upload writes its objects (the original, then its working copies) before its row, so an
+object younger than ``min_age`` may belong to an upload still in flight and is left alone.
+Working copies are referenced by their image's row (``images.working_copies``). Leftovers of interrupted local
 writes (``.tmp/*.part``) older than ``min_age`` are removed too.
 """
 
