@@ -355,14 +355,14 @@ async def store_image(
     image = dataclasses.replace(image, working_copies=copies)
     objects = [(image.storage_key, data, image.mime_type)]
     objects += [(c.storage_key, v.body, v.media_type) for c, v in zip(copies, levels, strict=True)]
-    attempted: list[str] = []
+    written: list[str] = []  # a write that failed is not removed (gc takes what lands late)
     try:
         for key, body, media_type in objects:
-            attempted.append(key)
             await runtime.storage.put(key, body, content_type=media_type)
+            written.append(key)
         await runtime.repo.add_image(image, runtime.settings.user_quota_bytes)
     except BaseException as exc:
-        await remove_objects(runtime, attempted)
+        await remove_objects(runtime, written)
         if isinstance(exc, QuotaWouldBeExceeded):
             raise QuotaExceeded("this upload would exceed your storage quota") from None
         raise
