@@ -270,7 +270,13 @@ class Origin:
             try:
                 if metadata_only:
                     made = pipeline.render(
-                        original, plan, overlays=extra, limits=limits, focal=focal, auto=auto
+                        original,
+                        plan,
+                        overlays=extra,
+                        limits=limits,
+                        stand_in=stand_in,
+                        focal=focal,
+                        auto=auto,
                     )
                     facts = pipeline.facts(made, original, limits=limits, summary=summary)
                     body = json.dumps(facts, separators=(",", ":")).encode("utf-8")
@@ -337,9 +343,11 @@ class Origin:
         self, source: Source, plan: Plan
     ) -> tuple[bytes, pipeline.StandIn | None]:
         """The bytes to render from: the smallest working copy that serves the plan
-        (origin.pyramid), else the original. A copy whose object is gone falls back."""
+        (origin.pyramid), else the original. A copy whose object is gone falls back. A
+        ``.json`` plan uses the copy its image would (its ``bytes`` are the served image's)
+        only when the source summary is stored, since it would be computed from the bytes."""
         copy = None
-        if not plan.metadata_only:
+        if not plan.metadata_only or source.analysis is not None:
             copy = pyramid.choose(
                 plan, source.width, source.height, source.working_copies, self.runtime.limits
             )

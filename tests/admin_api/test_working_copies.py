@@ -150,3 +150,12 @@ async def test_derivatives_from_a_level_over_http_match_the_original(api: Api) -
         from_original = render(data, plan(chain)).body
         assert answer.content != from_original  # made from a level…
         assert ssim(answer.content, from_original) >= 0.99  # …and indistinguishable
+
+
+async def test_json_describes_the_derivative_served_from_a_level(api: Api) -> None:
+    _, image_id, headers, data = await upload_big(api)
+    chain = "w_300,h_200,c_fit"
+    served = await api.http.get(f"/i/{image_id}/{chain}/x.webp", headers=headers)
+    facts = (await api.http.get(f"/i/{image_id}/{chain},f_webp/x.json", headers=headers)).json()
+    assert (facts["width"], facts["height"], facts["bytes"]) == (267, 200, len(served.content))
+    assert served.content != render(data, parse_path(f"/i/{'0' * 32}/{chain}/x.webp")).body
