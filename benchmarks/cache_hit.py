@@ -13,7 +13,11 @@ access log, in this one run; the same load generator hits both, alternately, ``R
   second), the request id, the contract's seven headers, the metrics and one
   ``imgorigin.access`` log line (to a file) per request.
 
-Run: ``.venv/bin/python benchmarks/cache_hit.py [seconds] [connections]``. Needs ~30 s.
+Besides req/s it prints each server's CPU time per request and how busy its core was (from
+``/proc``): with both servers at ~1.0 the req/s ratio is the servers' ratio, not the load
+generator's.
+
+Run: ``.venv/bin/python benchmarks/cache_hit.py [seconds] [connections]``. Needs ~60 s.
 """
 
 from __future__ import annotations
@@ -84,6 +88,13 @@ def uvicorn(app: str, port: int, env: dict[str, str], log: Path) -> subprocess.P
         )
     wait_for_port(port, timeout=30)
     return process
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux ``/proc``). A server whose busy
+    share is below ~0.95 was waiting for the load generator: its req/s is not its limit."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pinned(cpu: str) -> list[str]:
@@ -174,13 +185,20 @@ def main() -> None:
             bare = uvicorn("benchmarks.cache_hit:bare_app", bare_port, bare_env, tmp / "b.log")
             try:
                 results: dict[str, list[float]] = {"bare": [], "hit": []}
+                busy: dict[str, list[float]] = {"bare": [], "hit": []}  # server CPU share
+                cpu_us: dict[str, list[float]] = {"bare": [], "hit": []}  # per request
+                targets = {
+                    "bare": (bare, f"http://127.0.0.1:{bare_port}/b"),
+                    "hit": (hit, f"http://127.0.0.1:{hit_port}{url_path}"),
+                }
                 for _ in range(ROUNDS):
-                    results["bare"].append(
-                        load(f"http://127.0.0.1:{bare_port}/b", seconds, connections)
-                    )
-                    results["hit"].append(
-                        load(f"http://127.0.0.1:{hit_port}{url_path}", seconds, connections)
-                    )
+                    for name, (server, url) in targets.items():
+                        cpu0, began = cpu_seconds(server.pid), time.monotonic()
+                        rate = load(url, seconds, connections)
+                        used, took = cpu_seconds(server.pid) - cpu0, time.monotonic() - began
+                        results[name].append(rate)
+                        busy[name].append(used / took)
+                        cpu_us[name].append(used / (rate * took) * 1e6)
             finally:
                 bare.terminate()
                 bare.wait(10)
@@ -196,6 +214,10 @@ def main() -> None:
     print(rendered.group(1) if rendered else "?")
     for name, values in results.items():
         print(f"{name:5} req/s: " + ", ".join(f"{v:,.0f}" for v in values))
+        print(f"{name:5} server CPU µs per request: " + ", ".join(f"{v:.1f}" for v in cpu_us[name]))
+        print(
+            f"{name:5} server busy (share of a core): " + ", ".join(f"{v:.2f}" for v in busy[name])
+        )
     print(f"best: bare {bare_best:,.0f} req/s, hit {hit_best:,.0f} req/s, ", end="")
     print(f"ratio {hit_best / bare_best:.2f}")
     print(f"median of the {ROUNDS} paired ratios (hit / bare of the same round): ", end="")
