@@ -50,6 +50,7 @@ from origin.metadata.repository import Analysis, AutoQualityRecord, DerivativeRe
 from origin.metrics import Metrics
 from origin.path import MEDIA_TYPES, Plan, parse_path
 from origin.policy import check_allowed, parse_policy, signed_text, template_of
+from origin.probe import sniff_format
 from origin.runtime import Runtime
 from origin.signing import verify
 from origin.storage import ObjectMissing
@@ -242,8 +243,8 @@ class Origin:
             body = await runtime.storage.get(record.storage_key)
         except ObjectMissing:
             return None
-        if len(body) != record.size_bytes:
-            log.warning("stored derivative %s has the wrong size; rendering", record.storage_key)
+        if len(body) != record.size_bytes or not whole(body, record.media_type):
+            log.warning("stored derivative %s is not whole; rendering", record.storage_key)
             return None
         return Derivative(
             body, record.media_type, record.width, record.height, etag_of(key.variant)
@@ -382,12 +383,23 @@ class Origin:
             created_at=datetime.now(UTC),
         )
         try:
-            await runtime.storage.put(storage_key, made.body, content_type=made.media_type)
+            await runtime.storage.put(
+                storage_key, made.body, content_type=made.media_type, durable=False
+            )
             added = await runtime.repo.add_derivative(record)
             if not added and await runtime.repo.derivative(source.image_id, key.variant) is None:
                 await runtime.storage.delete(storage_key)  # the image was deleted meanwhile
         except Exception:  # the answer is already out; the next miss renders again
             log.exception("could not store derivative %s", storage_key)
+
+
+def whole(body: bytes, media_type: str) -> bool:
+    """A stored derivative starts as its kind must. Derivatives are written without fsync (a
+    cache: ``persist``), so after a power cut one could be an empty or zero-filled file of the
+    recorded size; the size check and this catch it, and it is rendered again."""
+    if media_type == MEDIA_TYPES["json"]:
+        return body.startswith(b"{") and body.endswith(b"}")
+    return sniff_format(body) is not None
 
 
 def stored_summary(analysis: Analysis) -> dict[str, object]:

@@ -52,7 +52,9 @@ class ObjectInfo:
 
 
 class Storage(Protocol):
-    async def put(self, key: str, data: bytes, *, content_type: str | None = None) -> None: ...
+    async def put(
+        self, key: str, data: bytes, *, content_type: str | None = None, durable: bool = True
+    ) -> None: ...
     async def get(self, key: str) -> bytes: ...
     def stream(self, key: str) -> AsyncIterator[bytes]: ...
     async def head(self, key: str) -> ObjectInfo | None: ...
@@ -98,23 +100,27 @@ class LocalStorage:
             raise InvalidKey(f"key {key!r} escapes the storage root")
         return path
 
-    async def put(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
-        await _in_thread(self._write, self.path(key), data)
+    async def put(
+        self, key: str, data: bytes, *, content_type: str | None = None, durable: bool = True
+    ) -> None:
+        await _in_thread(self._write, self.path(key), data, durable)
 
-    def _write(self, final: Path, data: bytes) -> None:
+    def _write(self, final: Path, data: bytes, durable: bool = True) -> None:
         tmp = self.tmp / f"{secrets.token_hex(8)}.part"
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as file:
                 file.write(data)
                 file.flush()
-                os.fsync(file.fileno())
+                if durable:
+                    os.fsync(file.fileno())
             os.replace(tmp, final)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise StorageUnavailable("object storage could not write the object") from exc
-        _fsync_dir(final.parent)
+        if durable:
+            _fsync_dir(final.parent)
 
     async def get(self, key: str) -> bytes:
         path = self.path(key)
@@ -258,7 +264,10 @@ class S3Storage:
         except (BotoCoreError, TimeoutError, OSError) as exc:
             raise StorageUnavailable("object storage did not answer in time") from exc
 
-    async def put(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
+    async def put(
+        self, key: str, data: bytes, *, content_type: str | None = None, durable: bool = True
+    ) -> None:
+        del durable  # an acknowledged S3 PUT is durable anyway
         validate_key(key)
         extra = {"ContentType": content_type} if content_type else {}
         await self._call(self.client.put_object(Bucket=self.bucket, Key=key, Body=data, **extra))

@@ -77,6 +77,25 @@ class TestWithoutMemoryTier:
         assert record.storage_key == f"{owner}/{image_id}/derived/{variant}.jpg"
         assert (record.width, record.height, record.size_bytes) == (90, 68, len(first.content))
 
+    async def test_a_zero_filled_stored_derivative_is_rendered_again(
+        self, service: Service
+    ) -> None:
+        """Derivatives are written without fsync; after a power cut one may be a file of the
+        recorded size full of zeros. It is not served."""
+        image_id, _ = await service.image()
+        url = signed(f"/i/{image_id}/w_80/a.webp")
+        first = await service.get(url)
+        await service.origin.drain()
+        variant = first.headers["etag"].strip('"')
+        record = await service.runtime.repo.derivative(image_id, variant)
+        assert record is not None
+        await service.runtime.storage.put(record.storage_key, bytes(record.size_bytes))
+        second = await service.get(url)
+        assert second.status_code == 200
+        assert second.content == first.content
+        assert decode(second.content).width == 80
+        assert await renders(service) == 2
+
     async def test_a_second_process_uses_the_store_and_distrusts_objects_without_rows(
         self, service: Service, make_settings: Callable[..., Settings]
     ) -> None:
