@@ -4,7 +4,6 @@ the four nullable columns, its rows read back without an analysis, new rows keep
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
@@ -12,33 +11,13 @@ from origin.metadata.database import Database
 from origin.metadata.migrations import LATEST, current_version, migrate
 from origin.metadata.repository import Analysis, ImageRecord, Repository
 from origin.metadata.tables import images, schema_version
+from tests.foundation.records import NOW, image_columns, image_record
 
-NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
 COLUMNS = ("blurhash", "dominant_color", "focal_x", "focal_y")
 
 
 def record(user_id: str, analysis: Analysis | None) -> ImageRecord:
-    image_id = secrets.token_hex(16)
-    return ImageRecord(
-        id=image_id,
-        user_id=user_id,
-        original_filename="cat.jpg",
-        mime_type="image/jpeg",
-        format="jpeg",
-        size_bytes=100,
-        width=40,
-        height=30,
-        storage_key=f"{user_id}/{image_id}/original.jpg",
-        content_hash="ab" * 32,
-        created_at=NOW,
-        analysis=analysis,
-    )
-
-
-async def image_columns(db: Database) -> set[str]:
-    async with db.read() as conn:
-        found = await conn.run_sync(lambda c: sa.inspect(c).get_columns("images"))
-    return {c["name"] for c in found}
+    return image_record(user_id, analysis=analysis)
 
 
 async def back_to_version_1(db: Database) -> None:

@@ -5,34 +5,21 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import replace
-from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
 from origin.metadata.database import Database
 from origin.metadata.migrations import current_version, migrate
-from origin.metadata.repository import AutoQualityRecord, ImageRecord, Repository
+from origin.metadata.repository import AutoQualityRecord, Repository
 from origin.metadata.tables import auto_qualities, schema_version
-
-NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
+from tests.foundation.records import NOW, image_record
 
 
 async def add_image(repo: Repository) -> tuple[str, str]:
-    user_id, image_id = secrets.token_hex(16), secrets.token_hex(16)
+    user_id = secrets.token_hex(16)
     await repo.create_user(user_id, f"{user_id[:8]}@example.com", "hash", NOW)
-    record = ImageRecord(
-        id=image_id,
-        user_id=user_id,
-        original_filename="cat.jpg",
-        mime_type="image/jpeg",
-        format="jpeg",
-        size_bytes=100,
-        width=40,
-        height=30,
-        storage_key=f"{user_id}/{image_id}/original.jpg",
-        content_hash="ab" * 32,
-        created_at=NOW,
-    )
+    record = image_record(user_id)
+    image_id = record.id
     await repo.add_image(record, 10**9)
     return image_id, user_id
 

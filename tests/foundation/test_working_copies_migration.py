@@ -5,7 +5,6 @@ referenced keys includes them."""
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
@@ -13,32 +12,13 @@ from origin.metadata.database import Database
 from origin.metadata.migrations import LATEST, current_version, migrate
 from origin.metadata.repository import ImageRecord, Repository, WorkingCopy
 from origin.metadata.tables import images, schema_version
-
-NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
+from tests.foundation.records import NOW, image_columns, image_record
 
 
 def record(user_id: str, copies: tuple[WorkingCopy, ...] = ()) -> ImageRecord:
-    image_id = secrets.token_hex(16)
-    return ImageRecord(
-        id=image_id,
-        user_id=user_id,
-        original_filename="big.jpg",
-        mime_type="image/jpeg",
-        format="jpeg",
-        size_bytes=100,
-        width=4000,
-        height=3000,
-        storage_key=f"{user_id}/{image_id}/original.jpg",
-        content_hash="ab" * 32,
-        created_at=NOW,
-        working_copies=copies,
+    return image_record(
+        user_id, original_filename="big.jpg", width=4000, height=3000, working_copies=copies
     )
-
-
-async def image_columns(db: Database) -> set[str]:
-    async with db.read() as conn:
-        found = await conn.run_sync(lambda c: sa.inspect(c).get_columns("images"))
-    return {c["name"] for c in found}
 
 
 async def before_migration_4(db: Database) -> None:

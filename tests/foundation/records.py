@@ -1,0 +1,40 @@
+"""Image rows for repository and migration tests (no upload, no object behind them)."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from origin.metadata.database import Database
+from origin.metadata.repository import ImageRecord
+
+NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
+
+
+def image_record(user_id: str, **changes: Any) -> ImageRecord:
+    """A 40×30 JPEG row of ``user_id`` with a fresh id; ``changes`` replace fields."""
+    image_id = secrets.token_hex(16)
+    record = ImageRecord(
+        id=image_id,
+        user_id=user_id,
+        original_filename="cat.jpg",
+        mime_type="image/jpeg",
+        format="jpeg",
+        size_bytes=100,
+        width=40,
+        height=30,
+        storage_key=f"{user_id}/{image_id}/original.jpg",
+        content_hash="ab" * 32,
+        created_at=NOW,
+    )
+    return replace(record, **changes)
+
+
+async def image_columns(db: Database) -> set[str]:
+    async with db.read() as conn:
+        found = await conn.run_sync(lambda c: sa.inspect(c).get_columns("images"))
+    return {c["name"] for c in found}
