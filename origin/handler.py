@@ -269,19 +269,6 @@ class Origin:
         def job() -> tuple[bytes, str, int, int, quality.Choice | None]:
             started.append(time.perf_counter())
             try:
-                if metadata_only:
-                    made = pipeline.render(
-                        original,
-                        plan,
-                        overlays=extra,
-                        limits=limits,
-                        stand_in=stand_in,
-                        focal=focal,
-                        auto=auto,
-                    )
-                    facts = pipeline.facts(made, original, limits=limits, summary=summary)
-                    body = json.dumps(facts, separators=(",", ":")).encode("utf-8")
-                    return body, MEDIA_TYPES["json"], made.width, made.height, made.choice
                 made = pipeline.render(
                     original,
                     plan,
@@ -291,6 +278,10 @@ class Origin:
                     focal=focal,
                     auto=auto,
                 )
+                if metadata_only:
+                    facts = pipeline.facts(made, original, limits=limits, summary=summary)
+                    body = json.dumps(facts, separators=(",", ":")).encode("utf-8")
+                    return body, MEDIA_TYPES["json"], made.width, made.height, made.choice
                 return made.body, made.media_type, made.width, made.height, made.choice
             finally:
                 observe(time.perf_counter() - started[0])

@@ -267,3 +267,13 @@ async def runtime(
     """A runtime on every (database × storage) pair."""
     async with migrated_runtime(make_settings(DATABASE_URL=database_url, **storage_env)) as rt:
         yield rt
+
+
+@pytest.fixture
+def live(base_env: dict[str, str], database_url: str) -> Iterator[str]:
+    """A live server on SQLite, and on PostgreSQL when TEST_DATABASE_URL is set."""
+    server_env = {**base_env, "DATABASE_URL": database_url}
+    env = {"PATH": os.environ["PATH"], **server_env}
+    subprocess.run([IMGORIGIN, "migrate"], env=env, check=True, capture_output=True)
+    with serving(server_env) as base_url:
+        yield base_url

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +22,7 @@ from typing import Any
 import pytest
 import pyvips
 
-from tests.conftest import IMGORIGIN, missing_backend, serving
+from tests.conftest import missing_backend
 from tests.console.test_console_browser import CHROMIUM_FLAGS, TIMEOUT_MS, chromium_path
 from tests.origin.conftest import photo
 
@@ -61,16 +59,6 @@ def cat_photo() -> bytes:
     """scikit-image's cat (a real photograph), enlarged to 1804 x 1200: room for 1280 w."""
     cat = pyvips.Image.new_from_buffer(photo("chelsea"), "")
     return bytes(cat.resize(4).jpegsave_buffer(Q=85))
-
-
-@pytest.fixture
-def live(base_env: dict[str, str], database_url: str) -> Iterator[str]:
-    """A live server on SQLite, and on PostgreSQL when TEST_DATABASE_URL is set."""
-    server_env = {**base_env, "DATABASE_URL": database_url}
-    env = {"PATH": os.environ["PATH"], **server_env}
-    subprocess.run([IMGORIGIN, "migrate"], env=env, check=True, capture_output=True)
-    with serving(server_env) as base_url:
-        yield base_url
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import IMGORIGIN, missing_backend, serving
+from tests.conftest import missing_backend
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 TIMEOUT_MS = 10_000
@@ -77,16 +76,6 @@ def browser(tmp_path: Path) -> Iterator[Any]:
             yield context
         finally:
             context.close()
-
-
-@pytest.fixture
-def live(base_env: dict[str, str], database_url: str) -> Iterator[str]:
-    """A live server on SQLite, and on PostgreSQL when TEST_DATABASE_URL is set."""
-    server_env = {**base_env, "DATABASE_URL": database_url}
-    env = {"PATH": os.environ["PATH"], **server_env}
-    subprocess.run([IMGORIGIN, "migrate"], env=env, check=True, capture_output=True)
-    with serving(server_env) as base_url:
-        yield base_url
 
 
 def test_console_end_to_end(live: str, browser: Any, tmp_path: Path) -> None:
