@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from origin.metadata.database import Database
 from origin.metadata.repository import ImageRecord
+from origin.metadata.tables import images
 
 NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
 
@@ -38,3 +40,22 @@ async def image_columns(db: Database) -> set[str]:
     async with db.read() as conn:
         found = await conn.run_sync(lambda c: sa.inspect(c).get_columns("images"))
     return {c["name"] for c in found}
+
+
+async def insert_old_row(conn: AsyncConnection, record: ImageRecord) -> None:
+    """Insert ``record`` with the first schema's columns only, as the code before migration 2 did."""
+    await conn.execute(
+        images.insert().values(
+            id=record.id,
+            user_id=record.user_id,
+            original_filename=record.original_filename,
+            mime_type=record.mime_type,
+            format=record.format,
+            size_bytes=record.size_bytes,
+            width=record.width,
+            height=record.height,
+            storage_key=record.storage_key,
+            content_hash=record.content_hash,
+            created_at=record.created_at,
+        )
+    )

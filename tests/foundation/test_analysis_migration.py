@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from origin.metadata.database import Database
 from origin.metadata.migrations import LATEST, current_version, migrate
 from origin.metadata.repository import Analysis, ImageRecord, Repository
-from origin.metadata.tables import images, schema_version
-from tests.foundation.records import NOW, image_columns, image_record
+from origin.metadata.tables import schema_version
+from tests.foundation.records import NOW, image_columns, image_record, insert_old_row
 
 COLUMNS = ("blurhash", "dominant_color", "focal_x", "focal_y")
 
@@ -37,21 +37,7 @@ async def test_migration_2_adds_the_columns_to_an_older_database(database: Datab
     assert not set(COLUMNS) & await image_columns(database)
     async with database.write() as conn:  # a row written by the old code
         old = record(user_id, None)
-        await conn.execute(
-            images.insert().values(
-                id=old.id,
-                user_id=user_id,
-                original_filename=old.original_filename,
-                mime_type=old.mime_type,
-                format=old.format,
-                size_bytes=old.size_bytes,
-                width=old.width,
-                height=old.height,
-                storage_key=old.storage_key,
-                content_hash=old.content_hash,
-                created_at=old.created_at,
-            )
-        )
+        await insert_old_row(conn, old)
 
     assert 2 in await migrate(database)
     assert set(COLUMNS) <= await image_columns(database)

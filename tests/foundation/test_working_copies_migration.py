@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from origin.metadata.database import Database
 from origin.metadata.migrations import LATEST, current_version, migrate
 from origin.metadata.repository import ImageRecord, Repository, WorkingCopy
-from origin.metadata.tables import images, schema_version
-from tests.foundation.records import NOW, image_columns, image_record
+from origin.metadata.tables import schema_version
+from tests.foundation.records import NOW, image_columns, image_record, insert_old_row
 
 
 def record(user_id: str, copies: tuple[WorkingCopy, ...] = ()) -> ImageRecord:
@@ -36,21 +36,7 @@ async def test_migration_4_adds_the_column_to_an_older_database(database: Databa
     assert "working_copies" not in await image_columns(database)
     old = record(user_id)
     async with database.write() as conn:  # a row written by the old code
-        await conn.execute(
-            images.insert().values(
-                id=old.id,
-                user_id=user_id,
-                original_filename=old.original_filename,
-                mime_type=old.mime_type,
-                format=old.format,
-                size_bytes=old.size_bytes,
-                width=old.width,
-                height=old.height,
-                storage_key=old.storage_key,
-                content_hash=old.content_hash,
-                created_at=old.created_at,
-            )
-        )
+        await insert_old_row(conn, old)
 
     assert await migrate(database) == [4]
     assert "working_copies" in await image_columns(database)
