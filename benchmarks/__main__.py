@@ -107,7 +107,7 @@ def measure(
 
     load = [0.0, 0.0]  # wrk's cores and other processes' cores during the last run
 
-    def once(seconds: float) -> tuple[wrk.WrkResult, float, int]:
+    def once(seconds: float) -> tuple[wrk.WrkResult, float, RssSampler]:
         nonlocal offset
         cpu0, busy0 = cpu_seconds(root_pid), machine_busy_seconds()
         wrk0, self0 = children_cpu_seconds(), self_cpu_seconds()
@@ -129,7 +129,7 @@ def measure(
         load[:] = [wrk_cpu / span, others / span]
         if w.mode == "cold":  # never reuse a URL: skip what was sent, and what was in flight
             offset += result.requests + args.connections + 8
-        return result, cpu, rss.peak
+        return result, cpu, rss
 
     # A slow workload (seconds per answer) under N connections completes in cohorts: a run
     # shorter than a few answer times may end before the first cohort and count 0 req/s.
@@ -137,10 +137,12 @@ def measure(
     if args.warmup > 0:
         once(max(args.warmup, min(MAX_RUN_SECONDS, 2 * probe_seconds)))
     runs = []
-    peak = 0
+    peak = peak_process = 0
     for _ in range(args.runs):
-        r, cpu, rss = once(duration)
+        r, cpu, sampled = once(duration)
+        rss = sampled.peak
         peak = max(peak, rss)
+        peak_process = max(peak_process, sampled.peak_process)
         runs.append(
             {
                 "rps": r.rps,
@@ -153,6 +155,7 @@ def measure(
                 "cpu_ms_per_req": cpu * 1000 / r.requests if r.requests else None,
                 "cpu_seconds": cpu,
                 "peak_rss_bytes": rss,
+                "peak_process_rss_bytes": sampled.peak_process,
                 "wire_bytes": r.bytes,
                 "errors": r.errors,
                 "wrk_cores": load[0],
@@ -162,7 +165,7 @@ def measure(
         print(
             f"  {server.name} {w.name}: {r.rps:7.1f} req/s  p50 {r.p50_ms:7.1f} ms  "
             f"p99 {r.p99_ms:7.1f} ms  cpu {runs[-1]['cpu_ms_per_req'] or 0:6.1f} ms/req  "
-            f"rss {rss / 1e6:5.0f} MB  errors {sum(r.errors.values())}  "
+            f"rss {rss / 1e6:5.0f} MB (max/process {sampled.peak_process / 1e6:.0f})  errors {sum(r.errors.values())}  "
             f"(wrk {load[0]:.2f} cores, others {load[1]:.2f})",
             flush=True,
         )
@@ -176,6 +179,7 @@ def measure(
         "runs": runs,
         "best": best,
         "peak_rss_bytes": peak,
+        "peak_process_rss_bytes": peak_process,
         "distinct_urls": len(paths),
         "urls_used": offset,
         "urls_repeated": w.mode == "cold" and offset > len(paths),

@@ -171,39 +171,51 @@ def self_cpu_seconds() -> float:
 
 def rss_bytes(root: int) -> int:
     """Sum of VmRSS over the tree."""
-    total = 0
+    return sum(process_rss(root))
+
+
+def process_rss(root: int) -> list[int]:
+    """VmRSS of each process of the tree."""
+    found = []
     for pid in tree(root):
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
+                    found.append(int(line.split()[1]) * 1024)
                     break
         except OSError:
             continue
-    return total
+    return found
 
 
 class RssSampler:
-    """Samples the tree's RSS every ``interval`` seconds in a thread; ``peak`` is the max."""
+    """Samples the tree's RSS every ``interval`` seconds in a thread: ``peak`` is the largest
+    sum over the tree, ``peak_process`` the largest single process seen."""
 
     def __init__(self, root: int, interval: float = 0.1) -> None:
         self.root = root
         self.interval = interval
         self.peak = 0
+        self.peak_process = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _sample(self) -> None:
+        sizes = process_rss(self.root)
+        self.peak = max(self.peak, sum(sizes))
+        self.peak_process = max(self.peak_process, *sizes, 0)
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, rss_bytes(self.root))
+            self._sample()
             self._stop.wait(self.interval)
 
     def __enter__(self) -> RssSampler:
-        self.peak = rss_bytes(self.root)
+        self._sample()
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, rss_bytes(self.root))
+        self._sample()

@@ -26,7 +26,7 @@ def table(results: dict[str, Any]) -> str:
     """A markdown table: one row per workload and server, then the floor."""
     head = (
         "| workload | server | req/s (best) | all runs req/s | p50 ms | p99 ms | CPU ms/req "
-        "| peak RSS MB | out bytes | out size | errors | other load |\n"
+        "| peak RSS MB (tree / largest process) | out bytes | out size | errors | other load |\n"
         "|---|---|---:|---|---:|---:|---:|---:|---:|---|---:|---:|\n"
     )
     rows = []
@@ -48,7 +48,8 @@ def table(results: dict[str, Any]) -> str:
             rows.append(
                 f"| {w} | {server} | {best['rps']:.1f} | {runs} | {best['p50_ms']:.1f} "
                 f"| {best['p99_ms']:.1f} | {_num(best['cpu_ms_per_req'])} "
-                f"| {_mb(m['peak_rss_bytes'])} | {probe['bytes']:,} | {size} | {errors} "
+                f"| {_mb(m['peak_rss_bytes'])} / {_mb(m.get('peak_process_rss_bytes'))} "
+                f"| {probe['bytes']:,} | {size} | {errors} "
                 f"| {max(x.get('other_cores', 0) for x in m['runs']):.2f} |"
             )
         floor = results.get("floor", {}).get("workloads", {}).get(w)
