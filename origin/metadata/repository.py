@@ -404,20 +404,14 @@ class Repository:
 
     async def add_derivative(self, record: DerivativeRecord) -> bool:
         """Record a stored derivative; False when the image is gone or it is already recorded."""
+        return await self._insert_new(transformed_images, vars(record))
+
+    async def _insert_new(self, table: sa.Table, values: dict[str, object]) -> bool:
+        """Insert one row; False when a key or constraint says it cannot be (already there, or
+        its image gone)."""
         try:
             async with self.db.write() as conn:
-                await conn.execute(
-                    transformed_images.insert().values(
-                        image_id=record.image_id,
-                        variant=record.variant,
-                        storage_key=record.storage_key,
-                        media_type=record.media_type,
-                        size_bytes=record.size_bytes,
-                        width=record.width,
-                        height=record.height,
-                        created_at=record.created_at,
-                    )
-                )
+                await conn.execute(table.insert().values(**values))
         except IntegrityError:
             return False
         return True
@@ -447,21 +441,7 @@ class Repository:
     async def add_auto_quality(self, record: AutoQualityRecord) -> bool:
         """Remember a q_auto choice; False when the image is gone or a choice is recorded
         already (the first one stays: every process searching the same thing finds the same)."""
-        try:
-            async with self.db.write() as conn:
-                await conn.execute(
-                    auto_qualities.insert().values(
-                        image_id=record.image_id,
-                        variant=record.variant,
-                        format=record.format,
-                        quality=record.quality,
-                        ssim=record.ssim,
-                        created_at=record.created_at,
-                    )
-                )
-        except IntegrityError:
-            return False
-        return True
+        return await self._insert_new(auto_qualities, vars(record))
 
     # ---- refresh tokens ----------------------------------------------------------------
 
