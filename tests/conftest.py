@@ -273,7 +273,16 @@ async def runtime(
 def live(base_env: dict[str, str], database_url: str) -> Iterator[str]:
     """A live server on SQLite, and on PostgreSQL when TEST_DATABASE_URL is set."""
     server_env = {**base_env, "DATABASE_URL": database_url}
-    env = {"PATH": os.environ["PATH"], **server_env}
-    subprocess.run([IMGORIGIN, "migrate"], env=env, check=True, capture_output=True)
+    migrate_with(server_env)
     with serving(server_env) as base_url:
         yield base_url
+
+
+def migrate_with(env: dict[str, str]) -> None:
+    """``imgorigin migrate`` in a subprocess with exactly ``env`` (plus PATH)."""
+    subprocess.run(
+        [IMGORIGIN, "migrate"],
+        env={"PATH": os.environ["PATH"], **env},
+        check=True,
+        capture_output=True,
+    )

@@ -17,7 +17,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import IMGORIGIN, free_port, missing_backend, serving, wait_for_port
+from tests.conftest import (
+    free_port,
+    migrate_with,
+    missing_backend,
+    serving,
+    wait_for_port,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -112,12 +118,7 @@ def edge_env() -> Iterator[dict[str, str]]:
         "AUTH_RATE_LIMIT_PER_MINUTE": "1000",  # nginx's limit_req is under test here
         "CONCURRENCY": "2",
     }
-    subprocess.run(
-        [IMGORIGIN, "migrate"],
-        env={"PATH": os.environ["PATH"], **env},
-        check=True,
-        capture_output=True,
-    )
+    migrate_with(env)
     yield env
     shutil.rmtree(folder, ignore_errors=True)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import subprocess
 import time
 from collections.abc import Iterator
 
@@ -15,8 +14,14 @@ import pytest
 import pyvips
 
 from origin.signing import sign_url
-from tests.conftest import AWS_TEST_CREDENTIALS, _reset_postgres, create_bucket, missing_backend
-from tests.edge.conftest import IMGORIGIN, metric, nginx_in_front_of, origin_metrics, serving
+from tests.conftest import (
+    AWS_TEST_CREDENTIALS,
+    _reset_postgres,
+    create_bucket,
+    migrate_with,
+    missing_backend,
+)
+from tests.edge.conftest import metric, nginx_in_front_of, origin_metrics, serving
 
 pytestmark = pytest.mark.slow
 KEY = "scale-operator-secret"
@@ -43,12 +48,7 @@ def shared_env(s3_server: str, redis_server: str) -> Iterator[dict[str, str]]:
         "RATE_LIMIT_PER_MINUTE": "8",
         "SECRETS_FILE": "/nonexistent/never-written.json",
     }
-    subprocess.run(
-        [IMGORIGIN, "migrate"],
-        env={"PATH": os.environ["PATH"], **env},
-        check=True,
-        capture_output=True,
-    )
+    migrate_with(env)
     yield env
 
 
