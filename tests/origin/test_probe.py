@@ -13,6 +13,7 @@ import zlib
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pyvips
@@ -518,20 +519,26 @@ BOMBS: dict[str, Callable[[], bytes]] = {
 }
 
 
-@pytest.mark.parametrize("name", list(BOMBS))
-def test_bombs_are_refused_quickly_in_little_memory(name: str, tmp_path: Path) -> None:
-    path = tmp_path / "bomb"
-    path.write_bytes(BOMBS[name]())
-    assert path.stat().st_size < 10 * 1024 * 1024
+def run_script(script: str, argument: str) -> dict[str, Any]:
+    """Run ``script`` in a fresh interpreter (its own libvips, its own peak RSS); its JSON."""
     run = subprocess.run(
-        [sys.executable, "-c", BOMB_SCRIPT, str(path)],
+        [sys.executable, "-c", script, argument],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
-    result = json.loads(run.stdout)
+    result: dict[str, Any] = json.loads(run.stdout)
+    return result
+
+
+@pytest.mark.parametrize("name", list(BOMBS))
+def test_bombs_are_refused_quickly_in_little_memory(name: str, tmp_path: Path) -> None:
+    path = tmp_path / "bomb"
+    path.write_bytes(BOMBS[name]())
+    assert path.stat().st_size < 10 * 1024 * 1024
+    result = run_script(BOMB_SCRIPT, str(path))
     assert result["outcome"] == "InvalidImage", result
     assert result["seconds"] < MAX_SECONDS, result
     assert result["peak_rss_mb"] < MAX_PEAK_RSS_MB, result
@@ -594,15 +601,7 @@ print(json.dumps(result))
 
 
 def test_configure_libvips_blocks_every_other_loader(tmp_path: Path) -> None:
-    run = subprocess.run(
-        [sys.executable, "-c", LOCKDOWN_SCRIPT, str(tmp_path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    result = json.loads(run.stdout)
+    result = run_script(LOCKDOWN_SCRIPT, str(tmp_path))
     assert result.pop("svg-before") == 8
     assert result.pop("cache") == 0
     probes = {key: result.pop(key) for key in list(result) if key.endswith("-probe")}
