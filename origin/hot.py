@@ -25,9 +25,11 @@ from collections.abc import Callable
 
 from starlette.types import Message, Scope, Send
 
+from origin import handler
+
 SECONDS = 1.0
 MAX_ENTRIES = 4096
-IMMUTABLE = b"public, max-age=31536000, immutable"
+IMMUTABLE = handler.IMMUTABLE.encode("ascii")  # the one Cache-Control a kept answer has
 # Request headers that make an answer personal or conditional: never from the table.
 PERSONAL = frozenset((b"authorization", b"if-none-match"))
 # Client Hints: part of the key (an answer that depends on them says so in ``Vary`` and is
