@@ -16,6 +16,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection as SyncConnection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from origin.metadata.lane import Lane, PostgresLane, SqliteLane
+
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 PG_TIMEOUT_SECONDS = 10
 
@@ -31,7 +33,8 @@ def async_url(database_url: str) -> str:
 
 
 class Database:
-    """One engine per process, made in the lifespan; ``read()`` and ``write()`` transactions."""
+    """One engine per process, made in the lifespan; ``read()`` and ``write()`` transactions,
+    and ``lane`` for the request path's one-statement queries (origin.metadata.lane)."""
 
     def __init__(self, database_url: str) -> None:
         self.url = async_url(database_url)
@@ -44,6 +47,7 @@ class Database:
                 self.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
             )
             _configure_sqlite(self.engine)
+            self.lane: Lane = SqliteLane(self.engine.dialect, path, SQLITE_BUSY_TIMEOUT_MS)
         else:
             self.engine = create_async_engine(
                 self.url,
@@ -56,6 +60,7 @@ class Database:
                     "command_timeout": PG_TIMEOUT_SECONDS,
                 },
             )
+            self.lane = PostgresLane(self.engine.dialect, database_url, PG_TIMEOUT_SECONDS)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -72,6 +77,7 @@ class Database:
                 yield conn
 
     async def close(self) -> None:
+        await self.lane.close()
         await self.engine.dispose()
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -212,6 +212,15 @@ def _derivative(row: sa.Row[Any]) -> DerivativeRecord:
 
 IMAGE_COLUMNS = [c for c in images.c if c.name != "seq"]
 
+# The derivative index's statements on the request path (origin.metadata.lane).
+FIND_DERIVATIVE = sa.select(
+    *(transformed_images.c[f.name] for f in fields(DerivativeRecord))
+).where(
+    transformed_images.c.image_id == sa.bindparam("image_id"),
+    transformed_images.c.variant == sa.bindparam("variant"),
+)
+ADD_DERIVATIVE = transformed_images.insert()
+
 
 class Repository:
     def __init__(self, db: Database) -> None:
@@ -378,15 +387,9 @@ class Repository:
     # ---- derivatives -------------------------------------------------------------------
 
     async def derivative(self, image_id: str, variant: str) -> DerivativeRecord | None:
-        async with self.db.read() as conn:
-            row = (
-                await conn.execute(
-                    transformed_images.select()
-                    .where(transformed_images.c.image_id == image_id)
-                    .where(transformed_images.c.variant == variant)
-                )
-            ).first()
-        return _derivative(row) if row else None
+        """One derivative's row (the request path: origin.metadata.lane)."""
+        row = await self.db.lane.first(FIND_DERIVATIVE, {"image_id": image_id, "variant": variant})
+        return None if row is None else DerivativeRecord(*row)
 
     async def derivatives(
         self, image_id: str, variants: Collection[str]
@@ -403,8 +406,9 @@ class Repository:
             return {row.variant: _derivative(row) for row in rows}
 
     async def add_derivative(self, record: DerivativeRecord) -> bool:
-        """Record a stored derivative; False when the image is gone or it is already recorded."""
-        return await self._insert_new(transformed_images, vars(record))
+        """Record a stored derivative; False when the image is gone or it is already recorded
+        (the request path: origin.metadata.lane)."""
+        return await self.db.lane.insert(ADD_DERIVATIVE, vars(record))
 
     async def _insert_new(self, table: sa.Table, values: dict[str, object]) -> bool:
         """Insert one row; False when a key or constraint says it cannot be (already there, or

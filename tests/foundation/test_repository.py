@@ -6,7 +6,7 @@ import asyncio
 import secrets
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
@@ -23,6 +23,7 @@ from origin.metadata.repository import (
     Rotation,
     SigningKeyRecord,
 )
+from origin.metadata.tables import transformed_images
 
 NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
 
@@ -242,3 +243,48 @@ def test_two_processes_migrate_at_once(database_url: str, tmp_path) -> None:  # 
     said = sorted(out.strip() for out, _ in outputs)
     every = ", ".join(str(version) for version in sorted(v for v, _, _ in MIGRATIONS))
     assert said == [f"migrations applied: {every}", "schema is up to date", "schema is up to date"]
+
+
+# ---- the derivative index's lane (origin.metadata.lane): one statement, straight to the driver
+
+
+async def test_lane_rows_are_the_repositorys_rows(repo: Repository) -> None:
+    """A row the lane writes reads back equal through SQLAlchemy and the other way round,
+    times included (an aware time in another zone is stored as UTC)."""
+    user_id = await make_user(repo)
+    image = image_for(user_id)
+    await repo.add_image(image, quota_bytes=10**9)
+    at = datetime(2026, 11, 29, 14, 30, 5, 123456, tzinfo=timezone(timedelta(hours=2)))
+    by_lane = DerivativeRecord(image.id, "lane", "u/i/derived/lane.jpg", "image/jpeg", 9, 4, 3, at)
+    assert await repo.add_derivative(by_lane)
+    read = (await repo.derivatives(image.id, ["lane"]))["lane"]  # SQLAlchemy's read
+    assert read == by_lane and read.created_at.tzinfo == UTC
+    by_core = DerivativeRecord(image.id, "core", "u/i/derived/core.png", "image/png", 7, 2, 1, NOW)
+    assert await repo._insert_new(transformed_images, vars(by_core))  # SQLAlchemy's write
+    assert await repo.derivative(image.id, "core") == by_core
+
+
+async def test_lane_sees_what_transactions_commit(repo: Repository) -> None:
+    """The lane has its own connection(s): a delete committed through the engine shows at
+    once, and a row the lane wrote is gone with its image (the foreign key cascades)."""
+    user_id = await make_user(repo)
+    image = image_for(user_id)
+    await repo.add_image(image, quota_bytes=10**9)
+    record = DerivativeRecord(image.id, "v", "u/i/derived/v.gif", "image/gif", 5, 2, 2, NOW)
+    assert await repo.add_derivative(record)
+    assert await repo.delete_image(image.id, user_id) == (image, [record.storage_key])
+    assert await repo.derivative(image.id, "v") is None
+    assert not await repo.add_derivative(record)  # its image is gone: refused, nothing left
+    async with repo.db.read() as conn:
+        count = await conn.scalar(sa.select(sa.func.count()).select_from(transformed_images))
+    assert count == 0
+
+
+async def test_lane_records_a_derivative_once_under_concurrency(repo: Repository) -> None:
+    user_id = await make_user(repo)
+    image = image_for(user_id)
+    await repo.add_image(image, quota_bytes=10**9)
+    record = DerivativeRecord(image.id, "same", "u/i/derived/s.jpg", "image/jpeg", 5, 2, 2, NOW)
+    outcomes = await asyncio.gather(*(repo.add_derivative(record) for _ in range(12)))
+    assert outcomes.count(True) == 1
+    assert await repo.derivative(image.id, "same") == record
