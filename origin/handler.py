@@ -53,7 +53,7 @@ from origin.policy import check_allowed, parse_policy, signed_text, template_of
 from origin.probe import sniff_format
 from origin.runtime import Runtime
 from origin.signing import verify
-from origin.storage import ObjectMissing
+from origin.storage import Blocking, ObjectMissing
 from origin.workers import ClientGone, unless_gone
 
 log = logging.getLogger("imgorigin.origin")
@@ -224,7 +224,6 @@ class Origin:
         self.metrics.hit["render"].inc()
         t.tier = "render"
         self.memory.put(key, made)
-        self.later(self.persist(key, source, made))
         return made
 
     def later(self, work: Coroutine[Any, Any, None]) -> None:
@@ -254,11 +253,12 @@ class Origin:
         self, key: Key, source: Source, plan: Plan, overlays: tuple[Source, ...], t: Timings
     ) -> Derivative:
         began = time.perf_counter()
-        original, stand_in = await self.working_source(source, plan)
+        read = await self.reader(source, plan)
         extra = {o.image_id: await self.fetch(o) for o in overlays}
         auto = await self.auto_quality(key, source, plan)
         t.load += time.perf_counter() - began
         limits = self.runtime.limits
+        blocking = self.runtime.storage.blocking
         observe = self.metrics.render_seconds.labels(key.format).observe
         metadata_only = plan.metadata_only
         analysis = source.analysis
@@ -266,9 +266,10 @@ class Origin:
         summary = None if analysis is None else stored_summary(analysis)
         started: list[float] = []
 
-        def job() -> tuple[bytes, str, int, int, quality.Choice | None]:
+        def job() -> tuple[bytes, str, int, int, quality.Choice | None, bool]:
             started.append(time.perf_counter())
             try:
+                original, stand_in = read()
                 made = pipeline.render(
                     original,
                     plan,
@@ -278,22 +279,30 @@ class Origin:
                     focal=focal,
                     auto=auto,
                 )
+                body, media_type = made.body, made.media_type
                 if metadata_only:
                     facts = pipeline.facts(made, original, limits=limits, summary=summary)
                     body = json.dumps(facts, separators=(",", ":")).encode("utf-8")
-                    return body, MEDIA_TYPES["json"], made.width, made.height, made.choice
-                return made.body, made.media_type, made.width, made.height, made.choice
+                    media_type = MEDIA_TYPES["json"]
             finally:
                 observe(time.perf_counter() - started[0])
+            # Local files: the object is written here, in the thread already running, and
+            # only its row after the answer (``persist``).
+            stored = blocking is not None and put_now(
+                blocking, stored_key(source, key, media_type), body
+            )
+            return body, media_type, made.width, made.height, made.choice, stored
 
         queued = time.perf_counter()
-        body, media_type, width, height, choice = await self.runtime.pool.run(job)
+        body, media_type, width, height, choice, stored = await self.runtime.pool.run(job)
         finished = time.perf_counter()
         t.wait += started[0] - queued
         t.render += finished - started[0]
         if choice is not None and choice.searched:
             self.remember(key, source, choice)
-        return Derivative(body, media_type, width, height, etag_of(key.variant))
+        made = Derivative(body, media_type, width, height, etag_of(key.variant))
+        self.later(self.persist(key, source, made, stored))
+        return made
 
     async def auto_quality(self, key: Key, source: Source, plan: Plan) -> quality.AutoQuality:
         """How the render resolves ``q_auto``: the quality remembered for this image, chain and
@@ -331,26 +340,33 @@ class Origin:
         except Exception:  # the answer is out; the next render without the row searches again
             log.exception("could not store the q_auto choice for image %s", record.image_id)
 
-    async def working_source(
-        self, source: Source, plan: Plan
-    ) -> tuple[bytes, pipeline.StandIn | None]:
-        """The bytes to render from: the smallest working copy that serves the plan
-        (origin.pyramid), else the original. A copy whose object is gone falls back. A
-        ``.json`` plan uses the copy its image would (its ``bytes`` are the served image's)
-        only when the source summary is stored, since it would be computed from the bytes."""
+    async def reader(self, source: Source, plan: Plan) -> Callable[[], Read]:
+        """What the render job calls for the bytes to render from: the smallest working copy
+        that serves the plan (origin.pyramid), else the original; a copy whose object is
+        gone falls back to the original. Local files are read by the job itself, in its
+        thread; other storage is read here first. A ``.json`` plan uses the copy its image
+        would (its ``bytes`` are the served image's) only when the source summary is
+        stored, since it would be computed from the bytes."""
         copy = None
         if not plan.metadata_only or source.analysis is not None:
             copy = pyramid.choose(
                 plan, source.width, source.height, source.working_copies, self.runtime.limits
             )
+        candidates: list[tuple[str, pipeline.StandIn | None]] = [(source.storage_key, None)]
         if copy is not None:
+            size = pipeline.StandIn(source.width, source.height, source.format)
+            candidates.insert(0, (copy.storage_key, size))
+        storage = self.runtime.storage
+        if storage.blocking is not None:
+            return functools.partial(read_first, storage.blocking.get_blocking, candidates)
+        for storage_key, stand_in in candidates:
             try:
-                data = await self.runtime.storage.get(copy.storage_key)
+                read: Read = (await storage.get(storage_key), stand_in)
             except ObjectMissing:
-                log.warning("working copy %s is missing; using the original", copy.storage_key)
+                missing(storage_key)
             else:
-                return data, pipeline.StandIn(source.width, source.height, source.format)
-        return await self.fetch(source), None
+                return lambda: read
+        raise NotFound("no such image")
 
     async def fetch(self, source: Source) -> bytes:
         try:
@@ -358,11 +374,11 @@ class Origin:
         except ObjectMissing:  # deleted between the lookup and now
             raise NotFound("no such image") from None
 
-    async def persist(self, key: Key, source: Source, made: Derivative) -> None:
-        """Object first, row second: a row always has its object; an object alone is junk."""
+    async def persist(self, key: Key, source: Source, made: Derivative, stored: bool) -> None:
+        """Object first, row second: a row always has its object; an object alone is junk.
+        ``stored``: the render job already wrote the object."""
         runtime = self.runtime
-        ext = "json" if made.media_type == MEDIA_TYPES["json"] else EXTENSIONS[key.format]
-        storage_key = f"{source.user_id}/{source.image_id}/derived/{key.variant}.{ext}"
+        storage_key = stored_key(source, key, made.media_type)
         record = DerivativeRecord(
             image_id=source.image_id,
             variant=key.variant,
@@ -374,14 +390,51 @@ class Origin:
             created_at=datetime.now(UTC),
         )
         try:
-            await runtime.storage.put(
-                storage_key, made.body, content_type=made.media_type, durable=False
-            )
+            if not stored:
+                await runtime.storage.put(
+                    storage_key, made.body, content_type=made.media_type, durable=False
+                )
             added = await runtime.repo.add_derivative(record)
             if not added and await runtime.repo.derivative(source.image_id, key.variant) is None:
                 await runtime.storage.delete(storage_key)  # the image was deleted meanwhile
         except Exception:  # the answer is already out; the next miss renders again
             log.exception("could not store derivative %s", storage_key)
+
+
+Read = tuple[bytes, "pipeline.StandIn | None"]
+
+
+def missing(storage_key: str) -> None:
+    log.warning("object %s is missing; trying the next source", storage_key)
+
+
+def read_first(
+    get: Callable[[str], bytes], candidates: list[tuple[str, pipeline.StandIn | None]]
+) -> Read:
+    """The first of ``candidates`` whose object is there (in a worker thread)."""
+    for storage_key, stand_in in candidates:
+        try:
+            return get(storage_key), stand_in
+        except ObjectMissing:
+            missing(storage_key)
+    raise NotFound("no such image")  # deleted between the lookup and now
+
+
+def stored_key(source: Source, key: Key, media_type: str) -> str:
+    """Where a derivative's object lives: ``{user}/{image}/derived/{variant}.{ext}``."""
+    ext = "json" if media_type == MEDIA_TYPES["json"] else EXTENSIONS[key.format]
+    return f"{source.user_id}/{source.image_id}/derived/{key.variant}.{ext}"
+
+
+def put_now(blocking: Blocking, storage_key: str, body: bytes) -> bool:
+    """Write a derivative from the render job; False (logged) when it could not be, and
+    ``persist`` tries again through the event loop."""
+    try:
+        blocking.put_blocking(storage_key, body, durable=False)
+    except Exception:
+        log.exception("could not write derivative %s in the render job", storage_key)
+        return False
+    return True
 
 
 def whole(body: bytes, media_type: str) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import re
 import secrets
@@ -51,7 +52,18 @@ class ObjectInfo:
     modified: float  # unix seconds
 
 
+class Blocking(Protocol):
+    """Blocking reads and writes for code already running in a worker thread (a render
+    job), so a cold request does not hop to another thread and back for each object."""
+
+    def get_blocking(self, key: str) -> bytes: ...
+    def put_blocking(self, key: str, data: bytes, *, durable: bool = True) -> None: ...
+
+
 class Storage(Protocol):
+    # Set for local files; None when every access must go through the event loop (S3).
+    blocking: Blocking | None
+
     async def put(
         self, key: str, data: bytes, *, content_type: str | None = None, durable: bool = True
     ) -> None: ...
@@ -92,20 +104,24 @@ class LocalStorage:
         self.root = root.resolve()
         self.tmp = self.root / TMP_DIR
         self.tmp.mkdir(parents=True, exist_ok=True)
+        self.blocking: Blocking | None = self
+        self._inside = f"{self.root}{os.sep}"
 
     def path(self, key: str, *, prefix: bool = False) -> Path:
         validate_key(key, prefix=prefix)
-        path = (self.root / key).resolve()
-        if path != self.root and self.root not in path.parents:
+        # os.path, not Path.resolve: the same lstat walk at half the cost (on the request path)
+        real = os.path.realpath(os.path.join(self.root, key))
+        if not real.startswith(self._inside) and real != str(self.root):
             raise InvalidKey(f"key {key!r} escapes the storage root")
-        return path
+        return Path(real)
 
     async def put(
         self, key: str, data: bytes, *, content_type: str | None = None, durable: bool = True
     ) -> None:
-        await _in_thread(self._write, self.path(key), data, durable)
+        await _in_thread(functools.partial(self.put_blocking, key, data, durable=durable))
 
-    def _write(self, final: Path, data: bytes, durable: bool = True) -> None:
+    def put_blocking(self, key: str, data: bytes, *, durable: bool = True) -> None:
+        final = self.path(key)
         tmp = self.tmp / f"{secrets.token_hex(8)}.part"
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
@@ -123,9 +139,12 @@ class LocalStorage:
             _fsync_dir(final.parent)
 
     async def get(self, key: str) -> bytes:
+        return await _in_thread(self.get_blocking, key)
+
+    def get_blocking(self, key: str) -> bytes:
         path = self.path(key)
         try:
-            return await _in_thread(path.read_bytes)
+            return path.read_bytes()
         except FileNotFoundError:
             raise ObjectMissing(key) from None
         except OSError as exc:
@@ -213,6 +232,7 @@ class S3Storage:
     """Objects in an S3-compatible bucket through one aiobotocore client."""
 
     def __init__(self, client: Any, bucket: str, timeout: float) -> None:
+        self.blocking: Blocking | None = None  # every call goes through the event loop
         self.client = client
         self.bucket = bucket
         self.timeout = timeout

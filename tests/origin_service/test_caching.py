@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from origin.settings import Settings
+from origin.storage import LocalStorage
 from tests.origin_service.conftest import Service, decode, metric, signed, start_service
 
 
@@ -95,6 +96,34 @@ class TestWithoutMemoryTier:
         assert second.content == first.content
         assert decode(second.content).width == 80
         assert await renders(service) == 2
+
+    async def test_a_derivative_that_cannot_be_written_leaves_no_row(
+        self, service: Service
+    ) -> None:
+        """Local files: the render job writes the object, and ``persist`` tries once more
+        through the event loop. When neither can (a file blocks the derived folder), the
+        answer is still whole, no row is recorded, and the next miss renders again; once
+        the folder can be made, the derivative is stored."""
+        storage = service.runtime.storage
+        if not isinstance(storage, LocalStorage):
+            pytest.skip("a blocked folder is a local-files failure")
+        image_id, owner = await service.image()
+        blocker = storage.root / owner / image_id / "derived"
+        blocker.write_bytes(b"not a folder")
+        url = signed(f"/i/{image_id}/w_60/a.png")
+        first = await service.get(url)
+        await service.origin.drain()
+        assert first.status_code == 200 and decode(first.content).width == 60
+        variant = first.headers["etag"].strip('"')
+        assert await service.runtime.repo.derivative(image_id, variant) is None
+        blocker.unlink()
+        second = await service.get(url)
+        await service.origin.drain()
+        assert second.content == first.content
+        assert await renders(service) == 2
+        record = await service.runtime.repo.derivative(image_id, variant)
+        assert record is not None and record.size_bytes == len(first.content)
+        assert (storage.root / record.storage_key).read_bytes() == first.content
 
     async def test_a_second_process_uses_the_store_and_distrusts_objects_without_rows(
         self, service: Service, make_settings: Callable[..., Settings]
