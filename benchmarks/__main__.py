@@ -39,6 +39,7 @@ from benchmarks.workloads import WORKLOADS, Workload
 
 SLOW_FACTOR = 10.0  # a run lasts at least this many single-request times …
 MAX_RUN_SECONDS = 40.0  # … up to this
+FLOOR_START_SECONDS = 8.0  # for every parallel floor process to load and warm up
 OTHER_LOAD_WARN = 0.15  # cores used by processes outside the harness, server and wrk
 
 
@@ -49,6 +50,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=3, help="runs per workload, best kept (default 3)")
     p.add_argument("--connections", type=int, default=8, help="wrk connections (default 8)")
     p.add_argument("--workloads", default=",".join(WORKLOADS), help="e.g. W1,W3")
+    p.add_argument(
+        "--memory-connections",
+        type=int,
+        default=16,
+        help="one more run per workload at this many connections, for peak RSS (0 = skip)",
+    )
     p.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds (default 3)")
     p.add_argument("--floor-seconds", type=float, default=5.0, help="per workload (0 = skip)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
@@ -107,7 +114,7 @@ def measure(
 
     load = [0.0, 0.0]  # wrk's cores and other processes' cores during the last run
 
-    def once(seconds: float) -> tuple[wrk.WrkResult, float, RssSampler]:
+    def once(seconds: float, connections: int) -> tuple[wrk.WrkResult, float, RssSampler]:
         nonlocal offset
         cpu0, busy0 = cpu_seconds(root_pid), machine_busy_seconds()
         wrk0, self0 = children_cpu_seconds(), self_cpu_seconds()
@@ -119,7 +126,7 @@ def measure(
                 paths_file=paths_file,
                 offset=offset,
                 duration=seconds,
-                connections=args.connections,
+                connections=connections,
             )
         cpu = cpu_seconds(root_pid) - cpu0
         wrk_cpu = children_cpu_seconds() - wrk0
@@ -128,18 +135,18 @@ def measure(
         span = result.seconds or 1.0
         load[:] = [wrk_cpu / span, others / span]
         if w.mode == "cold":  # never reuse a URL: skip what was sent, and what was in flight
-            offset += result.requests + args.connections + 8
+            offset += result.requests + connections + 8
         return result, cpu, rss
 
     # A slow workload (seconds per answer) under N connections completes in cohorts: a run
     # shorter than a few answer times may end before the first cohort and count 0 req/s.
     duration = max(args.duration, min(MAX_RUN_SECONDS, SLOW_FACTOR * probe_seconds))
     if args.warmup > 0:
-        once(max(args.warmup, min(MAX_RUN_SECONDS, 2 * probe_seconds)))
+        once(max(args.warmup, min(MAX_RUN_SECONDS, 2 * probe_seconds)), args.connections)
     runs = []
     peak = peak_process = 0
     for _ in range(args.runs):
-        r, cpu, sampled = once(duration)
+        r, cpu, sampled = once(duration, args.connections)
         rss = sampled.peak
         peak = max(peak, rss)
         peak_process = max(peak_process, sampled.peak_process)
@@ -172,7 +179,24 @@ def measure(
         if load[1] > OTHER_LOAD_WARN:
             print(f"  warning: other processes used {load[1]:.2f} cores in this run", flush=True)
     best = max(runs, key=lambda x: (x["rps"], -(x["p50_ms"] or 0)))
+    memory = None
+    if args.memory_connections:  # one more run, for peak memory under more connections
+        r, cpu, sampled = once(duration, args.memory_connections)
+        memory = {
+            "connections": args.memory_connections,
+            "rps": r.rps,
+            "errors": r.errors,
+            "peak_rss_bytes": sampled.peak,
+            "peak_process_rss_bytes": sampled.peak_process,
+        }
+        print(
+            f"  {server.name} {w.name} at {args.memory_connections} connections: "
+            f"{r.rps:7.1f} req/s  rss {sampled.peak / 1e6:5.0f} MB "
+            f"(max/process {sampled.peak_process / 1e6:.0f})",
+            flush=True,
+        )
     return {
+        "memory_run": memory,
         "probe": probe,
         "probe_seconds": probe_seconds,
         "run_seconds": duration,
@@ -234,14 +258,22 @@ def bench_server(
 
 
 def floor(
-    images_dir: Path, wanted: list[Workload], seconds: float, working_copies: bool = True
+    registry: Registry,
+    images_dir: Path,
+    wanted: list[Workload],
+    seconds: float,
+    work: Path,
+    working_copies: bool = True,
 ) -> dict[str, Any]:
+    """The pipeline in a loop without HTTP: one process (ms per render), then one process
+    per core at once (renders per second on the whole machine, what the servers get)."""
     cold = [w.name for w in wanted if w.mode == "cold"]
     if not cold or seconds <= 0:
         return {}
-    argv = [sys.executable, "-m", "benchmarks.floor", str(images_dir), str(seconds), ",".join(cold)]
+    argv = [sys.executable, "-m", "benchmarks.floor", str(images_dir), str(seconds)]
+    extra = [] if working_copies else ["--no-working-copies"]
     done = subprocess.run(
-        argv + ([] if working_copies else ["--no-working-copies"]),
+        [*argv, ",".join(cold), *extra],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -250,7 +282,33 @@ def floor(
     )
     if done.returncode:
         return {"error": done.stderr[-500:]}
-    return json.loads(done.stdout)
+    results: dict[str, Any] = json.loads(done.stdout)
+    cores = os.cpu_count() or 1
+    for name in cold:
+        start_at = time.time() + FLOOR_START_SECONDS
+        logs = [work / f"floor-{name}-{i}.json" for i in range(cores)]
+        children = [
+            registry.start(
+                f"floor-{name}",
+                [*argv, name, *extra, "--start-at", str(start_at)],
+                cwd=ROOT,
+                log=log,
+            )
+            for log in logs
+        ]
+        try:
+            for child in children:
+                child.proc.wait(timeout=FLOOR_START_SECONDS + 10 * seconds + 120)
+        finally:
+            for child in children:
+                registry.stop(child)
+        loops = [json.loads(log.read_text().splitlines()[-1])["workloads"][name] for log in logs]
+        results["workloads"][name]["parallel"] = {
+            "processes": cores,
+            "rps": sum(x["ops"] / x["seconds"] for x in loops),
+            "ms_per_op_each": [1000 * x["seconds"] / max(1, x["ops"]) for x in loops],
+        }
+    return results
 
 
 def environment(args: Any, servers: dict[str, Any]) -> dict[str, Any]:
@@ -326,9 +384,11 @@ def main(argv: list[str] | None = None) -> int:
         registry.stop_all()
         print("floor (in-process pipeline)…", flush=True)
         results["floor"] = floor(
+            registry,
             images["w1.jpg"].parent,
             wanted,
             min(args.floor_seconds, args.duration),
+            work,
             working_copies=not args.no_working_copies,
         )
         results["environment"] = environment(
@@ -351,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report.table(results)
     print()
     print(text)
+    print(report.targets(results))
     args.out.mkdir(parents=True, exist_ok=True)
     report.write_json(results, args.out / "bench.json")
     try:

@@ -1,16 +1,22 @@
 """The floor: imgorigin's libvips pipeline in a loop, no HTTP, one thread.
 
-Run as ``python -m benchmarks.floor IMAGES_DIR SECONDS W1,W2,... [--no-working-copies]`` in its
-own process (so its peak RSS is its own and the harness's libvips set-up is untouched); prints
-one JSON object. Like the server, it renders from a working copy when one serves the request
+Run as ``python -m benchmarks.floor IMAGES_DIR SECONDS W1,W2,... [--no-working-copies]
+[--start-at UNIX_SECONDS]`` in its own process (so its peak RSS is its own and the harness's
+libvips set-up is untouched); prints one JSON object. Like the server, it renders from a working copy when one serves the request
 (``origin.pyramid``; built once, untimed, as at upload) and then also times the original.
 Same set-up as a server worker: ``configure_libvips()`` (no operation cache) and
 ``concurrency_set(1)``; the nominal plan of each workload through ``parse_path`` and
 ``pipeline.render``.
+
+With ``--start-at`` (one workload), the process is one of several started at once by the
+harness, one per core: each loops from that moment for SECONDS and prints how many renders
+it completed — the floor measured on all the cores the servers get, not extrapolated from
+one.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 import sys
@@ -38,12 +44,13 @@ def timed(work: Callable[[], Rendered], seconds: float) -> tuple[float, int, Ren
     return statistics.median(times) * 1000, len(times), out
 
 
-def measure(
-    source: bytes, path: str, seconds: float, working_copies: bool = True
-) -> dict[str, object]:
+def renderers(
+    source: bytes, path: str, working_copies: bool = True
+) -> tuple[Callable[[], Rendered], Callable[[], Rendered] | None, str | None]:
     """What the server does for ``path``: render from the working copy ``pyramid.choose``
-    picks (made once here, as at upload), else from the original. A request served from a
-    working copy is measured from the original too (``original_ms_per_op``)."""
+    picks (made once here, untimed, as at upload), else from the original. Returns that
+    render, the render from the original when a copy serves the request (else None), and
+    the copy's name."""
     from origin import pyramid
     from origin.metadata.repository import WorkingCopy
     from origin.path import parse_path
@@ -55,15 +62,25 @@ def measure(
     levels = pyramid.build_for(source, probe) if working_copies else []
     copies = [WorkingCopy(lv.width, lv.height, str(i)) for i, lv in enumerate(levels)]
     chosen = pyramid.choose(plan, probe.width, probe.height, copies, DEFAULT_LIMITS)
-    result: dict[str, object] = {"working_copy": None}
-    if chosen is not None:
-        level = levels[int(chosen.storage_key)]
-        stand_in = StandIn(probe.width, probe.height, probe.format)
-        result["working_copy"] = f"{level.width}x{level.height}.{level.ext}"
-        result["original_ms_per_op"] = timed(lambda: render(source, plan), seconds)[0]
-        ms, ops, out = timed(lambda: render(level.body, plan, stand_in=stand_in), seconds)
-    else:
-        ms, ops, out = timed(lambda: render(source, plan), seconds)
+    original = functools.partial(render, source, plan)
+    if chosen is None:
+        return original, None, None
+    level = levels[int(chosen.storage_key)]
+    stand_in = StandIn(probe.width, probe.height, probe.format)
+    name = f"{level.width}x{level.height}.{level.ext}"
+    return functools.partial(render, level.body, plan, stand_in=stand_in), original, name
+
+
+def measure(
+    source: bytes, path: str, seconds: float, working_copies: bool = True
+) -> dict[str, object]:
+    """Median ms of the server's render of ``path``, one thread; a request served from a
+    working copy is measured from the original too (``original_ms_per_op``)."""
+    work, original, copy = renderers(source, path, working_copies)
+    result: dict[str, object] = {"working_copy": copy}
+    if original is not None:
+        result["original_ms_per_op"] = timed(original, seconds)[0]
+    ms, ops, out = timed(work, seconds)
     result.update(
         ms_per_op=ms,
         ops=ops,
@@ -73,6 +90,23 @@ def measure(
         ceiling_rps_2_cores=2000 / ms,
     )
     return result
+
+
+def loop_from(
+    source: bytes, path: str, seconds: float, start_at: float, working_copies: bool = True
+) -> dict[str, float]:
+    """One of several copies of this process run at once (``--parallel``): the server's
+    render of ``path`` in a loop from ``start_at`` (unix seconds) for ``seconds``; the
+    renders completed and the seconds they took."""
+    work = renderers(source, path, working_copies)[0]
+    work()  # warm-up, before the common start
+    time.sleep(max(0.0, start_at - time.time()))
+    began = time.perf_counter()
+    ops = 0
+    while time.perf_counter() - began < seconds:
+        work()
+        ops += 1
+    return {"ops": ops, "seconds": time.perf_counter() - began}
 
 
 def main(argv: list[str]) -> None:
@@ -86,15 +120,20 @@ def main(argv: list[str]) -> None:
     pyvips.concurrency_set(1)
     images, seconds = Path(argv[0]), float(argv[1])
     working_copies = "--no-working-copies" not in argv[3:]
+    start_at = float(argv[argv.index("--start-at") + 1]) if "--start-at" in argv else None
     server = Imgorigin()
-    results = {}
+    results: dict[str, object] = {}
     for name in argv[2].split(","):
         w = WORKLOADS[name]
         if w.mode != "cold":
             continue
         path = server.path(w, w.nominal).split("?", 1)[0]
         assert IMAGE_IDS[w.source] in path
-        results[name] = measure((images / w.source).read_bytes(), path, seconds, working_copies)
+        source = (images / w.source).read_bytes()
+        if start_at is not None:
+            results[name] = loop_from(source, path, seconds, start_at, working_copies)
+        else:
+            results[name] = measure(source, path, seconds, working_copies)
     hwm = next(
         x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmHWM")
     )

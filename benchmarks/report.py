@@ -68,6 +68,63 @@ def table(results: dict[str, Any]) -> str:
     return head + "\n".join(rows) + "\n"
 
 
+# Issue #6's targets: imgorigin's req/s against thumbor's, and output bytes against thumbor's.
+PEER_TARGETS = {  # workload: (min req/s ratio, (min, max) bytes ratio or None)
+    "W1": (3.0, (0.95, 1.05)),
+    "W2": (3.0, (0.95, 1.05)),
+    "W3": (2.5, (0.0, 1.2)),
+    "W4": (1.5, None),
+    "W5": (2.0, None),
+}
+FLOOR_TARGET = 0.9
+RSS_TARGET_BYTES = 300_000_000
+
+
+def _best(results: dict[str, Any], server: str, w: str) -> dict[str, Any] | None:
+    m = results["servers"].get(server, {}).get("workloads", {}).get(w)
+    return m if m and "best" in m else None
+
+
+def targets(results: dict[str, Any]) -> str:
+    """The issue's targets, each with its figures from this run and whether it is met."""
+    rows = []
+    for w in results["workloads"]:
+        ours, theirs = _best(results, "imgorigin", w), _best(results, "thumbor", w)
+        goal = PEER_TARGETS.get(w)
+        if ours and theirs and goal:
+            ratio = ours["best"]["rps"] / theirs["best"]["rps"]
+            ok = ratio >= goal[0]
+            text = f"{ours['best']['rps']:.1f} / {theirs['best']['rps']:.1f} = **{ratio:.2f}×**"
+            if goal[1]:
+                size = ours["probe"]["bytes"] / theirs["probe"]["bytes"]
+                ok = ok and goal[1][0] <= size <= goal[1][1]
+                text += f"; bytes {ours['probe']['bytes']:,} / {theirs['probe']['bytes']:,}"
+                text += f" = {size:.3f}"
+            rows.append(f"| {w} ≥ {goal[0]}× thumbor | {text} | {'yes' if ok else 'no'} |")
+        floor = results.get("floor", {}).get("workloads", {}).get(w)
+        if ours and floor and "parallel" in floor:
+            parallel = floor["parallel"]
+            ratio = ours["best"]["rps"] / parallel["rps"]
+            rows.append(
+                f"| {w} ≥ {FLOOR_TARGET}× the floor | {ours['best']['rps']:.1f} / "
+                f"{parallel['rps']:.1f} (floor on {parallel['processes']} cores) = "
+                f"**{ratio:.2f}×** (against 2 × one thread, "
+                f"{floor['ceiling_rps_2_cores']:.1f}: {ours['best']['rps'] / floor['ceiling_rps_2_cores']:.2f}×) "
+                f"| {'yes' if ratio >= FLOOR_TARGET else 'no'} |"
+            )
+        memory = (ours or {}).get("memory_run")
+        if memory:
+            peak = memory["peak_process_rss_bytes"]
+            rows.append(
+                f"| {w} RSS ≤ 300 MB per process at {memory['connections']} connections "
+                f"| {peak / 1e6:.0f} MB (whole tree {memory['peak_rss_bytes'] / 1e6:.0f} MB) "
+                f"| {'yes' if peak <= RSS_TARGET_BYTES else 'no'} |"
+            )
+    if not rows:
+        return ""
+    return "| target | this run | met? |\n|---|---|---|\n" + "\n".join(rows) + "\n"
+
+
 def write_json(results: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
 

@@ -44,6 +44,8 @@ def test_harness_runs_against_imgorigin(tmp_path: Path) -> None:
         "1",
         "--floor-seconds",
         "1",
+        "--memory-connections",
+        "4",
         "--out",
         str(out),
     ]
@@ -66,8 +68,16 @@ def test_harness_runs_against_imgorigin(tmp_path: Path) -> None:
         assert m["probe"]["content_type"] == "image/jpeg"
     assert not measured["W1"]["urls_repeated"]
     assert measured["W1"]["urls_used"] > measured["W1"]["runs"][0]["requests"]
-    assert results["floor"]["workloads"]["W1"]["ms_per_op"] > 0
-    # Nothing the harness started is left: no process remains in any server's group.
+    memory = measured["W1"]["memory_run"]
+    assert memory["connections"] == 4 and memory["rps"] > 0
+    assert memory["peak_process_rss_bytes"] > 0
+    floor = results["floor"]["workloads"]["W1"]
+    assert floor["ms_per_op"] > 0
+    assert floor["parallel"]["processes"] == os.cpu_count() and floor["parallel"]["rps"] > 0
+    assert "| W1 ≥ 0.9× the floor |" in done.stdout
+    assert "| W1 RSS ≤ 300 MB per process at 4 connections |" in done.stdout
+    # Nothing the harness started is left: no process remains in any server's group (the
+    # two servers: imgorigin cold for W1 and hot for W4; then the floor's processes).
     groups = results["server_process_groups"]
-    assert len(groups) == 2  # imgorigin cold (W1) and hot (W4)
+    assert len(groups) == 2 + (os.cpu_count() or 1)
     assert not [g for g in groups if group_alive(g)], "a benchmark server outlived the harness"
