@@ -196,7 +196,7 @@ def _load(
         geometry = ops.plan_geometry(*size, first, limits)
         if stand_in is not None or geometry.scaled != size:
             width, height = geometry.scaled
-            img = pyvips.Image.thumbnail_buffer(source, width, height=height, size="force")
+            img = _scaled_load(source, header, width, height, stand_in is not None)
             # thumbnail reads sequentially; later steps (smartcrop, rotate, flip) need random
             # access, and the scaled image is small: keep it in memory.
             img = ops.to_srgb(img).copy_memory()
@@ -206,6 +206,31 @@ def _load(
             return (img,), {}, header
     img = pyvips.Image.new_from_buffer(source, "").autorot()
     return (ops.to_srgb(img),), {}, header
+
+
+# A JPEG working copy is decoded by libjpeg at 1/2, 1/4 or 1/8 scale while at least this
+# much reduction is left for lanczos3 (libvips' thumbnail leaves 2, imgproxy and sharp's
+# fastShrinkOnLoad 1): W1's 1000×750 level to 267×200 decodes 500×375 pixels, not 1000×750.
+LEVEL_REDUCE_MARGIN = 1.5
+
+
+def _scaled_load(
+    source: bytes, header: ops.Header, width: int, height: int, level: bool
+) -> pyvips.Image:
+    """``source`` decoded at reduced scale where its format allows, resized to exactly
+    ``width``×``height``. A working copy (``level``) is upright, sRGB, opaque when JPEG, and
+    already chosen at least twice the size asked (origin.pyramid), so libjpeg's scaled
+    decode (an IDCT of the low frequencies at 1/2 and 1/4; at 1/8 the block average that
+    libvips' thumbnail also uses past 16×) may take more of the reduction than thumbnail
+    would: docs/performance.md has the figures."""
+    if not level or header.format != "jpeg":
+        return pyvips.Image.thumbnail_buffer(source, width, height=height, size="force")
+    factor = min(header.width / width, header.height / height)
+    shrink = 1
+    while shrink < 8 and shrink * 2 * LEVEL_REDUCE_MARGIN <= factor:
+        shrink *= 2
+    img = pyvips.Image.new_from_buffer(source, "", shrink=shrink, access="sequential")
+    return img.resize(width / img.width, vscale=height / img.height, kernel="lanczos3")
 
 
 def _render(
