@@ -27,6 +27,9 @@ from typing import TYPE_CHECKING
 
 from origin.path import DEFAULT_LIMITS
 
+ROUNDS = 3  # windows of the parallel floor; the best is kept, as for the servers' runs
+ROUND_GAP = 1.0  # seconds between windows (a window's last render may overrun it)
+
 if TYPE_CHECKING:
     from origin.pipeline import Rendered
 
@@ -93,20 +96,39 @@ def measure(
 
 
 def loop_from(
-    source: bytes, path: str, seconds: float, start_at: float, working_copies: bool = True
-) -> dict[str, float]:
-    """One of several copies of this process run at once (``--parallel``): the server's
-    render of ``path`` in a loop from ``start_at`` (unix seconds) for ``seconds``; the
-    renders completed and the seconds they took."""
+    source: bytes,
+    path: str,
+    seconds: float,
+    start_at: float,
+    working_copies: bool = True,
+    rounds: int = ROUNDS,
+) -> dict[str, object]:
+    """One of several copies of this process run at once (``--start-at``): the server's
+    render of ``path`` in a loop for ``rounds`` windows of ``seconds``, the first from
+    ``start_at`` (unix seconds), each ``ROUND_GAP`` after the last; per window, the renders
+    completed, the seconds they took and this process's CPU seconds."""
     work = renderers(source, path, working_copies)[0]
     work()  # warm-up, before the common start
-    time.sleep(max(0.0, start_at - time.time()))
-    began = time.perf_counter()
-    ops = 0
-    while time.perf_counter() - began < seconds:
-        work()
-        ops += 1
-    return {"ops": ops, "seconds": time.perf_counter() - began}
+    windows = []
+    for window_start in round_starts(start_at, seconds, rounds):
+        time.sleep(max(0.0, window_start - time.time()))
+        began, cpu = time.perf_counter(), time.process_time()
+        ops = 0
+        while time.perf_counter() - began < seconds:
+            work()
+            ops += 1
+        windows.append(
+            {
+                "ops": ops,
+                "seconds": time.perf_counter() - began,
+                "cpu_seconds": time.process_time() - cpu,
+            }
+        )
+    return {"rounds": windows}
+
+
+def round_starts(start_at: float, seconds: float, rounds: int) -> list[float]:
+    return [start_at + k * (seconds + ROUND_GAP) for k in range(rounds)]
 
 
 def main(argv: list[str]) -> None:
