@@ -20,6 +20,7 @@ Order of checks (imgproxy's), each a value from ``origin.errors``:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import logging
@@ -48,7 +49,7 @@ from origin.hints import ACCEPT_CH, NO_HINTS, Hints, resolve, vary
 from origin.lookup import Lookup, Source
 from origin.metadata.repository import Analysis, AutoQualityRecord, DerivativeRecord
 from origin.metrics import Metrics
-from origin.path import MEDIA_TYPES, Plan, parse_path
+from origin.path import MEDIA_TYPES, Plan, negotiate_format, parse_path
 from origin.policy import check_allowed, parse_policy, signed_text, template_of
 from origin.probe import sniff_format
 from origin.runtime import Runtime
@@ -94,16 +95,18 @@ class Timings:
 class Prepared:
     """A parsed path, and the last key made from it (reused while the sources match).
 
-    For a path with ``w_auto``/``dpr_auto``, ``variants`` holds its plans per snapped
-    Client Hints (at most AUTO_WIDTHS + 1 times 6 of them).
+    For an ``f_auto`` path, ``formats`` holds its plans per other format ``Accept`` can
+    negotiate (at most two: AVIF, WebP); for a path with ``w_auto``/``dpr_auto``,
+    ``variants`` holds its plans per snapped Client Hints (at most AUTO_WIDTHS + 1 times 6).
     """
 
-    __slots__ = ("canonical", "key", "plan", "variants")
+    __slots__ = ("canonical", "formats", "key", "plan", "variants")
 
     def __init__(self, plan: Plan, canonical: str) -> None:
         self.plan = plan
         self.canonical = canonical
         self.key: Key | None = None
+        self.formats: dict[str, Prepared] | None = None
         self.variants: dict[Hints, Prepared] | None = None
 
 
@@ -117,7 +120,7 @@ class Origin:
     memory: MemoryCache
     operator_keys: tuple[bytes, ...]
     flights: Flights[Derivative] = field(default_factory=Flights)
-    plans: LRUCache[tuple[str, str | None], Prepared] = field(
+    plans: LRUCache[str, Prepared] = field(
         default_factory=lambda: LRUCache(PLAN_CACHE_ENTRIES)
     )
     pending: set[asyncio.Task[None]] = field(default_factory=set)
@@ -152,16 +155,27 @@ class Origin:
     # ---- steps ------------------------------------------------------------------------
 
     def prepare(self, path: str, accept: str | None) -> Prepared:
-        """The parsed plan of a verified path (an LRU: parsing costs more than the hit)."""
-        key = (path, accept)
-        cached = self.plans.get(key)
+        """The parsed plan of a verified path (an LRU: parsing costs more than the hit).
+        ``Accept`` matters only to an ``f_auto`` path, and only through the format it
+        negotiates: a plan per format, not one per browser's ``Accept``."""
+        cached = self.plans.get(path)
         if cached is None:
             settings = self.runtime.settings
-            plan = parse_path(
-                path, accept=accept, presets=settings.presets, limits=self.runtime.limits
-            )
-            cached = self.plans[key] = Prepared(plan, plan.canonical())
-        return cached
+            plan = parse_path(path, presets=settings.presets, limits=self.runtime.limits)
+            cached = self.plans[path] = Prepared(plan, plan.canonical())
+        plan = cached.plan
+        if not plan.negotiated:
+            return cached
+        fmt = negotiated(accept, plan.format)
+        if fmt == plan.format:
+            return cached
+        if cached.formats is None:
+            cached.formats = {}
+        found = cached.formats.get(fmt)
+        if found is None:
+            other = dataclasses.replace(plan, format=fmt)
+            found = cached.formats[fmt] = Prepared(other, other.canonical())
+        return found
 
     def hinted(
         self,
@@ -435,6 +449,12 @@ def put_now(blocking: Blocking, storage_key: str, body: bytes) -> bool:
         log.exception("could not write derivative %s in the render job", storage_key)
         return False
     return True
+
+
+@functools.lru_cache(maxsize=1024)
+def negotiated(accept: str | None, fallback: str | None) -> str | None:
+    """The format ``f_auto`` answers with for this ``Accept`` (origin.path)."""
+    return negotiate_format(accept, fallback or "") or fallback
 
 
 def whole(body: bytes, media_type: str) -> bool:

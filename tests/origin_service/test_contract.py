@@ -102,6 +102,42 @@ async def test_f_auto_varies_on_accept(service: Service) -> None:
     assert not_modified.status_code == 304 and not_modified.headers["vary"] == "Accept"
 
 
+async def test_accept_splits_plans_only_by_the_format_it_negotiates(service: Service) -> None:
+    """Browsers send many different ``Accept`` strings: an f_auto path gets one plan and one
+    answer per negotiated format, and a path without f_auto one in all."""
+    image_id, _ = await service.image()
+    auto = f"/i/{image_id}/w_50,f_auto/a.jpg"
+    fixed = f"/i/{image_id}/w_50/a.png"
+    accepts = [
+        "image/avif,image/webp,*/*;q=0.8",
+        "image/avif,image/webp,image/apng,image/*,*/*;q=0.8",
+        "image/webp,*/*",
+        "image/webp;q=0.9,image/avif;q=0",
+        "*/*",
+        "image/png,image/*;q=0.8",
+    ]
+    types = {}
+    for accept in accepts:
+        for path in (auto, fixed):
+            answer = await service.get(signed(path), headers={"Accept": accept})
+            assert answer.status_code == 200 and decode(answer.content).width == 50
+            types[(path, accept)] = (answer.headers["content-type"], answer.headers["etag"])
+    assert [types[(auto, a)][0] for a in accepts] == [
+        "image/avif",
+        "image/avif",
+        "image/webp",
+        "image/webp",
+        "image/jpeg",
+        "image/jpeg",
+    ]
+    assert len({types[(auto, a)][1] for a in accepts}) == 3  # one ETag per format
+    assert {types[(fixed, a)] for a in accepts} == {types[(fixed, "*/*")]}
+    plans = service.origin.plans
+    assert plans[auto].formats is not None and set(plans[auto].formats) == {"avif", "webp"}
+    assert plans[fixed].formats is None
+    assert {plans[auto].plan.format, plans[fixed].plan.format} == {"jpeg", "png"}
+
+
 async def test_owner_bearer_token_without_s_is_private(service: Service) -> None:
     image_id, owner = await service.image()
     answer = await service.get(f"/i/{image_id}/w_60/a.png", headers=service.bearer(owner))
