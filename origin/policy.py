@@ -29,6 +29,7 @@ one policy URL gives at most 64 × 5 × 6 = 1920 variants.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -117,6 +118,7 @@ def _formats(value: str) -> tuple[str, ...]:
     return formats
 
 
+@functools.lru_cache(maxsize=1024)  # policies repeat on every URL of a page's srcset
 def parse_policy(text: str) -> Policy:
     """The policy as sent in ``p`` → Policy; anything off the grammar is 400 ``bad_request``."""
     if not text or len(text) > MAX_POLICY_LENGTH:
