@@ -167,7 +167,7 @@ class Origin:
         if not plan.negotiated:
             return cached
         fmt = negotiated(accept, plan.format)
-        if fmt == plan.format:
+        if fmt is None or fmt == plan.format:
             return cached
         if cached.formats is None:
             cached.formats = {}
