@@ -318,7 +318,8 @@ async def upload(request: Request) -> Response:
         raise BadRequest("the file is empty")
     if user.storage_used_bytes + len(uploaded.data) > settings.user_quota_bytes:
         raise QuotaExceeded("this upload would exceed your storage quota")
-    probe, analysis = await runtime.pool.run(lambda: inspect_upload(runtime, uploaded.data))
+    inspected = await runtime.pool.run(lambda: inspect_upload(runtime, uploaded.data))
+    probe = inspected.probe
     image_id = new_id()
     image = ImageRecord(
         id=image_id,
@@ -330,20 +331,33 @@ async def upload(request: Request) -> Response:
         width=probe.width,
         height=probe.height,
         storage_key=f"{user_id}/{image_id}/original.{FILE_EXTENSIONS[probe.format]}",
-        content_hash=hashlib.sha256(uploaded.data).hexdigest(),
+        content_hash=inspected.content_hash,
         created_at=now(),
         metadata=dict(probe.metadata),
-        analysis=analysis,
+        analysis=inspected.analysis,
     )
-    levels = await runtime.pool.run(lambda: pyramid.build_for(uploaded.data, probe))
-    await store_image(runtime, image, uploaded.data, levels)
+    await store_image(runtime, image, uploaded.data, inspected.levels)
     return JSONResponse(image_json(runtime, image), status_code=201)
 
 
-def inspect_upload(runtime: Runtime, data: bytes) -> tuple[Probe, Analysis | None]:
-    """In the pool: validate the upload, then analyse it (blurhash, colour, focal point)."""
+@dataclass(frozen=True)
+class Inspected:
+    probe: Probe
+    levels: list[pyramid.Level]
+    analysis: Analysis | None
+    content_hash: str
+
+
+def inspect_upload(runtime: Runtime, data: bytes) -> Inspected:
+    """One pool job: validate the upload, build its working copies (origin.pyramid), analyse
+    it (blurhash, colour, focal point) from the smallest of them — the same upright sRGB
+    picture with far fewer pixels to decode — or from the original when there are none, and
+    hash it (off the event loop)."""
     probe = probe_upload(data, max_source_pixels=runtime.settings.max_source_pixels)
-    return probe, analyse(data, limits=runtime.limits)
+    levels = pyramid.build_for(data, probe)
+    smallest = min(levels, key=lambda lv: lv.width * lv.height).body if levels else data
+    analysis = analyse(smallest, limits=runtime.limits)
+    return Inspected(probe, levels, analysis, hashlib.sha256(data).hexdigest())
 
 
 async def store_image(
