@@ -24,9 +24,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from admin_api import auth, srcset
-from admin_api.guards import caller_address, require_user
+from admin_api.guards import caller_address, hit_limit, require_user
 from admin_api.multipart import ENVELOPE_BYTES, read_file_field
-from admin_api.ratelimit import Limiter
 from origin import legacy, ops, pipeline, pyramid
 from origin.analysis import analyse
 from origin.cache import key_of
@@ -186,8 +185,7 @@ async def throttle_account(request: Request, email: str) -> None:
     the answer is the same for unknown emails, so it reveals nothing.
     """
     limit = runtime_of(request).settings.auth_rate_limit_per_minute
-    limiter: Limiter = request.state.limiter
-    decision = await limiter.hit(f"login:{email.lower()}", limit)
+    decision = await hit_limit(request.scope["state"], f"login:{email.lower()}", limit)
     if not decision.allowed:
         log.warning("login attempts throttled for an account, from %s", caller_address(request))
         raise RateLimited(

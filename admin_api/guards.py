@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from admin_api.ratelimit import Limiter
+from admin_api.ratelimit import Decision, Limiter
 from origin.bearer import TokenError, read_access_token
 from origin.errors import RateLimited, Unauthorized
 from origin.http import error_response
@@ -69,6 +70,16 @@ def _bearer(scope: Scope) -> str | None:
     return None
 
 
+async def hit_limit(state: Mapping[str, Any], key: str, limit: int) -> Decision:
+    """Count one request against ``key``'s per-minute ``limit`` in the lifespan's limiter;
+    a shared store that failed (the request passes) is counted in the metrics."""
+    limiter: Limiter = state["limiter"]  # made in the lifespan (admin_part)
+    decision = await limiter.hit(key, limit)
+    if decision.degraded and "metrics" in state:
+        state["metrics"].ratelimit_store_failures.inc()
+    return decision
+
+
 class AdminGate:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
@@ -87,11 +98,7 @@ class AdminGate:
             key, limit = f"user:{user_id}", self.settings.rate_limit_per_minute
         else:
             key, limit = f"anon:{address}", self.settings.rate_limit_per_minute
-        state = scope["state"]
-        limiter: Limiter = state["limiter"]  # made in the lifespan (admin_part)
-        decision = await limiter.hit(key, limit)
-        if decision.degraded and "metrics" in state:
-            state["metrics"].ratelimit_store_failures.inc()
+        decision = await hit_limit(scope["state"], key, limit)
         headers = decision.headers()
         if not decision.allowed:
             log.warning("rate limited: %s on %s", key, scope["path"])

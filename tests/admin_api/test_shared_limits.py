@@ -52,3 +52,27 @@ async def test_unreachable_redis_fails_open(
         assert limiter.failures == 3
         metrics = (await api.http.get("/metrics")).text
         assert "imgorigin_ratelimit_store_failures_total 3.0" in metrics
+
+
+async def test_unreachable_redis_is_counted_for_every_login_check(
+    make_settings: Callable[..., Settings], password_hash: str
+) -> None:
+    """A login is checked twice (per address and per account): with Redis down both pass,
+    and both are counted as store failures."""
+    from tests.conftest import free_port
+
+    settings = make_settings(
+        REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", AUTH_RATE_LIMIT_PER_MINUTE="1"
+    )
+    async for api in start_api(settings, password_hash):
+        email = f"{secrets.token_hex(4)}@example.com"
+        await api.user(email)
+        for _ in range(2):
+            answer = await api.http.post(
+                "/api/auth/login", json={"email": email, "password": "not the password"}
+            )
+            assert answer.status_code == 401  # not 429: the limit cannot be enforced
+        limiter = api.http.app_state["limiter"]  # type: ignore[attr-defined]
+        assert limiter.failures == 4
+        metrics = (await api.http.get("/metrics")).text
+        assert "imgorigin_ratelimit_store_failures_total 4.0" in metrics
