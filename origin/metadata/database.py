@@ -47,7 +47,7 @@ class Database:
                 self.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
             )
             _configure_sqlite(self.engine)
-            self.lane: Lane = SqliteLane(self.engine.dialect, path, SQLITE_BUSY_TIMEOUT_MS)
+            self.lane: Lane[Any] = SqliteLane(self.engine.dialect, path, SQLITE_BUSY_TIMEOUT_MS)
         else:
             self.engine = create_async_engine(
                 self.url,

@@ -22,7 +22,7 @@ import asyncio
 import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import aiosqlite
 import asyncpg
@@ -32,6 +32,13 @@ from sqlalchemy.engine import Dialect
 LANE_POOL_SIZE = 4
 Processor = Callable[[Any], Any] | None
 Core = sa.Select[Any] | sa.Insert
+
+
+class Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+H = TypeVar("H", bound=Closable)
 
 
 class Statement:
@@ -57,13 +64,15 @@ class Statement:
         return tuple(v if p is None else p(v) for v, p in zip(raw, self.results, strict=True))
 
 
-class Lane(ABC):
-    """``first`` (a select's first row) and ``insert`` (False when a constraint refuses it)."""
+class Lane(ABC, Generic[H]):
+    """``first`` (a select's first row) and ``insert`` (False when a constraint refuses it),
+    over a driver handle (a connection or a pool) opened at first use."""
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
         self._compiled: dict[int, Statement] = {}
         self._opening = asyncio.Lock()
+        self._handle: H | None = None
 
     def _statement(self, statement: Core, keys: Sequence[str] = ()) -> Statement:
         found = self._compiled.get(id(statement))
@@ -75,94 +84,89 @@ class Lane(ABC):
         self, statement: sa.Select[Any], values: Mapping[str, Any]
     ) -> tuple[Any, ...] | None:
         compiled = self._statement(statement)
-        raw = await self._fetch_first(compiled.sql, compiled.params(values))
+        raw = await self._fetch_first(await self._ready(), compiled.sql, compiled.params(values))
         return None if raw is None else compiled.row(raw)
 
     async def insert(self, statement: sa.Insert, values: Mapping[str, Any]) -> bool:
         compiled = self._statement(statement, list(values))
-        return await self._insert(compiled.sql, compiled.params(values))
+        return await self._insert(await self._ready(), compiled.sql, compiled.params(values))
+
+    async def _ready(self) -> H:
+        if self._handle is None:
+            async with self._opening:
+                if self._handle is None:
+                    self._handle = await self._open()
+        return self._handle
+
+    async def close(self) -> None:
+        if self._handle is not None:
+            handle, self._handle = self._handle, None
+            await handle.close()
 
     @abstractmethod
-    async def _fetch_first(self, sql: str, params: list[Any]) -> Sequence[Any] | None: ...
+    async def _open(self) -> H: ...
 
     @abstractmethod
-    async def _insert(self, sql: str, params: list[Any]) -> bool: ...
+    async def _fetch_first(
+        self, handle: H, sql: str, params: list[Any]
+    ) -> Sequence[Any] | None: ...
 
     @abstractmethod
-    async def close(self) -> None: ...
+    async def _insert(self, handle: H, sql: str, params: list[Any]) -> bool: ...
 
 
-class SqliteLane(Lane):
+class SqliteLane(Lane[aiosqlite.Connection]):
     def __init__(self, dialect: Dialect, path: str, busy_timeout_ms: int) -> None:
         super().__init__(dialect)
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
-        self._conn: aiosqlite.Connection | None = None
 
-    async def _connection(self) -> aiosqlite.Connection:
-        if self._conn is None:
-            async with self._opening:
-                if self._conn is None:
-                    conn = await aiosqlite.connect(
-                        self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None
-                    )
-                    await conn.execute("PRAGMA foreign_keys=ON")
-                    await conn.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
-                    await conn.execute("PRAGMA synchronous=NORMAL")
-                    self._conn = conn
-        return self._conn
+    async def _open(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(
+            self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None
+        )
+        await conn.execute("PRAGMA foreign_keys=ON")
+        await conn.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
+        await conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
 
-    async def _fetch_first(self, sql: str, params: list[Any]) -> Sequence[Any] | None:
-        rows = await (await self._connection()).execute_fetchall(sql, params)
-        return next(iter(rows), None)
+    async def _fetch_first(
+        self, handle: aiosqlite.Connection, sql: str, params: list[Any]
+    ) -> Sequence[Any] | None:
+        return next(iter(await handle.execute_fetchall(sql, params)), None)
 
-    async def _insert(self, sql: str, params: list[Any]) -> bool:
+    async def _insert(self, handle: aiosqlite.Connection, sql: str, params: list[Any]) -> bool:
         try:
-            await (await self._connection()).execute_fetchall(sql, params)
+            await handle.execute_fetchall(sql, params)
         except sqlite3.IntegrityError:
             return False
         return True
 
-    async def close(self) -> None:
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            await conn.close()
 
-
-class PostgresLane(Lane):
+class PostgresLane(Lane[asyncpg.Pool]):
     def __init__(self, dialect: Dialect, dsn: str, timeout: float) -> None:
         super().__init__(dialect)
         self.dsn = dsn
         self.timeout = timeout
-        self._pool: asyncpg.Pool | None = None
 
-    async def _connections(self) -> asyncpg.Pool:
-        if self._pool is None:
-            async with self._opening:
-                if self._pool is None:
-                    self._pool = await asyncpg.create_pool(
-                        self.dsn,
-                        min_size=1,
-                        max_size=LANE_POOL_SIZE,
-                        timeout=self.timeout,
-                        command_timeout=self.timeout,
-                    )
-        return self._pool
+    async def _open(self) -> asyncpg.Pool:
+        return await asyncpg.create_pool(
+            self.dsn,
+            min_size=1,
+            max_size=LANE_POOL_SIZE,
+            timeout=self.timeout,
+            command_timeout=self.timeout,
+        )
 
-    async def _fetch_first(self, sql: str, params: list[Any]) -> Sequence[Any] | None:
-        pool = await self._connections()
-        row: Sequence[Any] | None = await pool.fetchrow(sql, *params, timeout=self.timeout)
+    async def _fetch_first(
+        self, handle: asyncpg.Pool, sql: str, params: list[Any]
+    ) -> Sequence[Any] | None:
+        row: Sequence[Any] | None = await handle.fetchrow(sql, *params, timeout=self.timeout)
         return row
 
-    async def _insert(self, sql: str, params: list[Any]) -> bool:
-        pool = await self._connections()
+    async def _insert(self, handle: asyncpg.Pool, sql: str, params: list[Any]) -> bool:
         try:
-            await pool.execute(sql, *params, timeout=self.timeout)
+            await handle.execute(sql, *params, timeout=self.timeout)
         except asyncpg.IntegrityConstraintViolationError:
             return False
         return True
-
-    async def close(self) -> None:
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            await pool.close()
