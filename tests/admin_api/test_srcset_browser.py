@@ -22,8 +22,7 @@ from typing import Any
 import pytest
 import pyvips
 
-from tests.conftest import missing_backend
-from tests.console.test_console_browser import CHROMIUM_FLAGS, TIMEOUT_MS, chromium_path
+from tests.browser import CHROMIUM_FLAGS, TIMEOUT_MS, playwright_chromium
 from tests.origin.conftest import photo
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "srcset"
@@ -63,17 +62,8 @@ def cat_photo() -> bytes:
 
 @pytest.fixture
 def chromium() -> Iterator[Any]:
-    executable = chromium_path()
-    if executable is None:
-        missing_backend("chromium is not installed (apt-get install chromium): srcset e2e skipped")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing_backend("the playwright package is not installed: srcset e2e skipped")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable, headless=True, args=CHROMIUM_FLAGS
-        )
+    with playwright_chromium("srcset e2e") as (chromium, executable):
+        browser = chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_FLAGS)
         try:
             yield browser
         finally:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,28 +17,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import missing_backend
+from tests.browser import CHROMIUM_FLAGS, TIMEOUT_MS, playwright_chromium
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
-TIMEOUT_MS = 10_000
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 CHAIN = "w_300,h_200,c_fill,e_grayscale"
-
-
-def chromium_path() -> str | None:
-    for candidate in (os.environ.get("CHROMIUM"), "chromium", "chromium-browser"):
-        if candidate and (found := shutil.which(candidate)):
-            return found
-    return None
 
 
 def photograph(folder: Path) -> Path:
@@ -55,15 +36,8 @@ def photograph(folder: Path) -> Path:
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
-    executable = chromium_path()
-    if executable is None:
-        missing_backend("chromium is not installed (apt-get install chromium): console e2e skipped")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing_backend("the playwright package is not installed: console e2e skipped")
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
+    with playwright_chromium("console e2e") as (chromium, executable):
+        context = chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"),
             executable_path=executable,
             headless=True,
