@@ -49,7 +49,7 @@ from origin.metadata.repository import (
     Rotation,
     SigningKeyRecord,
 )
-from origin.path import EXTENSIONS, Plan, parse_chain, parse_path
+from origin.path import EXTENSIONS, FILE_EXTENSIONS, Plan, parse_chain, parse_path
 from origin.placeholder import data_uri, placeholder_png
 from origin.probe import Probe, probe_upload
 from origin.runtime import Runtime
@@ -63,7 +63,6 @@ MAX_PAGE_OFFSET = 1_000_000_000
 EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s.]+(?:\.[^@\s.]+)+", re.ASCII)
 IMAGE_ID = re.compile(r"[0-9a-f]{32}", re.ASCII)
 URL_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}", re.ASCII)
-FILE_EXTENSIONS = {"jpeg": "jpg", "png": "png", "gif": "gif", "webp": "webp", "avif": "avif"}
 THUMBNAIL_CHAIN = "w_256,h_256,c_fit"
 MAX_EXPIRES_IN = 10 * 365 * 24 * 3600
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from origin.errors import BadRequest, LimitExceeded
-from origin.path import EXTENSIONS, MEDIA_TYPES, Limits
+from origin.path import EXTENSIONS, FILE_EXTENSIONS, MEDIA_TYPES, Limits
 
 LADDER = (320, 640, 960, 1280, 1920)
 DEFAULT_FORMATS = ("avif", "webp", "jpg")
@@ -26,7 +26,6 @@ MAX_WIDTHS = 16
 MAX_TEXT = 500  # characters of `sizes` and `alt`
 PARAMETERS = ("widths", "formats", "transform", "sizes", "alt", "name", "expires_in")
 # The extension each format is served under (jpeg is written jpg, as image URLs are).
-URL_EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "avif": "avif", "gif": "gif"}
 # Tokens after which a responsive w_ cannot simply join the last stage: it has a size or an
 # overlay already, cuts without scaling, turns the width into a height, multiplies it, or
 # is a preset (which may expand to several stages).
@@ -116,8 +115,8 @@ def parse_formats(text: str) -> tuple[str, ...]:
             raise BadRequest(
                 f"'formats': unknown format '{_show(item)}' (avif, webp, jpg, png, gif)"
             )
-        if URL_EXTENSIONS[fmt] not in formats:
-            formats.append(URL_EXTENSIONS[fmt])
+        if FILE_EXTENSIONS[fmt] not in formats:
+            formats.append(FILE_EXTENSIONS[fmt])
     return tuple(formats)
 
 

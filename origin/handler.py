@@ -49,7 +49,7 @@ from origin.hints import ACCEPT_CH, NO_HINTS, Hints, resolve, vary
 from origin.lookup import Lookup, Source
 from origin.metadata.repository import Analysis, AutoQualityRecord, DerivativeRecord
 from origin.metrics import Metrics
-from origin.path import MEDIA_TYPES, Plan, negotiate_format, parse_path
+from origin.path import FILE_EXTENSIONS, MEDIA_TYPES, Plan, negotiate_format, parse_path
 from origin.policy import check_allowed, parse_policy, signed_text, template_of
 from origin.probe import sniff_format
 from origin.runtime import Runtime
@@ -67,7 +67,6 @@ TIMINGS = "imgorigin.timings"  # scope key of the request's Timings (set by the 
 PLAN_CACHE_ENTRIES = 4096
 SIGNED_URLS = 16384  # operator-verified URLs remembered (cleared when full)
 MAX_EXP_DIGITS = 12
-EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "avif": "avif", "gif": "gif"}
 DRAIN_SECONDS = 10.0  # at shutdown, for derivatives still being written to the store
 CLIENT_CLOSED = 499  # nginx's "client closed request": logged, never seen by the client
 
@@ -120,9 +119,7 @@ class Origin:
     memory: MemoryCache
     operator_keys: tuple[bytes, ...]
     flights: Flights[Derivative] = field(default_factory=Flights)
-    plans: LRUCache[str, Prepared] = field(
-        default_factory=lambda: LRUCache(PLAN_CACHE_ENTRIES)
-    )
+    plans: LRUCache[str, Prepared] = field(default_factory=lambda: LRUCache(PLAN_CACHE_ENTRIES))
     pending: set[asyncio.Task[None]] = field(default_factory=set)
     signed_urls: dict[tuple[str, str | None, str], bool] = field(default_factory=dict)
 
@@ -436,7 +433,7 @@ def read_first(
 
 def stored_key(source: Source, key: Key, media_type: str) -> str:
     """Where a derivative's object lives: ``{user}/{image}/derived/{variant}.{ext}``."""
-    ext = "json" if media_type == MEDIA_TYPES["json"] else EXTENSIONS[key.format]
+    ext = "json" if media_type == MEDIA_TYPES["json"] else FILE_EXTENSIONS[key.format]
     return f"{source.user_id}/{source.image_id}/derived/{key.variant}.{ext}"
 
 

@@ -54,6 +54,10 @@ MEDIA_TYPES: Mapping[str, str] = MappingProxyType(
 EXTENSIONS: Mapping[str, str] = MappingProxyType(
     {"jpg": "jpeg", "jpeg": "jpeg", "png": "png", "webp": "webp", "avif": "avif", "gif": "gif"}
 )
+# The extension a format is written with: stored originals and derivatives, minted URLs.
+FILE_EXTENSIONS: Mapping[str, str] = MappingProxyType(
+    {"jpeg": "jpg", "png": "png", "webp": "webp", "avif": "avif", "gif": "gif"}
+)
 
 CROPS = ("fit", "fill", "limit", "pad", "scale", "crop")
 COMPASS = (
