@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pyvips
 
-from origin import ops, quality
+from origin import gif, ops, quality
 from origin.errors import InvalidImage, OriginError
 from origin.path import DEFAULT_LIMITS, FORMATS, MEDIA_TYPES, Limits, Plan, Stage
 
@@ -87,6 +87,8 @@ def _avif(img: pyvips.Image, q: int | None, keep: int) -> bytes:
 
 
 def _gif(img: pyvips.Image, q: int | None, keep: int) -> bytes:
+    if gif.fits(img):  # an opaque animation: shared palettes, Pillow remaps (origin.gif)
+        return gif.save_animation(img)
     return bytes(img.gifsave_buffer(effort=3, dither=1.0, keep=keep))
 
 

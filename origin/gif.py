@@ -1,0 +1,160 @@
+"""Animated GIF out: one palette per group of frames, remapped and written by Pillow.
+
+libvips' GIF writer (cgif + libimagequant) quantises every frame and then remaps it with
+libimagequant's nearest-colour search: ~15 ms per 240x135 frame whatever the effort, most of
+it in that search (docs/performance.md, "Encoder settings"). Here instead:
+
+- the frames are taken in groups of `GROUP`; each group's palette is quantised once, by
+  libimagequant (through libvips), from a sample of about `SAMPLE_PIXELS` of its pixels:
+  every n-th pixel of every n-th row, at a different phase in each frame of the group, so a
+  one-pixel line or a small mark is seen by the sample;
+- Pillow maps every frame onto its group's palette with Floyd-Steinberg dithering (C, a
+  colour cache) and writes the GIF (LZW; after the first frame only the rectangle that
+  changed, identical frames merged as libvips does);
+- a frame whose 4x4 block means are more than `MAX_BLOCK_ERROR` from the unquantised frame
+  (a colour the sample missed) gets a palette of its own, quantised from all its pixels.
+
+Pillow only ever encodes arrays made here: it never decodes a client's bytes. Animations
+with an alpha band (transparent pixels) and very large ones stay on libvips' writer, which
+streams one frame at a time (`fits`).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyvips
+from PIL import Image
+
+GROUP = 6  # consecutive frames that share one palette
+SAMPLE_PIXELS = 5400  # pixels a group's palette is quantised from (every n-th of every n-th row)
+EFFORT = 4  # libimagequant's effort for a group palette (5+ doubles its cost, 3 is worse)
+MAX_BLOCK_ERROR = 24.0  # per channel, 0-255: above it a frame gets a palette of its own
+MAX_BYTES = 64 * 1024 * 1024  # RGB bytes of all frames held at once; above, libvips' writer
+
+Pixels = np.ndarray[Any, np.dtype[np.uint8]]
+
+
+def fits(img: pyvips.Image) -> bool:
+    """An opaque 8-bit RGB animation (a strip with page-height) small enough to hold."""
+    if img.bands != 3 or img.format != "uchar" or not img.get_typeof("page-height"):
+        return False
+    page, width, height = int(img.get("page-height")), int(img.width), int(img.height)
+    return 0 < page < height and height % page == 0 and width * height * 3 <= MAX_BYTES
+
+
+def save_animation(strip: pyvips.Image) -> bytes:
+    """The GIF of an animation strip that `fits`, with its `delay` (ms) and `loop` (libvips'
+    meaning: 0 forever, n plays n times)."""
+    page = int(strip.get("page-height"))
+    count = strip.height // page
+    frames: list[Image.Image] = []
+    for first in range(0, count, GROUP):
+        n = min(GROUP, count - first)
+        group = _pixels(strip.crop(0, first * page, strip.width, n * page)).reshape(
+            n, page, strip.width, 3
+        )
+        palette = quantise(sample(group))
+        onto = target(palette)
+        frames += [_remap_checked(frame, palette, onto) for frame in group]
+    return _write(frames, _delays(strip, count), _loop(strip))
+
+
+def sample(group: Pixels) -> Pixels:
+    """About SAMPLE_PIXELS pixels of a (frames, height, width, 3) group as one image: every
+    `step`-th pixel of every `step`-th row, frame i starting at row and column i*step/frames
+    (so that over a group every row and every column is looked at)."""
+    n, height, width, _ = group.shape
+    step = max(1, round((n * height * width / SAMPLE_PIXELS) ** 0.5))
+    starts = [i * step // n for i in range(n)]
+    parts = [
+        group[i, min(s, height - 1) :: step, min(s, width - 1) :: step]
+        for i, s in enumerate(starts)
+    ]
+    narrowest = min(p.shape[1] for p in parts)
+    return np.ascontiguousarray(np.concatenate([p[:, :narrowest] for p in parts]))
+
+
+def quantise(pixels: Pixels) -> Pixels:
+    """A palette (256, 3) for an (h, w, 3) image: libimagequant's, read back from a GIF of it."""
+    height, width, _ = pixels.shape
+    img = pyvips.Image.new_from_memory(pixels.data, width, height, 3, "uchar")
+    gif = img.gifsave_buffer(effort=EFFORT, dither=0.0, keep=int(pyvips.ForeignKeep.NONE))
+    entries = pyvips.Image.new_from_buffer(gif, "").get("gif-palette")
+    # each entry is the four bytes R, G, B, A of one colour, as a (signed) native int
+    rgba = np.array(entries, dtype=np.int64).astype(np.uint32).view(np.uint8).reshape(-1, 4)
+    palette = np.zeros((256, 3), dtype=np.uint8)
+    palette[: len(rgba)] = rgba[:256, :3]
+    return palette
+
+
+def target(palette: Pixels) -> Image.Image:
+    """A Pillow "P" image carrying `palette`: reuse it for every frame mapped onto that
+    palette (Pillow keeps its colour cache on it)."""
+    img = Image.new("P", (1, 1))
+    img.putpalette(palette.tobytes())
+    return img
+
+
+def remap(frame: Pixels, onto: Image.Image) -> Image.Image:
+    """An (h, w, 3) frame as a Pillow "P" image on `onto`'s palette, Floyd-Steinberg
+    dithered."""
+    return Image.fromarray(frame).quantize(palette=onto, dither=Image.Dither.FLOYDSTEINBERG)
+
+
+def drift(frame: Pixels, mapped: Image.Image, palette: Pixels) -> float:
+    """The largest difference, per channel, between the mean colours of a 4x4 block of
+    `frame` and of its remapped image (dithering averages out; a missing colour does not)."""
+    height, width = frame.shape[0] // 4 * 4, frame.shape[1] // 4 * 4
+    if not height or not width:
+        return 0.0
+    got = np.take(palette, np.asarray(mapped)[:height, :width], axis=0)
+    diff = frame[:height, :width].astype(np.int16) - got
+    for _ in range(2):  # 4x4 sums by adding neighbours pairwise (int16 holds 16 x 255)
+        diff = diff[0::2] + diff[1::2]
+        diff = diff[:, 0::2] + diff[:, 1::2]
+    return float(np.abs(diff).max()) / 16
+
+
+def _remap_checked(frame: Pixels, palette: Pixels, onto: Image.Image) -> Image.Image:
+    mapped = remap(frame, onto)
+    if drift(frame, mapped, palette) > MAX_BLOCK_ERROR:
+        mapped = remap(frame, target(quantise(np.ascontiguousarray(frame))))
+    return mapped
+
+
+def _pixels(img: pyvips.Image) -> Pixels:
+    return np.ndarray(
+        buffer=img.write_to_memory(), dtype=np.uint8, shape=(img.height, img.width, 3)
+    )
+
+
+def _delays(strip: pyvips.Image, count: int) -> list[int]:
+    """Per-frame delays in ms, rounded to the GIF's 10 ms as libvips does (none: 0)."""
+    delay: Sequence[int] = strip.get("delay") if strip.get_typeof("delay") else []
+    return [round(d / 10) * 10 for d in (list(delay) + [0] * count)[:count]]
+
+
+def _loop(strip: pyvips.Image) -> int | None:
+    """Pillow's `loop` (the NETSCAPE repeat count) for libvips' `loop` (plays; 0 forever)."""
+    plays = int(strip.get("loop")) if strip.get_typeof("loop") else 0
+    return 0 if plays == 0 else (None if plays == 1 else plays - 1)
+
+
+def _write(frames: list[Image.Image], delays: list[int], loop: int | None) -> bytes:
+    out = io.BytesIO()
+    extra: dict[str, Any] = {} if loop is None else {"loop": loop}
+    frames[0].save(
+        out,
+        format="GIF",
+        save_all=True,
+        append_images=frames[1:],
+        duration=delays,
+        disposal=1,
+        optimize=False,
+        **extra,
+    )
+    return out.getvalue()

@@ -1,0 +1,190 @@
+"""Animated GIF out (origin.gif): frames stay close to the unquantised frames, a colour that
+appears late or only on thin lines survives, a group of frames shares one palette, a frame
+its group's palette cannot draw gets its own, and delay/loop are kept."""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+
+import numpy as np
+import pytest
+import pyvips
+import skimage
+from skimage.metrics import structural_similarity
+
+from origin import gif, ops, pipeline
+from origin.path import DEFAULT_LIMITS, parse_path
+from tests.origin.conftest import IMAGE_ID, decode
+
+Pixels = np.ndarray  # type: ignore[type-arg]
+
+FRAMES, WIDTH, HEIGHT = 12, 200, 150
+LATE = 8  # the first frame with the green disc
+CHAIN = "w_100,h_75,c_fit"
+
+
+def strip_of(frames: list[Pixels], delay: int = 80, loop: int | None = 0) -> pyvips.Image:
+    strip = pyvips.Image.new_from_array(np.concatenate(frames)).copy(interpretation="srgb")
+    strip = strip.copy()
+    strip.set_type(pyvips.GValue.gint_type, "page-height", frames[0].shape[0])
+    strip.set_type(pyvips.GValue.array_int_type, "delay", [delay] * len(frames))
+    if loop is not None:
+        strip.set_type(pyvips.GValue.gint_type, "loop", loop)
+    return strip
+
+
+@cache
+def pan() -> bytes:
+    """A pan over a photograph (skimage's cat); from frame LATE on, a green-to-blue disc that
+    no earlier frame has, and a one-pixel magenta line and a two-pixel cyan one throughout."""
+    cat = skimage.data.chelsea()  # 300x451
+    frames = []
+    for i in range(FRAMES):
+        left = round(i * (cat.shape[1] - WIDTH * 2) / (FRAMES - 1))
+        frame = cat[:, left : left + WIDTH * 2][::2, ::2].copy()  # 150x200
+        frame[41, 10:190] = (255, 0, 255)
+        frame[60:140, 120:122] = (0, 255, 255)
+        if i >= LATE:
+            yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH]
+            disc = (xx - 150) ** 2 + (yy - 75) ** 2 < 30**2
+            frame[disc] = np.stack([0 * xx, 160 + 80 * xx // WIDTH, 40 + 100 * yy // HEIGHT], 2)[
+                disc
+            ]
+        frames.append(frame)
+    return bytes(strip_of(frames).gifsave_buffer(effort=7))
+
+
+def unquantised(source: bytes, chain: str) -> list[Pixels]:
+    """The frames the encoder is given for `chain`, before any palette."""
+    plan = parse_path(f"/i/{IMAGE_ID}/{chain}/x.gif")
+    frames, _ = ops.load_frames(source, ops.probe(source, DEFAULT_LIMITS))
+    ctx = ops.Context(limits=DEFAULT_LIMITS, overlays={}, focal=None)
+    for stage in plan.stages:
+        for step in pipeline.STEPS:
+            frames = step(frames, stage, ctx)
+    return [as_array(f) for f in frames]
+
+
+def as_array(img: pyvips.Image) -> Pixels:
+    return np.ndarray(
+        buffer=img.write_to_memory(), dtype=np.uint8, shape=(img.height, img.width, img.bands)
+    )
+
+
+def gif_frames(body: bytes) -> list[Pixels]:
+    strip = decode(body, n=-1)
+    page = int(strip.get("page-height"))
+    pixels = as_array(strip)[:, :, :3]
+    return [pixels[i * page : (i + 1) * page] for i in range(strip.height // page)]
+
+
+def colour_tables(body: bytes) -> list[bytes]:
+    """Every colour table of a GIF: the global one, then each frame's local one."""
+    tables, pos = [], 13
+
+    def table(flags: int) -> int:
+        size = 3 * 2 ** ((flags & 7) + 1) if flags & 0x80 else 0
+        if size:
+            tables.append(body[pos : pos + size])
+        return size
+
+    def skip_sub_blocks(at: int) -> int:
+        while body[at]:
+            at += body[at] + 1
+        return at + 1
+
+    pos += table(body[10])
+    while body[pos] != 0x3B:  # trailer
+        if body[pos] == 0x21:  # extension: introducer, label, sub-blocks
+            pos = skip_sub_blocks(pos + 2)
+        else:
+            assert body[pos] == 0x2C  # image descriptor (10 bytes), table, LZW code size, data
+            flags, pos = body[pos + 9], pos + 10
+            pos += table(flags)
+            pos = skip_sub_blocks(pos + 1)
+    return tables
+
+
+def render_gif(source: bytes, chain: str = CHAIN) -> bytes:
+    return pipeline.render(source, parse_path(f"/i/{IMAGE_ID}/{chain}/x.gif")).body
+
+
+def test_frames_stay_close_to_the_unquantised_frames() -> None:
+    ref = unquantised(pan(), CHAIN)
+    out = gif_frames(render_gif(pan()))
+    assert len(out) == FRAMES and out[0].shape == (75, 100, 3)
+    scores = [
+        structural_similarity(r, o, channel_axis=2, data_range=255)
+        for r, o in zip(ref, out, strict=True)
+    ]
+    assert np.mean(scores) >= 0.95 and min(scores) >= 0.93, scores
+    errors = [np.abs(r.astype(int) - o).mean() for r, o in zip(ref, out, strict=True)]
+    assert max(errors) < 6, errors
+
+
+def test_a_colour_that_appears_late_survives() -> None:
+    ref = unquantised(pan(), CHAIN)
+    out = gif_frames(render_gif(pan()))
+    for i in range(LATE, FRAMES):
+        want = ref[i][32:44, 69:81].reshape(-1, 3).mean(axis=0)  # the disc's middle
+        got = out[i][32:44, 69:81].reshape(-1, 3).mean(axis=0)
+        assert want[1] > 150 and want[0] < 20  # it is the green disc
+        assert np.abs(want - got).max() < 12, (i, want, got)
+
+
+def test_thin_lines_keep_their_colour() -> None:
+    ref = unquantised(pan(), CHAIN)
+    out = gif_frames(render_gif(pan()))
+    for r, o in zip(ref, out, strict=True):
+        for rows, cols in ((slice(20, 21), slice(10, 90)), (slice(32, 68), slice(60, 61))):
+            want = r[rows, cols].reshape(-1, 3).mean(axis=0)
+            got = o[rows, cols].reshape(-1, 3).mean(axis=0)
+            assert np.abs(want - got).max() < 20, (want, got)
+
+
+def test_a_group_of_frames_shares_one_palette() -> None:
+    tables = colour_tables(render_gif(pan()))
+    assert len(tables) == FRAMES  # the global one, then a local one on every later frame
+    assert len(set(tables)) == math.ceil(FRAMES / gif.GROUP)
+
+
+def test_a_frame_its_group_palette_cannot_draw_gets_its_own() -> None:
+    """Frame 0 is red exactly where the group's sample does not look: the group palette has
+    no red, the drift check sees it and gives frame 0 a palette of its own."""
+    n, h, w = gif.GROUP, 90, 120
+    coords = np.zeros((n, h, w, 3), dtype=np.uint8)
+    coords[..., 0] = np.arange(n)[:, None, None]
+    coords[..., 1] = np.arange(h)[None, :, None]
+    coords[..., 2] = np.arange(w)[None, None, :]
+    seen = {tuple(p) for p in gif.sample(coords).reshape(-1, 3) if p[0] == 0}
+    grey = np.broadcast_to(np.linspace(40, 200, w, dtype=np.uint8)[None, :, None], (h, w, 3))
+    frames = [grey.copy() for _ in range(n)]
+    for y in range(h):
+        for x in range(w):
+            if (0, y, x) not in seen:
+                frames[0][y, x] = (220, 20, 20)
+    assert not any((frames[0][y, x] == (220, 20, 20)).all() for _, y, x in seen)
+    body = gif.save_animation(strip_of(frames))
+    red = gif_frames(body)[0][frames[0][..., 1] == 20]
+    assert np.abs(red.astype(int) - (220, 20, 20)).max() < 24
+    assert len(set(colour_tables(body))) == 2
+
+
+@pytest.mark.parametrize(("loop", "plays"), [(0, 0), (1, 1), (3, 3), (None, 0)])
+def test_delay_and_loop_are_kept(loop: int | None, plays: int) -> None:
+    frames = [np.full((8, 8, 3), v, dtype=np.uint8) for v in (0, 90, 180)]
+    out = decode(gif.save_animation(strip_of(frames, delay=75, loop=loop)), n=-1)
+    assert out.get("n-pages") == 3
+    assert list(out.get("delay")) == [80, 80, 80]  # the GIF's 10 ms, rounded as libvips does
+    assert out.get("loop") == plays
+
+
+def test_only_an_opaque_animation_small_enough_to_hold_takes_this_path() -> None:
+    frames = [np.full((8, 8, 3), v, dtype=np.uint8) for v in (0, 90)]
+    assert gif.fits(strip_of(frames))
+    assert not gif.fits(strip_of(frames).bandjoin(255))  # alpha: libvips' writer
+    assert not gif.fits(pyvips.Image.new_from_array(frames[0]).copy(interpretation="srgb"))
+    big = pyvips.Image.black(4096, 6000, bands=3).cast("uchar").copy()
+    big.set_type(pyvips.GValue.gint_type, "page-height", 1000)
+    assert not gif.fits(big)
