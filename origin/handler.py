@@ -46,6 +46,7 @@ from origin.errors import (
     UrlExpired,
 )
 from origin.hints import ACCEPT_CH, NO_HINTS, Hints, resolve, vary
+from origin.hints import HEADERS as HINT_HEADERS
 from origin.lookup import Lookup, Source
 from origin.metadata.repository import Analysis, AutoQualityRecord, DerivativeRecord
 from origin.metrics import Metrics
@@ -552,8 +553,7 @@ def disconnected(receive: Receive) -> Callable[[], Awaitable[object]]:
 
 # The request headers the endpoint reads, by their place in request_headers' list.
 HEADER_NAMES = (b"accept", b"if-none-match", b"authorization")
-HINT_NAMES = (b"sec-ch-width", b"width", b"sec-ch-dpr", b"dpr")
-WANTED_HEADERS = {name: index for index, name in enumerate((*HEADER_NAMES, *HINT_NAMES))}
+WANTED_HEADERS = {name: index for index, name in enumerate((*HEADER_NAMES, *HINT_HEADERS))}
 RequestHeaders = tuple[str | None, str | None, str | None, bytes | None, bytes | None]
 
 

@@ -27,6 +27,8 @@ ACCEPT_CH = b"Sec-CH-Width, Sec-CH-DPR, Width, DPR"
 WIDTH = "width"  # the kinds of hint a Plan may use (Plan.client_hints)
 DPR = "dpr"
 VARY_NAMES = {WIDTH: "Sec-CH-Width, Width", DPR: "Sec-CH-DPR, DPR"}
+# The request headers read, as ASGI names them: width (Sec-CH first), then DPR.
+HEADERS = (b"sec-ch-width", b"width", b"sec-ch-dpr", b"dpr")
 
 _WIDTH_VALUE = re.compile(rb"\s*([0-9]{1,6})\s*")
 _DPR_VALUE = re.compile(rb"\s*([0-9]{1,3}(?:\.[0-9]{1,6})?)\s*")

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from starlette.types import Message, Scope, Send
 
 from origin import handler
+from origin.hints import HEADERS as HINT_HEADERS
 
 SECONDS = 1.0
 MAX_ENTRIES = 4096
@@ -34,7 +35,7 @@ IMMUTABLE = handler.IMMUTABLE.encode("ascii")  # the one Cache-Control a kept an
 PERSONAL = frozenset((b"authorization", b"if-none-match"))
 # Client Hints: part of the key (an answer that depends on them says so in ``Vary`` and is
 # never kept; one that does not is kept once per distinct set of hints, bounded by MAX_ENTRIES).
-HINTS = frozenset((b"sec-ch-width", b"width", b"sec-ch-dpr", b"dpr"))
+HINTS = frozenset(HINT_HEADERS)
 
 HotKey = tuple[bytes, bytes, bytes | None, tuple[tuple[bytes, bytes], ...]]
 
