@@ -5,9 +5,9 @@ libimagequant's nearest-colour search: ~15 ms per 240x135 frame whatever the eff
 it in that search (docs/performance.md, "Encoder settings"). Here instead:
 
 - the frames are taken in groups of `GROUP`; each group's palette is quantised once, by
-  libimagequant (through libvips), from a sample of about `SAMPLE_PIXELS` of its pixels:
-  every n-th pixel of every n-th row, at a different phase in each frame of the group, so a
-  one-pixel line or a small mark is seen by the sample;
+  libimagequant (through libvips), from a sample of about `SAMPLE_PIXELS` of its pixels
+  that crosses every row and every column of the frame once per group, so that a one-pixel
+  line in a colour of its own reaches the palette;
 - Pillow maps every frame onto its group's palette with Floyd-Steinberg dithering (C, a
   colour cache) and writes the GIF (LZW; after the first frame only the rectangle that
   changed, identical frames merged as libvips does);
@@ -64,18 +64,23 @@ def save_animation(strip: pyvips.Image) -> bytes:
 
 
 def sample(group: Pixels) -> Pixels:
-    """About SAMPLE_PIXELS pixels of a (frames, height, width, 3) group as one image: every
-    `step`-th pixel of every `step`-th row, frame i starting at row and column i*step/frames
-    (so that over a group every row and every column is looked at)."""
+    """About SAMPLE_PIXELS pixels of a (frames, height, width, 3) group, as one image: frame i
+    gives its rows i, i+n, i+2n... and its columns i, i+n... (n frames), every `thin`-th pixel
+    along each. Over a group every row and every column is looked at, so a line or a mark in
+    a colour of its own reaches the palette (libimagequant counts colours: the layout of the
+    sample does not matter)."""
     n, height, width, _ = group.shape
-    step = max(1, round((n * height * width / SAMPLE_PIXELS) ** 0.5))
-    starts = [i * step // n for i in range(n)]
-    parts = [
-        group[i, min(s, height - 1) :: step, min(s, width - 1) :: step]
-        for i, s in enumerate(starts)
-    ]
-    narrowest = min(p.shape[1] for p in parts)
-    return np.ascontiguousarray(np.concatenate([p[:, :narrowest] for p in parts]))
+    thin = max(1, round(2 * height * width / SAMPLE_PIXELS))
+    parts = []
+    for i in range(n):
+        start = i % thin
+        parts.append(group[i, i::n, start::thin].reshape(-1, 3))
+        parts.append(group[i, start::thin, i::n].reshape(-1, 3))
+    pixels = np.concatenate(parts)
+    side = max(1, int(len(pixels) ** 0.5))
+    rows = -(-len(pixels) // side)
+    padded = np.resize(pixels, (rows * side, 3))  # repeats the first pixels to fill the square
+    return padded.reshape(rows, side, 3)
 
 
 def quantise(pixels: Pixels) -> Pixels:

@@ -143,6 +143,22 @@ def test_thin_lines_keep_their_colour() -> None:
             assert np.abs(want - got).max() < 20, (want, got)
 
 
+def coordinates(n: int, h: int, w: int) -> Pixels:
+    """A group whose pixels are their own (frame, row, column)."""
+    coords = np.zeros((n, h, w, 3), dtype=np.uint8)
+    coords[..., 0] = np.arange(n)[:, None, None]
+    coords[..., 1] = np.arange(h)[None, :, None]
+    coords[..., 2] = np.arange(w)[None, None, :]
+    return coords
+
+
+def test_the_sample_crosses_every_row_and_every_column() -> None:
+    n, h, w = gif.GROUP, 200, 250
+    seen = gif.sample(coordinates(n, h, w)).reshape(-1, 3)
+    assert set(seen[:, 1]) == set(range(h)) and set(seen[:, 2]) == set(range(w))
+    assert len(seen) <= 1.2 * gif.SAMPLE_PIXELS
+
+
 def test_a_group_of_frames_shares_one_palette() -> None:
     tables = colour_tables(render_gif(pan()))
     assert len(tables) == FRAMES  # the global one, then a local one on every later frame
@@ -153,11 +169,7 @@ def test_a_frame_its_group_palette_cannot_draw_gets_its_own() -> None:
     """Frame 0 is red exactly where the group's sample does not look: the group palette has
     no red, the drift check sees it and gives frame 0 a palette of its own."""
     n, h, w = gif.GROUP, 90, 120
-    coords = np.zeros((n, h, w, 3), dtype=np.uint8)
-    coords[..., 0] = np.arange(n)[:, None, None]
-    coords[..., 1] = np.arange(h)[None, :, None]
-    coords[..., 2] = np.arange(w)[None, None, :]
-    seen = {tuple(p) for p in gif.sample(coords).reshape(-1, 3) if p[0] == 0}
+    seen = {tuple(p) for p in gif.sample(coordinates(n, h, w)).reshape(-1, 3) if p[0] == 0}
     grey = np.broadcast_to(np.linspace(40, 200, w, dtype=np.uint8)[None, :, None], (h, w, 3))
     frames = [grey.copy() for _ in range(n)]
     for y in range(h):
