@@ -81,3 +81,23 @@ def test_harness_runs_against_imgorigin(tmp_path: Path) -> None:
     groups = results["server_process_groups"]
     assert len(groups) == 2 + (os.cpu_count() or 1)
     assert not [g for g in groups if group_alive(g)], "a benchmark server outlived the harness"
+
+
+def test_thread_profile_runs(tmp_path: Path) -> None:
+    """``python -m benchmarks.threads`` (docs/performance.md, "where the time goes") answers
+    with a CPU figure per kind of thread; the render's threads do most of the work."""
+    if shutil.which("wrk") is None:
+        if os.environ.get("REQUIRE_ALL_BACKENDS") == "1":
+            pytest.fail("REQUIRE_ALL_BACKENDS=1 but wrk is not installed")
+        pytest.skip("wrk is not installed (apt-get install wrk)")
+    argv = [sys.executable, "-m", "benchmarks.threads", "W1", "--seconds", "1"]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    figures = {}
+    for line in done.stdout.splitlines():
+        if "ms CPU per request" in line:
+            kind, value = line.split(" ms CPU")[0].rsplit(None, 1)
+            figures[kind.strip()] = float(value)
+    assert {"event loop", "libvips", "total"} <= set(figures), done.stdout
+    render = figures["libvips"] + figures.get("pool threads", 0.0)
+    assert 0 < figures["event loop"] < render < figures["total"]
