@@ -2,11 +2,15 @@
 
 Run as ``python -m benchmarks.floor IMAGES_DIR SECONDS W1,W2,... [--no-working-copies]
 [--start-at UNIX_SECONDS]`` in its own process (so its peak RSS is its own and the harness's
-libvips set-up is untouched); prints one JSON object. Like the server, it renders from a working copy when one serves the request
-(``origin.pyramid``; built once, untimed, as at upload) and then also times the original.
-Same set-up as a server worker: ``configure_libvips()`` (no operation cache) and
-``concurrency_set(1)``; the nominal plan of each workload through ``parse_path`` and
-``pipeline.render``.
+libvips set-up is untouched); prints one JSON object.
+
+It does what a server worker does for the workload's requests, minus HTTP, the stores and
+the event loop: the same set-up (``configure_libvips()``: no operation cache;
+``concurrency_set(1)``), the same distinct URLs the harness sends (the nominal request
+first, then the first ``FLOOR_PATHS`` of the list, walked round and round) through
+``parse_path`` (untimed) and ``pipeline.render``, from the working copy ``origin.pyramid``
+picks (levels built once, untimed, as at upload). The nominal request gives the output's
+bytes and size, and is also timed from the original.
 
 With ``--start-at`` (one workload), the process is one of several started at once by the
 harness, one per core: each loops from that moment for SECONDS and prints how many renders
@@ -17,6 +21,7 @@ one.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import statistics
 import sys
@@ -27,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from origin.path import DEFAULT_LIMITS
 
+FLOOR_PATHS = 400  # distinct requests the floor walks (at most 500 renders per measurement)
 ROUNDS = 3  # windows of the parallel floor; the best is kept, as for the servers' runs
 ROUND_GAP = 1.0  # seconds between windows (a window's last render may overrun it)
 
@@ -48,42 +54,59 @@ def timed(work: Callable[[], Rendered], seconds: float) -> tuple[float, int, Ren
 
 
 def renderers(
-    source: bytes, path: str, working_copies: bool = True
-) -> tuple[Callable[[], Rendered], Callable[[], Rendered] | None, str | None]:
-    """What the server does for ``path``: render from the working copy ``pyramid.choose``
-    picks (made once here, untimed, as at upload), else from the original. Returns that
-    render, the render from the original when a copy serves the request (else None), and
-    the copy's name."""
+    source: bytes, paths: list[str], working_copies: bool = True
+) -> tuple[list[Callable[[], Rendered]], Callable[[], Rendered] | None, str | None]:
+    """What the server does for each of ``paths``: render from the working copy
+    ``pyramid.choose`` picks (the levels made once here, untimed, as at upload), else from
+    the original. Returns those renders, the nominal request's (the first path's) render
+    from the original when a copy serves it (else None), and that copy's name."""
     from origin import pyramid
     from origin.metadata.repository import WorkingCopy
     from origin.path import parse_path
     from origin.pipeline import StandIn, render
     from origin.probe import probe_upload
 
-    plan = parse_path(path)
     probe = probe_upload(source, max_source_pixels=10**9)
     levels = pyramid.build_for(source, probe) if working_copies else []
     copies = [WorkingCopy(lv.width, lv.height, str(i)) for i, lv in enumerate(levels)]
-    chosen = pyramid.choose(plan, probe.width, probe.height, copies, DEFAULT_LIMITS)
-    original = functools.partial(render, source, plan)
-    if chosen is None:
-        return original, None, None
-    level = levels[int(chosen.storage_key)]
     stand_in = StandIn(probe.width, probe.height, probe.format)
-    name = f"{level.width}x{level.height}.{level.ext}"
-    return functools.partial(render, level.body, plan, stand_in=stand_in), original, name
+    works: list[Callable[[], Rendered]] = []
+    names: list[str | None] = []
+    for path in paths:
+        plan = parse_path(path)
+        chosen = pyramid.choose(plan, probe.width, probe.height, copies, DEFAULT_LIMITS)
+        if chosen is None:
+            works.append(functools.partial(render, source, plan))
+            names.append(None)
+            continue
+        level = levels[int(chosen.storage_key)]
+        works.append(functools.partial(render, level.body, plan, stand_in=stand_in))
+        names.append(f"{level.width}x{level.height}.{level.ext}")
+    original = None
+    if names[0] is not None:
+        original = functools.partial(render, source, parse_path(paths[0]))
+    return works, original, names[0]
+
+
+def cycling(works: list[Callable[[], Rendered]]) -> Callable[[], Rendered]:
+    """One render per call, walking ``works`` round and round (as the servers walk their
+    never-repeating URLs)."""
+    turn = itertools.cycle(works)
+    return lambda: next(turn)()
 
 
 def measure(
-    source: bytes, path: str, seconds: float, working_copies: bool = True
+    source: bytes, paths: list[str], seconds: float, working_copies: bool = True
 ) -> dict[str, object]:
-    """Median ms of the server's render of ``path``, one thread; a request served from a
-    working copy is measured from the original too (``original_ms_per_op``)."""
-    work, original, copy = renderers(source, path, working_copies)
-    result: dict[str, object] = {"working_copy": copy}
+    """Median ms of the server's renders of ``paths`` in turn, one thread; the nominal
+    request (the first) gives the bytes and size, and is measured from the original too
+    when a working copy serves it (``original_ms_per_op``)."""
+    works, original, copy = renderers(source, paths, working_copies)
+    result: dict[str, object] = {"working_copy": copy, "distinct_requests": len(works)}
     if original is not None:
         result["original_ms_per_op"] = timed(original, seconds)[0]
-    ms, ops, out = timed(work, seconds)
+    out = works[0]()
+    ms, ops, _ = timed(cycling(works), seconds)
     result.update(
         ms_per_op=ms,
         ops=ops,
@@ -97,7 +120,7 @@ def measure(
 
 def loop_from(
     source: bytes,
-    path: str,
+    paths: list[str],
     seconds: float,
     start_at: float,
     working_copies: bool = True,
@@ -107,7 +130,7 @@ def loop_from(
     render of ``path`` in a loop for ``rounds`` windows of ``seconds``, the first from
     ``start_at`` (unix seconds), each ``ROUND_GAP`` after the last; per window, the renders
     completed, the seconds they took and this process's CPU seconds."""
-    work = renderers(source, path, working_copies)[0]
+    work = cycling(renderers(source, paths, working_copies)[0])
     work()  # warm-up, before the common start
     windows = []
     for window_start in round_starts(start_at, seconds, rounds):
@@ -149,13 +172,14 @@ def main(argv: list[str]) -> None:
         w = WORKLOADS[name]
         if w.mode != "cold":
             continue
-        path = server.path(w, w.nominal).split("?", 1)[0]
-        assert IMAGE_IDS[w.source] in path
+        # the servers' own URL list (the nominal request first), as far as a run can reach
+        paths = [server.path(w, p).split("?", 1)[0] for p in w.params()[:FLOOR_PATHS]]
+        assert IMAGE_IDS[w.source] in paths[0]
         source = (images / w.source).read_bytes()
         if start_at is not None:
-            results[name] = loop_from(source, path, seconds, start_at, working_copies)
+            results[name] = loop_from(source, paths, seconds, start_at, working_copies)
         else:
-            results[name] = measure(source, path, seconds, working_copies)
+            results[name] = measure(source, paths, seconds, working_copies)
     hwm = next(
         x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmHWM")
     )
