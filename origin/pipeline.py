@@ -55,8 +55,13 @@ class Encoder:
     save: Callable[[pyvips.Image, int | None, int], bytes]  # (image, quality, keep) -> bytes
 
 
+# The quality a lossy format is encoded at without `q_` (q_auto's search tops out at the same:
+# origin.quality.RANGES, a test holds them equal).
+JPEG_Q, WEBP_Q, AVIF_Q = 80, 80, 60
+
+
 def _jpeg(img: pyvips.Image, q: int | None, keep: int) -> bytes:
-    quality = q or 80
+    quality = q or JPEG_Q
     return bytes(
         img.jpegsave_buffer(
             Q=quality,
@@ -79,11 +84,13 @@ def _png(img: pyvips.Image, q: int | None, keep: int) -> bytes:
 
 
 def _webp(img: pyvips.Image, q: int | None, keep: int) -> bytes:
-    return bytes(img.webpsave_buffer(Q=q or 80, effort=4, keep=keep))
+    return bytes(img.webpsave_buffer(Q=q or WEBP_Q, effort=4, keep=keep))
 
 
 def _avif(img: pyvips.Image, q: int | None, keep: int) -> bytes:
-    return bytes(img.heifsave_buffer(Q=q or 60, compression="av1", effort=2, bitdepth=8, keep=keep))
+    return bytes(
+        img.heifsave_buffer(Q=q or AVIF_Q, compression="av1", effort=2, bitdepth=8, keep=keep)
+    )
 
 
 def _gif(img: pyvips.Image, q: int | None, keep: int) -> bytes:
@@ -93,10 +100,10 @@ def _gif(img: pyvips.Image, q: int | None, keep: int) -> bytes:
 
 
 ENCODERS: Mapping[str, Encoder] = {
-    "jpeg": Encoder(80, alpha=False, save=_jpeg),
+    "jpeg": Encoder(JPEG_Q, alpha=False, save=_jpeg),
     "png": Encoder(None, alpha=True, save=_png),  # q_ on PNG = 8-bit palette at that quality
-    "webp": Encoder(80, alpha=True, save=_webp),
-    "avif": Encoder(60, alpha=True, save=_avif),
+    "webp": Encoder(WEBP_Q, alpha=True, save=_webp),
+    "avif": Encoder(AVIF_Q, alpha=True, save=_avif),
     "gif": Encoder(None, alpha=True, save=_gif),  # q_ is ignored: GIF is always a palette
 }
 assert set(ENCODERS) == set(FORMATS)
@@ -294,25 +301,6 @@ def render(
     return rendered
 
 
-def describe(
-    source: bytes,
-    plan: Plan,
-    *,
-    overlays: Mapping[str, bytes] | None = None,
-    limits: Limits = DEFAULT_LIMITS,
-    focal: tuple[float, float] | None = None,
-    summary: Mapping[str, object] | None = None,
-    auto: quality.AutoQuality = quality.SEARCH,
-) -> dict[str, object]:
-    """The `.json` answer: size, format and byte count of the derivative the same stages give
-    (in the plan's format, else the source's), plus the source's blurhash and dominant colour
-    (`summary` when stored at upload, else computed now)."""
-    rendered: Rendered = _guard(
-        lambda: _render(source, plan, overlays, limits, focal=focal, auto=auto)[0]
-    )
-    return facts(rendered, source, limits=limits, summary=summary)
-
-
 def facts(
     rendered: Rendered,
     source: bytes,
@@ -320,7 +308,9 @@ def facts(
     limits: Limits = DEFAULT_LIMITS,
     summary: Mapping[str, object] | None = None,
 ) -> dict[str, object]:
-    """`describe`'s answer for a derivative already rendered from `source`."""
+    """The `.json` answer for a derivative rendered from `source`: its size, format and byte
+    count (in the plan's format, else the source's), plus the source's blurhash and dominant
+    colour (`summary` when stored at upload, else computed now)."""
     return {
         "width": rendered.width,
         "height": rendered.height,
@@ -413,9 +403,3 @@ def source_summary(source: bytes, *, limits: Limits = DEFAULT_LIMITS) -> dict[st
     """`{"blurhash", "dominant_color"}` of a source image, from a ~32 px thumbnail."""
     summary: dict[str, object] = _guard(lambda: _summary(source, limits))
     return summary
-
-
-def load_still(source: bytes, limits: Limits = DEFAULT_LIMITS) -> pyvips.Image:
-    """Re-exported for callers that want the upright sRGB first frame."""
-    img: pyvips.Image = _guard(lambda: ops.load_still(source, limits))
-    return img

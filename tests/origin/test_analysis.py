@@ -16,7 +16,7 @@ import pyvips
 from origin import ops
 from origin.analysis import ANALYSIS_SIZE, analyse
 from origin.path import parse_path
-from origin.pipeline import describe, render, source_summary, summarise
+from origin.pipeline import facts, render, source_summary, summarise
 from tests.origin.conftest import (
     BLUE,
     GREEN,
@@ -186,11 +186,12 @@ def test_animations_cut_every_frame_at_the_stored_point() -> None:
     assert made.body == east.body
 
 
-def test_describe_uses_the_stored_summary_and_point() -> None:
+def test_json_uses_the_stored_summary_and_point() -> None:
     source = disc_jpeg()
     stored = {"blurhash": "L00000fQfQfQfQfQfQfQfQfQfQfQ", "dominant_color": "#123456"}
     chain = "w_150,h_300,c_fill,g_auto"
-    facts = describe(source, plan(chain, "json"), focal=(0.0, 0.5), summary=stored)
-    assert facts["blurhash"] == stored["blurhash"] and facts["dominant_color"] == "#123456"
+    made = render(source, plan(chain, "json"), focal=(0.0, 0.5))
+    answer = facts(made, source, summary=stored)
+    assert answer["blurhash"] == stored["blurhash"] and answer["dominant_color"] == "#123456"
     jpeg = render(source, plan("w_150,h_300,c_fill,g_west", "jpg"))
-    assert facts["bytes"] == len(jpeg.body)
+    assert answer["bytes"] == len(jpeg.body)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from origin import ops
 from origin.errors import BadTransform, InvalidImage, LimitExceeded, OriginError
 from origin.path import EFFECTS, Limits, parse_path
-from origin.pipeline import ENCODERS, Rendered, describe, render, source_summary
+from origin.pipeline import ENCODERS, Rendered, facts, render, source_summary
 from tests.origin.conftest import (
     BLUE,
     FRAME_COLOURS,
@@ -438,14 +438,18 @@ def test_only_an_srgb_profile_survives() -> None:
 # ---------------------------------------------------------------- describe, summary
 
 
-def test_describe_reports_the_derivative_and_the_source() -> None:
+def describe(source: bytes, path: str) -> dict[str, object]:
+    return facts(render(source, parse_path(path)), source)
+
+
+def test_facts_report_the_derivative_and_the_source() -> None:
     source = photo("astronaut")
-    info = describe(source, parse_path(f"/i/{IMAGE_ID}/w_200,h_100,c_fill/x.json"))
+    info = describe(source, f"/i/{IMAGE_ID}/w_200,h_100,c_fill/x.json")
     assert (info["width"], info["height"], info["format"]) == (200, 100, "jpeg")
     jpeg = run("w_200,h_100,c_fill", "jpg", source=source)
     assert info["bytes"] == len(jpeg.body)
     assert info["blurhash"] == source_summary(source)["blurhash"]
-    info = describe(source, parse_path(f"/i/{IMAGE_ID}/f_webp/x.json"))
+    info = describe(source, f"/i/{IMAGE_ID}/f_webp/x.json")
     assert info["format"] == "webp" and info["width"] == 512
 
 
