@@ -20,6 +20,13 @@ from origin.metadata.lane import Lane, PostgresLane, SqliteLane
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 PG_TIMEOUT_SECONDS = 10
+# Every SQLite connection, the engine's and the lane's: WAL, foreign keys, a busy timeout.
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA foreign_keys=ON",
+    f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+    "PRAGMA synchronous=NORMAL",
+)
 
 
 def async_url(database_url: str) -> str:
@@ -47,7 +54,9 @@ class Database:
                 self.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
             )
             _configure_sqlite(self.engine)
-            self.lane: Lane[Any] = SqliteLane(self.engine.dialect, path, SQLITE_BUSY_TIMEOUT_MS)
+            self.lane: Lane[Any] = SqliteLane(
+                self.engine.dialect, path, SQLITE_BUSY_TIMEOUT_MS / 1000, SQLITE_PRAGMAS
+            )
         else:
             self.engine = create_async_engine(
                 self.url,
@@ -87,10 +96,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         # Let SQLAlchemy, not the driver, decide where transactions begin.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        for pragma in SQLITE_PRAGMAS:
+            cursor.execute(pragma)
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

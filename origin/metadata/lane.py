@@ -11,8 +11,9 @@ The statements are still SQLAlchemy Core, compiled once per dialect from the tab
 ``origin.metadata.tables``, and values go through the columns' own bind and result
 processors: a row written here is the row the repository would write, and reads back equal.
 
-- SQLite: one aiosqlite connection in autocommit mode, with the engine's pragmas (foreign
-  keys, busy timeout); aiosqlite runs its statements one after another on its own thread.
+- SQLite: one aiosqlite connection in autocommit mode, with the engine's pragmas
+  (``database.SQLITE_PRAGMAS``); aiosqlite runs its statements one after another on its own
+  thread.
 - PostgreSQL: a small asyncpg pool of its own (``LANE_POOL_SIZE`` connections).
 """
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 import aiosqlite
@@ -74,10 +75,14 @@ class Lane(ABC, Generic[H]):
         self._opening = asyncio.Lock()
         self._handle: H | None = None
 
-    def _statement(self, statement: Core, keys: Sequence[str] = ()) -> Statement:
+    # The driver's exception for a row a key or constraint refuses.
+    integrity_error: type[Exception] = Exception
+
+    def _statement(self, statement: Core, keys: Iterable[str] = ()) -> Statement:
         found = self._compiled.get(id(statement))
         if found is None:  # the statements are module constants: their ids never change
-            found = self._compiled[id(statement)] = Statement(statement, self.dialect, keys)
+            found = Statement(statement, self.dialect, list(keys))
+            self._compiled[id(statement)] = found
         return found
 
     async def first(
@@ -88,8 +93,12 @@ class Lane(ABC, Generic[H]):
         return None if raw is None else compiled.row(raw)
 
     async def insert(self, statement: sa.Insert, values: Mapping[str, Any]) -> bool:
-        compiled = self._statement(statement, list(values))
-        return await self._insert(await self._ready(), compiled.sql, compiled.params(values))
+        compiled = self._statement(statement, values)  # its keys: the insert's columns
+        try:
+            await self._execute(await self._ready(), compiled.sql, compiled.params(values))
+        except self.integrity_error:
+            return False
+        return True
 
     async def _ready(self) -> H:
         if self._handle is None:
@@ -112,22 +121,22 @@ class Lane(ABC, Generic[H]):
     ) -> Sequence[Any] | None: ...
 
     @abstractmethod
-    async def _insert(self, handle: H, sql: str, params: list[Any]) -> bool: ...
+    async def _execute(self, handle: H, sql: str, params: list[Any]) -> None: ...
 
 
 class SqliteLane(Lane[aiosqlite.Connection]):
-    def __init__(self, dialect: Dialect, path: str, busy_timeout_ms: int) -> None:
+    integrity_error = sqlite3.IntegrityError
+
+    def __init__(self, dialect: Dialect, path: str, timeout: float, pragmas: Sequence[str]) -> None:
         super().__init__(dialect)
         self.path = path
-        self.busy_timeout_ms = busy_timeout_ms
+        self.timeout = timeout
+        self.pragmas = pragmas
 
     async def _open(self) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(
-            self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None
-        )
-        await conn.execute("PRAGMA foreign_keys=ON")
-        await conn.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
-        await conn.execute("PRAGMA synchronous=NORMAL")
+        conn = await aiosqlite.connect(self.path, timeout=self.timeout, isolation_level=None)
+        for pragma in self.pragmas:
+            await conn.execute(pragma)
         return conn
 
     async def _fetch_first(
@@ -135,15 +144,13 @@ class SqliteLane(Lane[aiosqlite.Connection]):
     ) -> Sequence[Any] | None:
         return next(iter(await handle.execute_fetchall(sql, params)), None)
 
-    async def _insert(self, handle: aiosqlite.Connection, sql: str, params: list[Any]) -> bool:
-        try:
-            await handle.execute_fetchall(sql, params)
-        except sqlite3.IntegrityError:
-            return False
-        return True
+    async def _execute(self, handle: aiosqlite.Connection, sql: str, params: list[Any]) -> None:
+        await handle.execute_fetchall(sql, params)
 
 
 class PostgresLane(Lane[asyncpg.Pool]):
+    integrity_error = asyncpg.IntegrityConstraintViolationError
+
     def __init__(self, dialect: Dialect, dsn: str, timeout: float) -> None:
         super().__init__(dialect)
         self.dsn = dsn
@@ -164,9 +171,5 @@ class PostgresLane(Lane[asyncpg.Pool]):
         row: Sequence[Any] | None = await handle.fetchrow(sql, *params, timeout=self.timeout)
         return row
 
-    async def _insert(self, handle: asyncpg.Pool, sql: str, params: list[Any]) -> bool:
-        try:
-            await handle.execute(sql, *params, timeout=self.timeout)
-        except asyncpg.IntegrityConstraintViolationError:
-            return False
-        return True
+    async def _execute(self, handle: asyncpg.Pool, sql: str, params: list[Any]) -> None:
+        await handle.execute(sql, *params, timeout=self.timeout)
