@@ -117,8 +117,13 @@ def _pids() -> list[int]:
 
 
 def _stat(pid: int) -> list[str] | None:
+    return stat_fields(f"/proc/{pid}/stat")
+
+
+def stat_fields(path: str) -> list[str] | None:
+    """The fields after ``comm`` of a process's or thread's ``stat`` file (None: gone)."""
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
+        text = Path(path).read_text()
     except OSError:
         return None
     # comm may hold spaces and parentheses: split after the last ')'.

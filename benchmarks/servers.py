@@ -136,15 +136,20 @@ class Imgorigin(Server):
             env["CACHE_MAX_BYTES"] = "0"
         return env
 
-    def start(self, registry: Registry, work: Path, images: dict[str, Path], mode: str) -> int:
-        data = work / f"imgorigin-{mode}"  # a fresh database and storage folder per start
+    def prepare(self, data: Path, images: dict[str, Path], cache: bool) -> dict[str, str]:
+        """A fresh database and storage folder under ``data``, migrated and seeded; the
+        server's environment."""
         shutil.rmtree(data, ignore_errors=True)
         data.mkdir(parents=True)
-        env = self.env(data, cache=(mode == "hot"))
+        env = self.env(data, cache=cache)
         subprocess.run(
             [str(VENV_BIN / "imgorigin"), "migrate"], env=env, check=True, capture_output=True
         )
         seed(env, images, self.working_copies)
+        return env
+
+    def start(self, registry: Registry, work: Path, images: dict[str, Path], mode: str) -> int:
+        env = self.prepare(work / f"imgorigin-{mode}", images, cache=(mode == "hot"))
         port = free_port()
         argv = [
             str(VENV_BIN / "imgorigin"),

@@ -19,9 +19,9 @@ py-spy counts uvloop's and aiosqlite's waits as busy time; these per-thread figu
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,20 +31,20 @@ from typing import Any
 
 from benchmarks import wrk
 from benchmarks.images import build
-from benchmarks.servers import PEERS, Imgorigin, free_port, seed
+from benchmarks.procs import CLK_TCK, Registry, stat_fields
+from benchmarks.servers import PEERS, Imgorigin, free_port
 from benchmarks.workloads import WORKLOADS
+
+WARMUP_SECONDS = 3.0
 
 
 def thread_ticks() -> dict[int, int]:
     """CPU clock ticks (user + system) of every thread of this process."""
     ticks = {}
     for tid in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{tid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        ticks[int(tid)] = int(fields[11]) + int(fields[12])
+        fields = stat_fields(f"/proc/self/task/{tid}/stat")
+        if fields is not None:
+            ticks[int(tid)] = int(fields[11]) + int(fields[12])
     return ticks
 
 
@@ -83,12 +83,7 @@ def run(w: Any, images: dict[str, Path], work: Path, args: argparse.Namespace) -
     import uvicorn
 
     server = Imgorigin()
-    env = server.env(work, cache=False)
-    subprocess.run(
-        [sys.executable, "-m", "imgorigin.cli", "migrate"], env=env, check=True, capture_output=True
-    )
-    seed(env, images)
-    os.environ.update(env)
+    os.environ.update(server.prepare(work / "data", images, cache=False))
     paths = work / "paths.txt"
     paths.write_text("\n".join(server.path(w, p) for p in w.params()) + "\n")
     script = wrk.write_script(work)
@@ -109,37 +104,42 @@ def run(w: Any, images: dict[str, Path], work: Path, args: argparse.Namespace) -
     def drive() -> None:
         while not uvicorn_server.started:
             time.sleep(0.1)
-        base = ["wrk", "-t1", f"-c{args.connections}", "-s", str(script)]
-        url = f"http://127.0.0.1:{port}"
-        subprocess.run([*base, "-d3s", url, "--", str(paths), "15000"], capture_output=True)
-        before = thread_ticks()
-        done = subprocess.run(
-            [*base, f"-d{round(args.seconds)}s", url, "--", str(paths), "0"],
-            capture_output=True,
-            text=True,
-        )
-        found.update(before=before, after=thread_ticks(), output=done.stdout)
-        found["names"] = {t.native_id: t.name for t in threading.enumerate()}
-        uvicorn_server.should_exit = True
+        registry = Registry()
+        try:
+            load = functools.partial(
+                wrk.run,
+                registry,
+                port=port,
+                script=script,
+                paths_file=paths,
+                connections=args.connections,
+            )
+            load(offset=15000, duration=WARMUP_SECONDS)
+            before = thread_ticks()
+            found["wrk"] = load(offset=0, duration=args.seconds)
+            found.update(before=before, after=thread_ticks())
+            found["names"] = {t.native_id: t.name for t in threading.enumerate()}
+        finally:
+            registry.stop_all()
+            uvicorn_server.should_exit = True
 
     threading.Thread(target=drive, daemon=True).start()
     uvicorn_server.run()
+    if "after" not in found:
+        print("the load did not finish (wrk failed): nothing measured", file=sys.stderr)
+        return 1
     report(found)
     return 0
 
 
 def report(found: dict[str, Any]) -> None:
-    import json
-
-    line = next(x for x in found["output"].splitlines() if x.startswith("WRK_JSON "))
-    summary = json.loads(line[len("WRK_JSON ") :])
-    requests, seconds = summary["requests"], summary["duration_us"] / 1e6
-    hz = os.sysconf("SC_CLK_TCK")
+    result: wrk.WrkResult = found["wrk"]
+    requests, seconds = result.requests, result.seconds
     by_kind: dict[str, float] = {}
     for tid, ticks in found["after"].items():
         spent = ticks - found["before"].get(tid, 0)
         kind = kind_of(tid, found["names"])
-        by_kind[kind] = by_kind.get(kind, 0.0) + spent * 1000 / hz / max(1, requests)
+        by_kind[kind] = by_kind.get(kind, 0.0) + spent * 1000 / CLK_TCK / max(1, requests)
     print(f"{requests} requests in {seconds:.1f} s ({requests / seconds:.1f} req/s)")
     for kind, ms in sorted(by_kind.items(), key=lambda x: -x[1]):
         print(f"  {kind:12s} {ms:6.2f} ms CPU per request")
