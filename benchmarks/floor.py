@@ -37,6 +37,7 @@ ROUNDS = 3  # windows of the parallel floor; the best is kept, as for the server
 ROUND_GAP = 1.0  # seconds between windows (a window's last render may overrun it)
 
 if TYPE_CHECKING:
+    from origin.path import Plan
     from origin.pipeline import Rendered
 
 
@@ -70,22 +71,20 @@ def renderers(
     levels = pyramid.build_for(source, probe) if working_copies else []
     copies = [WorkingCopy(lv.width, lv.height, str(i)) for i, lv in enumerate(levels)]
     stand_in = StandIn(probe.width, probe.height, probe.format)
-    works: list[Callable[[], Rendered]] = []
-    names: list[str | None] = []
-    for path in paths:
-        plan = parse_path(path)
+
+    def served(plan: Plan) -> tuple[Callable[[], Rendered], str | None]:
         chosen = pyramid.choose(plan, probe.width, probe.height, copies, DEFAULT_LIMITS)
         if chosen is None:
-            works.append(functools.partial(render, source, plan))
-            names.append(None)
-            continue
+            return functools.partial(render, source, plan), None
         level = levels[int(chosen.storage_key)]
-        works.append(functools.partial(render, level.body, plan, stand_in=stand_in))
-        names.append(f"{level.width}x{level.height}.{level.ext}")
-    original = None
-    if names[0] is not None:
-        original = functools.partial(render, source, parse_path(paths[0]))
-    return works, original, names[0]
+        name = f"{level.width}x{level.height}.{level.ext}"
+        return functools.partial(render, level.body, plan, stand_in=stand_in), name
+
+    nominal = parse_path(paths[0])
+    copy = served(nominal)[1]
+    works = [served(parse_path(path))[0] for path in paths]
+    original = None if copy is None else functools.partial(render, source, nominal)
+    return works, original, copy
 
 
 def cycling(works: list[Callable[[], Rendered]]) -> Callable[[], Rendered]:
