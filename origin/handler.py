@@ -50,7 +50,7 @@ from origin.hints import HEADERS as HINT_HEADERS
 from origin.lookup import Lookup, Source
 from origin.metadata.repository import Analysis, AutoQualityRecord, DerivativeRecord
 from origin.metrics import Metrics
-from origin.path import FILE_EXTENSIONS, MEDIA_TYPES, Plan, negotiate_format, parse_path
+from origin.path import FILE_EXTENSIONS, MEDIA_TYPES, Plan, negotiated_format, parse_path
 from origin.policy import check_allowed, parse_policy, signed_text, template_of
 from origin.probe import sniff_format
 from origin.runtime import Runtime
@@ -164,7 +164,7 @@ class Origin:
         plan = cached.plan
         if not plan.negotiated:
             return cached
-        fmt = negotiated(accept, plan.format)
+        fmt = negotiated_format(accept, plan.format)
         if fmt is None or fmt == plan.format:
             return cached
         if cached.formats is None:
@@ -447,12 +447,6 @@ def put_now(blocking: Blocking, storage_key: str, body: bytes) -> bool:
         log.exception("could not write derivative %s in the render job", storage_key)
         return False
     return True
-
-
-@functools.lru_cache(maxsize=1024)
-def negotiated(accept: str | None, fallback: str | None) -> str | None:
-    """The format ``f_auto`` answers with for this ``Accept`` (origin.path)."""
-    return negotiate_format(accept, fallback or "") or fallback
 
 
 def whole(body: bytes, media_type: str) -> bool:

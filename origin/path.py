@@ -17,6 +17,7 @@ Normalisation done here (so `Plan.canonical()` is equal for equal meaning):
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -817,6 +818,13 @@ def negotiate_format(accept: str | None, fallback: str) -> str:
     return fallback
 
 
+@functools.lru_cache(maxsize=1024)  # browsers send a handful of distinct Accept strings
+def negotiated_format(accept: str | None, fallback: str | None) -> str | None:
+    """The format ``f_auto`` answers with: ``negotiate_format``, else ``fallback`` (None for
+    ``.json`` without ``f_``: the source's)."""
+    return negotiate_format(accept, fallback or "") or fallback
+
+
 def _flatten(stages: tuple[Stage, ...]) -> Colour | None:
     for s in reversed(stages):
         if s.background is not None:
@@ -890,7 +898,7 @@ def parse_path(
         requested = str(plan_tokens["f"].value)
         if requested == "auto":
             negotiated = True
-            fmt = negotiate_format(accept, fmt or "") or fmt
+            fmt = negotiated_format(accept, fmt)
         else:
             fmt = requested
     quality: int | None = None
