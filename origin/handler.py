@@ -525,11 +525,14 @@ def image_id_of(path: str) -> str:
 
 
 def cache_control(public: bool, exp: str | None, now: float) -> str:
+    """``Cache-Control`` of a 200/304. An answer with an expiry (``exp``, a policy's ``exp_``)
+    is fresh for the seconds left and ``must-revalidate``: no cache may serve it stale, since
+    the origin's answer after the expiry is 403 ``url_expired``."""
     if not public:
         return PRIVATE
     if exp is None:
         return IMMUTABLE
-    return f"public, max-age={max(0, int(exp) - int(now))}"
+    return f"public, max-age={max(0, int(exp) - int(now))}, must-revalidate"
 
 
 def disconnected(receive: Receive) -> Callable[[], Awaitable[object]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -53,14 +54,22 @@ async def test_head_has_the_headers_and_no_body(service: Service) -> None:
     assert head.headers["content-type"] == "image/png"
 
 
-async def test_exp_gives_max_age_until_exp_and_no_immutable(service: Service) -> None:
+async def test_exp_gives_max_age_until_exp_must_revalidate_and_no_immutable(
+    service: Service,
+) -> None:
+    """No cache may serve it stale: after exp the origin's answer is 403 url_expired."""
     image_id, _ = await service.image()
-    answer = await service.get(signed(f"/i/{image_id}/w_50/a.jpg", expires_in=600))
+    url = signed(f"/i/{image_id}/w_50/a.jpg", expires_in=600)
+    answer = await service.get(url)
     assert answer.status_code == 200
-    control = answer.headers["cache-control"]
-    assert control.startswith("public, max-age=") and "immutable" not in control
-    assert 595 <= int(control.rsplit("=", 1)[1]) <= 600
+    control = re.fullmatch(
+        r"public, max-age=([0-9]+), must-revalidate", answer.headers["cache-control"]
+    )
+    assert control and 595 <= int(control.group(1)) <= 600
     assert decode(answer.content).width == 50
+    revalidated = await service.get(url, headers={"If-None-Match": answer.headers["etag"]})
+    assert revalidated.status_code == 304
+    assert revalidated.headers["cache-control"].endswith(", must-revalidate")
 
 
 async def test_if_none_match_answers_304(service: Service) -> None:
