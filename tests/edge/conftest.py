@@ -9,7 +9,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +18,12 @@ import httpx
 import pytest
 
 from tests.conftest import (
+    IMGORIGIN,
     free_port,
     migrate_with,
     missing_backend,
     serving,
+    stop_group,
     wait_for_port,
 )
 
@@ -49,8 +51,11 @@ class Edge:
 
 
 @contextmanager
-def nginx_in_front_of(origin_url: str) -> Iterator[tuple[str, Path]]:
-    """nginx with the project's nginx.conf, only the listen and upstream ports replaced."""
+def nginx_in_front_of(
+    origin_url: str, edit: Callable[[str], str] | None = None
+) -> Iterator[tuple[str, Path]]:
+    """nginx with the project's nginx.conf, only the listen and upstream ports replaced (and
+    ``edit`` applied, for a test that takes one safeguard out to check the next one)."""
     binary = nginx_binary()
     prefix = Path(tempfile.mkdtemp(prefix="imgorigin-nginx-", dir="/tmp"))
     prefix.chmod(0o755)  # nginx workers run as an unprivileged user
@@ -60,6 +65,8 @@ def nginx_in_front_of(origin_url: str) -> Iterator[tuple[str, Path]]:
     port = free_port()
     origin_port = origin_url.rsplit(":", 1)[1]
     conf = (ROOT / "nginx.conf").read_text()
+    if edit is not None:
+        conf = edit(conf)
     conf, listens = re.subn(r"listen 8080;", f"listen 127.0.0.1:{port};", conf)
     conf, upstreams = re.subn(
         r"server 127\.0\.0\.1:8000 ", f"server 127.0.0.1:{origin_port} ", conf
@@ -85,6 +92,24 @@ def nginx_in_front_of(origin_url: str) -> Iterator[tuple[str, Path]]:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(10)
         shutil.rmtree(prefix, ignore_errors=True)
+
+
+@contextmanager
+def origin_on(env: dict[str, str], port: int) -> Iterator[str]:
+    """``imgorigin serve`` on a chosen loopback port (so it can be stopped and started again
+    behind the same nginx upstream), stopped on the way out."""
+    process = subprocess.Popen(
+        [IMGORIGIN, "serve", "--port", str(port), "--workers", "1"],
+        env={"PATH": os.environ["PATH"], **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for_port(port, timeout=30)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_group(process)
 
 
 def metric(text: str, name: str, **labels: str) -> float:
