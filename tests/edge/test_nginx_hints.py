@@ -152,6 +152,50 @@ def test_presets_that_vary_are_not_cached(edge: Edge, image_id: str) -> None:
         assert answer.headers["x-cache-status"] != "HIT"
 
 
+ENCODED = {
+    # path: [(request headers, expected width, expected Content-Type)]
+    "w_auto:100,dpr_%61uto/enc-dpr.png": [
+        ({"Sec-CH-DPR": "1"}, 100, "image/png"),
+        ({"Sec-CH-DPR": "3"}, 300, "image/png"),
+        ({}, 100, "image/png"),
+        ({"DPR": "2"}, 200, "image/png"),
+        ({"Sec-CH-DPR": "3"}, 300, "image/png"),
+    ],
+    "w_%61uto:100,dpr_auto/enc-width.png": [
+        ({"Sec-CH-DPR": "2"}, 200, "image/png"),
+        ({"Sec-CH-DPR": "2", "Sec-CH-Width": "500"}, 640, "image/png"),
+        ({"Sec-CH-DPR": "2", "Sec-CH-Width": "100"}, 160, "image/png"),
+        ({"Sec-CH-DPR": "2"}, 200, "image/png"),
+    ],
+    "w_%61uto:100,dpr_%61%75to/enc-both.png": [
+        ({"Sec-CH-DPR": "1"}, 100, "image/png"),
+        ({"Sec-CH-DPR": "3"}, 300, "image/png"),
+    ],
+    "w_100,f_%61uto/enc-format.jpg": [
+        ({"Accept": "image/webp,*/*"}, 100, "image/webp"),
+        ({"Accept": "*/*"}, 100, "image/jpeg"),
+        ({"Accept": "image/avif,*/*"}, 100, "image/avif"),
+        ({"Accept": "image/webp,*/*"}, 100, "image/webp"),
+    ],
+}
+
+
+@pytest.mark.parametrize("transform", list(ENCODED))
+def test_percent_encoded_auto_tokens_never_share_a_key(
+    edge: Edge, image_id: str, transform: str
+) -> None:
+    """The origin decodes `dpr_%61uto` to `dpr_auto`; nginx's maps read the literal text, so
+    the key has no bucket for that hint and such an answer must not be cached."""
+    url = edge.url + sign_url(f"/i/{image_id}/{transform}", KEY)
+    before = len(edge.cache_entries())
+    for headers, width, media_type in ENCODED[transform]:
+        answer = httpx.get(url, headers=headers, timeout=60)
+        assert width_of(answer) == width, headers
+        assert answer.headers["content-type"] == media_type, headers
+        assert answer.headers["x-cache-status"] == "MISS", headers
+    assert len(edge.cache_entries()) == before
+
+
 def test_the_origin_gets_the_server_blocks_headers_on_i(edge: Edge, image_id: str) -> None:
     """X-Request-ID (nginx's, 32 hex digits) reaches the origin for /i/ as for other routes."""
     url = edge.url + sign_url(f"/i/{image_id}/w_64/request-id.png", KEY)
