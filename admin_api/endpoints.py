@@ -722,6 +722,7 @@ async def create_key(request: Request) -> Response:
         id=new_id(), user_id=user_id, secret=secrets.token_urlsafe(32), created_at=now()
     )
     await runtime_of(request).repo.add_signing_key(key)
+    forget_user_keys(request, user_id)  # this process may hold the list without it
     body = {"id": key.id, "secret": key.secret, "created_at": key.created_at.isoformat()}
     return JSONResponse(body, status_code=201, headers={"Cache-Control": "no-store"})
 
@@ -732,7 +733,13 @@ async def delete_key(request: Request) -> Response:
     key_id = request.path_params["key_id"]
     if not await runtime.repo.delete_signing_key(key_id, user_id):
         raise NotFound("no such key")
+    forget_user_keys(request, user_id)
+    return Response(status_code=204)
+
+
+def forget_user_keys(request: Request, user_id: str) -> None:
+    """Drop this process's cached copy of the user's keys (the origin's hook, when the
+    origin runs here): a new key verifies, a deleted one stops, at once."""
     forget = getattr(request.state, "forget_user_keys", None)
     if forget is not None:
         forget(user_id)
-    return Response(status_code=204)
