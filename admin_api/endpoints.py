@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from admin_api import auth, srcset
-from admin_api.guards import caller_address, hit_limit, require_user
+from admin_api.guards import caller_address, hit_limit, peek_limit, require_user
 from admin_api.multipart import ENVELOPE_BYTES, read_file_field
 from origin import legacy, ops, pipeline, pyramid
 from origin.analysis import analyse
@@ -177,30 +177,61 @@ def tokens_json(runtime: Runtime, user_id: str, refresh_token: str) -> dict[str,
     }
 
 
-async def throttle_account(request: Request, email: str) -> None:
-    """Login attempts per account (existing or not), on top of the per-address limit.
+@dataclass(frozen=True)
+class LoginCounters:
+    """The failed-login counters one attempt is judged by: per account and client address
+    (``pair``), and per account from every address (``account``). The account is the email
+    without case, hashed (no email in a key, and a key of bounded length)."""
 
-    A guesser rotating addresses still gets AUTH_RATE_LIMIT_PER_MINUTE tries per account;
-    the answer is the same for unknown emails, so it reveals nothing.
-    """
-    limit = runtime_of(request).settings.auth_rate_limit_per_minute
-    decision = await hit_limit(request.scope["state"], f"login:{email.lower()}", limit)
-    if not decision.allowed:
+    pair: str
+    account: str
+
+    @classmethod
+    def of(cls, request: Request, email: str) -> LoginCounters:
+        account = hashlib.sha256(email.lower().encode("utf-8")).hexdigest()[:32]
+        return cls(f"login-failed:{account}:{caller_address(request)}", f"login-failed:{account}")
+
+
+async def throttle_login(request: Request, counters: LoginCounters) -> None:
+    """429 before the password is checked, when this address has failed too often for this
+    account, or has failed for it at all while the account's failures from every address
+    are past their (much higher) ceiling. An address with no failure for the account is
+    never refused here, so nobody else's failures lock an owner out (the per-address limit
+    on /api/auth/* still applies); the answer is the same for unknown emails."""
+    settings = runtime_of(request).settings
+    state = request.scope["state"]
+    pair = await peek_limit(state, counters.pair, settings.login_failures_per_minute)
+    refused = None if pair.allowed else pair
+    if refused is None and pair.remaining < pair.limit:  # this address has failed already
+        account = await peek_limit(
+            state, counters.account, settings.account_login_failures_per_minute
+        )
+        refused = None if account.allowed else account
+    if refused is not None:
         log.warning("login attempts throttled for an account, from %s", caller_address(request))
         raise RateLimited(
-            "too many login attempts for this account; retry later",
-            headers={"Retry-After": str(decision.reset_seconds)},
+            "too many failed login attempts for this account; retry later",
+            headers={"Retry-After": str(refused.reset_seconds)},
         )
+
+
+async def count_login_failure(request: Request, counters: LoginCounters) -> None:
+    settings = runtime_of(request).settings
+    state = request.scope["state"]
+    await hit_limit(state, counters.pair, settings.login_failures_per_minute)
+    await hit_limit(state, counters.account, settings.account_login_failures_per_minute)
 
 
 async def login(request: Request) -> Response:
     data = await read_json(request)
     email, password = string_field(data, "email").strip(), string_field(data, "password")
     runtime = runtime_of(request)
-    await throttle_account(request, email)
+    counters = LoginCounters.of(request, email)
+    await throttle_login(request, counters)
     user = await runtime.repo.user_by_email(email)
     valid = await auth.verify_password(password, user.password_hash if user else None)
     if user is None or not valid:
+        await count_login_failure(request, counters)
         reason = "unknown email" if user is None else "wrong password"
         log.warning("failed login from %s: %s", caller_address(request), reason)
         raise Unauthorized("email or password is wrong", code="invalid_credentials")
@@ -691,6 +722,7 @@ async def create_key(request: Request) -> Response:
         id=new_id(), user_id=user_id, secret=secrets.token_urlsafe(32), created_at=now()
     )
     await runtime_of(request).repo.add_signing_key(key)
+    forget_user_keys(request, user_id)  # this process may hold the list without it
     body = {"id": key.id, "secret": key.secret, "created_at": key.created_at.isoformat()}
     return JSONResponse(body, status_code=201, headers={"Cache-Control": "no-store"})
 
@@ -701,7 +733,13 @@ async def delete_key(request: Request) -> Response:
     key_id = request.path_params["key_id"]
     if not await runtime.repo.delete_signing_key(key_id, user_id):
         raise NotFound("no such key")
+    forget_user_keys(request, user_id)
+    return Response(status_code=204)
+
+
+def forget_user_keys(request: Request, user_id: str) -> None:
+    """Drop this process's cached copy of the user's keys (the origin's hook, when the
+    origin runs here): a new key verifies, a deleted one stops, at once."""
     forget = getattr(request.state, "forget_user_keys", None)
     if forget is not None:
         forget(user_id)
-    return Response(status_code=204)

@@ -74,7 +74,16 @@ async def hit_limit(state: Mapping[str, Any], key: str, limit: int) -> Decision:
     """Count one request against ``key``'s per-minute ``limit`` in the lifespan's limiter;
     a shared store that failed (the request passes) is counted in the metrics."""
     limiter: Limiter = state["limiter"]  # made in the lifespan (admin_part)
-    decision = await limiter.hit(key, limit)
+    return _noted(state, await limiter.hit(key, limit))
+
+
+async def peek_limit(state: Mapping[str, Any], key: str, limit: int) -> Decision:
+    """Whether one more request against ``key`` would be allowed, without counting it."""
+    limiter: Limiter = state["limiter"]
+    return _noted(state, await limiter.peek(key, limit))
+
+
+def _noted(state: Mapping[str, Any], decision: Decision) -> Decision:
     if decision.degraded and "metrics" in state:
         state["metrics"].ratelimit_store_failures.inc()
     return decision

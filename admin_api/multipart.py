@@ -44,6 +44,9 @@ class _FileCollector:
         self.filename = ""
         self.content_type = ""
         self.other_bytes = 0
+        self.part_name = ""  # of the part being read
+        self.part_is_file = False  # it has a filename
+        self.misnamed: str | None = None  # the name of the first file sent under another name
         self.done = False
 
     def on_part_begin(self) -> None:
@@ -63,7 +66,11 @@ class _FileCollector:
     def on_headers_finished(self) -> None:
         _, options = parse_options_header(self.headers.get(b"content-disposition", b""))
         name = options.get(b"name", b"")
-        self.in_file = name == b"file" and self.file is None and b"filename" in options
+        self.part_name = _shown(name)
+        self.part_is_file = b"filename" in options
+        if self.part_is_file and name != b"file" and self.misnamed is None:
+            self.misnamed = self.part_name
+        self.in_file = name == b"file" and self.file is None and self.part_is_file
         if self.in_file:
             self.file = bytearray()
             self.filename = options.get(b"filename", b"").decode("utf-8", "replace")
@@ -77,7 +84,23 @@ class _FileCollector:
         else:
             self.other_bytes += end - start
             if self.other_bytes > MAX_OTHER_FIELD_BYTES:
-                raise BadRequest("form fields other than 'file' are too large")
+                raise self.too_much_else()
+
+    def too_much_else(self) -> BadRequest:
+        """Past the bound for other fields: most likely the file, under a wrong name."""
+        if self.file is None and self.part_is_file:
+            return self.missing()
+        if self.file is None and self.part_name == "file":
+            return BadRequest("the 'file' field must be a file part (with a filename)")
+        return BadRequest("form fields other than 'file' are too large")
+
+    def missing(self) -> BadRequest:
+        if self.misnamed is not None:
+            return BadRequest(
+                f"the multipart body has no 'file' field (a file came as '{self.misnamed}'): "
+                "send the image in the field named 'file'"
+            )
+        return BadRequest("the multipart body has no 'file' field")
 
     def on_part_end(self) -> None:
         self.in_file = False
@@ -120,7 +143,13 @@ async def read_file_field(
     except MultipartParseError:
         raise BadRequest("the multipart body is malformed") from None
     if collector.file is None:
-        raise BadRequest("the multipart body has no 'file' field")
+        raise collector.missing()
     if not collector.done:
         raise BadRequest("the multipart body is incomplete")
     return UploadedFile(collector.filename, collector.content_type, bytes(collector.file))
+
+
+def _shown(name: bytes) -> str:
+    """A client's field name, safe to quote in a message (printable, at most 40 characters)."""
+    text = name.decode("utf-8", "replace")
+    return "".join(ch if ch.isprintable() else "?" for ch in text)[:40]

@@ -2,7 +2,9 @@
 
 ``InProcessLimiter`` counts in this process only. A shared store (Redis, for several hosts)
 implements the same ``Limiter`` protocol: ``hit(key, limit)`` counts one request and says
-whether it is allowed, how many remain and when the window resets.
+whether it is allowed, how many remain and when the window resets; ``peek(key, limit)`` says
+the same of one more hit without counting it (the login throttle checks before it knows
+whether the attempt fails, and counts only failures).
 """
 
 from __future__ import annotations
@@ -37,6 +39,14 @@ class Decision:
 
 class Limiter(Protocol):
     async def hit(self, key: str, limit: int) -> Decision: ...
+    async def peek(self, key: str, limit: int) -> Decision: ...
+
+
+def _decision(count: int, limit: int, reset: int, *, counted: bool) -> Decision:
+    """After ``count`` hits in the window: was the last one (``counted``) or would the next
+    one be allowed."""
+    allowed = count <= limit if counted else count < limit
+    return Decision(allowed, limit, max(0, limit - count), reset)
 
 
 class InProcessLimiter:
@@ -53,13 +63,23 @@ class InProcessLimiter:
         if now >= self.next_prune:
             self.windows = {k: w for k, w in self.windows.items() if now - w[0] < WINDOW_SECONDS}
             self.next_prune = now + WINDOW_SECONDS
-        start, count = self.windows.get(key, (now, 0))
-        if now - start >= WINDOW_SECONDS:
-            start, count = now, 0
+        start, count = self._window(key, now)
         count += 1
         self.windows[key] = (start, count)
-        reset = max(1, math.ceil(start + WINDOW_SECONDS - now))
-        return Decision(count <= limit, limit, max(0, limit - count), reset)
+        return _decision(count, limit, self._reset(start, now), counted=True)
+
+    async def peek(self, key: str, limit: int) -> Decision:
+        now = self.clock()
+        start, count = self._window(key, now)
+        return _decision(count, limit, self._reset(start, now), counted=False)
+
+    def _window(self, key: str, now: float) -> tuple[float, int]:
+        start, count = self.windows.get(key, (now, 0))
+        return (now, 0) if now - start >= WINDOW_SECONDS else (start, count)
+
+    @staticmethod
+    def _reset(start: float, now: float) -> int:
+        return max(1, math.ceil(start + WINDOW_SECONDS - now))
 
 
 # One round trip, atomic: count the hit, start the window's expiry on the first one.
@@ -71,6 +91,12 @@ if count == 1 or ttl < 0 then
   ttl = tonumber(ARGV[1])
 end
 return {count, ttl}
+"""
+
+# The count and the time left, without counting (a missing key: 0 and no expiry).
+_PEEK_SCRIPT = """
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+return {count, redis.call('PTTL', KEYS[1])}
 """
 
 
@@ -85,21 +111,26 @@ class RedisLimiter:
     def __init__(self, client: Any, prefix: str = "imgorigin:rl:") -> None:
         self.client = client
         self.prefix = prefix
-        self.script = client.register_script(_HIT_SCRIPT)
+        self.hit_script = client.register_script(_HIT_SCRIPT)
+        self.peek_script = client.register_script(_PEEK_SCRIPT)
         self.failures = 0
 
     async def hit(self, key: str, limit: int) -> Decision:
+        return await self._run(self.hit_script, key, limit, counted=True)
+
+    async def peek(self, key: str, limit: int) -> Decision:
+        return await self._run(self.peek_script, key, limit, counted=False)
+
+    async def _run(self, script: Any, key: str, limit: int, *, counted: bool) -> Decision:
         try:
-            count, ttl_ms = await self.script(
-                keys=[self.prefix + key], args=[WINDOW_SECONDS * 1000]
-            )
+            count, ttl_ms = await script(keys=[self.prefix + key], args=[WINDOW_SECONDS * 1000])
         except Exception as exc:  # any Redis trouble: fail open
             self.failures += 1
             log.warning("rate limiter unavailable, allowing the request: %r", exc)
             return Decision(True, limit, limit, WINDOW_SECONDS, degraded=True)
-        count = int(count)
-        reset = max(1, math.ceil(int(ttl_ms) / 1000))
-        return Decision(count <= limit, limit, max(0, limit - count), reset)
+        ttl_ms = int(ttl_ms)
+        reset = max(1, math.ceil(ttl_ms / 1000)) if ttl_ms > 0 else WINDOW_SECONDS
+        return _decision(int(count), limit, reset, counted=counted)
 
 
 def redis_client(url: str) -> Any:

@@ -6,10 +6,11 @@ Two small ``TTLCache``s sit in front of the repository:
   or ``None`` (absent: cached too, so a flood of unknown ids costs one query per id per TTL);
 - owner → the UTF-8 bytes of their signing keys.
 
-``TTL_SECONDS`` (3 s) bounds how long another process keeps answering for a deleted image or
-accepting a deleted key. The process that deletes calls ``forget_image`` / ``forget_user_keys``
-and stops at once. A lookup that started before a ``forget`` does not store what it read
-(``_epoch``), so a read racing a delete cannot put the stale row back.
+``TTL_SECONDS`` (3 s) bounds how long another process keeps answering for a deleted image,
+accepting a deleted key or refusing a new one. The process that deletes an image or adds or
+deletes a key calls ``forget_image`` / ``forget_user_keys`` and is up to date at once. A
+lookup that started before a ``forget`` does not store what it read (``_epoch``), so a read
+racing the change cannot put the stale row (or key list) back.
 """
 
 from __future__ import annotations

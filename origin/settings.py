@@ -64,6 +64,8 @@ class Settings:
     user_quota_bytes: int = 5_368_709_120
     rate_limit_per_minute: int = 100
     auth_rate_limit_per_minute: int = 20
+    login_failures_per_minute: int = 5
+    account_login_failures_per_minute: int = 100
     presets: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     max_source_pixels: int = 100_000_000
     max_output_dimension: int = 8192
@@ -116,6 +118,10 @@ class Settings:
             user_quota_bytes=_integer(environ, "USER_QUOTA_BYTES", 5_368_709_120, 0),
             rate_limit_per_minute=_integer(environ, "RATE_LIMIT_PER_MINUTE", 100, 1),
             auth_rate_limit_per_minute=_integer(environ, "AUTH_RATE_LIMIT_PER_MINUTE", 20, 1),
+            login_failures_per_minute=_integer(environ, "LOGIN_FAILURES_PER_MINUTE", 5, 1),
+            account_login_failures_per_minute=_integer(
+                environ, "ACCOUNT_LOGIN_FAILURES_PER_MINUTE", 100, 1
+            ),
             presets=_presets(environ),
             max_source_pixels=_integer(environ, "MAX_SOURCE_PIXELS", 100_000_000, 1),
             max_output_dimension=_integer(environ, "MAX_OUTPUT_DIMENSION", 8192, 1, 65535),

@@ -466,6 +466,7 @@ function chainFromControls() {
 function onControlsChanged() {
   state.chainEdited = false;
   $("#chain").value = chainFromControls();
+  forgetPicture();
   schedulePreview();
 }
 
@@ -545,6 +546,61 @@ async function renderPreview() {
   }
 }
 
+// ---- <picture> -----------------------------------------------------------------------------
+
+// The builder's chain as GET /api/images/{id}/srcset takes it: the widths come from the
+// API's ladder, and an f_ becomes `formats` (f_auto, or none: AVIF, WebP and JPEG).
+function srcsetQuery(image, chain, expires) {
+  let formats = "";
+  const stages = chain
+    .split("/")
+    .map((stage) =>
+      stage
+        .split(",")
+        .filter((token) => {
+          if (!token.startsWith("f_")) return true;
+          if (token !== "f_auto") formats = token.slice(2);
+          return false;
+        })
+        .join(","),
+    )
+    .filter(Boolean);
+  const params = new URLSearchParams();
+  if (stages.length) params.set("transform", stages.join("/"));
+  if (formats) params.set("formats", formats);
+  // alt: the name, as the <img> tag has it (every kind of space as a plain one: printable)
+  params.set("alt", image.original_filename.replace(/\p{Z}/gu, " ").slice(0, 500));
+  if (expires) params.set("expires_in", expires);
+  return params;
+}
+
+function forgetPicture() {
+  $("#picture-tag").value = "";
+  $("#picture-error").textContent = "";
+}
+
+async function copyPicture() {
+  const image = state.selected;
+  if (!image) return;
+  const button = $("#copy-picture");
+  const chain = $("#chain").value.trim().replace(/^\/+|\/+$/g, "");
+  forgetPicture();
+  button.disabled = true;
+  button.setAttribute("aria-busy", "true");
+  try {
+    const query = srcsetQuery(image, chain, value("expires"));
+    const answer = await api(`/images/${image.id}/srcset?${query}`);
+    if (state.selected !== image) return;
+    $("#picture-tag").value = answer.picture;
+    await copy(answer.picture, "<picture> element");
+  } catch (err) {
+    $("#picture-error").textContent = err.message;
+  } finally {
+    button.disabled = false;
+    button.removeAttribute("aria-busy");
+  }
+}
+
 async function copy(text, what) {
   try {
     await navigator.clipboard.writeText(text);
@@ -561,6 +617,7 @@ function setUpBuilder() {
   controls.addEventListener("submit", (event) => event.preventDefault());
   $("#chain").addEventListener("input", () => {
     state.chainEdited = true;
+    forgetPicture();
     schedulePreview();
   });
   $("#reset-builder").addEventListener("click", () => {
@@ -569,7 +626,8 @@ function setUpBuilder() {
   });
   $("#copy-url").addEventListener("click", () => copy($("#signed-url").value, "Signed URL"));
   $("#copy-img").addEventListener("click", () => copy($("#img-tag").value, "<img> tag"));
-  for (const id of ["#signed-url", "#img-tag"]) {
+  $("#copy-picture").addEventListener("click", copyPicture);
+  for (const id of ["#signed-url", "#img-tag", "#picture-tag"]) {
     $(id).addEventListener("focus", (event) => event.target.select());
   }
 }

@@ -141,6 +141,45 @@ async def test_upload_needs_a_file_field(api: Api) -> None:
     assert_error(await api.upload({}, make_image()), 401)
 
 
+def noisy_jpeg(size: int) -> bytes:
+    """A real JPEG of about ``size`` bytes (noise compresses badly)."""
+    side = int((size / 2.3) ** 0.5)
+    red, green, blue = (pyvips.Image.gaussnoise(side, side, sigma=60).cast("uchar") for _ in "rgb")
+    data: bytes = red.bandjoin([green, blue]).copy(interpretation="srgb").jpegsave_buffer(Q=95)
+    return data
+
+
+async def test_a_file_under_another_field_name_is_named_as_missing(local_api: Api) -> None:
+    """Not "other form fields are too large": a 259 KB photo sent as ``image``."""
+    _, headers = await local_api.user()
+    photo = noisy_jpeg(259_000)
+    assert 200_000 < len(photo) < 400_000
+    for data in (photo, make_image()):  # past the bound for other fields, and within it
+        answer = await local_api.http.post(
+            "/api/images", headers=headers, files={"image": ("cat.jpg", data, "image/jpeg")}
+        )
+        assert_error(answer, 400, "bad_request")
+        message = answer.json()["error"]["message"]
+        assert "no 'file' field" in message and "'image'" in message, message
+        assert "too large" not in message
+    # a large plain field next to the file is still called what it is
+    answer = await local_api.http.post(
+        "/api/images",
+        headers=headers,
+        data={"notes": "x" * 100_000},
+        files={"file": ("cat.jpg", make_image(), "image/jpeg")},
+    )
+    assert_error(answer, 400, "bad_request")
+    assert answer.json()["error"]["message"] == "form fields other than 'file' are too large"
+    # and a large 'file' sent as a plain field (no filename) is told so
+    plain = await local_api.http.post(
+        "/api/images", headers=headers, files={"file": (None, b"x" * 100_000)}
+    )
+    assert_error(plain, 400, "bad_request")
+    assert "with a filename" in plain.json()["error"]["message"]
+    assert (await local_api.http.get("/api/me", headers=headers)).json()["image_count"] == 0
+
+
 QUOTA_IMAGE = make_image("png", 64, 64)
 
 

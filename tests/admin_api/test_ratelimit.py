@@ -29,3 +29,20 @@ async def test_stale_keys_are_pruned() -> None:
     now[0] += 61
     await limiter.hit("fresh", 5)
     assert list(limiter.windows) == ["fresh"]
+
+
+async def test_peek_says_whether_one_more_hit_would_pass_without_counting() -> None:
+    now = [1000.0]
+    limiter = InProcessLimiter(clock=lambda: now[0])
+    fresh = await limiter.peek("k", 2)
+    assert fresh.allowed and fresh.remaining == 2 and fresh.reset_seconds == 60
+    assert "k" not in limiter.windows  # nothing was counted
+    await limiter.hit("k", 2)
+    now[0] += 10
+    once = await limiter.peek("k", 2)
+    assert once.allowed and once.remaining == 1 and once.reset_seconds == 50
+    await limiter.hit("k", 2)
+    full = [await limiter.peek("k", 2) for _ in range(3)]
+    assert [(d.allowed, d.remaining) for d in full] == [(False, 0)] * 3
+    now[0] += 50
+    assert (await limiter.peek("k", 2)).remaining == 2  # the window is over

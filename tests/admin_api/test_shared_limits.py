@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Callable
 
 from origin.settings import Settings
-from tests.admin_api.conftest import start_api
+from tests.admin_api.conftest import PASSWORD, Api, start_api
 
 
 async def test_two_processes_share_one_limit(
@@ -54,15 +54,64 @@ async def test_unreachable_redis_fails_open(
         assert "imgorigin_ratelimit_store_failures_total 3.0" in metrics
 
 
+async def test_login_failures_are_counted_once_for_every_process(
+    redis_server: str, make_settings: Callable[..., Settings], password_hash: str
+) -> None:
+    """Failures on two processes add up, per account and address and per account; the
+    owner, from an address that never failed, still logs in on either."""
+    settings = make_settings(
+        REDIS_URL=redis_server,
+        AUTH_RATE_LIMIT_PER_MINUTE="3",
+        LOGIN_FAILURES_PER_MINUTE="2",
+        ACCOUNT_LOGIN_FAILURES_PER_MINUTE="4",
+    )
+    first = start_api(settings, password_hash)
+    second = start_api(settings, password_hash)
+    api_a = await anext(first)
+    api_b = await anext(second)
+    try:
+        email = f"{secrets.token_hex(4)}@example.com"
+        await api_a.user(email)
+
+        async def login(api: Api, address: str, password: str) -> int:
+            answer = await api.http.post(
+                "/api/auth/login",
+                json={"email": email, "password": password},
+                headers={"X-Forwarded-For": address},
+            )
+            return answer.status_code
+
+        # one address, one failure on each process: its third try is refused on either
+        assert [await login(api, "203.0.113.1", "a guess") for api in (api_a, api_b)] == [401] * 2
+        assert await login(api_a, "203.0.113.1", PASSWORD) == 429
+        # more addresses, alternating: past the shared ceiling, one that failed is refused
+        statuses = [
+            await login(api_a if i % 2 else api_b, f"203.0.113.{i}", "a guess") for i in range(2, 6)
+        ]
+        assert statuses == [401] * 4
+        assert await login(api_a, "203.0.113.2", PASSWORD) == 429
+        # the owner's address never failed: in on both processes, successes never count
+        assert [await login(api, "198.51.100.7", PASSWORD) for api in (api_a, api_b, api_a)] == [
+            200
+        ] * 3
+    finally:
+        for generator in (first, second):
+            await generator.aclose()
+
+
 async def test_unreachable_redis_is_counted_for_every_login_check(
     make_settings: Callable[..., Settings], password_hash: str
 ) -> None:
-    """A login is checked twice (per address and per account): with Redis down both pass,
-    and both are counted as store failures."""
+    """A failed login calls the store four times (the per-address limit, a look at this
+    address's failures for the account, then the failure counted per account and address
+    and per account): with Redis down every login reaches the password check, and every
+    failed call is counted."""
     from tests.conftest import free_port
 
     settings = make_settings(
-        REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", AUTH_RATE_LIMIT_PER_MINUTE="1"
+        REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+        AUTH_RATE_LIMIT_PER_MINUTE="1",
+        LOGIN_FAILURES_PER_MINUTE="1",
     )
     async for api in start_api(settings, password_hash):
         email = f"{secrets.token_hex(4)}@example.com"
@@ -73,6 +122,6 @@ async def test_unreachable_redis_is_counted_for_every_login_check(
             )
             assert answer.status_code == 401  # not 429: the limit cannot be enforced
         limiter = api.http.app_state["limiter"]  # type: ignore[attr-defined]
-        assert limiter.failures == 4
+        assert limiter.failures == 8
         metrics = (await api.http.get("/metrics")).text
-        assert "imgorigin_ratelimit_store_failures_total 4.0" in metrics
+        assert "imgorigin_ratelimit_store_failures_total 8.0" in metrics

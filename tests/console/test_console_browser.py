@@ -3,17 +3,21 @@ Playwright with ``executable_path``; nothing is downloaded).
 
 Sign up, upload a real photograph, see it in the gallery, build ``w_300,h_200,c_fill,
 e_grayscale`` with the controls, check the preview's natural size, copy the signed URL and
-fetch it, delete. A screenshot of each step goes to ``test-artifacts/console/``.
+fetch it, copy the ``<picture>`` (the API's ``/srcset`` answer) and fetch its URLs, delete. A screenshot of each step goes to ``test-artifacts/console/``.
 """
 
 from __future__ import annotations
 
 import base64
+import html
+import json
 import os
+import re
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -32,6 +36,64 @@ def photograph(folder: Path) -> Path:
     target = folder / "astronaut.jpg"
     pyvips.Image.new_from_file(str(source)).write_to_file(str(target), Q=88)
     return target
+
+
+def copy_picture(page: Any) -> str:
+    """Press "Copy <picture>" (enabled in the builder) and read what reached the clipboard."""
+    assert page.is_enabled("#copy-picture")
+    page.eval_on_selector("#status", "s => { s.textContent = '' }")
+    page.click("#copy-picture")
+    page.wait_for_function(
+        "() => document.querySelector('#status').textContent.includes('<picture> element copied')"
+    )
+    copied: str = page.evaluate("() => navigator.clipboard.readText()")
+    assert copied == page.input_value("#picture-tag")
+    assert copied.startswith("<picture>") and copied.endswith("</picture>")
+    return copied
+
+
+def login(email: str, password: str, base: str) -> str:
+    answer = api_post(base, "/api/auth/login", {"email": email, "password": password})
+    return str(answer["access_token"])
+
+
+def api_post(base: str, path: str, body: dict[str, str]) -> Any:
+    request = urllib.request.Request(
+        base + path,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.loads(answer.read())
+
+
+def api_get(base: str, path: str, token: str) -> Any:
+    request = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return json.loads(answer.read())
+
+
+def assert_picture_loads(
+    base: str, picture: str, media_types: set[str], largest: tuple[int, int]
+) -> None:
+    """Every URL of the markup (root-relative) answers an image of the size its ``w``
+    descriptor says, in the formats listed; the ``<img>``'s ``src`` is the largest."""
+    import pyvips
+
+    candidates = re.findall(r"(/i/\S+) (\d+)w", html.unescape(picture))
+    assert candidates
+    seen = set()
+    for url, width in candidates:
+        with urllib.request.urlopen(base + url, timeout=30) as answer:
+            seen.add(answer.headers["Content-Type"])
+            decoded = pyvips.Image.new_from_buffer(answer.read(), "")
+        assert decoded.width == int(width)
+    assert seen == media_types
+    src = html.unescape(re.search(r'<img src="([^"]+)"', picture).group(1))  # type: ignore[union-attr]
+    with urllib.request.urlopen(base + src, timeout=30) as answer:
+        decoded = pyvips.Image.new_from_buffer(answer.read(), "")
+    assert (decoded.width, decoded.height) == largest
 
 
 @pytest.fixture
@@ -128,6 +190,26 @@ def test_console_end_to_end(live: str, browser: Any, tmp_path: Path) -> None:
     fetched = pyvips.Image.new_from_buffer(body, "")
     assert (fetched.width, fetched.height) == (300, 200)
     shot("05-copied")
+
+    # 5b. Copy the <picture>: the API's own answer for this chain, every URL a real image.
+    image_id = tile.get_attribute("data-id")
+    picture = copy_picture(page)
+    token = login("console@example.com", "a good password", live)
+    query = urlencode({"transform": CHAIN, "alt": "astronaut.jpg"})
+    assert picture == api_get(live, f"/api/images/{image_id}/srcset?{query}", token)["picture"]
+    assert_picture_loads(live, picture, {"image/avif", "image/webp", "image/jpeg"}, (300, 200))
+    # an f_ in the chain picks the one format; the widths come from the API's ladder
+    page.fill("#chain", "c_fill,ar_16:9,f_webp")
+    page.wait_for_selector('#preview[data-state=ready][data-chain="c_fill,ar_16:9,f_webp"]')
+    assert page.input_value("#picture-tag") == ""  # a new chain forgets the old markup
+    picture = copy_picture(page)
+    query = urlencode({"transform": "c_fill,ar_16:9", "formats": "webp", "alt": "astronaut.jpg"})
+    assert picture == api_get(live, f"/api/images/{image_id}/srcset?{query}", token)["picture"]
+    assert "<source" not in picture and " 320w, " in picture
+    assert_picture_loads(live, picture, {"image/webp"}, (512, 288))
+    shot("05b-picture")
+    page.fill("#chain", CHAIN)
+    page.wait_for_selector(f'#preview[data-state=ready][data-chain="{CHAIN}"]')
 
     # 6. A phone's width: nothing is wider than the viewport.
     page.set_viewport_size({"width": 360, "height": 740})

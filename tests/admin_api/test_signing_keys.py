@@ -1,0 +1,69 @@
+"""A user's signing key verifies at once in the process that made it, even right after a
+request made that process look the owner's keys up (and keep the empty list), and within
+the lookup's TTL in a process that only sees the key in the database."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from datetime import UTC, datetime
+
+import httpx
+import pyvips
+
+from origin.lookup import TTL_SECONDS
+from origin.metadata.repository import SigningKeyRecord
+from origin.signing import sign_url
+from tests.admin_api.conftest import Api, make_image
+from tests.admin_api.test_auth import assert_error
+
+
+async def owned_image(api: Api) -> tuple[str, dict[str, str]]:
+    """A user with one uploaded 64×48 JPEG: (image id, bearer headers)."""
+    _, headers = await api.user()
+    uploaded = await api.upload(headers, make_image(width=64, height=48))
+    assert uploaded.status_code == 201
+    return uploaded.json()["id"], headers
+
+
+async def refused_by_a_stranger_key(api: Api, image_id: str) -> None:
+    """A URL signed with a key nobody has: 403, and the owner's keys (none yet) are cached."""
+    answer = await api.http.get(sign_url(f"/i/{image_id}/w_20/a.png", secrets.token_urlsafe(32)))
+    assert_error(answer, 403, "bad_signature")
+
+
+def assert_rendered(answer: httpx.Response, width: int) -> None:
+    assert answer.status_code == 200, answer.text
+    image = pyvips.Image.new_from_buffer(answer.content, "")
+    assert (image.width, image.height) == (width, width * 48 // 64)
+
+
+async def test_a_new_key_verifies_at_once_in_its_own_process(local_api: Api) -> None:
+    image_id, headers = await owned_image(local_api)
+    await refused_by_a_stranger_key(local_api, image_id)
+    made = await local_api.http.post("/api/keys", headers=headers)
+    assert made.status_code == 201
+    url = sign_url(f"/i/{image_id}/w_32/a.png", made.json()["secret"])
+    assert_rendered(await local_api.http.get(url), 32)
+    # and a second key, made after the first one's list was cached, as well
+    again = await local_api.http.post("/api/keys", headers=headers)
+    second = sign_url(f"/i/{image_id}/w_40/a.png", again.json()["secret"])
+    assert_rendered(await local_api.http.get(second), 40)
+    assert_rendered(await local_api.http.get(url), 32)
+
+
+async def test_a_key_made_elsewhere_verifies_within_the_lookup_ttl(local_api: Api) -> None:
+    """Another process's ``POST /api/keys`` is only a row in the shared database here."""
+    image_id, _ = await owned_image(local_api)
+    owner = (await local_api.runtime.repo.image(image_id)).user_id  # type: ignore[union-attr]
+    await refused_by_a_stranger_key(local_api, image_id)
+    secret = secrets.token_urlsafe(32)
+    key = SigningKeyRecord(secrets.token_hex(16), owner, secret, datetime.now(UTC))
+    await local_api.runtime.repo.add_signing_key(key)
+    url = sign_url(f"/i/{image_id}/w_24/a.png", secret)
+    began = time.monotonic()
+    while (answer := await local_api.http.get(url)).status_code == 403:
+        assert time.monotonic() - began < TTL_SECONDS + 2, "refused past the lookup's TTL"
+        await asyncio.sleep(0.1)
+    assert_rendered(answer, 24)
