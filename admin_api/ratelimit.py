@@ -79,7 +79,9 @@ class InProcessLimiter:
 
     @staticmethod
     def _reset(start: float, now: float) -> int:
-        return max(1, math.ceil(start + WINDOW_SECONDS - now))
+        """Whole seconds until the window ends, 1 to 60: ``start + 60 - now`` in floating
+        point can be a hair above 60 at the window's first hit, and must not round to 61."""
+        return min(WINDOW_SECONDS, max(1, math.ceil(start + WINDOW_SECONDS - now)))
 
 
 # One round trip, atomic: count the hit, start the window's expiry on the first one.

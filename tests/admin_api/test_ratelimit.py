@@ -46,3 +46,12 @@ async def test_peek_says_whether_one_more_hit_would_pass_without_counting() -> N
     assert [(d.allowed, d.remaining) for d in full] == [(False, 0)] * 3
     now[0] += 50
     assert (await limiter.peek("k", 2)).remaining == 2  # the window is over
+
+
+async def test_reset_is_never_above_the_window() -> None:
+    # (x + 60) - x is 60.000000000000x for some clock values: it must still say 60, not 61.
+    start = 8161.962517661547
+    assert (start + 60) - start > 60
+    limiter = InProcessLimiter(clock=lambda: start)
+    assert (await limiter.hit("k", 3)).reset_seconds == 60
+    assert (await limiter.peek("k", 3)).reset_seconds == 60
