@@ -9,9 +9,9 @@
    chunks are inflated with a bounded `decompressobj`, never fully. It also learns the canvas
    size and frame count when that is cheap, so a GIF with thousands of frames or a huge
    PNG header is refused without any libvips call.
-3. **libvips**: the format's own loader (never the sniffing `new_from_buffer`) reads the
-   header, which is checked against the pixel limit, then every pixel is decoded with
-   `fail_on="error"`.
+3. **libvips**: the format's own loader (`origin.vips.load`, the one every render uses;
+   never the sniffing `new_from_buffer`) reads the header, which is checked against the pixel
+   limit, then every pixel is decoded with `fail_on="error"`.
 
 Only `UnsupportedMediaType` (415) and `InvalidImage` (422) leave this module; libvips text
 stays in the exception's `__cause__` for logs.
@@ -28,7 +28,10 @@ from dataclasses import dataclass
 
 import pyvips
 
+from origin import vips
 from origin.errors import InvalidImage, UnsupportedMediaType
+from origin.vips import PNG_SIGNATURE
+from origin.vips import sniff_format as sniff_format  # step 1, shared with every render
 
 FORMAT_MEDIA_TYPES: Mapping[str, str] = {
     "jpeg": "image/jpeg",
@@ -63,38 +66,6 @@ class Layout:
     width: int | None = None
     height: int | None = None
     frames: int | None = None
-
-
-# ---------------------------------------------------------------- magic bytes
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-AVIF_BRANDS = frozenset({b"avif", b"avis"})
-
-
-def ftyp_brands(data: bytes) -> frozenset[bytes]:
-    """The major and compatible brands of a leading ISO-BMFF `ftyp` box (empty if none)."""
-    if len(data) < 16 or data[4:8] != b"ftyp":
-        return frozenset()
-    size = int.from_bytes(data[:4], "big")
-    if not 16 <= size <= min(len(data), 4096):
-        return frozenset()
-    compatible = (data[i : i + 4] for i in range(16, size - 3, 4))
-    return frozenset({data[8:12], *compatible})
-
-
-def sniff_format(data: bytes) -> str | None:
-    """The format named by the magic bytes; None when it is not one of the five."""
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if data.startswith(PNG_SIGNATURE):
-        return "png"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
-    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    if ftyp_brands(data) & AVIF_BRANDS:
-        return "avif"
-    return None
 
 
 # ---------------------------------------------------------------- metadata budget
@@ -366,19 +337,14 @@ SCANNERS: Mapping[str, Callable[[bytes, MetadataBudget], Layout]] = {
 
 # ---------------------------------------------------------------- libvips
 
-SEQUENTIAL = pyvips.Access.SEQUENTIAL
-FAIL_ON = pyvips.FailOn.ERROR
-
-LOADERS: Mapping[str, Callable[[bytes], pyvips.Image]] = {
-    "jpeg": lambda data: pyvips.Image.jpegload_buffer(data, access=SEQUENTIAL, fail_on=FAIL_ON),
-    "png": lambda data: pyvips.Image.pngload_buffer(data, access=SEQUENTIAL, fail_on=FAIL_ON),
-    "gif": lambda data: pyvips.Image.gifload_buffer(data, n=-1, access=SEQUENTIAL, fail_on=FAIL_ON),
-    "webp": lambda data: pyvips.Image.webpload_buffer(
-        data, n=-1, access=SEQUENTIAL, fail_on=FAIL_ON
-    ),
-    "avif": lambda data: pyvips.Image.heifload_buffer(
-        data, n=-1, access=SEQUENTIAL, fail_on=FAIL_ON
-    ),
+# The upload check opens each format with the loader every render uses (origin.vips.load),
+# reading sequentially, every frame, and failing on any error or truncation.
+LOAD_OPTIONS: Mapping[str, Mapping[str, object]] = {
+    "jpeg": {},
+    "png": {},
+    "gif": {"n": -1},
+    "webp": {"n": -1},
+    "avif": {"n": -1},
 }
 
 
@@ -394,7 +360,7 @@ def int_field(image: pyvips.Image, name: str, default: int) -> int:
 
 def decode(fmt: str, data: bytes, layout: Layout, max_source_pixels: int) -> Probe:
     """Header read by the format's own loader, pixel check, then a full decode."""
-    image = LOADERS[fmt](data)
+    image = vips.load(data, fmt, access="sequential", fail_on="error", **LOAD_OPTIONS[fmt])
     page_height = min(int_field(image, "page-height", image.height), image.height)
     frames = image.height // page_height
     if fmt == "gif" and layout.frames is not None:
