@@ -30,8 +30,10 @@ from origin.probe import (
     FORMAT_MEDIA_TYPES,
     MAX_METADATA_BYTES,
     NOT_AN_IMAGE,
+    MetadataBudget,
     Probe,
     probe_upload,
+    scan_jpeg,
     sniff_format,
 )
 
@@ -508,6 +510,73 @@ def test_an_avif_sequence_without_a_still_image_is_refused() -> None:
     refused(kept, InvalidImage)
 
 
+# ---------------------------------------------------------------- libjpeg's and libnsgif's reading
+
+PHOTOSHOP_APP13 = b"\xff\xed\x00\x10Photoshop 3.0\x00"
+
+
+def after_soi(data: bytes, *parts: bytes) -> bytes:
+    return data[:2] + b"".join(parts) + data[2:]
+
+
+def test_a_marker_right_after_a_segment_ending_in_ff_is_found() -> None:
+    data = after_soi(sample("jpeg"), b"\xff\xfe\x00\x05ab\xff", b"\xff\xfe\x00\x03c")
+    assert probe_upload(data).width == 96
+
+
+def metadata_spent(data: bytes) -> int:
+    budget = MetadataBudget(MAX_METADATA_BYTES)
+    scan_jpeg(data, budget)
+    return budget.limit - budget.remaining
+
+
+def test_junk_between_jpeg_segments_counts_toward_the_metadata_budget() -> None:
+    """libjpeg skips whatever is not a marker between segments; so does the scanner, paying
+    for every byte it skips (fill included), and never looking past the budget."""
+    data = after_soi(sample("jpeg"), PHOTOSHOP_APP13, b"\xff\x00" + b"j" * 998 + b"\xff\xff")
+    spent = metadata_spent(data)
+    assert spent == metadata_spent(sample("jpeg")) + 14 + 1000 + 2
+    assert probe_upload(data, max_metadata_bytes=spent).width == 96
+    error = refused(data, InvalidImage, max_metadata_bytes=spent - 1)
+    assert str(error) == f"the image metadata is larger than the {spent - 1}-byte limit"
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [b"\xff\xd8", b"\xff\xd9", b"\xff\x02\x00\x04ab"],
+    ids=["second-soi", "eoi", "unknown-marker"],
+)
+def test_markers_libjpeg_refuses_before_the_scan_are_refused(junk: bytes) -> None:
+    data = after_soi(sample("jpeg"), junk)
+    with pytest.raises(pyvips.Error):
+        pyvips.Image.jpegload_buffer(data, fail_on="error").avg()
+    refused(data, InvalidImage)
+
+
+def gif_parts_with_control(control: bytes) -> bytes:
+    head, frame = gif_frame_parts(8, 8)
+    control_at = head.index(b"\x21\xf9")
+    return head[:control_at] + control + head[control_at + 8 :] + frame + b"\x3b"
+
+
+def test_a_gif_extension_block_of_size_0_is_not_its_terminator() -> None:
+    """libnsgif skips an extension's own block, whatever its size, then sub-blocks up to the
+    terminator: `21 F9 00 00` is a graphic control block of size 0 and its terminator."""
+    data = gif_parts_with_control(b"\x21\xf9\x00\x00")
+    pyvips.Image.gifload_buffer(data, fail_on="error").avg()
+    assert probe_upload(data).frames == 1
+
+
+def test_a_gif_ends_where_libnsgif_stops_reading_it() -> None:
+    """Bytes that start neither a block nor the trailer end the stream for libnsgif: frames
+    after them are never decoded, so they are not counted either."""
+    head, frame = gif_frame_parts(8, 8)
+    data = head + frame + b"\x00junk" + frame * 3 + b"\x3b"
+    decoded = pyvips.Image.gifload_buffer(data, n=-1, fail_on="error")
+    assert decoded.get("n-pages") == probe_upload(data).frames == 1
+    refused(head + frame + frame[: len(frame) // 2], InvalidImage)  # cut in a frame: truncated
+
+
 # ---------------------------------------------------------------- hostile inputs: 415
 
 
@@ -559,6 +628,8 @@ BOMBS: dict[str, Callable[[], bytes]] = {
     "png-iccp-1gb": iccp_bomb,
     "gif-65535x65535-screen": lambda: gif_screen(65535, 65535),
     "gif-5000-frames": lambda: gif_with_frames(5000),
+    "jpeg-9mb-of-ff00-in-its-header": lambda: b"\xff\xd8" + b"\xff\x00" * (9 << 19),
+    "jpeg-9mb-of-fill": lambda: b"\xff\xd8" + b"\xff" * (9 << 20),
 }
 
 
