@@ -24,7 +24,7 @@ import logging
 
 import pyvips
 
-from origin import ops, pipeline
+from origin import ops, pipeline, vips
 from origin.errors import OriginError
 from origin.metadata.repository import Analysis
 from origin.path import DEFAULT_LIMITS, Limits
@@ -56,8 +56,8 @@ def _cell_centre(corner: int, side: int) -> float:
 
 
 def _analyse(source: bytes, limits: Limits) -> Analysis:
-    ops.probe(source, limits)
-    thumb = pyvips.Image.thumbnail_buffer(source, ANALYSIS_SIZE, height=ANALYSIS_SIZE)
+    header = ops.probe(source, limits)
+    thumb = vips.thumbnail(source, header.format, ANALYSIS_SIZE, height=ANALYSIS_SIZE)
     # thumbnail reads sequentially; smartcrop and the summary both need the pixels again
     thumb = ops.to_srgb(thumb).copy_memory()
     summary = pipeline.summarise(thumb)

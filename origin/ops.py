@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import pyvips
 
+from origin import vips
 from origin.errors import BadTransform, InvalidImage, LimitExceeded
 from origin.path import COMPASS, Colour, Length, Limits, Overlay, Stage
 
@@ -95,15 +96,6 @@ def _join_alpha(rgb: pyvips.Image, alpha: pyvips.Image | None) -> pyvips.Image:
 
 # ---------------------------------------------------------------- loading
 
-# libvips loader -> our format name. Anything else (SVG, PDF, TIFF, ...) is refused.
-LOADERS: Mapping[str, str] = {
-    "jpegload_buffer": "jpeg",
-    "pngload_buffer": "png",
-    "webpload_buffer": "webp",
-    "heifload_buffer": "avif",
-    "gifload_buffer": "gif",
-}
-
 
 @dataclass(frozen=True)
 class Header:
@@ -115,17 +107,17 @@ class Header:
 
 
 def probe(data: bytes, limits: Limits) -> Header:
-    """Read the header only; refuse unknown formats and sources above the pixel limit."""
+    """Read the header only (the format by magic bytes, then its own loader: origin.vips);
+    refuse unknown formats and sources above the pixel limit."""
+    fmt = vips.sniff_format(data)
+    if fmt is None:
+        raise InvalidImage("the source is not a JPEG, PNG, WebP, AVIF or GIF image")
     try:
-        head = pyvips.Image.new_from_buffer(data, "", access="sequential")
-        loader = str(head.get("vips-loader"))
+        head = vips.load(data, fmt, access="sequential")
         pages = int(head.get("n-pages")) if head.get_typeof("n-pages") else 1
         orientation = int(head.get("orientation")) if head.get_typeof("orientation") else 1
     except pyvips.Error:
         raise InvalidImage("the source is not a decodable image") from None
-    fmt = LOADERS.get(loader)
-    if fmt is None:
-        raise InvalidImage("the source is not a JPEG, PNG, WebP, AVIF or GIF image")
     w, h = int(head.width), int(head.height)
     if w * h * max(1, pages) > limits.max_source_pixels:
         raise InvalidImage(f"the source has more than {limits.max_source_pixels} pixels")
@@ -136,13 +128,13 @@ def probe(data: bytes, limits: Limits) -> Header:
 
 def load_still(data: bytes, limits: Limits) -> pyvips.Image:
     """The first frame, upright, 8-bit sRGB (no shrink-on-load)."""
-    probe(data, limits)
-    return to_srgb(pyvips.Image.new_from_buffer(data, "").autorot())
+    header = probe(data, limits)
+    return to_srgb(vips.load(data, header.format).autorot())
 
 
 def load_frames(data: bytes, header: Header) -> tuple[Frames, dict[str, object]]:
     """Every frame of an animated GIF/WebP, upright 8-bit sRGB, plus delay/loop metadata."""
-    strip = pyvips.Image.new_from_buffer(data, "", n=-1)
+    strip = vips.load(data, header.format, n=-1)
     page_height = (
         int(strip.get("page-height")) if strip.get_typeof("page-height") else header.height
     )

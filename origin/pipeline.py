@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pyvips
 
-from origin import gif, ops, quality
+from origin import gif, ops, quality, vips
 from origin.errors import InvalidImage, OriginError
 from origin.path import DEFAULT_LIMITS, FORMATS, MEDIA_TYPES, Limits, Plan, Stage
 
@@ -213,7 +213,7 @@ def _load(
                 img = ops.scale_to(img, geometry.scaled)
             ctx.planned_from = size
             return (img,), {}, header
-    img = pyvips.Image.new_from_buffer(source, "").autorot()
+    img = vips.load(source, header.format).autorot()
     return (ops.to_srgb(img),), {}, header
 
 
@@ -233,12 +233,12 @@ def _scaled_load(
     libvips' thumbnail also uses past 16×) may take more of the reduction than thumbnail
     would: docs/performance.md has the figures."""
     if not level or header.format != "jpeg":
-        return pyvips.Image.thumbnail_buffer(source, width, height=height, size="force")
+        return vips.thumbnail(source, header.format, width, height=height, size="force")
     factor = min(header.width / width, header.height / height)
     shrink = 1
     while shrink < 8 and shrink * 2 * LEVEL_REDUCE_MARGIN <= factor:
         shrink *= 2
-    img = pyvips.Image.new_from_buffer(source, "", shrink=shrink, access="sequential")
+    img = vips.load(source, "jpeg", shrink=shrink, access="sequential")
     return img.resize(width / img.width, vscale=height / img.height, kernel="lanczos3")
 
 
@@ -376,8 +376,8 @@ SUMMARY_SIZE = 32  # px: the box the blurhash and the dominant colour are comput
 
 
 def _summary(source: bytes, limits: Limits) -> dict[str, object]:
-    ops.probe(source, limits)
-    img = pyvips.Image.thumbnail_buffer(source, SUMMARY_SIZE, height=SUMMARY_SIZE)
+    header = ops.probe(source, limits)
+    img = vips.thumbnail(source, header.format, SUMMARY_SIZE, height=SUMMARY_SIZE)
     return summarise(ops.to_srgb(img))
 
 

@@ -8,10 +8,13 @@
    malformed streams, and sizes the metadata before libvips ever sees it: compressed PNG
    chunks are inflated with a bounded `decompressobj`, never fully. It also learns the canvas
    size and frame count when that is cheap, so a GIF with thousands of frames or a huge
-   PNG header is refused without any libvips call.
-3. **libvips**: the format's own loader (never the sniffing `new_from_buffer`) reads the
-   header, which is checked against the pixel limit, then every pixel is decoded with
-   `fail_on="error"`.
+   PNG header is refused without any libvips call. Where the format's decoder is tolerant,
+   the scanner is too, and no more: JPEG headers are read as libjpeg reads them (junk
+   between segments skipped, and paid for from the metadata budget), GIF blocks as libnsgif
+   reads them; what either decoder would refuse, or only draw in part, stays refused.
+3. **libvips**: the format's own loader (`origin.vips.load`, the one every render uses;
+   never the sniffing `new_from_buffer`) reads the header, which is checked against the pixel
+   limit, then every pixel is decoded with `fail_on="error"`.
 
 Only `UnsupportedMediaType` (415) and `InvalidImage` (422) leave this module; libvips text
 stays in the exception's `__cause__` for logs.
@@ -28,7 +31,10 @@ from dataclasses import dataclass
 
 import pyvips
 
+from origin import vips
 from origin.errors import InvalidImage, UnsupportedMediaType
+from origin.vips import PNG_SIGNATURE
+from origin.vips import sniff_format as sniff_format  # step 1, shared with every render
 
 FORMAT_MEDIA_TYPES: Mapping[str, str] = {
     "jpeg": "image/jpeg",
@@ -63,38 +69,6 @@ class Layout:
     width: int | None = None
     height: int | None = None
     frames: int | None = None
-
-
-# ---------------------------------------------------------------- magic bytes
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-AVIF_BRANDS = frozenset({b"avif", b"avis"})
-
-
-def ftyp_brands(data: bytes) -> frozenset[bytes]:
-    """The major and compatible brands of a leading ISO-BMFF `ftyp` box (empty if none)."""
-    if len(data) < 16 or data[4:8] != b"ftyp":
-        return frozenset()
-    size = int.from_bytes(data[:4], "big")
-    if not 16 <= size <= min(len(data), 4096):
-        return frozenset()
-    compatible = (data[i : i + 4] for i in range(16, size - 3, 4))
-    return frozenset({data[8:12], *compatible})
-
-
-def sniff_format(data: bytes) -> str | None:
-    """The format named by the magic bytes; None when it is not one of the five."""
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if data.startswith(PNG_SIGNATURE):
-        return "png"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
-    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    if ftyp_brands(data) & AVIF_BRANDS:
-        return "avif"
-    return None
 
 
 # ---------------------------------------------------------------- metadata budget
@@ -201,8 +175,14 @@ JPEG_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # not DHT,
 # Markers followed by a length: all but RSTn, SOI and EOI (standalone) and 0xFF (fill).
 JPEG_SEGMENT_MARKERS = frozenset(range(0xC0, 0xFF)) - frozenset(range(0xD0, 0xDA))
 JPEG_METADATA_MARKERS = frozenset(range(0xE0, 0xF0)) | {0xFE}  # APPn, COM
+JPEG_STANDALONE_MARKERS = frozenset(range(0xD0, 0xD8)) | {0x01}  # RSTn, TEM: libjpeg skips them
 JPEG_SOS = 0xDA
 MAX_JPEG_SEGMENTS = 4096  # before the first scan; real files have tens (255 for a split ICC)
+# A marker: 0xFF (after any number of 0xFF fill bytes) and a byte that is neither 0x00 (an
+# `FF 00` pair is data) nor 0xFF. Searching, the look-behind starts only at the first 0xFF of
+# a run, which keeps the search linear however long the run.
+JPEG_MARKER_HERE = re.compile(rb"\xff++([^\x00\xff])")
+JPEG_MARKER = re.compile(rb"(?<!\xff)\xff++([^\x00\xff])")
 
 
 def jpeg_frame_size(data: bytes, pos: int, length: int) -> tuple[int, int]:
@@ -215,36 +195,55 @@ def jpeg_frame_size(data: bytes, pos: int, length: int) -> tuple[int, int]:
     return width, height
 
 
+def next_jpeg_marker(data: bytes, pos: int, budget: MetadataBudget) -> tuple[int, int]:
+    """(marker, position of its length field) of the first marker at or after `pos`, found as
+    libjpeg finds it: whatever is not a marker (junk after a segment shorter than its data,
+    `FF 00` pairs, fill) is skipped, and spent from the metadata budget; the search never
+    looks further than the budget allows."""
+    window = min(len(data), pos + budget.remaining + 2)
+    found = JPEG_MARKER_HERE.match(data, pos, window) or JPEG_MARKER.search(data, pos + 1, window)
+    if found is None:
+        if window < len(data):
+            budget.spend(budget.remaining + 1)  # raises: more junk than the budget
+        raise truncated("JPEG marker stream")
+    budget.spend(found.start(1) - 1 - pos)
+    return found[1][0], found.end()
+
+
 def scan_jpeg(data: bytes, budget: MetadataBudget) -> Layout:
-    """Walk the marker segments up to the first scan: APPn/COM sizes, the SOFn size."""
+    """Walk the marker segments up to the first scan (APPn/COM sizes, the SOFn size) with
+    libjpeg's tolerance: junk between segments is skipped, an APPn or COM length below 2
+    (libjpeg reads it as empty) is passed over. A segment that runs past the end, a second
+    SOI, an EOI or an unknown marker before the scan, or too many segments are refused."""
     pos, size = 2, (0, 0)
     for _ in range(MAX_JPEG_SEGMENTS):
-        if pos + 4 > len(data):
-            break
-        prefix, marker, length = struct.unpack_from(">BBH", data, pos)
-        if prefix != 0xFF:
-            break
-        if marker == 0xFF:  # a fill byte
-            pos += 1
+        marker, pos = next_jpeg_marker(data, pos, budget)
+        if marker in JPEG_STANDALONE_MARKERS:
             continue
         if marker == JPEG_SOS:
             if size == (0, 0):
                 raise InvalidImage("the JPEG has no frame header before its scan")
             return Layout(width=size[0], height=size[1], frames=1)
-        if marker not in JPEG_SEGMENT_MARKERS or length < 2 or pos + 2 + length > len(data):
+        if marker not in JPEG_SEGMENT_MARKERS or pos + 2 > len(data):
+            break
+        length = int.from_bytes(data[pos : pos + 2], "big")
+        if marker in JPEG_METADATA_MARKERS:
+            length = max(length, 2)
+        if length < 2 or pos + length > len(data):
             break
         if marker in JPEG_METADATA_MARKERS:
             budget.spend(length - 2)
         elif marker in JPEG_SOF_MARKERS:
-            size = jpeg_frame_size(data, pos + 2, length)
-        pos += 2 + length
+            size = jpeg_frame_size(data, pos, length)
+        pos += length
     raise truncated("JPEG marker stream")
 
 
 # ---------------------------------------------------------------- GIF
 
 GIF_IMAGE, GIF_EXTENSION, GIF_TRAILER = 0x2C, 0x21, 0x3B
-GIF_TEXT_LABELS = frozenset({0x01, 0xFE, 0xFF})  # plain text, comment, application
+GIF_COMMENT = 0xFE
+GIF_TEXT_LABELS = frozenset({0x01, GIF_COMMENT, 0xFF})  # plain text, comment, application
 
 
 def gif_colour_table(packed: int) -> int:
@@ -265,28 +264,44 @@ def skip_sub_blocks(data: bytes, pos: int) -> tuple[int, int]:
         payload += size
 
 
+def skip_extension(data: bytes, pos: int, budget: MetadataBudget) -> int:
+    """The position after the extension at `pos`, skipped as libnsgif does: but for a comment,
+    the block after the label is the extension's own (a graphic control block of size 0 is
+    not its terminator), then sub-blocks up to the terminator. Text counts toward the budget."""
+    if pos + 2 >= len(data):
+        raise truncated("GIF extension")
+    label, first = data[pos + 1], 0
+    if label != GIF_COMMENT:
+        first = data[pos + 2]
+        pos += 1 + first
+    pos, payload = skip_sub_blocks(data, pos + 2)
+    if label in GIF_TEXT_LABELS:
+        budget.spend(first + payload)
+    return pos
+
+
 def scan_gif(data: bytes, budget: MetadataBudget) -> Layout:
-    """Walk the blocks without decoding: count frames, widen the canvas to every frame."""
+    """Walk the blocks without decoding: count frames, widen the canvas to every frame.
+
+    As libnsgif, the stream ends at its trailer, at its end, or at the first byte that starts
+    neither an extension nor an image (what follows is never decoded); a block cut short by
+    the end of the file is refused as truncated."""
     if len(data) < 13:
         raise truncated("GIF header")
     width, height, packed = struct.unpack_from("<HHB", data, 6)
     pos, frames = 13 + gif_colour_table(packed), 0
     while pos < len(data) and data[pos] != GIF_TRAILER:
-        block = data[pos]
-        if block == GIF_IMAGE:
-            if pos + 11 > len(data):
-                raise truncated("GIF image descriptor")
-            left, top, w, h, packed = struct.unpack_from("<HHHHB", data, pos + 1)
-            width, height = max(width, left + w), max(height, top + h)
-            pos, _ = skip_sub_blocks(data, pos + 11 + gif_colour_table(packed))
-            frames += 1
-        elif block == GIF_EXTENSION and pos + 1 < len(data):
-            label = data[pos + 1]
-            pos, payload = skip_sub_blocks(data, pos + 2)
-            if label in GIF_TEXT_LABELS:
-                budget.spend(payload)
-        else:
-            raise truncated("GIF block stream")
+        if data[pos] == GIF_EXTENSION:
+            pos = skip_extension(data, pos, budget)
+            continue
+        if data[pos] != GIF_IMAGE:
+            break
+        if pos + 11 > len(data):
+            raise truncated("GIF image descriptor")
+        left, top, w, h, packed = struct.unpack_from("<HHHHB", data, pos + 1)
+        width, height = max(width, left + w), max(height, top + h)
+        pos, _ = skip_sub_blocks(data, pos + 11 + gif_colour_table(packed))
+        frames += 1
     if frames == 0:
         raise InvalidImage("the GIF has no image")
     return Layout(width=width, height=height, frames=frames)
@@ -366,19 +381,14 @@ SCANNERS: Mapping[str, Callable[[bytes, MetadataBudget], Layout]] = {
 
 # ---------------------------------------------------------------- libvips
 
-SEQUENTIAL = pyvips.Access.SEQUENTIAL
-FAIL_ON = pyvips.FailOn.ERROR
-
-LOADERS: Mapping[str, Callable[[bytes], pyvips.Image]] = {
-    "jpeg": lambda data: pyvips.Image.jpegload_buffer(data, access=SEQUENTIAL, fail_on=FAIL_ON),
-    "png": lambda data: pyvips.Image.pngload_buffer(data, access=SEQUENTIAL, fail_on=FAIL_ON),
-    "gif": lambda data: pyvips.Image.gifload_buffer(data, n=-1, access=SEQUENTIAL, fail_on=FAIL_ON),
-    "webp": lambda data: pyvips.Image.webpload_buffer(
-        data, n=-1, access=SEQUENTIAL, fail_on=FAIL_ON
-    ),
-    "avif": lambda data: pyvips.Image.heifload_buffer(
-        data, n=-1, access=SEQUENTIAL, fail_on=FAIL_ON
-    ),
+# The upload check opens each format with the loader every render uses (origin.vips.load),
+# reading sequentially, every frame, and failing on any error or truncation.
+LOAD_OPTIONS: Mapping[str, Mapping[str, object]] = {
+    "jpeg": {},
+    "png": {},
+    "gif": {"n": -1},
+    "webp": {"n": -1},
+    "avif": {"n": -1},
 }
 
 
@@ -394,7 +404,7 @@ def int_field(image: pyvips.Image, name: str, default: int) -> int:
 
 def decode(fmt: str, data: bytes, layout: Layout, max_source_pixels: int) -> Probe:
     """Header read by the format's own loader, pixel check, then a full decode."""
-    image = LOADERS[fmt](data)
+    image = vips.load(data, fmt, access="sequential", fail_on="error", **LOAD_OPTIONS[fmt])
     page_height = min(int_field(image, "page-height", image.height), image.height)
     frames = image.height // page_height
     if fmt == "gif" and layout.frames is not None:

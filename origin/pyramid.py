@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import pyvips
 
-from origin import ops
+from origin import ops, vips
 from origin.errors import OriginError
 from origin.metadata.repository import WorkingCopy
 from origin.path import Limits, Plan
@@ -71,20 +71,21 @@ def level_sizes(fmt: str, frames: int, width: int, height: int) -> list[tuple[in
 def build(data: bytes, sizes: Sequence[tuple[int, int]]) -> list[Level]:
     """Encode the levels of ``sizes`` (largest first); none when libvips fails (a level is an
     optimisation: the upload goes on without it). Synchronous libvips: run it in the pool."""
-    if not sizes:
+    fmt = vips.sniff_format(data)
+    if not sizes or fmt is None:
         return []
     try:
-        return _build(data, sizes)
+        return _build(data, fmt, sizes)
     except pyvips.Error as exc:
         log.warning("no working copies: %s", str(exc).strip()[:300])
         return []
 
 
-def _build(data: bytes, sizes: Sequence[tuple[int, int]]) -> list[Level]:
+def _build(data: bytes, fmt: str, sizes: Sequence[tuple[int, int]]) -> list[Level]:
     width, height = sizes[0]
     # The largest level straight from the original, with shrink-on-load (as renders do);
     # each smaller one from the level above it, in memory.
-    img = pyvips.Image.thumbnail_buffer(data, width, height=height, size="force")
+    img = vips.thumbnail(data, fmt, width, height=height, size="force")
     img = ops.to_srgb(img).copy_memory()
     levels = []
     for size in sizes:

@@ -1,4 +1,4 @@
-"""Process-wide libvips set-up: no operation cache, no untrusted operations, five loaders.
+"""Process-wide libvips set-up, and the one rule every decode of a stored image follows.
 
 `configure_libvips()` is called once at process start by every app variant (all, origin,
 admin; it is idempotent). After it:
@@ -12,9 +12,21 @@ admin; it is idempotent). After it:
 - each libvips job uses one thread (`concurrency_set(1)`): parallelism comes from the
   process's own pool of `CONCURRENCY` jobs (origin/workers.py), not from inside a job
   (measured as fast for two concurrent 4000×3000 renders: docs/origin.md).
+
+The loading rule: the format is told by our magic bytes (`sniff_format`), then the bytes are
+decoded by that format's own loader (`load`, `thumbnail`) — the upload probe and every render
+(origin, `.json`, `/srcset`, working copies, analysis, overlays) alike, so whatever the probe
+decoded, a render decodes the same way. libvips' own sniffing (`new_from_buffer`,
+`thumbnail_buffer`) is not the rule: libvips 8.18 does not recognise an AVIF whose major brand
+is `avis` (an image sequence with a still image, as libavif writes animations), which its
+`heifload` reads. `thumbnail` still uses `thumbnail_buffer` (shrink-on-load) whenever libvips'
+sniffing picks the same loader, which is every JPEG, PNG, GIF and WebP.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import pyvips
 
@@ -37,3 +49,72 @@ def configure_libvips() -> None:
     pyvips.operation_block_set("VipsForeignLoad", True)
     for name in ALLOWED_LOADERS:
         pyvips.operation_block_set(name, False)
+
+
+# ---------------------------------------------------------------- magic bytes
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+AVIF_BRANDS = frozenset({b"avif", b"avis"})
+
+
+def ftyp_brands(data: bytes) -> frozenset[bytes]:
+    """The major and compatible brands of a leading ISO-BMFF `ftyp` box (empty if none)."""
+    if len(data) < 16 or data[4:8] != b"ftyp":
+        return frozenset()
+    size = int.from_bytes(data[:4], "big")
+    if not 16 <= size <= min(len(data), 4096):
+        return frozenset()
+    compatible = (data[i : i + 4] for i in range(16, size - 3, 4))
+    return frozenset({data[8:12], *compatible})
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The format named by the magic bytes; None when it is not one of the five."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if data.startswith(PNG_SIGNATURE):
+        return "png"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if ftyp_brands(data) & AVIF_BRANDS:
+        return "avif"
+    return None
+
+
+# ---------------------------------------------------------------- loading
+
+LOADERS: Mapping[str, str] = {
+    "jpeg": "jpegload_buffer",
+    "png": "pngload_buffer",
+    "gif": "gifload_buffer",
+    "webp": "webpload_buffer",
+    "avif": "heifload_buffer",
+}
+
+
+def load(data: bytes, fmt: str, **options: Any) -> pyvips.Image:
+    """``data`` opened by the loader of ``fmt`` (a `sniff_format` answer) with ``options``."""
+    image: pyvips.Image = pyvips.Operation.call(LOADERS[fmt], data, **options)
+    return image
+
+
+def sniffed_loader(data: bytes) -> str | None:
+    """The loader libvips' own sniffing (`new_from_buffer`, `thumbnail_buffer`) picks for
+    ``data``, by nickname; None when it recognises none of the allowed ones."""
+    found = pyvips.vips_lib.vips_foreign_find_load_buffer(data, len(data))
+    if found == pyvips.ffi.NULL:
+        pyvips.vips_lib.vips_error_clear()  # "not in a known format": not an error of ours
+        return None
+    name = pyvips.ffi.string(found).decode()
+    return str(pyvips.nickname_find(pyvips.type_from_name(name)))
+
+
+def thumbnail(data: bytes, fmt: str, width: int, **options: Any) -> pyvips.Image:
+    """`thumbnail_buffer(data, width, **options)` as decoded by the loader of ``fmt``: with
+    libvips' shrink-on-load when its sniffing agrees on the loader, else that loader's full
+    image through `thumbnail_image` (the same resize, autorotation and colour handling)."""
+    if sniffed_loader(data) == LOADERS[fmt]:
+        return pyvips.Image.thumbnail_buffer(data, width, **options)
+    return load(data, fmt).thumbnail_image(width, **options)

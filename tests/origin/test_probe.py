@@ -3,8 +3,10 @@ subprocess with a time and peak-RSS bound), the loader lock-down and a fuzz prop
 
 from __future__ import annotations
 
+import io
 import json
 import random
+import re
 import struct
 import subprocess
 import sys
@@ -19,14 +21,19 @@ import pytest
 import pyvips
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image as PilImage
 
+from origin import analysis, ops, pipeline, vips
 from origin.errors import InvalidImage, UnsupportedMediaType
+from origin.path import DEFAULT_LIMITS, parse_path
 from origin.probe import (
     FORMAT_MEDIA_TYPES,
     MAX_METADATA_BYTES,
     NOT_AN_IMAGE,
+    MetadataBudget,
     Probe,
     probe_upload,
+    scan_jpeg,
     sniff_format,
 )
 
@@ -96,6 +103,21 @@ def camera_jpeg() -> bytes:
     )
     img.set_type(pyvips.GValue.blob_type, "xmp-data", b'<x:xmpmeta xmlns:x="adobe:ns:meta/"/>')
     return bytes(img.jpegsave_buffer())
+
+
+@cache
+def avif_sequence(width: int = 96, height: int = 64, frames: int = 3) -> bytes:
+    """An animated AVIF as libavif writes one (through Pillow): ftyp `avis`, a `meta` whose
+    still image is the first frame, and a `moov` with the sequence track."""
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)]
+    pictures = [PilImage.new("RGB", (width, height), colours[i % 4]) for i in range(frames)]
+    out = io.BytesIO()
+    pictures[0].save(
+        out, "AVIF", save_all=True, append_images=pictures[1:], duration=100, quality=80, speed=10
+    )
+    data = out.getvalue()
+    assert data[8:12] == b"avis" and b"moov" in data
+    return data
 
 
 def png_chunk(ctype: bytes, body: bytes) -> bytes:
@@ -465,6 +487,96 @@ def test_avif_is_told_by_compatible_brands_and_its_av1_item() -> None:
     refused(hevc, UnsupportedMediaType)
 
 
+def test_an_avif_sequence_is_probed_as_its_still_image() -> None:
+    """libvips 8.18 (libheif) reads the still image of an `avis` file, not its track: the
+    upload is one frame, and every render reads it with the same loader (origin.vips)."""
+    probe = probe_upload(avif_sequence())
+    assert (probe.format, probe.width, probe.height, probe.frames) == ("avif", 96, 64, 1)
+    with pytest.raises(pyvips.Error):
+        pyvips.Image.new_from_buffer(avif_sequence(), "")  # libvips' own sniffing fails
+    header = ops.probe(avif_sequence(), DEFAULT_LIMITS)
+    assert (header.format, header.width, header.height, header.pages) == ("avif", 96, 64, 1)
+    thumb = vips.thumbnail(avif_sequence(), "avif", 48, height=48)
+    assert (thumb.width, thumb.height) == (48, 32)
+    assert [round(v) for v in thumb(24, 16)] == pytest.approx([255, 0, 0], abs=24)
+
+
+def test_an_avif_sequence_without_a_still_image_is_refused() -> None:
+    data, pos, kept = avif_sequence(), 0, b""
+    while pos < len(data):
+        size = int.from_bytes(data[pos : pos + 4], "big")
+        kept += b"" if data[pos + 4 : pos + 8] == b"meta" else data[pos : pos + size]
+        pos += size
+    refused(kept, InvalidImage)
+
+
+# ---------------------------------------------------------------- libjpeg's and libnsgif's reading
+
+PHOTOSHOP_APP13 = b"\xff\xed\x00\x10Photoshop 3.0\x00"
+
+
+def after_soi(data: bytes, *parts: bytes) -> bytes:
+    return data[:2] + b"".join(parts) + data[2:]
+
+
+def test_a_marker_right_after_a_segment_ending_in_ff_is_found() -> None:
+    data = after_soi(sample("jpeg"), b"\xff\xfe\x00\x05ab\xff", b"\xff\xfe\x00\x03c")
+    assert probe_upload(data).width == 96
+
+
+def metadata_spent(data: bytes) -> int:
+    budget = MetadataBudget(MAX_METADATA_BYTES)
+    scan_jpeg(data, budget)
+    return budget.limit - budget.remaining
+
+
+def test_junk_between_jpeg_segments_counts_toward_the_metadata_budget() -> None:
+    """libjpeg skips whatever is not a marker between segments; so does the scanner, paying
+    for every byte it skips (fill included), and never looking past the budget."""
+    data = after_soi(sample("jpeg"), PHOTOSHOP_APP13, b"\xff\x00" + b"j" * 998 + b"\xff\xff")
+    spent = metadata_spent(data)
+    assert spent == metadata_spent(sample("jpeg")) + 14 + 1000 + 2
+    assert probe_upload(data, max_metadata_bytes=spent).width == 96
+    error = refused(data, InvalidImage, max_metadata_bytes=spent - 1)
+    assert str(error) == f"the image metadata is larger than the {spent - 1}-byte limit"
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [b"\xff\xd8", b"\xff\xd9", b"\xff\x02\x00\x04ab"],
+    ids=["second-soi", "eoi", "unknown-marker"],
+)
+def test_markers_libjpeg_refuses_before_the_scan_are_refused(junk: bytes) -> None:
+    data = after_soi(sample("jpeg"), junk)
+    with pytest.raises(pyvips.Error):
+        pyvips.Image.jpegload_buffer(data, fail_on="error").avg()
+    refused(data, InvalidImage)
+
+
+def gif_parts_with_control(control: bytes) -> bytes:
+    head, frame = gif_frame_parts(8, 8)
+    control_at = head.index(b"\x21\xf9")
+    return head[:control_at] + control + head[control_at + 8 :] + frame + b"\x3b"
+
+
+def test_a_gif_extension_block_of_size_0_is_not_its_terminator() -> None:
+    """libnsgif skips an extension's own block, whatever its size, then sub-blocks up to the
+    terminator: `21 F9 00 00` is a graphic control block of size 0 and its terminator."""
+    data = gif_parts_with_control(b"\x21\xf9\x00\x00")
+    pyvips.Image.gifload_buffer(data, fail_on="error").avg()
+    assert probe_upload(data).frames == 1
+
+
+def test_a_gif_ends_where_libnsgif_stops_reading_it() -> None:
+    """Bytes that start neither a block nor the trailer end the stream for libnsgif: frames
+    after them are never decoded, so they are not counted either."""
+    head, frame = gif_frame_parts(8, 8)
+    data = head + frame + b"\x00junk" + frame * 3 + b"\x3b"
+    decoded = pyvips.Image.gifload_buffer(data, n=-1, fail_on="error")
+    assert decoded.get("n-pages") == probe_upload(data).frames == 1
+    refused(head + frame + frame[: len(frame) // 2], InvalidImage)  # cut in a frame: truncated
+
+
 # ---------------------------------------------------------------- hostile inputs: 415
 
 
@@ -516,6 +628,8 @@ BOMBS: dict[str, Callable[[], bytes]] = {
     "png-iccp-1gb": iccp_bomb,
     "gif-65535x65535-screen": lambda: gif_screen(65535, 65535),
     "gif-5000-frames": lambda: gif_with_frames(5000),
+    "jpeg-9mb-of-ff00-in-its-header": lambda: b"\xff\xd8" + b"\xff\x00" * (9 << 19),
+    "jpeg-9mb-of-fill": lambda: b"\xff\xd8" + b"\xff" * (9 << 20),
 }
 
 
@@ -629,7 +743,10 @@ SEEDS = {
     "webp": encode(strip_of(2, 12, 8), "webp"),
     "webp-still": encode(photo(24, 16), "webp"),
     "avif": encode(photo(24, 16), "avif"),
+    "avif-sequence": avif_sequence(24, 16, 2),
 }
+# Major brands libvips' own sniffing does (mif1, msf1) and does not (avis, miaf) recognise.
+BRANDS = (b"avif", b"avis", b"mif1", b"msf1", b"miaf")
 FUZZ = settings(
     max_examples=150,
     deadline=None,
@@ -662,8 +779,11 @@ def survives(data: bytes) -> Probe | None:
 def mutations(draw: st.DrawFn) -> bytes:
     name = draw(st.sampled_from(sorted(SEEDS)))
     data = bytearray(SEEDS[name])
-    kind = draw(st.sampled_from(["flip", "truncate", "splice", "header-flip"]))
-    if kind in ("flip", "header-flip"):
+    kind = draw(st.sampled_from(["flip", "truncate", "splice", "header-flip", "brand"]))
+    if kind == "brand":
+        if name.startswith("avif"):
+            data[8:12] = draw(st.sampled_from(BRANDS))
+    elif kind in ("flip", "header-flip"):
         span = min(len(data), 64) if kind == "header-flip" else len(data)
         for _ in range(draw(st.integers(1, 8))):
             data[draw(st.integers(0, span - 1))] = draw(st.integers(0, 255))
@@ -700,3 +820,28 @@ def test_random_bytes_behind_magic_bytes_are_refused_with_our_errors(
 @given(mutations())
 def test_mutated_images_raise_only_our_errors(data: bytes) -> None:
     survives(data)
+
+
+@FUZZ
+@given(mutations())
+def test_whatever_the_probe_accepts_every_render_reads(data: bytes) -> None:
+    """Never accept what cannot be served: a derivative, the `.json` summary and the upload
+    analysis of an accepted file all decode it (with the loader the probe used)."""
+    probe = survives(data)
+    if probe is None:
+        return
+    made = pipeline.render(data, parse_path(f"/i/{'0' * 32}/w_8,h_8,c_fill/x.png"))
+    assert (made.width, made.height) == (8, 8)
+    assert set(pipeline.source_summary(data)) == {"blurhash", "dominant_color"}
+    assert analysis.analyse(data) is not None
+
+
+def test_every_decode_of_a_stored_image_goes_through_origin_vips() -> None:
+    """One loading rule: no module but origin/vips.py opens bytes with libvips' own sniffing
+    or names a loader, except where the bytes are our own encoder's output."""
+    own_output = {"quality.py", "gif.py"}  # decode what they just encoded, to measure it
+    sniffing = re.compile(r"new_from_buffer\(|thumbnail_buffer\(|load_buffer\(|new_from_file\(")
+    users = {
+        path.name for path in (REPO / "origin").rglob("*.py") if sniffing.search(path.read_text())
+    }
+    assert users - own_output == {"vips.py"}
