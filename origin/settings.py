@@ -21,6 +21,7 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from origin.hints import DEFAULT_AUTO_WIDTHS
+from origin.permissions import make_private_dirs
 
 T = TypeVar("T")
 
@@ -161,7 +162,7 @@ def development_secrets(path: Path, announce: Callable[[str], None]) -> dict[str
 
     Creation uses O_EXCL, so two processes starting at once agree on one set of secrets.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(path.parent)
     values = {
         "jwt_secret": secrets.token_urlsafe(48),
         "url_signing_keys": f"dev:{secrets.token_urlsafe(32)}",
