@@ -55,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = Settings.from_environ(os.environ)
+        # `sign` only reads: run from another folder it must not mint a secrets file there.
+        settings = Settings.from_environ(os.environ, generate=args.command != "sign")
     except SettingsError as exc:
         print(f"imgorigin: configuration error: {exc}", file=sys.stderr)
         return 2

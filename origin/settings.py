@@ -27,6 +27,8 @@ T = TypeVar("T")
 
 # q_auto's SSIM target (origin/quality.py; the choice is explained in docs/responsive.md).
 DEFAULT_AUTO_QUALITY_SSIM = 0.96
+# Production refuses a JWT_SECRET or URL-signing secret shorter than this (bytes, UTF-8).
+MIN_SECRET_BYTES = 32
 
 
 class SettingsError(ValueError):
@@ -89,10 +91,13 @@ class Settings:
         environ: Mapping[str, str],
         *,
         announce: Callable[[str], None] | None = None,
+        generate: bool = True,
     ) -> Settings:
         """Build and validate settings; generate development secrets when none are given.
 
         ``announce`` receives the one line said when secrets are generated (stderr by default).
+        ``generate=False`` (read-only commands such as ``imgorigin sign``): development secrets
+        are only read, and a missing secrets file is a ``SettingsError`` naming its path.
         """
         env = _choice(environ, "IMGORIGIN_ENV", ("development", "production"), "development")
         secrets_file = Path(environ.get("SECRETS_FILE") or "./data/secrets.json")
@@ -146,10 +151,16 @@ class Settings:
                 if not value.strip():
                     raise SettingsError(name, "required when IMGORIGIN_ENV=production")
         elif not jwt_secret or not signing_keys_text:
-            generated = development_secrets(secrets_file, announce or _say)
+            generated = (
+                development_secrets(secrets_file, announce or _say)
+                if generate
+                else existing_development_secrets(secrets_file)
+            )
             jwt_secret = jwt_secret or generated["jwt_secret"]
             signing_keys_text = signing_keys_text or generated["url_signing_keys"]
         keys = parse_signing_keys(signing_keys_text)
+        if env == "production":
+            _refuse_short_secrets(jwt_secret, keys)
         return cls(**values, jwt_secret=jwt_secret, url_signing_keys=keys)
 
 
@@ -177,6 +188,37 @@ def development_secrets(path: Path, announce: Callable[[str], None]) -> dict[str
         os.fsync(file.fileno())
     announce(f"imgorigin: generated development secrets into {path} (mode 0600)")
     return values
+
+
+def existing_development_secrets(path: Path) -> dict[str, str]:
+    """The development secrets file's values, never creating it: a command that only reads
+    (``imgorigin sign``) run from another folder must not mint secrets nobody else uses."""
+    if not path.exists():
+        raise SettingsError(
+            "SECRETS_FILE",
+            f"no development secrets at {path.absolute()}; run from the folder `make run` "
+            "serves from, or set SECRETS_FILE (or URL_SIGNING_KEYS and JWT_SECRET)",
+        )
+    return _read_secrets(path)
+
+
+def _refuse_short_secrets(jwt_secret: str, keys: tuple[SigningKey, ...]) -> None:
+    """Production: every secret at least ``MIN_SECRET_BYTES`` long (the secret is never shown,
+    a signing key is named by its id)."""
+    notes = "see the upgrade notes in docs/deploy.md"
+    length = len(jwt_secret.encode("utf-8"))
+    if length < MIN_SECRET_BYTES:
+        raise SettingsError(
+            "JWT_SECRET",
+            f"must be at least {MIN_SECRET_BYTES} bytes in production, got {length}; {notes}",
+        )
+    for key in keys:
+        if len(key.secret) < MIN_SECRET_BYTES:
+            raise SettingsError(
+                "URL_SIGNING_KEYS",
+                f"the secret of key {key.key_id[:40]!r} must be at least {MIN_SECRET_BYTES} "
+                f"bytes in production, got {len(key.secret)}; {notes}",
+            )
 
 
 def _read_secrets(path: Path) -> dict[str, str]:

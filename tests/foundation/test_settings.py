@@ -54,7 +54,11 @@ def test_given_secrets_are_used_and_nothing_is_written(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("missing", ["JWT_SECRET", "URL_SIGNING_KEYS"])
 def test_production_refuses_generated_secrets(tmp_path: Path, missing: str) -> None:
-    values = {"IMGORIGIN_ENV": "production", "JWT_SECRET": "j" * 40, "URL_SIGNING_KEYS": "k:s"}
+    values = {
+        "IMGORIGIN_ENV": "production",
+        "JWT_SECRET": "j" * 40,
+        "URL_SIGNING_KEYS": "k:" + "s" * 32,
+    }
     del values[missing]
     with pytest.raises(SettingsError) as error:
         Settings.from_environ(env_in(tmp_path, **values))
@@ -117,3 +121,58 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
     settings = Settings.from_environ(env_in(tmp_path), announce=lambda line: None)
     with pytest.raises(AttributeError):
         settings.max_upload_size = 1  # type: ignore[misc]
+
+
+PRODUCTION = {"IMGORIGIN_ENV": "production", "JWT_SECRET": "j" * 32}
+
+
+@pytest.mark.parametrize(
+    ("values", "variable", "named"),
+    [
+        (
+            {"JWT_SECRET": "short-jwt-secret-0123456789abcd", "URL_SIGNING_KEYS": "k:" + "s" * 32},
+            "JWT_SECRET",
+            "got 31",
+        ),
+        ({"URL_SIGNING_KEYS": "k1:short-signing-secret"}, "URL_SIGNING_KEYS", "'k1'"),
+        ({"URL_SIGNING_KEYS": f"new:{'n' * 40},old:old-short-secret"}, "URL_SIGNING_KEYS", "'old'"),
+        ({"URL_SIGNING_KEYS": "k:" + "é" * 15}, "URL_SIGNING_KEYS", "got 30"),  # bytes count
+    ],
+)
+def test_production_refuses_short_secrets(
+    tmp_path: Path, values: dict[str, str], variable: str, named: str
+) -> None:
+    with pytest.raises(SettingsError) as error:
+        Settings.from_environ(env_in(tmp_path, **{**PRODUCTION, **values}))
+    text = str(error.value)
+    assert error.value.variable == variable and named in text and "at least 32 bytes" in text
+    assert "\n" not in text and "upgrade notes" in text
+    secrets = [values.get("JWT_SECRET", "")] + [
+        item.partition(":")[2] for item in values.get("URL_SIGNING_KEYS", "").split(",")
+    ]
+    assert not any(secret and secret in text for secret in secrets)  # never the secret itself
+
+
+def test_production_accepts_secrets_of_32_bytes(tmp_path: Path) -> None:
+    settings = Settings.from_environ(
+        env_in(tmp_path, **PRODUCTION, URL_SIGNING_KEYS=f"a:{'é' * 16},b:{'x' * 32}")
+    )
+    assert [len(k.secret) for k in settings.url_signing_keys] == [32, 32]
+    # Development takes any length (the tests' short keys; generated ones are long).
+    assert Settings.from_environ(env_in(tmp_path, JWT_SECRET="j", URL_SIGNING_KEYS="k:s"))
+
+
+def test_reading_without_generating_never_creates_the_secrets_file(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "secrets.json"
+    with pytest.raises(SettingsError) as error:
+        Settings.from_environ(env_in(tmp_path), generate=False)
+    assert error.value.variable == "SECRETS_FILE" and str(path) in str(error.value)
+    assert not (tmp_path / "data").exists()
+    made = Settings.from_environ(env_in(tmp_path), announce=lambda line: None)
+    read = Settings.from_environ(env_in(tmp_path), generate=False)
+    assert read.url_signing_keys == made.url_signing_keys and read.jwt_secret == made.jwt_secret
+    given = Settings.from_environ(
+        {"SECRETS_FILE": str(tmp_path / "none.json"), "JWT_SECRET": "j", "URL_SIGNING_KEYS": "k:s"},
+        generate=False,
+    )
+    assert given.url_signing_keys[0].secret == b"s"
