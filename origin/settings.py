@@ -7,6 +7,7 @@ text is one line naming the variable; the CLI prints it and exits without a trac
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
@@ -80,6 +81,12 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1",)
     secrets_file: Path = Path("./data/secrets.json")
+    # A directly exposed origin (no nginx in front): who may read /metrics, and how long a
+    # client may take over a request (imgorigin/protocol.py enforces these in `serve`).
+    metrics_allow: tuple[str, ...] = ("127.0.0.1", "::1")
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 60.0
+    max_connections: int = 1000
 
     @property
     def production(self) -> bool:
@@ -136,6 +143,7 @@ class Settings:
             cors_origins=_cors_origins(environ),
             forwarded_allow_ips=_list(environ, "FORWARDED_ALLOW_IPS") or ("127.0.0.1",),
             secrets_file=secrets_file,
+            **_exposure(environ),
         )
         values["auto_widths"] = _auto_widths(environ, values["max_output_dimension"])
         # Secrets last: a bad value elsewhere must not leave a generated secrets file behind.
@@ -345,6 +353,26 @@ def _cors_origins(environ: Mapping[str, str]) -> tuple[str, ...]:
                 f"expected origins like https://example.com or *, got {origin[:60]!r}",
             )
     return origins
+
+
+def _exposure(environ: Mapping[str, str]) -> dict[str, Any]:
+    """What bounds a directly exposed origin: ``METRICS_ALLOW`` and the connection limits."""
+    allowed = _list(environ, "METRICS_ALLOW") or ("127.0.0.1", "::1")
+    for item in allowed:
+        try:
+            if item != "*":
+                ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise SettingsError(
+                "METRICS_ALLOW",
+                f"expected addresses or networks like 127.0.0.1 or 10.0.0.0/8, got {item[:40]!r}",
+            ) from None
+    return dict(
+        metrics_allow=allowed,
+        header_timeout_seconds=_number(environ, "HEADER_TIMEOUT_SECONDS", 10.0, 0.1, 3600),
+        body_timeout_seconds=_number(environ, "BODY_TIMEOUT_SECONDS", 60.0, 0.1, 86400),
+        max_connections=_integer(environ, "MAX_CONNECTIONS", 1000, 1, 1_000_000),
+    )
 
 
 def _presets(environ: Mapping[str, str]) -> Mapping[str, str]:

@@ -26,6 +26,8 @@ def test_defaults_follow_the_contract(tmp_path: Path) -> None:
     assert settings.cache_max_bytes == 268435456 and settings.queue_max == 100
     assert settings.queue_timeout_seconds == 10 and settings.concurrency >= 1
     assert settings.env == "development" and not settings.production
+    assert settings.metrics_allow == ("127.0.0.1", "::1") and settings.max_connections == 1000
+    assert (settings.header_timeout_seconds, settings.body_timeout_seconds) == (10, 60)
 
 
 def test_development_generates_secrets_once(tmp_path: Path) -> None:
@@ -87,6 +89,11 @@ def test_production_refuses_generated_secrets(tmp_path: Path, missing: str) -> N
         ("REDIS_URL", "http://x"),
         ("CORS_ORIGINS", "example.com"),
         ("PRESETS_FILE", "/nonexistent/presets.json"),
+        ("METRICS_ALLOW", "127.0.0.1,10.0.0.0/33"),
+        ("METRICS_ALLOW", "localhost"),
+        ("HEADER_TIMEOUT_SECONDS", "0"),
+        ("BODY_TIMEOUT_SECONDS", "later"),
+        ("MAX_CONNECTIONS", "0"),
     ],
 )
 def test_bad_values_name_the_variable(tmp_path: Path, variable: str, value: str) -> None:
