@@ -8,12 +8,15 @@ WORKDIR /src
 RUN python -m venv /opt/imgorigin
 COPY requirements.lock ./
 # Pinned runtime dependencies first (a cached layer); libvips comes from the pyvips-binary wheel.
-RUN /opt/imgorigin/bin/pip install --no-deps -r requirements.lock
+# Every file is checked against its hash in the lock; --no-deps: the lock is the whole set
+# (tests/foundation/test_lock.py installs it the same way and runs `pip check`).
+RUN /opt/imgorigin/bin/pip install --require-hashes --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY origin ./origin
 COPY admin_api ./admin_api
 COPY imgorigin ./imgorigin
 RUN /opt/imgorigin/bin/pip install --no-deps . \
+    && /opt/imgorigin/bin/pip check \
     && /opt/imgorigin/bin/python -c "import pyvips, imgorigin.app; print(pyvips.version(0), pyvips.version(1))"
 
 FROM python:3.11-slim-bookworm

@@ -8,7 +8,6 @@ for anonymous calls), answers 429 past it, and adds ``RateLimit-*`` to every ans
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -17,6 +16,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from admin_api.ratelimit import Decision, Limiter
+from origin.addresses import client_address
 from origin.bearer import TokenError, read_access_token
 from origin.errors import RateLimited, Unauthorized
 from origin.http import error_response
@@ -27,39 +27,6 @@ log = logging.getLogger("imgorigin.admin")
 USER_KEY = "imgorigin.user_id"
 TOKEN_PROBLEM_KEY = "imgorigin.token_problem"
 ADDRESS_KEY = "imgorigin.client"
-
-
-def _is_trusted(peer: str, trusted: tuple[str, ...]) -> bool:
-    if "*" in trusted or peer in trusted:
-        return True
-    try:
-        address = ipaddress.ip_address(peer)
-    except ValueError:
-        return False
-    for item in trusted:
-        try:
-            if address in ipaddress.ip_network(item, strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
-
-
-def client_address(scope: Scope, trusted: tuple[str, ...]) -> str:
-    """The peer, or the last untrusted hop of ``X-Forwarded-For`` when the peer is a proxy."""
-    peer = scope["client"][0] if scope.get("client") else "unknown"
-    if not _is_trusted(peer, trusted):
-        return peer
-    forwarded = [
-        value.decode("latin-1")
-        for name, value in scope.get("headers", [])
-        if name == b"x-forwarded-for"
-    ]
-    hops = [hop.strip() for hop in ",".join(forwarded).split(",") if hop.strip()]
-    for hop in reversed(hops):
-        if not _is_trusted(hop, trusted):
-            return hop
-    return hops[0] if hops else peer
 
 
 def _bearer(scope: Scope) -> str | None:

@@ -55,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = Settings.from_environ(os.environ)
+        # `sign` only reads: run from another folder it must not mint a secrets file there.
+        settings = Settings.from_environ(os.environ, generate=args.command != "sign")
     except SettingsError as exc:
         print(f"imgorigin: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -112,6 +113,8 @@ async def _gc(settings: Settings, min_age: float) -> list[str]:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    from imgorigin.protocol import Deadlines, guarded_protocol
+
     os.environ["IMGORIGIN_APP"] = args.app
     uvicorn.run(
         "imgorigin.app:app_from_environ",
@@ -120,7 +123,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         port=args.port,
         workers=max(1, args.workers),
         loop="uvloop",
-        http="httptools",
+        # httptools, with header and body deadlines and MAX_CONNECTIONS (imgorigin/protocol.py)
+        http=guarded_protocol(Deadlines.of(settings)),
         proxy_headers=True,
         forwarded_allow_ips=",".join(settings.forwarded_allow_ips),
         server_header=False,

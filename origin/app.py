@@ -33,6 +33,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from origin.addresses import client_address, is_listed
 from origin.errors import OriginError
 from origin.handler import TIMINGS, Timings, serve_image, start_origin, state_of
 from origin.hot import Answer, Hot, capturing, hot_key
@@ -70,18 +71,29 @@ async def readyz(request: Request) -> Response:
     )
 
 
-def metrics_endpoint(metrics: Metrics) -> Callable[[Request], Awaitable[Response]]:
+def metrics_endpoint(
+    metrics: Metrics, settings: Settings
+) -> Callable[[Request], Awaitable[Response]]:
+    """``/metrics`` for clients in ``METRICS_ALLOW`` (loopback by default), else 403: the
+    client is the peer, or what a trusted proxy (``FORWARDED_ALLOW_IPS``) forwarded for."""
+
     async def exposition(request: Request) -> Response:
+        address = client_address(request.scope, settings.forwarded_allow_ips)
+        if not is_listed(address, settings.metrics_allow):
+            return error_json(
+                403, "forbidden", "metrics are answered only to addresses in METRICS_ALLOW"
+            )
         return Response(metrics.exposition(), media_type=CONTENT_TYPE, headers=NO_STORE)
 
     return exposition
 
 
-def ops_routes(metrics: Metrics) -> list[BaseRoute]:
+def ops_routes(metrics: Metrics, settings: Settings) -> list[BaseRoute]:
+    """``/healthz`` and ``/readyz`` answer anyone (container probes); ``/metrics`` does not."""
     return [
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
-        Route("/metrics", metrics_endpoint(metrics), methods=["GET"]),
+        Route("/metrics", metrics_endpoint(metrics, settings), methods=["GET"]),
     ]
 
 
@@ -259,7 +271,10 @@ def build_app(settings: Settings, parts: Sequence[Part]) -> Starlette:
         if part.fast_prefix is not None and part.routes
     ]
     return App(
-        routes=[*ops_routes(metrics), *(route for part in parts for route in part.routes)],
+        routes=[
+            *ops_routes(metrics, settings),
+            *(route for part in parts for route in part.routes),
+        ],
         lifespan=lifespan,
         # Observe also sets X-Content-Type-Options so that
         # the hot path crosses one middleware, not two.

@@ -7,6 +7,7 @@ text is one line naming the variable; the CLI prints it and exits without a trac
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
@@ -21,11 +22,14 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from origin.hints import DEFAULT_AUTO_WIDTHS
+from origin.permissions import make_private_dirs
 
 T = TypeVar("T")
 
 # q_auto's SSIM target (origin/quality.py; the choice is explained in docs/responsive.md).
 DEFAULT_AUTO_QUALITY_SSIM = 0.96
+# Production refuses a JWT_SECRET or URL-signing secret shorter than this (bytes, UTF-8).
+MIN_SECRET_BYTES = 32
 
 
 class SettingsError(ValueError):
@@ -79,6 +83,12 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1",)
     secrets_file: Path = Path("./data/secrets.json")
+    # A directly exposed origin (no nginx in front): who may read /metrics, and how long a
+    # client may take over a request (imgorigin/protocol.py enforces these in `serve`).
+    metrics_allow: tuple[str, ...] = ("127.0.0.1", "::1")
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 60.0
+    max_connections: int = 1000
 
     @property
     def production(self) -> bool:
@@ -90,10 +100,13 @@ class Settings:
         environ: Mapping[str, str],
         *,
         announce: Callable[[str], None] | None = None,
+        generate: bool = True,
     ) -> Settings:
         """Build and validate settings; generate development secrets when none are given.
 
         ``announce`` receives the one line said when secrets are generated (stderr by default).
+        ``generate=False`` (read-only commands such as ``imgorigin sign``): development secrets
+        are only read, and a missing secrets file is a ``SettingsError`` naming its path.
         """
         env = _choice(environ, "IMGORIGIN_ENV", ("development", "production"), "development")
         secrets_file = Path(environ.get("SECRETS_FILE") or "./data/secrets.json")
@@ -136,6 +149,7 @@ class Settings:
             cors_origins=_cors_origins(environ),
             forwarded_allow_ips=_list(environ, "FORWARDED_ALLOW_IPS") or ("127.0.0.1",),
             secrets_file=secrets_file,
+            **_exposure(environ),
         )
         values["auto_widths"] = _auto_widths(environ, values["max_output_dimension"])
         # Secrets last: a bad value elsewhere must not leave a generated secrets file behind.
@@ -151,10 +165,16 @@ class Settings:
                 if not value.strip():
                     raise SettingsError(name, "required when IMGORIGIN_ENV=production")
         elif not jwt_secret or not signing_keys_text:
-            generated = development_secrets(secrets_file, announce or _say)
+            generated = (
+                development_secrets(secrets_file, announce or _say)
+                if generate
+                else existing_development_secrets(secrets_file)
+            )
             jwt_secret = jwt_secret or generated["jwt_secret"]
             signing_keys_text = signing_keys_text or generated["url_signing_keys"]
         keys = parse_signing_keys(signing_keys_text)
+        if env == "production":
+            _refuse_short_secrets(jwt_secret, keys)
         return cls(**values, jwt_secret=jwt_secret, url_signing_keys=keys)
 
 
@@ -167,7 +187,7 @@ def development_secrets(path: Path, announce: Callable[[str], None]) -> dict[str
 
     Creation uses O_EXCL, so two processes starting at once agree on one set of secrets.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(path.parent)
     values = {
         "jwt_secret": secrets.token_urlsafe(48),
         "url_signing_keys": f"dev:{secrets.token_urlsafe(32)}",
@@ -182,6 +202,37 @@ def development_secrets(path: Path, announce: Callable[[str], None]) -> dict[str
         os.fsync(file.fileno())
     announce(f"imgorigin: generated development secrets into {path} (mode 0600)")
     return values
+
+
+def existing_development_secrets(path: Path) -> dict[str, str]:
+    """The development secrets file's values, never creating it: a command that only reads
+    (``imgorigin sign``) run from another folder must not mint secrets nobody else uses."""
+    if not path.exists():
+        raise SettingsError(
+            "SECRETS_FILE",
+            f"no development secrets at {path.absolute()}; run from the folder `make run` "
+            "serves from, or set SECRETS_FILE (or URL_SIGNING_KEYS and JWT_SECRET)",
+        )
+    return _read_secrets(path)
+
+
+def _refuse_short_secrets(jwt_secret: str, keys: tuple[SigningKey, ...]) -> None:
+    """Production: every secret at least ``MIN_SECRET_BYTES`` long (the secret is never shown,
+    a signing key is named by its id)."""
+    notes = "see the upgrade notes in docs/deploy.md"
+    length = len(jwt_secret.encode("utf-8"))
+    if length < MIN_SECRET_BYTES:
+        raise SettingsError(
+            "JWT_SECRET",
+            f"must be at least {MIN_SECRET_BYTES} bytes in production, got {length}; {notes}",
+        )
+    for key in keys:
+        if len(key.secret) < MIN_SECRET_BYTES:
+            raise SettingsError(
+                "URL_SIGNING_KEYS",
+                f"the secret of key {key.key_id[:40]!r} must be at least {MIN_SECRET_BYTES} "
+                f"bytes in production, got {len(key.secret)}; {notes}",
+            )
 
 
 def _read_secrets(path: Path) -> dict[str, str]:
@@ -308,6 +359,26 @@ def _cors_origins(environ: Mapping[str, str]) -> tuple[str, ...]:
                 f"expected origins like https://example.com or *, got {origin[:60]!r}",
             )
     return origins
+
+
+def _exposure(environ: Mapping[str, str]) -> dict[str, Any]:
+    """What bounds a directly exposed origin: ``METRICS_ALLOW`` and the connection limits."""
+    allowed = _list(environ, "METRICS_ALLOW") or ("127.0.0.1", "::1")
+    for item in allowed:
+        try:
+            if item != "*":
+                ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise SettingsError(
+                "METRICS_ALLOW",
+                f"expected addresses or networks like 127.0.0.1 or 10.0.0.0/8, got {item[:40]!r}",
+            ) from None
+    return dict(
+        metrics_allow=allowed,
+        header_timeout_seconds=_number(environ, "HEADER_TIMEOUT_SECONDS", 10.0, 0.1, 3600),
+        body_timeout_seconds=_number(environ, "BODY_TIMEOUT_SECONDS", 60.0, 0.1, 86400),
+        max_connections=_integer(environ, "MAX_CONNECTIONS", 1000, 1, 1_000_000),
+    )
 
 
 def _presets(environ: Mapping[str, str]) -> Mapping[str, str]:

@@ -25,6 +25,7 @@ from typing import Any, BinaryIO, Protocol, TypeVar
 import anyio.to_thread
 
 from origin.errors import Unavailable
+from origin.permissions import PRIVATE_FILE, make_private_dirs
 
 T = TypeVar("T")
 
@@ -98,12 +99,13 @@ async def _in_thread(function: Callable[..., T], *args: Any) -> T:
 
 
 class LocalStorage:
-    """Objects as files under ``root``; temporary files live in ``root/.tmp``."""
+    """Objects as files under ``root``; temporary files live in ``root/.tmp``. Files are
+    created 0600 and folders 0700 (origin.permissions): only this user reads them."""
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self.tmp = self.root / TMP_DIR
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(self.tmp)
         self.blocking: Blocking | None = self
         self._inside = f"{self.root}{os.sep}"
 
@@ -124,8 +126,9 @@ class LocalStorage:
         final = self.path(key)
         tmp = self.tmp / f"{secrets.token_hex(8)}.part"
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as file:
+            make_private_dirs(final.parent)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+            with open(fd, "wb") as file:
                 file.write(data)
                 file.flush()
                 if durable:
@@ -177,7 +180,7 @@ class LocalStorage:
     async def delete_prefix(self, prefix: str) -> int:
         path = self.path(prefix, prefix=True)
         keys = [info.key async for info in self.objects(prefix)]
-        if path.is_dir():
+        if prefix.endswith("/") and path.is_dir():
             await _in_thread(lambda: shutil.rmtree(path, ignore_errors=True))
         else:
             for key in keys:
@@ -187,21 +190,25 @@ class LocalStorage:
     async def objects(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
         if prefix:
             validate_key(prefix, prefix=True)
-        for info in await _in_thread(self._walk):
-            if info.key.startswith(prefix):
-                yield info
+        for info in await _in_thread(self._walk, prefix):
+            yield info
 
-    def _walk(self) -> list[ObjectInfo]:
+    def _walk(self, prefix: str) -> list[ObjectInfo]:
+        """The objects whose key starts with ``prefix``, walking only the folder that holds
+        them (``a/b/`` and ``a/b`` walk ``a/b`` and ``a``), never the rest of the tree."""
+        folder = prefix.rpartition("/")[0]
+        top = self.path(folder) if folder else self.root
         found = []
-        for directory, subdirs, files in os.walk(self.root):
+        for directory, subdirs, files in os.walk(top):
             if Path(directory) == self.root and TMP_DIR in subdirs:
                 subdirs.remove(TMP_DIR)
             for name in files:
                 path = Path(directory, name)
-                with contextlib.suppress(FileNotFoundError):
-                    stat = path.stat()
-                    key = path.relative_to(self.root).as_posix()
-                    found.append(ObjectInfo(key, stat.st_size, stat.st_mtime))
+                key = path.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    with contextlib.suppress(FileNotFoundError):
+                        stat = path.stat()
+                        found.append(ObjectInfo(key, stat.st_size, stat.st_mtime))
         return sorted(found, key=lambda info: info.key)
 
     def temporary_files(self) -> list[Path]:

@@ -1,6 +1,7 @@
 """The async engine for SQLite (aiosqlite) and PostgreSQL (asyncpg), with transactions.
 
-SQLite runs in WAL mode with foreign keys on and a busy timeout. Write transactions begin
+SQLite runs in WAL mode with foreign keys on and a busy timeout; its file (with users'
+signing secrets and password hashes) is created 0600. Write transactions begin
 with ``BEGIN IMMEDIATE`` so two writers queue on the busy timeout instead of failing on a
 lock upgrade; read transactions use a plain deferred ``BEGIN``.
 """
@@ -17,6 +18,7 @@ from sqlalchemy.engine import Connection as SyncConnection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from origin.metadata.lane import Lane, PostgresLane, SqliteLane
+from origin.permissions import create_private_file, make_private_dirs
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 PG_TIMEOUT_SECONDS = 10
@@ -49,7 +51,10 @@ class Database:
         if self.is_sqlite:
             path = self.url.split(":///", 1)[1]
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                # Made here, 0600 in a 0700 folder, before SQLite would make it 0644; SQLite
+                # gives the -wal and -shm files the database file's mode.
+                make_private_dirs(Path(path).parent)
+                create_private_file(Path(path))
             self.engine: AsyncEngine = create_async_engine(
                 self.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
             )

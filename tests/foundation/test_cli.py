@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import subprocess
@@ -49,6 +50,27 @@ def test_sign_prints_a_verifiable_url(base_env: dict[str, str]) -> None:
     path, query = result.stdout.strip().split("?")
     exp = query.split("&")[0].removeprefix("exp=")
     assert query == f"exp={exp}&s={signature(OPERATOR_SECRET, path, exp)}"
+
+
+def test_sign_from_another_folder_refuses_and_creates_nothing(tmp_path: Path) -> None:
+    """The README's first run: `make run` in the checkout, `imgorigin sign` from elsewhere.
+    It must not mint a new data/secrets.json there and print a URL the server refuses."""
+    checkout, elsewhere = tmp_path / "checkout", tmp_path / "elsewhere"
+    checkout.mkdir()
+    elsewhere.mkdir()
+    assert command({}, "migrate", cwd=checkout).returncode == 0  # as `make run` does
+    result = command({}, "sign", "/i/abc/w_10/x.jpg", cwd=elsewhere)
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert f"{elsewhere / 'data' / 'secrets.json'}" in lines[0] and "SECRETS_FILE" in lines[0]
+    assert list(elsewhere.iterdir()) == []
+    # From the checkout it signs with the key the server uses.
+    signed = command({}, "sign", "/i/abc/w_10/x.jpg", cwd=checkout)
+    assert signed.returncode == 0, signed.stderr
+    keys = json.loads((checkout / "data" / "secrets.json").read_text())["url_signing_keys"]
+    secret = keys.partition(":")[2]
+    assert signed.stdout.strip() == f"/i/abc/w_10/x.jpg?s={signature(secret, '/i/abc/w_10/x.jpg')}"
 
 
 def test_make_run_style_first_start_generates_secrets(tmp_path: Path) -> None:

@@ -26,6 +26,8 @@ def test_defaults_follow_the_contract(tmp_path: Path) -> None:
     assert settings.cache_max_bytes == 268435456 and settings.queue_max == 100
     assert settings.queue_timeout_seconds == 10 and settings.concurrency >= 1
     assert settings.env == "development" and not settings.production
+    assert settings.metrics_allow == ("127.0.0.1", "::1") and settings.max_connections == 1000
+    assert (settings.header_timeout_seconds, settings.body_timeout_seconds) == (10, 60)
 
 
 def test_development_generates_secrets_once(tmp_path: Path) -> None:
@@ -54,7 +56,11 @@ def test_given_secrets_are_used_and_nothing_is_written(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("missing", ["JWT_SECRET", "URL_SIGNING_KEYS"])
 def test_production_refuses_generated_secrets(tmp_path: Path, missing: str) -> None:
-    values = {"IMGORIGIN_ENV": "production", "JWT_SECRET": "j" * 40, "URL_SIGNING_KEYS": "k:s"}
+    values = {
+        "IMGORIGIN_ENV": "production",
+        "JWT_SECRET": "j" * 40,
+        "URL_SIGNING_KEYS": "k:" + "s" * 32,
+    }
     del values[missing]
     with pytest.raises(SettingsError) as error:
         Settings.from_environ(env_in(tmp_path, **values))
@@ -83,6 +89,11 @@ def test_production_refuses_generated_secrets(tmp_path: Path, missing: str) -> N
         ("REDIS_URL", "http://x"),
         ("CORS_ORIGINS", "example.com"),
         ("PRESETS_FILE", "/nonexistent/presets.json"),
+        ("METRICS_ALLOW", "127.0.0.1,10.0.0.0/33"),
+        ("METRICS_ALLOW", "localhost"),
+        ("HEADER_TIMEOUT_SECONDS", "0"),
+        ("BODY_TIMEOUT_SECONDS", "later"),
+        ("MAX_CONNECTIONS", "0"),
     ],
 )
 def test_bad_values_name_the_variable(tmp_path: Path, variable: str, value: str) -> None:
@@ -117,3 +128,58 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
     settings = Settings.from_environ(env_in(tmp_path), announce=lambda line: None)
     with pytest.raises(AttributeError):
         settings.max_upload_size = 1  # type: ignore[misc]
+
+
+PRODUCTION = {"IMGORIGIN_ENV": "production", "JWT_SECRET": "j" * 32}
+
+
+@pytest.mark.parametrize(
+    ("values", "variable", "named"),
+    [
+        (
+            {"JWT_SECRET": "short-jwt-secret-0123456789abcd", "URL_SIGNING_KEYS": "k:" + "s" * 32},
+            "JWT_SECRET",
+            "got 31",
+        ),
+        ({"URL_SIGNING_KEYS": "k1:short-signing-secret"}, "URL_SIGNING_KEYS", "'k1'"),
+        ({"URL_SIGNING_KEYS": f"new:{'n' * 40},old:old-short-secret"}, "URL_SIGNING_KEYS", "'old'"),
+        ({"URL_SIGNING_KEYS": "k:" + "é" * 15}, "URL_SIGNING_KEYS", "got 30"),  # bytes count
+    ],
+)
+def test_production_refuses_short_secrets(
+    tmp_path: Path, values: dict[str, str], variable: str, named: str
+) -> None:
+    with pytest.raises(SettingsError) as error:
+        Settings.from_environ(env_in(tmp_path, **{**PRODUCTION, **values}))
+    text = str(error.value)
+    assert error.value.variable == variable and named in text and "at least 32 bytes" in text
+    assert "\n" not in text and "upgrade notes" in text
+    secrets = [values.get("JWT_SECRET", "")] + [
+        item.partition(":")[2] for item in values.get("URL_SIGNING_KEYS", "").split(",")
+    ]
+    assert not any(secret and secret in text for secret in secrets)  # never the secret itself
+
+
+def test_production_accepts_secrets_of_32_bytes(tmp_path: Path) -> None:
+    settings = Settings.from_environ(
+        env_in(tmp_path, **PRODUCTION, URL_SIGNING_KEYS=f"a:{'é' * 16},b:{'x' * 32}")
+    )
+    assert [len(k.secret) for k in settings.url_signing_keys] == [32, 32]
+    # Development takes any length (the tests' short keys; generated ones are long).
+    assert Settings.from_environ(env_in(tmp_path, JWT_SECRET="j", URL_SIGNING_KEYS="k:s"))
+
+
+def test_reading_without_generating_never_creates_the_secrets_file(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "secrets.json"
+    with pytest.raises(SettingsError) as error:
+        Settings.from_environ(env_in(tmp_path), generate=False)
+    assert error.value.variable == "SECRETS_FILE" and str(path) in str(error.value)
+    assert not (tmp_path / "data").exists()
+    made = Settings.from_environ(env_in(tmp_path), announce=lambda line: None)
+    read = Settings.from_environ(env_in(tmp_path), generate=False)
+    assert read.url_signing_keys == made.url_signing_keys and read.jwt_secret == made.jwt_secret
+    given = Settings.from_environ(
+        {"SECRETS_FILE": str(tmp_path / "none.json"), "JWT_SECRET": "j", "URL_SIGNING_KEYS": "k:s"},
+        generate=False,
+    )
+    assert given.url_signing_keys[0].secret == b"s"

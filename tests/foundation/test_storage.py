@@ -167,3 +167,59 @@ def test_killed_writer_leaves_no_partial_object(tmp_path: Path) -> None:
     assert not (root / "u" / "i" / "original.png").exists()
     leftovers = LocalStorage(root).temporary_files()
     assert leftovers and all(p.stat().st_size < 400_000_000 for p in leftovers)
+
+
+class DirectoryOpens:
+    """The kernel's own record (inotify ``IN_OPEN``) of which watched folders were opened,
+    themselves or anything in them: what a directory walk cannot hide."""
+
+    IN_OPEN, IN_NONBLOCK = 0x20, 0o4000
+
+    def __init__(self, folders: list[Path]) -> None:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = libc.inotify_init1(self.IN_NONBLOCK)
+        assert self.fd >= 0
+        self.names = {}
+        for folder in folders:
+            wd = libc.inotify_add_watch(self.fd, str(folder).encode(), self.IN_OPEN)
+            assert wd >= 0
+            self.names[wd] = folder.name
+
+    def opened(self) -> list[str]:
+        import struct
+
+        try:
+            data = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return []
+        seen, offset = [], 0
+        while offset < len(data):
+            wd, _mask, _cookie, length = struct.unpack_from("iIII", data, offset)
+            seen.append(self.names[wd])
+            offset += 16 + length
+        return seen
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+async def test_local_delete_prefix_walks_only_the_prefix(tmp_path: Path) -> None:
+    """Deleting one image must not read any other image's or user's folder (the old code
+    walked the whole storage tree on every delete)."""
+    storage = LocalStorage(tmp_path / "root")
+    for key in ["a/1/original.jpg", "a/1/derived/x.webp", "a/2/original.png", "b/1/original.gif"]:
+        await storage.put(key, key.encode())
+    watch = DirectoryOpens([tmp_path / "root" / "a" / "2", tmp_path / "root" / "b"])
+    try:
+        assert watch.opened() == []
+        assert await storage.delete_prefix("a/1/") == 2
+        assert [i.key async for i in storage.objects("a/1/")] == []
+        assert watch.opened() == []  # neither a/2 nor b/ (or anything in them) was opened
+        assert [i.key async for i in storage.objects("a/")] == ["a/2/original.png"]
+        assert "2" in watch.opened()  # the watch does see a walk that enters a/2
+    finally:
+        watch.close()
+    assert await storage.get("b/1/original.gif") == b"b/1/original.gif"
+    assert not (tmp_path / "root" / "a" / "1").exists()

@@ -1,0 +1,235 @@
+"""`imgorigin serve` exposed directly, without nginx (`docker run -p 8000:8000`).
+
+Real servers on loopback and real sockets: ``/metrics`` answers only ``METRICS_ALLOW``
+(while ``/healthz`` and ``/readyz`` answer anyone), and a client that trickles its request
+headers or body is cut off at ``HEADER_TIMEOUT_SECONDS`` / ``BODY_TIMEOUT_SECONDS``, with
+``MAX_CONNECTIONS`` open connections at most per process.
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import pyvips
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.asgi import _WithState, lifespan
+from tests.conftest import Server, migrate_with, serve
+
+# ---- /metrics ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def server_with(base_env: dict[str, str]) -> Iterator[object]:
+    def start(**extra: str) -> Server:
+        env = {**base_env, **extra}
+        migrate_with(env)
+        return stack.enter_context(serve(env))
+
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        yield start
+
+
+def families(text: str) -> set[str]:
+    return {family.name for family in text_string_to_metric_families(text)}
+
+
+def test_metrics_answer_loopback_by_default(server_with) -> None:  # type: ignore[no-untyped-def]
+    server = server_with()
+    answer = httpx.get(f"{server.url}/metrics")
+    assert answer.status_code == 200 and "imgorigin_requests" in families(answer.text)
+    # Through a trusted proxy (nginx on loopback), the client is the one it forwarded for.
+    forwarded = httpx.get(f"{server.url}/metrics", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert forwarded.status_code == 403
+    assert forwarded.json()["error"]["code"] == "forbidden"
+
+
+def test_metrics_refused_outside_metrics_allow(server_with) -> None:  # type: ignore[no-untyped-def]
+    server = server_with(METRICS_ALLOW="10.0.0.0/8,192.0.2.7")
+    refused = httpx.get(f"{server.url}/metrics")
+    assert refused.status_code == 403
+    assert refused.headers["content-type"] == "application/json"
+    assert refused.json() == {
+        "error": {
+            "code": "forbidden",
+            "message": "metrics are answered only to addresses in METRICS_ALLOW",
+        }
+    }
+    assert "imgorigin_" not in refused.text and refused.headers["cache-control"] == "no-store"
+    # Container probes stay open.
+    assert httpx.get(f"{server.url}/healthz").text == "ok"
+    assert httpx.get(f"{server.url}/readyz").json()["status"] == "ready"
+    # A listed client behind the trusted proxy is answered.
+    listed = httpx.get(f"{server.url}/metrics", headers={"X-Forwarded-For": "10.1.2.3"})
+    assert listed.status_code == 200 and "imgorigin_requests" in families(listed.text)
+
+
+async def test_an_untrusted_peer_cannot_claim_loopback(make_settings) -> None:  # type: ignore[no-untyped-def]
+    from imgorigin.app import create_app
+
+    app = create_app(make_settings())
+    async with lifespan(app) as state:
+        transport = httpx.ASGITransport(app=_WithState(app, state), client=("198.51.100.7", 4000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://origin") as http:
+            answer = await http.get("/metrics", headers={"X-Forwarded-For": "127.0.0.1"})
+            assert answer.status_code == 403
+            assert (await http.get("/healthz")).status_code == 200
+
+
+# ---- slow clients --------------------------------------------------------------------------
+
+DEADLINE = 2.0  # HEADER_TIMEOUT_SECONDS and BODY_TIMEOUT_SECONDS of the server below
+GIVE_UP = 20.0  # the trickler stops by itself after this long (uvicorn alone never cuts it)
+
+
+@dataclass
+class Trickled:
+    answer: bytes
+    seconds: float  # from the connection until the server closed it
+    sent: int  # bytes of the trickle the server took before closing
+
+    @property
+    def status(self) -> int:
+        return int(self.answer.split(b" ", 2)[1]) if self.answer else 0
+
+    def body(self) -> dict[str, dict[str, str]]:
+        return json.loads(self.answer.partition(b"\r\n\r\n")[2])  # type: ignore[no-any-return]
+
+
+def trickle(port: int, head: bytes, slow: bytes, every: float = 0.5) -> Trickled:
+    """Send ``head`` at once, then ``slow`` one byte every ``every`` seconds, until the
+    server closes the connection (or ``GIVE_UP``); return what it answered, and when."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    began = time.monotonic()
+    answer = b""
+    sent = 0
+    try:
+        sock.sendall(head)
+        while time.monotonic() - began < GIVE_UP:
+            readable, _, _ = select.select([sock], [], [], every)
+            if readable:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return Trickled(answer, time.monotonic() - began, sent)
+                answer += chunk
+                continue
+            if sent < len(slow):
+                try:
+                    sock.sendall(slow[sent : sent + 1])
+                except OSError:
+                    return Trickled(answer, time.monotonic() - began, sent)
+                sent += 1
+        return Trickled(answer, GIVE_UP, sent)
+    finally:
+        sock.close()
+
+
+@pytest.fixture
+def guarded(server_with) -> Server:  # type: ignore[no-untyped-def]
+    return server_with(  # type: ignore[no-any-return]
+        HEADER_TIMEOUT_SECONDS=str(DEADLINE),
+        BODY_TIMEOUT_SECONDS=str(DEADLINE),
+        MAX_CONNECTIONS="3",
+    )
+
+
+def test_trickled_headers_are_cut_off_with_408(guarded: Server) -> None:
+    request = b"GET /healthz HTTP/1.1\r\nHost: origin\r\nUser-Agent: " + b"x" * 200 + b"\r\n\r\n"
+    result = trickle(guarded.port, b"", request)
+    assert result.status == 408, result
+    assert result.body()["error"]["code"] == "request_timeout"
+    assert DEADLINE - 0.5 <= result.seconds < DEADLINE + 4, result
+    assert 2 <= result.sent < len(request)  # it was still trickling when cut off
+
+
+def test_a_silent_connection_is_closed(guarded: Server) -> None:
+    result = trickle(guarded.port, b"", b"")
+    assert result.answer == b"" and DEADLINE - 0.5 <= result.seconds < DEADLINE + 4, result
+
+
+def test_a_trickled_body_is_cut_off_and_nothing_is_stored(
+    guarded: Server, base_env: dict[str, str]
+) -> None:
+    account = {"email": "slow@example.com", "password": "a good password"}
+    assert httpx.post(f"{guarded.url}/api/auth/signup", json=account).status_code == 201
+    token = httpx.post(f"{guarded.url}/api/auth/login", json=account).json()["access_token"]
+    data = pyvips.Image.black(64, 48).pngsave_buffer()  # a real image, sent too slowly
+    body = (
+        b"--b\r\nContent-Disposition: form-data; name=file; filename=a.png\r\n"
+        b"Content-Type: image/png\r\n\r\n" + data + b"\r\n--b--\r\n"
+    )
+    head = (
+        f"POST /api/images HTTP/1.1\r\nHost: origin\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    result = trickle(guarded.port, head + body[:100], body[100:])
+    assert result.status == 408, result
+    assert result.body()["error"] == {
+        "code": "request_timeout",
+        "message": f"the request body did not arrive within {DEADLINE:g} s",
+    }
+    assert DEADLINE - 0.5 <= result.seconds < DEADLINE + 4, result
+    listed = httpx.get(f"{guarded.url}/api/images", headers={"Authorization": f"Bearer {token}"})
+    assert listed.status_code == 200 and listed.json()["items"] == []
+    storage = Path(base_env["STORAGE_PATH"])
+    assert [p for p in storage.rglob("*") if p.is_file()] == []
+
+
+def test_a_login_body_that_trickles_is_cut_off(guarded: Server) -> None:
+    body = json.dumps({"email": "x@example.com", "password": "a good password"}).encode()
+    head = (
+        "POST /api/auth/login HTTP/1.1\r\nHost: origin\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    result = trickle(guarded.port, head, body)
+    assert result.status == 408 and DEADLINE - 0.5 <= result.seconds < DEADLINE + 4, result
+
+
+def test_headers_that_keep_coming_are_cut_off_at_64_kib(guarded: Server) -> None:
+    """httptools alone buffers headers without bound (77 MB in 8 s over loopback)."""
+    sock = socket.create_connection(("127.0.0.1", guarded.port), timeout=5)
+    answer = b""
+    try:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: origin\r\nX-Big: ")
+        for _ in range(64):  # up to 1 MiB, in reads of 16 KiB, until the server answers
+            if select.select([sock], [], [], 0.01)[0]:
+                break
+            sock.sendall(b"a" * 16384)
+        while chunk := sock.recv(65536):
+            answer += chunk
+    except ConnectionResetError:
+        pass
+    finally:
+        sock.close()
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    body = json.loads(answer.partition(b"\r\n\r\n")[2])
+    assert body["error"]["code"] == "headers_too_large"
+    # A request with ordinary headers (a long signed URL, client hints) is answered.
+    assert httpx.get(f"{guarded.url}/healthz", headers={"X-Pad": "p" * 8000}).text == "ok"
+
+
+def test_more_connections_than_max_connections_get_503(guarded: Server) -> None:
+    idle = [socket.create_connection(("127.0.0.1", guarded.port)) for _ in range(3)]
+    try:
+        over = httpx.get(f"{guarded.url}/healthz", timeout=5)
+        assert over.status_code == 503
+        assert over.json()["error"]["code"] == "overloaded"
+        assert over.headers["retry-after"] == "1" and over.headers["connection"] == "close"
+        # The server closes the silent ones at the header deadline; then there is room.
+        for sock in idle:
+            sock.settimeout(DEADLINE + 4)
+            assert sock.recv(1) == b""
+        assert httpx.get(f"{guarded.url}/healthz", timeout=5).status_code == 200
+    finally:
+        for sock in idle:
+            sock.close()
