@@ -150,7 +150,8 @@ class Watchdog:
                     target=self._run, name="imgorigin-deadline", daemon=True
                 )
                 self._thread.start()
-            self._cond.notify()
+            elif self._heap[0][2] is deadline:  # due before what the thread waits for
+                self._cond.notify()
 
     def _due(self) -> list[Deadline]:
         """Pop the deadlines whose time has come (those already done are just dropped)."""
