@@ -29,6 +29,7 @@ from admin_api.multipart import ENVELOPE_BYTES, read_file_field
 from origin import legacy, ops, pipeline, pyramid
 from origin.analysis import analyse
 from origin.cache import key_of
+from origin.deadline import Deadline
 from origin.errors import (
     BadRequest,
     BadTransform,
@@ -381,7 +382,10 @@ def inspect_upload(runtime: Runtime, data: bytes) -> Inspected:
     it (blurhash, colour, focal point) from the smallest of them — the same upright sRGB
     picture with far fewer pixels to decode — or from the original when there are none, and
     hash it (off the event loop)."""
-    probe = probe_upload(data, max_source_pixels=runtime.settings.max_source_pixels)
+    settings = runtime.settings
+    probe = probe_upload(
+        data, max_source_pixels=settings.max_source_pixels, max_frames=settings.max_frames
+    )
     levels = pyramid.build_for(data, probe)
     smallest = min(levels, key=lambda lv: lv.width * lv.height).body if levels else data
     analysis = analyse(smallest, limits=runtime.limits)
@@ -533,11 +537,16 @@ def single_values(request: Request) -> dict[str, str]:
 async def transform(request: Request) -> Response:
     runtime, image = await owned_image(request)
     plan = legacy.parse_query(image.id, single_values(request), limits=runtime.limits)
+    ops.output_size(image.width, image.height, plan.stages, runtime.limits)  # one frame's budget
     source = await read_object(runtime, image.storage_key)
     overlays = await load_overlays(runtime, image.user_id, plan.overlay_ids)
-    rendered = await runtime.pool.run(
-        lambda: pipeline.render(source, plan, overlays=overlays, limits=runtime.limits)
-    )
+    deadline = Deadline(runtime.settings.render_timeout_seconds)
+
+    def job() -> pipeline.Rendered:
+        with deadline.running():
+            return pipeline.render(source, plan, overlays=overlays, limits=runtime.limits)
+
+    rendered = await runtime.pool.run(job, on_cancel=deadline.cancel)
     return Response(
         rendered.body,
         media_type=rendered.media_type,

@@ -108,6 +108,13 @@ class Overloaded(OriginError):
     code = "overloaded"
 
 
+class RenderTimeout(OriginError):
+    """A render passed ``RENDER_TIMEOUT_SECONDS`` and was stopped (or its URL did recently)."""
+
+    status = 503
+    code = "render_timeout"
+
+
 class Unavailable(OriginError):
     """A backend (database, object storage) did not answer in time."""
 

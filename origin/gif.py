@@ -29,6 +29,8 @@ import numpy as np
 import pyvips
 from PIL import Image
 
+from origin import deadline
+
 GROUP = 6  # consecutive frames that share one palette
 SAMPLE_PIXELS = 5400  # pixels a group's palette is quantised from (every n-th of every n-th row)
 EFFORT = 4  # libimagequant's effort for a group palette (5+ doubles its cost, 3 is worse)
@@ -48,18 +50,23 @@ def fits(img: pyvips.Image) -> bool:
 
 def save_animation(strip: pyvips.Image) -> bytes:
     """The GIF of an animation strip that `fits`, with its `delay` (ms) and `loop` (libvips'
-    meaning: 0 forever, n plays n times)."""
+    meaning: 0 forever, n plays n times). Under a render's deadline (origin.deadline) the
+    work stops between frames once it has passed."""
     page = int(strip.get("page-height"))
     count = strip.height // page
     frames: list[Image.Image] = []
     for first in range(0, count, GROUP):
+        deadline.check()
         n = min(GROUP, count - first)
         group = _pixels(strip.crop(0, first * page, strip.width, n * page)).reshape(
             n, page, strip.width, 3
         )
         palette = quantise(sample(group))
         onto = target(palette)
-        frames += [_remap_checked(frame, palette, onto) for frame in group]
+        for frame in group:
+            deadline.check()
+            frames.append(_remap_checked(frame, palette, onto))
+    deadline.check()
     return _write(frames, _delays(strip, count), _loop(strip))
 
 

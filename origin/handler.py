@@ -24,6 +24,7 @@ import dataclasses
 import functools
 import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -31,18 +32,20 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from cachetools import LRUCache
+from cachetools import LRUCache, TTLCache
 from starlette.types import Receive, Scope, Send
 
-from origin import pipeline, pyramid, quality
+from origin import ops, pipeline, pyramid, quality
 from origin.bearer import bearer_user
 from origin.cache import Derivative, Flights, Key, MemoryCache, etag_of, matches
+from origin.deadline import Deadline
 from origin.errors import (
     BadRequest,
     BadSignature,
     BadTransform,
     NotFound,
     OriginError,
+    RenderTimeout,
     UrlExpired,
 )
 from origin.hints import ACCEPT_CH, NO_HINTS, Hints, resolve, vary
@@ -70,6 +73,10 @@ SIGNED_URLS = 16384  # operator-verified URLs remembered (cleared when full)
 MAX_EXP_DIGITS = 12
 DRAIN_SECONDS = 10.0  # at shutdown, for derivatives still being written to the store
 CLIENT_CLOSED = 499  # nginx's "client closed request": logged, never seen by the client
+# A derivative whose render passed RENDER_TIMEOUT_SECONDS is refused at once for this long,
+# so replaying its URL cannot keep slots busy; at most this many are remembered.
+TIMED_OUT_SECONDS = 600
+TIMED_OUT_ENTRIES = 10_000
 
 
 class Timings:
@@ -123,6 +130,10 @@ class Origin:
     plans: LRUCache[str, Prepared] = field(default_factory=lambda: LRUCache(PLAN_CACHE_ENTRIES))
     pending: set[asyncio.Task[None]] = field(default_factory=set)
     signed_urls: dict[tuple[str, str | None, str], bool] = field(default_factory=dict)
+    # variant -> until when (monotonic) its renders are refused: they passed the deadline
+    timed_out: TTLCache[str, float] = field(
+        default_factory=lambda: TTLCache(TIMED_OUT_ENTRIES, TIMED_OUT_SECONDS)
+    )
 
     def operator_signed(self, path: str, exp: str | None, s: str) -> bool:
         """``s`` verifies under an operator key (verified URLs are remembered, bounded)."""
@@ -264,38 +275,44 @@ class Origin:
     async def render(
         self, key: Key, source: Source, plan: Plan, overlays: tuple[Source, ...], t: Timings
     ) -> Derivative:
+        """Render in the pool, within the work budget and under ``RENDER_TIMEOUT_SECONDS``."""
+        self.refuse_timed_out(key)
+        limits = self.runtime.limits
+        if source.width and source.height:  # the budget for one frame, before anything is read
+            ops.output_size(source.width, source.height, plan.stages, limits)
         began = time.perf_counter()
         read = await self.reader(source, plan)
         extra = {o.image_id: await self.fetch(o) for o in overlays}
         auto = await self.auto_quality(key, source, plan)
         t.load += time.perf_counter() - began
-        limits = self.runtime.limits
         blocking = self.runtime.storage.blocking
         observe = self.metrics.render_seconds.labels(key.format).observe
         metadata_only = plan.metadata_only
         analysis = source.analysis
         focal = None if analysis is None else analysis.focal
         summary = None if analysis is None else stored_summary(analysis)
+        deadline = Deadline(self.runtime.settings.render_timeout_seconds)
         started: list[float] = []
 
         def job() -> tuple[bytes, str, int, int, quality.Choice | None, bool]:
             started.append(time.perf_counter())
             try:
-                original, stand_in = read()
-                made = pipeline.render(
-                    original,
-                    plan,
-                    overlays=extra,
-                    limits=limits,
-                    stand_in=stand_in,
-                    focal=focal,
-                    auto=auto,
-                )
-                body, media_type = made.body, made.media_type
-                if metadata_only:
-                    facts = pipeline.facts(made, original, limits=limits, summary=summary)
-                    body = json.dumps(facts, separators=(",", ":")).encode("utf-8")
-                    media_type = MEDIA_TYPES["json"]
+                with deadline.running():
+                    original, stand_in = read()
+                    made = pipeline.render(
+                        original,
+                        plan,
+                        overlays=extra,
+                        limits=limits,
+                        stand_in=stand_in,
+                        focal=focal,
+                        auto=auto,
+                    )
+                    body, media_type = made.body, made.media_type
+                    if metadata_only:
+                        facts = pipeline.facts(made, original, limits=limits, summary=summary)
+                        body = json.dumps(facts, separators=(",", ":")).encode("utf-8")
+                        media_type = MEDIA_TYPES["json"]
             finally:
                 observe(time.perf_counter() - started[0])
             # Local files: the object is written here, in the thread already running, and
@@ -306,7 +323,13 @@ class Origin:
             return body, media_type, made.width, made.height, made.choice, stored
 
         queued = time.perf_counter()
-        body, media_type, width, height, choice, stored = await self.runtime.pool.run(job)
+        try:
+            ran = await self.runtime.pool.run(job, on_cancel=deadline.cancel)
+        except RenderTimeout as exc:
+            if deadline.timed_out:
+                raise self.timed_out_now(key, source, plan, exc) from None
+            raise
+        body, media_type, width, height, choice, stored = ran
         finished = time.perf_counter()
         t.wait += started[0] - queued
         t.render += finished - started[0]
@@ -315,6 +338,31 @@ class Origin:
         made = Derivative(body, media_type, width, height, etag_of(key.variant))
         self.later(self.persist(key, source, made, stored))
         return made
+
+    def refuse_timed_out(self, key: Key) -> None:
+        """503 ``render_timeout`` at once for a derivative whose render recently timed out."""
+        until = self.timed_out.get(key.variant)
+        if until is not None:
+            left = max(1, math.ceil(until - time.monotonic()))
+            raise RenderTimeout(
+                "a recent render of this URL took longer than RENDER_TIMEOUT_SECONDS; it is "
+                f"refused for {left} s more",
+                headers={"Retry-After": str(left)},
+            )
+
+    def timed_out_now(
+        self, key: Key, source: Source, plan: Plan, exc: RenderTimeout
+    ) -> RenderTimeout:
+        """Remember a derivative whose render passed the deadline; the error to answer."""
+        self.timed_out[key.variant] = time.monotonic() + TIMED_OUT_SECONDS
+        log.warning(
+            "render timed out: image %s chain %s (%s); refused for %d s",
+            source.image_id,
+            plan.canonical(),
+            exc.message,
+            TIMED_OUT_SECONDS,
+        )
+        return RenderTimeout(exc.message, headers={"Retry-After": str(TIMED_OUT_SECONDS)})
 
     async def auto_quality(self, key: Key, source: Source, plan: Plan) -> quality.AutoQuality:
         """How the render resolves ``q_auto``: the quality remembered for this image, chain and

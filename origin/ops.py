@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 import pyvips
 
-from origin import vips
+from origin import deadline, vips
 from origin.errors import BadTransform, InvalidImage, LimitExceeded
-from origin.path import COMPASS, Colour, Length, Limits, Overlay, Stage
+from origin.path import COMPASS, EFFECT_BUDGET_SIGMA, Colour, Length, Limits, Overlay, Stage
 
 Frames = tuple[pyvips.Image, ...]
 
@@ -41,6 +41,9 @@ class Context:
     # The upload-time attention focal point (fractions of the upright source), when stored;
     # consumed by the first stage's `resize`, the only one that sees the source's geometry.
     focal: tuple[float, float] | None = None
+    # Whether the stage being run is the chain's last (`effects` keeps a blur in memory when
+    # more work reads it).
+    last_stage: bool = True
 
 
 Step = Callable[[Frames, Stage, Context], Frames]
@@ -54,7 +57,9 @@ def has_alpha(img: pyvips.Image) -> bool:
 
 
 def to_srgb(img: pyvips.Image) -> pyvips.Image:
-    """Embedded ICC profile -> sRGB; any interpretation or depth -> 8-bit sRGB, 3 or 4 bands."""
+    """Embedded ICC profile -> sRGB; any interpretation or depth -> 8-bit sRGB, 3 or 4 bands.
+    Every source passes here first: a render's deadline watches it (origin.deadline)."""
+    deadline.watch((img,), replace=False)
     if img.get_typeof("icc-profile-data"):
         try:
             img = img.icc_transform("srgb", embedded=True, intent="perceptual")
@@ -326,14 +331,15 @@ def turned_size(width: int, height: int, angle: int, limits: Limits) -> tuple[in
     return round(sides[0]), round(sides[1])
 
 
-def output_size(
+def stage_sizes(
     width: int, height: int, stages: Sequence[Stage], limits: Limits
-) -> tuple[int, int]:
-    """The size a chain gives an upright `width` x `height` source, without pixels (a dry run
-    of the geometry): each stage's crop/resize as `plan_geometry` plans it, then its rotation
-    (a right angle swaps the sides; any other angle gives the turned image's bounding box,
-    rounded as libvips does); flips, effects and overlays keep the size. Raises
-    LimitExceeded where rendering would."""
+) -> list[tuple[int, int]]:
+    """The size of the image each stage makes from an upright `width` x `height` source,
+    without pixels (a dry run of the geometry): the stage's crop/resize as `plan_geometry`
+    plans it, then its rotation (a right angle swaps the sides; any other angle gives the
+    turned image's bounding box, rounded as libvips does); flips, effects and overlays keep
+    the size. No stage: the source's size. Raises LimitExceeded where rendering would."""
+    sizes = []
     for stage in stages:
         if stage.resizes:
             width, height = plan_geometry(width, height, stage, limits).output
@@ -341,12 +347,70 @@ def output_size(
             width, height = height, width
         elif stage.rotate % 90:
             width, height = turned_size(width, height, stage.rotate, limits)
+        sizes.append((width, height))
     if max(width, height) > limits.max_output_dimension:
         raise LimitExceeded(
             f"the output would be {width}x{height}, above the maximum dimension "
             f"{limits.max_output_dimension}"
         )
-    return width, height
+    return sizes or [(width, height)]
+
+
+@dataclass(frozen=True)
+class Work:
+    """What a chain costs, from its geometry alone (docs/url-api.md#work-budget)."""
+
+    size: tuple[int, int]  # the output's
+    frames: int  # of the output (an animation's; else 1)
+    largest: tuple[int, int]  # the largest image a stage makes
+    effects: float  # blur, sharpen and pixelate: Σ weight × pixels, over every frame
+
+    @property
+    def pixels(self) -> int:
+        return self.largest[0] * self.largest[1] * self.frames
+
+
+def plan_work(
+    width: int, height: int, stages: Sequence[Stage], limits: Limits, frames: int = 1
+) -> Work:
+    """The work of `stages` on an upright `width` x `height` source whose output has
+    `frames` frames: the sizes of `stage_sizes`, and each stage's effects weighed at the size
+    they run at (a stage's effects come after its crop/resize and rotation)."""
+    sizes = stage_sizes(width, height, stages, limits)
+    effects = 0.0
+    for stage, (w, h) in zip(stages, sizes, strict=False):
+        weight = sum(EFFECT_COSTS.get(e.name, _free)(e.amount or 0) for e in stage.effects)
+        effects += weight * w * h * frames
+    largest = max(sizes, key=lambda size: size[0] * size[1])
+    return Work(sizes[-1], frames, largest, effects)
+
+
+def check_work(work: Work, limits: Limits) -> None:
+    """LimitExceeded naming the limit when `work` is over the budget."""
+    if work.pixels > limits.max_output_pixels:
+        w, h = work.largest
+        shown = f"{work.frames} frames of {w}x{h}" if work.frames > 1 else f"{w}x{h}"
+        raise LimitExceeded(
+            f"the chain makes {work.pixels} pixels ({shown}), above MAX_OUTPUT_PIXELS "
+            f"{limits.max_output_pixels}"
+        )
+    if work.effects > limits.max_effect_cost:
+        raise LimitExceeded(
+            f"the chain's blur, sharpen and pixelate cost {work.effects:.0f} (weight × pixels, "
+            f"every frame), above the effect budget {limits.max_effect_cost} "
+            f"({EFFECT_BUDGET_SIGMA} × MAX_OUTPUT_PIXELS)"
+        )
+
+
+def output_size(
+    width: int, height: int, stages: Sequence[Stage], limits: Limits, frames: int = 1
+) -> tuple[int, int]:
+    """The size a chain gives an upright `width` x `height` source, without pixels, checked
+    against the work budget for an output of `frames` frames (1: a lower bound for any
+    source). Raises LimitExceeded where rendering would."""
+    work = plan_work(width, height, stages, limits, frames)
+    check_work(work, limits)
+    return work.size
 
 
 def scale_to(img: pyvips.Image, size: tuple[int, int]) -> pyvips.Image:
@@ -437,13 +501,29 @@ def flip(frames: Frames, stage: Stage, ctx: Context) -> Frames:
 
 EffectOp = Callable[[pyvips.Image, int], pyvips.Image]
 EFFECT_OPS: dict[str, EffectOp] = {}
+# The work budget's weight of an effect per pixel, for its amount: about its CPU time per
+# pixel in units of a Gaussian blur's per sigma (docs/url-api.md#work-budget). Effects that
+# look at one pixel at a time are not counted.
+EffectCost = Callable[[int], float]
+EFFECT_COSTS: dict[str, EffectCost] = {}
+# Effects whose output is kept in memory when more of the chain reads it: each output pixel
+# reads a neighbourhood, so a later stage asking for overlapping regions would compute them
+# again and again (two chained `e_blur:2000` at 1024² took 14 times one).
+HELD_EFFECTS = frozenset({"blur", "sharpen"})
 
 
-def effect(name: str) -> Callable[[EffectOp], EffectOp]:
-    """Register the implementation of `e_<name>`; its argument spec is origin.path.EFFECTS."""
+def _free(amount: int) -> float:
+    return 0.0
+
+
+def effect(name: str, cost: EffectCost | None = None) -> Callable[[EffectOp], EffectOp]:
+    """Register the implementation of `e_<name>` and its weight in the work budget; its
+    argument spec is origin.path.EFFECTS."""
 
     def register(op: EffectOp) -> EffectOp:
         EFFECT_OPS[name] = op
+        if cost is not None:
+            EFFECT_COSTS[name] = cost
         return op
 
     return register
@@ -465,17 +545,27 @@ def sepia(img: pyvips.Image, amount: int) -> pyvips.Image:
     return _join_alpha(rgb.recomb(_SEPIA), alpha)
 
 
-@effect("blur")
+def blur_sigma(amount: int) -> float:
+    return amount / 20
+
+
+# Measured on 2600x1950 (one thread): gaussblur costs ~0.5-0.9 ns per pixel and sigma (85 ns
+# at σ 100); sharpen ~56 ns whatever its amount (its LabS round trip); pixelate 3-5 ns.
+SHARPEN_COST = 50.0
+PIXELATE_COST = 5.0
+
+
+@effect("blur", cost=blur_sigma)
 def blur(img: pyvips.Image, amount: int) -> pyvips.Image:
     alpha = has_alpha(img)
     work = img.premultiply() if alpha else img
-    work = work.gaussblur(amount / 20, precision="integer" if not alpha else "float")
+    work = work.gaussblur(blur_sigma(amount), precision="integer" if not alpha else "float")
     if alpha:
         work = work.unpremultiply()
     return work.cast("uchar").copy(interpretation="srgb")
 
 
-@effect("sharpen")
+@effect("sharpen", cost=lambda amount: SHARPEN_COST)
 def sharpen(img: pyvips.Image, amount: int) -> pyvips.Image:
     rgb, alpha = _split_alpha(img)
     sharp = rgb.sharpen(sigma=1.0, m2=amount / 33).colourspace("srgb")
@@ -502,7 +592,7 @@ def saturation(img: pyvips.Image, amount: int) -> pyvips.Image:
     return _join_alpha(lch.colourspace("srgb"), alpha)
 
 
-@effect("pixelate")
+@effect("pixelate", cost=lambda amount: PIXELATE_COST)
 def pixelate(img: pyvips.Image, amount: int) -> pyvips.Image:
     block = max(1, min(amount, img.width, img.height))
     if block == 1:
@@ -515,10 +605,14 @@ def pixelate(img: pyvips.Image, amount: int) -> pyvips.Image:
 
 
 def effects(frames: Frames, stage: Stage, ctx: Context) -> Frames:
-    """e_: each effect in the order written."""
-    for e in stage.effects:
+    """e_: each effect in the order written; a blur or sharpen that more of the chain reads
+    is computed once, into memory (HELD_EFFECTS)."""
+    for i, e in enumerate(stage.effects):
         op = EFFECT_OPS[e.name]
         frames = tuple(op(f, e.amount or 0) for f in frames)
+        if e.name in HELD_EFFECTS and (i + 1 < len(stage.effects) or not ctx.last_stage):
+            frames = tuple(f.copy_memory() for f in frames)
+            deadline.watch(frames)
     return frames
 
 

@@ -29,6 +29,10 @@ from urllib.parse import quote, unquote_to_bytes
 from origin.errors import BadTransform, LimitExceeded
 from origin.hints import DPR, NO_HINTS, WIDTH, Hints
 
+# The effect budget is a blur of this sigma (`e_blur:500`) over MAX_OUTPUT_PIXELS, or the
+# strongest blur (σ 100) over a quarter of it.
+EFFECT_BUDGET_SIGMA = 25
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -37,6 +41,15 @@ class Limits:
     max_stages: int = 8
     max_tokens_per_stage: int = 16
     max_text_length: int = 200
+    # The work budget (origin.ops.plan_work, docs/url-api.md#work-budget): the largest image
+    # a chain makes times its frames, and the frames of an animated output.
+    max_output_pixels: int = 25_000_000
+    max_frames: int = 1000
+
+    @property
+    def max_effect_cost(self) -> int:
+        """What blur, sharpen and pixelate may cost over a chain (weight × pixels)."""
+        return EFFECT_BUDGET_SIGMA * self.max_output_pixels
 
 
 DEFAULT_LIMITS = Limits()

@@ -11,6 +11,9 @@ Choices:
 - Output formats without alpha (JPEG) are flattened onto the chain's last `b_`, else white.
 - Animated GIF/WebP stay animated when the output is GIF or WebP (every frame transformed);
   any other output takes the first frame.
+- The work budget (`check_budget`: MAX_FRAMES, MAX_OUTPUT_PIXELS, the effect budget) is
+  checked on the header before any pixel is decoded; a render run under a deadline
+  (origin.deadline) checks it between steps, and libvips stops inside a step.
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ from typing import Any
 import numpy as np
 import pyvips
 
-from origin import gif, ops, quality, vips
-from origin.errors import InvalidImage, OriginError
+from origin import deadline, gif, ops, quality, vips
+from origin.errors import InvalidImage, LimitExceeded, OriginError
 from origin.path import DEFAULT_LIMITS, FORMATS, MEDIA_TYPES, Limits, Plan, Stage
 
 log = logging.getLogger(__name__)
@@ -183,6 +186,28 @@ def first_resize(plan: Plan) -> Stage | None:
     return None
 
 
+def output_frames(header: ops.Header, fmt: str) -> int:
+    """Frames of the output: an animated GIF/WebP's when the output is GIF or WebP, else 1."""
+    animated = header.format in ANIMATED_FORMATS and fmt in ANIMATED_FORMATS
+    return header.pages if animated else 1
+
+
+def check_budget(
+    header: ops.Header, fmt: str, plan: Plan, limits: Limits, stand_in: StandIn | None
+) -> None:
+    """The work budget from the header alone, before any pixel is decoded: MAX_FRAMES for an
+    animated output, then the chain's pixels and effects (origin.ops.plan_work) on the
+    original's upright size, counting every frame of the output."""
+    frames = output_frames(header, fmt)
+    if frames > limits.max_frames:
+        raise LimitExceeded(
+            f"the source has {frames} frames, above MAX_FRAMES {limits.max_frames} for an "
+            "animated output"
+        )
+    size = (header.width, header.height) if stand_in is None else stand_in.size
+    ops.output_size(*size, plan.stages, limits, frames)
+
+
 def _load(
     source: bytes,
     plan: Plan,
@@ -192,7 +217,7 @@ def _load(
     stand_in: StandIn | None = None,
 ) -> tuple[ops.Frames, dict[str, object], ops.Header]:
     header = ops.probe(source, limits)
-    if header.pages > 1 and fmt in ANIMATED_FORMATS and header.format in ANIMATED_FORMATS:
+    if output_frames(header, fmt) > 1:
         frames, meta = ops.load_frames(source, header)
         return frames, meta, header
     first = first_resize(plan)
@@ -254,12 +279,18 @@ def _render(
     ctx = ops.Context(limits=limits, overlays=overlays or {}, focal=focal)
     header = ops.probe(source, limits)
     fmt = plan.format or (header.format if stand_in is None else stand_in.format)
+    check_budget(header, fmt, plan, limits, stand_in)
     frames, meta, header = _load(source, plan, fmt, limits, ctx, stand_in)
+    deadline.watch(frames)
     icc = bool(frames[0].get_typeof("icc-profile-data"))
-    for stage in plan.stages:
+    for index, stage in enumerate(plan.stages):
+        ctx.last_stage = index == len(plan.stages) - 1
         for step in STEPS:
+            deadline.check()
             frames = step(frames, stage, ctx)
+            deadline.watch(frames)
     ops.check_size(frames[0], limits)
+    deadline.check()
     body, choice = _encode(frames, meta, fmt, plan, icc, auto)
     made = Rendered(body, MEDIA_TYPES[fmt], frames[0].width, frames[0].height, fmt, choice)
     return made, header
@@ -271,11 +302,13 @@ def _guard(work: Callable[[], Any]) -> Any:
     except OriginError:
         raise
     except pyvips.Error as exc:
+        deadline.check()  # a render its deadline stopped fails in libvips: say so
         log.info("libvips failed: %s", str(exc).strip()[:500])
         raise InvalidImage("the image could not be processed") from None
     except MemoryError:
         raise InvalidImage("the image is too large to process") from None
     except Exception:
+        deadline.check()
         log.exception("render failed")
         raise OriginError("the image could not be rendered") from None
 

@@ -45,4 +45,6 @@ def limits_of(settings: Settings) -> Limits:
     return Limits(
         max_output_dimension=settings.max_output_dimension,
         max_source_pixels=settings.max_source_pixels,
+        max_output_pixels=settings.max_output_pixels,
+        max_frames=settings.max_frames,
     )

@@ -73,6 +73,10 @@ class Settings:
     presets: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     max_source_pixels: int = 100_000_000
     max_output_dimension: int = 8192
+    # The work budget of one request (docs/url-api.md#work-budget, docs/origin.md).
+    max_output_pixels: int = 25_000_000
+    max_frames: int = 1000
+    render_timeout_seconds: float = 10.0
     auto_widths: tuple[int, ...] = DEFAULT_AUTO_WIDTHS
     cache_max_bytes: int = 268_435_456
     concurrency: int = 2
@@ -138,6 +142,9 @@ class Settings:
             presets=_presets(environ),
             max_source_pixels=_integer(environ, "MAX_SOURCE_PIXELS", 100_000_000, 1),
             max_output_dimension=_integer(environ, "MAX_OUTPUT_DIMENSION", 8192, 1, 65535),
+            max_output_pixels=_integer(environ, "MAX_OUTPUT_PIXELS", 25_000_000, 1),
+            max_frames=_integer(environ, "MAX_FRAMES", 1000, 1),
+            render_timeout_seconds=_number(environ, "RENDER_TIMEOUT_SECONDS", 10.0, 0.01, 3600),
             cache_max_bytes=_integer(environ, "CACHE_MAX_BYTES", 268_435_456, 0),
             concurrency=_integer(environ, "CONCURRENCY", os.cpu_count() or 1, 1, 1024),
             queue_timeout_seconds=_number(environ, "QUEUE_TIMEOUT_SECONDS", 10.0, 0.001, 3600),

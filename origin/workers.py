@@ -3,7 +3,10 @@
 A job waits for a slot at most ``QUEUE_TIMEOUT_SECONDS``; when ``QUEUE_MAX`` jobs already
 wait, one more is refused at once. Both answer 503 ``overloaded`` with ``Retry-After``.
 A caller cancelled while it waits (its client went away) never starts its job;
-``unless_gone`` turns "the client went away" into that cancellation.
+``unless_gone`` turns "the client went away" into that cancellation. A caller cancelled
+while its job runs calls the job's ``on_cancel`` (a render's ``Deadline.cancel``: libvips
+stops at its next tile) and the slot is given back only once the thread has returned, so a
+slot is never free while a thread still works for it.
 """
 
 from __future__ import annotations
@@ -45,8 +48,9 @@ class VipsPool:
             f"the server is busy ({why}); retry later", headers={"Retry-After": retry}
         )
 
-    async def run(self, job: Callable[[], T]) -> T:
-        """Run ``job`` in a worker thread once a slot is free."""
+    async def run(self, job: Callable[[], T], on_cancel: Callable[[], object] | None = None) -> T:
+        """Run ``job`` in a worker thread once a slot is free; ``on_cancel`` is called when
+        the caller is cancelled while the job runs."""
         if self.slots.available_tokens == 0 and self.waiting >= self.queue_max:
             raise self._overloaded("queue full")
         self.waiting += 1
@@ -58,9 +62,33 @@ class VipsPool:
         finally:
             self.waiting -= 1
         try:
-            return await anyio.to_thread.run_sync(job, limiter=self.threads)
+            return await self._in_thread(job, on_cancel)
         finally:
             self.slots.release()
+
+    async def _in_thread(self, job: Callable[[], T], on_cancel: Callable[[], object] | None) -> T:
+        running = asyncio.ensure_future(anyio.to_thread.run_sync(job, limiter=self.threads))
+        try:
+            return await asyncio.shield(running)
+        except asyncio.CancelledError:
+            if on_cancel is not None:
+                on_cancel()
+            with anyio.CancelScope(shield=True):  # anyio re-cancels every await otherwise
+                await _ended(running)
+            raise
+
+
+async def _ended(running: asyncio.Future[T]) -> None:
+    """Wait until a thread, which cannot be interrupted, has returned, however often this
+    wait is cancelled (asyncio's ``Task.cancel`` again); its answer is dropped (whoever
+    wanted it has gone)."""
+    while not running.done():
+        try:
+            await asyncio.wait((running,))
+        except asyncio.CancelledError:
+            continue
+    if not running.cancelled():
+        running.exception()
 
 
 async def unless_gone(work: Awaitable[T], gone: Callable[[], Awaitable[object]]) -> T:
