@@ -38,6 +38,7 @@ from origin.errors import OriginError
 from origin.handler import TIMINGS, Timings, serve_image, start_origin, state_of
 from origin.hot import Answer, Hot, capturing, hot_key
 from origin.http import EXCEPTION_HANDLERS, NO_STORE, error_json, error_response, log
+from origin.memory import cap_arenas
 from origin.metrics import CONTENT_TYPE, Metrics
 from origin.runtime import Runtime, open_runtime
 from origin.settings import Settings
@@ -255,6 +256,7 @@ def build_app(settings: Settings, parts: Sequence[Part]) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         _log_to_stderr()
+        cap_arenas()  # before the render threads start (origin.memory)
         configure_libvips()
         async with open_runtime(settings) as runtime, AsyncExitStack() as stack:
             flusher = asyncio.create_task(log.run())

@@ -78,7 +78,7 @@ class Settings:
     max_frames: int = 1000
     render_timeout_seconds: float = 10.0
     auto_widths: tuple[int, ...] = DEFAULT_AUTO_WIDTHS
-    cache_max_bytes: int = 268_435_456
+    cache_max_bytes: int = 33_554_432  # a worker's memory budget: docs/deploy.md
     concurrency: int = 2
     queue_timeout_seconds: float = 10.0
     queue_max: int = 100
@@ -145,7 +145,7 @@ class Settings:
             max_output_pixels=_integer(environ, "MAX_OUTPUT_PIXELS", 25_000_000, 1),
             max_frames=_integer(environ, "MAX_FRAMES", 1000, 1),
             render_timeout_seconds=_number(environ, "RENDER_TIMEOUT_SECONDS", 10.0, 0.01, 3600),
-            cache_max_bytes=_integer(environ, "CACHE_MAX_BYTES", 268_435_456, 0),
+            cache_max_bytes=_integer(environ, "CACHE_MAX_BYTES", 33_554_432, 0),
             concurrency=_integer(environ, "CONCURRENCY", os.cpu_count() or 1, 1, 1024),
             queue_timeout_seconds=_number(environ, "QUEUE_TIMEOUT_SECONDS", 10.0, 0.001, 3600),
             queue_max=_integer(environ, "QUEUE_MAX", 100, 0),

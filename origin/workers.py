@@ -6,12 +6,14 @@ A caller cancelled while it waits (its client went away) never starts its job;
 ``unless_gone`` turns "the client went away" into that cancellation. A caller cancelled
 while its job runs calls the job's ``on_cancel`` (a render's ``Deadline.cancel``: libvips
 stops at its next tile) and the slot is given back only once the thread has returned, so a
-slot is never free while a thread still works for it.
+slot is never free while a thread still works for it. After each job its thread gives freed
+heap pages back to the system (``origin.memory.Trimmer``, at most once a second).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -20,6 +22,7 @@ import anyio
 import anyio.to_thread
 
 from origin.errors import Overloaded
+from origin.memory import Trimmer
 
 T = TypeVar("T")
 
@@ -37,6 +40,7 @@ class VipsPool:
         self.queue_max = queue_max
         self.queue_timeout = queue_timeout
         self.waiting = 0
+        self.trimmer = Trimmer()
 
     @property
     def busy(self) -> int:
@@ -67,7 +71,8 @@ class VipsPool:
             self.slots.release()
 
     async def _in_thread(self, job: Callable[[], T], on_cancel: Callable[[], object] | None) -> T:
-        running = asyncio.ensure_future(anyio.to_thread.run_sync(job, limiter=self.threads))
+        work = functools.partial(_then, job, self.trimmer.after_job)
+        running = asyncio.ensure_future(anyio.to_thread.run_sync(work, limiter=self.threads))
         try:
             return await asyncio.shield(running)
         except asyncio.CancelledError:
@@ -76,6 +81,14 @@ class VipsPool:
             with anyio.CancelScope(shield=True):  # anyio re-cancels every await otherwise
                 await _ended(running)
             raise
+
+
+def _then(job: Callable[[], T], after: Callable[[], None]) -> T:
+    """``job()``, then ``after()`` in the same thread whatever the job did."""
+    try:
+        return job()
+    finally:
+        after()
 
 
 async def _ended(running: asyncio.Future[T]) -> None:

@@ -101,3 +101,21 @@ def test_thread_profile_runs(tmp_path: Path) -> None:
     assert {"event loop", "libvips", "total"} <= set(figures), done.stdout
     render = figures["libvips"] + figures.get("pool threads", 0.0)
     assert 0 < figures["event loop"] < render < figures["total"]
+
+
+def test_memory_soak_runs(tmp_path: Path) -> None:
+    """``python -m benchmarks.soak`` (``make soak``; docs/deploy.md, *Memory*) on a few
+    requests: every answer 200, each worker's RSS recorded by decile, the verdict written."""
+    out = tmp_path / "soak.json"
+    argv = [sys.executable, "-m", "benchmarks.soak", "--requests", "90", "--connections", "4"]
+    argv += ["--max-rss-mb", "2000", "--max-growth", "10", "--out", str(out)]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["statuses"] == {"200": 90}
+    workers = result["per_worker"]
+    assert len(workers) == 2
+    for worker in workers.values():
+        assert len(worker["by_decile_mb"]) == 10
+        assert 50 < worker["peak_mb"] < 2000
+    assert result["failures"] == []

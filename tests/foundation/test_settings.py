@@ -23,7 +23,7 @@ def test_defaults_follow_the_contract(tmp_path: Path) -> None:
     assert settings.max_upload_size == 10485760 and settings.user_quota_bytes == 5368709120
     assert (settings.rate_limit_per_minute, settings.auth_rate_limit_per_minute) == (100, 20)
     assert settings.max_source_pixels == 100_000_000 and settings.max_output_dimension == 8192
-    assert settings.cache_max_bytes == 268435456 and settings.queue_max == 100
+    assert settings.cache_max_bytes == 33554432 and settings.queue_max == 100
     assert settings.queue_timeout_seconds == 10 and settings.concurrency >= 1
     assert settings.env == "development" and not settings.production
     assert settings.metrics_allow == ("127.0.0.1", "::1") and settings.max_connections == 1000
