@@ -55,8 +55,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        # `sign` only reads: run from another folder it must not mint a secrets file there.
-        settings = Settings.from_environ(os.environ, generate=args.command != "sign")
+        # `sign` and `gc` work on an existing deployment: run from another folder they must
+        # not mint a secrets file there (`serve` and `migrate` start one).
+        settings = Settings.from_environ(os.environ, generate=args.command not in ("sign", "gc"))
     except SettingsError as exc:
         print(f"imgorigin: configuration error: {exc}", file=sys.stderr)
         return 2

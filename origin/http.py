@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from origin.errors import OriginError
@@ -46,6 +46,13 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
     return response
 
 
+async def on_client_gone(request: Request, exc: Exception) -> Response:
+    """The client went away while its request was being read (a disconnect, or the body
+    deadline of ``imgorigin serve``): nothing to answer, nothing to alarm anyone with."""
+    log.info("client went away during %s %s", request.method, request.url.path)
+    return Response(status_code=499)  # nginx's "client closed request": never delivered
+
+
 async def on_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_json(500, "internal_error", "internal error")
@@ -54,5 +61,6 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     OriginError: on_origin_error,
     HTTPException: on_http_exception,
+    ClientDisconnect: on_client_gone,
     Exception: on_unexpected,
 }

@@ -65,6 +65,9 @@ def test_sign_from_another_folder_refuses_and_creates_nothing(tmp_path: Path) ->
     assert len(lines) == 1 and "Traceback" not in result.stderr
     assert f"{elsewhere / 'data' / 'secrets.json'}" in lines[0] and "SECRETS_FILE" in lines[0]
     assert list(elsewhere.iterdir()) == []
+    collected = command({}, "gc", cwd=elsewhere)  # gc neither: it serves a deployment
+    assert collected.returncode == 2 and "SECRETS_FILE" in collected.stderr
+    assert list(elsewhere.iterdir()) == []
     # From the checkout it signs with the key the server uses.
     signed = command({}, "sign", "/i/abc/w_10/x.jpg", cwd=checkout)
     assert signed.returncode == 0, signed.stderr
