@@ -84,10 +84,10 @@ class Server:
 
 
 @contextmanager
-def serve(env: dict[str, str], *, workers: int = 1) -> Iterator[Server]:
-    """``imgorigin serve`` (uvicorn, uvloop, httptools) on a free loopback port, in its own
-    process group, stopped with SIGTERM (then SIGKILL) on the way out."""
-    port = free_port()
+def serve(env: dict[str, str], *, workers: int = 1, port: int | None = None) -> Iterator[Server]:
+    """``imgorigin serve`` (uvicorn, uvloop, httptools) on a loopback port (a free one unless
+    given), in its own process group, stopped with SIGTERM (then SIGKILL) on the way out."""
+    port = port or free_port()
     process = subprocess.Popen(
         [IMGORIGIN, "serve", "--port", str(port), "--workers", str(workers)],
         env={"PATH": os.environ["PATH"], **env},

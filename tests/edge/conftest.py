@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -18,12 +19,11 @@ import httpx
 import pytest
 
 from tests.conftest import (
-    IMGORIGIN,
     free_port,
     migrate_with,
     missing_backend,
+    serve,
     serving,
-    stop_group,
     wait_for_port,
 )
 
@@ -98,18 +98,23 @@ def nginx_in_front_of(
 def origin_on(env: dict[str, str], port: int) -> Iterator[str]:
     """``imgorigin serve`` on a chosen loopback port (so it can be stopped and started again
     behind the same nginx upstream), stopped on the way out."""
-    process = subprocess.Popen(
-        [IMGORIGIN, "serve", "--port", str(port), "--workers", "1"],
-        env={"PATH": os.environ["PATH"], **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_for_port(port, timeout=30)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_group(process)
+    with serve(env, port=port) as server:
+        yield server.url
+
+
+def upload_as_new_user(origin: str, data: bytes, filename: str) -> str:
+    """Sign up, log in and upload ``data`` against the origin directly; the image's id."""
+    email, password = f"{secrets.token_hex(4)}@example.com", "edge password 1"
+    with httpx.Client(base_url=origin, timeout=30) as http:
+        http.post("/api/auth/signup", json={"email": email, "password": password})
+        login = http.post("/api/auth/login", json={"email": email, "password": password})
+        upload = http.post(
+            "/api/images",
+            headers={"Authorization": f"Bearer {login.json()['access_token']}"},
+            files={"file": (filename, data)},
+        )
+        assert upload.status_code == 201, upload.text
+        return str(upload.json()["id"])
 
 
 def metric(text: str, name: str, **labels: str) -> float:

@@ -6,7 +6,6 @@ from the cache while the origin is down."""
 from __future__ import annotations
 
 import re
-import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import pyvips
 from origin.policy import fill, parse_policy
 from origin.signing import sign_policy, sign_url
 from tests.conftest import free_port
-from tests.edge.conftest import nginx_in_front_of, origin_on
+from tests.edge.conftest import nginx_in_front_of, origin_on, upload_as_new_user
 from tests.origin_service.conftest import encoded
 
 pytestmark = pytest.mark.slow
@@ -47,20 +46,8 @@ def tier(edge_env: dict[str, str]) -> Iterator[Tier]:
 @pytest.fixture(scope="module")
 def image_id(tier: Tier) -> str:
     """A 400 × 300 upload, made against the origin directly."""
-    email, password = f"{secrets.token_hex(4)}@example.com", "edge password 1"
-    with origin_on(tier.env, tier.port) as origin, httpx.Client(base_url=origin) as http:
-        http.post("/api/auth/signup", json={"email": email, "password": password})
-        token = http.post("/api/auth/login", json={"email": email, "password": password}).json()[
-            "access_token"
-        ]
-        upload = http.post(
-            "/api/images",
-            headers={"Authorization": f"Bearer {token}"},
-            files={"file": ("photo.png", encoded("png", 400, 300))},
-            timeout=30,
-        )
-        assert upload.status_code == 201, upload.text
-        return str(upload.json()["id"])
+    with origin_on(tier.env, tier.port) as origin:
+        return upload_as_new_user(origin, encoded("png", 400, 300), "photo.png")
 
 
 def expiring_url(image_id: str, kind: str, width: int, seconds: int) -> tuple[str, int]:

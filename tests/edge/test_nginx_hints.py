@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -18,7 +17,7 @@ import pyvips
 from origin.hints import DEFAULT_AUTO_WIDTHS, snap_dpr, snap_width
 from origin.policy import fill
 from origin.signing import sign_policy, sign_url
-from tests.edge.conftest import Edge
+from tests.edge.conftest import Edge, upload_as_new_user
 from tests.origin_service.conftest import encoded
 
 pytestmark = pytest.mark.slow
@@ -77,19 +76,7 @@ def edge_env(edge_env: dict[str, str]) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def image_id(edge: Edge) -> Iterator[str]:
     """A 2000 × 1500 upload, made against the origin directly."""
-    email, password = f"{secrets.token_hex(4)}@example.com", "edge password 1"
-    with httpx.Client(base_url=edge.origin, timeout=30) as http:
-        http.post("/api/auth/signup", json={"email": email, "password": password})
-        token = http.post("/api/auth/login", json={"email": email, "password": password}).json()[
-            "access_token"
-        ]
-        upload = http.post(
-            "/api/images",
-            headers={"Authorization": f"Bearer {token}"},
-            files={"file": ("big.png", encoded("png", 2000, 1500))},
-        )
-        assert upload.status_code == 201, upload.text
-        yield upload.json()["id"]
+    yield upload_as_new_user(edge.origin, encoded("png", 2000, 1500), "big.png")
 
 
 def width_of(answer: httpx.Response) -> int:

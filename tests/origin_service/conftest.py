@@ -27,13 +27,14 @@ from origin.metadata.repository import ImageRecord
 from origin.runtime import Runtime
 from origin.settings import Settings
 from origin.signing import sign_url
-from tests.asgi import client
+from tests.asgi import client, lifespan
 from tests.conftest import OPERATOR_SECRET
 
 FORMATS = {
     "jpeg": ("jpg", "image/jpeg"),
     "png": ("png", "image/png"),
     "webp": ("webp", "image/webp"),
+    "gif": ("gif", "image/gif"),
 }
 
 
@@ -96,9 +97,16 @@ class Service:
 
 
 async def add_image(
-    runtime: Runtime, user_id: str, fmt: str = "png", width: int = 400, height: int = 300
+    runtime: Runtime,
+    user_id: str,
+    fmt: str = "png",
+    width: int = 400,
+    height: int = 300,
+    data: bytes | None = None,
 ) -> tuple[str, str]:
-    data = encoded(fmt, width, height)
+    """An image stored as an upload stores it (without the upload's checks): ``data``, or a
+    generated ``width``×``height`` image of ``fmt``."""
+    data = encoded(fmt, width, height) if data is None else data
     image_id = secrets.token_hex(16)
     ext, mime = FORMATS[fmt]
     key = f"{user_id}/{image_id}/original.{ext}"
@@ -171,3 +179,34 @@ async def backed_service(
     settings = make_settings(DATABASE_URL=database_url, **storage_env, **service_env)
     async for ready in start_service(settings):
         yield ready
+
+
+async def started_app(settings: Settings) -> AsyncIterator[tuple[Any, dict[str, Any]]]:
+    """The whole app, migrated and through its lifespan, driven with raw ASGI messages:
+    ``(app, lifespan state)``."""
+    db = Database(settings.database_url)
+    await migrate(db)
+    await db.close()
+    app = create_app(settings)
+    async with lifespan(app) as state:
+        yield app, state
+
+
+def get_scope(url: str, state: dict[str, Any]) -> dict[str, Any]:
+    """The ASGI scope of a plain ``GET url`` (path and query) as uvicorn makes it."""
+    path, _, query = url.partition("?")
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [(b"host", b"testserver")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("testserver", 80),
+        "state": dict(state),
+    }

@@ -9,12 +9,15 @@ from typing import Any
 
 import pytest
 
-from imgorigin.app import create_app
-from origin.metadata.database import Database
-from origin.metadata.migrations import migrate
 from origin.settings import Settings
-from tests.asgi import lifespan
-from tests.origin_service.conftest import Service, add_image, decode, signed
+from tests.origin_service.conftest import (
+    Service,
+    add_image,
+    decode,
+    get_scope,
+    signed,
+    started_app,
+)
 
 
 @pytest.fixture
@@ -60,13 +63,8 @@ async def test_real_slow_renders_overfill_the_queue(service: Service) -> None:
 async def raw_app(
     service_env: dict[str, str], make_settings: Callable[..., Settings]
 ) -> AsyncIterator[tuple[Any, dict[str, Any]]]:
-    settings = make_settings(**service_env)
-    db = Database(settings.database_url)
-    await migrate(db)
-    await db.close()
-    app = create_app(settings)
-    async with lifespan(app) as state:
-        yield app, state
+    async for started in started_app(make_settings(**service_env)):
+        yield started
 
 
 async def test_a_client_gone_while_queued_costs_no_render(
@@ -75,23 +73,7 @@ async def test_a_client_gone_while_queued_costs_no_render(
     app, state = raw_app
     runtime, origin = state["runtime"], state["origin"]
     image_id, _ = await add_image(runtime, await _user(runtime))
-    url = signed(f"/i/{image_id}/w_64/a.png")
-    path, query = url.split("?")
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query.encode(),
-        "root_path": "",
-        "headers": [(b"host", b"testserver")],
-        "client": ("127.0.0.1", 5000),
-        "server": ("testserver", 80),
-        "state": dict(state),
-    }
+    scope = get_scope(signed(f"/i/{image_id}/w_64/a.png"), state)
     inbox: list[dict[str, Any]] = [{"type": "http.request", "body": b"", "more_body": False}]
 
     async def receive() -> dict[str, Any]:

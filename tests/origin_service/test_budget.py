@@ -6,7 +6,6 @@ idle, and its URL is then refused at once; a client that goes away mid-render st
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -18,20 +17,17 @@ import httpx
 import pytest
 import pyvips
 
-from imgorigin.app import create_app
-from origin.metadata.database import Database
-from origin.metadata.migrations import migrate
-from origin.metadata.repository import ImageRecord
 from origin.runtime import Runtime
 from origin.settings import Settings
-from tests.asgi import lifespan
 from tests.origin_service.conftest import (
     Service,
     add_image,
     decode,
+    get_scope,
     pixel,
     signed,
     start_service,
+    started_app,
 )
 
 COLOURS = [(230, 30, 30), (30, 200, 30), (30, 30, 220), (240, 230, 20), (200, 40, 200)]
@@ -55,23 +51,7 @@ def animation(frames: int, side: int = 8) -> bytes:
 
 async def add_gif(runtime: Runtime, user_id: str, data: bytes, side: int) -> str:
     """A GIF stored as the upload would store it (without the upload's checks)."""
-    image_id = secrets.token_hex(16)
-    key = f"{user_id}/{image_id}/original.gif"
-    await runtime.storage.put(key, data, content_type="image/gif")
-    record = ImageRecord(
-        id=image_id,
-        user_id=user_id,
-        original_filename="anim.gif",
-        mime_type="image/gif",
-        format="gif",
-        size_bytes=len(data),
-        width=side,
-        height=side,
-        storage_key=key,
-        content_hash=hashlib.sha256(data).hexdigest(),
-        created_at=datetime.now(UTC),
-    )
-    await runtime.repo.add_image(record, runtime.settings.user_quota_bytes)
+    image_id, _ = await add_image(runtime, user_id, "gif", side, side, data=data)
     return image_id
 
 
@@ -221,13 +201,8 @@ async def deadline_case(service: Service) -> None:
 
 @pytest.fixture
 async def raw_app(make_settings: Callable[..., Settings]) -> AsyncIterator[tuple[Any, Any]]:
-    settings = make_settings(CONCURRENCY="1")  # the default deadline: 10 s
-    db = Database(settings.database_url)
-    await migrate(db)
-    await db.close()
-    app = create_app(settings)
-    async with lifespan(app) as state:
-        yield app, state
+    async for started in started_app(make_settings(CONCURRENCY="1")):  # deadline: 10 s
+        yield started
 
 
 async def test_a_client_gone_mid_render_stops_it(raw_app: tuple[Any, Any]) -> None:
@@ -236,22 +211,7 @@ async def test_a_client_gone_mid_render_stops_it(raw_app: tuple[Any, Any]) -> No
     user_id = secrets.token_hex(16)
     await runtime.repo.create_user(user_id, f"{user_id[:8]}@example.com", "x", datetime.now(UTC))
     image_id, _ = await add_image(runtime, user_id, "png", 2000, 1500)
-    path, query = signed(f"/i/{image_id}/{HEAVY}/a.png").split("?")
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query.encode(),
-        "root_path": "",
-        "headers": [(b"host", b"testserver")],
-        "client": ("127.0.0.1", 5000),
-        "server": ("testserver", 80),
-        "state": dict(state),
-    }
+    scope = get_scope(signed(f"/i/{image_id}/{HEAVY}/a.png"), state)
     inbox: list[dict[str, Any]] = [{"type": "http.request", "body": b"", "more_body": False}]
     gone = asyncio.Event()
 
