@@ -26,8 +26,9 @@ from starlette.responses import JSONResponse, Response
 from admin_api import auth, srcset
 from admin_api.guards import caller_address, hit_limit, peek_limit, require_user
 from admin_api.multipart import ENVELOPE_BYTES, read_file_field
-from origin import legacy, ops, pipeline, pyramid
-from origin.analysis import analyse
+from origin import pyramid, render
+from origin.analysis import analyse, source_summary
+from origin.blurhash import data_uri, placeholder_png
 from origin.cache import key_of
 from origin.deadline import Deadline
 from origin.errors import (
@@ -50,12 +51,15 @@ from origin.metadata.repository import (
     Rotation,
     SigningKeyRecord,
 )
-from origin.path import EXTENSIONS, FILE_EXTENSIONS, Plan, parse_chain, parse_path
-from origin.placeholder import data_uri, placeholder_png
 from origin.probe import Probe, probe_upload
 from origin.runtime import Runtime
 from origin.signing import sign_url
 from origin.storage import ObjectMissing
+from origin.transforms.budget import output_size
+from origin.transforms.formats import EXTENSIONS, FILE_EXTENSIONS
+from origin.transforms.parse import parse_chain, parse_path
+from origin.transforms.plan import Plan
+from origin.transforms.query import parse_query
 
 log = logging.getLogger("imgorigin.admin")
 
@@ -536,15 +540,15 @@ def single_values(request: Request) -> dict[str, str]:
 
 async def transform(request: Request) -> Response:
     runtime, image = await owned_image(request)
-    plan = legacy.parse_query(image.id, single_values(request), limits=runtime.limits)
-    ops.output_size(image.width, image.height, plan.stages, runtime.limits)  # one frame's budget
+    plan = parse_query(image.id, single_values(request), limits=runtime.limits)
+    output_size(image.width, image.height, plan.stages, runtime.limits)  # one frame's budget
     source = await read_object(runtime, image.storage_key)
     overlays = await load_overlays(runtime, image.user_id, plan.overlay_ids)
     deadline = Deadline(runtime.settings.render_timeout_seconds)
 
-    def job() -> pipeline.Rendered:
+    def job() -> render.Rendered:
         with deadline.running():
-            return pipeline.render(source, plan, overlays=overlays, limits=runtime.limits)
+            return render.render(source, plan, overlays=overlays, limits=runtime.limits)
 
     rendered = await runtime.pool.run(job, on_cancel=deadline.cancel)
     return Response(
@@ -628,7 +632,7 @@ def plan_variant(
         raise BadRequest("'transform' must not set f_: list the formats in 'formats'")
     if plan.client_hints:
         raise BadRequest("'transform' must not use w_auto or dpr_auto: list the widths")
-    size = ops.output_size(image.width, image.height, plan.stages, runtime.limits)
+    size = output_size(image.width, image.height, plan.stages, runtime.limits)
     return PlannedVariant(ext, size, path, plan)
 
 
@@ -648,9 +652,7 @@ async def image_summary(runtime: Runtime, image: ImageRecord) -> tuple[str, str]
     if image.analysis is not None:
         return image.analysis.blurhash, image.analysis.dominant_color
     original = await read_object(runtime, image.storage_key)
-    summary = await runtime.pool.run(
-        lambda: pipeline.source_summary(original, limits=runtime.limits)
-    )
+    summary = await runtime.pool.run(lambda: source_summary(original, limits=runtime.limits))
     return str(summary["blurhash"]), str(summary["dominant_color"])
 
 
@@ -662,7 +664,7 @@ async def srcset_variants(
     name = query.name or url_name(image.original_filename)
     check_url_options(name, query.expires_in)
     stages = parse_chain(query.transform, presets=runtime.settings.presets, limits=runtime.limits)
-    natural = ops.output_size(image.width, image.height, stages, runtime.limits)
+    natural = output_size(image.width, image.height, stages, runtime.limits)
     widths = query.widths or srcset.default_widths(natural[0])
     planned = [
         plan_variant(runtime, image, query, name, ext, width)

@@ -7,7 +7,7 @@
 - the ``srcset`` strings and the ``<picture>`` element, HTML-escaped.
 
 The endpoint (admin_api.endpoints.srcset) signs the URLs, sizes them with a dry run of the
-geometry (origin.ops.output_size), looks up stored derivatives and makes the placeholder.
+geometry (origin.transforms.budget.output_size), looks up stored derivatives and makes the placeholder.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from origin.errors import BadRequest, LimitExceeded
-from origin.path import EXTENSIONS, FILE_EXTENSIONS, MEDIA_TYPES, Limits
+from origin.transforms.formats import EXTENSIONS, FILE_EXTENSIONS, MEDIA_TYPES
+from origin.transforms.limits import Limits
 
 LADDER = (320, 640, 960, 1280, 1920)
 DEFAULT_FORMATS = ("avif", "webp", "jpg")

@@ -8,7 +8,7 @@ It does what a server worker does for the workload's requests, minus HTTP, the s
 the event loop: the same set-up (``configure_libvips()``: no operation cache;
 ``concurrency_set(1)``), the same distinct URLs the harness sends (the nominal request
 first, then the first ``FLOOR_PATHS`` of the list, walked round and round) through
-``parse_path`` (untimed) and ``pipeline.render``, from the working copy ``origin.pyramid``
+``parse_path`` (untimed) and ``render.render``, from the working copy ``origin.pyramid``
 picks (levels built once, untimed, as at upload). The nominal request gives the output's
 bytes and size, and is also timed from the original.
 
@@ -30,15 +30,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from origin.path import DEFAULT_LIMITS
+from origin.transforms.limits import DEFAULT_LIMITS
 
 FLOOR_PATHS = 400  # distinct requests the floor walks (at most 500 renders per measurement)
 ROUNDS = 3  # windows of the parallel floor; the best is kept, as for the servers' runs
 ROUND_GAP = 1.0  # seconds between windows (a window's last render may overrun it)
 
 if TYPE_CHECKING:
-    from origin.path import Plan
-    from origin.pipeline import Rendered
+    from origin.render import Rendered
+    from origin.transforms.plan import Plan
 
 
 def timed(work: Callable[[], Rendered], seconds: float) -> tuple[float, int, Rendered]:
@@ -63,9 +63,9 @@ def renderers(
     from the original when a copy serves it (else None), and that copy's name."""
     from origin import pyramid
     from origin.metadata.repository import WorkingCopy
-    from origin.path import parse_path
-    from origin.pipeline import StandIn, render
     from origin.probe import probe_upload
+    from origin.render import StandIn, render
+    from origin.transforms.parse import parse_path
 
     probe = probe_upload(source, max_source_pixels=10**9)
     levels = pyramid.build_for(source, probe) if working_copies else []

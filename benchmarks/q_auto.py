@@ -2,7 +2,7 @@
 
 Over the photographs that ship with scikit-image (never enlarged: ``w_1200,c_limit``, so
 only retina.jpg is reduced, to 1200×1200, and is searched on a tile sample) and each lossy
-output format, it renders the same chain through ``origin.pipeline.render`` twice — at the
+output format, it renders the same chain through ``origin.render.render`` twice — at the
 default quality and with ``q_auto`` at each ``--targets`` SSIM — and measures, for both, the
 bytes and the SSIM of the whole served image against the unencoded render (a lossless PNG
 of the same chain). CPU only, in process, one libvips thread (as in a worker):
@@ -24,8 +24,9 @@ from typing import Any
 import pyvips
 
 from origin import quality
-from origin.path import parse_path
-from origin.pipeline import ENCODERS, Rendered, render
+from origin.encode import ENCODERS
+from origin.render import Rendered, render
+from origin.transforms.parse import parse_path
 from origin.vips import configure_libvips
 
 ROOT = Path(__file__).resolve().parents[1]

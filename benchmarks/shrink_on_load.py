@@ -2,7 +2,7 @@
 
 Each variant runs in a fresh subprocess so peak RSS (VmHWM) is its own; "baseline" is the
 interpreter with the same imports and no image work. `shrink_on_load` is the engine's path
-(origin.pipeline.render, thumbnail_buffer); `full_decode` decodes every pixel, then resizes.
+(origin.render.render, thumbnail_buffer); `full_decode` decodes every pixel, then resizes.
 Run: .venv/bin/python benchmarks/shrink_on_load.py [repeats]
 """
 
@@ -25,8 +25,8 @@ variant, repeats = sys.argv[2], int(sys.argv[4])
 pyvips.cache_set_max(0)
 
 def engine():
-    from origin.path import parse_path
-    from origin.pipeline import render
+    from origin.transforms.parse import parse_path
+    from origin.render import render
     plan = parse_path("/i/" + "0" * 32 + "/w_300,h_200,c_fill/x.webp")
     return render(source, plan).body
 
@@ -38,7 +38,7 @@ def full_decode():
     img = img.extract_area(left, top, 300, 200)
     return img.webpsave_buffer(Q=80, effort=4)
 
-import origin.pipeline  # same imports (numpy...) in every variant, so RSS compares fairly
+import origin.render  # same imports (numpy...) in every variant, so RSS compares fairly
 
 def nothing():
     return b""

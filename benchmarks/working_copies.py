@@ -36,8 +36,9 @@ from origin.vips import configure_libvips
 configure_libvips()
 from origin import pyramid
 from origin.metadata.repository import WorkingCopy
-from origin.path import DEFAULT_LIMITS, parse_path
-from origin.pipeline import StandIn, render
+from origin.transforms.limits import DEFAULT_LIMITS
+from origin.transforms.parse import parse_path
+from origin.render import StandIn, render
 from origin.probe import probe_upload
 
 source = open(sys.argv[2], "rb").read()

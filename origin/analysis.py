@@ -3,8 +3,8 @@ once when an image is stored instead of on every request.
 
 One shrink-on-load thumbnail (``ANALYSIS_SIZE`` px box, upright, sRGB) gives:
 
-- the BlurHash and the dominant colour (``origin.pipeline.summarise``, the code `.json`
-  runs for rows stored before this existed);
+- the BlurHash and the dominant colour (``summarise``; `.json` runs ``source_summary``, the
+  same on a 32 px thumbnail, for rows stored before this existed);
 - the libvips attention focal point: ``smartcrop(interesting="attention")`` reports where
   it found the most interest (``attention_x``/``attention_y``, in the thumbnail's pixels),
   stored as fractions (0..1) of the width and height so it holds at any scale.
@@ -22,16 +22,21 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pyvips
 
-from origin import ops, pipeline, vips
+from origin import vips
+from origin.blurhash import blurhash
+from origin.decode import read_header
 from origin.errors import OriginError
 from origin.metadata.repository import Analysis
-from origin.path import DEFAULT_LIMITS, Limits
+from origin.pixels import has_alpha, to_srgb
+from origin.transforms.limits import DEFAULT_LIMITS, Limits
 
 log = logging.getLogger(__name__)
 
 ANALYSIS_SIZE = 256  # px: the thumbnail box the analysis works in
+SUMMARY_SIZE = 32  # px: the box the blurhash and the dominant colour are computed in
 ATTENTION_GRID = 32  # libvips finds attention on a 32 x 32 reduction of its input
 
 
@@ -56,11 +61,11 @@ def _cell_centre(corner: int, side: int) -> float:
 
 
 def _analyse(source: bytes, limits: Limits) -> Analysis:
-    header = ops.probe(source, limits)
+    header = read_header(source, limits.max_source_pixels)
     thumb = vips.thumbnail(source, header.format, ANALYSIS_SIZE, height=ANALYSIS_SIZE)
     # thumbnail reads sequentially; smartcrop and the summary both need the pixels again
-    thumb = ops.to_srgb(thumb).copy_memory()
-    summary = pipeline.summarise(thumb)
+    thumb = to_srgb(thumb).copy_memory()
+    summary = summarise(thumb)
     fx, fy = focal_point(thumb)
     return Analysis(str(summary["blurhash"]), str(summary["dominant_color"]), fx, fy)
 
@@ -72,3 +77,33 @@ def analyse(source: bytes, *, limits: Limits = DEFAULT_LIMITS) -> Analysis | Non
     except (OriginError, pyvips.Error) as exc:
         log.warning("upload analysis failed, left to request time: %s", str(exc)[:200])
         return None
+
+
+def summarise(img: pyvips.Image) -> dict[str, object]:
+    """``{"blurhash", "dominant_color"}`` of an upright 8-bit sRGB image, reduced first to fit
+    a 32 px box (a no-op for the 32 px thumbnail ``source_summary`` decodes)."""
+    if max(img.width, img.height) > SUMMARY_SIZE:
+        img = img.thumbnail_image(SUMMARY_SIZE, height=SUMMARY_SIZE)
+    if has_alpha(img):
+        img = img.flatten(background=[255, 255, 255]).cast("uchar")
+    pixels = np.ndarray(
+        buffer=img.write_to_memory(), dtype=np.uint8, shape=(img.height, img.width, img.bands)
+    )[:, :, :3]
+    # dominant colour: the most common 4-bit-per-channel bucket, averaged
+    flat = pixels.reshape(-1, 3).astype(np.int64)
+    buckets = (flat[:, 0] >> 4) << 8 | (flat[:, 1] >> 4) << 4 | flat[:, 2] >> 4
+    top = np.bincount(buckets).argmax()
+    r, g, b = (round(float(v)) for v in flat[buckets == top].mean(axis=0))
+    return {"blurhash": blurhash(pixels), "dominant_color": f"#{r:02x}{g:02x}{b:02x}"}
+
+
+def _summary(source: bytes, limits: Limits) -> dict[str, object]:
+    header = read_header(source, limits.max_source_pixels)
+    img = vips.thumbnail(source, header.format, SUMMARY_SIZE, height=SUMMARY_SIZE)
+    return summarise(to_srgb(img))
+
+
+def source_summary(source: bytes, *, limits: Limits = DEFAULT_LIMITS) -> dict[str, object]:
+    """``{"blurhash", "dominant_color"}`` of a source image, from a ~32 px thumbnail (for
+    images stored before the upload-time analysis existed)."""
+    return vips.guarded(lambda: _summary(source, limits))

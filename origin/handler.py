@@ -11,7 +11,7 @@ Order of checks (imgproxy's), each a value from ``origin.errors``:
 3. ``exp``: passed → 403 ``url_expired`` (a URL is good through the second ``exp``);
 4. the image: unknown, deleted or malformed id → 404 ``not_found`` (also for a valid operator
    signature: the id is the only thing a signature cannot vouch for);
-5. the path: ``origin.path.parse_path`` → 400 ``bad_transform`` / ``limit_exceeded``; image
+5. the path: ``origin.transforms.parse.parse_path`` → 400 ``bad_transform`` / ``limit_exceeded``; image
    overlays must belong to the same owner;
 6. ``If-None-Match`` → 304 (the ETag is known before any byte is loaded), then the memory
    tier, then — one flight per derivative — the persistent store, then a render in the pool.
@@ -35,7 +35,7 @@ from urllib.parse import quote
 from cachetools import LRUCache, TTLCache
 from starlette.types import Receive, Scope, Send
 
-from origin import ops, pipeline, pyramid, quality
+from origin import pyramid, quality, render
 from origin.bearer import bearer_user
 from origin.cache import Derivative, Flights, Key, MemoryCache, etag_of, matches
 from origin.deadline import Deadline
@@ -53,12 +53,15 @@ from origin.hints import HEADERS as HINT_HEADERS
 from origin.lookup import Lookup, Source
 from origin.metadata.repository import Analysis, AutoQualityRecord, DerivativeRecord
 from origin.metrics import Metrics
-from origin.path import FILE_EXTENSIONS, MEDIA_TYPES, Plan, negotiated_format, parse_path
 from origin.policy import check_allowed, parse_policy, signed_text, template_of
-from origin.probe import sniff_format
 from origin.runtime import Runtime
 from origin.signing import verify
 from origin.storage import Blocking, ObjectMissing
+from origin.transforms.budget import output_size
+from origin.transforms.formats import FILE_EXTENSIONS, MEDIA_TYPES, negotiated_format
+from origin.transforms.parse import parse_path
+from origin.transforms.plan import Plan
+from origin.vips import sniff_format
 from origin.workers import ClientGone, unless_gone
 
 log = logging.getLogger("imgorigin.origin")
@@ -279,7 +282,7 @@ class Origin:
         self.refuse_timed_out(key)
         limits = self.runtime.limits
         if source.width and source.height:  # the budget for one frame, before anything is read
-            ops.output_size(source.width, source.height, plan.stages, limits)
+            output_size(source.width, source.height, plan.stages, limits)
         began = time.perf_counter()
         read = await self.reader(source, plan)
         extra = {o.image_id: await self.fetch(o) for o in overlays}
@@ -299,7 +302,7 @@ class Origin:
             try:
                 with deadline.running():
                     original, stand_in = read()
-                    made = pipeline.render(
+                    made = render.render(
                         original,
                         plan,
                         overlays=extra,
@@ -310,7 +313,7 @@ class Origin:
                     )
                     body, media_type = made.body, made.media_type
                     if metadata_only:
-                        facts = pipeline.facts(made, original, limits=limits, summary=summary)
+                        facts = render.facts(made, original, limits=limits, summary=summary)
                         body = json.dumps(facts, separators=(",", ":")).encode("utf-8")
                         media_type = MEDIA_TYPES["json"]
             finally:
@@ -412,9 +415,9 @@ class Origin:
             copy = pyramid.choose(
                 plan, source.width, source.height, source.working_copies, self.runtime.limits
             )
-        candidates: list[tuple[str, pipeline.StandIn | None]] = [(source.storage_key, None)]
+        candidates: list[tuple[str, render.StandIn | None]] = [(source.storage_key, None)]
         if copy is not None:
-            size = pipeline.StandIn(source.width, source.height, source.format)
+            size = render.StandIn(source.width, source.height, source.format)
             candidates.insert(0, (copy.storage_key, size))
         storage = self.runtime.storage
         if storage.blocking is not None:
@@ -461,7 +464,7 @@ class Origin:
             log.exception("could not store derivative %s", storage_key)
 
 
-Read = tuple[bytes, "pipeline.StandIn | None"]
+Read = tuple[bytes, "render.StandIn | None"]
 
 
 def missing(storage_key: str) -> None:
@@ -469,7 +472,7 @@ def missing(storage_key: str) -> None:
 
 
 def read_first(
-    get: Callable[[str], bytes], candidates: list[tuple[str, pipeline.StandIn | None]]
+    get: Callable[[str], bytes], candidates: list[tuple[str, render.StandIn | None]]
 ) -> Read:
     """The first of ``candidates`` whose object is there (in a worker thread)."""
     for storage_key, stand_in in candidates:

@@ -16,7 +16,7 @@ on the image row and do not count toward the owner's quota.
 Which level a render uses (``choose``): only when the chain's first stage scales (a resize
 that is not ``c_crop``); its geometry is planned on the original's size, and the smallest
 level at least twice the scaled size on both axes is decoded instead of the original
-(``origin.pipeline.StandIn``). Everything else — ``c_crop`` (its ``x_``/``y_`` are original
+(``origin.render.StandIn``). Everything else — ``c_crop`` (its ``x_``/``y_`` are original
 pixels and it keeps them 1:1), a first stage that does not scale, enlarging, scaling to more
 than half a level — uses the original. docs/performance.md has the measurements (SSIM of
 derivatives from a level against those from the original, and render times).
@@ -30,12 +30,15 @@ from dataclasses import dataclass
 
 import pyvips
 
-from origin import ops, vips
+from origin import vips
 from origin.errors import OriginError
 from origin.metadata.repository import WorkingCopy
-from origin.path import Limits, Plan
-from origin.pipeline import first_resize
+from origin.pixels import has_alpha, scale_to, to_srgb
 from origin.probe import Probe
+from origin.render import first_resize
+from origin.transforms.geometry import plan_geometry
+from origin.transforms.limits import Limits
+from origin.transforms.plan import Plan
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +89,11 @@ def _build(data: bytes, fmt: str, sizes: Sequence[tuple[int, int]]) -> list[Leve
     # The largest level straight from the original, with shrink-on-load (as renders do);
     # each smaller one from the level above it, in memory.
     img = vips.thumbnail(data, fmt, width, height=height, size="force")
-    img = ops.to_srgb(img).copy_memory()
+    img = to_srgb(img).copy_memory()
     levels = []
     for size in sizes:
         if (img.width, img.height) != size:  # thumbnail may round by a pixel
-            img = ops.scale_to(img, size).copy_memory()
+            img = scale_to(img, size).copy_memory()
         levels.append(_encode(img))
     return levels
 
@@ -98,7 +101,7 @@ def _build(data: bytes, fmt: str, sizes: Sequence[tuple[int, int]]) -> list[Leve
 def _encode(img: pyvips.Image) -> Level:
     icc = bool(img.get_typeof("icc-profile-data"))
     keep = int(pyvips.ForeignKeep.ICC if icc else pyvips.ForeignKeep.NONE)
-    if ops.has_alpha(img):
+    if has_alpha(img):
         # PNG, not lossless WebP: libvips shrinks WebP on load with libwebp's coarse scaler
         body = img.pngsave_buffer(compression=3, keep=keep)
         return Level(img.width, img.height, "png", "image/png", bytes(body))
@@ -128,7 +131,7 @@ def choose(
     if stage is None or not levels:
         return None
     try:
-        scaled_w, scaled_h = ops.plan_geometry(width, height, stage, limits).scaled
+        scaled_w, scaled_h = plan_geometry(width, height, stage, limits).scaled
     except OriginError:
         return None  # the render refuses it with the right error
     for level in sorted(levels, key=lambda c: c.width * c.height):

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from origin.metadata.database import Database
 from origin.metadata.repository import Repository
-from origin.path import Limits
 from origin.settings import Settings
 from origin.storage import Storage, open_storage
+from origin.transforms.limits import Limits
 from origin.workers import VipsPool
 
 

@@ -25,10 +25,17 @@ sniffing picks the same loader, which is every JPEG, PNG, GIF and WebP.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import pyvips
+
+from origin import deadline
+from origin.errors import InvalidImage, OriginError
+
+log = logging.getLogger("origin.render")
+T = TypeVar("T")
 
 # The loader base classes of this libvips (8.18): each covers its file, buffer and source
 # variants. The GIF loader is libnsgif's; the PNG loader class is the same for libpng and spng.
@@ -118,3 +125,25 @@ def thumbnail(data: bytes, fmt: str, width: int, **options: Any) -> pyvips.Image
     if sniffed_loader(data) == LOADERS[fmt]:
         return pyvips.Image.thumbnail_buffer(data, width, **options)
     return load(data, fmt).thumbnail_image(width, **options)
+
+
+# ---------------------------------------------------------------- failures
+
+
+def guarded(work: Callable[[], T]) -> T:
+    """``work()``, with any failure but an OriginError turned into one: libvips text and
+    tracebacks are logged, never sent (a render its deadline stopped says so)."""
+    try:
+        return work()
+    except OriginError:
+        raise
+    except pyvips.Error as exc:
+        deadline.check()  # a render its deadline stopped fails in libvips: say so
+        log.info("libvips failed: %s", str(exc).strip()[:500])
+        raise InvalidImage("the image could not be processed") from None
+    except MemoryError:
+        raise InvalidImage("the image is too large to process") from None
+    except Exception:
+        deadline.check()
+        log.exception("render failed")
+        raise OriginError("the image could not be rendered") from None

@@ -8,8 +8,8 @@ import json
 
 import pyvips
 
+from origin.analysis import source_summary
 from origin.metadata.tables import images
-from origin.pipeline import source_summary
 from tests.admin_api.conftest import Api
 from tests.origin.test_analysis import WIDTH, disc_jpeg, red_centre
 

@@ -9,8 +9,9 @@ import pytest
 import pyvips
 
 from imgorigin.gc import collect_garbage
-from origin.path import Plan, parse_path
-from origin.pipeline import render
+from origin.render import render
+from origin.transforms.parse import parse_path
+from origin.transforms.plan import Plan
 from tests.admin_api.conftest import Api, make_image
 from tests.admin_api.test_auth import assert_error
 from tests.admin_api.test_failures import install_failing_trigger

@@ -50,12 +50,14 @@ def test_readme_shows_the_two_commands() -> None:
 
 
 def test_every_token_and_effect_is_documented() -> None:
-    from origin import legacy, path
+    from origin.transforms.effects import EFFECTS
+    from origin.transforms.query import parameters
+    from origin.transforms.registry import TOKENS
 
     url_api = (ROOT / "docs" / "url-api.md").read_text()
-    missing = [f"{key}_" for key in path.TOKENS if f"`{key}_" not in url_api]
-    missing += [name for name in path.EFFECTS if name not in url_api]
-    missing += [name for name in legacy.PARAMS if f"`{name}" not in url_api]
+    missing = [f"{key}_" for key in TOKENS if f"`{key}_" not in url_api]
+    missing += [name for name in EFFECTS if name not in url_api]
+    missing += [name for name in parameters() if f"`{name}" not in url_api]
     assert missing == []
 
 

@@ -19,10 +19,10 @@ from origin.handler import key_for, stored_key
 from origin.metadata.database import Database
 from origin.metadata.migrations import migrate
 from origin.metadata.repository import ImageRecord
-from origin.path import MEDIA_TYPES
 from origin.policy import fill
 from origin.settings import Settings
 from origin.signing import sign_policy, sign_url
+from origin.transforms.formats import MEDIA_TYPES
 from tests.asgi import client
 from tests.golden.vectors import (
     IMAGE,

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import pyvips
 
-from origin import ops
-from origin.analysis import ANALYSIS_SIZE, analyse
-from origin.path import parse_path
-from origin.pipeline import facts, render, source_summary, summarise
+from origin.analysis import ANALYSIS_SIZE, analyse, source_summary, summarise
+from origin.pixels import to_srgb
+from origin.render import facts, render
+from origin.transforms.parse import parse_path
 from tests.origin.conftest import (
     BLUE,
     GREEN,
@@ -95,7 +95,7 @@ def test_the_focal_point_is_a_fraction_of_the_upright_original() -> None:
 def test_the_summary_is_the_pipelines_over_the_same_thumbnail() -> None:
     source = photo("chelsea")
     analysis = analyse(source)
-    thumb = ops.to_srgb(pyvips.Image.thumbnail_buffer(source, ANALYSIS_SIZE, height=ANALYSIS_SIZE))
+    thumb = to_srgb(pyvips.Image.thumbnail_buffer(source, ANALYSIS_SIZE, height=ANALYSIS_SIZE))
     assert analysis is not None
     expected = summarise(thumb)
     assert (analysis.blurhash, analysis.dominant_color) == (

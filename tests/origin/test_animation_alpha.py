@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import pyvips
 
-from origin import ops
-from origin.path import DEFAULT_LIMITS
+from origin.decode import load_frames, read_header
+from origin.transforms.limits import DEFAULT_LIMITS
 from tests.origin.conftest import animated
 from tests.origin.test_pipeline import run
 
@@ -30,14 +30,14 @@ def holed(fmt: str) -> bytes:
 @pytest.mark.parametrize("fmt", ["gif", "webp"])
 def test_an_opaque_animation_is_loaded_without_alpha(fmt: str) -> None:
     data = animated(fmt)
-    frames, _ = ops.load_frames(data, ops.probe(data, DEFAULT_LIMITS))
+    frames, _ = load_frames(data, read_header(data, DEFAULT_LIMITS.max_source_pixels))
     assert len(frames) == 6 and all(f.bands == 3 for f in frames)
 
 
 @pytest.mark.parametrize("fmt", ["gif", "webp"])
 def test_transparent_pixels_survive(fmt: str) -> None:
     data = holed(fmt)
-    frames, _ = ops.load_frames(data, ops.probe(data, DEFAULT_LIMITS))
+    frames, _ = load_frames(data, read_header(data, DEFAULT_LIMITS.max_source_pixels))
     assert all(f.bands == 4 for f in frames)
     out = run("w_30,c_fit", fmt, source=data)
     strip = pyvips.Image.new_from_buffer(out.body, "", n=-1)

@@ -16,12 +16,16 @@ import numpy as np
 import pytest
 import pyvips
 
-from origin import gif, ops, pipeline
+from origin import gif, render
 from origin.deadline import WATCHDOG, Deadline
 from origin.errors import InvalidImage, LimitExceeded, RenderTimeout
-from origin.path import DEFAULT_LIMITS, Limits, Plan, parse_chain, parse_path
 from origin.probe import probe_upload
 from origin.settings import Settings, SettingsError
+from origin.transforms import budget
+from origin.transforms.declarations import StageContext
+from origin.transforms.limits import DEFAULT_LIMITS, Limits
+from origin.transforms.parse import parse_chain, parse_path
+from origin.transforms.plan import Plan
 from origin.workers import VipsPool
 from tests.origin.conftest import FRAME_COLOURS, IMAGE_ID, close, colour_at, decode, solid
 
@@ -53,20 +57,20 @@ def plan(chain: str, ext: str = "png") -> Plan:
 
 def test_the_work_of_a_chain_from_its_geometry() -> None:
     stages = parse_chain("w_1000,h_500,c_scale,e_blur:200/r_90,e_sharpen,e_pixelate/w_100")
-    work = ops.plan_work(4000, 3000, stages, DEFAULT_LIMITS, frames=3)
+    work = budget.plan_work(4000, 3000, stages, DEFAULT_LIMITS, frames=3)
     assert work.size == (100, 200)
     assert work.largest == (1000, 500) and work.pixels == 3 * 500_000
     # stage 1: blur σ 10 at 1000x500; stage 2 (turned): sharpen 50 + pixelate 5 at 500x1000
     assert work.effects == 3 * (10 * 500_000 + 55 * 500_000)
-    assert ops.plan_work(400, 300, (), DEFAULT_LIMITS).largest == (400, 300)
+    assert budget.plan_work(400, 300, (), DEFAULT_LIMITS).largest == (400, 300)
 
 
 def test_every_frame_counts_against_max_output_pixels() -> None:
     stages = parse_chain("w_1024,h_1024,c_scale")
-    assert ops.output_size(8, 8, stages, DEFAULT_LIMITS) == (1024, 1024)
-    assert ops.output_size(8, 8, stages, DEFAULT_LIMITS, frames=23) == (1024, 1024)
+    assert budget.output_size(8, 8, stages, DEFAULT_LIMITS) == (1024, 1024)
+    assert budget.output_size(8, 8, stages, DEFAULT_LIMITS, frames=23) == (1024, 1024)
     with pytest.raises(LimitExceeded) as refused:
-        ops.output_size(8, 8, stages, DEFAULT_LIMITS, frames=30)
+        budget.output_size(8, 8, stages, DEFAULT_LIMITS, frames=30)
     assert refused.value.message == (
         "the chain makes 31457280 pixels (30 frames of 1024x1024), above MAX_OUTPUT_PIXELS 25000000"
     )
@@ -75,24 +79,24 @@ def test_every_frame_counts_against_max_output_pixels() -> None:
 def test_an_intermediate_stage_counts_too() -> None:
     stages = parse_chain("w_6000,h_6000,c_scale/w_100")
     with pytest.raises(LimitExceeded, match="6000x6000"):
-        ops.output_size(100, 100, stages, DEFAULT_LIMITS)
-    ops.output_size(100, 100, stages, Limits(max_output_pixels=36_000_000))
+        budget.output_size(100, 100, stages, DEFAULT_LIMITS)
+    budget.output_size(100, 100, stages, Limits(max_output_pixels=36_000_000))
 
 
 def test_the_effect_budget_sums_the_chain() -> None:
     chain = "w_2048,h_2048,c_scale/e_blur:2000/e_blur:2000"
     with pytest.raises(LimitExceeded) as refused:
-        ops.output_size(400, 300, parse_chain(chain), DEFAULT_LIMITS)
+        budget.output_size(400, 300, parse_chain(chain), DEFAULT_LIMITS)
     assert "cost 838860800" in refused.value.message
     assert "effect budget 625000000 (25 × MAX_OUTPUT_PIXELS)" in refused.value.message
     # one of them passes; so does the strongest blur on 2600x1950 (a test elsewhere signs it)
-    ops.output_size(400, 300, parse_chain("w_2048,h_2048,c_scale/e_blur:2000"), DEFAULT_LIMITS)
-    ops.output_size(2000, 1500, parse_chain("w_2609/e_blur:2000"), DEFAULT_LIMITS)
+    budget.output_size(400, 300, parse_chain("w_2048,h_2048,c_scale/e_blur:2000"), DEFAULT_LIMITS)
+    budget.output_size(2000, 1500, parse_chain("w_2609/e_blur:2000"), DEFAULT_LIMITS)
 
 
 def test_effects_without_a_neighbourhood_cost_nothing() -> None:
     chain = "w_5000,h_5000,c_scale,e_grayscale,e_sepia,e_saturation:50,e_contrast:9"
-    assert ops.plan_work(10, 10, parse_chain(chain), DEFAULT_LIMITS).effects == 0
+    assert budget.plan_work(10, 10, parse_chain(chain), DEFAULT_LIMITS).effects == 0
 
 
 # ---- in the renderer, from the header ----------------------------------------------------
@@ -102,10 +106,10 @@ def test_an_animation_over_max_output_pixels_is_refused_before_decoding() -> Non
     source = tiny_animation()
     assert len(source) < 2000
     with pytest.raises(LimitExceeded, match="MAX_OUTPUT_PIXELS"):
-        pipeline.render(source, plan("w_1024,h_1024,c_scale", "gif"))
+        render.render(source, plan("w_1024,h_1024,c_scale", "gif"))
     with pytest.raises(LimitExceeded, match="MAX_OUTPUT_PIXELS"):
-        pipeline.render(source, plan("w_1024,h_1024,c_scale", "webp"))
-    still = pipeline.render(source, plan("w_1024,h_1024,c_scale", "jpg"))  # its first frame
+        render.render(source, plan("w_1024,h_1024,c_scale", "webp"))
+    still = render.render(source, plan("w_1024,h_1024,c_scale", "jpg"))  # its first frame
     img = decode(still.body)
     assert (img.width, img.height) == (1024, 1024)
     assert not img.get_typeof("n-pages") or img.get("n-pages") == 1
@@ -113,7 +117,7 @@ def test_an_animation_over_max_output_pixels_is_refused_before_decoding() -> Non
 
 
 def test_an_animation_within_the_budget_keeps_every_frame() -> None:
-    made = pipeline.render(tiny_animation(), plan("w_512,h_512,c_scale", "gif"))
+    made = render.render(tiny_animation(), plan("w_512,h_512,c_scale", "gif"))
     frames = decode(made.body, n=-1)
     assert frames.get("n-pages") == 30 and frames.width == 512
     assert close(colour_at(frames, 256, 3 * 512 + 256), FRAME_COLOURS[3], 12)
@@ -122,11 +126,11 @@ def test_an_animation_within_the_budget_keeps_every_frame() -> None:
 def test_max_frames_bounds_an_animated_output_only() -> None:
     limits = Limits(max_frames=29)
     with pytest.raises(LimitExceeded) as refused:
-        pipeline.render(tiny_animation(), plan("w_16", "gif"), limits=limits)
+        render.render(tiny_animation(), plan("w_16", "gif"), limits=limits)
     assert refused.value.message == (
         "the source has 30 frames, above MAX_FRAMES 29 for an animated output"
     )
-    made = pipeline.render(tiny_animation(), plan("w_16", "png"), limits=limits)
+    made = render.render(tiny_animation(), plan("w_16", "png"), limits=limits)
     assert (made.width, made.height) == (16, 16)
 
 
@@ -154,17 +158,17 @@ def test_the_budget_is_checked_on_the_header_before_decoding(chain: str, limit: 
     assert len(source) < 200
     path = f"/i/{IMAGE_ID}/{chain}/x.png" if chain else f"/i/{IMAGE_ID}/x.png"
     with pytest.raises(LimitExceeded, match=limit):
-        pipeline.render(source, parse_path(path))
+        render.render(source, parse_path(path))
 
 
 def test_held_effects_give_the_same_pixels() -> None:
     """A blur or sharpen more of the chain reads is computed into memory: same pixels."""
     img = decode(noise_jpeg(300, 200))
     (stage,) = parse_chain("e_blur:300,e_sharpen:200,e_pixelate:3")
-    lazy = ops.effects((img,), stage, ops.Context(DEFAULT_LIMITS, last_stage=True))
-    held = ops.effects((img,), stage, ops.Context(DEFAULT_LIMITS, last_stage=False))
+    lazy = render.run_stage((img,), stage, StageContext(DEFAULT_LIMITS), later_stages=False)
+    held = render.run_stage((img,), stage, StageContext(DEFAULT_LIMITS), later_stages=True)
     assert np.array_equal(lazy[0].numpy(), held[0].numpy())
-    chained = pipeline.render(noise_jpeg(300, 200), plan("e_blur:2000/e_blur:2000/e_blur:2000"))
+    chained = render.render(noise_jpeg(300, 200), plan("e_blur:2000/e_blur:2000/e_blur:2000"))
     flat = decode(chained.body)
     assert (flat.width, flat.height) == (300, 200)
     assert flat.deviate() < 6  # three σ-100 blurs leave noise (σ 60) nearly flat grey
@@ -228,19 +232,19 @@ def test_a_render_past_its_deadline_is_stopped_inside_libvips() -> None:
     source = noise_jpeg()
     deadline = Deadline(0.2)
     with pytest.raises(RenderTimeout) as stopped, deadline.running():
-        pipeline.render(source, plan(HEAVY, "jpg"))
+        render.render(source, plan(HEAVY, "jpg"))
     assert stopped.value.status == 503 and stopped.value.code == "render_timeout"
     assert "RENDER_TIMEOUT_SECONDS (0.2 s)" in stopped.value.message
     assert deadline.timed_out
     # what it killed is revived: the same source renders again, here without a deadline
-    again = pipeline.render(source, plan("w_240", "jpg"))
+    again = render.render(source, plan("w_240", "jpg"))
     assert (again.width, again.height) == (240, 180)
 
 
 def test_a_render_within_its_deadline_is_untouched() -> None:
     deadline = Deadline(30)
     with deadline.running():
-        made = pipeline.render(noise_jpeg(400, 300), plan("w_200/e_blur:40", "png"))
+        made = render.render(noise_jpeg(400, 300), plan("w_200/e_blur:40", "png"))
     assert (made.width, made.height) == (200, 150) and deadline.stopped is None
 
 
@@ -251,7 +255,7 @@ def test_a_cancelled_render_stops_at_once() -> None:
     def work() -> None:
         try:
             with deadline.running():
-                pipeline.render(noise_jpeg(), plan(HEAVY, "jpg"))
+                render.render(noise_jpeg(), plan(HEAVY, "jpg"))
             outcome.append(None)
         except BaseException as exc:
             outcome.append(exc)

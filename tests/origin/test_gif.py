@@ -13,8 +13,11 @@ import pyvips
 import skimage
 from skimage.metrics import structural_similarity
 
-from origin import gif, ops, pipeline
-from origin.path import DEFAULT_LIMITS, parse_path
+from origin import gif, render
+from origin.decode import load_frames, read_header
+from origin.transforms.declarations import StageContext
+from origin.transforms.limits import DEFAULT_LIMITS
+from origin.transforms.parse import parse_path
 from tests.origin.conftest import IMAGE_ID, decode
 
 Pixels = np.ndarray  # type: ignore[type-arg]
@@ -58,11 +61,9 @@ def pan() -> bytes:
 def unquantised(source: bytes, chain: str) -> list[Pixels]:
     """The frames the encoder is given for `chain`, before any palette."""
     plan = parse_path(f"/i/{IMAGE_ID}/{chain}/x.gif")
-    frames, _ = ops.load_frames(source, ops.probe(source, DEFAULT_LIMITS))
-    ctx = ops.Context(limits=DEFAULT_LIMITS, overlays={}, focal=None)
+    frames, _ = load_frames(source, read_header(source, DEFAULT_LIMITS.max_source_pixels))
     for stage in plan.stages:
-        for step in pipeline.STEPS:
-            frames = step(frames, stage, ctx)
+        frames = render.run_stage(frames, stage, StageContext(DEFAULT_LIMITS), later_stages=False)
     return [as_array(f) for f in frames]
 
 
@@ -107,7 +108,7 @@ def colour_tables(body: bytes) -> list[bytes]:
 
 
 def render_gif(source: bytes, chain: str = CHAIN) -> bytes:
-    return pipeline.render(source, parse_path(f"/i/{IMAGE_ID}/{chain}/x.gif")).body
+    return render.render(source, parse_path(f"/i/{IMAGE_ID}/{chain}/x.gif")).body
 
 
 def test_frames_stay_close_to_the_unquantised_frames() -> None:

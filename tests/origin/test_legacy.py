@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from origin.errors import BadTransform, LimitExceeded, OriginError
-from origin.legacy import PARAMS, parse_query
-from origin.path import parse_path
-from origin.pipeline import render
+from origin.render import render
+from origin.transforms.parse import parse_path
+from origin.transforms.query import parameters, parse_query
 from tests.origin.conftest import (
     IMAGE_ID,
     OTHER_ID,
@@ -151,7 +151,8 @@ def test_bad_image_id() -> None:
 
 
 def test_every_parameter_is_registered() -> None:
-    assert set(PARAMS) == {
+    """The stage parameters: the query API's own, and one per declared effect."""
+    assert set(parameters()) == {
         "resize",
         "crop",
         "rotate",
@@ -162,5 +163,7 @@ def test_every_parameter_is_registered() -> None:
         "sharpen",
         "brightness",
         "contrast",
+        "saturation",
+        "pixelate",
         "watermark",
     }

@@ -1,13 +1,14 @@
-"""ops.output_size: the dry run of a chain's geometry equals what rendering gives."""
+"""origin.transforms.budget.output_size: the dry run of a chain's geometry equals what rendering gives."""
 
 from __future__ import annotations
 
 import pytest
 
-from origin import ops
 from origin.errors import LimitExceeded
-from origin.path import DEFAULT_LIMITS, Limits, parse_path
-from origin.pipeline import render
+from origin.render import render
+from origin.transforms import budget
+from origin.transforms.limits import DEFAULT_LIMITS, Limits
+from origin.transforms.parse import parse_path
 from tests.origin.conftest import IMAGE_ID, animated, exif_jpeg, photo, quadrant
 
 CHAINS = [
@@ -43,13 +44,16 @@ def test_dry_run_equals_the_render(chain: str, source: str) -> None:
     plan = parse_path(f"/i/{IMAGE_ID}/{chain}/x.png" if chain else f"/i/{IMAGE_ID}/x.png")
     made = render(data, plan)
     width, height = {"quadrant": (400, 300), "exif6": (400, 300), "astronaut": (512, 512)}[source]
-    assert ops.output_size(width, height, plan.stages, DEFAULT_LIMITS) == (made.width, made.height)
+    assert budget.output_size(width, height, plan.stages, DEFAULT_LIMITS) == (
+        made.width,
+        made.height,
+    )
 
 
 def test_animations_too() -> None:
     plan = parse_path(f"/i/{IMAGE_ID}/w_25,h_25,c_fill/r_30/x.gif")
     made = render(animated("gif"), plan)
-    assert ops.output_size(60, 40, plan.stages, DEFAULT_LIMITS) == (made.width, made.height)
+    assert budget.output_size(60, 40, plan.stages, DEFAULT_LIMITS) == (made.width, made.height)
 
 
 @pytest.mark.parametrize("chain", ["w_0.9/r_45", "w_3000", "w_100,h_50,c_pad/h_1500"])
@@ -57,4 +61,4 @@ def test_limits_are_those_of_the_render(chain: str) -> None:
     limits = Limits(max_output_dimension=2000)
     plan = parse_path(f"/i/{IMAGE_ID}/{chain}/x.png", limits=Limits(max_output_dimension=8192))
     with pytest.raises(LimitExceeded):
-        ops.output_size(2000, 1900, plan.stages, limits)
+        budget.output_size(2000, 1900, plan.stages, limits)

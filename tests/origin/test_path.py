@@ -7,15 +7,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from origin.errors import BadTransform, LimitExceeded, OriginError
-from origin.path import (
-    TOKENS,
-    Effect,
-    Limits,
-    Stage,
-    negotiate_format,
-    parse_chain,
-    parse_path,
-)
+from origin.transforms.effects import EFFECTS
+from origin.transforms.formats import negotiate_format
+from origin.transforms.limits import Limits
+from origin.transforms.parse import parse_chain, parse_path
+from origin.transforms.registry import TOKENS
 from tests.origin.conftest import IMAGE_ID, OTHER_ID
 
 ID = IMAGE_ID
@@ -107,20 +103,23 @@ def test_token_forms(chain: str, stage: str) -> None:
 
 def test_effects_keep_written_order() -> None:
     (stage,) = parse_chain("e_sepia,e_blur:3,e_grayscale")
-    assert stage.effects == (Effect("sepia"), Effect("blur", 3), Effect("grayscale"))
+    assert [(step.transform, step.value) for step in stage] == [
+        (EFFECTS["sepia"], None),
+        (EFFECTS["blur"], 3),
+        (EFFECTS["grayscale"], None),
+    ]
 
 
 def test_percent_encoded_separators_are_literal() -> None:
     (stage,) = parse_path(url("l_text:a%2Cb%2Fc%25")).stages
-    assert stage.overlay is not None and stage.overlay.text == "a,b/c%"
+    assert stage.value("overlay").text == "a,b/c%"
 
 
 def test_overlay_ids_and_defaults() -> None:
     plan = parse_path(url(f"w_300/l_{OTHER_ID}/l_{OTHER_ID},g_north"))
     assert plan.overlay_ids == (OTHER_ID,)
-    assert plan.stages[1].overlay is not None
-    assert plan.stages[1].overlay.gravity == "south_east"
-    assert plan.stages[1].overlay.opacity == 100
+    overlay = plan.stages[1].value("overlay")
+    assert (overlay.image_id, overlay.gravity, overlay.opacity) == (OTHER_ID, "south_east", 100)
 
 
 @pytest.mark.parametrize(
@@ -247,7 +246,7 @@ def test_parse_chain_matches_parse_path() -> None:
     chain = "w_300,h_200,c_fill/e_grayscale"
     assert parse_chain(chain) == parse_path(url(chain)).stages
     assert parse_chain("") == ()
-    assert parse_chain("w_300,f_webp") == (Stage(width=300),)
+    assert [s.canonical() for s in parse_chain("w_300,f_webp")] == ["w_300"]
 
 
 # ---------------------------------------------------------------- errors

@@ -10,10 +10,13 @@ import pyvips
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from origin import ops
+from origin.analysis import source_summary
+from origin.encode import ENCODERS
 from origin.errors import BadTransform, InvalidImage, LimitExceeded, OriginError
-from origin.path import EFFECTS, Limits, parse_path
-from origin.pipeline import ENCODERS, Rendered, facts, render, source_summary
+from origin.pixels import to_srgb
+from origin.render import Rendered, facts, render
+from origin.transforms.limits import Limits
+from origin.transforms.parse import parse_path
 from tests.origin.conftest import (
     BLUE,
     FRAME_COLOURS,
@@ -151,10 +154,6 @@ def test_c_crop_outside_the_image_is_bad_transform() -> None:
 
 
 # ---------------------------------------------------------------- effects
-
-
-def test_every_effect_has_an_implementation() -> None:
-    assert set(EFFECTS) == set(ops.EFFECT_OPS)
 
 
 @pytest.mark.parametrize(
@@ -456,7 +455,7 @@ def test_facts_report_the_derivative_and_the_source() -> None:
 def test_source_summary_matches_the_reference_blurhash() -> None:
     source = quadrant("png")
     summary = source_summary(source)
-    img = ops.to_srgb(pyvips.Image.thumbnail_buffer(source, 32, height=32))
+    img = to_srgb(pyvips.Image.thumbnail_buffer(source, 32, height=32))
     rows = array(img)[:, :, :3].tolist()
     assert summary["blurhash"] == blurhash_reference.encode(rows, 4, 3)
     assert len(str(summary["blurhash"])) == 28

@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 import pyvips
 
-from origin.pipeline import blurhash as encode
-from origin.pipeline import source_summary
-from origin.placeholder import (
+from origin.analysis import source_summary
+from origin.blurhash import (
     InvalidBlurhash,
     components,
     data_uri,
@@ -20,6 +19,7 @@ from origin.placeholder import (
     placeholder_png,
     placeholder_size,
 )
+from origin.blurhash import blurhash as encode
 from tests.origin.conftest import photo, quadrant
 
 

@@ -23,9 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image as PilImage
 
-from origin import analysis, ops, pipeline, vips
+from origin import analysis, render, vips
+from origin.decode import read_header
 from origin.errors import InvalidImage, UnsupportedMediaType
-from origin.path import DEFAULT_LIMITS, parse_path
 from origin.probe import (
     FORMAT_MEDIA_TYPES,
     MAX_METADATA_BYTES,
@@ -36,6 +36,8 @@ from origin.probe import (
     scan_jpeg,
     sniff_format,
 )
+from origin.transforms.limits import DEFAULT_LIMITS
+from origin.transforms.parse import parse_path
 
 REPO = Path(__file__).resolve().parents[2]
 MAX_SECONDS = 2.0
@@ -494,7 +496,7 @@ def test_an_avif_sequence_is_probed_as_its_still_image() -> None:
     assert (probe.format, probe.width, probe.height, probe.frames) == ("avif", 96, 64, 1)
     with pytest.raises(pyvips.Error):
         pyvips.Image.new_from_buffer(avif_sequence(), "")  # libvips' own sniffing fails
-    header = ops.probe(avif_sequence(), DEFAULT_LIMITS)
+    header = read_header(avif_sequence(), DEFAULT_LIMITS.max_source_pixels)
     assert (header.format, header.width, header.height, header.pages) == ("avif", 96, 64, 1)
     thumb = vips.thumbnail(avif_sequence(), "avif", 48, height=48)
     assert (thumb.width, thumb.height) == (48, 32)
@@ -830,9 +832,9 @@ def test_whatever_the_probe_accepts_every_render_reads(data: bytes) -> None:
     probe = survives(data)
     if probe is None:
         return
-    made = pipeline.render(data, parse_path(f"/i/{'0' * 32}/w_8,h_8,c_fill/x.png"))
+    made = render.render(data, parse_path(f"/i/{'0' * 32}/w_8,h_8,c_fill/x.png"))
     assert (made.width, made.height) == (8, 8)
-    assert set(pipeline.source_summary(data)) == {"blurhash", "dominant_color"}
+    assert set(analysis.source_summary(data)) == {"blurhash", "dominant_color"}
     assert analysis.analyse(data) is not None
 
 

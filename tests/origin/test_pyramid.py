@@ -21,11 +21,13 @@ import pyvips
 import skimage
 from skimage.metrics import structural_similarity
 
-from origin import ops, pyramid
+from origin import pyramid
 from origin.metadata.repository import WorkingCopy
-from origin.path import DEFAULT_LIMITS, parse_path
-from origin.pipeline import Rendered, StandIn, render
+from origin.pixels import scale_to, to_srgb
 from origin.probe import probe_upload
+from origin.render import Rendered, StandIn, render
+from origin.transforms.limits import DEFAULT_LIMITS
+from origin.transforms.parse import parse_path
 
 IMAGE_ID = "0" * 32
 PHOTOS = (
@@ -50,7 +52,7 @@ PHOTOS = (
 
 def photo(name: str) -> pyvips.Image:
     path = Path(skimage.__file__).parent / "data" / name
-    return ops.to_srgb(pyvips.Image.new_from_file(str(path)))
+    return to_srgb(pyvips.Image.new_from_file(str(path)))
 
 
 @cache
@@ -59,7 +61,7 @@ def mosaic(width: int = 3200, height: int = 2400) -> pyvips.Image:
     cropped to cover its cell: fine detail at close to its native resolution everywhere."""
     cw, ch = width // 4, height // 4
     cells = [photo(name).thumbnail_image(cw, height=ch, crop="centre") for name in PHOTOS]
-    cells = [ops.scale_to(c, (cw, ch)) for c in cells]
+    cells = [scale_to(c, (cw, ch)) for c in cells]
     return pyvips.Image.arrayjoin(cells, across=4).copy(interpretation="srgb").copy_memory()
 
 
@@ -187,7 +189,7 @@ def test_levels_of_a_photo_are_visually_lossless_jpegs() -> None:
         # At its own size a level is as close to the original's pixels as q95 gets (SSIM
         # 0.986 here; the q90 original itself is 0.982 from the mosaic it was made from);
         # derivatives, at most half its size, are ≥ 0.99 (below).
-        reference = ops.scale_to(decoded, (level.width, level.height)).copy_memory()
+        reference = scale_to(decoded, (level.width, level.height)).copy_memory()
         assert ssim(level.body, bytes(reference.pngsave_buffer(compression=1))) >= 0.98
     assert len(levels[0].body) < len(data)
 

@@ -13,9 +13,10 @@ import skimage
 from skimage.metrics import structural_similarity
 
 from origin import quality
-from origin.path import parse_path
-from origin.pipeline import ENCODERS, Rendered, render
+from origin.encode import ENCODERS
+from origin.render import Rendered, render
 from origin.settings import DEFAULT_AUTO_QUALITY_SSIM, Settings
+from origin.transforms.parse import parse_path
 from tests.origin.conftest import IMAGE_ID, animated, decode
 
 TARGET = DEFAULT_AUTO_QUALITY_SSIM

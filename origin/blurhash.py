@@ -1,9 +1,9 @@
-"""A BlurHash decoder (numpy) and the tiny PNG placeholder a `<picture>` shows while loading.
+"""BlurHash (https://github.com/woltapp/blurhash): the encoder the upload-time analysis
+runs, the decoder, and the tiny PNG placeholder a ``<picture>`` shows while loading.
 
-The decoder is the reference algorithm (https://github.com/woltapp/blurhash, "decode"): the
-DC component is an sRGB colour, each AC component three 19-level quantised values scaled by
-the hash's maximum; a pixel is the sum of the components' cosine bases, in linear light,
-converted back to sRGB. ``origin.pipeline.blurhash`` is the matching encoder.
+Both directions are the reference algorithm with numpy: the DC component is an sRGB colour,
+each AC component three 19-level quantised values scaled by the hash's maximum; a pixel is
+the sum of the components' cosine bases, in linear light.
 
 ``placeholder_png`` is synchronous libvips (the PNG encoder): run it in the pool.
 """
@@ -16,10 +16,52 @@ from typing import Any
 import numpy as np
 import pyvips
 
-from origin.pipeline import _BASE83
+BASE83 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz#$%*+,-.:;=?@[]^_{|}~"
+
+
+def _base83(value: int, length: int) -> str:
+    return "".join(BASE83[(value // 83 ** (length - i - 1)) % 83] for i in range(length))
+
+
+def _srgb(v: float) -> int:
+    v = min(1.0, max(0.0, v))
+    s = v * 12.92 if v <= 0.0031308 else 1.055 * v ** (1 / 2.4) - 0.055
+    return round(s * 255)
+
+
+def blurhash(pixels: np.ndarray[Any, Any], x_components: int = 4, y_components: int = 3) -> str:
+    """The BlurHash of an (h, w, 3) uint8 array (the reference algorithm, with numpy)."""
+    h, w = pixels.shape[:2]
+    lin = _to_linear(pixels.astype(np.float64))
+    xs, ys = np.arange(w), np.arange(h)
+    factors = []
+    for j in range(y_components):
+        for i in range(x_components):
+            basis = np.outer(np.cos(np.pi * j * ys / h), np.cos(np.pi * i * xs / w))
+            norm = 1.0 if (i, j) == (0, 0) else 2.0
+            factors.append(norm * (basis[:, :, None] * lin).sum(axis=(0, 1)) / (w * h))
+    dc, ac = factors[0], factors[1:]
+    out = _base83((x_components - 1) + (y_components - 1) * 9, 1)
+    if ac:
+        actual_max = float(max(np.abs(a).max() for a in ac))
+        quantised = max(0, min(82, int(np.floor(actual_max * 166 - 0.5))))
+        max_value = (quantised + 1) / 166
+        out += _base83(quantised, 1)
+    else:
+        max_value = 1.0
+        out += _base83(0, 1)
+    out += _base83((_srgb(dc[0]) << 16) + (_srgb(dc[1]) << 8) + _srgb(dc[2]), 4)
+    for a in ac:
+        q = [
+            int(max(0, min(18, np.floor(np.sign(c) * (abs(c / max_value) ** 0.5) * 9 + 9.5))))
+            for c in a
+        ]
+        out += _base83(q[0] * 19 * 19 + q[1] * 19 + q[2], 2)
+    return out
+
 
 PLACEHOLDER_SIZE = 16  # px, the long side: the browser stretches it (background-size: cover)
-_DIGITS = {c: i for i, c in enumerate(_BASE83)}
+_DIGITS = {c: i for i, c in enumerate(BASE83)}
 
 
 class InvalidBlurhash(ValueError):

@@ -1,0 +1,88 @@
+"""Reading stored images: the header alone, one upright frame, or every frame.
+
+The format is told by the magic bytes and decoded by its own loader (origin.vips); a source
+above ``MAX_SOURCE_PIXELS`` is refused from its header, before any pixel is decoded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyvips
+
+from origin import vips
+from origin.errors import InvalidImage
+from origin.pixels import has_alpha, to_srgb
+
+Frames = tuple[pyvips.Image, ...]
+
+
+@dataclass(frozen=True)
+class Header:
+    format: str
+    width: int  # upright (EXIF orientation applied)
+    height: int  # of one page
+    pages: int
+    orientation: int
+
+
+def read_header(data: bytes, max_source_pixels: int) -> Header:
+    """Read the header only (the format by magic bytes, then its own loader: origin.vips);
+    refuse unknown formats and sources above the pixel limit."""
+    fmt = vips.sniff_format(data)
+    if fmt is None:
+        raise InvalidImage("the source is not a JPEG, PNG, WebP, AVIF or GIF image")
+    try:
+        head = vips.load(data, fmt, access="sequential")
+        pages = int(head.get("n-pages")) if head.get_typeof("n-pages") else 1
+        orientation = int(head.get("orientation")) if head.get_typeof("orientation") else 1
+    except pyvips.Error:
+        raise InvalidImage("the source is not a decodable image") from None
+    w, h = int(head.width), int(head.height)
+    if w * h * max(1, pages) > max_source_pixels:
+        raise InvalidImage(f"the source has more than {max_source_pixels} pixels")
+    if orientation in (5, 6, 7, 8):
+        w, h = h, w
+    return Header(fmt, w, h, max(1, pages), orientation)
+
+
+def load_still(data: bytes, max_source_pixels: int) -> pyvips.Image:
+    """The first frame, upright, 8-bit sRGB (no shrink-on-load)."""
+    header = read_header(data, max_source_pixels)
+    return to_srgb(vips.load(data, header.format).autorot())
+
+
+def load_frames(data: bytes, header: Header) -> tuple[Frames, dict[str, object]]:
+    """Every frame of an animated GIF/WebP, upright 8-bit sRGB, plus delay/loop metadata."""
+    strip = vips.load(data, header.format, n=-1)
+    page_height = (
+        int(strip.get("page-height")) if strip.get_typeof("page-height") else header.height
+    )
+    meta: dict[str, object] = {}
+    for name in ("delay", "loop"):
+        if strip.get_typeof(name):
+            meta[name] = strip.get(name)
+    strip = _without_opaque_alpha(to_srgb(strip))
+    count = strip.height // page_height
+    frames = tuple(
+        strip.extract_area(0, i * page_height, strip.width, page_height) for i in range(count)
+    )
+    return frames, meta
+
+
+# An animation up to this many bytes (decoded, RGBA) is held in memory once, so that its
+# alpha can be checked without decoding it twice.
+OPAQUE_CHECK_BYTES = 64 * 1024 * 1024
+
+
+def _without_opaque_alpha(strip: pyvips.Image) -> pyvips.Image:
+    """The strip without its alpha band when every pixel is opaque (GIF and WebP animations
+    carry one even when no frame has a transparent pixel): every later step then works on
+    8-bit RGB instead of premultiplying in float — about 4x less work to resize the frames.
+    Larger animations keep their alpha (and their lazy decoding)."""
+    if not has_alpha(strip) or strip.width * strip.height * strip.bands > OPAQUE_CHECK_BYTES:
+        return strip
+    strip = strip.copy_memory()
+    if strip.extract_band(strip.bands - 1).min() < 255:
+        return strip
+    return strip.extract_band(0, n=strip.bands - 1)

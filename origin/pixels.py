@@ -1,0 +1,75 @@
+"""libvips helpers every step shares: alpha, sRGB, backgrounds, exact resizes.
+
+The working image between steps is a tuple of frames (one, or every frame of an
+animation, all the same size), each 8-bit sRGB with 3 or 4 bands.
+"""
+
+from __future__ import annotations
+
+import pyvips
+
+from origin import deadline
+
+Colour = tuple[int, int, int, int]
+
+
+def has_alpha(img: pyvips.Image) -> bool:
+    return bool(img.bands in (2, 4))
+
+
+def to_srgb(img: pyvips.Image) -> pyvips.Image:
+    """Embedded ICC profile -> sRGB; any interpretation or depth -> 8-bit sRGB, 3 or 4 bands.
+    Every source passes here first: a render's deadline watches it (origin.deadline)."""
+    deadline.watch((img,), replace=False)
+    if img.get_typeof("icc-profile-data"):
+        try:
+            img = img.icc_transform("srgb", embedded=True, intent="perceptual")
+        except pyvips.Error:
+            img = img.copy()
+            img.remove("icc-profile-data")  # a broken profile: fall back to plain conversion
+    if img.interpretation != "srgb" or img.format != "uchar":
+        if img.interpretation in ("multiband", "fourier", "histogram", "matrix"):
+            img = img.copy(interpretation="b-w" if img.bands < 3 else "srgb")
+        img = img.colourspace("srgb")
+    if img.format != "uchar":
+        img = img.cast("uchar")
+    if img.bands > 4:
+        img = img.extract_band(0, n=4)
+    return img
+
+
+def background_for(img: pyvips.Image, colour: Colour | None) -> tuple[pyvips.Image, list[float]]:
+    """The background to fill with: `colour`, else white (transparent if the image has alpha).
+    Adds an alpha band when the colour is not opaque."""
+    if colour is None:
+        colour = (0, 0, 0, 0) if has_alpha(img) else (255, 255, 255, 255)
+    if colour[3] != 255 and not has_alpha(img):
+        img = img.bandjoin(255)
+    values = [float(v) for v in colour]
+    return img, values if has_alpha(img) else values[:3]
+
+
+def split_alpha(img: pyvips.Image) -> tuple[pyvips.Image, pyvips.Image | None]:
+    if has_alpha(img):
+        return img.extract_band(0, n=img.bands - 1), img.extract_band(img.bands - 1)
+    return img, None
+
+
+def join_alpha(rgb: pyvips.Image, alpha: pyvips.Image | None) -> pyvips.Image:
+    rgb = rgb.cast("uchar").copy(interpretation="srgb")
+    return rgb if alpha is None else rgb.bandjoin(alpha)
+
+
+def scale_to(img: pyvips.Image, size: tuple[int, int]) -> pyvips.Image:
+    """Resize to exactly `size` (premultiplied when there is alpha)."""
+    if (img.width, img.height) == size:
+        return img
+    alpha = has_alpha(img)
+    work = img.premultiply() if alpha else img
+    work = work.resize(size[0] / img.width, vscale=size[1] / img.height)
+    # resize can be one pixel off through rounding; pin the exact size
+    if (work.width, work.height) != size:
+        work = work.embed(0, 0, size[0], size[1], extend="copy")
+    if alpha:
+        work = work.unpremultiply()
+    return work.cast("uchar").copy(interpretation="srgb")

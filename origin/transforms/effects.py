@@ -1,0 +1,251 @@
+"""Effects: ``e_<name>[:<amount>]``, each declared once below by ``@effect``.
+
+An effect works on one frame at a time (every frame of an animation alike); a stage's
+effects run in the order written. Scales follow Cloudinary's:
+
+- grayscale, sepia: no amount;
+- blur:1..2000 (default 100): Gaussian sigma = amount / 20 (100 -> 5 px);
+- sharpen:1..2000 (default 100): unsharp mask, sigma 1, m2 (jagged-area slope) = amount / 33
+  (100 -> 3, libvips' default);
+- brightness:-100..100: add 2.55 × amount to R, G and B;
+- contrast:-100..100: scale around mid-grey 128 by 1 + amount/100 (-100 = flat grey);
+- saturation:-100..100: multiply LCh chroma by 1 + amount/100 (-100 = grey);
+- pixelate:1..200 (default 5): square blocks of that many px, each its average colour.
+
+``cost`` is the effect's weight per pixel in the work budget (docs/url-api.md#work-budget):
+about its CPU time per pixel in units of a Gaussian blur's per sigma, measured on 2600×1950
+on one thread (gaussblur ~0.5–0.9 ns per pixel and sigma, 85 ns at σ 100; sharpen ~56 ns
+whatever its amount, its LabS round trip; pixelate 3–5 ns). Effects that look at one pixel
+at a time cost nothing. ``held``: its output is kept in memory when more of the chain reads
+it, since each output pixel reads a neighbourhood and a later step asking for overlapping
+regions would compute them again (two chained ``e_blur:2000`` at 1024² took 14 times one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import pyvips
+
+from origin.pixels import has_alpha, join_alpha, split_alpha
+from origin.transforms.arguments import bad, integer
+from origin.transforms.declarations import (
+    Building,
+    Frames,
+    Phase,
+    Seen,
+    StageContext,
+    Token,
+    Transform,
+)
+from origin.transforms.limits import Limits
+
+OneFrame = Callable[[pyvips.Image, int], pyvips.Image]
+
+
+@dataclass(frozen=True)
+class Amount:
+    """An effect's amount: ``low..high``; ``default`` when left out, else ``required``."""
+
+    low: int
+    high: int
+    default: int | None = None
+
+    @property
+    def required(self) -> bool:
+        return self.default is None
+
+
+EFFECTS: dict[str, Transform] = {}  # name -> its declaration, in declaration order
+AMOUNTS: dict[str, Amount | None] = {}
+
+
+def _spell(name: str) -> Callable[[int | None], list[str]]:
+    return lambda amount: [f"e_{name}" if amount is None else f"e_{name}:{amount}"]
+
+
+def _each_frame(one: OneFrame) -> Callable[[Frames, int | None, StageContext], Frames]:
+    return lambda frames, amount, ctx: tuple(one(f, amount or 0) for f in frames)
+
+
+def effect(
+    name: str,
+    doc: str,
+    *,
+    amount: Amount | None = None,
+    cost: Callable[[int], float] | None = None,
+    held: bool = False,
+    examples: Mapping[str, str] = MappingProxyType({}),
+) -> Callable[[OneFrame], OneFrame]:
+    """Declare ``e_<name>``: its amount (None: it takes none), doc, budget weight, whether
+    it is held, the pictures of docs/url-api.md, and (decorated) what it does to a frame."""
+
+    def declare(one: OneFrame) -> OneFrame:
+        EFFECTS[name] = Transform(
+            name=name,
+            phase=Phase.EFFECT,
+            doc=doc,
+            tokens=(EFFECT_TOKEN,),
+            build=_never,
+            spell=_spell(name),
+            apply=_each_frame(one),
+            cost=None if cost is None else (lambda value: cost(value or 0)),
+            held=held,
+            examples=examples,
+        )
+        AMOUNTS[name] = amount
+        return one
+
+    return declare
+
+
+def _never(s: Seen, b: Building) -> Any:
+    raise AssertionError("effects are built from their e_ tokens (origin.transforms.parse)")
+
+
+@dataclass(frozen=True)
+class EffectArgument:
+    """``<name>[:<amount>]`` of a declared effect → (its Transform, the amount or None)."""
+
+    def parse(self, token: str, text: str, limits: Limits) -> tuple[Transform, int | None]:
+        name, sep, value = text.partition(":")
+        declared = EFFECTS.get(name)
+        if declared is None:
+            raise bad(token, "unknown effect")
+        amount = AMOUNTS[name]
+        if amount is None:
+            if sep:
+                raise bad(token, "this effect takes no value")
+            return declared, None
+        if not sep:
+            if amount.required:
+                raise bad(token, f"this effect needs a value {amount.low}..{amount.high}")
+            return declared, amount.default
+        return declared, integer(token, value, amount.low, amount.high)
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "effect", "effects": sorted(EFFECTS)}
+
+
+EFFECT_TOKEN = Token(
+    "e",
+    "effect",
+    EffectArgument(),
+    "An effect, e_<name>[:<amount>]; a stage's effects run in the order written, each at "
+    "most once per stage.",
+)
+
+
+# ---------------------------------------------------------------- the effects
+
+SEPIA_MATRIX = [[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]]
+SHARPEN_COST = 50.0
+PIXELATE_COST = 5.0
+
+
+def blur_sigma(amount: int) -> float:
+    return amount / 20
+
+
+@effect("grayscale", "Shades of grey (alpha kept).", examples={"e_grayscale": "w_200/e_grayscale"})
+def grayscale(img: pyvips.Image, amount: int) -> pyvips.Image:
+    rgb, alpha = split_alpha(img)
+    return join_alpha(rgb.colourspace("b-w").colourspace("srgb"), alpha)
+
+
+@effect("sepia", "A warm brown tone.", examples={"e_sepia": "w_200/e_sepia"})
+def sepia(img: pyvips.Image, amount: int) -> pyvips.Image:
+    rgb, alpha = split_alpha(img)
+    return join_alpha(rgb.recomb(SEPIA_MATRIX), alpha)
+
+
+@effect(
+    "blur",
+    "Gaussian blur: sigma = amount / 20 px.",
+    amount=Amount(1, 2000, 100),
+    cost=blur_sigma,
+    held=True,
+    examples={"e_blur": "w_200/e_blur", "e_blur_300": "w_200/e_blur:300"},
+)
+def blur(img: pyvips.Image, amount: int) -> pyvips.Image:
+    alpha = has_alpha(img)
+    work = img.premultiply() if alpha else img
+    work = work.gaussblur(blur_sigma(amount), precision="integer" if not alpha else "float")
+    if alpha:
+        work = work.unpremultiply()
+    return work.cast("uchar").copy(interpretation="srgb")
+
+
+@effect(
+    "sharpen",
+    "Unsharp mask: sigma 1, jagged-area slope amount / 33.",
+    amount=Amount(1, 2000, 100),
+    cost=lambda amount: SHARPEN_COST,
+    held=True,
+    examples={"e_sharpen": "w_200/e_sharpen:400"},
+)
+def sharpen(img: pyvips.Image, amount: int) -> pyvips.Image:
+    rgb, alpha = split_alpha(img)
+    return join_alpha(rgb.sharpen(sigma=1.0, m2=amount / 33).colourspace("srgb"), alpha)
+
+
+@effect(
+    "brightness",
+    "Add 2.55 × amount to R, G and B.",
+    amount=Amount(-100, 100),
+    examples={
+        "e_brightness": "w_200/e_brightness:40",
+        "e_brightness_neg": "w_200/e_brightness:-40",
+    },
+)
+def brightness(img: pyvips.Image, amount: int) -> pyvips.Image:
+    rgb, alpha = split_alpha(img)
+    return join_alpha(rgb.linear(1.0, 2.55 * amount, uchar=True), alpha)
+
+
+@effect(
+    "contrast",
+    "Scale around mid-grey by 1 + amount/100 (-100: flat grey).",
+    amount=Amount(-100, 100),
+    examples={"e_contrast": "w_200/e_contrast:60", "e_contrast_neg": "w_200/e_contrast:-60"},
+)
+def contrast(img: pyvips.Image, amount: int) -> pyvips.Image:
+    rgb, alpha = split_alpha(img)
+    factor = 1 + amount / 100
+    return join_alpha(rgb.linear(factor, 128 * (1 - factor), uchar=True), alpha)
+
+
+@effect(
+    "saturation",
+    "Multiply chroma by 1 + amount/100 (-100: grey).",
+    amount=Amount(-100, 100),
+    examples={
+        "e_saturation": "w_200/e_saturation:80",
+        "e_saturation_neg": "w_200/e_saturation:-80",
+    },
+)
+def saturation(img: pyvips.Image, amount: int) -> pyvips.Image:
+    rgb, alpha = split_alpha(img)
+    lch = rgb.colourspace("lch") * [1.0, 1 + amount / 100, 1.0]
+    return join_alpha(lch.colourspace("srgb"), alpha)
+
+
+@effect(
+    "pixelate",
+    "Square blocks of amount px, each its average colour.",
+    amount=Amount(1, 200, 5),
+    cost=lambda amount: PIXELATE_COST,
+    examples={"e_pixelate": "w_200/e_pixelate", "e_pixelate_12": "w_200/e_pixelate:12"},
+)
+def pixelate(img: pyvips.Image, amount: int) -> pyvips.Image:
+    block = max(1, min(amount, img.width, img.height))
+    if block == 1:
+        return img
+    w, h = img.width, img.height
+    pw, ph = -(-w // block) * block, -(-h // block) * block
+    padded = img.embed(0, 0, pw, ph, extend="copy")
+    blocks = padded.shrink(block, block).cast("uchar").zoom(block, block)
+    return blocks.extract_area(0, 0, w, h).copy(interpretation="srgb")
