@@ -14,6 +14,7 @@ from starlette.routing import Mount, Route
 
 from admin_api import endpoints as ep
 from admin_api.console import console_routes
+from admin_api.grammar import grammar
 from admin_api.guards import AdminGate
 from admin_api.openapi import openapi_document
 from admin_api.ratelimit import InProcessLimiter, Limiter, RedisLimiter, redis_client
@@ -46,6 +47,7 @@ def api_routes() -> list[Route]:
         Route("/keys", ep.list_keys, methods=["GET"]),
         Route("/keys", ep.create_key, methods=["POST"]),
         Route("/keys/{key_id}", ep.delete_key, methods=["DELETE"]),
+        Route("/grammar", grammar, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
 

@@ -1,13 +1,18 @@
-"""The OpenAPI 3.1 description of ``/api``, written by hand and kept true by a test.
+"""The OpenAPI 3.1 description of ``/api``, kept true by a test.
 
-The test compares it with the app's routes both ways, so a route cannot be added or removed
-without this document following.
+The routes are written here and compared with the app's both ways by the test, so a route
+cannot be added or removed without this document following; what comes from the transform
+registry — the ``/transform`` query parameters, the effects of ``GET /api/grammar`` — is
+generated from it, so a new transform needs nothing here.
 """
 
 from __future__ import annotations
 
 from functools import cache
 from typing import Any
+
+from origin.transforms.effects import EFFECTS
+from origin.transforms.query import documented
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -48,24 +53,10 @@ REFRESH = {
     "required": ["refresh_token"],
     "properties": {"refresh_token": {"type": "string"}},
 }
+# The /transform query API's parameters, from the transform registry (origin.transforms.query).
 TRANSFORM_PARAMS = [
     {"name": n, "in": "query", "required": False, "schema": {"type": "string"}, "description": d}
-    for n, d in [
-        ("resize", "300x200 (fit), 300x200! (force), 300x, x200, 50%"),
-        ("crop", "300x200 (centre) or 300x200+10+20"),
-        ("rotate", "degrees"),
-        ("flip", "horizontal | vertical"),
-        ("format", "jpeg | png | webp | avif | gif"),
-        ("quality", "1-100"),
-        ("grayscale", "true"),
-        ("sepia", "true"),
-        ("blur", "strength"),
-        ("sharpen", "strength"),
-        ("brightness", "-100..100"),
-        ("contrast", "-100..100"),
-        ("watermark", "text:Hello | image:{id}"),
-        ("compress", "true"),
-    ]
+    for n, d in documented().items()
 ]
 
 
@@ -494,6 +485,33 @@ def openapi_document() -> dict[str, Any]:
                         "204": {"description": "deleted"},
                         "401": UNAUTHORIZED,
                         "404": _error("no such key"),
+                    },
+                }
+            },
+            "/api/grammar": {
+                "get": {
+                    "summary": "The URL grammar: every token, its argument and phase (public)",
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["version", "tokens", "transforms", "effects"],
+                                "properties": {
+                                    "tokens": {"type": "array", "items": {"type": "object"}},
+                                    "effects": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "properties": {
+                                                "name": {"enum": sorted(EFFECTS)},
+                                            },
+                                        },
+                                    },
+                                },
+                            },
+                            "the registry's description (Cache-Control: public, ETag)",
+                        ),
+                        "304": {"description": "If-None-Match matched"},
                     },
                 }
             },
