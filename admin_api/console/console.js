@@ -33,6 +33,7 @@ function formatDate(iso) {
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
+    if (value == null) continue;
     if (key === "class") node.className = value;
     else if (key === "text") node.textContent = value;
     else node.setAttribute(key, value);
@@ -388,12 +389,292 @@ function confirmDelete(image, opener) {
   dialog.showModal();
 }
 
-// ---- URL builder ---------------------------------------------------------------------------
+// ---- URL builder: its controls, from the grammar ------------------------------------------
 
-const EFFECTS = ["blur", "sharpen", "brightness", "contrast", "saturation", "pixelate"];
+// GET /api/grammar (public) describes every token, transform and effect; the controls and
+// chainFromControls both follow it, so a new token or effect needs no change here. This
+// module only adds the layout: which fieldset a phase (or a token's scope) goes to.
+const GROUPS = {
+  load: "Size and crop",
+  geometry: "Size and crop",
+  orient: "Orientation and colour",
+  setting: "Orientation and colour",
+  effect: "Effects",
+  output: "Output",
+  plan: "Output",
+  preset: "Output",
+};
+
+// The two kinds of overlay stage: l_text:<text> and l_<image id> (from the gallery page).
+const LAYERS = [
+  { kind: "text", legend: "Text watermark", prefix: "lt", form: "text:" },
+  { kind: "image", legend: "Image watermark", prefix: "li", form: "" },
+];
+const IMAGE_PICKER = LAYERS[1].prefix; // its <select> lists the gallery page's images
+
+// The grammar's rule for the tokens an image overlay refuses (co_, fs_).
+const TEXT_ONLY = "only applies to a text overlay";
+
+const EXPIRIES = [
+  ["", "never"],
+  ["3600", "in 1 hour"],
+  ["86400", "in 1 day"],
+  ["604800", "in 7 days"],
+];
+
+// The chain's recipe, from the grammar: the base stage's controls in the grammar's token
+// order ({key, name}, or {effects} where the effect token stands), then the overlay stages.
+const recipe = { base: [], layers: [] };
+
+function capitalised(text) {
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+function range(low, high) {
+  const show = (n) => String(n).replace("-", "−");
+  return `${show(low)}…${show(high)}`;
+}
+
+// <input pattern> compiles with the "v" flag: keep a pattern only if this browser accepts it.
+function usablePattern(source) {
+  try {
+    new RegExp(`^(?:${source})$`, "v");
+    return source;
+  } catch {
+    return null;
+  }
+}
+
+function textInput(name, placeholder, pattern, extra = {}) {
+  return el("input", { name, placeholder, pattern: usablePattern(pattern), spellcheck: "false", ...extra });
+}
+
+// The input for a token's argument: a <select> for a choice, a number input for a bounded
+// number, a text input with a pattern for the rest (auto, shares, colours, ratios, names).
+// In an overlay stage `auto` is refused, and a choice's default is the overlay's own.
+function inputsFor(argument, name, overlay) {
+  const a = argument || {};
+  const auto = Boolean(a.auto) && !overlay;
+  switch (a.type) {
+    case "choice": {
+      const blank = overlay ? "default" : a.default ? `${a.default} (default)` : "not set";
+      const options = (a.options || []).map((o) => el("option", { value: o, text: o }));
+      return [el("select", { name }, el("option", { value: "", text: blank }), ...options)];
+    }
+    case "integer":
+    case "decimal": {
+      const decimals = a.type === "decimal" ? (a.decimals ?? 2) : 0;
+      const span = a.min != null && a.max != null ? range(a.min, a.max) : "";
+      if (auto) {
+        const number = decimals ? `[0-9]+(\\.[0-9]{1,${decimals}})?` : "-?[0-9]+";
+        return [textInput(name, span ? `${span} or auto` : "auto", `${number}|auto`)];
+      }
+      const step = decimals ? (10 ** -decimals).toFixed(decimals) : "1";
+      return [el("input", { name, type: "number", min: a.min, max: a.max, step, placeholder: span })];
+    }
+    case "length": {
+      const pattern = `[0-9]+|[0-9]*\\.[0-9]+${auto ? "|auto(:[0-9]+)?" : ""}`;
+      const extra = auto ? {} : { inputmode: "decimal" };
+      return [textInput(name, auto ? "px, 0.5 or auto" : "px or 0.5", pattern, extra)];
+    }
+    case "colour": {
+      const hex = (a.formats || []).map((f) => `[0-9A-Fa-f]{${f.length}}`);
+      const names = a.names || [];
+      const list = `${name}-names`;
+      const placeholder = [...(a.formats || []).slice(0, 1), ...names.slice(0, 1)].join(", ") + "…";
+      return [
+        textInput(name, placeholder, [...hex, ...names].join("|"), { list }),
+        el("datalist", { id: list }, ...names.map((n) => el("option", { value: n }))),
+      ];
+    }
+    case "ratio":
+      return [textInput(name, a.format || "W:H", "[0-9]+:[0-9]+")];
+    case "name":
+      return [textInput(name, "name", a.pattern)];
+    default:
+      return [textInput(name, "", null)];
+  }
+}
+
+function tokenControl(token, name, overlay = false) {
+  const inputs = inputsFor(token.argument, name, overlay);
+  inputs[0].title = token.doc;
+  return el(
+    "label",
+    { title: token.doc, "data-token": token.key },
+    capitalised(token.title),
+    " ",
+    el("span", { class: "muted", text: `${token.key}_` }),
+    ...inputs,
+  );
+}
+
+// A checkbox for an effect without an amount; a number input with the declared range
+// otherwise, empty meaning "off".
+function effectControl(effect) {
+  const name = `e_${effect.name}`;
+  const label = capitalised(effect.name);
+  if (!effect.amount) {
+    const box = el("input", { type: "checkbox", name, title: effect.doc });
+    return el("label", { class: "check", title: effect.doc, "data-effect": effect.name }, box, ` ${label}`);
+  }
+  const { min, max } = effect.amount;
+  const hint = `${effect.doc} Amount ${range(min, max)}; empty: off.`;
+  const placeholder = range(min, max);
+  const input = el("input", { name, type: "number", min, max, step: "1", placeholder, title: hint });
+  return el("label", { title: hint, "data-effect": effect.name }, label, input);
+}
+
+function fieldset(legend, key, ...children) {
+  const head = el("legend", {}, legend);
+  if (key) head.append(" ", el("span", { class: "muted", text: key }));
+  return el("fieldset", {}, head, ...children);
+}
+
+function expiryControl() {
+  const options = EXPIRIES.map(([v, text]) => el("option", { value: v, text }));
+  return el("label", {}, "Expires", el("select", { name: "expires" }, ...options));
+}
+
+// A token the base stage takes: not the layer itself, nor one only an overlay reads.
+function inBaseStage(token, phaseOf) {
+  const type = token.argument?.type;
+  if (type === "layer") return false;
+  if (type === "effect" || !token.transforms.length) return true;
+  return token.transforms.some((t) => phaseOf.get(t) !== "overlay");
+}
+
+function groupOf(token, phaseOf) {
+  if (token.argument?.type === "effect") return "effect";
+  const phase = token.transforms.map((t) => phaseOf.get(t)).find((p) => p && p !== "overlay");
+  return phase || token.scope;
+}
+
+// The effects: checkboxes first, then the amounts, each in the grammar's order.
+function effectBlocks(effects) {
+  const checks = effects.filter((e) => !e.amount).map(effectControl);
+  const amounts = effects.filter((e) => e.amount).map(effectControl);
+  const blocks = [];
+  if (checks.length) blocks.push(el("div", { class: "checks" }, ...checks));
+  if (amounts.length) blocks.push(el("div", { class: "grid" }, ...amounts));
+  return blocks;
+}
+
+function layerFieldsets(grammar, tokens) {
+  const keys = [];
+  for (const t of grammar.transforms) {
+    if (t.phase === "overlay") keys.push(...t.tokens.filter((k) => !keys.includes(k)));
+  }
+  const layer = keys.map((k) => tokens.get(k)).find((t) => t?.argument?.type === "layer");
+  if (!layer) return [];
+  const limits = grammar.limits || {};
+  return LAYERS.map(({ kind, legend, prefix, form }) => {
+    const own = keys
+      .map((k) => tokens.get(k))
+      .filter((t) => t && t !== layer && (kind === "text" || !t.rules.includes(TEXT_ONLY)));
+    const head =
+      kind === "text"
+        ? el("input", { name: prefix, placeholder: "© you", maxlength: limits.max_text_length })
+        : el("select", { name: prefix }, el("option", { value: "", text: "none" }));
+    head.title = layer.doc;
+    const controls = own.map((t) => ({ key: t.key, name: `${prefix}_${t.key}` }));
+    recipe.layers.push({ kind, name: prefix, head: `${layer.key}_${form}`, tokens: controls });
+    return fieldset(
+      legend,
+      `${layer.key}_${form}`,
+      el(
+        "div",
+        { class: "grid" },
+        el("label", { class: "wide" }, capitalised(kind), head),
+        ...own.map((t) => tokenControl(t, `${prefix}_${t.key}`, true)),
+      ),
+    );
+  });
+}
+
+// Build every control from the grammar (or, without one, only the expiry): a fieldset per
+// group, in the order the grammar first names one of its tokens, then the overlay stages.
+function renderControls(grammar) {
+  recipe.base = [];
+  recipe.layers = [];
+  const groups = new Map(); // legend -> { hint, blocks, labels }
+  const group = (legend) => {
+    if (!groups.has(legend)) groups.set(legend, { hint: "", blocks: [], labels: [] });
+    return groups.get(legend);
+  };
+  let layers = [];
+  if (grammar) {
+    const phaseOf = new Map(grammar.transforms.map((t) => [t.name, t.phase]));
+    const tokens = new Map(grammar.tokens.map((t) => [t.key, t]));
+    for (const token of grammar.tokens) {
+      if (!inBaseStage(token, phaseOf)) continue;
+      const name = groupOf(token, phaseOf);
+      const into = group(GROUPS[name] || capitalised(name));
+      if (token.argument?.type === "effect") {
+        recipe.base.push({ effects: grammar.effects.map((e) => e.name) });
+        into.hint = `${token.key}_`;
+        into.blocks.push(...effectBlocks(grammar.effects));
+      } else {
+        recipe.base.push({ key: token.key, name: token.key });
+        into.labels.push(tokenControl(token, token.key));
+      }
+    }
+    layers = layerFieldsets(grammar, tokens);
+  }
+  group(GROUPS.output).labels.push(expiryControl());
+  const built = [...groups].map(([legend, { hint, blocks, labels }]) => {
+    const parts = [...blocks];
+    if (labels.length) parts.push(el("div", { class: "grid" }, ...labels));
+    return fieldset(legend, hint, ...parts);
+  });
+  $("#stage-controls").replaceChildren(...built, ...layers);
+}
+
+let grammarLoading = null;
+
+// GET /api/grammar, then the controls; on failure the builder says so, and the chain can
+// still be written by hand. Opening the builder again retries.
+function loadGrammar() {
+  if (!grammarLoading) {
+    grammarLoading = buildFromGrammar().finally(() => {
+      grammarLoading = null;
+    });
+  }
+  return grammarLoading;
+}
+
+async function buildFromGrammar() {
+  const form = $("#controls");
+  const status = $("#grammar-status");
+  form.dataset.grammar = "loading";
+  form.setAttribute("aria-busy", "true");
+  status.className = "muted small";
+  status.textContent = "Loading the URL grammar…";
+  status.hidden = false;
+  try {
+    const response = await fetch("/api/grammar");
+    if (!response.ok) throw await errorOf(response);
+    renderControls(await response.json());
+    status.hidden = true;
+    status.textContent = "";
+    form.dataset.grammar = "ready";
+  } catch (err) {
+    renderControls(null);
+    status.className = "error";
+    status.textContent =
+      `The controls could not be built: GET /api/grammar failed (${err.message}). ` +
+      "The chain below can still be edited by hand.";
+    form.dataset.grammar = "error";
+  } finally {
+    form.removeAttribute("aria-busy");
+  }
+  fillOverlayChoices();
+  if (state.selected && !state.chainEdited) onControlsChanged();
+}
 
 function fillOverlayChoices() {
-  const select = $("#controls [name=li]");
+  const select = $(`#controls [name=${IMAGE_PICKER}]`);
+  if (!select) return;
   const current = select.value;
   const options = [el("option", { value: "", text: "none" })];
   for (const image of state.items) {
@@ -406,59 +687,34 @@ function fillOverlayChoices() {
 
 function value(name) {
   const field = $(`#controls [name="${name}"]`);
+  if (!field) return "";
   if (field.type === "checkbox") return field.checked;
   return field.value.trim();
 }
 
-function tokens(pairs) {
-  return pairs.filter(([, v]) => v !== "" && v !== false).map(([k, v]) => `${k}_${v}`);
-}
-
-// The controls as a chain: one stage for the base image, one per overlay.
+// The controls as a chain, in the grammar's order: the base stage (its effects where the
+// effect token stands, in the grammar's order), then one stage per overlay.
 function chainFromControls() {
-  const effects = [];
-  if (value("e_grayscale")) effects.push(["e", "grayscale"]);
-  if (value("e_sepia")) effects.push(["e", "sepia"]);
-  for (const name of EFFECTS) {
-    const v = value(`e_${name}`);
-    if (v !== "" && Number(v) !== 0) effects.push(["e", `${name}:${v}`]);
+  const base = [];
+  for (const item of recipe.base) {
+    if (item.effects) {
+      for (const name of item.effects) {
+        const v = value(`e_${name}`);
+        if (v === true) base.push(`e_${name}`);
+        else if (v !== false && v !== "") base.push(`e_${name}:${v}`);
+      }
+      continue;
+    }
+    const v = value(item.name);
+    if (v !== "") base.push(`${item.key}_${v}`);
   }
-  const base = tokens([
-    ["w", value("w")],
-    ["h", value("h")],
-    ["c", value("c")],
-    ["g", value("g")],
-    ["x", value("x")],
-    ["y", value("y")],
-    ["ar", value("ar")],
-    ["dpr", value("dpr")],
-    ["r", value("r")],
-    ["fl", value("fl")],
-    ...effects,
-    ["b", value("b")],
-    ["q", value("q")],
-    ["f", value("f")],
-    ["t", value("t")],
-  ]);
   const stages = [base.join(",")];
-  const text = value("lt");
-  if (text) {
-    const overlay = [`l_text:${encodeURIComponent(text)}`];
-    overlay.push(
-      ...tokens([
-        ["g", value("lt_g")],
-        ["co", value("lt_co")],
-        ["fs", value("lt_fs")],
-        ["o", value("lt_o")],
-        ["x", value("lt_x")],
-        ["y", value("lt_y")],
-      ]),
-    );
-    stages.push(overlay.join(","));
-  }
-  const image = value("li");
-  if (image) {
-    stages.push([`l_${image}`, ...tokens([["w", value("li_w")], ["g", value("li_g")], ["o", value("li_o")]])].join(","));
+  for (const layer of recipe.layers) {
+    const ref = value(layer.name);
+    if (!ref) continue;
+    const head = `${layer.head}${layer.kind === "text" ? encodeURIComponent(ref) : ref}`;
+    const own = layer.tokens.map((t) => [t.key, value(t.name)]).filter(([, v]) => v !== "");
+    stages.push([head, ...own.map(([k, v]) => `${k}_${v}`)].join(","));
   }
   return stages.filter(Boolean).join("/");
 }
@@ -474,6 +730,7 @@ function openBuilder(image) {
   state.selected = image;
   $("#builder").hidden = false;
   $("#builder-name").textContent = `— ${image.original_filename} (${image.width} × ${image.height})`;
+  if ($("#controls").dataset.grammar === "error") loadGrammar();
   fillOverlayChoices();
   onControlsChanged();
   $("#builder-title").focus();
@@ -651,6 +908,7 @@ function start() {
   setUpBuilder();
   signedOut("");
   document.body.dataset.ready = "true";
+  loadGrammar();
 }
 
 start();

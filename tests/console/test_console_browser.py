@@ -3,7 +3,10 @@ Playwright with ``executable_path``; nothing is downloaded).
 
 Sign up, upload a real photograph, see it in the gallery, build ``w_300,h_200,c_fill,
 e_grayscale`` with the controls, check the preview's natural size, copy the signed URL and
-fetch it, copy the ``<picture>`` (the API's ``/srcset`` answer) and fetch its URLs, delete. A screenshot of each step goes to ``test-artifacts/console/``.
+fetch it, copy the ``<picture>`` (the API's ``/srcset`` answer) and fetch its URLs, delete. A
+screenshot of each step goes to ``test-artifacts/console/``. Then the builder against
+``GET /api/grammar``: what it says without one, and a control for every token and effect the
+grammar lists, each writing the chain the grammar's order gives.
 """
 
 from __future__ import annotations
@@ -257,4 +260,200 @@ def test_console_end_to_end(live: str, browser: Any, tmp_path: Path) -> None:
     # The refused upload's 415 and the bad chain's 400s are expected; nothing else may fail.
     expected = ("415 (Unsupported Media Type)", "400 (Bad Request)")
     unexpected = [p for p in problems if not p.endswith(expected)]
+    assert not unexpected, unexpected
+
+
+# ---- the builder follows GET /api/grammar ---------------------------------------------------
+
+TEXT_ONLY = "only applies to a text overlay"
+
+
+def grammar_of(base: str) -> dict[str, Any]:
+    with urllib.request.urlopen(base + "/api/grammar", timeout=10) as answer:
+        assert answer.headers["Content-Type"] == "application/json"
+        grammar: dict[str, Any] = json.loads(answer.read())
+    return grammar
+
+
+def stage_tokens(grammar: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
+    """The keys the grammar gives the base stage, a text overlay and an image overlay: every
+    token but the effect and the layer ones, those only an overlay reads going to the overlays
+    (the text-only ones to the text overlay alone)."""
+    phase = {t["name"]: t["phase"] for t in grammar["transforms"]}
+    tokens = {t["key"]: t for t in grammar["tokens"]}
+    special = {k for k, t in tokens.items() if t["argument"]["type"] in ("effect", "layer")}
+    base = [
+        k
+        for k, t in tokens.items()
+        if k not in special
+        and not (t["transforms"] and all(phase.get(n) == "overlay" for n in t["transforms"]))
+    ]
+    overlay: list[str] = []
+    for transform in grammar["transforms"]:
+        if transform["phase"] == "overlay":
+            overlay += [k for k in transform["tokens"] if k not in special and k not in overlay]
+    image = [k for k in overlay if TEXT_ONLY not in tokens[k]["rules"]]
+    return base, overlay, image
+
+
+def sign_up_and_upload(page: Any, base: str, email: str, tmp_path: Path) -> None:
+    page.goto(base + "/")
+    page.wait_for_selector("body[data-ready=true]")
+    page.fill("#email", email)
+    page.fill("#password", "a good password")
+    page.click("#signup")
+    page.wait_for_selector("#app-view", state="visible")
+    page.set_input_files("#file-input", [str(photograph(tmp_path))])
+    page.wait_for_selector("#gallery li.tile")
+
+
+def control_names(page: Any) -> list[str]:
+    names: list[str] = page.eval_on_selector_all(
+        "#controls input[name], #controls select[name], #controls textarea[name]",
+        "fields => fields.map(f => f.name)",
+    )
+    return names
+
+
+def fetch_pixels(url: str) -> Any:
+    """The image at ``url`` as a float array (height, width, bands)."""
+    import numpy as np
+    import pyvips
+
+    with urllib.request.urlopen(url, timeout=30) as answer:
+        image = pyvips.Image.new_from_buffer(answer.read(), "")
+    return np.ndarray(
+        buffer=image.write_to_memory(),
+        dtype=np.uint8,
+        shape=(image.height, image.width, image.bands),
+    ).astype(float)
+
+
+def test_the_builder_is_built_from_the_grammar(live: str, browser: Any, tmp_path: Path) -> None:
+    import numpy as np
+
+    page = browser.pages[0] if browser.pages else browser.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+
+    # 1. Without the grammar the builder says so, and a chain written by hand still works.
+    refusal = {"error": {"code": "unavailable", "message": "grammar down for a test"}}
+    page.route(
+        "**/api/grammar",
+        lambda route: route.fulfill(status=503, json=refusal),
+    )
+    sign_up_and_upload(page, live, "grammar@example.com", tmp_path)
+    page.click("#gallery li.tile button.primary")
+    page.wait_for_selector("#controls[data-grammar=error]")
+    message = page.inner_text("#grammar-status")
+    assert "/api/grammar" in message and "grammar down for a test" in message, message
+    assert control_names(page) == ["expires"]
+    page.fill("#chain", "w_100")
+    page.wait_for_selector('#preview[data-state=ready][data-chain="w_100"]')
+    assert page.eval_on_selector("#preview-img", "i => [i.naturalWidth, i.naturalHeight]") == [
+        100,
+        100,
+    ]
+
+    # 2. Once it answers, opening the builder again builds the controls, one per token of
+    #    each stage and one per effect, and nothing else; all empty, they write no chain.
+    page.unroute("**/api/grammar")
+    page.click("#gallery li.tile button.primary")
+    page.wait_for_selector("#controls[data-grammar=ready]")
+    assert page.is_hidden("#grammar-status")
+    assert page.input_value("#chain") == ""
+    grammar = grammar_of(live)
+    base, text, image = stage_tokens(grammar)
+    assert {"w", "h", "c", "g", "x", "y", "ar", "dpr", "r", "fl", "b", "q", "f", "t"} <= set(base)
+    assert {"g", "co", "fs", "o", "x", "y"} <= set(text)
+    assert {"w", "g", "o"} <= set(image) and not {"co", "fs"} & set(image)
+    effects = {e["name"]: e for e in grammar["effects"]}
+    assert {"grayscale", "sepia", "blur"} <= set(effects)
+    expected = [
+        *base,
+        *(f"e_{name}" for name in effects),
+        "expires",
+        "lt",
+        *(f"lt_{k}" for k in text),
+        "li",
+        *(f"li_{k}" for k in image),
+    ]
+    names = control_names(page)
+    assert sorted(names) == sorted(expected)
+
+    # every effect: a checkbox without an amount, else a number input with its range
+    for name, effect in effects.items():
+        kind = page.eval_on_selector(
+            f"#controls [name=e_{name}]", "f => [f.type, f.min, f.max, f.checked, f.value]"
+        )
+        if effect["amount"] is None:
+            assert kind == ["checkbox", "", "", False, "on"], name
+        else:
+            low, high = effect["amount"]["min"], effect["amount"]["max"]
+            assert kind == ["number", str(low), str(high), False, ""], name
+
+    # every token: a choice offers exactly the declared options (after "not set"), an
+    # integer takes its declared range, in the base stage and in the overlays alike
+    tokens = {t["key"]: t for t in grammar["tokens"]}
+    fields = (
+        [(k, k) for k in base] + [(f"lt_{k}", k) for k in text] + [(f"li_{k}", k) for k in image]
+    )
+    for field, key in fields:
+        argument = tokens[key]["argument"]
+        selector = f"#controls [name={field}]"
+        title = page.get_attribute(selector, "title")
+        assert title == tokens[key]["doc"], field
+        if argument["type"] == "choice":
+            options = page.eval_on_selector(selector, "s => [...s.options].map(o => o.value)")
+            assert options == ["", *argument["options"]], field
+        elif argument["type"] == "integer" and "auto" not in argument:
+            bounds = page.eval_on_selector(selector, "f => [f.type, f.min, f.max]")
+            assert bounds == ["number", str(argument["min"]), str(argument["max"])], field
+
+    # 3. Blur's amount and the grayscale checkbox: the chain in the grammar's effect order,
+    #    a preview of the right size, grey and softer than without the blur.
+    page.fill("#controls [name=w]", "200")
+    page.check("#controls [name=e_grayscale]")
+    page.fill("#controls [name=e_blur]", "60")
+    written = [
+        f"e_{n}:60" if n == "blur" else f"e_{n}" for n in effects if n in ("grayscale", "blur")
+    ]
+    chain = ",".join(["w_200", *written])
+    assert chain == "w_200,e_grayscale,e_blur:60"
+    assert page.input_value("#chain") == chain
+    page.wait_for_selector(f'#preview[data-state=ready][data-chain="{chain}"]')
+    assert page.eval_on_selector("#preview-img", "i => [i.naturalWidth, i.naturalHeight]") == [
+        200,
+        200,
+    ]
+    blurred = fetch_pixels(page.input_value("#signed-url"))
+    assert blurred.shape[:2] == (200, 200)
+    assert np.abs(blurred - blurred[:, :, :1]).max() <= 3  # every band alike: grey
+    page.fill("#controls [name=e_blur]", "")  # empty: off
+    assert page.input_value("#chain") == "w_200,e_grayscale"
+    page.wait_for_selector('#preview[data-state=ready][data-chain="w_200,e_grayscale"]')
+    sharp = fetch_pixels(page.input_value("#signed-url"))
+
+    def detail(pixels: Any) -> float:
+        return float(np.abs(np.diff(pixels[:, :, 0], axis=1)).mean())
+
+    assert detail(blurred) < detail(sharp) / 2
+
+    # 4. The overlay stages come from the same description: a text watermark's choice of
+    #    gravity and its colour make the second stage.
+    page.fill("#controls [name=lt]", "Hi there")
+    page.select_option("#controls [name=lt_g]", "north")
+    page.fill("#controls [name=lt_co]", "ff0000")
+    assert page.input_value("#chain") == "w_200,e_grayscale/l_text:Hi%20there,g_north,co_ff0000"
+    page.wait_for_selector("#preview[data-state=ready][data-chain^='w_200,e_grayscale/l_text']")
+    red = fetch_pixels(page.input_value("#signed-url"))
+    assert (red[:40, :, 0] - red[:40, :, 1]).max() > 100  # red text at the top of a grey image
+    assert (red[-40:, :, 0] - red[-40:, :, 1]).max() <= 3
+
+    # 5. Reset empties every control and the chain.
+    page.click("#reset-builder")
+    assert page.input_value("#chain") == ""
+    # The refused grammar's 503 is expected; nothing else may fail.
+    unexpected = [p for p in problems if not p.endswith("503 (Service Unavailable)")]
     assert not unexpected, unexpected
