@@ -61,6 +61,16 @@ def test_every_token_and_effect_is_documented() -> None:
     assert missing == []
 
 
+def test_every_declared_picture_is_drawn_and_shown() -> None:
+    """docs/make_pictures.py renders what the declarations name; url-api.md shows each."""
+    from origin.transforms.registry import examples
+
+    url_api = (ROOT / "docs" / "url-api.md").read_text()
+    names = sorted(examples())
+    assert [n for n in names if not (ROOT / "docs" / "img" / f"{n}.jpg").is_file()] == []
+    assert [n for n in names if f"(img/{n}.jpg)" not in url_api] == []
+
+
 def test_every_admin_route_is_documented() -> None:
     from admin_api.openapi import openapi_document
 
