@@ -10,7 +10,9 @@ effects run in the order written. Scales follow Cloudinary's:
 - brightness:-100..100: add 2.55 × amount to R, G and B;
 - contrast:-100..100: scale around mid-grey 128 by 1 + amount/100 (-100 = flat grey);
 - saturation:-100..100: multiply LCh chroma by 1 + amount/100 (-100 = grey);
-- pixelate:1..200 (default 5): square blocks of that many px, each its average colour.
+- pixelate:1..200 (default 5): square blocks of that many px, each its average colour;
+- vignette:1..100 (default 50): darken towards the corners, which lose amount % of their
+  light (a quadratic fall-off from the centre, which keeps its own).
 
 ``cost`` is the effect's weight per pixel in the work budget (docs/url-api.md#work-budget):
 about its CPU time per pixel in units of a Gaussian blur's per sigma, measured on 2600×1950
@@ -249,3 +251,17 @@ def pixelate(img: pyvips.Image, amount: int) -> pyvips.Image:
     padded = img.embed(0, 0, pw, ph, extend="copy")
     blocks = padded.shrink(block, block).cast("uchar").zoom(block, block)
     return blocks.extract_area(0, 0, w, h).copy(interpretation="srgb")
+
+
+@effect(
+    "vignette",
+    "Darken towards the corners, which lose amount % of their light.",
+    amount=Amount(1, 100, 50),
+    examples={"e_vignette": "w_200/e_vignette", "e_vignette_90": "w_200/e_vignette:90"},
+)
+def vignette(img: pyvips.Image, amount: int) -> pyvips.Image:
+    rgb, alpha = split_alpha(img)
+    half_w, half_h = img.width / 2, img.height / 2
+    xy = pyvips.Image.xyz(img.width, img.height) - [half_w - 0.5, half_h - 0.5]
+    reach = (xy[0] * xy[0] + xy[1] * xy[1]) / (half_w * half_w + half_h * half_h)
+    return join_alpha(rgb * (1 - amount / 100 * reach), alpha)

@@ -173,6 +173,7 @@ def test_c_crop_outside_the_image_is_bad_transform() -> None:
         "saturation:-100",
         "pixelate",
         "pixelate:200",
+        "vignette",
     ],
 )
 def test_each_effect_changes_pixels_and_keeps_size(effect: str) -> None:
