@@ -41,7 +41,10 @@ from origin.errors import (
     RateLimited,
     Unauthorized,
 )
-from origin.metadata.repository import (
+from origin.path import EXTENSIONS, FILE_EXTENSIONS, Plan, parse_chain, parse_path
+from origin.placeholder import data_uri, placeholder_png
+from origin.probe import Probe, probe_upload
+from origin.records import (
     Analysis,
     EmailTaken,
     ImageRecord,
@@ -50,9 +53,6 @@ from origin.metadata.repository import (
     Rotation,
     SigningKeyRecord,
 )
-from origin.path import EXTENSIONS, FILE_EXTENSIONS, Plan, parse_chain, parse_path
-from origin.placeholder import data_uri, placeholder_png
-from origin.probe import Probe, probe_upload
 from origin.runtime import Runtime
 from origin.signing import sign_url
 from origin.storage import ObjectMissing

@@ -62,10 +62,10 @@ def renderers(
     the original. Returns those renders, the nominal request's (the first path's) render
     from the original when a copy serves it (else None), and that copy's name."""
     from origin import pyramid
-    from origin.metadata.repository import WorkingCopy
     from origin.path import parse_path
     from origin.pipeline import StandIn, render
     from origin.probe import probe_upload
+    from origin.records import WorkingCopy
 
     probe = probe_upload(source, max_source_pixels=10**9)
     levels = pyramid.build_for(source, probe) if working_copies else []

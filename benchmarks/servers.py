@@ -188,8 +188,8 @@ def seed(env: dict[str, str], images: dict[str, Path], working_copies: bool = Tr
     own ``store_image``); ``working_copies=False`` stores the originals alone."""
     from admin_api.endpoints import store_image
     from origin import pyramid
-    from origin.metadata.repository import ImageRecord
     from origin.probe import probe_upload
+    from origin.records import ImageRecord
     from origin.runtime import open_runtime
     from origin.settings import Settings
 

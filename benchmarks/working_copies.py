@@ -35,7 +35,7 @@ sys.path.insert(0, sys.argv[1])
 from origin.vips import configure_libvips
 configure_libvips()
 from origin import pyramid
-from origin.metadata.repository import WorkingCopy
+from origin.records import WorkingCopy
 from origin.path import DEFAULT_LIMITS, parse_path
 from origin.pipeline import StandIn, render
 from origin.probe import probe_upload

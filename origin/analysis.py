@@ -26,8 +26,8 @@ import pyvips
 
 from origin import ops, pipeline, vips
 from origin.errors import OriginError
-from origin.metadata.repository import Analysis
 from origin.path import DEFAULT_LIMITS, Limits
+from origin.records import Analysis
 
 log = logging.getLogger(__name__)
 

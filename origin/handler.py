@@ -51,11 +51,11 @@ from origin.errors import (
 from origin.hints import ACCEPT_CH, NO_HINTS, Hints, resolve, vary
 from origin.hints import HEADERS as HINT_HEADERS
 from origin.lookup import Lookup, Source
-from origin.metadata.repository import Analysis, AutoQualityRecord, DerivativeRecord
 from origin.metrics import Metrics
 from origin.path import FILE_EXTENSIONS, MEDIA_TYPES, Plan, negotiated_format, parse_path
 from origin.policy import check_allowed, parse_policy, signed_text, template_of
 from origin.probe import sniff_format
+from origin.records import Analysis, AutoQualityRecord, DerivativeRecord
 from origin.runtime import Runtime
 from origin.signing import verify
 from origin.storage import Blocking, ObjectMissing

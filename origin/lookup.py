@@ -22,7 +22,7 @@ from typing import Protocol
 from cachetools import TTLCache
 
 from origin.cache import Flights
-from origin.metadata.repository import Analysis, ImageRecord, SigningKeyRecord, WorkingCopy
+from origin.records import Analysis, ImageRecord, SigningKeyRecord, WorkingCopy
 
 TTL_SECONDS = 3.0
 MAX_ENTRIES = 100_000

@@ -32,10 +32,10 @@ import pyvips
 
 from origin import ops, vips
 from origin.errors import OriginError
-from origin.metadata.repository import WorkingCopy
 from origin.path import Limits, Plan
 from origin.pipeline import first_resize
 from origin.probe import Probe
+from origin.records import WorkingCopy
 
 log = logging.getLogger(__name__)
 

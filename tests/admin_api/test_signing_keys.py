@@ -13,7 +13,7 @@ import httpx
 import pyvips
 
 from origin.lookup import TTL_SECONDS
-from origin.metadata.repository import SigningKeyRecord
+from origin.records import SigningKeyRecord
 from origin.signing import sign_url
 from tests.admin_api.conftest import Api, make_image
 from tests.admin_api.test_auth import assert_error

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from origin.metadata.database import Database
-from origin.metadata.repository import ImageRecord
 from origin.metadata.tables import images
+from origin.records import ImageRecord
 
 NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
 

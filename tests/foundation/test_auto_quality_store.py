@@ -10,8 +10,9 @@ import sqlalchemy as sa
 
 from origin.metadata.database import Database
 from origin.metadata.migrations import current_version, migrate
-from origin.metadata.repository import AutoQualityRecord, Repository
+from origin.metadata.repository import Repository
 from origin.metadata.tables import auto_qualities, schema_version
+from origin.records import AutoQualityRecord
 from tests.foundation.records import NOW, image_record
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from origin.metadata.repository import ImageRecord
+from origin.records import ImageRecord
 from origin.runtime import open_runtime
 from origin.settings import Settings
 from origin.signing import signature

@@ -13,17 +13,17 @@ import sqlalchemy as sa
 
 from origin.metadata.database import Database
 from origin.metadata.migrations import LATEST, MIGRATIONS, current_version, migrate
-from origin.metadata.repository import (
+from origin.metadata.repository import Repository
+from origin.metadata.tables import transformed_images
+from origin.records import (
     DerivativeRecord,
     EmailTaken,
     ImageRecord,
     QuotaWouldBeExceeded,
     RefreshTokenRecord,
-    Repository,
     Rotation,
     SigningKeyRecord,
 )
-from origin.metadata.tables import transformed_images
 
 NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
 

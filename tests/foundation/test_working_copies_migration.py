@@ -10,8 +10,9 @@ import sqlalchemy as sa
 
 from origin.metadata.database import Database
 from origin.metadata.migrations import LATEST, current_version, migrate
-from origin.metadata.repository import ImageRecord, Repository, WorkingCopy
+from origin.metadata.repository import Repository
 from origin.metadata.tables import schema_version
+from origin.records import ImageRecord, WorkingCopy
 from tests.foundation.records import NOW, image_columns, image_record, insert_old_row
 
 

@@ -18,9 +18,9 @@ from imgorigin.app import create_app
 from origin.handler import key_for, stored_key
 from origin.metadata.database import Database
 from origin.metadata.migrations import migrate
-from origin.metadata.repository import ImageRecord
 from origin.path import MEDIA_TYPES
 from origin.policy import fill
+from origin.records import ImageRecord
 from origin.settings import Settings
 from origin.signing import sign_policy, sign_url
 from tests.asgi import client

@@ -22,10 +22,10 @@ import skimage
 from skimage.metrics import structural_similarity
 
 from origin import ops, pyramid
-from origin.metadata.repository import WorkingCopy
 from origin.path import DEFAULT_LIMITS, parse_path
 from origin.pipeline import Rendered, StandIn, render
 from origin.probe import probe_upload
+from origin.records import WorkingCopy
 
 IMAGE_ID = "0" * 32
 PHOTOS = (

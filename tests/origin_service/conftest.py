@@ -23,7 +23,7 @@ from imgorigin.app import create_app
 from origin.handler import Origin
 from origin.metadata.database import Database
 from origin.metadata.migrations import migrate
-from origin.metadata.repository import ImageRecord
+from origin.records import ImageRecord
 from origin.runtime import Runtime
 from origin.settings import Settings
 from origin.signing import sign_url

@@ -20,8 +20,8 @@ import skimage
 import sqlalchemy as sa
 
 from origin import quality
-from origin.metadata.repository import ImageRecord
 from origin.metadata.tables import auto_qualities, transformed_images
+from origin.records import ImageRecord
 from origin.runtime import Runtime
 from origin.settings import Settings
 from tests.conftest import migrated_runtime, serving
