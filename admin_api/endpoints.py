@@ -55,7 +55,7 @@ from origin.records import (
 )
 from origin.runtime import Runtime
 from origin.signing import sign_url
-from origin.storage import ObjectMissing
+from origin.store.objects import ObjectMissing
 
 log = logging.getLogger("imgorigin.admin")
 

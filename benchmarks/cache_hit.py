@@ -143,10 +143,10 @@ def load_httpx(url: str, seconds: int, connections: int) -> float:
 
 async def prepare(env: dict[str, str]) -> str:
     """Migrate, add one user and one image; return the signed derivative path."""
-    from origin.metadata.migrations import migrate
     from origin.runtime import open_runtime
     from origin.settings import Settings
     from origin.signing import sign_url
+    from origin.store.migrations import migrate
     from tests.origin_service.conftest import add_image
 
     settings = Settings.from_environ(env)

@@ -12,7 +12,7 @@ import contextlib
 import time
 
 from origin.runtime import Runtime
-from origin.storage import LocalStorage
+from origin.store.objects import LocalStorage
 
 DEFAULT_MIN_AGE_SECONDS = 3600
 

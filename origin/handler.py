@@ -58,7 +58,7 @@ from origin.probe import sniff_format
 from origin.records import Analysis, AutoQualityRecord, DerivativeRecord
 from origin.runtime import Runtime
 from origin.signing import verify
-from origin.storage import Blocking, ObjectMissing
+from origin.store.objects import Blocking, ObjectMissing
 from origin.workers import ClientGone, unless_gone
 
 log = logging.getLogger("imgorigin.origin")

@@ -1,6 +1,6 @@
 """Domain records: what the store keeps and hands back, as frozen values with no SQL.
 
-The store (origin.metadata) maps rows to these and back; the rest of the service (the
+The store (origin.store) maps rows to these and back; the rest of the service (the
 lookup, the handler, the admin API, the upload-time analysis and working copies) knows only
 these. The two exceptions are the store's refusals a caller acts on.
 """

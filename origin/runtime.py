@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
-from origin.metadata.database import Database
-from origin.metadata.repository import Repository
 from origin.path import Limits
 from origin.settings import Settings
-from origin.storage import Storage, open_storage
+from origin.store.database import Database
+from origin.store.objects import Storage, open_storage
+from origin.store.repository import Repository
 from origin.workers import VipsPool
 
 

@@ -19,10 +19,10 @@ import pyvips
 
 from admin_api.auth import hash_password, issue_access_token
 from imgorigin.app import create_app
-from origin.metadata.database import Database
-from origin.metadata.migrations import migrate
 from origin.runtime import Runtime
 from origin.settings import Settings
+from origin.store.database import Database
+from origin.store.migrations import migrate
 from tests.asgi import client
 
 PASSWORD = "correct horse battery"

@@ -8,8 +8,8 @@ import json
 
 import pyvips
 
-from origin.metadata.tables import images
 from origin.pipeline import source_summary
+from origin.store.tables import images
 from tests.admin_api.conftest import Api
 from tests.origin.test_analysis import WIDTH, disc_jpeg, red_centre
 

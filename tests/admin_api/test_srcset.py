@@ -16,9 +16,9 @@ import pyvips
 import sqlalchemy as sa
 
 from admin_api.srcset import chain_with_width, default_widths
-from origin.metadata.tables import images, transformed_images
 from origin.pipeline import source_summary
 from origin.placeholder import placeholder_png
+from origin.store.tables import images, transformed_images
 from tests.admin_api.conftest import Api
 from tests.admin_api.test_auth import assert_error
 from tests.admin_api.test_images import operator_signed

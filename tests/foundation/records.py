@@ -10,9 +10,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from origin.metadata.database import Database
-from origin.metadata.tables import images
 from origin.records import ImageRecord
+from origin.store.database import Database
+from origin.store.tables import images
 
 NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
 

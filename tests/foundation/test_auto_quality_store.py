@@ -8,11 +8,11 @@ from dataclasses import replace
 
 import sqlalchemy as sa
 
-from origin.metadata.database import Database
-from origin.metadata.migrations import current_version, migrate
-from origin.metadata.repository import Repository
-from origin.metadata.tables import auto_qualities, schema_version
 from origin.records import AutoQualityRecord
+from origin.store.database import Database
+from origin.store.migrations import current_version, migrate
+from origin.store.repository import Repository
+from origin.store.tables import auto_qualities, schema_version
 from tests.foundation.records import NOW, image_record
 
 

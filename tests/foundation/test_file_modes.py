@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from origin.metadata.database import Database
-from origin.metadata.migrations import migrate
-from origin.metadata.repository import Repository
 from origin.settings import Settings
-from origin.storage import LocalStorage
+from origin.store.database import Database
+from origin.store.migrations import migrate
+from origin.store.objects import LocalStorage
+from origin.store.repository import Repository
 
 
 @pytest.fixture

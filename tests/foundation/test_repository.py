@@ -11,10 +11,6 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from origin.metadata.database import Database
-from origin.metadata.migrations import LATEST, MIGRATIONS, current_version, migrate
-from origin.metadata.repository import Repository
-from origin.metadata.tables import transformed_images
 from origin.records import (
     DerivativeRecord,
     EmailTaken,
@@ -24,6 +20,10 @@ from origin.records import (
     Rotation,
     SigningKeyRecord,
 )
+from origin.store.database import Database
+from origin.store.migrations import LATEST, MIGRATIONS, current_version, migrate
+from origin.store.repository import Repository
+from origin.store.tables import transformed_images
 
 NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
 
@@ -245,28 +245,28 @@ def test_two_processes_migrate_at_once(database_url: str, tmp_path) -> None:  # 
     assert said == [f"migrations applied: {every}", "schema is up to date", "schema is up to date"]
 
 
-# ---- the derivative index's lane (origin.metadata.lane): one statement, straight to the driver
+# ---- the derivative index (origin.store.derivative_index): one statement, straight to the driver
 
 
-async def test_lane_rows_are_the_repositorys_rows(repo: Repository) -> None:
-    """A row the lane writes reads back equal through SQLAlchemy and the other way round,
-    times included (an aware time in another zone is stored as UTC)."""
+async def test_direct_rows_are_the_engines_rows(repo: Repository) -> None:
+    """A row written straight to the driver reads back equal through SQLAlchemy and the
+    other way round, times included (an aware time in another zone is stored as UTC)."""
     user_id = await make_user(repo)
     image = image_for(user_id)
     await repo.add_image(image, quota_bytes=10**9)
     at = datetime(2026, 11, 29, 14, 30, 5, 123456, tzinfo=timezone(timedelta(hours=2)))
-    by_lane = DerivativeRecord(image.id, "lane", "u/i/derived/lane.jpg", "image/jpeg", 9, 4, 3, at)
-    assert await repo.add_derivative(by_lane)
-    read = (await repo.derivatives(image.id, ["lane"]))["lane"]  # SQLAlchemy's read
-    assert read == by_lane and read.created_at.tzinfo == UTC
+    direct = DerivativeRecord(image.id, "direct", "u/i/derived/d.jpg", "image/jpeg", 9, 4, 3, at)
+    assert await repo.add_derivative(direct)
+    read = (await repo.derivatives(image.id, ["direct"]))["direct"]  # SQLAlchemy's read
+    assert read == direct and read.created_at.tzinfo == UTC
     by_core = DerivativeRecord(image.id, "core", "u/i/derived/core.png", "image/png", 7, 2, 1, NOW)
     assert await repo._insert_new(transformed_images, vars(by_core))  # SQLAlchemy's write
     assert await repo.derivative(image.id, "core") == by_core
 
 
-async def test_lane_sees_what_transactions_commit(repo: Repository) -> None:
-    """The lane has its own connection(s): a delete committed through the engine shows at
-    once, and a row the lane wrote is gone with its image (the foreign key cascades)."""
+async def test_direct_sees_what_transactions_commit(repo: Repository) -> None:
+    """The direct path has its own connection(s): a delete committed through the engine shows at
+    once, and a row it wrote is gone with its image (the foreign key cascades)."""
     user_id = await make_user(repo)
     image = image_for(user_id)
     await repo.add_image(image, quota_bytes=10**9)
@@ -280,7 +280,7 @@ async def test_lane_sees_what_transactions_commit(repo: Repository) -> None:
     assert count == 0
 
 
-async def test_lane_records_a_derivative_once_under_concurrency(repo: Repository) -> None:
+async def test_direct_records_a_derivative_once_under_concurrency(repo: Repository) -> None:
     user_id = await make_user(repo)
     image = image_for(user_id)
     await repo.add_image(image, quota_bytes=10**9)

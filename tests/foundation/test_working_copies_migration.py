@@ -8,11 +8,11 @@ import secrets
 
 import sqlalchemy as sa
 
-from origin.metadata.database import Database
-from origin.metadata.migrations import LATEST, current_version, migrate
-from origin.metadata.repository import Repository
-from origin.metadata.tables import schema_version
 from origin.records import ImageRecord, WorkingCopy
+from origin.store.database import Database
+from origin.store.migrations import LATEST, current_version, migrate
+from origin.store.repository import Repository
+from origin.store.tables import schema_version
 from tests.foundation.records import NOW, image_columns, image_record, insert_old_row
 
 

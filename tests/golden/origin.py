@@ -16,13 +16,13 @@ from typing import Any
 
 from imgorigin.app import create_app
 from origin.handler import key_for, stored_key
-from origin.metadata.database import Database
-from origin.metadata.migrations import migrate
 from origin.path import MEDIA_TYPES
 from origin.policy import fill
 from origin.records import ImageRecord
 from origin.settings import Settings
 from origin.signing import sign_policy, sign_url
+from origin.store.database import Database
+from origin.store.migrations import migrate
 from tests.asgi import client
 from tests.golden.vectors import (
     IMAGE,

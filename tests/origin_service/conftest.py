@@ -21,12 +21,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from admin_api.auth import issue_access_token
 from imgorigin.app import create_app
 from origin.handler import Origin
-from origin.metadata.database import Database
-from origin.metadata.migrations import migrate
 from origin.records import ImageRecord
 from origin.runtime import Runtime
 from origin.settings import Settings
 from origin.signing import sign_url
+from origin.store.database import Database
+from origin.store.migrations import migrate
 from tests.asgi import client, lifespan
 from tests.conftest import OPERATOR_SECRET
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from origin.settings import Settings
-from origin.storage import LocalStorage
+from origin.store.objects import LocalStorage
 from tests.origin_service.conftest import Service, decode, metric, signed, start_service
 
 
@@ -146,7 +146,7 @@ class TestWithoutMemoryTier:
             async with other.runtime.db.write() as conn:  # ...but the row is gone
                 import sqlalchemy as sa
 
-                from origin.metadata.tables import transformed_images
+                from origin.store.tables import transformed_images
 
                 await conn.execute(
                     sa.delete(transformed_images).where(transformed_images.c.variant == etag)

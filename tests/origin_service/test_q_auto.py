@@ -20,10 +20,10 @@ import skimage
 import sqlalchemy as sa
 
 from origin import quality
-from origin.metadata.tables import auto_qualities, transformed_images
 from origin.records import ImageRecord
 from origin.runtime import Runtime
 from origin.settings import Settings
+from origin.store.tables import auto_qualities, transformed_images
 from tests.conftest import migrated_runtime, serving
 from tests.origin_service.conftest import Service, decode, metric, signed, start_service
 

@@ -10,22 +10,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection
-from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from origin.metadata.database import Database
-from origin.metadata.tables import (
-    auto_qualities,
-    images,
-    refresh_tokens,
-    signing_keys,
-    transformed_images,
-    users,
-)
 from origin.records import (
     Analysis,
     AutoQualityRecord,
@@ -38,6 +28,16 @@ from origin.records import (
     SigningKeyRecord,
     UserRecord,
     WorkingCopy,
+)
+from origin.store.database import Database
+from origin.store.derivative_index import ADD_DERIVATIVE, FIND_DERIVATIVE
+from origin.store.tables import (
+    auto_qualities,
+    images,
+    refresh_tokens,
+    signing_keys,
+    transformed_images,
+    users,
 )
 
 
@@ -114,15 +114,6 @@ def _derivative(row: sa.Row[Any]) -> DerivativeRecord:
 
 
 IMAGE_COLUMNS = [c for c in images.c if c.name != "seq"]
-
-# The derivative index's statements on the request path (origin.metadata.lane).
-FIND_DERIVATIVE = sa.select(
-    *(transformed_images.c[f.name] for f in fields(DerivativeRecord))
-).where(
-    transformed_images.c.image_id == sa.bindparam("image_id"),
-    transformed_images.c.variant == sa.bindparam("variant"),
-)
-ADD_DERIVATIVE = transformed_images.insert()
 
 
 class Repository:
@@ -290,8 +281,10 @@ class Repository:
     # ---- derivatives -------------------------------------------------------------------
 
     async def derivative(self, image_id: str, variant: str) -> DerivativeRecord | None:
-        """One derivative's row (the request path: origin.metadata.lane)."""
-        row = await self.db.lane.first(FIND_DERIVATIVE, {"image_id": image_id, "variant": variant})
+        """One derivative's row (the request path: origin.store.derivative_index)."""
+        row = await self.db.direct.first(
+            FIND_DERIVATIVE, {"image_id": image_id, "variant": variant}
+        )
         return None if row is None else DerivativeRecord(*row)
 
     async def derivatives(
@@ -310,8 +303,8 @@ class Repository:
 
     async def add_derivative(self, record: DerivativeRecord) -> bool:
         """Record a stored derivative; False when the image is gone or it is already recorded
-        (the request path: origin.metadata.lane)."""
-        return await self.db.lane.insert(ADD_DERIVATIVE, vars(record))
+        (the request path: origin.store.derivative_index)."""
+        return await self.db.direct.insert(ADD_DERIVATIVE, vars(record))
 
     async def _insert_new(self, table: sa.Table, values: dict[str, object]) -> bool:
         """Insert one row; False when a key or constraint says it cannot be (already there, or
