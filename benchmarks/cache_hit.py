@@ -153,7 +153,7 @@ async def prepare(env: dict[str, str]) -> str:
     async with open_runtime(settings) as runtime:
         await migrate(runtime.db)
         user_id = secrets.token_hex(16)
-        await runtime.repo.create_user(user_id, "bench@example.com", "x", datetime.now(UTC))
+        await runtime.users.create(user_id, "bench@example.com", "x", datetime.now(UTC))
         image_id, _ = await add_image(runtime, user_id, "jpeg", 1200, 900)
     return sign_url(f"/i/{image_id}/w_300,h_200,c_fill/bench.webp", OPERATOR_SECRET)
 

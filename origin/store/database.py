@@ -8,13 +8,15 @@ lock upgrade; read transactions use a plain deferred ``BEGIN``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection as SyncConnection
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from origin.permissions import create_private_file, make_private_dirs
@@ -90,6 +92,20 @@ class Database:
             await conn.execution_options(imgorigin_begin="BEGIN")
             async with conn.begin():
                 yield conn
+
+    async def insert_new(self, table: sa.Table, values: Mapping[str, object]) -> bool:
+        """Insert one row in its own transaction; False when a key or constraint says it
+        cannot be (already there, or what it belongs to is gone)."""
+        try:
+            async with self.write() as conn:
+                await conn.execute(table.insert().values(**values))
+        except IntegrityError:
+            return False
+        return True
+
+    async def ping(self) -> None:
+        async with self.read() as conn:
+            await conn.execute(sa.text("SELECT 1"))
 
     async def close(self) -> None:
         await self.direct.close()

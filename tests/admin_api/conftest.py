@@ -38,7 +38,7 @@ class Api:
         """A new user straight through the repository; its id and bearer headers."""
         user_id = secrets.token_hex(16)
         email = email or f"{user_id[:8]}@example.com"
-        await self.runtime.repo.create_user(user_id, email, self.password_hash, datetime.now(UTC))
+        await self.runtime.users.create(user_id, email, self.password_hash, datetime.now(UTC))
         return user_id, self.headers(user_id)
 
     def headers(self, user_id: str) -> dict[str, str]:

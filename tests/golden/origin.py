@@ -91,11 +91,11 @@ async def record(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         await db.close()
         async with client(create_app(settings)) as http:
             state = http.app_state  # type: ignore[attr-defined]
-            repo = state["runtime"].repo
-            await repo.create_user(USER, "golden@example.com", "!", datetime.now(UTC))
+            runtime = state["runtime"]
+            await runtime.users.create(USER, "golden@example.com", "!", datetime.now(UTC))
             quota = settings.user_quota_bytes
-            await repo.add_image(image(IMAGE, IMAGE_HASH, "jpeg", 4000, 3000), quota)
-            await repo.add_image(image(OVERLAY, OVERLAY_HASH, "png", 400, 100), quota)
+            await runtime.images.add(image(IMAGE, IMAGE_HASH, "jpeg", 4000, 3000), quota)
+            await runtime.images.add(image(OVERLAY, OVERLAY_HASH, "png", 400, 100), quota)
             return [await answer(http, state["origin"], r) for r in requests]
 
 

@@ -73,7 +73,7 @@ class Service:
 
     async def user(self) -> str:
         user_id = secrets.token_hex(16)
-        await self.runtime.repo.create_user(
+        await self.runtime.users.create(
             user_id, f"{user_id[:8]}@example.com", "x", datetime.now(UTC)
         )
         return user_id
@@ -124,7 +124,7 @@ async def add_image(
         content_hash=hashlib.sha256(data).hexdigest(),
         created_at=datetime.now(UTC),
     )
-    await runtime.repo.add_image(record, runtime.settings.user_quota_bytes)
+    await runtime.images.add(record, runtime.settings.user_quota_bytes)
     return image_id, user_id
 
 

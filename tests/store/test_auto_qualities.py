@@ -1,5 +1,6 @@
-"""q_auto choices in the metadata store (migration 3), on SQLite and PostgreSQL: the table is
-created on an older database, a choice is stored once, and it goes with its image."""
+"""q_auto choices in the store (origin.store.derivatives, migration 3), on SQLite and
+PostgreSQL: the table is created on an older database, a choice is stored once, and it goes
+with its image."""
 
 from __future__ import annotations
 
@@ -10,18 +11,20 @@ import sqlalchemy as sa
 
 from origin.records import AutoQualityRecord
 from origin.store.database import Database
+from origin.store.derivatives import Derivatives
+from origin.store.images import Images
 from origin.store.migrations import current_version, migrate
-from origin.store.repository import Repository
 from origin.store.tables import auto_qualities, schema_version
-from tests.foundation.records import NOW, image_record
+from origin.store.users import Users
+from tests.store.records import NOW, image_record
 
 
-async def add_image(repo: Repository) -> tuple[str, str]:
+async def add_image(db: Database) -> tuple[str, str]:
     user_id = secrets.token_hex(16)
-    await repo.create_user(user_id, f"{user_id[:8]}@example.com", "hash", NOW)
+    await Users(db).create(user_id, f"{user_id[:8]}@example.com", "hash", NOW)
     record = image_record(user_id)
     image_id = record.id
-    await repo.add_image(record, 10**9)
+    await Images(db).add(record, 10**9)
     return image_id, user_id
 
 
@@ -44,33 +47,35 @@ async def test_migration_3_creates_the_table_on_an_older_database(database: Data
     assert "auto_qualities" in await tables(database)
     assert await current_version(database) == before
     assert await migrate(database) == []
-    repo = Repository(database)
-    image_id, _ = await add_image(repo)
-    assert await repo.add_auto_quality(choice(image_id))
+    derivatives = Derivatives(database)
+    image_id, _ = await add_image(database)
+    assert await derivatives.add_auto_quality(choice(image_id))
 
 
 async def test_a_choice_is_stored_once(database: Database) -> None:
-    repo = Repository(database)
-    image_id, _ = await add_image(repo)
-    assert await repo.auto_quality(image_id, "c" * 64) is None
-    assert await repo.add_auto_quality(choice(image_id, quality=65))
-    assert not await repo.add_auto_quality(choice(image_id, quality=40))  # the first stays
-    assert await repo.auto_quality(image_id, "c" * 64) == choice(image_id, quality=65)
+    derivatives = Derivatives(database)
+    image_id, _ = await add_image(database)
+    assert await derivatives.auto_quality(image_id, "c" * 64) is None
+    assert await derivatives.add_auto_quality(choice(image_id, quality=65))
+    assert not await derivatives.add_auto_quality(choice(image_id, quality=40))  # the first stays
+    assert await derivatives.auto_quality(image_id, "c" * 64) == choice(image_id, quality=65)
     other = replace(choice(image_id), variant="d" * 64, format="avif", quality=55)
-    assert await repo.add_auto_quality(other)
-    assert await repo.auto_quality(image_id, "d" * 64) == other
+    assert await derivatives.add_auto_quality(other)
+    assert await derivatives.auto_quality(image_id, "d" * 64) == other
 
 
 async def test_choices_go_with_their_image(database: Database) -> None:
-    repo = Repository(database)
-    image_id, user_id = await add_image(repo)
-    kept_id, _ = await add_image(repo)
-    await repo.add_auto_quality(choice(image_id, "c" * 64))
-    await repo.add_auto_quality(choice(image_id, "d" * 64))
-    await repo.add_auto_quality(choice(kept_id, "c" * 64))
-    assert await repo.delete_image(image_id, user_id) is not None
+    derivatives = Derivatives(database)
+    image_id, user_id = await add_image(database)
+    kept_id, _ = await add_image(database)
+    await derivatives.add_auto_quality(choice(image_id, "c" * 64))
+    await derivatives.add_auto_quality(choice(image_id, "d" * 64))
+    await derivatives.add_auto_quality(choice(kept_id, "c" * 64))
+    assert await Images(database).delete(image_id, user_id) is not None
     async with database.read() as conn:
         left = (await conn.execute(sa.select(auto_qualities.c.image_id))).scalars().all()
     assert left == [kept_id]  # the foreign key cascades (SQLite has foreign keys on)
-    assert not await repo.add_auto_quality(choice(image_id, "e" * 64))  # no row without image
-    assert await repo.auto_quality(image_id, "e" * 64) is None
+    assert not await derivatives.add_auto_quality(
+        choice(image_id, "e" * 64)
+    )  # no row without image
+    assert await derivatives.auto_quality(image_id, "e" * 64) is None
