@@ -42,7 +42,8 @@ from origin.errors import (
     RateLimited,
     Unauthorized,
 )
-from origin.metadata.repository import (
+from origin.probe import Probe, probe_upload
+from origin.records import (
     Analysis,
     EmailTaken,
     ImageRecord,
@@ -51,10 +52,9 @@ from origin.metadata.repository import (
     Rotation,
     SigningKeyRecord,
 )
-from origin.probe import Probe, probe_upload
 from origin.runtime import Runtime
 from origin.signing import sign_url
-from origin.storage import ObjectMissing
+from origin.store.objects import ObjectMissing
 from origin.transforms.budget import output_size
 from origin.transforms.formats import EXTENSIONS, FILE_EXTENSIONS
 from origin.transforms.parse import parse_chain, parse_path
@@ -152,11 +152,11 @@ def valid_credentials(data: dict[str, Any]) -> tuple[str, str]:
 async def signup(request: Request) -> Response:
     email, password = valid_credentials(await read_json(request))
     runtime = runtime_of(request)
-    if await runtime.repo.user_by_email(email) is not None:
+    if await runtime.users.by_email(email) is not None:
         raise EmailInUse("an account with this email exists")
     password_hash = await auth.hash_password(password)
     try:
-        user = await runtime.repo.create_user(new_id(), email, password_hash, now())
+        user = await runtime.users.create(new_id(), email, password_hash, now())
     except EmailTaken:
         raise EmailInUse("an account with this email exists") from None
     body = {"id": user.id, "email": user.email, "created_at": user.created_at.isoformat()}
@@ -233,7 +233,7 @@ async def login(request: Request) -> Response:
     runtime = runtime_of(request)
     counters = LoginCounters.of(request, email)
     await throttle_login(request, counters)
-    user = await runtime.repo.user_by_email(email)
+    user = await runtime.users.by_email(email)
     valid = await auth.verify_password(password, user.password_hash if user else None)
     if user is None or not valid:
         await count_login_failure(request, counters)
@@ -241,7 +241,7 @@ async def login(request: Request) -> Response:
         log.warning("failed login from %s: %s", caller_address(request), reason)
         raise Unauthorized("email or password is wrong", code="invalid_credentials")
     token, token_hash = auth.new_refresh_token()
-    await runtime.repo.add_refresh_token(refresh_record(runtime, user.id, new_id(), token_hash))
+    await runtime.users.add_refresh_token(refresh_record(runtime, user.id, new_id(), token_hash))
     return JSONResponse(tokens_json(runtime, user.id, token))
 
 
@@ -252,7 +252,7 @@ async def refresh(request: Request) -> Response:
     token, token_hash = auth.new_refresh_token()
     # user_id and family_id of the successor are taken from the spent token by the repository
     successor = refresh_record(runtime, "", "", token_hash)
-    outcome, stored = await runtime.repo.rotate_refresh_token(
+    outcome, stored = await runtime.users.rotate_refresh_token(
         auth.refresh_token_hash(presented), successor, now()
     )
     if outcome is not Rotation.ROTATED or stored is None:
@@ -266,14 +266,14 @@ async def refresh(request: Request) -> Response:
 
 async def logout(request: Request) -> Response:
     token = string_field(await read_json(request), "refresh_token")
-    await runtime_of(request).repo.revoke_refresh_token(auth.refresh_token_hash(token), now())
+    await runtime_of(request).users.revoke_refresh_token(auth.refresh_token_hash(token), now())
     return Response(status_code=204)
 
 
 async def me(request: Request) -> Response:
     user_id = require_user(request)
     runtime = runtime_of(request)
-    user = await runtime.repo.user_by_id(user_id)
+    user = await runtime.users.by_id(user_id)
     if user is None:
         raise Unauthorized("the account no longer exists")
     return JSONResponse(
@@ -339,7 +339,7 @@ async def upload(request: Request) -> Response:
         raise PayloadTooLarge(
             f"the file is larger than the {settings.max_upload_size}-byte upload limit"
         )
-    user = await runtime.repo.user_by_id(user_id)
+    user = await runtime.users.by_id(user_id)
     if user is None:
         raise Unauthorized("the account no longer exists")
     uploaded = await read_file_field(
@@ -410,7 +410,7 @@ async def store_image(
         for key, body, media_type in objects:
             await runtime.storage.put(key, body, content_type=media_type)
             written.append(key)
-        await runtime.repo.add_image(image, runtime.settings.user_quota_bytes)
+        await runtime.images.add(image, runtime.settings.user_quota_bytes)
     except BaseException as exc:
         await remove_objects(runtime, written)
         if isinstance(exc, QuotaWouldBeExceeded):
@@ -452,7 +452,7 @@ async def list_images(request: Request) -> Response:
     user_id = require_user(request)
     page, limit = page_parameters(request)
     runtime = runtime_of(request)
-    items, total = await runtime.repo.list_images(user_id, offset=(page - 1) * limit, limit=limit)
+    items, total = await runtime.images.page(user_id, offset=(page - 1) * limit, limit=limit)
     return JSONResponse(
         {
             "items": [image_json(runtime, i) for i in items],
@@ -474,7 +474,7 @@ def image_id_of(request: Request) -> str:
 async def owned_image(request: Request) -> tuple[Runtime, ImageRecord]:
     user_id = require_user(request)
     runtime = runtime_of(request)
-    image = await runtime.repo.image(image_id_of(request), user_id=user_id)
+    image = await runtime.images.get(image_id_of(request), user_id=user_id)
     if image is None:
         raise NotFound("no such image")
     return runtime, image
@@ -515,7 +515,7 @@ async def download(request: Request) -> Response:
 async def delete_image(request: Request) -> Response:
     user_id = require_user(request)
     runtime = runtime_of(request)
-    removed = await runtime.repo.delete_image(image_id_of(request), user_id)
+    removed = await runtime.images.delete(image_id_of(request), user_id)
     if removed is None:
         raise NotFound("no such image")
     image, _ = removed  # every derivative is stored under the image's prefix
@@ -566,7 +566,7 @@ async def load_overlays(
 ) -> dict[str, bytes]:
     overlays = {}
     for overlay_id in image_ids:
-        overlay = await runtime.repo.image(overlay_id, user_id=user_id)
+        overlay = await runtime.images.get(overlay_id, user_id=user_id)
         if overlay is None:
             raise BadTransform(f"overlay image '{overlay_id}' not found")
         overlays[overlay_id] = await read_object(runtime, overlay.storage_key)
@@ -640,7 +640,7 @@ async def overlay_hashes(runtime: Runtime, image: ImageRecord, plan: Plan) -> tu
     """Content hashes of the chain's image overlays (part of a derivative's identity)."""
     hashes = []
     for overlay_id in plan.overlay_ids:
-        overlay = await runtime.repo.image(overlay_id, user_id=image.user_id)
+        overlay = await runtime.images.get(overlay_id, user_id=image.user_id)
         if overlay is None:
             raise BadTransform(f"overlay 'l_{overlay_id}' not found")
         hashes.append(overlay.content_hash)
@@ -676,7 +676,7 @@ async def srcset_variants(
         key_of(image.id, image.content_hash, p.plan.canonical(), EXTENSIONS[p.ext], overlays)
         for p in planned
     ]
-    stored = await runtime.repo.derivatives(image.id, [k.variant for k in keys])
+    stored = await runtime.derivatives.among(image.id, [k.variant for k in keys])
     by_format: dict[str, list[srcset.Variant]] = {}
     for p, key in zip(planned, keys, strict=True):
         same = by_format.setdefault(p.ext, [])
@@ -719,7 +719,7 @@ async def image_srcset(request: Request) -> Response:
 
 async def list_keys(request: Request) -> Response:
     user_id = require_user(request)
-    keys = await runtime_of(request).repo.signing_keys(user_id)
+    keys = await runtime_of(request).keys.of_user(user_id)
     return JSONResponse(
         {"items": [{"id": k.id, "created_at": k.created_at.isoformat()} for k in keys]}
     )
@@ -732,7 +732,7 @@ async def create_key(request: Request) -> Response:
     key = SigningKeyRecord(
         id=new_id(), user_id=user_id, secret=secrets.token_urlsafe(32), created_at=now()
     )
-    await runtime_of(request).repo.add_signing_key(key)
+    await runtime_of(request).keys.add(key)
     forget_user_keys(request, user_id)  # this process may hold the list without it
     body = {"id": key.id, "secret": key.secret, "created_at": key.created_at.isoformat()}
     return JSONResponse(body, status_code=201, headers={"Cache-Control": "no-store"})
@@ -742,7 +742,7 @@ async def delete_key(request: Request) -> Response:
     user_id = require_user(request)
     runtime = runtime_of(request)
     key_id = request.path_params["key_id"]
-    if not await runtime.repo.delete_signing_key(key_id, user_id):
+    if not await runtime.keys.delete(key_id, user_id):
         raise NotFound("no such key")
     forget_user_keys(request, user_id)
     return Response(status_code=204)

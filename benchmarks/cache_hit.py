@@ -143,17 +143,17 @@ def load_httpx(url: str, seconds: int, connections: int) -> float:
 
 async def prepare(env: dict[str, str]) -> str:
     """Migrate, add one user and one image; return the signed derivative path."""
-    from origin.metadata.migrations import migrate
     from origin.runtime import open_runtime
     from origin.settings import Settings
     from origin.signing import sign_url
+    from origin.store.migrations import migrate
     from tests.origin_service.conftest import add_image
 
     settings = Settings.from_environ(env)
     async with open_runtime(settings) as runtime:
         await migrate(runtime.db)
         user_id = secrets.token_hex(16)
-        await runtime.repo.create_user(user_id, "bench@example.com", "x", datetime.now(UTC))
+        await runtime.users.create(user_id, "bench@example.com", "x", datetime.now(UTC))
         image_id, _ = await add_image(runtime, user_id, "jpeg", 1200, 900)
     return sign_url(f"/i/{image_id}/w_300,h_200,c_fill/bench.webp", OPERATOR_SECRET)
 

@@ -62,8 +62,8 @@ def renderers(
     the original. Returns those renders, the nominal request's (the first path's) render
     from the original when a copy serves it (else None), and that copy's name."""
     from origin import pyramid
-    from origin.metadata.repository import WorkingCopy
     from origin.probe import probe_upload
+    from origin.records import WorkingCopy
     from origin.render import StandIn, render
     from origin.transforms.parse import parse_path
 

@@ -188,8 +188,8 @@ def seed(env: dict[str, str], images: dict[str, Path], working_copies: bool = Tr
     own ``store_image``); ``working_copies=False`` stores the originals alone."""
     from admin_api.endpoints import store_image
     from origin import pyramid
-    from origin.metadata.repository import ImageRecord
     from origin.probe import probe_upload
+    from origin.records import ImageRecord
     from origin.runtime import open_runtime
     from origin.settings import Settings
 
@@ -199,7 +199,7 @@ def seed(env: dict[str, str], images: dict[str, Path], working_copies: bool = Tr
     async def go() -> None:
         async with open_runtime(settings) as runtime:
             now = datetime.now(UTC)
-            await runtime.repo.create_user(user_id, "bench@example.invalid", "!", now)
+            await runtime.users.create(user_id, "bench@example.invalid", "!", now)
             for name, path in images.items():
                 data = path.read_bytes()
                 probe = probe_upload(data, max_source_pixels=settings.max_source_pixels)

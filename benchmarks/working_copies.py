@@ -35,7 +35,7 @@ sys.path.insert(0, sys.argv[1])
 from origin.vips import configure_libvips
 configure_libvips()
 from origin import pyramid
-from origin.metadata.repository import WorkingCopy
+from origin.records import WorkingCopy
 from origin.transforms.limits import DEFAULT_LIMITS
 from origin.transforms.parse import parse_path
 from origin.render import StandIn, render

@@ -13,11 +13,11 @@ import sys
 from collections.abc import Sequence
 
 from imgorigin.gc import DEFAULT_MIN_AGE_SECONDS, collect_garbage
-from origin.metadata.database import Database
-from origin.metadata.migrations import migrate
 from origin.runtime import open_runtime
 from origin.settings import Settings, SettingsError
 from origin.signing import sign_policy, sign_url
+from origin.store.database import Database
+from origin.store.migrations import migrate
 
 
 def _parser() -> argparse.ArgumentParser:

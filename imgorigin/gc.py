@@ -12,7 +12,7 @@ import contextlib
 import time
 
 from origin.runtime import Runtime
-from origin.storage import LocalStorage
+from origin.store.objects import LocalStorage
 
 DEFAULT_MIN_AGE_SECONDS = 3600
 
@@ -25,7 +25,7 @@ async def collect_garbage(
     # Objects are listed before rows are read: an object whose row commits in between is
     # then seen as referenced, never removed.
     candidates = [info async for info in runtime.storage.objects() if info.modified <= cutoff]
-    referenced = await runtime.repo.referenced_keys()
+    referenced = await runtime.images.referenced_keys()
     removed = []
     for info in candidates:
         if info.key not in referenced:

@@ -29,8 +29,8 @@ from origin import vips
 from origin.blurhash import blurhash
 from origin.decode import read_header
 from origin.errors import OriginError
-from origin.metadata.repository import Analysis
 from origin.pixels import has_alpha, to_srgb
+from origin.records import Analysis
 from origin.transforms.limits import DEFAULT_LIMITS, Limits
 
 log = logging.getLogger(__name__)

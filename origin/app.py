@@ -54,7 +54,7 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     runtime: Runtime = request.state.runtime
-    checks = {"database": runtime.repo.ping(), "storage": runtime.storage.ping()}
+    checks = {"database": runtime.db.ping(), "storage": runtime.storage.ping()}
     results: dict[str, str] = {}
     for name, check in checks.items():
         try:

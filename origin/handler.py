@@ -51,12 +51,12 @@ from origin.errors import (
 from origin.hints import ACCEPT_CH, NO_HINTS, Hints, resolve, vary
 from origin.hints import HEADERS as HINT_HEADERS
 from origin.lookup import Lookup, Source
-from origin.metadata.repository import Analysis, AutoQualityRecord, DerivativeRecord
 from origin.metrics import Metrics
 from origin.policy import check_allowed, parse_policy, signed_text, template_of
+from origin.records import Analysis, AutoQualityRecord, DerivativeRecord
 from origin.runtime import Runtime
 from origin.signing import verify
-from origin.storage import Blocking, ObjectMissing
+from origin.store.objects import Blocking, ObjectMissing
 from origin.transforms.budget import output_size
 from origin.transforms.formats import FILE_EXTENSIONS, MEDIA_TYPES, negotiated_format
 from origin.transforms.parse import parse_path
@@ -261,7 +261,7 @@ class Origin:
     async def from_store(self, key: Key, source: Source) -> Derivative | None:
         """A derivative recorded in ``transformed_images`` whose object is there and whole."""
         runtime = self.runtime
-        record = await runtime.repo.derivative(source.image_id, key.variant)
+        record = await runtime.derivatives.get(source.image_id, key.variant)
         if record is None:
             return None
         try:
@@ -373,7 +373,7 @@ class Origin:
         target = self.runtime.settings.auto_quality_ssim
         if not plan.auto_quality or key.format not in quality.RANGES:
             return quality.AutoQuality(target)
-        record = await self.runtime.repo.auto_quality(source.image_id, key.choice)
+        record = await self.runtime.derivatives.auto_quality(source.image_id, key.choice)
         return quality.AutoQuality(target, None if record is None else record.quality)
 
     def remember(self, key: Key, source: Source, choice: quality.Choice) -> None:
@@ -399,7 +399,7 @@ class Origin:
 
     async def keep_choice(self, record: AutoQualityRecord) -> None:
         try:
-            await self.runtime.repo.add_auto_quality(record)
+            await self.runtime.derivatives.add_auto_quality(record)
         except Exception:  # the answer is out; the next render without the row searches again
             log.exception("could not store the q_auto choice for image %s", record.image_id)
 
@@ -457,8 +457,8 @@ class Origin:
                 await runtime.storage.put(
                     storage_key, made.body, content_type=made.media_type, durable=False
                 )
-            added = await runtime.repo.add_derivative(record)
-            if not added and await runtime.repo.derivative(source.image_id, key.variant) is None:
+            added = await runtime.derivatives.add(record)
+            if not added and await runtime.derivatives.get(source.image_id, key.variant) is None:
                 await runtime.storage.delete(storage_key)  # the image was deleted meanwhile
         except Exception:  # the answer is already out; the next miss renders again
             log.exception("could not store derivative %s", storage_key)
@@ -763,7 +763,7 @@ def start_origin(runtime: Runtime, metrics: Metrics) -> Origin:
     origin = Origin(
         runtime=runtime,
         metrics=metrics,
-        lookup=Lookup(runtime.repo),
+        lookup=Lookup(runtime.images, runtime.keys),
         memory=MemoryCache(runtime.settings.cache_max_bytes),
         operator_keys=tuple(k.secret for k in runtime.settings.url_signing_keys),
     )

@@ -19,7 +19,6 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from decimal import Decimal
 
-DEFAULT_AUTO_WIDTHS = (160, 320, 480, 640, 768, 1024, 1280, 1536, 1920, 2560)
 DPR_STEPS = (Decimal(1), Decimal("1.5"), Decimal(2), Decimal(3), Decimal(4))
 # Sent with every answer whose URL uses w_auto or dpr_auto (see docs/responsive.md: browsers
 # act on Accept-CH only in a page's own answer, so this is for the record and for proxies).

@@ -22,7 +22,7 @@ from typing import Protocol
 from cachetools import TTLCache
 
 from origin.cache import Flights
-from origin.metadata.repository import Analysis, ImageRecord, SigningKeyRecord, WorkingCopy
+from origin.records import Analysis, ImageRecord, SigningKeyRecord, WorkingCopy
 
 TTL_SECONDS = 3.0
 MAX_ENTRIES = 100_000
@@ -42,16 +42,24 @@ class Source:
     working_copies: tuple[WorkingCopy, ...] = ()  # origin.pyramid: smallest first
 
 
-class Records(Protocol):
-    async def image(self, image_id: str, *, user_id: str | None = None) -> ImageRecord | None: ...
-    async def signing_keys(self, user_id: str) -> list[SigningKeyRecord]: ...
+class Images(Protocol):  # origin.store.images
+    async def get(self, image_id: str, *, user_id: str | None = None) -> ImageRecord | None: ...
+
+
+class Keys(Protocol):  # origin.store.keys
+    async def of_user(self, user_id: str) -> list[SigningKeyRecord]: ...
 
 
 class Lookup:
     def __init__(
-        self, repo: Records, ttl: float = TTL_SECONDS, max_entries: int = MAX_ENTRIES
+        self,
+        images: Images,
+        keys: Keys,
+        ttl: float = TTL_SECONDS,
+        max_entries: int = MAX_ENTRIES,
     ) -> None:
-        self.repo = repo
+        self.image_rows = images
+        self.key_rows = keys
         self._images: TTLCache[str, Source | None] = TTLCache(max_entries, ttl)
         self._keys: TTLCache[str, tuple[bytes, ...]] = TTLCache(max_entries, ttl)
         self._epoch = 0
@@ -75,7 +83,7 @@ class Lookup:
 
     async def _read_image(self, image_id: str, epoch: int) -> Source | None:
         self.queries += 1
-        record = await self.repo.image(image_id)
+        record = await self.image_rows.get(image_id)
         source = None if record is None else _source(record)
         if epoch == self._epoch:
             self._images[image_id] = source
@@ -92,7 +100,7 @@ class Lookup:
 
     async def _read_keys(self, user_id: str, epoch: int) -> tuple[bytes, ...]:
         self.queries += 1
-        keys = tuple(k.secret.encode("utf-8") for k in await self.repo.signing_keys(user_id))
+        keys = tuple(k.secret.encode("utf-8") for k in await self.key_rows.of_user(user_id))
         if epoch == self._epoch:
             self._keys[user_id] = keys
         return keys

@@ -32,9 +32,9 @@ import pyvips
 
 from origin import vips
 from origin.errors import OriginError
-from origin.metadata.repository import WorkingCopy
 from origin.pixels import has_alpha, scale_to, to_srgb
 from origin.probe import Probe
+from origin.records import WorkingCopy
 from origin.render import first_resize
 from origin.transforms.geometry import plan_geometry
 from origin.transforms.limits import Limits

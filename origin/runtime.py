@@ -6,10 +6,13 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
-from origin.metadata.database import Database
-from origin.metadata.repository import Repository
 from origin.settings import Settings
-from origin.storage import Storage, open_storage
+from origin.store.database import Database
+from origin.store.derivatives import Derivatives
+from origin.store.images import Images
+from origin.store.keys import SigningKeys
+from origin.store.objects import Storage, open_storage
+from origin.store.users import Users
 from origin.transforms.limits import Limits
 from origin.workers import VipsPool
 
@@ -18,7 +21,10 @@ from origin.workers import VipsPool
 class Runtime:
     settings: Settings
     db: Database
-    repo: Repository
+    users: Users
+    images: Images
+    derivatives: Derivatives
+    keys: SigningKeys
     storage: Storage
     pool: VipsPool
     limits: Limits
@@ -34,7 +40,10 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         yield Runtime(
             settings=settings,
             db=db,
-            repo=Repository(db),
+            users=Users(db),
+            images=Images(db),
+            derivatives=Derivatives(db),
+            keys=SigningKeys(db),
             storage=storage,
             pool=VipsPool(settings.concurrency, settings.queue_max, settings.queue_timeout_seconds),
             limits=limits_of(settings),

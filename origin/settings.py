@@ -21,11 +21,12 @@ from types import MappingProxyType
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from origin.hints import DEFAULT_AUTO_WIDTHS
 from origin.permissions import make_private_dirs
 
 T = TypeVar("T")
 
+# The widths w_auto snaps up to (origin/hints.py) when AUTO_WIDTHS is not set.
+DEFAULT_AUTO_WIDTHS = (160, 320, 480, 640, 768, 1024, 1280, 1536, 1920, 2560)
 # q_auto's SSIM target (origin/quality.py; the choice is explained in docs/responsive.md).
 DEFAULT_AUTO_QUALITY_SSIM = 0.96
 # Production refuses a JWT_SECRET or URL-signing secret shorter than this (bytes, UTF-8).

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from origin.metadata.database import Database
-from origin.metadata.migrations import migrate
 from origin.runtime import Runtime, open_runtime
 from origin.settings import Settings
+from origin.store.database import Database
+from origin.store.migrations import migrate
 
 REQUIRE_ALL = os.environ.get("REQUIRE_ALL_BACKENDS") == "1"
 AWS_TEST_CREDENTIALS = {

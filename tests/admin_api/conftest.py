@@ -19,10 +19,10 @@ import pyvips
 
 from admin_api.auth import hash_password, issue_access_token
 from imgorigin.app import create_app
-from origin.metadata.database import Database
-from origin.metadata.migrations import migrate
 from origin.runtime import Runtime
 from origin.settings import Settings
+from origin.store.database import Database
+from origin.store.migrations import migrate
 from tests.asgi import client
 
 PASSWORD = "correct horse battery"
@@ -38,7 +38,7 @@ class Api:
         """A new user straight through the repository; its id and bearer headers."""
         user_id = secrets.token_hex(16)
         email = email or f"{user_id[:8]}@example.com"
-        await self.runtime.repo.create_user(user_id, email, self.password_hash, datetime.now(UTC))
+        await self.runtime.users.create(user_id, email, self.password_hash, datetime.now(UTC))
         return user_id, self.headers(user_id)
 
     def headers(self, user_id: str) -> dict[str, str]:

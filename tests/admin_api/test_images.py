@@ -70,7 +70,7 @@ async def test_upload_each_format(api: Api, fmt: str) -> None:
     assert await object_keys(api) == [key]
     assert await api.runtime.storage.get(key) == data
     assert await usage(api, headers) == (1, len(data))
-    record = await api.runtime.repo.image(image["id"])
+    record = await api.runtime.images.get(image["id"])
     assert record is not None and record.content_hash == hashlib.sha256(data).hexdigest()
 
 

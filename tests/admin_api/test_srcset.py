@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from admin_api.srcset import chain_with_width, default_widths
 from origin.analysis import source_summary
 from origin.blurhash import placeholder_png
-from origin.metadata.tables import images, transformed_images
+from origin.store.tables import images, transformed_images
 from tests.admin_api.conftest import Api
 from tests.admin_api.test_auth import assert_error
 from tests.admin_api.test_images import operator_signed
@@ -220,7 +220,7 @@ async def test_the_picture_element(api: Api) -> None:
     assert img["src"] == jpg["url"] and img["srcset"] == answer["srcset"]["jpg"]
     assert (img["width"], img["height"]) == ("300", str(jpg["height"]))
     assert img["alt"] == alt and img["loading"] == "lazy" and img["decoding"] == "async"
-    record = await api.runtime.repo.image(image_id)
+    record = await api.runtime.images.get(image_id)
     assert record is not None and record.analysis is not None
     placeholder = answer["placeholder"]
     assert placeholder["blurhash"] == record.analysis.blurhash

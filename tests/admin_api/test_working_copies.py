@@ -49,7 +49,7 @@ def solid_jpeg(width: int, height: int, colour: list[int]) -> bytes:
 
 async def test_upload_writes_the_working_copies_outside_the_quota(api: Api) -> None:
     user_id, image_id, headers, data = await upload_big(api)
-    record = await api.runtime.repo.image(image_id)
+    record = await api.runtime.images.get(image_id)
     assert record is not None
     prefix = f"{user_id}/{image_id}"
     assert [(c.width, c.height, c.storage_key) for c in record.working_copies] == [
@@ -78,7 +78,7 @@ async def test_small_and_gif_originals_get_none(api: Api, data: bytes) -> None:
     _, headers = await api.user()
     answer = await api.upload(headers, data)
     assert answer.status_code == 201, answer.text
-    record = await api.runtime.repo.image(answer.json()["id"])
+    record = await api.runtime.images.get(answer.json()["id"])
     assert record is not None and record.working_copies == ()
     assert len(await object_keys(api)) == 1
 
@@ -128,7 +128,7 @@ async def test_gc_keeps_working_copies_of_a_stored_image_and_removes_orphaned_on
     assert await collect_garbage(api.runtime, min_age=0) == []
     assert await object_keys(api) == before
     # A crash between a delete's rows and its objects: the rows are gone, the objects stay.
-    assert await api.runtime.repo.delete_image(image_id, user_id) is not None
+    assert await api.runtime.images.delete(image_id, user_id) is not None
     removed = await collect_garbage(api.runtime, min_age=0)
     assert sorted(removed) == before
     assert await object_keys(api) == []

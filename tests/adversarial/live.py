@@ -51,9 +51,7 @@ async def new_user(env: dict[str, str]) -> tuple[str, dict[str, str]]:
     """A user made through the real repository (no bcrypt: it never logs in)."""
     user_id = secrets.token_hex(16)
     async with open_runtime(Settings.from_environ(env)) as runtime:
-        await runtime.repo.create_user(
-            user_id, f"{user_id[:8]}@example.com", "x", datetime.now(UTC)
-        )
+        await runtime.users.create(user_id, f"{user_id[:8]}@example.com", "x", datetime.now(UTC))
     token = issue_access_token(user_id, JWT_SECRET, 3600).token
     return user_id, {"Authorization": f"Bearer {token}"}
 

@@ -41,13 +41,13 @@ from tests.conftest import OPERATOR_SECRET, serve
 async def check_consistency(runtime: Runtime, users: list[str]) -> tuple[set[str], set[str]]:
     """Every row has its whole object and the usage counters add up; (objects, row keys)."""
     objects = {info.key: info.size async for info in runtime.storage.objects()}
-    referenced = await runtime.repo.referenced_keys()
+    referenced = await runtime.images.referenced_keys()
     missing = referenced - set(objects)
     assert not missing, f"rows without their object: {sorted(missing)}"
     for user_id in users:
-        user = await runtime.repo.user_by_id(user_id)
+        user = await runtime.users.by_id(user_id)
         assert user is not None
-        records, total = await runtime.repo.list_images(user_id, offset=0, limit=1000)
+        records, total = await runtime.images.page(user_id, offset=0, limit=1000)
         assert user.image_count == total == len(records)
         assert user.storage_used_bytes == sum(r.size_bytes for r in records)
         for record in records:

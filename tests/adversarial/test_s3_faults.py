@@ -128,7 +128,7 @@ def assert_pool_free(api: Api) -> None:
 
 
 async def rows(api: Api) -> set[str]:
-    return await api.runtime.repo.referenced_keys()
+    return await api.runtime.images.referenced_keys()
 
 
 MODES = ["hang", "refuse"]

@@ -63,7 +63,7 @@ bodies = st.one_of(
 
 async def check_no_half_state(api: Api) -> None:
     objects = {info.key async for info in api.runtime.storage.objects()}
-    rows = await api.runtime.repo.referenced_keys()
+    rows = await api.runtime.images.referenced_keys()
     assert objects == rows, (sorted(objects - rows), sorted(rows - objects))
 
 

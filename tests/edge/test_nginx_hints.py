@@ -14,8 +14,9 @@ import httpx
 import pytest
 import pyvips
 
-from origin.hints import DEFAULT_AUTO_WIDTHS, snap_dpr, snap_width
+from origin.hints import snap_dpr, snap_width
 from origin.policy import fill
+from origin.settings import DEFAULT_AUTO_WIDTHS
 from origin.signing import sign_policy, sign_url
 from tests.edge.conftest import Edge, upload_as_new_user
 from tests.origin_service.conftest import encoded

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from origin.metadata.repository import ImageRecord
+from origin.records import ImageRecord
 from origin.runtime import open_runtime
 from origin.settings import Settings
 from origin.signing import signature
@@ -124,7 +124,7 @@ def test_gc_removes_only_orphans(base_env: dict[str, str]) -> None:
 
     async def prepare() -> None:
         async with open_runtime(settings) as runtime:
-            await runtime.repo.create_user(user_id, "gc@example.com", "h", datetime.now(UTC))
+            await runtime.users.create(user_id, "gc@example.com", "h", datetime.now(UTC))
             await runtime.storage.put(kept_key, b"kept")
             await runtime.storage.put(orphan_key, b"orphan")
             record = ImageRecord(
@@ -140,7 +140,7 @@ def test_gc_removes_only_orphans(base_env: dict[str, str]) -> None:
                 "0" * 64,
                 datetime.now(UTC),
             )
-            await runtime.repo.add_image(record, quota_bytes=100)
+            await runtime.images.add(record, quota_bytes=100)
 
     assert command(base_env, "migrate").returncode == 0
     asyncio.run(prepare())

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from origin.metadata.database import Database
-from origin.metadata.migrations import migrate
-from origin.metadata.repository import Repository
 from origin.settings import Settings
-from origin.storage import LocalStorage
+from origin.store.database import Database
+from origin.store.migrations import migrate
+from origin.store.objects import LocalStorage
+from origin.store.users import Users
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ async def test_sqlite_database_with_its_wal_and_shm(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{path}")
     try:
         await migrate(db)
-        await Repository(db).create_user("u1", "me@example.com", "hash", datetime.now(UTC))
+        await Users(db).create("u1", "me@example.com", "hash", datetime.now(UTC))
         names = sorted(p.name for p in path.parent.iterdir())
         assert names == ["imgorigin.db", "imgorigin.db-shm", "imgorigin.db-wal"]
         assert {name: mode(path.parent / name) for name in names} == dict.fromkeys(names, 0o600)

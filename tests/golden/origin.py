@@ -16,12 +16,12 @@ from typing import Any
 
 from imgorigin.app import create_app
 from origin.handler import key_for, stored_key
-from origin.metadata.database import Database
-from origin.metadata.migrations import migrate
-from origin.metadata.repository import ImageRecord
 from origin.policy import fill
+from origin.records import ImageRecord
 from origin.settings import Settings
 from origin.signing import sign_policy, sign_url
+from origin.store.database import Database
+from origin.store.migrations import migrate
 from origin.transforms.formats import MEDIA_TYPES
 from tests.asgi import client
 from tests.golden.vectors import (
@@ -91,11 +91,11 @@ async def record(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         await db.close()
         async with client(create_app(settings)) as http:
             state = http.app_state  # type: ignore[attr-defined]
-            repo = state["runtime"].repo
-            await repo.create_user(USER, "golden@example.com", "!", datetime.now(UTC))
+            runtime = state["runtime"]
+            await runtime.users.create(USER, "golden@example.com", "!", datetime.now(UTC))
             quota = settings.user_quota_bytes
-            await repo.add_image(image(IMAGE, IMAGE_HASH, "jpeg", 4000, 3000), quota)
-            await repo.add_image(image(OVERLAY, OVERLAY_HASH, "png", 400, 100), quota)
+            await runtime.images.add(image(IMAGE, IMAGE_HASH, "jpeg", 4000, 3000), quota)
+            await runtime.images.add(image(OVERLAY, OVERLAY_HASH, "png", 400, 100), quota)
             return [await answer(http, state["origin"], r) for r in requests]
 
 

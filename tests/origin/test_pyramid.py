@@ -22,9 +22,9 @@ import skimage
 from skimage.metrics import structural_similarity
 
 from origin import pyramid
-from origin.metadata.repository import WorkingCopy
 from origin.pixels import scale_to, to_srgb
 from origin.probe import probe_upload
+from origin.records import WorkingCopy
 from origin.render import Rendered, StandIn, render
 from origin.transforms.limits import DEFAULT_LIMITS
 from origin.transforms.parse import parse_path

@@ -21,12 +21,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from admin_api.auth import issue_access_token
 from imgorigin.app import create_app
 from origin.handler import Origin
-from origin.metadata.database import Database
-from origin.metadata.migrations import migrate
-from origin.metadata.repository import ImageRecord
+from origin.records import ImageRecord
 from origin.runtime import Runtime
 from origin.settings import Settings
 from origin.signing import sign_url
+from origin.store.database import Database
+from origin.store.migrations import migrate
 from tests.asgi import client, lifespan
 from tests.conftest import OPERATOR_SECRET
 
@@ -73,7 +73,7 @@ class Service:
 
     async def user(self) -> str:
         user_id = secrets.token_hex(16)
-        await self.runtime.repo.create_user(
+        await self.runtime.users.create(
             user_id, f"{user_id[:8]}@example.com", "x", datetime.now(UTC)
         )
         return user_id
@@ -124,7 +124,7 @@ async def add_image(
         content_hash=hashlib.sha256(data).hexdigest(),
         created_at=datetime.now(UTC),
     )
-    await runtime.repo.add_image(record, runtime.settings.user_quota_bytes)
+    await runtime.images.add(record, runtime.settings.user_quota_bytes)
     return image_id, user_id
 
 

@@ -106,5 +106,5 @@ async def _user(runtime: Any) -> str:
     from datetime import UTC, datetime
 
     user_id = secrets.token_hex(16)
-    await runtime.repo.create_user(user_id, f"{user_id[:8]}@example.com", "x", datetime.now(UTC))
+    await runtime.users.create(user_id, f"{user_id[:8]}@example.com", "x", datetime.now(UTC))
     return user_id

@@ -209,7 +209,7 @@ async def test_a_client_gone_mid_render_stops_it(raw_app: tuple[Any, Any]) -> No
     app, state = raw_app
     runtime, origin = state["runtime"], state["origin"]
     user_id = secrets.token_hex(16)
-    await runtime.repo.create_user(user_id, f"{user_id[:8]}@example.com", "x", datetime.now(UTC))
+    await runtime.users.create(user_id, f"{user_id[:8]}@example.com", "x", datetime.now(UTC))
     image_id, _ = await add_image(runtime, user_id, "png", 2000, 1500)
     scope = get_scope(signed(f"/i/{image_id}/{HEAVY}/a.png"), state)
     inbox: list[dict[str, Any]] = [{"type": "http.request", "body": b"", "more_body": False}]

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from origin.settings import Settings
-from origin.storage import LocalStorage
+from origin.store.objects import LocalStorage
 from tests.origin_service.conftest import Service, decode, metric, signed, start_service
 
 
@@ -73,7 +73,7 @@ class TestWithoutMemoryTier:
         assert await service.metric("imgorigin_cache_hits_total", tier="store") == 1
         assert await service.metric("imgorigin_cache_hits_total", tier="memory") == 0
         variant = second.headers["etag"].strip('"')
-        record = await service.runtime.repo.derivative(image_id, variant)
+        record = await service.runtime.derivatives.get(image_id, variant)
         assert record is not None
         assert record.storage_key == f"{owner}/{image_id}/derived/{variant}.jpg"
         assert (record.width, record.height, record.size_bytes) == (90, 68, len(first.content))
@@ -88,7 +88,7 @@ class TestWithoutMemoryTier:
         first = await service.get(url)
         await service.origin.drain()
         variant = first.headers["etag"].strip('"')
-        record = await service.runtime.repo.derivative(image_id, variant)
+        record = await service.runtime.derivatives.get(image_id, variant)
         assert record is not None
         await service.runtime.storage.put(record.storage_key, bytes(record.size_bytes))
         second = await service.get(url)
@@ -115,13 +115,13 @@ class TestWithoutMemoryTier:
         await service.origin.drain()
         assert first.status_code == 200 and decode(first.content).width == 60
         variant = first.headers["etag"].strip('"')
-        assert await service.runtime.repo.derivative(image_id, variant) is None
+        assert await service.runtime.derivatives.get(image_id, variant) is None
         blocker.unlink()
         second = await service.get(url)
         await service.origin.drain()
         assert second.content == first.content
         assert await renders(service) == 2
-        record = await service.runtime.repo.derivative(image_id, variant)
+        record = await service.runtime.derivatives.get(image_id, variant)
         assert record is not None and record.size_bytes == len(first.content)
         assert (storage.root / record.storage_key).read_bytes() == first.content
 
@@ -146,7 +146,7 @@ class TestWithoutMemoryTier:
             async with other.runtime.db.write() as conn:  # ...but the row is gone
                 import sqlalchemy as sa
 
-                from origin.metadata.tables import transformed_images
+                from origin.store.tables import transformed_images
 
                 await conn.execute(
                     sa.delete(transformed_images).where(transformed_images.c.variant == etag)

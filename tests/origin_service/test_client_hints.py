@@ -11,8 +11,8 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from origin.hints import DEFAULT_AUTO_WIDTHS, snap_dpr, snap_width
-from origin.settings import Settings, SettingsError
+from origin.hints import snap_dpr, snap_width
+from origin.settings import DEFAULT_AUTO_WIDTHS, Settings, SettingsError
 from tests.origin_service.conftest import Service, decode, pixel, signed, start_service
 
 RED, GREEN, BLUE, YELLOW = [230, 30, 30], [30, 200, 30], [30, 30, 220], [240, 230, 20]

@@ -83,7 +83,7 @@ async def test_a_deletion_elsewhere_reaches_a_hot_url_within_five_seconds(
     image_id, owner = await service.image()
     url = signed(f"/i/{image_id}/w_30/a.png")
     await hot_twice(service, url)
-    assert await service.runtime.repo.delete_image(image_id, owner) is not None
+    assert await service.runtime.images.delete(image_id, owner) is not None
     began = time.monotonic()
     while (answer := await service.get(url)).status_code == 200:
         assert time.monotonic() - began < 5.0, "still served 5 s after the deletion"

@@ -25,7 +25,7 @@ async def test_deletion_reaches_every_process_within_five_seconds(
         from datetime import UTC, datetime
 
         owner = "ab" * 16
-        await runtime.repo.create_user(owner, "live@example.com", "x", datetime.now(UTC))
+        await runtime.users.create(owner, "live@example.com", "x", datetime.now(UTC))
         image_id, _ = await add_image(runtime, owner)
     token = issue_access_token(owner, settings.jwt_secret, 600).token
     url = signed(f"/i/{image_id}/w_100,h_100,c_fill/a.webp")

@@ -20,10 +20,10 @@ import skimage
 import sqlalchemy as sa
 
 from origin import quality
-from origin.metadata.repository import ImageRecord
-from origin.metadata.tables import auto_qualities, transformed_images
+from origin.records import ImageRecord
 from origin.runtime import Runtime
 from origin.settings import Settings
+from origin.store.tables import auto_qualities, transformed_images
 from tests.conftest import migrated_runtime, serving
 from tests.origin_service.conftest import Service, decode, metric, signed, start_service
 
@@ -39,7 +39,7 @@ async def add_photo(runtime: Runtime, user_id: str | None = None) -> tuple[str, 
     """The photograph stored as an upload would store it: (image id, owner id)."""
     if user_id is None:
         user_id = secrets.token_hex(16)
-        await runtime.repo.create_user(user_id, f"{user_id[:8]}@x.io", "x", datetime.now(UTC))
+        await runtime.users.create(user_id, f"{user_id[:8]}@x.io", "x", datetime.now(UTC))
     data = photo_bytes()
     header = pyvips.Image.new_from_buffer(data, "")
     image_id = secrets.token_hex(16)
@@ -58,7 +58,7 @@ async def add_photo(runtime: Runtime, user_id: str | None = None) -> tuple[str, 
         content_hash=hashlib.sha256(data).hexdigest(),
         created_at=datetime.now(UTC),
     )
-    await runtime.repo.add_image(record, runtime.settings.user_quota_bytes)
+    await runtime.images.add(record, runtime.settings.user_quota_bytes)
     return image_id, user_id
 
 

@@ -8,11 +8,13 @@ import secrets
 
 import sqlalchemy as sa
 
-from origin.metadata.database import Database
-from origin.metadata.migrations import LATEST, current_version, migrate
-from origin.metadata.repository import ImageRecord, Repository, WorkingCopy
-from origin.metadata.tables import schema_version
-from tests.foundation.records import NOW, image_columns, image_record, insert_old_row
+from origin.records import ImageRecord, WorkingCopy
+from origin.store.database import Database
+from origin.store.images import Images
+from origin.store.migrations import LATEST, current_version, migrate
+from origin.store.tables import schema_version
+from origin.store.users import Users
+from tests.store.records import NOW, image_columns, image_record, insert_old_row
 
 
 def record(user_id: str, copies: tuple[WorkingCopy, ...] = ()) -> ImageRecord:
@@ -29,9 +31,9 @@ async def before_migration_4(db: Database) -> None:
 
 
 async def test_migration_4_adds_the_column_to_an_older_database(database: Database) -> None:
-    repo = Repository(database)
+    users, images = Users(database), Images(database)
     user_id = secrets.token_hex(16)
-    await repo.create_user(user_id, "old@example.com", "hash", NOW)
+    await users.create(user_id, "old@example.com", "hash", NOW)
     await before_migration_4(database)
     assert "working_copies" not in await image_columns(database)
     old = record(user_id)
@@ -43,7 +45,7 @@ async def test_migration_4_adds_the_column_to_an_older_database(database: Databa
     assert await current_version(database) == LATEST
     assert await migrate(database) == []
 
-    stored = await repo.image(old.id)
+    stored = await images.get(old.id)
     assert stored is not None and stored.working_copies == ()
 
     prefix = f"{user_id}/new"
@@ -52,11 +54,11 @@ async def test_migration_4_adds_the_column_to_an_older_database(database: Databa
         WorkingCopy(1000, 750, f"{prefix}/work/1000x750.jpg"),
     )
     new = record(user_id, copies)
-    await repo.add_image(new, 10**9)
-    again = await repo.image(new.id)
+    await images.add(new, 10**9)
+    again = await images.get(new.id)
     assert again is not None
     assert again.working_copies == (copies[1], copies[0])  # smallest first
-    referenced = await repo.referenced_keys()
+    referenced = await images.referenced_keys()
     assert {old.storage_key, new.storage_key, *(c.storage_key for c in copies)} == referenced
-    user = await repo.user_by_id(user_id)
+    user = await users.by_id(user_id)
     assert user is not None and user.storage_used_bytes == new.size_bytes  # copies are free

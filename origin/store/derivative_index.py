@@ -1,4 +1,4 @@
-"""The request path's one-statement queries, straight to the driver.
+"""The derivative index on the request path: its two statements, straight to the driver.
 
 Every cold ``/i/`` request reads the derivative index and, after rendering, writes one row to
 it. Through SQLAlchemy's asyncio layer each of those costs 0.5–0.8 ms of event-loop CPU
@@ -7,14 +7,15 @@ it. Through SQLAlchemy's asyncio layer each of those costs 0.5–0.8 ms of event
 it is one round trip, 0.04 ms on SQLite and 0.2 ms on PostgreSQL (docs/performance.md). A
 single statement needs no explicit transaction: it is atomic on its own.
 
-The statements are still SQLAlchemy Core, compiled once per dialect from the tables of
-``origin.metadata.tables``, and values go through the columns' own bind and result
-processors: a row written here is the row the repository would write, and reads back equal.
+The statements (``FIND_DERIVATIVE``, ``ADD_DERIVATIVE``) are still SQLAlchemy Core, compiled
+once per dialect from the tables of ``origin.store.tables``, and values go through the
+columns' own bind and result processors: a row written here is the row the engine would
+write, and reads back equal. ``Direct`` runs them (``Database.direct``):
 
 - SQLite: one aiosqlite connection in autocommit mode, with the engine's pragmas
   (``database.SQLITE_PRAGMAS``); aiosqlite runs its statements one after another on its own
   thread.
-- PostgreSQL: a small asyncpg pool of its own (``LANE_POOL_SIZE`` connections).
+- PostgreSQL: a small asyncpg pool of its own (``DIRECT_POOL_SIZE`` connections).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import asyncio
 import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import fields
 from typing import Any, Generic, Protocol, TypeVar
 
 import aiosqlite
@@ -30,7 +32,10 @@ import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-LANE_POOL_SIZE = 4
+from origin.records import DerivativeRecord
+from origin.store.tables import transformed_images
+
+DIRECT_POOL_SIZE = 4
 Processor = Callable[[Any], Any] | None
 Core = sa.Select[Any] | sa.Insert
 
@@ -40,6 +45,15 @@ class Closable(Protocol):
 
 
 H = TypeVar("H", bound=Closable)
+
+# One derivative's row by (image, variant), its columns in DerivativeRecord's order; a new row.
+FIND_DERIVATIVE = sa.select(
+    *(transformed_images.c[f.name] for f in fields(DerivativeRecord))
+).where(
+    transformed_images.c.image_id == sa.bindparam("image_id"),
+    transformed_images.c.variant == sa.bindparam("variant"),
+)
+ADD_DERIVATIVE = transformed_images.insert()
 
 
 class Statement:
@@ -65,7 +79,7 @@ class Statement:
         return tuple(v if p is None else p(v) for v, p in zip(raw, self.results, strict=True))
 
 
-class Lane(ABC, Generic[H]):
+class Direct(ABC, Generic[H]):
     """``first`` (a select's first row) and ``insert`` (False when a constraint refuses it),
     over a driver handle (a connection or a pool) opened at first use."""
 
@@ -124,7 +138,7 @@ class Lane(ABC, Generic[H]):
     async def _execute(self, handle: H, sql: str, params: list[Any]) -> None: ...
 
 
-class SqliteLane(Lane[aiosqlite.Connection]):
+class SqliteDirect(Direct[aiosqlite.Connection]):
     integrity_error = sqlite3.IntegrityError
 
     def __init__(self, dialect: Dialect, path: str, timeout: float, pragmas: Sequence[str]) -> None:
@@ -148,7 +162,7 @@ class SqliteLane(Lane[aiosqlite.Connection]):
         await handle.execute_fetchall(sql, params)
 
 
-class PostgresLane(Lane[asyncpg.Pool]):
+class PostgresDirect(Direct[asyncpg.Pool]):
     integrity_error = asyncpg.IntegrityConstraintViolationError
 
     def __init__(self, dialect: Dialect, dsn: str, timeout: float) -> None:
@@ -160,7 +174,7 @@ class PostgresLane(Lane[asyncpg.Pool]):
         return await asyncpg.create_pool(
             self.dsn,
             min_size=1,
-            max_size=LANE_POOL_SIZE,
+            max_size=DIRECT_POOL_SIZE,
             timeout=self.timeout,
             command_timeout=self.timeout,
         )

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from origin.metadata import tables
-from origin.metadata.database import Database
+from origin.store import tables
+from origin.store.database import Database
 
 ADVISORY_LOCK_ID = 0x1_4D60_0121  # any constant; "imgorigin migrate"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from origin.settings import Settings
-from origin.storage import (
+from origin.store.objects import (
     InvalidKey,
     LocalStorage,
     ObjectMissing,
@@ -142,7 +142,7 @@ async def test_local_storage_stays_inside_root(tmp_path: Path) -> None:
 WRITER = """
 import asyncio, sys
 from pathlib import Path
-from origin.storage import LocalStorage
+from origin.store.objects import LocalStorage
 asyncio.run(LocalStorage(Path(sys.argv[1])).put("u/i/original.png", b"x" * 400_000_000))
 """
 

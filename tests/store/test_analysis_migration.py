@@ -7,11 +7,13 @@ import secrets
 
 import sqlalchemy as sa
 
-from origin.metadata.database import Database
-from origin.metadata.migrations import LATEST, current_version, migrate
-from origin.metadata.repository import Analysis, ImageRecord, Repository
-from origin.metadata.tables import schema_version
-from tests.foundation.records import NOW, image_columns, image_record, insert_old_row
+from origin.records import Analysis, ImageRecord
+from origin.store.database import Database
+from origin.store.images import Images
+from origin.store.migrations import LATEST, current_version, migrate
+from origin.store.tables import schema_version
+from origin.store.users import Users
+from tests.store.records import NOW, image_columns, image_record, insert_old_row
 
 COLUMNS = ("blurhash", "dominant_color", "focal_x", "focal_y")
 
@@ -30,9 +32,9 @@ async def back_to_version_1(db: Database) -> None:
 
 
 async def test_migration_2_adds_the_columns_to_an_older_database(database: Database) -> None:
-    repo = Repository(database)
+    users, images = Users(database), Images(database)
     user_id = secrets.token_hex(16)
-    await repo.create_user(user_id, "old@example.com", "hash", NOW)
+    await users.create(user_id, "old@example.com", "hash", NOW)
     await back_to_version_1(database)
     assert not set(COLUMNS) & await image_columns(database)
     async with database.write() as conn:  # a row written by the old code
@@ -44,12 +46,12 @@ async def test_migration_2_adds_the_columns_to_an_older_database(database: Datab
     assert await current_version(database) == LATEST
     assert await migrate(database) == []  # idempotent: the columns are there now
 
-    stored = await repo.image(old.id)
+    stored = await images.get(old.id)
     assert stored is not None and stored.analysis is None
     analysis = Analysis("LEHV6nWB2yk8pyo0adR*.7kCMdnj", "#c81e28", 0.25, 0.75)
     new = record(user_id, analysis)
-    await repo.add_image(new, 10**9)
-    again = await repo.image(new.id)
+    await images.add(new, 10**9)
+    again = await images.get(new.id)
     assert again is not None and again.analysis == analysis
     assert again.analysis.focal == (0.25, 0.75)
 

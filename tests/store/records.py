@@ -1,4 +1,4 @@
-"""Image rows for repository and migration tests (no upload, no object behind them)."""
+"""Users and image rows for the store's tests (no upload, no object behind them)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,22 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from origin.metadata.database import Database
-from origin.metadata.repository import ImageRecord
-from origin.metadata.tables import images
+from origin.records import ImageRecord
+from origin.store.database import Database
+from origin.store.tables import images
+from origin.store.users import Users
 
 NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
+
+
+def new_id() -> str:
+    return secrets.token_hex(16)
+
+
+async def make_user(users: Users, email: str = "Ann@Example.com") -> str:
+    user_id = new_id()
+    await users.create(user_id, email, "hash", NOW)
+    return user_id
 
 
 def image_record(user_id: str, **changes: Any) -> ImageRecord:
@@ -34,6 +45,11 @@ def image_record(user_id: str, **changes: Any) -> ImageRecord:
         created_at=NOW,
     )
     return replace(record, **changes)
+
+
+def image_for(user_id: str, size: int = 100, at: datetime = NOW) -> ImageRecord:
+    """``image_record`` of ``size`` bytes uploaded ``at``, with some metadata."""
+    return image_record(user_id, size_bytes=size, created_at=at, metadata={"Make": "Test"})
 
 
 async def image_columns(db: Database) -> set[str]:

@@ -8,21 +8,23 @@ lock upgrade; read transactions use a plain deferred ``BEGIN``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection as SyncConnection
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from origin.metadata.lane import Lane, PostgresLane, SqliteLane
 from origin.permissions import create_private_file, make_private_dirs
+from origin.store.derivative_index import Direct, PostgresDirect, SqliteDirect
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 PG_TIMEOUT_SECONDS = 10
-# Every SQLite connection, the engine's and the lane's: WAL, foreign keys, a busy timeout.
+# Every SQLite connection, the engine's and the direct one's: WAL, foreign keys, a busy timeout.
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA foreign_keys=ON",
@@ -43,7 +45,8 @@ def async_url(database_url: str) -> str:
 
 class Database:
     """One engine per process, made in the lifespan; ``read()`` and ``write()`` transactions,
-    and ``lane`` for the request path's one-statement queries (origin.metadata.lane)."""
+    and ``direct`` for the derivative index's statements on the request path
+    (origin.store.derivative_index)."""
 
     def __init__(self, database_url: str) -> None:
         self.url = async_url(database_url)
@@ -59,7 +62,7 @@ class Database:
                 self.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
             )
             _configure_sqlite(self.engine)
-            self.lane: Lane[Any] = SqliteLane(
+            self.direct: Direct[Any] = SqliteDirect(
                 self.engine.dialect, path, SQLITE_BUSY_TIMEOUT_MS / 1000, SQLITE_PRAGMAS
             )
         else:
@@ -74,7 +77,7 @@ class Database:
                     "command_timeout": PG_TIMEOUT_SECONDS,
                 },
             )
-            self.lane = PostgresLane(self.engine.dialect, database_url, PG_TIMEOUT_SECONDS)
+            self.direct = PostgresDirect(self.engine.dialect, database_url, PG_TIMEOUT_SECONDS)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -90,8 +93,22 @@ class Database:
             async with conn.begin():
                 yield conn
 
+    async def insert_new(self, table: sa.Table, values: Mapping[str, object]) -> bool:
+        """Insert one row in its own transaction; False when a key or constraint says it
+        cannot be (already there, or what it belongs to is gone)."""
+        try:
+            async with self.write() as conn:
+                await conn.execute(table.insert().values(**values))
+        except IntegrityError:
+            return False
+        return True
+
+    async def ping(self) -> None:
+        async with self.read() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
     async def close(self) -> None:
-        await self.lane.close()
+        await self.direct.close()
         await self.engine.dispose()
 
 

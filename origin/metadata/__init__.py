@@ -1,1 +1,0 @@
-"""The metadata store: tables, migrations and repositories (the only place with SQL)."""

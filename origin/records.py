@@ -1,0 +1,122 @@
+"""Domain records: what the store keeps and hands back, as frozen values with no SQL.
+
+The store (origin.store) maps rows to these and back; the rest of the service (the
+lookup, the handler, the admin API, the upload-time analysis and working copies) knows only
+these. The two exceptions are the store's refusals a caller acts on.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class EmailTaken(Exception):
+    """An account with this email (compared without case) exists."""
+
+
+class QuotaWouldBeExceeded(Exception):
+    """Adding the image would put the user's stored bytes over the quota."""
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    id: str
+    email: str
+    password_hash: str
+    storage_used_bytes: int
+    image_count: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What the upload-time analysis found in the upright original (see origin.analysis)."""
+
+    blurhash: str
+    dominant_color: str  # "#rrggbb"
+    focal_x: float  # the libvips attention focal point, as fractions (0..1)
+    focal_y: float  # of the upright original's width and height
+
+    @property
+    def focal(self) -> tuple[float, float]:
+        return self.focal_x, self.focal_y
+
+
+@dataclass(frozen=True)
+class WorkingCopy:
+    """A reduced, visually lossless version of an original, stored at upload (origin.pyramid)."""
+
+    width: int
+    height: int
+    storage_key: str
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    id: str
+    user_id: str
+    original_filename: str
+    mime_type: str
+    format: str
+    size_bytes: int
+    width: int
+    height: int
+    storage_key: str
+    content_hash: str
+    created_at: datetime
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False)
+    analysis: Analysis | None = None  # None for rows stored before migration 2
+    working_copies: tuple[WorkingCopy, ...] = ()  # smallest first; not counted in the quota
+
+
+@dataclass(frozen=True)
+class DerivativeRecord:
+    image_id: str
+    variant: str
+    storage_key: str
+    media_type: str
+    size_bytes: int
+    width: int
+    height: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class AutoQualityRecord:
+    """The quality the q_auto search chose for one image, chain and format (cache.Key.choice)."""
+
+    image_id: str
+    variant: str
+    format: str
+    quality: int
+    ssim: float
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class RefreshTokenRecord:
+    id: str
+    user_id: str
+    family_id: str
+    token_hash: str
+    created_at: datetime
+    expires_at: datetime
+    spent_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SigningKeyRecord:
+    id: str
+    user_id: str
+    secret: str = field(repr=False)
+    created_at: datetime
+
+
+class Rotation(enum.Enum):
+    ROTATED = "rotated"
+    REUSED = "reused"  # a spent token came back: its whole family is now revoked
+    INVALID = "invalid"  # unknown, expired or revoked

@@ -1,0 +1,85 @@
+"""Derivatives: the index of rendered variants (``transformed_images``) and the qualities the
+q_auto search chose (``auto_qualities``). Both rows belong to an image and go with it (the
+foreign keys cascade); a row whose image is gone is refused."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from origin.records import AutoQualityRecord, DerivativeRecord
+from origin.store.database import Database
+from origin.store.derivative_index import ADD_DERIVATIVE, FIND_DERIVATIVE
+from origin.store.tables import auto_qualities, transformed_images
+
+
+@dataclass(frozen=True)
+class Derivatives:
+    db: Database
+
+    async def get(self, image_id: str, variant: str) -> DerivativeRecord | None:
+        """One derivative's row (the request path: origin.store.derivative_index)."""
+        found = await self.db.direct.first(
+            FIND_DERIVATIVE, {"image_id": image_id, "variant": variant}
+        )
+        return None if found is None else DerivativeRecord(*found)
+
+    async def among(self, image_id: str, variants: Collection[str]) -> dict[str, DerivativeRecord]:
+        """The stored derivatives of ``image_id`` among ``variants``, by variant (one query)."""
+        if not variants:
+            return {}
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                transformed_images.select()
+                .where(transformed_images.c.image_id == image_id)
+                .where(transformed_images.c.variant.in_(sorted(set(variants))))
+            )
+            return {row.variant: _derivative(row) for row in rows}
+
+    async def add(self, record: DerivativeRecord) -> bool:
+        """Record a stored derivative; False when the image is gone or it is already recorded
+        (the request path: origin.store.derivative_index)."""
+        return await self.db.direct.insert(ADD_DERIVATIVE, vars(record))
+
+    # ---- q_auto choices ----------------------------------------------------------------
+
+    async def auto_quality(self, image_id: str, variant: str) -> AutoQualityRecord | None:
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    auto_qualities.select()
+                    .where(auto_qualities.c.image_id == image_id)
+                    .where(auto_qualities.c.variant == variant)
+                )
+            ).first()
+        if row is None:
+            return None
+        return AutoQualityRecord(
+            image_id=row.image_id,
+            variant=row.variant,
+            format=row.format,
+            quality=int(row.quality),
+            ssim=float(row.ssim),
+            created_at=row.created_at,
+        )
+
+    async def add_auto_quality(self, record: AutoQualityRecord) -> bool:
+        """Remember a q_auto choice; False when the image is gone or a choice is recorded
+        already (the first one stays: every process searching the same thing finds the same)."""
+        return await self.db.insert_new(auto_qualities, vars(record))
+
+
+def _derivative(row: sa.Row[Any]) -> DerivativeRecord:
+    return DerivativeRecord(
+        image_id=row.image_id,
+        variant=row.variant,
+        storage_key=row.storage_key,
+        media_type=row.media_type,
+        size_bytes=int(row.size_bytes),
+        width=int(row.width),
+        height=int(row.height),
+        created_at=row.created_at,
+    )

@@ -1,0 +1,73 @@
+"""The derivative index (origin.store.derivatives), on an SQLite file and on PostgreSQL; its
+request-path statements run straight to the driver (origin.store.derivative_index)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta, timezone
+
+import sqlalchemy as sa
+
+from origin.records import DerivativeRecord
+from origin.store.database import Database
+from origin.store.derivatives import Derivatives
+from origin.store.images import Images
+from origin.store.tables import transformed_images
+from origin.store.users import Users
+from tests.store.records import NOW, image_for, make_user, new_id
+
+
+async def test_derivative_of_deleted_image_is_not_recorded(derivatives: Derivatives) -> None:
+    gone = DerivativeRecord(new_id(), "v", "u/i/derived/v.png", "image/png", 1, 1, 1, NOW)
+    assert not await derivatives.add(gone)
+
+
+# ---- the derivative index (origin.store.derivative_index): one statement, straight to the driver
+
+
+async def test_direct_rows_are_the_engines_rows(
+    users: Users, images: Images, derivatives: Derivatives, database: Database
+) -> None:
+    """A row written straight to the driver reads back equal through SQLAlchemy and the
+    other way round, times included (an aware time in another zone is stored as UTC)."""
+    user_id = await make_user(users)
+    image = image_for(user_id)
+    await images.add(image, quota_bytes=10**9)
+    at = datetime(2026, 11, 29, 14, 30, 5, 123456, tzinfo=timezone(timedelta(hours=2)))
+    direct = DerivativeRecord(image.id, "direct", "u/i/derived/d.jpg", "image/jpeg", 9, 4, 3, at)
+    assert await derivatives.add(direct)
+    read = (await derivatives.among(image.id, ["direct"]))["direct"]  # SQLAlchemy's read
+    assert read == direct and read.created_at.tzinfo == UTC
+    by_core = DerivativeRecord(image.id, "core", "u/i/derived/core.png", "image/png", 7, 2, 1, NOW)
+    assert await database.insert_new(transformed_images, vars(by_core))  # SQLAlchemy's write
+    assert await derivatives.get(image.id, "core") == by_core
+
+
+async def test_direct_sees_what_transactions_commit(
+    users: Users, images: Images, derivatives: Derivatives, database: Database
+) -> None:
+    """The direct path has its own connection(s): a delete committed through the engine shows
+    at once, and a row it wrote is gone with its image (the foreign key cascades)."""
+    user_id = await make_user(users)
+    image = image_for(user_id)
+    await images.add(image, quota_bytes=10**9)
+    record = DerivativeRecord(image.id, "v", "u/i/derived/v.gif", "image/gif", 5, 2, 2, NOW)
+    assert await derivatives.add(record)
+    assert await images.delete(image.id, user_id) == (image, [record.storage_key])
+    assert await derivatives.get(image.id, "v") is None
+    assert not await derivatives.add(record)  # its image is gone: refused, nothing left
+    async with database.read() as conn:
+        count = await conn.scalar(sa.select(sa.func.count()).select_from(transformed_images))
+    assert count == 0
+
+
+async def test_direct_records_a_derivative_once_under_concurrency(
+    users: Users, images: Images, derivatives: Derivatives
+) -> None:
+    user_id = await make_user(users)
+    image = image_for(user_id)
+    await images.add(image, quota_bytes=10**9)
+    record = DerivativeRecord(image.id, "same", "u/i/derived/s.jpg", "image/jpeg", 5, 2, 2, NOW)
+    outcomes = await asyncio.gather(*(derivatives.add(record) for _ in range(12)))
+    assert outcomes.count(True) == 1
+    assert await derivatives.get(image.id, "same") == record

@@ -1,0 +1,71 @@
+"""Accounts and refresh tokens (origin.store.users), on an SQLite file and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from datetime import timedelta
+
+import pytest
+
+from origin.records import EmailTaken, RefreshTokenRecord, Rotation
+from origin.store.users import Users
+from tests.store.records import NOW, make_user, new_id
+
+
+async def test_users_unique_regardless_of_case(users: Users) -> None:
+    user_id = await make_user(users, "Ann@Example.com")
+    with pytest.raises(EmailTaken):
+        await users.create(new_id(), "ann@EXAMPLE.com", "hash", NOW)
+    found = await users.by_email("ANN@example.COM")
+    assert found is not None and found.id == user_id and found.email == "Ann@Example.com"
+    assert found.created_at == NOW
+    assert await users.by_id(user_id) == found
+    assert await users.by_email("nobody@example.com") is None
+
+
+def token(user_id: str, family: str, minutes: int = 60) -> RefreshTokenRecord:
+    return RefreshTokenRecord(
+        new_id(), user_id, family, secrets.token_hex(32), NOW, NOW + timedelta(minutes=minutes)
+    )
+
+
+async def test_refresh_rotation_and_reuse(users: Users) -> None:
+    user_id = await make_user(users)
+    first = token(user_id, new_id())
+    await users.add_refresh_token(first)
+    outcome, second = await users.rotate_refresh_token(first.token_hash, token("x", "y"), NOW)
+    assert outcome is Rotation.ROTATED and second is not None
+    assert (second.user_id, second.family_id) == (user_id, first.family_id)
+    # The spent token comes back: the whole family is revoked, the successor too.
+    outcome, _ = await users.rotate_refresh_token(first.token_hash, token("x", "y"), NOW)
+    assert outcome is Rotation.REUSED
+    outcome, _ = await users.rotate_refresh_token(second.token_hash, token("x", "y"), NOW)
+    assert outcome is Rotation.INVALID
+
+
+async def test_refresh_expiry_and_revoke(users: Users) -> None:
+    user_id = await make_user(users)
+    old = token(user_id, new_id(), minutes=-1)
+    await users.add_refresh_token(old)
+    assert (await users.rotate_refresh_token(old.token_hash, token("x", "y"), NOW))[
+        0
+    ] is Rotation.INVALID
+    live = token(user_id, new_id())
+    await users.add_refresh_token(live)
+    assert await users.revoke_refresh_token(live.token_hash, NOW)
+    assert not await users.revoke_refresh_token(live.token_hash, NOW)
+    assert (await users.rotate_refresh_token(live.token_hash, token("x", "y"), NOW))[
+        0
+    ] is Rotation.INVALID
+    assert (await users.rotate_refresh_token("0" * 64, token("x", "y"), NOW))[0] is Rotation.INVALID
+
+
+async def test_concurrent_rotation_succeeds_once(users: Users) -> None:
+    user_id = await make_user(users)
+    first = token(user_id, new_id())
+    await users.add_refresh_token(first)
+    outcomes = await asyncio.gather(
+        *(users.rotate_refresh_token(first.token_hash, token("x", "y"), NOW) for _ in range(5))
+    )
+    assert [o for o, _ in outcomes].count(Rotation.ROTATED) == 1
