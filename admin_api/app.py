@@ -19,7 +19,7 @@ from admin_api.guards import AdminGate
 from admin_api.openapi import openapi_document
 from admin_api.ratelimit import InProcessLimiter, Limiter, RedisLimiter, redis_client
 from origin.app import Part
-from origin.runtime import Runtime
+from origin.services import Services
 from origin.settings import Settings
 
 RATE_LIMIT_HEADERS = ["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After"]
@@ -68,7 +68,7 @@ def admin_part(settings: Settings) -> Part:
         )
     middleware.append(Middleware(AdminGate, settings=settings))
 
-    async def start(runtime: Runtime, stack: AsyncExitStack) -> Mapping[str, Any]:
+    async def start(services: Services, stack: AsyncExitStack) -> Mapping[str, Any]:
         limiter: Limiter = InProcessLimiter()
         if settings.redis_url:
             client = redis_client(settings.redis_url)

@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse, Response
 from admin_api import auth, srcset
 from admin_api.guards import caller_address, hit_limit, peek_limit, require_user
 from admin_api.multipart import ENVELOPE_BYTES, read_file_field
-from origin import pyramid, render
+from origin import render, working_copies
 from origin.analysis import analyse, source_summary
 from origin.blurhash import data_uri, placeholder_png
 from origin.cache import key_of
@@ -52,7 +52,7 @@ from origin.records import (
     Rotation,
     SigningKeyRecord,
 )
-from origin.runtime import Runtime
+from origin.services import Services
 from origin.signing import sign_url
 from origin.store.objects import ObjectMissing
 from origin.transforms.budget import output_size
@@ -74,9 +74,9 @@ MAX_EXPIRES_IN = 10 * 365 * 24 * 3600
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def runtime_of(request: Request) -> Runtime:
-    runtime: Runtime = request.state.runtime
-    return runtime
+def services_of(request: Request) -> Services:
+    services: Services = request.state.services
+    return services
 
 
 def now() -> datetime:
@@ -151,12 +151,12 @@ def valid_credentials(data: dict[str, Any]) -> tuple[str, str]:
 
 async def signup(request: Request) -> Response:
     email, password = valid_credentials(await read_json(request))
-    runtime = runtime_of(request)
-    if await runtime.users.by_email(email) is not None:
+    services = services_of(request)
+    if await services.users.by_email(email) is not None:
         raise EmailInUse("an account with this email exists")
     password_hash = await auth.hash_password(password)
     try:
-        user = await runtime.users.create(new_id(), email, password_hash, now())
+        user = await services.users.create(new_id(), email, password_hash, now())
     except EmailTaken:
         raise EmailInUse("an account with this email exists") from None
     body = {"id": user.id, "email": user.email, "created_at": user.created_at.isoformat()}
@@ -164,15 +164,15 @@ async def signup(request: Request) -> Response:
 
 
 def refresh_record(
-    runtime: Runtime, user_id: str, family_id: str, token_hash: str
+    services: Services, user_id: str, family_id: str, token_hash: str
 ) -> RefreshTokenRecord:
     issued = now()
-    ttl = timedelta(seconds=runtime.settings.refresh_ttl_seconds)
+    ttl = timedelta(seconds=services.settings.refresh_ttl_seconds)
     return RefreshTokenRecord(new_id(), user_id, family_id, token_hash, issued, issued + ttl)
 
 
-def tokens_json(runtime: Runtime, user_id: str, refresh_token: str) -> dict[str, Any]:
-    settings = runtime.settings
+def tokens_json(services: Services, user_id: str, refresh_token: str) -> dict[str, Any]:
+    settings = services.settings
     access = auth.issue_access_token(user_id, settings.jwt_secret, settings.jwt_ttl_seconds)
     return {
         "access_token": access.token,
@@ -203,7 +203,7 @@ async def throttle_login(request: Request, counters: LoginCounters) -> None:
     are past their (much higher) ceiling. An address with no failure for the account is
     never refused here, so nobody else's failures lock an owner out (the per-address limit
     on /api/auth/* still applies); the answer is the same for unknown emails."""
-    settings = runtime_of(request).settings
+    settings = services_of(request).settings
     state = request.scope["state"]
     pair = await peek_limit(state, counters.pair, settings.login_failures_per_minute)
     refused = None if pair.allowed else pair
@@ -221,7 +221,7 @@ async def throttle_login(request: Request, counters: LoginCounters) -> None:
 
 
 async def count_login_failure(request: Request, counters: LoginCounters) -> None:
-    settings = runtime_of(request).settings
+    settings = services_of(request).settings
     state = request.scope["state"]
     await hit_limit(state, counters.pair, settings.login_failures_per_minute)
     await hit_limit(state, counters.account, settings.account_login_failures_per_minute)
@@ -230,10 +230,10 @@ async def count_login_failure(request: Request, counters: LoginCounters) -> None
 async def login(request: Request) -> Response:
     data = await read_json(request)
     email, password = string_field(data, "email").strip(), string_field(data, "password")
-    runtime = runtime_of(request)
+    services = services_of(request)
     counters = LoginCounters.of(request, email)
     await throttle_login(request, counters)
-    user = await runtime.users.by_email(email)
+    user = await services.users.by_email(email)
     valid = await auth.verify_password(password, user.password_hash if user else None)
     if user is None or not valid:
         await count_login_failure(request, counters)
@@ -241,18 +241,18 @@ async def login(request: Request) -> Response:
         log.warning("failed login from %s: %s", caller_address(request), reason)
         raise Unauthorized("email or password is wrong", code="invalid_credentials")
     token, token_hash = auth.new_refresh_token()
-    await runtime.users.add_refresh_token(refresh_record(runtime, user.id, new_id(), token_hash))
-    return JSONResponse(tokens_json(runtime, user.id, token))
+    await services.users.add_refresh_token(refresh_record(services, user.id, new_id(), token_hash))
+    return JSONResponse(tokens_json(services, user.id, token))
 
 
 async def refresh(request: Request) -> Response:
     """Spend the refresh token and answer a new pair; a spent one revokes its whole family."""
     presented = string_field(await read_json(request), "refresh_token")
-    runtime = runtime_of(request)
+    services = services_of(request)
     token, token_hash = auth.new_refresh_token()
     # user_id and family_id of the successor are taken from the spent token by the repository
-    successor = refresh_record(runtime, "", "", token_hash)
-    outcome, stored = await runtime.users.rotate_refresh_token(
+    successor = refresh_record(services, "", "", token_hash)
+    outcome, stored = await services.users.rotate_refresh_token(
         auth.refresh_token_hash(presented), successor, now()
     )
     if outcome is not Rotation.ROTATED or stored is None:
@@ -261,19 +261,19 @@ async def refresh(request: Request) -> Response:
         )
         log.warning("refused refresh from %s: %s", caller_address(request), reason)
         raise Unauthorized("the refresh token is not valid", code="invalid_token")
-    return JSONResponse(tokens_json(runtime, stored.user_id, token))
+    return JSONResponse(tokens_json(services, stored.user_id, token))
 
 
 async def logout(request: Request) -> Response:
     token = string_field(await read_json(request), "refresh_token")
-    await runtime_of(request).users.revoke_refresh_token(auth.refresh_token_hash(token), now())
+    await services_of(request).users.revoke_refresh_token(auth.refresh_token_hash(token), now())
     return Response(status_code=204)
 
 
 async def me(request: Request) -> Response:
     user_id = require_user(request)
-    runtime = runtime_of(request)
-    user = await runtime.users.by_id(user_id)
+    services = services_of(request)
+    user = await services.users.by_id(user_id)
     if user is None:
         raise Unauthorized("the account no longer exists")
     return JSONResponse(
@@ -282,7 +282,7 @@ async def me(request: Request) -> Response:
             "email": user.email,
             "image_count": user.image_count,
             "storage_used_bytes": user.storage_used_bytes,
-            "storage_quota_bytes": runtime.settings.user_quota_bytes,
+            "storage_quota_bytes": services.settings.user_quota_bytes,
         }
     )
 
@@ -310,11 +310,11 @@ def image_path(image: ImageRecord, chain: str = "", ext: str | None = None) -> s
     return f"/i/{image.id}{stages}/{url_name(image.original_filename)}.{ext or FILE_EXTENSIONS[image.format]}"
 
 
-def signed(runtime: Runtime, path: str, expires_in: int | None = None) -> str:
-    return sign_url(path, runtime.settings.url_signing_keys[0].secret, expires_in=expires_in)
+def signed(services: Services, path: str, expires_in: int | None = None) -> str:
+    return sign_url(path, services.settings.url_signing_keys[0].secret, expires_in=expires_in)
 
 
-def image_json(runtime: Runtime, image: ImageRecord) -> dict[str, Any]:
+def image_json(services: Services, image: ImageRecord) -> dict[str, Any]:
     return {
         "id": image.id,
         "original_filename": image.original_filename,
@@ -325,21 +325,21 @@ def image_json(runtime: Runtime, image: ImageRecord) -> dict[str, Any]:
         "format": image.format,
         "created_at": image.created_at.isoformat(),
         "metadata": image.metadata,
-        "url": signed(runtime, image_path(image)),
-        "thumbnail_url": signed(runtime, image_path(image, THUMBNAIL_CHAIN, "webp")),
+        "url": signed(services, image_path(image)),
+        "thumbnail_url": signed(services, image_path(image, THUMBNAIL_CHAIN, "webp")),
     }
 
 
 async def upload(request: Request) -> Response:
     user_id = require_user(request)
-    runtime = runtime_of(request)
-    settings = runtime.settings
+    services = services_of(request)
+    settings = services.settings
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > settings.max_upload_size + ENVELOPE_BYTES:
         raise PayloadTooLarge(
             f"the file is larger than the {settings.max_upload_size}-byte upload limit"
         )
-    user = await runtime.users.by_id(user_id)
+    user = await services.users.by_id(user_id)
     if user is None:
         raise Unauthorized("the account no longer exists")
     uploaded = await read_file_field(
@@ -351,7 +351,7 @@ async def upload(request: Request) -> Response:
         raise BadRequest("the file is empty")
     if user.storage_used_bytes + len(uploaded.data) > settings.user_quota_bytes:
         raise QuotaExceeded("this upload would exceed your storage quota")
-    inspected = await runtime.pool.run(lambda: inspect_upload(runtime, uploaded.data))
+    inspected = await services.pool.run(lambda: inspect_upload(services, uploaded.data))
     probe = inspected.probe
     image_id = new_id()
     image = ImageRecord(
@@ -369,61 +369,61 @@ async def upload(request: Request) -> Response:
         metadata=dict(probe.metadata),
         analysis=inspected.analysis,
     )
-    await store_image(runtime, image, uploaded.data, inspected.levels)
-    return JSONResponse(image_json(runtime, image), status_code=201)
+    await store_image(services, image, uploaded.data, inspected.levels)
+    return JSONResponse(image_json(services, image), status_code=201)
 
 
 @dataclass(frozen=True)
 class Inspected:
     probe: Probe
-    levels: list[pyramid.Level]
+    levels: list[working_copies.Level]
     analysis: Analysis | None
     content_hash: str
 
 
-def inspect_upload(runtime: Runtime, data: bytes) -> Inspected:
-    """One pool job: validate the upload, build its working copies (origin.pyramid), analyse
+def inspect_upload(services: Services, data: bytes) -> Inspected:
+    """One pool job: validate the upload, build its working copies (origin.working_copies), analyse
     it (blurhash, colour, focal point) from the smallest of them — the same upright sRGB
     picture with far fewer pixels to decode — or from the original when there are none, and
     hash it (off the event loop)."""
-    settings = runtime.settings
+    settings = services.settings
     probe = probe_upload(
         data, max_source_pixels=settings.max_source_pixels, max_frames=settings.max_frames
     )
-    levels = pyramid.build_for(data, probe)
+    levels = working_copies.build_for(data, probe)
     smallest = min(levels, key=lambda lv: lv.width * lv.height).body if levels else data
-    analysis = analyse(smallest, limits=runtime.limits)
+    analysis = analyse(smallest, limits=services.limits)
     return Inspected(probe, levels, analysis, hashlib.sha256(data).hexdigest())
 
 
 async def store_image(
-    runtime: Runtime, image: ImageRecord, data: bytes, levels: Sequence[pyramid.Level] = ()
+    services: Services, image: ImageRecord, data: bytes, levels: Sequence[working_copies.Level] = ()
 ) -> ImageRecord:
     """Objects first (the original, then its working copies), row second; on any failure
     every object is removed again. Returns the row as stored (with its working copies)."""
-    copies = tuple(pyramid.working_copy(image.user_id, image.id, level) for level in levels)
+    copies = tuple(working_copies.working_copy(image.user_id, image.id, level) for level in levels)
     image = dataclasses.replace(image, working_copies=copies)
     objects = [(image.storage_key, data, image.mime_type)]
     objects += [(c.storage_key, v.body, v.media_type) for c, v in zip(copies, levels, strict=True)]
     written: list[str] = []  # a write that failed is not removed (gc takes what lands late)
     try:
         for key, body, media_type in objects:
-            await runtime.storage.put(key, body, content_type=media_type)
+            await services.storage.put(key, body, content_type=media_type)
             written.append(key)
-        await runtime.images.add(image, runtime.settings.user_quota_bytes)
+        await services.images.add(image, services.settings.user_quota_bytes)
     except BaseException as exc:
-        await remove_objects(runtime, written)
+        await remove_objects(services, written)
         if isinstance(exc, QuotaWouldBeExceeded):
             raise QuotaExceeded("this upload would exceed your storage quota") from None
         raise
     return image
 
 
-async def remove_objects(runtime: Runtime, keys: Sequence[str]) -> None:
+async def remove_objects(services: Services, keys: Sequence[str]) -> None:
     """Best effort, after a failed upload: what cannot be removed now, gc removes later."""
     for key in reversed(keys):
         try:
-            await runtime.storage.delete(key)
+            await services.storage.delete(key)
         except Exception:
             log.exception("could not remove %s after a failed upload; gc will", key)
 
@@ -451,11 +451,11 @@ def page_parameters(request: Request) -> tuple[int, int]:
 async def list_images(request: Request) -> Response:
     user_id = require_user(request)
     page, limit = page_parameters(request)
-    runtime = runtime_of(request)
-    items, total = await runtime.images.page(user_id, offset=(page - 1) * limit, limit=limit)
+    services = services_of(request)
+    items, total = await services.images.page(user_id, offset=(page - 1) * limit, limit=limit)
     return JSONResponse(
         {
-            "items": [image_json(runtime, i) for i in items],
+            "items": [image_json(services, i) for i in items],
             "page": page,
             "limit": limit,
             "total": total,
@@ -471,18 +471,18 @@ def image_id_of(request: Request) -> str:
     return image_id
 
 
-async def owned_image(request: Request) -> tuple[Runtime, ImageRecord]:
+async def owned_image(request: Request) -> tuple[Services, ImageRecord]:
     user_id = require_user(request)
-    runtime = runtime_of(request)
-    image = await runtime.images.get(image_id_of(request), user_id=user_id)
+    services = services_of(request)
+    image = await services.images.get(image_id_of(request), user_id=user_id)
     if image is None:
         raise NotFound("no such image")
-    return runtime, image
+    return services, image
 
 
 async def get_image(request: Request) -> Response:
-    runtime, image = await owned_image(request)
-    return JSONResponse(image_json(runtime, image))
+    services, image = await owned_image(request)
+    return JSONResponse(image_json(services, image))
 
 
 def content_disposition(filename: str) -> str:
@@ -493,17 +493,17 @@ def content_disposition(filename: str) -> str:
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{utf8_name}"
 
 
-async def read_object(runtime: Runtime, key: str) -> bytes:
+async def read_object(services: Services, key: str) -> bytes:
     """A stored original; a row whose object is gone (a racing delete) is simply not found."""
     try:
-        return await runtime.storage.get(key)
+        return await services.storage.get(key)
     except ObjectMissing:
         raise NotFound("no such image") from None
 
 
 async def download(request: Request) -> Response:
-    runtime, image = await owned_image(request)
-    data = await read_object(runtime, image.storage_key)
+    services, image = await owned_image(request)
+    data = await read_object(services, image.storage_key)
     headers = {
         "Content-Disposition": content_disposition(image.original_filename),
         "Cache-Control": "private, no-store",
@@ -514,8 +514,8 @@ async def download(request: Request) -> Response:
 
 async def delete_image(request: Request) -> Response:
     user_id = require_user(request)
-    runtime = runtime_of(request)
-    removed = await runtime.images.delete(image_id_of(request), user_id)
+    services = services_of(request)
+    removed = await services.images.delete(image_id_of(request), user_id)
     if removed is None:
         raise NotFound("no such image")
     image, _ = removed  # every derivative is stored under the image's prefix
@@ -523,7 +523,7 @@ async def delete_image(request: Request) -> Response:
     if forget is not None:
         forget(image.id)
     try:
-        await runtime.storage.delete_prefix(f"{image.user_id}/{image.id}/")
+        await services.storage.delete_prefix(f"{image.user_id}/{image.id}/")
     except OriginError:
         log.exception("objects of deleted image %s stay for gc", image.id)
     return Response(status_code=204)
@@ -539,18 +539,18 @@ def single_values(request: Request) -> dict[str, str]:
 
 
 async def transform(request: Request) -> Response:
-    runtime, image = await owned_image(request)
-    plan = parse_query(image.id, single_values(request), limits=runtime.limits)
-    output_size(image.width, image.height, plan.stages, runtime.limits)  # one frame's budget
-    source = await read_object(runtime, image.storage_key)
-    overlays = await load_overlays(runtime, image.user_id, plan.overlay_ids)
-    deadline = Deadline(runtime.settings.render_timeout_seconds)
+    services, image = await owned_image(request)
+    plan = parse_query(image.id, single_values(request), limits=services.limits)
+    output_size(image.width, image.height, plan.stages, services.limits)  # one frame's budget
+    source = await read_object(services, image.storage_key)
+    overlays = await load_overlays(services, image.user_id, plan.overlay_ids)
+    deadline = Deadline(services.settings.render_timeout_seconds)
 
     def job() -> render.Rendered:
         with deadline.running():
-            return render.render(source, plan, overlays=overlays, limits=runtime.limits)
+            return render.render(source, plan, overlays=overlays, limits=services.limits)
 
-    rendered = await runtime.pool.run(job, on_cancel=deadline.cancel)
+    rendered = await services.pool.run(job, on_cancel=deadline.cancel)
     return Response(
         rendered.body,
         media_type=rendered.media_type,
@@ -562,14 +562,14 @@ async def transform(request: Request) -> Response:
 
 
 async def load_overlays(
-    runtime: Runtime, user_id: str, image_ids: tuple[str, ...]
+    services: Services, user_id: str, image_ids: tuple[str, ...]
 ) -> dict[str, bytes]:
     overlays = {}
     for overlay_id in image_ids:
-        overlay = await runtime.images.get(overlay_id, user_id=user_id)
+        overlay = await services.images.get(overlay_id, user_id=user_id)
         if overlay is None:
             raise BadTransform(f"overlay image '{overlay_id}' not found")
-        overlays[overlay_id] = await read_object(runtime, overlay.storage_key)
+        overlays[overlay_id] = await read_object(services, overlay.storage_key)
     return overlays
 
 
@@ -581,19 +581,19 @@ def check_url_options(name: str, expires_in: int | None) -> None:
 
 
 def origin_path(
-    runtime: Runtime, image: ImageRecord, chain: str, name: str, ext: str
+    services: Services, image: ImageRecord, chain: str, name: str, ext: str
 ) -> tuple[str, Plan]:
     """The origin path of ``chain`` on the image served as ``name.ext``, and its plan, parsed
     as the origin will parse it (else 400 ``bad_transform`` / ``limit_exceeded``)."""
-    presets = runtime.settings.presets
-    parse_chain(chain, presets=presets, limits=runtime.limits)
+    presets = services.settings.presets
+    parse_chain(chain, presets=presets, limits=services.limits)
     encoded_chain = quote(chain, safe="/,:_.-!~*'()%")
     path = f"/i/{image.id}/{encoded_chain}/{name}.{ext}" if chain else f"/i/{image.id}/{name}.{ext}"
-    return path, parse_path(path, presets=presets, limits=runtime.limits)
+    return path, parse_path(path, presets=presets, limits=services.limits)
 
 
 async def mint_url(request: Request) -> Response:
-    runtime, image = await owned_image(request)
+    services, image = await owned_image(request)
     data = await read_json(request)
     chain = (optional(data, "transform", str) or "").strip("/")
     name = optional(data, "name", str) or url_name(image.original_filename)
@@ -602,8 +602,8 @@ async def mint_url(request: Request) -> Response:
     check_url_options(name, expires_in)
     if ext != "json" and ext not in EXTENSIONS:
         raise BadRequest(f"'format' must be one of {', '.join(sorted(EXTENSIONS))} or json")
-    path, _ = origin_path(runtime, image, chain, name, ext)
-    return JSONResponse({"url": signed(runtime, path, expires_in)})
+    path, _ = origin_path(services, image, chain, name, ext)
+    return JSONResponse({"url": signed(services, path, expires_in)})
 
 
 # ---- srcset and <picture> -------------------------------------------------------------------
@@ -618,7 +618,7 @@ class PlannedVariant:
 
 
 def plan_variant(
-    runtime: Runtime,
+    services: Services,
     image: ImageRecord,
     query: srcset.SrcsetQuery,
     name: str,
@@ -627,63 +627,63 @@ def plan_variant(
 ) -> PlannedVariant:
     """One URL of the answer, sized by a dry run of its chain's geometry (nothing rendered)."""
     chain = srcset.chain_with_width(query.transform, width)
-    path, plan = origin_path(runtime, image, chain, name, ext)
+    path, plan = origin_path(services, image, chain, name, ext)
     if plan.negotiated or plan.format != EXTENSIONS[ext]:
         raise BadRequest("'transform' must not set f_: list the formats in 'formats'")
     if plan.client_hints:
         raise BadRequest("'transform' must not use w_auto or dpr_auto: list the widths")
-    size = output_size(image.width, image.height, plan.stages, runtime.limits)
+    size = output_size(image.width, image.height, plan.stages, services.limits)
     return PlannedVariant(ext, size, path, plan)
 
 
-async def overlay_hashes(runtime: Runtime, image: ImageRecord, plan: Plan) -> tuple[str, ...]:
+async def overlay_hashes(services: Services, image: ImageRecord, plan: Plan) -> tuple[str, ...]:
     """Content hashes of the chain's image overlays (part of a derivative's identity)."""
     hashes = []
     for overlay_id in plan.overlay_ids:
-        overlay = await runtime.images.get(overlay_id, user_id=image.user_id)
+        overlay = await services.images.get(overlay_id, user_id=image.user_id)
         if overlay is None:
             raise BadTransform(f"overlay 'l_{overlay_id}' not found")
         hashes.append(overlay.content_hash)
     return tuple(hashes)
 
 
-async def image_summary(runtime: Runtime, image: ImageRecord) -> tuple[str, str]:
+async def image_summary(services: Services, image: ImageRecord) -> tuple[str, str]:
     """Blurhash and dominant colour: stored at upload, else (older rows) computed now."""
     if image.analysis is not None:
         return image.analysis.blurhash, image.analysis.dominant_color
-    original = await read_object(runtime, image.storage_key)
-    summary = await runtime.pool.run(lambda: source_summary(original, limits=runtime.limits))
+    original = await read_object(services, image.storage_key)
+    summary = await services.pool.run(lambda: source_summary(original, limits=services.limits))
     return str(summary["blurhash"]), str(summary["dominant_color"])
 
 
 async def srcset_variants(
-    runtime: Runtime, image: ImageRecord, query: srcset.SrcsetQuery
+    services: Services, image: ImageRecord, query: srcset.SrcsetQuery
 ) -> dict[str, list[srcset.Variant]]:
     """The signed variants by format, narrowest first; a width the chain cannot reach
     (``c_limit``, a small source) is dropped when the previous one has it already."""
     name = query.name or url_name(image.original_filename)
     check_url_options(name, query.expires_in)
-    stages = parse_chain(query.transform, presets=runtime.settings.presets, limits=runtime.limits)
-    natural = output_size(image.width, image.height, stages, runtime.limits)
+    stages = parse_chain(query.transform, presets=services.settings.presets, limits=services.limits)
+    natural = output_size(image.width, image.height, stages, services.limits)
     widths = query.widths or srcset.default_widths(natural[0])
     planned = [
-        plan_variant(runtime, image, query, name, ext, width)
+        plan_variant(services, image, query, name, ext, width)
         for ext in query.formats
         for width in widths
     ]
-    overlays = await overlay_hashes(runtime, image, planned[0].plan)
+    overlays = await overlay_hashes(services, image, planned[0].plan)
     keys = [
         key_of(image.id, image.content_hash, p.plan.canonical(), EXTENSIONS[p.ext], overlays)
         for p in planned
     ]
-    stored = await runtime.derivatives.among(image.id, [k.variant for k in keys])
+    stored = await services.derivatives.among(image.id, [k.variant for k in keys])
     by_format: dict[str, list[srcset.Variant]] = {}
     for p, key in zip(planned, keys, strict=True):
         same = by_format.setdefault(p.ext, [])
         if same and same[-1].width >= p.size[0]:
             continue
         record = stored.get(key.variant)
-        url = signed(runtime, p.path, query.expires_in)
+        url = signed(services, p.path, query.expires_in)
         size_bytes = None if record is None else record.size_bytes
         same.append(srcset.Variant(p.ext, *p.size, url, size_bytes))
     return by_format
@@ -692,11 +692,11 @@ async def srcset_variants(
 async def image_srcset(request: Request) -> Response:
     """Signed URLs per width and format (with their sizes, and bytes once rendered), a
     ``srcset`` per format and a ready ``<picture>`` with a blurred placeholder."""
-    runtime, image = await owned_image(request)
-    query = srcset.parse_query(request.query_params.multi_items(), runtime.limits)
-    by_format = await srcset_variants(runtime, image, query)
-    blurhash, colour = await image_summary(runtime, image)
-    png = await runtime.pool.run(lambda: placeholder_png(blurhash, image.width, image.height))
+    services, image = await owned_image(request)
+    query = srcset.parse_query(request.query_params.multi_items(), services.limits)
+    by_format = await srcset_variants(services, image, query)
+    blurhash, colour = await image_summary(services, image)
+    png = await services.pool.run(lambda: placeholder_png(blurhash, image.width, image.height))
     uri = data_uri(png)
     fallback = by_format[query.formats[-1]][-1]
     return JSONResponse(
@@ -719,7 +719,7 @@ async def image_srcset(request: Request) -> Response:
 
 async def list_keys(request: Request) -> Response:
     user_id = require_user(request)
-    keys = await runtime_of(request).keys.of_user(user_id)
+    keys = await services_of(request).keys.of_user(user_id)
     return JSONResponse(
         {"items": [{"id": k.id, "created_at": k.created_at.isoformat()} for k in keys]}
     )
@@ -732,7 +732,7 @@ async def create_key(request: Request) -> Response:
     key = SigningKeyRecord(
         id=new_id(), user_id=user_id, secret=secrets.token_urlsafe(32), created_at=now()
     )
-    await runtime_of(request).keys.add(key)
+    await services_of(request).keys.add(key)
     forget_user_keys(request, user_id)  # this process may hold the list without it
     body = {"id": key.id, "secret": key.secret, "created_at": key.created_at.isoformat()}
     return JSONResponse(body, status_code=201, headers={"Cache-Control": "no-store"})
@@ -740,9 +740,9 @@ async def create_key(request: Request) -> Response:
 
 async def delete_key(request: Request) -> Response:
     user_id = require_user(request)
-    runtime = runtime_of(request)
+    services = services_of(request)
     key_id = request.path_params["key_id"]
-    if not await runtime.keys.delete(key_id, user_id):
+    if not await services.keys.delete(key_id, user_id):
         raise NotFound("no such key")
     forget_user_keys(request, user_id)
     return Response(status_code=204)

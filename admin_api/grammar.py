@@ -14,7 +14,7 @@ import json
 from starlette.requests import Request
 from starlette.responses import Response
 
-from origin.runtime import Runtime
+from origin.services import Services
 from origin.transforms.describe import grammar as describe
 from origin.transforms.limits import Limits
 
@@ -28,8 +28,8 @@ def _encoded(limits: Limits) -> tuple[bytes, str]:
 
 
 async def grammar(request: Request) -> Response:
-    runtime: Runtime = request.state.runtime
-    body, etag = _encoded(runtime.limits)
+    services: Services = request.state.services
+    body, etag = _encoded(services.limits)
     headers = {"Cache-Control": CACHE_CONTROL, "ETag": etag}
     if etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)

@@ -7,7 +7,7 @@ access log, in this one run; the same load generator hits both, alternately, ``R
 - ``bare``: ``Starlette(routes=[Route("/b", …)])`` answering the derivative's bytes with the
   same media type.
 - ``hit``: the origin app (``IMGORIGIN_APP=origin``) on SQLite and local storage, the signed
-  URL warmed once so every measured request is a cache hit: the hot tier (``origin/hot.py``:
+  URL warmed once so every measured request is a cache hit: the hot tier (``origin/recent_answers.py``:
   the exact path, query and ``Accept`` → the answer with its headers, refreshed through the
   whole path — query check, id lookup, HMAC verification, plan, ETag, memory LRU — once a
   second), the request id, the contract's seven headers, the metrics and one
@@ -143,18 +143,18 @@ def load_httpx(url: str, seconds: int, connections: int) -> float:
 
 async def prepare(env: dict[str, str]) -> str:
     """Migrate, add one user and one image; return the signed derivative path."""
-    from origin.runtime import open_runtime
+    from origin.services import open_services
     from origin.settings import Settings
     from origin.signing import sign_url
     from origin.store.migrations import migrate
     from tests.origin_service.conftest import add_image
 
     settings = Settings.from_environ(env)
-    async with open_runtime(settings) as runtime:
-        await migrate(runtime.db)
+    async with open_services(settings) as services:
+        await migrate(services.db)
         user_id = secrets.token_hex(16)
-        await runtime.users.create(user_id, "bench@example.com", "x", datetime.now(UTC))
-        image_id, _ = await add_image(runtime, user_id, "jpeg", 1200, 900)
+        await services.users.create(user_id, "bench@example.com", "x", datetime.now(UTC))
+        image_id, _ = await add_image(services, user_id, "jpeg", 1200, 900)
     return sign_url(f"/i/{image_id}/w_300,h_200,c_fill/bench.webp", OPERATOR_SECRET)
 
 

@@ -8,7 +8,7 @@ It does what a server worker does for the workload's requests, minus HTTP, the s
 the event loop: the same set-up (``configure_libvips()``: no operation cache;
 ``concurrency_set(1)``), the same distinct URLs the harness sends (the nominal request
 first, then the first ``FLOOR_PATHS`` of the list, walked round and round) through
-``parse_path`` (untimed) and ``render.render``, from the working copy ``origin.pyramid``
+``parse_path`` (untimed) and ``render.render``, from the working copy ``origin.working_copies``
 picks (levels built once, untimed, as at upload). The nominal request gives the output's
 bytes and size, and is also timed from the original.
 
@@ -58,22 +58,22 @@ def renderers(
     source: bytes, paths: list[str], working_copies: bool = True
 ) -> tuple[list[Callable[[], Rendered]], Callable[[], Rendered] | None, str | None]:
     """What the server does for each of ``paths``: render from the working copy
-    ``pyramid.choose`` picks (the levels made once here, untimed, as at upload), else from
+    ``working_copies.choose`` picks (the levels made once here, untimed, as at upload), else from
     the original. Returns those renders, the nominal request's (the first path's) render
     from the original when a copy serves it (else None), and that copy's name."""
-    from origin import pyramid
+    from origin import working_copies
     from origin.probe import probe_upload
     from origin.records import WorkingCopy
     from origin.render import StandIn, render
     from origin.transforms.parse import parse_path
 
     probe = probe_upload(source, max_source_pixels=10**9)
-    levels = pyramid.build_for(source, probe) if working_copies else []
+    levels = working_copies.build_for(source, probe) if working_copies else []
     copies = [WorkingCopy(lv.width, lv.height, str(i)) for i, lv in enumerate(levels)]
     stand_in = StandIn(probe.width, probe.height, probe.format)
 
     def served(plan: Plan) -> tuple[Callable[[], Rendered], str | None]:
-        chosen = pyramid.choose(plan, probe.width, probe.height, copies, DEFAULT_LIMITS)
+        chosen = working_copies.choose(plan, probe.width, probe.height, copies, DEFAULT_LIMITS)
         if chosen is None:
             return functools.partial(render, source, plan), None
         level = levels[int(chosen.storage_key)]

@@ -187,19 +187,19 @@ def seed(env: dict[str, str], images: dict[str, Path], working_copies: bool = Tr
     """Store the originals, their working copies and rows as an upload does (the upload's
     own ``store_image``); ``working_copies=False`` stores the originals alone."""
     from admin_api.endpoints import store_image
-    from origin import pyramid
+    from origin import working_copies
     from origin.probe import probe_upload
     from origin.records import ImageRecord
-    from origin.runtime import open_runtime
+    from origin.services import open_services
     from origin.settings import Settings
 
     settings = Settings.from_environ(env)
     user_id = hashlib.sha256(b"bench/user").hexdigest()[:32]
 
     async def go() -> None:
-        async with open_runtime(settings) as runtime:
+        async with open_services(settings) as services:
             now = datetime.now(UTC)
-            await runtime.users.create(user_id, "bench@example.invalid", "!", now)
+            await services.users.create(user_id, "bench@example.invalid", "!", now)
             for name, path in images.items():
                 data = path.read_bytes()
                 probe = probe_upload(data, max_source_pixels=settings.max_source_pixels)
@@ -216,8 +216,8 @@ def seed(env: dict[str, str], images: dict[str, Path], working_copies: bool = Tr
                     content_hash=hashlib.sha256(data).hexdigest(),
                     created_at=now,
                 )
-                levels = pyramid.build_for(data, probe) if working_copies else []
-                await store_image(runtime, image, data, levels)
+                levels = working_copies.build_for(data, probe) if working_copies else []
+                await store_image(services, image, data, levels)
 
     asyncio.run(go())
 

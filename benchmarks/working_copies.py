@@ -1,4 +1,4 @@
-"""Working copies (origin.pyramid): render cost from the original vs from the level the server
+"""Working copies (origin.working_copies): render cost from the original vs from the level the server
 picks, for a few chains on the W1 source (4000×3000 photographic JPEG), plus what the levels
 cost at upload and in storage.
 
@@ -34,7 +34,7 @@ import json, statistics, sys, time
 sys.path.insert(0, sys.argv[1])
 from origin.vips import configure_libvips
 configure_libvips()
-from origin import pyramid
+from origin import working_copies
 from origin.records import WorkingCopy
 from origin.transforms.limits import DEFAULT_LIMITS
 from origin.transforms.parse import parse_path
@@ -49,7 +49,7 @@ probe = probe_upload(source, max_source_pixels=10**9)
 data, stand_in, used = source, None, "original"
 if variant == "level":
     copies = [WorkingCopy(w, h, path) for w, h, path in levels]
-    chosen = pyramid.choose(plan, probe.width, probe.height, copies, DEFAULT_LIMITS)
+    chosen = working_copies.choose(plan, probe.width, probe.height, copies, DEFAULT_LIMITS)
     if chosen is not None:
         data, used = open(chosen.storage_key, "rb").read(), f"{chosen.width}x{chosen.height}"
         stand_in = StandIn(probe.width, probe.height, probe.format)
@@ -75,15 +75,15 @@ import json, sys, time
 sys.path.insert(0, sys.argv[1])
 from origin.vips import configure_libvips
 configure_libvips()
-from origin import pyramid
+from origin import working_copies
 from origin.probe import probe_upload
 source = open(sys.argv[2], "rb").read()
 probe = probe_upload(source, max_source_pixels=10**9)
-pyramid.build_for(source, probe)
+working_copies.build_for(source, probe)
 times = []
 for _ in range(3):
     c0 = time.process_time()
-    levels = pyramid.build_for(source, probe)
+    levels = working_copies.build_for(source, probe)
     times.append(time.process_time() - c0)
 written = []
 for lv in levels:

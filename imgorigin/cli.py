@@ -12,8 +12,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from imgorigin.gc import DEFAULT_MIN_AGE_SECONDS, collect_garbage
-from origin.runtime import open_runtime
+from imgorigin.orphans import DEFAULT_MIN_AGE_SECONDS, collect_garbage
+from origin.services import open_services
 from origin.settings import Settings, SettingsError
 from origin.signing import sign_policy, sign_url
 from origin.store.database import Database
@@ -107,8 +107,8 @@ async def _migrate(settings: Settings) -> list[int]:
 
 
 async def _gc(settings: Settings, min_age: float) -> list[str]:
-    async with open_runtime(settings) as runtime:
-        return await collect_garbage(runtime, min_age=min_age)
+    async with open_services(settings) as services:
+        return await collect_garbage(services, min_age=min_age)
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:

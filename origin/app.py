@@ -36,11 +36,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from origin.addresses import client_address, is_listed
 from origin.errors import OriginError
 from origin.handler import TIMINGS, Timings, serve_image, start_origin, state_of
-from origin.hot import Answer, Hot, capturing, hot_key
 from origin.http import EXCEPTION_HANDLERS, NO_STORE, error_json, error_response, log
 from origin.memory import cap_arenas
 from origin.metrics import CONTENT_TYPE, Metrics
-from origin.runtime import Runtime, open_runtime
+from origin.recent_answers import Answer, RecentAnswers, answer_key, capturing
+from origin.services import Services, open_services
 from origin.settings import Settings
 from origin.vips import configure_libvips
 
@@ -53,8 +53,8 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    runtime: Runtime = request.state.runtime
-    checks = {"database": runtime.db.ping(), "storage": runtime.storage.ping()}
+    services: Services = request.state.services
+    checks = {"database": services.db.ping(), "storage": services.storage.ping()}
     results: dict[str, str] = {}
     for name, check in checks.items():
         try:
@@ -235,12 +235,12 @@ def _log_to_stderr() -> None:
 class Part:
     """A slice of the app: its routes, and what it opens at start-up.
 
-    ``start`` runs inside the lifespan with the process's runtime and exit stack and returns
+    ``start`` runs inside the lifespan with the process's services and exit stack and returns
     entries for the lifespan state, which handlers read as ``request.state.<name>``.
     """
 
     routes: Sequence[BaseRoute]
-    start: Callable[[Runtime, AsyncExitStack], Awaitable[Mapping[str, Any]]] | None = None
+    start: Callable[[Services, AsyncExitStack], Awaitable[Mapping[str, Any]]] | None = None
     # The part's metrics; build_app serves the first part's at /metrics (or makes its own).
     metrics: Metrics | None = None
     # GET/HEAD requests whose path starts with ``fast_prefix`` go straight to the part's
@@ -258,13 +258,13 @@ def build_app(settings: Settings, parts: Sequence[Part]) -> Starlette:
         _log_to_stderr()
         cap_arenas()  # before the render threads start (origin.memory)
         configure_libvips()
-        async with open_runtime(settings) as runtime, AsyncExitStack() as stack:
+        async with open_services(settings) as services, AsyncExitStack() as stack:
             flusher = asyncio.create_task(log.run())
             stack.push_async_callback(_stop, flusher)
-            state: dict[str, Any] = {"runtime": runtime, "metrics": metrics, "access_log": log}
+            state: dict[str, Any] = {"services": services, "metrics": metrics, "access_log": log}
             for part in parts:
                 if part.start is not None:
-                    state.update(await part.start(runtime, stack))
+                    state.update(await part.start(services, stack))
             yield state
 
     fast = [
@@ -321,8 +321,8 @@ def _marked(t: Timings, send: Send) -> Send:
 
 class FastObserve:
     """``Observe`` for a fast-path endpoint (which adds ``Timings.headers`` itself), its
-    errors answered as Starlette's exception handlers would, and the ``Hot`` tier in front
-    of it when the lifespan state has one (``state["hot"]``)."""
+    errors answered as Starlette's exception handlers would, and the ``RecentAnswers`` tier in front
+    of it when the lifespan state has one (``state["recent_answers"]``)."""
 
     def __init__(self, route: BaseRoute, metrics: Metrics, log: AccessLog) -> None:
         self.app: ASGIApp = getattr(route, "app")  # noqa: B009 (BaseRoute has no .app)
@@ -335,8 +335,8 @@ class FastObserve:
         own = [NOSNIFF, (b"x-request-id", request_id)]
         t = scope[TIMINGS] = Timings(request_id.decode("ascii"), own)
         try:
-            hot: Hot | None = scope["state"].get("hot")
-            key = hot_key(scope) if hot is not None and hot.enabled else None
+            hot: RecentAnswers | None = scope["state"].get("recent_answers")
+            key = answer_key(scope) if hot is not None and hot.enabled else None
             if hot is None or key is None:
                 await self.app(scope, receive, send)
             elif (answer := hot.get(key)) is not None:
@@ -376,15 +376,17 @@ def origin_part(settings: Settings) -> Part:
     """
     metrics = Metrics()
 
-    async def start(runtime: Runtime, stack: AsyncExitStack) -> Mapping[str, Any]:
-        origin = start_origin(runtime, metrics)
+    async def start(services: Services, stack: AsyncExitStack) -> Mapping[str, Any]:
+        origin = start_origin(services, metrics)
         stack.push_async_callback(origin.drain)
         # Everything loaded so far (libvips bindings, SQLAlchemy, numpy…) lives as long as
         # the process: keep it out of the collector's full scans, which otherwise stall the
         # event loop in proportion to the heap (measured: see docs/origin.md).
         gc.freeze()
-        hot = Hot(lambda: origin.lookup.epoch, runtime.settings.cache_max_bytes // HOT_SHARE)
-        return {**state_of(origin), "hot": hot}
+        hot = RecentAnswers(
+            lambda: origin.lookup.epoch, services.settings.cache_max_bytes // HOT_SHARE
+        )
+        return {**state_of(origin), "recent_answers": hot}
 
     return Part(
         routes=[Route("/i/{path:path}", serve_image, methods=["GET", "HEAD"])],

@@ -84,7 +84,7 @@ class Deadline:
                 self._kill(self._images)
 
     def cancel(self) -> None:
-        """Its client went away (origin/workers.py ``VipsPool.run``)."""
+        """Its client went away (origin/render_pool.py ``RenderPool.run``)."""
         self.stop(CANCELLED)
 
     def check(self) -> None:

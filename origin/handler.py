@@ -35,7 +35,7 @@ from urllib.parse import quote
 from cachetools import LRUCache, TTLCache
 from starlette.types import Receive, Scope, Send
 
-from origin import pyramid, quality, render
+from origin import quality, render, working_copies
 from origin.bearer import bearer_user
 from origin.cache import Derivative, Flights, Key, MemoryCache, etag_of, matches
 from origin.deadline import Deadline
@@ -54,7 +54,8 @@ from origin.lookup import Lookup, Source
 from origin.metrics import Metrics
 from origin.policy import check_allowed, parse_policy, signed_text, template_of
 from origin.records import Analysis, AutoQualityRecord, DerivativeRecord
-from origin.runtime import Runtime
+from origin.render_pool import ClientGone, unless_gone
+from origin.services import Services
 from origin.signing import verify
 from origin.store.objects import Blocking, ObjectMissing
 from origin.transforms.budget import output_size
@@ -62,7 +63,6 @@ from origin.transforms.formats import FILE_EXTENSIONS, MEDIA_TYPES, negotiated_f
 from origin.transforms.parse import parse_path
 from origin.transforms.plan import Plan
 from origin.vips import sniff_format
-from origin.workers import ClientGone, unless_gone
 
 log = logging.getLogger("imgorigin.origin")
 
@@ -124,7 +124,7 @@ class Prepared:
 class Origin:
     """Everything the handler keeps per process (made once in the origin part's start)."""
 
-    runtime: Runtime
+    services: Services
     metrics: Metrics
     lookup: Lookup
     memory: MemoryCache
@@ -172,8 +172,8 @@ class Origin:
         negotiates: a plan per format, not one per browser's ``Accept``."""
         cached = self.plans.get(path)
         if cached is None:
-            settings = self.runtime.settings
-            plan = parse_path(path, presets=settings.presets, limits=self.runtime.limits)
+            settings = self.services.settings
+            plan = parse_path(path, presets=settings.presets, limits=self.services.limits)
             cached = self.plans[path] = Prepared(plan, plan.canonical())
         plan = cached.plan
         if not plan.negotiated:
@@ -199,7 +199,7 @@ class Origin:
     ) -> Prepared:
         """The plan of a ``w_auto``/``dpr_auto`` path for this request's snapped hints
         (``prepared`` itself, parsed without hints, when the request gave none)."""
-        settings = self.runtime.settings
+        settings = self.services.settings
         hints = resolve(prepared.plan.client_hints, width, dpr, settings.auto_widths)
         if hints == NO_HINTS:
             return prepared
@@ -211,7 +211,7 @@ class Origin:
                 path,
                 accept=accept,
                 presets=settings.presets,
-                limits=self.runtime.limits,
+                limits=self.services.limits,
                 hints=hints,
             )
             found = prepared.variants[hints] = Prepared(plan, plan.canonical())
@@ -260,12 +260,12 @@ class Origin:
 
     async def from_store(self, key: Key, source: Source) -> Derivative | None:
         """A derivative recorded in ``transformed_images`` whose object is there and whole."""
-        runtime = self.runtime
-        record = await runtime.derivatives.get(source.image_id, key.variant)
+        services = self.services
+        record = await services.derivatives.get(source.image_id, key.variant)
         if record is None:
             return None
         try:
-            body = await runtime.storage.get(record.storage_key)
+            body = await services.storage.get(record.storage_key)
         except ObjectMissing:
             return None
         if len(body) != record.size_bytes or not whole(body, record.media_type):
@@ -280,7 +280,7 @@ class Origin:
     ) -> Derivative:
         """Render in the pool, within the work budget and under ``RENDER_TIMEOUT_SECONDS``."""
         self.refuse_timed_out(key)
-        limits = self.runtime.limits
+        limits = self.services.limits
         if source.width and source.height:  # the budget for one frame, before anything is read
             output_size(source.width, source.height, plan.stages, limits)
         began = time.perf_counter()
@@ -288,13 +288,13 @@ class Origin:
         extra = {o.image_id: await self.fetch(o) for o in overlays}
         auto = await self.auto_quality(key, source, plan)
         t.load += time.perf_counter() - began
-        blocking = self.runtime.storage.blocking
+        blocking = self.services.storage.blocking
         observe = self.metrics.render_seconds.labels(key.format).observe
         metadata_only = plan.metadata_only
         analysis = source.analysis
         focal = None if analysis is None else analysis.focal
         summary = None if analysis is None else stored_summary(analysis)
-        deadline = Deadline(self.runtime.settings.render_timeout_seconds)
+        deadline = Deadline(self.services.settings.render_timeout_seconds)
         started: list[float] = []
 
         def job() -> tuple[bytes, str, int, int, quality.Choice | None, bool]:
@@ -327,7 +327,7 @@ class Origin:
 
         queued = time.perf_counter()
         try:
-            ran = await self.runtime.pool.run(job, on_cancel=deadline.cancel)
+            ran = await self.services.pool.run(job, on_cancel=deadline.cancel)
         except RenderTimeout as exc:
             if deadline.timed_out:
                 raise self.timed_out_now(key, source, plan, exc) from None
@@ -370,10 +370,10 @@ class Origin:
     async def auto_quality(self, key: Key, source: Source, plan: Plan) -> quality.AutoQuality:
         """How the render resolves ``q_auto``: the quality remembered for this image, chain and
         format (``Key.choice``), else a search at ``AUTO_QUALITY_SSIM``."""
-        target = self.runtime.settings.auto_quality_ssim
+        target = self.services.settings.auto_quality_ssim
         if not plan.auto_quality or key.format not in quality.RANGES:
             return quality.AutoQuality(target)
-        record = await self.runtime.derivatives.auto_quality(source.image_id, key.choice)
+        record = await self.services.derivatives.auto_quality(source.image_id, key.choice)
         return quality.AutoQuality(target, None if record is None else record.quality)
 
     def remember(self, key: Key, source: Source, choice: quality.Choice) -> None:
@@ -399,27 +399,27 @@ class Origin:
 
     async def keep_choice(self, record: AutoQualityRecord) -> None:
         try:
-            await self.runtime.derivatives.add_auto_quality(record)
+            await self.services.derivatives.add_auto_quality(record)
         except Exception:  # the answer is out; the next render without the row searches again
             log.exception("could not store the q_auto choice for image %s", record.image_id)
 
     async def reader(self, source: Source, plan: Plan) -> Callable[[], Read]:
         """What the render job calls for the bytes to render from: the smallest working copy
-        that serves the plan (origin.pyramid), else the original; a copy whose object is
+        that serves the plan (origin.working_copies), else the original; a copy whose object is
         gone falls back to the original. Local files are read by the job itself, in its
         thread; other storage is read here first. A ``.json`` plan uses the copy its image
         would (its ``bytes`` are the served image's) only when the source summary is
         stored, since it would be computed from the bytes."""
         copy = None
         if not plan.metadata_only or source.analysis is not None:
-            copy = pyramid.choose(
-                plan, source.width, source.height, source.working_copies, self.runtime.limits
+            copy = working_copies.choose(
+                plan, source.width, source.height, source.working_copies, self.services.limits
             )
         candidates: list[tuple[str, render.StandIn | None]] = [(source.storage_key, None)]
         if copy is not None:
             size = render.StandIn(source.width, source.height, source.format)
             candidates.insert(0, (copy.storage_key, size))
-        storage = self.runtime.storage
+        storage = self.services.storage
         if storage.blocking is not None:
             return functools.partial(read_first, storage.blocking.get_blocking, candidates)
         for storage_key, stand_in in candidates:
@@ -433,14 +433,14 @@ class Origin:
 
     async def fetch(self, source: Source) -> bytes:
         try:
-            return await self.runtime.storage.get(source.storage_key)
+            return await self.services.storage.get(source.storage_key)
         except ObjectMissing:  # deleted between the lookup and now
             raise NotFound("no such image") from None
 
     async def persist(self, key: Key, source: Source, made: Derivative, stored: bool) -> None:
         """Object first, row second: a row always has its object; an object alone is junk.
         ``stored``: the render job already wrote the object."""
-        runtime = self.runtime
+        services = self.services
         storage_key = stored_key(source, key, made.media_type)
         record = DerivativeRecord(
             image_id=source.image_id,
@@ -454,12 +454,12 @@ class Origin:
         )
         try:
             if not stored:
-                await runtime.storage.put(
+                await services.storage.put(
                     storage_key, made.body, content_type=made.media_type, durable=False
                 )
-            added = await runtime.derivatives.add(record)
-            if not added and await runtime.derivatives.get(source.image_id, key.variant) is None:
-                await runtime.storage.delete(storage_key)  # the image was deleted meanwhile
+            added = await services.derivatives.add(record)
+            if not added and await services.derivatives.get(source.image_id, key.variant) is None:
+                await services.storage.delete(storage_key)  # the image was deleted meanwhile
         except Exception:  # the answer is already out; the next miss renders again
             log.exception("could not store derivative %s", storage_key)
 
@@ -643,7 +643,7 @@ async def credentials(
         ):
             return source, True
         raise BadSignature("the URL signature does not match")
-    user = bearer_user(authorization, origin.runtime.settings.jwt_secret)
+    user = bearer_user(authorization, origin.services.settings.jwt_secret)
     if user is None:
         raise BadSignature("the URL has no valid signature (s) and no valid access token")
     return (source if source is not None and source.user_id == user else None), False
@@ -759,15 +759,15 @@ class ServeImage:
 serve_image = ServeImage()
 
 
-def start_origin(runtime: Runtime, metrics: Metrics) -> Origin:
+def start_origin(services: Services, metrics: Metrics) -> Origin:
     origin = Origin(
-        runtime=runtime,
+        services=services,
         metrics=metrics,
-        lookup=Lookup(runtime.images, runtime.keys),
-        memory=MemoryCache(runtime.settings.cache_max_bytes),
-        operator_keys=tuple(k.secret for k in runtime.settings.url_signing_keys),
+        lookup=Lookup(services.images, services.keys),
+        memory=MemoryCache(services.settings.cache_max_bytes),
+        operator_keys=tuple(k.secret for k in services.settings.url_signing_keys),
     )
-    pool = runtime.pool
+    pool = services.pool
     metrics.watch_queue(lambda: pool.waiting, lambda: pool.busy)
     return origin
 

@@ -39,7 +39,7 @@ class Source:
     analysis: Analysis | None = None  # stored at upload; None for older rows
     width: int = 0  # upright, of the original
     height: int = 0
-    working_copies: tuple[WorkingCopy, ...] = ()  # origin.pyramid: smallest first
+    working_copies: tuple[WorkingCopy, ...] = ()  # origin.working_copies: smallest first
 
 
 class Images(Protocol):  # origin.store.images

@@ -47,7 +47,7 @@ class Analysis:
 
 @dataclass(frozen=True)
 class WorkingCopy:
-    """A reduced, visually lossless version of an original, stored at upload (origin.pyramid)."""
+    """A reduced, visually lossless version of an original, stored at upload (origin.working_copies)."""
 
     width: int
     height: int

@@ -10,7 +10,7 @@ admin; it is idempotent). After it:
   other parser (TIFF, SVG, PDF, UltraHDR, csv, matrix, raw, vips, ...).
 
 - each libvips job uses one thread (`concurrency_set(1)`): parallelism comes from the
-  process's own pool of `CONCURRENCY` jobs (origin/workers.py), not from inside a job
+  process's own pool of `CONCURRENCY` jobs (origin/render_pool.py), not from inside a job
   (measured as fast for two concurrent 4000×3000 renders: docs/origin.md).
 
 The loading rule: the format is told by our magic bytes (`sniff_format`), then the bytes are

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from origin.runtime import Runtime, open_runtime
+from origin.services import Services, open_services
 from origin.settings import Settings
 from origin.store.database import Database
 from origin.store.migrations import migrate
@@ -231,7 +231,7 @@ def redis_server() -> Iterator[str]:
         process.wait(10)
 
 
-# ---- settings and runtime ----------------------------------------------------------------
+# ---- settings and services ----------------------------------------------------------------
 
 
 @pytest.fixture
@@ -254,18 +254,18 @@ def make_settings(base_env: dict[str, str]) -> Callable[..., Settings]:
 
 
 @asynccontextmanager
-async def migrated_runtime(settings: Settings) -> AsyncIterator[Runtime]:
-    async with open_runtime(settings) as runtime:
-        await migrate(runtime.db)
-        yield runtime
+async def migrated_services(settings: Settings) -> AsyncIterator[Services]:
+    async with open_services(settings) as services:
+        await migrate(services.db)
+        yield services
 
 
 @pytest.fixture
-async def runtime(
+async def services(
     database_url: str, storage_env: dict[str, str], make_settings: Callable[..., Settings]
-) -> AsyncIterator[Runtime]:
-    """A runtime on every (database × storage) pair."""
-    async with migrated_runtime(make_settings(DATABASE_URL=database_url, **storage_env)) as rt:
+) -> AsyncIterator[Services]:
+    """The services on every (database × storage) pair."""
+    async with migrated_services(make_settings(DATABASE_URL=database_url, **storage_env)) as rt:
         yield rt
 
 

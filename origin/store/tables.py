@@ -83,7 +83,7 @@ images = sa.Table(
     sa.Column("dominant_color", sa.String(7), nullable=True),
     sa.Column("focal_x", sa.Float, nullable=True),
     sa.Column("focal_y", sa.Float, nullable=True),
-    # Working copies (migration 4; origin/pyramid.py): JSON [[width, height, storage_key], …]
+    # Working copies (migration 4; origin/working_copies.py): JSON [[width, height, storage_key], …]
     # of the reduced versions stored under the image's prefix; NULL: none.
     sa.Column("working_copies", sa.Text, nullable=True),
     sa.Index("ix_images_user_created", "user_id", "created_at"),

@@ -19,7 +19,7 @@ import pyvips
 
 from admin_api.auth import hash_password, issue_access_token
 from imgorigin.app import create_app
-from origin.runtime import Runtime
+from origin.services import Services
 from origin.settings import Settings
 from origin.store.database import Database
 from origin.store.migrations import migrate
@@ -31,18 +31,18 @@ PASSWORD = "correct horse battery"
 @dataclass
 class Api:
     http: httpx.AsyncClient
-    runtime: Runtime
+    services: Services
     password_hash: str
 
     async def user(self, email: str | None = None) -> tuple[str, dict[str, str]]:
         """A new user straight through the repository; its id and bearer headers."""
         user_id = secrets.token_hex(16)
         email = email or f"{user_id[:8]}@example.com"
-        await self.runtime.users.create(user_id, email, self.password_hash, datetime.now(UTC))
+        await self.services.users.create(user_id, email, self.password_hash, datetime.now(UTC))
         return user_id, self.headers(user_id)
 
     def headers(self, user_id: str) -> dict[str, str]:
-        settings = self.runtime.settings
+        settings = self.services.settings
         token = issue_access_token(user_id, settings.jwt_secret, settings.jwt_ttl_seconds).token
         return {"Authorization": f"Bearer {token}"}
 
@@ -73,7 +73,7 @@ async def start_api(settings: Settings, password_hash: str) -> AsyncIterator[Api
     await migrate(db)
     await db.close()
     async with client(create_app(settings)) as http:
-        yield Api(http, http.app_state["runtime"], password_hash)  # type: ignore[attr-defined]
+        yield Api(http, http.app_state["services"], password_hash)  # type: ignore[attr-defined]
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ async def upload(api: Api, headers: dict[str, str]) -> dict[str, object]:
 
 
 async def set_row(api: Api, image_id: str, **values: object) -> None:
-    async with api.runtime.db.write() as conn:
+    async with api.services.db.write() as conn:
         await conn.execute(images.update().where(images.c.id == image_id).values(**values))
 
 
@@ -35,7 +35,7 @@ async def origin_get(api: Api, headers: dict[str, str], image_id: str, tail: str
 async def test_upload_stores_the_analysis(api: Api) -> None:
     _, headers = await api.user()
     image = await upload(api, headers)
-    record = await api.runtime.images.get(str(image["id"]))
+    record = await api.services.images.get(str(image["id"]))
     assert record is not None and record.analysis is not None
     analysis = record.analysis
     assert abs(analysis.focal_x * WIDTH - 480) <= 19 and abs(analysis.focal_y * 300 - 90) <= 10
@@ -47,7 +47,7 @@ async def test_upload_stores_the_analysis(api: Api) -> None:
 async def test_json_answers_the_stored_summary(api: Api) -> None:
     _, headers = await api.user()
     image_id = str((await upload(api, headers))["id"])
-    stored = await api.runtime.images.get(image_id)
+    stored = await api.services.images.get(image_id)
     assert stored is not None and stored.analysis is not None
     facts = json.loads(await origin_get(api, headers, image_id, "w_100/a.json"))
     assert facts["blurhash"] == stored.analysis.blurhash
@@ -85,7 +85,7 @@ async def test_rows_without_analysis_compute_it_per_request(api: Api) -> None:
     _, headers = await api.user()
     image_id = str((await upload(api, headers))["id"])
     await set_row(api, image_id, blurhash=None, dominant_color=None, focal_x=None, focal_y=None)
-    record = await api.runtime.images.get(image_id)
+    record = await api.services.images.get(image_id)
     assert record is not None and record.analysis is None
     facts = json.loads(await origin_get(api, headers, image_id, "a.json"))
     assert facts["blurhash"] == source_summary(disc_jpeg())["blurhash"]

@@ -173,7 +173,7 @@ def forged(secret: str, **claims: object) -> str:
 
 async def test_tokens_are_checked(local_api: Api) -> None:
     user_id, good = await local_api.user()
-    secret = local_api.runtime.settings.jwt_secret
+    secret = local_api.services.settings.jwt_secret
     unsigned = jwt.encode({"sub": user_id, "type": "access"}, key="", algorithm="none")
     bad_tokens = {
         "none": None,
@@ -203,7 +203,7 @@ async def test_tokens_are_checked(local_api: Api) -> None:
 
 async def test_any_valid_access_token_is_accepted_until_exp(local_api: Api) -> None:
     user_id, _ = await local_api.user()
-    settings = local_api.runtime.settings
+    settings = local_api.services.settings
     past = datetime.now(UTC) - timedelta(seconds=30)
     token = issue_access_token(user_id, settings.jwt_secret, 60, now=past).token
     assert (

@@ -60,7 +60,7 @@ async def test_a_10_mb_gif_of_690000_frames_is_refused_quickly(
     data = one_pixel_frames(690_000)
     async for api in start_api(make_settings(), password_hash):
         _, headers = await api.user()
-        assert len(data) <= api.runtime.settings.max_upload_size
+        assert len(data) <= api.services.settings.max_upload_size
         began = time.perf_counter()
         answer = await api.upload(headers, data, "many.gif")
         took = time.perf_counter() - began
@@ -114,7 +114,7 @@ async def test_transform_past_the_deadline_is_503(
             f"/api/images/{image_id}/transform?resize=2400x&blur=2000", headers=headers
         )
         assert_error(slow, 503, "render_timeout", "RENDER_TIMEOUT_SECONDS (0.3 s)")
-        assert api.runtime.pool.busy == 0
+        assert api.services.pool.busy == 0
         quick = await api.http.get(f"/api/images/{image_id}/transform?resize=200x", headers=headers)
         assert quick.status_code == 200
         img = pyvips.Image.new_from_buffer(quick.content, "")

@@ -18,7 +18,7 @@ from tests.conftest import AWS_TEST_CREDENTIALS
 
 
 async def break_storage_for(api: Api, user_id: str) -> None:
-    settings = api.runtime.settings
+    settings = api.services.settings
     if settings.storage_type == "s3":
         client = boto3.client(
             "s3",
@@ -42,8 +42,8 @@ async def test_storage_failure_leaves_no_row(api: Api) -> None:
 
 
 async def install_failing_trigger(api: Api) -> None:
-    async with api.runtime.db.write() as conn:
-        if api.runtime.db.is_sqlite:
+    async with api.services.db.write() as conn:
+        if api.services.db.is_sqlite:
             await conn.execute(
                 sa.text(
                     "CREATE TRIGGER fail_images BEFORE INSERT ON images BEGIN SELECT RAISE(ABORT, 'injected'); END"

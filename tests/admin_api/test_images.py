@@ -31,7 +31,7 @@ def operator_signed(url: str) -> bool:
 
 
 async def object_keys(api: Api) -> list[str]:
-    return sorted([info.key async for info in api.runtime.storage.objects()])
+    return sorted([info.key async for info in api.services.storage.objects()])
 
 
 async def usage(api: Api, headers: dict[str, str]) -> tuple[int, int]:
@@ -68,9 +68,9 @@ async def test_upload_each_format(api: Api, fmt: str) -> None:
     )
     key = f"{user_id}/{image['id']}/original.{FORMATS[fmt][1]}"
     assert await object_keys(api) == [key]
-    assert await api.runtime.storage.get(key) == data
+    assert await api.services.storage.get(key) == data
     assert await usage(api, headers) == (1, len(data))
-    record = await api.runtime.images.get(image["id"])
+    record = await api.services.images.get(image["id"])
     assert record is not None and record.content_hash == hashlib.sha256(data).hexdigest()
 
 
@@ -89,7 +89,7 @@ async def test_upload_records_displayed_size_and_exif_without_gps(api: Api) -> N
 
 async def test_upload_too_large_is_413_and_leaves_nothing(api: Api, make_settings) -> None:  # type: ignore[no-untyped-def]
     _, headers = await api.user()
-    limit = api.runtime.settings.max_upload_size
+    limit = api.services.settings.max_upload_size
     big = make_image("png", 32, 32) + b"\0" * limit
     assert_error(await api.upload(headers, big), 413, "file_too_large")
     assert await object_keys(api) == [] and await usage(api, headers) == (0, 0)
@@ -296,7 +296,7 @@ async def test_delete_removes_row_objects_and_usage(api: Api) -> None:
     gone = (await api.upload(headers, make_image("png", 30, 30))).json()
     # a derivative stored for the image goes with it
     derived_key = f"{user_id}/{gone['id']}/derived/abc.webp"
-    await api.runtime.storage.put(derived_key, b"derived")
+    await api.services.storage.put(derived_key, b"derived")
     before = await usage(api, headers)
     assert (await api.http.delete(f"/api/images/{gone['id']}", headers=headers)).status_code == 204
     assert_error(await api.http.get(f"/api/images/{gone['id']}", headers=headers), 404, "not_found")

@@ -56,11 +56,11 @@ async def test_a_new_key_verifies_at_once_in_its_own_process(local_api: Api) -> 
 async def test_a_key_made_elsewhere_verifies_within_the_lookup_ttl(local_api: Api) -> None:
     """Another process's ``POST /api/keys`` is only a row in the shared database here."""
     image_id, _ = await owned_image(local_api)
-    owner = (await local_api.runtime.images.get(image_id)).user_id  # type: ignore[union-attr]
+    owner = (await local_api.services.images.get(image_id)).user_id  # type: ignore[union-attr]
     await refused_by_a_stranger_key(local_api, image_id)
     secret = secrets.token_urlsafe(32)
     key = SigningKeyRecord(secrets.token_hex(16), owner, secret, datetime.now(UTC))
-    await local_api.runtime.keys.add(key)
+    await local_api.services.keys.add(key)
     url = sign_url(f"/i/{image_id}/w_24/a.png", secret)
     began = time.monotonic()
     while (answer := await local_api.http.get(url)).status_code == 403:

@@ -194,7 +194,7 @@ async def test_bytes_once_a_derivative_is_stored(api: Api) -> None:
     webp = first["variants"][0]
     _, _, body = await fetch(api, webp["url"])
     for _ in range(400):  # the origin stores the derivative just after answering
-        async with api.runtime.db.read() as conn:
+        async with api.services.db.read() as conn:
             query = sa.select(sa.func.count()).where(transformed_images.c.image_id == image_id)
             if await conn.scalar(query):
                 break
@@ -220,7 +220,7 @@ async def test_the_picture_element(api: Api) -> None:
     assert img["src"] == jpg["url"] and img["srcset"] == answer["srcset"]["jpg"]
     assert (img["width"], img["height"]) == ("300", str(jpg["height"]))
     assert img["alt"] == alt and img["loading"] == "lazy" and img["decoding"] == "async"
-    record = await api.runtime.images.get(image_id)
+    record = await api.services.images.get(image_id)
     assert record is not None and record.analysis is not None
     placeholder = answer["placeholder"]
     assert placeholder["blurhash"] == record.analysis.blurhash
@@ -240,7 +240,7 @@ async def test_the_picture_element(api: Api) -> None:
 async def test_rows_from_before_the_analysis_get_a_placeholder_too(api: Api) -> None:
     _, headers = await api.user()
     image_id = await upload(api, headers, photo("chelsea"))
-    async with api.runtime.db.write() as conn:
+    async with api.services.db.write() as conn:
         await conn.execute(
             images.update()
             .where(images.c.id == image_id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import pyvips
 
-from imgorigin.gc import collect_garbage
+from imgorigin.orphans import collect_garbage
 from origin.render import render
 from origin.transforms.parse import parse_path
 from origin.transforms.plan import Plan
@@ -16,7 +16,7 @@ from tests.admin_api.conftest import Api, make_image
 from tests.admin_api.test_auth import assert_error
 from tests.admin_api.test_failures import install_failing_trigger
 from tests.admin_api.test_images import object_keys, usage
-from tests.origin.test_pyramid import jpeg, mosaic, ssim
+from tests.origin.test_working_copies import jpeg, mosaic, ssim
 
 MAGENTA = [255, 0, 255]
 
@@ -49,7 +49,7 @@ def solid_jpeg(width: int, height: int, colour: list[int]) -> bytes:
 
 async def test_upload_writes_the_working_copies_outside_the_quota(api: Api) -> None:
     user_id, image_id, headers, data = await upload_big(api)
-    record = await api.runtime.images.get(image_id)
+    record = await api.services.images.get(image_id)
     assert record is not None
     prefix = f"{user_id}/{image_id}"
     assert [(c.width, c.height, c.storage_key) for c in record.working_copies] == [
@@ -60,7 +60,7 @@ async def test_upload_writes_the_working_copies_outside_the_quota(api: Api) -> N
         [f"{prefix}/original.jpg", f"{prefix}/work/800x600.jpg", f"{prefix}/work/1600x1200.jpg"]
     )
     for copy in record.working_copies:
-        img = pyvips.Image.new_from_buffer(await api.runtime.storage.get(copy.storage_key), "")
+        img = pyvips.Image.new_from_buffer(await api.services.storage.get(copy.storage_key), "")
         assert (img.width, img.height, img.get("vips-loader")) == (
             copy.width,
             copy.height,
@@ -78,7 +78,7 @@ async def test_small_and_gif_originals_get_none(api: Api, data: bytes) -> None:
     _, headers = await api.user()
     answer = await api.upload(headers, data)
     assert answer.status_code == 201, answer.text
-    record = await api.runtime.images.get(answer.json()["id"])
+    record = await api.services.images.get(answer.json()["id"])
     assert record is not None and record.working_copies == ()
     assert len(await object_keys(api)) == 1
 
@@ -89,7 +89,7 @@ async def test_a_small_derivative_is_rendered_from_the_smallest_level_that_serve
     user_id, image_id, headers, _ = await upload_big(api)
     # Paint the 800×600 level magenta: what is rendered from it shows.
     small = f"{user_id}/{image_id}/work/800x600.jpg"
-    await api.runtime.storage.put(small, solid_jpeg(800, 600, MAGENTA), content_type="image/jpeg")
+    await api.services.storage.put(small, solid_jpeg(800, 600, MAGENTA), content_type="image/jpeg")
 
     async def magenta(chain: str) -> bool:
         answer = await api.http.get(f"/i/{image_id}/{chain}/x.png", headers=headers)
@@ -107,7 +107,7 @@ async def test_a_small_derivative_is_rendered_from_the_smallest_level_that_serve
 
 async def test_a_missing_working_copy_falls_back_to_the_original(api: Api) -> None:
     user_id, image_id, headers, data = await upload_big(api)
-    await api.runtime.storage.delete_prefix(f"{user_id}/{image_id}/work/")
+    await api.services.storage.delete_prefix(f"{user_id}/{image_id}/work/")
     answer = await api.http.get(f"/i/{image_id}/w_300,h_200,c_fit/x.png", headers=headers)
     assert answer.status_code == 200
     assert answer.content == render(data, plan("w_300,h_200,c_fit")).body
@@ -125,11 +125,11 @@ async def test_gc_keeps_working_copies_of_a_stored_image_and_removes_orphaned_on
 ) -> None:
     user_id, image_id, _, _ = await upload_big(api)
     before = await object_keys(api)
-    assert await collect_garbage(api.runtime, min_age=0) == []
+    assert await collect_garbage(api.services, min_age=0) == []
     assert await object_keys(api) == before
     # A crash between a delete's rows and its objects: the rows are gone, the objects stay.
-    assert await api.runtime.images.delete(image_id, user_id) is not None
-    removed = await collect_garbage(api.runtime, min_age=0)
+    assert await api.services.images.delete(image_id, user_id) is not None
+    removed = await collect_garbage(api.services, min_age=0)
     assert sorted(removed) == before
     assert await object_keys(api) == []
 

@@ -14,7 +14,7 @@ import httpx
 import pyvips
 
 from admin_api.auth import issue_access_token
-from origin.runtime import open_runtime
+from origin.services import open_services
 from origin.settings import Settings
 from tests.conftest import IMGORIGIN, OPERATOR_SECRET
 
@@ -50,8 +50,8 @@ def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 async def new_user(env: dict[str, str]) -> tuple[str, dict[str, str]]:
     """A user made through the real repository (no bcrypt: it never logs in)."""
     user_id = secrets.token_hex(16)
-    async with open_runtime(Settings.from_environ(env)) as runtime:
-        await runtime.users.create(user_id, f"{user_id[:8]}@example.com", "x", datetime.now(UTC))
+    async with open_services(Settings.from_environ(env)) as services:
+        await services.users.create(user_id, f"{user_id[:8]}@example.com", "x", datetime.now(UTC))
     token = issue_access_token(user_id, JWT_SECRET, 3600).token
     return user_id, {"Authorization": f"Bearer {token}"}
 

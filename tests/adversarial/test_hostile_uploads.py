@@ -93,7 +93,7 @@ async def test_hostile_file_is_refused_and_leaves_nothing(local_api: Api, name: 
     assert elapsed < 3.0, f"{name} took {elapsed:.2f} s"
     assert await object_keys(local_api) == []
     assert await usage(local_api, headers) == (0, 0)
-    storage_root = Path(local_api.runtime.settings.storage_path)
+    storage_root = Path(local_api.services.settings.storage_path)
     assert list((storage_root / ".tmp").glob("*")) == []
     assert (await local_api.http.get("/api/images", headers=headers)).json()["total"] == 0
 

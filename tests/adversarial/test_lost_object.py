@@ -17,9 +17,9 @@ async def _image_without_object(api: Api) -> tuple[str, dict[str, str]]:
     answer = await api.upload(headers, make_image("png", 80, 60), filename="a.png")
     assert answer.status_code == 201, answer.text
     image_id = answer.json()["id"]
-    record = await api.runtime.images.get(image_id)
+    record = await api.services.images.get(image_id)
     assert record is not None
-    await api.runtime.storage.delete(record.storage_key)
+    await api.services.storage.delete(record.storage_key)
     return image_id, headers
 
 

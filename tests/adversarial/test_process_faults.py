@@ -19,7 +19,7 @@ import httpx
 import pytest
 import pyvips
 
-from origin.runtime import Runtime, open_runtime
+from origin.services import Services, open_services
 from origin.settings import Settings
 from origin.signing import sign_url
 from tests.admin_api.conftest import Api, start_api
@@ -38,20 +38,20 @@ from tests.conftest import OPERATOR_SECRET, serve
 # ---- invariants over real storage and database -------------------------------------------
 
 
-async def check_consistency(runtime: Runtime, users: list[str]) -> tuple[set[str], set[str]]:
+async def check_consistency(services: Services, users: list[str]) -> tuple[set[str], set[str]]:
     """Every row has its whole object and the usage counters add up; (objects, row keys)."""
-    objects = {info.key: info.size async for info in runtime.storage.objects()}
-    referenced = await runtime.images.referenced_keys()
+    objects = {info.key: info.size async for info in services.storage.objects()}
+    referenced = await services.images.referenced_keys()
     missing = referenced - set(objects)
     assert not missing, f"rows without their object: {sorted(missing)}"
     for user_id in users:
-        user = await runtime.users.by_id(user_id)
+        user = await services.users.by_id(user_id)
         assert user is not None
-        records, total = await runtime.images.page(user_id, offset=0, limit=1000)
+        records, total = await services.images.page(user_id, offset=0, limit=1000)
         assert user.image_count == total == len(records)
         assert user.storage_used_bytes == sum(r.size_bytes for r in records)
         for record in records:
-            data = await runtime.storage.get(record.storage_key)
+            data = await services.storage.get(record.storage_key)
             assert len(data) == record.size_bytes
             assert hashlib.sha256(data).hexdigest() == record.content_hash
     return set(objects), referenced
@@ -155,8 +155,8 @@ async def test_sigkill_mid_upload_then_restart_and_gc(tmp_path: Path) -> None:
                 f"cycle {cycle}: {outcomes.count('201')} uploads done, "
                 f"{sorted(set(outcomes) - {'201'})} at the kill"
             )
-        async with open_runtime(Settings.from_environ(env)) as runtime:
-            objects, rows = await check_consistency(runtime, [user_id])
+        async with open_services(Settings.from_environ(env)) as services:
+            objects, rows = await check_consistency(services, [user_id])
         report.append(f"  orphans {len(objects - rows)}, parts {len(part_files(env))}")
     print("\n" + "\n".join(report))
     # restart: the server answers normally
@@ -167,8 +167,8 @@ async def test_sigkill_mid_upload_then_restart_and_gc(tmp_path: Path) -> None:
         assert answer.status_code == 200 and answer.content == images[-1]
     gc = run_cli(env, "gc", "--min-age", "0")
     print("gc:", gc.stdout.strip() or "(nothing)", gc.stderr.strip())
-    async with open_runtime(Settings.from_environ(env)) as runtime:
-        objects, rows = await check_consistency(runtime, [user_id])
+    async with open_services(Settings.from_environ(env)) as services:
+        objects, rows = await check_consistency(services, [user_id])
     assert objects == rows, f"orphans left by gc: {sorted(objects - rows)}"
     assert part_files(env) == []
     assert len(rows) >= 4  # every cycle's complete upload plus the last one survived
@@ -262,9 +262,9 @@ async def test_disk_full_answers_503_and_leaves_nothing(full_disk_api: Api) -> N
     assert 500 not in answers
     count, used = await usage(api, headers)
     assert (count, used) == (answers.count(201), stored)
-    objects, rows = await check_consistency(api.runtime, [user_id])
+    objects, rows = await check_consistency(api.services, [user_id])
     assert objects == rows
-    assert list(Path(api.runtime.settings.storage_path, ".tmp").iterdir()) == []
+    assert list(Path(api.services.settings.storage_path, ".tmp").iterdir()) == []
     # a render whose derivative cannot be stored still answers
     image_id = (await api.http.get("/api/images", headers=headers)).json()["items"][0]["id"]
     answer = await api.http.get(sign_url(f"/i/{image_id}/w_300/a.png", OPERATOR_SECRET))

@@ -21,7 +21,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from imgorigin.gc import collect_garbage
+from imgorigin.orphans import collect_garbage
 from origin.settings import Settings
 from origin.signing import sign_url
 from tests.admin_api.conftest import Api, make_image, start_api
@@ -123,12 +123,12 @@ def mend_server(moto: Moto, mode: str) -> None:
 
 
 def assert_pool_free(api: Api) -> None:
-    pool = api.runtime.pool
+    pool = api.services.pool
     assert (pool.busy, pool.waiting) == (0, 0)
 
 
 async def rows(api: Api) -> set[str]:
-    return await api.runtime.images.referenced_keys()
+    return await api.services.images.referenced_keys()
 
 
 MODES = ["hang", "refuse"]
@@ -155,7 +155,7 @@ async def test_upload_while_storage_is_down(s3_api: Api, moto: Moto, mode: str) 
     # removes; never a row without its object.
     leftovers = moto.keys()
     assert all(key.startswith(f"{user_id}/") for key in leftovers)
-    removed = await collect_garbage(s3_api.runtime, min_age=0)
+    removed = await collect_garbage(s3_api.services, min_age=0)
     assert sorted(removed) == leftovers
     assert moto.keys() == []
     # and the app works again

@@ -62,8 +62,8 @@ bodies = st.one_of(
 
 
 async def check_no_half_state(api: Api) -> None:
-    objects = {info.key async for info in api.runtime.storage.objects()}
-    rows = await api.runtime.images.referenced_keys()
+    objects = {info.key async for info in api.services.storage.objects()}
+    rows = await api.services.images.referenced_keys()
     assert objects == rows, (sorted(objects - rows), sorted(rows - objects))
 
 

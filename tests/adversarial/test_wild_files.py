@@ -119,7 +119,7 @@ async def test_an_avif_sequence_is_its_first_frame_everywhere(local_api: Api) ->
     answer = await local_api.upload(headers, data, filename="animated.avif")
     assert answer.status_code == 201, answer.text
     image = answer.json()
-    record = await local_api.runtime.images.get(image["id"])
+    record = await local_api.services.images.get(image["id"])
     assert record is not None and record.analysis is not None
     assert [(c.width, c.height) for c in record.working_copies] == [(900, 600)]
     assert await usage(local_api, headers) == (1, len(data))

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from origin.records import ImageRecord
-from origin.runtime import open_runtime
+from origin.services import open_services
 from origin.settings import Settings
 from origin.signing import signature
 from tests.asgi import client as asgi_client
@@ -123,10 +123,10 @@ def test_gc_removes_only_orphans(base_env: dict[str, str]) -> None:
     orphan_key = f"{user_id}/{orphan_id}/original.png"
 
     async def prepare() -> None:
-        async with open_runtime(settings) as runtime:
-            await runtime.users.create(user_id, "gc@example.com", "h", datetime.now(UTC))
-            await runtime.storage.put(kept_key, b"kept")
-            await runtime.storage.put(orphan_key, b"orphan")
+        async with open_services(settings) as services:
+            await services.users.create(user_id, "gc@example.com", "h", datetime.now(UTC))
+            await services.storage.put(kept_key, b"kept")
+            await services.storage.put(orphan_key, b"orphan")
             record = ImageRecord(
                 kept_id,
                 user_id,
@@ -140,7 +140,7 @@ def test_gc_removes_only_orphans(base_env: dict[str, str]) -> None:
                 "0" * 64,
                 datetime.now(UTC),
             )
-            await runtime.images.add(record, quota_bytes=100)
+            await services.images.add(record, quota_bytes=100)
 
     assert command(base_env, "migrate").returncode == 0
     asyncio.run(prepare())

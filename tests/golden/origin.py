@@ -91,11 +91,11 @@ async def record(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         await db.close()
         async with client(create_app(settings)) as http:
             state = http.app_state  # type: ignore[attr-defined]
-            runtime = state["runtime"]
-            await runtime.users.create(USER, "golden@example.com", "!", datetime.now(UTC))
+            services = state["services"]
+            await services.users.create(USER, "golden@example.com", "!", datetime.now(UTC))
             quota = settings.user_quota_bytes
-            await runtime.images.add(image(IMAGE, IMAGE_HASH, "jpeg", 4000, 3000), quota)
-            await runtime.images.add(image(OVERLAY, OVERLAY_HASH, "png", 400, 100), quota)
+            await services.images.add(image(IMAGE, IMAGE_HASH, "jpeg", 4000, 3000), quota)
+            await services.images.add(image(OVERLAY, OVERLAY_HASH, "png", 400, 100), quota)
             return [await answer(http, state["origin"], r) for r in requests]
 
 

@@ -20,13 +20,13 @@ from origin import gif, render
 from origin.deadline import WATCHDOG, Deadline
 from origin.errors import InvalidImage, LimitExceeded, RenderTimeout
 from origin.probe import probe_upload
+from origin.render_pool import RenderPool
 from origin.settings import Settings, SettingsError
 from origin.transforms import budget
 from origin.transforms.declarations import StageContext
 from origin.transforms.limits import DEFAULT_LIMITS, Limits
 from origin.transforms.parse import parse_chain, parse_path
 from origin.transforms.plan import Plan
-from origin.workers import VipsPool
 from tests.origin.conftest import FRAME_COLOURS, IMAGE_ID, close, colour_at, decode, solid
 
 
@@ -311,7 +311,7 @@ def test_the_watchdog_stops_only_what_is_due() -> None:
 
 
 async def test_a_cancelled_caller_cancels_the_job_and_keeps_the_slot_until_it_returns() -> None:
-    pool = VipsPool(1, 1, 5)
+    pool = RenderPool(1, 1, 5)
     cancelled = threading.Event()
     returned = threading.Event()
 

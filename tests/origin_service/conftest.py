@@ -22,7 +22,7 @@ from admin_api.auth import issue_access_token
 from imgorigin.app import create_app
 from origin.handler import Origin
 from origin.records import ImageRecord
-from origin.runtime import Runtime
+from origin.services import Services
 from origin.settings import Settings
 from origin.signing import sign_url
 from origin.store.database import Database
@@ -68,18 +68,18 @@ def pixel(img: pyvips.Image, x: int, y: int) -> list[int]:
 @dataclass
 class Service:
     http: httpx.AsyncClient
-    runtime: Runtime
+    services: Services
     origin: Origin
 
     async def user(self) -> str:
         user_id = secrets.token_hex(16)
-        await self.runtime.users.create(
+        await self.services.users.create(
             user_id, f"{user_id[:8]}@example.com", "x", datetime.now(UTC)
         )
         return user_id
 
     def bearer(self, user_id: str) -> dict[str, str]:
-        settings = self.runtime.settings
+        settings = self.services.settings
         token = issue_access_token(user_id, settings.jwt_secret, settings.jwt_ttl_seconds).token
         return {"Authorization": f"Bearer {token}"}
 
@@ -87,7 +87,7 @@ class Service:
         self, user_id: str | None = None, fmt: str = "png", width: int = 400, height: int = 300
     ) -> tuple[str, str]:
         """A stored image: (image id, owner id)."""
-        return await add_image(self.runtime, user_id or await self.user(), fmt, width, height)
+        return await add_image(self.services, user_id or await self.user(), fmt, width, height)
 
     async def get(self, path: str, **kw: Any) -> httpx.Response:
         return await self.http.get(path, **kw)
@@ -97,7 +97,7 @@ class Service:
 
 
 async def add_image(
-    runtime: Runtime,
+    services: Services,
     user_id: str,
     fmt: str = "png",
     width: int = 400,
@@ -110,7 +110,7 @@ async def add_image(
     image_id = secrets.token_hex(16)
     ext, mime = FORMATS[fmt]
     key = f"{user_id}/{image_id}/original.{ext}"
-    await runtime.storage.put(key, data, content_type=mime)
+    await services.storage.put(key, data, content_type=mime)
     record = ImageRecord(
         id=image_id,
         user_id=user_id,
@@ -124,7 +124,7 @@ async def add_image(
         content_hash=hashlib.sha256(data).hexdigest(),
         created_at=datetime.now(UTC),
     )
-    await runtime.images.add(record, runtime.settings.user_quota_bytes)
+    await services.images.add(record, services.settings.user_quota_bytes)
     return image_id, user_id
 
 
@@ -150,7 +150,7 @@ async def start_service(settings: Settings) -> AsyncIterator[Service]:
     await db.close()
     async with client(create_app(settings)) as http:
         state = http.app_state  # type: ignore[attr-defined]
-        yield Service(http, state["runtime"], state["origin"])
+        yield Service(http, state["services"], state["origin"])
 
 
 @pytest.fixture

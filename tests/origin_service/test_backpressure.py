@@ -27,7 +27,7 @@ def service_env() -> dict[str, str]:
 
 async def test_overfilled_queue_answers_503_with_retry_after(service: Service) -> None:
     image_id, _ = await service.image()
-    pool = service.runtime.pool
+    pool = service.services.pool
     await pool.slots.acquire()  # a slow render holds the only slot
     try:
         urls = [signed(f"/i/{image_id}/w_{w}/a.png") for w in (50, 51, 52)]
@@ -71,8 +71,8 @@ async def test_a_client_gone_while_queued_costs_no_render(
     raw_app: tuple[Any, dict[str, Any]],
 ) -> None:
     app, state = raw_app
-    runtime, origin = state["runtime"], state["origin"]
-    image_id, _ = await add_image(runtime, await _user(runtime))
+    services, origin = state["services"], state["origin"]
+    image_id, _ = await add_image(services, await _user(services))
     scope = get_scope(signed(f"/i/{image_id}/w_64/a.png"), state)
     inbox: list[dict[str, Any]] = [{"type": "http.request", "body": b"", "more_body": False}]
 
@@ -87,24 +87,24 @@ async def test_a_client_gone_while_queued_costs_no_render(
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    await runtime.pool.slots.acquire()
+    await services.pool.slots.acquire()
     try:
         await asyncio.wait_for(app(scope, receive, send), 2)
         await asyncio.sleep(0.05)  # the cancelled flight's callbacks run
-        assert runtime.pool.waiting == 0  # it left the queue...
+        assert services.pool.waiting == 0  # it left the queue...
         assert len(origin.flights) == 0  # ...and its flight was cancelled
     finally:
-        runtime.pool.slots.release()
+        services.pool.slots.release()
     await asyncio.sleep(0.2)
     assert origin.metrics.hit["render"].value == 0
     assert len(origin.memory) == 0
     assert sent[0]["status"] == 499
 
 
-async def _user(runtime: Any) -> str:
+async def _user(services: Any) -> str:
     import secrets
     from datetime import UTC, datetime
 
     user_id = secrets.token_hex(16)
-    await runtime.users.create(user_id, f"{user_id[:8]}@example.com", "x", datetime.now(UTC))
+    await services.users.create(user_id, f"{user_id[:8]}@example.com", "x", datetime.now(UTC))
     return user_id

@@ -17,7 +17,7 @@ import httpx
 import pytest
 import pyvips
 
-from origin.runtime import Runtime
+from origin.services import Services
 from origin.settings import Settings
 from tests.origin_service.conftest import (
     Service,
@@ -49,9 +49,9 @@ def animation(frames: int, side: int = 8) -> bytes:
     return bytes(strip.gifsave_buffer())
 
 
-async def add_gif(runtime: Runtime, user_id: str, data: bytes, side: int) -> str:
+async def add_gif(services: Services, user_id: str, data: bytes, side: int) -> str:
     """A GIF stored as the upload would store it (without the upload's checks)."""
-    image_id, _ = await add_image(runtime, user_id, "gif", side, side, data=data)
+    image_id, _ = await add_image(services, user_id, "gif", side, side, data=data)
     return image_id
 
 
@@ -83,7 +83,7 @@ async def timed_get(service: Service, url: str) -> tuple[httpx.Response, float]:
 async def test_thirty_frames_at_1024_square_are_over_max_output_pixels(service: Service) -> None:
     data = animation(30)
     assert len(data) < 2000
-    image_id = await add_gif(service.runtime, await service.user(), data, 8)
+    image_id = await add_gif(service.services, await service.user(), data, 8)
     answer, took = await timed_get(service, signed(f"/i/{image_id}/w_1024,h_1024,c_scale/a.gif"))
     assert_error(
         answer, 400, "limit_exceeded", "MAX_OUTPUT_PIXELS", "31457280", "30 frames of 1024x1024"
@@ -146,7 +146,7 @@ async def test_an_animation_over_max_frames_renders_only_as_a_still(
     make_settings: Callable[..., Settings],
 ) -> None:
     async for service in start_service(make_settings(MAX_FRAMES="10")):
-        image_id = await add_gif(service.runtime, await service.user(), animation(12), 8)
+        image_id = await add_gif(service.services, await service.user(), animation(12), 8)
         for ext in ("gif", "webp"):
             answer = await service.get(signed(f"/i/{image_id}/w_16/a.{ext}"))
             assert_error(answer, 400, "limit_exceeded", "12 frames", "MAX_FRAMES 10")
@@ -175,7 +175,7 @@ async def deadline_case(service: Service) -> None:
     assert answer.headers["retry-after"] == "600"
     print(f"\nrender past a 0.3 s deadline: 503 in {took:.2f} s")
     # the thread has returned: its slot is free, and the process goes idle
-    pool = service.runtime.pool
+    pool = service.services.pool
     assert pool.busy == 0 and pool.waiting == 0
     cpu = time.process_time()
     await asyncio.sleep(0.5)
@@ -207,10 +207,10 @@ async def raw_app(make_settings: Callable[..., Settings]) -> AsyncIterator[tuple
 
 async def test_a_client_gone_mid_render_stops_it(raw_app: tuple[Any, Any]) -> None:
     app, state = raw_app
-    runtime, origin = state["runtime"], state["origin"]
+    services, origin = state["services"], state["origin"]
     user_id = secrets.token_hex(16)
-    await runtime.users.create(user_id, f"{user_id[:8]}@example.com", "x", datetime.now(UTC))
-    image_id, _ = await add_image(runtime, user_id, "png", 2000, 1500)
+    await services.users.create(user_id, f"{user_id[:8]}@example.com", "x", datetime.now(UTC))
+    image_id, _ = await add_image(services, user_id, "png", 2000, 1500)
     scope = get_scope(signed(f"/i/{image_id}/{HEAVY}/a.png"), state)
     inbox: list[dict[str, Any]] = [{"type": "http.request", "body": b"", "more_body": False}]
     gone = asyncio.Event()
@@ -227,7 +227,7 @@ async def test_a_client_gone_mid_render_stops_it(raw_app: tuple[Any, Any]) -> No
         sent.append(message)
 
     request = asyncio.create_task(app(scope, receive, send))
-    while runtime.pool.busy == 0:  # the render has its slot
+    while services.pool.busy == 0:  # the render has its slot
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.1)
     gone.set()
@@ -245,7 +245,7 @@ async def test_a_client_gone_mid_render_stops_it(raw_app: tuple[Any, Any]) -> No
             break
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.3)  # what a job that rendered to the end does next: write the file
-    assert jobs_ended() == 1 and runtime.pool.busy == 0
-    derived = Path(runtime.settings.storage_path) / user_id / image_id / "derived"
+    assert jobs_ended() == 1 and services.pool.busy == 0
+    derived = Path(services.settings.storage_path) / user_id / image_id / "derived"
     assert not derived.exists() or list(derived.iterdir()) == []
     assert origin.metrics.hit["render"].value == 0

@@ -73,7 +73,7 @@ class TestWithoutMemoryTier:
         assert await service.metric("imgorigin_cache_hits_total", tier="store") == 1
         assert await service.metric("imgorigin_cache_hits_total", tier="memory") == 0
         variant = second.headers["etag"].strip('"')
-        record = await service.runtime.derivatives.get(image_id, variant)
+        record = await service.services.derivatives.get(image_id, variant)
         assert record is not None
         assert record.storage_key == f"{owner}/{image_id}/derived/{variant}.jpg"
         assert (record.width, record.height, record.size_bytes) == (90, 68, len(first.content))
@@ -88,9 +88,9 @@ class TestWithoutMemoryTier:
         first = await service.get(url)
         await service.origin.drain()
         variant = first.headers["etag"].strip('"')
-        record = await service.runtime.derivatives.get(image_id, variant)
+        record = await service.services.derivatives.get(image_id, variant)
         assert record is not None
-        await service.runtime.storage.put(record.storage_key, bytes(record.size_bytes))
+        await service.services.storage.put(record.storage_key, bytes(record.size_bytes))
         second = await service.get(url)
         assert second.status_code == 200
         assert second.content == first.content
@@ -104,7 +104,7 @@ class TestWithoutMemoryTier:
         through the event loop. When neither can (a file blocks the derived folder), the
         answer is still whole, no row is recorded, and the next miss renders again; once
         the folder can be made, the derivative is stored."""
-        storage = service.runtime.storage
+        storage = service.services.storage
         if not isinstance(storage, LocalStorage):
             pytest.skip("a blocked folder is a local-files failure")
         image_id, owner = await service.image()
@@ -115,13 +115,13 @@ class TestWithoutMemoryTier:
         await service.origin.drain()
         assert first.status_code == 200 and decode(first.content).width == 60
         variant = first.headers["etag"].strip('"')
-        assert await service.runtime.derivatives.get(image_id, variant) is None
+        assert await service.services.derivatives.get(image_id, variant) is None
         blocker.unlink()
         second = await service.get(url)
         await service.origin.drain()
         assert second.content == first.content
         assert await renders(service) == 2
-        record = await service.runtime.derivatives.get(image_id, variant)
+        record = await service.services.derivatives.get(image_id, variant)
         assert record is not None and record.size_bytes == len(first.content)
         assert (storage.root / record.storage_key).read_bytes() == first.content
 
@@ -142,8 +142,8 @@ class TestWithoutMemoryTier:
             etag = (await service.get(stray_url)).headers["etag"].strip('"')
             await service.origin.drain()
             stray_key = f"{owner}/{image_id}/derived/{etag}.png"
-            await other.runtime.storage.put(stray_key, b"not an image")  # same key...
-            async with other.runtime.db.write() as conn:  # ...but the row is gone
+            await other.services.storage.put(stray_key, b"not an image")  # same key...
+            async with other.services.db.write() as conn:  # ...but the row is gone
                 import sqlalchemy as sa
 
                 from origin.store.tables import transformed_images

@@ -11,7 +11,7 @@ import pytest
 
 from admin_api.auth import issue_access_token
 from origin.settings import Settings
-from tests.conftest import migrated_runtime, serving
+from tests.conftest import migrated_services, serving
 from tests.origin_service.conftest import add_image, decode, signed
 
 pytestmark = pytest.mark.slow
@@ -21,12 +21,12 @@ async def test_deletion_reaches_every_process_within_five_seconds(
     base_env: dict[str, str],
 ) -> None:
     settings = Settings.from_environ(base_env)
-    async with migrated_runtime(settings) as runtime:
+    async with migrated_services(settings) as services:
         from datetime import UTC, datetime
 
         owner = "ab" * 16
-        await runtime.users.create(owner, "live@example.com", "x", datetime.now(UTC))
-        image_id, _ = await add_image(runtime, owner)
+        await services.users.create(owner, "live@example.com", "x", datetime.now(UTC))
+        image_id, _ = await add_image(services, owner)
     token = issue_access_token(owner, settings.jwt_secret, 600).token
     url = signed(f"/i/{image_id}/w_100,h_100,c_fill/a.webp")
     with serving(base_env, workers=2) as a, serving(base_env, workers=1) as b:

@@ -21,10 +21,10 @@ import sqlalchemy as sa
 
 from origin import quality
 from origin.records import ImageRecord
-from origin.runtime import Runtime
+from origin.services import Services
 from origin.settings import Settings
 from origin.store.tables import auto_qualities, transformed_images
-from tests.conftest import migrated_runtime, serving
+from tests.conftest import migrated_services, serving
 from tests.origin_service.conftest import Service, decode, metric, signed, start_service
 
 NAME = "astronaut.png"  # 512 x 512
@@ -35,16 +35,16 @@ def photo_bytes(name: str = NAME) -> bytes:
         return file.read()
 
 
-async def add_photo(runtime: Runtime, user_id: str | None = None) -> tuple[str, str]:
+async def add_photo(services: Services, user_id: str | None = None) -> tuple[str, str]:
     """The photograph stored as an upload would store it: (image id, owner id)."""
     if user_id is None:
         user_id = secrets.token_hex(16)
-        await runtime.users.create(user_id, f"{user_id[:8]}@x.io", "x", datetime.now(UTC))
+        await services.users.create(user_id, f"{user_id[:8]}@x.io", "x", datetime.now(UTC))
     data = photo_bytes()
     header = pyvips.Image.new_from_buffer(data, "")
     image_id = secrets.token_hex(16)
     key = f"{user_id}/{image_id}/original.png"
-    await runtime.storage.put(key, data, content_type="image/png")
+    await services.storage.put(key, data, content_type="image/png")
     record = ImageRecord(
         id=image_id,
         user_id=user_id,
@@ -58,12 +58,12 @@ async def add_photo(runtime: Runtime, user_id: str | None = None) -> tuple[str, 
         content_hash=hashlib.sha256(data).hexdigest(),
         created_at=datetime.now(UTC),
     )
-    await runtime.images.add(record, runtime.settings.user_quota_bytes)
+    await services.images.add(record, services.settings.user_quota_bytes)
     return image_id, user_id
 
 
-async def choices(runtime: Runtime, image_id: str) -> list[sa.Row[tuple[str, int, float]]]:
-    async with runtime.db.read() as conn:
+async def choices(services: Services, image_id: str) -> list[sa.Row[tuple[str, int, float]]]:
+    async with services.db.read() as conn:
         rows = await conn.execute(
             sa.select(auto_qualities.c.format, auto_qualities.c.quality, auto_qualities.c.ssim)
             .where(auto_qualities.c.image_id == image_id)
@@ -81,8 +81,8 @@ async def searches(service: Service, fmt: str) -> float:
 
 
 async def test_the_first_render_searches_and_the_choice_is_remembered(service: Service) -> None:
-    image_id, owner = await add_photo(service.runtime)
-    target = service.runtime.settings.auto_quality_ssim
+    image_id, owner = await add_photo(service.services)
+    target = service.services.settings.auto_quality_ssim
     url = signed(f"/i/{image_id}/w_400,q_auto/a.jpg")
     first = await service.get(url)
     assert first.status_code == 200 and first.headers["content-type"] == "image/jpeg"
@@ -95,7 +95,7 @@ async def test_the_first_render_searches_and_the_choice_is_remembered(service: S
     assert len(first.content) < len(default)  # this photo needs less than q80
 
     await service.origin.drain()  # the choice is stored after the answer
-    [(fmt, chosen, searched_ssim)] = await choices(service.runtime, image_id)
+    [(fmt, chosen, searched_ssim)] = await choices(service.services, image_id)
     assert fmt == "jpeg" and chosen in quality.RANGES["jpeg"].grid and chosen < 80
     assert searched_ssim == pytest.approx(ssim(first.content, reference), abs=1e-6)
     explicit = await service.get(signed(f"/i/{image_id}/w_400,q_{chosen}/a.jpg"))
@@ -115,28 +115,28 @@ async def test_the_first_render_searches_and_the_choice_is_remembered(service: S
     assert negotiated.headers["content-type"] == "image/webp"
     assert await searches(service, "webp") == 1  # a format of its own: its own choice
     await service.origin.drain()
-    assert [row.format for row in await choices(service.runtime, image_id)] == ["jpeg", "webp"]
+    assert [row.format for row in await choices(service.services, image_id)] == ["jpeg", "webp"]
     explicit_webp = await service.get(signed(f"/i/{image_id}/w_400,q_auto,f_webp/a.webp"))
     assert explicit_webp.content == negotiated.content
     assert await searches(service, "webp") == 1  # f_auto and f_webp share the choice
 
     deleted = await service.http.delete(f"/api/images/{image_id}", headers=service.bearer(owner))
     assert deleted.status_code == 204
-    assert await choices(service.runtime, image_id) == []
+    assert await choices(service.services, image_id) == []
 
 
 async def test_lossless_output_is_not_searched(service: Service) -> None:
-    image_id, _ = await add_photo(service.runtime)
+    image_id, _ = await add_photo(service.services)
     auto = await service.get(signed(f"/i/{image_id}/w_200,q_auto/a.png"))
     plain = await service.get(signed(f"/i/{image_id}/w_200/a.png"))
     assert auto.content == plain.content
     await service.origin.drain()
     assert await searches(service, "png") == 0
-    assert await choices(service.runtime, image_id) == []
+    assert await choices(service.services, image_id) == []
 
 
-async def forget_derivatives(runtime: Runtime, image_id: str) -> None:
-    async with runtime.db.write() as conn:
+async def forget_derivatives(services: Services, image_id: str) -> None:
+    async with services.db.write() as conn:
         await conn.execute(
             sa.delete(transformed_images).where(transformed_images.c.image_id == image_id)
         )
@@ -150,13 +150,13 @@ class TestAcrossProcesses:
     async def test_another_origin_uses_the_stored_quality_without_searching(
         self, service: Service, make_settings: Callable[..., Settings]
     ) -> None:
-        image_id, _ = await add_photo(service.runtime)
+        image_id, _ = await add_photo(service.services)
         url = signed(f"/i/{image_id}/w_300,h_300,c_fill,q_auto/a.avif")
         first = await service.get(url)
         await service.origin.drain()
         assert await searches(service, "avif") == 1
-        [(_, chosen, _)] = await choices(service.runtime, image_id)
-        await forget_derivatives(service.runtime, image_id)  # so the next origin must render
+        [(_, chosen, _)] = await choices(service.services, image_id)
+        await forget_derivatives(service.services, image_id)  # so the next origin must render
 
         async for other in start_service(make_settings(CACHE_MAX_BYTES="0")):
             again = await other.get(url)
@@ -170,13 +170,13 @@ class TestAcrossProcesses:
             # The stored number is what it encodes with: set another, render again.
             await other.origin.drain()
             other_quality = 30 if chosen != 30 else 35
-            async with other.runtime.db.write() as conn:
+            async with other.services.db.write() as conn:
                 await conn.execute(
                     sa.update(auto_qualities)
                     .where(auto_qualities.c.image_id == image_id)
                     .values(quality=other_quality)
                 )
-            await forget_derivatives(other.runtime, image_id)
+            await forget_derivatives(other.services, image_id)
             changed = await other.get(url)
             fixed = await other.get(
                 signed(f"/i/{image_id}/w_300,h_300,c_fill,q_{other_quality}/a.avif")
@@ -190,8 +190,8 @@ async def test_a_restarted_server_remembers(base_env: dict[str, str]) -> None:
     """Live ``imgorigin serve``: the search runs in the first server; after a restart the
     `.json` of the same chain (a derivative not rendered yet) is rendered without one."""
     settings = Settings.from_environ(base_env)
-    async with migrated_runtime(settings) as runtime:
-        image_id, _ = await add_photo(runtime)
+    async with migrated_services(settings) as services:
+        image_id, _ = await add_photo(services)
     image = signed(f"/i/{image_id}/w_360,q_auto/a.webp")
     facts = signed(f"/i/{image_id}/w_360,q_auto,f_webp/a.json")
     async with httpx.AsyncClient(timeout=30) as http:
@@ -222,8 +222,8 @@ async def metric_at(http: httpx.AsyncClient, base: str, **labels: str) -> float:
 
 async def wait_for_choice(settings: Settings, image_id: str) -> None:
     """The first server stores the choice just after its answer."""
-    async with migrated_runtime(settings) as runtime:
+    async with migrated_services(settings) as services:
         began = time.monotonic()
-        while not await choices(runtime, image_id):
+        while not await choices(services, image_id):
             assert time.monotonic() - began < 10, "the choice was never stored"
             await asyncio.sleep(0.1)

@@ -31,7 +31,7 @@ class ClientGone(Exception):
     """The client disconnected while its answer was being waited for."""
 
 
-class VipsPool:
+class RenderPool:
     def __init__(self, concurrency: int, queue_max: int, queue_timeout: float) -> None:
         self.slots = anyio.CapacityLimiter(concurrency)
         # anyio's default thread limiter is shared with all other thread work (file I/O,

@@ -1,9 +1,9 @@
-"""The hottest answers, ready to send: tier 0 in front of ``ServeImage``.
+"""Recent answers, ready to send again: tier 0 in front of ``ServeImage`` (one second).
 
 A signed, public, immutable ``/i/…`` answer (a ``GET`` without ``exp``, ``Authorization`` or
 ``If-None-Match``, whose ``Vary`` names nothing but ``Accept``) depends only on the exact
 request path, the exact query (``s`` and, for a policy URL, the policy), ``Accept`` and the
-Client Hints sent. ``Hot`` keeps such answers, keyed by those, for ``SECONDS``: a repeat is
+Client Hints sent. ``RecentAnswers`` keeps such answers, keyed by those, for ``SECONDS``: a repeat is
 answered with the same headers and the same body object, without checking the query, the
 signature, the plan or the memory LRU again. The first request after that second takes the
 whole path again (and refreshes the entry), so:
@@ -37,7 +37,7 @@ PERSONAL = frozenset((b"authorization", b"if-none-match"))
 # never kept; one that does not is kept once per distinct set of hints, bounded by MAX_ENTRIES).
 HINTS = frozenset(HINT_HEADERS)
 
-HotKey = tuple[bytes, bytes, bytes | None, tuple[tuple[bytes, bytes], ...]]
+AnswerKey = tuple[bytes, bytes, bytes | None, tuple[tuple[bytes, bytes], ...]]
 
 
 class Answer:
@@ -53,7 +53,7 @@ class Answer:
         self.epoch = epoch
 
 
-def hot_key(scope: Scope) -> HotKey | None:
+def answer_key(scope: Scope) -> AnswerKey | None:
     """``(raw path, query, Accept, hints)``, or None when the request may not use the table."""
     if scope["method"] != "GET":
         return None
@@ -72,7 +72,7 @@ def hot_key(scope: Scope) -> HotKey | None:
     return raw, scope["query_string"], accept, hints
 
 
-class Hot:
+class RecentAnswers:
     """The table; ``epoch`` reads the lookup's epoch (bumped by every ``forget``)."""
 
     def __init__(self, epoch: Callable[[], int], max_bytes: int) -> None:
@@ -80,12 +80,12 @@ class Hot:
         self.max_bytes = max_bytes
         self.enabled = max_bytes > 0
         self.bytes = 0
-        self._answers: dict[HotKey, Answer] = {}
+        self._answers: dict[AnswerKey, Answer] = {}
 
     def __len__(self) -> int:
         return len(self._answers)
 
-    def get(self, key: HotKey) -> Answer | None:
+    def get(self, key: AnswerKey) -> Answer | None:
         answer = self._answers.get(key)
         if answer is None:
             return None
@@ -95,7 +95,7 @@ class Hot:
             return None
         return answer
 
-    def put(self, key: HotKey, head: list[tuple[bytes, bytes]], body: bytes) -> None:
+    def put(self, key: AnswerKey, head: list[tuple[bytes, bytes]], body: bytes) -> None:
         if not self.enabled or len(body) > self.max_bytes:
             return
         if len(self._answers) >= MAX_ENTRIES or self.bytes + len(body) > self.max_bytes:
@@ -119,7 +119,9 @@ def cacheable(head: list[tuple[bytes, bytes]]) -> bool:
     return immutable
 
 
-def capturing(hot: Hot, key: HotKey, own: list[tuple[bytes, bytes]], send: Send) -> Send:
+def capturing(
+    hot: RecentAnswers, key: AnswerKey, own: list[tuple[bytes, bytes]], send: Send
+) -> Send:
     """``send`` that also offers a 200 to ``hot`` (without the request's ``own`` headers)."""
     head: list[tuple[bytes, bytes]] | None = None
 
@@ -136,4 +138,4 @@ def capturing(hot: Hot, key: HotKey, own: list[tuple[bytes, bytes]], send: Send)
     return capture
 
 
-__all__ = ["Answer", "Hot", "HotKey", "capturing", "hot_key"]
+__all__ = ["Answer", "AnswerKey", "RecentAnswers", "answer_key", "capturing"]

@@ -1,4 +1,5 @@
-"""What a process holds open: made once in the lifespan, closed on shutdown."""
+"""The services a process holds open — database, repositories, object storage, render pool —
+made once in the lifespan, closed on shutdown."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
+from origin.render_pool import RenderPool
 from origin.settings import Settings
 from origin.store.database import Database
 from origin.store.derivatives import Derivatives
@@ -14,11 +16,10 @@ from origin.store.keys import SigningKeys
 from origin.store.objects import Storage, open_storage
 from origin.store.users import Users
 from origin.transforms.limits import Limits
-from origin.workers import VipsPool
 
 
 @dataclass(frozen=True)
-class Runtime:
+class Services:
     settings: Settings
     db: Database
     users: Users
@@ -26,18 +27,18 @@ class Runtime:
     derivatives: Derivatives
     keys: SigningKeys
     storage: Storage
-    pool: VipsPool
+    pool: RenderPool
     limits: Limits
 
 
 @asynccontextmanager
-async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+async def open_services(settings: Settings) -> AsyncIterator[Services]:
     async with AsyncExitStack() as stack:
         db = Database(settings.database_url)
         stack.push_async_callback(db.close)
         storage = await open_storage(stack, settings)
         stack.push_async_callback(storage.close)
-        yield Runtime(
+        yield Services(
             settings=settings,
             db=db,
             users=Users(db),
@@ -45,7 +46,9 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             derivatives=Derivatives(db),
             keys=SigningKeys(db),
             storage=storage,
-            pool=VipsPool(settings.concurrency, settings.queue_max, settings.queue_timeout_seconds),
+            pool=RenderPool(
+                settings.concurrency, settings.queue_max, settings.queue_timeout_seconds
+            ),
             limits=limits_of(settings),
         )
 

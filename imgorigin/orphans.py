@@ -11,28 +11,28 @@ from __future__ import annotations
 import contextlib
 import time
 
-from origin.runtime import Runtime
+from origin.services import Services
 from origin.store.objects import LocalStorage
 
 DEFAULT_MIN_AGE_SECONDS = 3600
 
 
 async def collect_garbage(
-    runtime: Runtime, *, min_age: float = DEFAULT_MIN_AGE_SECONDS
+    services: Services, *, min_age: float = DEFAULT_MIN_AGE_SECONDS
 ) -> list[str]:
     """Delete orphan objects; return the keys (and temp files) removed."""
     cutoff = time.time() - min_age
     # Objects are listed before rows are read: an object whose row commits in between is
     # then seen as referenced, never removed.
-    candidates = [info async for info in runtime.storage.objects() if info.modified <= cutoff]
-    referenced = await runtime.images.referenced_keys()
+    candidates = [info async for info in services.storage.objects() if info.modified <= cutoff]
+    referenced = await services.images.referenced_keys()
     removed = []
     for info in candidates:
         if info.key not in referenced:
-            await runtime.storage.delete(info.key)
+            await services.storage.delete(info.key)
             removed.append(info.key)
-    if isinstance(runtime.storage, LocalStorage):
-        for part in runtime.storage.temporary_files():
+    if isinstance(services.storage, LocalStorage):
+        for part in services.storage.temporary_files():
             with contextlib.suppress(FileNotFoundError):
                 if part.stat().st_mtime <= cutoff:
                     part.unlink()

@@ -1,4 +1,4 @@
-"""Working copies (origin.pyramid) on real photographs: which levels an original gets, which
+"""Working copies (origin.working_copies) on real photographs: which levels an original gets, which
 level a chain may use, and — on pixels — that a derivative made from a level is
 indistinguishable from the one made from the original.
 
@@ -21,7 +21,7 @@ import pyvips
 import skimage
 from skimage.metrics import structural_similarity
 
-from origin import pyramid
+from origin import working_copies
 from origin.pixels import scale_to, to_srgb
 from origin.probe import probe_upload
 from origin.records import WorkingCopy
@@ -88,21 +88,21 @@ def over(body: bytes, background: list[int]) -> bytes:
     return bytes(img.cast("uchar").pngsave_buffer())
 
 
-def levels_of(data: bytes) -> list[pyramid.Level]:
-    return pyramid.build_for(data, probe_upload(data, max_source_pixels=10**8))
+def levels_of(data: bytes) -> list[working_copies.Level]:
+    return working_copies.build_for(data, probe_upload(data, max_source_pixels=10**8))
 
 
 def from_level(
     data: bytes, chain: str, ext: str = "png", index: int | None = None
-) -> tuple[Rendered, Rendered, pyramid.Level]:
+) -> tuple[Rendered, Rendered, working_copies.Level]:
     """The chain's derivative from the original and from the level `choose` picks (or the
     level at `index`), and that level."""
     probe = probe_upload(data, max_source_pixels=10**8)
-    levels = pyramid.build_for(data, probe)
+    levels = working_copies.build_for(data, probe)
     plan = parse_path(f"/i/{IMAGE_ID}/{chain}/x.{ext}")
     copies = [WorkingCopy(lv.width, lv.height, str(i)) for i, lv in enumerate(levels)]
     if index is None:
-        chosen = pyramid.choose(plan, probe.width, probe.height, copies, DEFAULT_LIMITS)
+        chosen = working_copies.choose(plan, probe.width, probe.height, copies, DEFAULT_LIMITS)
         assert chosen is not None, f"no level serves {chain}"
         index = int(chosen.storage_key)
     level = levels[index]
@@ -131,7 +131,7 @@ def from_level(
 def test_level_sizes(
     fmt: str, frames: int, size: tuple[int, int], levels: list[tuple[int, int]]
 ) -> None:
-    assert pyramid.level_sizes(fmt, frames, *size) == levels
+    assert working_copies.level_sizes(fmt, frames, *size) == levels
 
 
 COPIES = (WorkingCopy(1000, 750, "small"), WorkingCopy(2000, 1500, "large"))
@@ -160,14 +160,14 @@ COPIES = (WorkingCopy(1000, 750, "small"), WorkingCopy(2000, 1500, "large"))
 )
 def test_choose(chain: str, chosen: str | None) -> None:
     plan = parse_path(f"/i/{IMAGE_ID}/{chain}/x.jpg")
-    copy = pyramid.choose(plan, 4000, 3000, COPIES, DEFAULT_LIMITS)
+    copy = working_copies.choose(plan, 4000, 3000, COPIES, DEFAULT_LIMITS)
     assert (copy.storage_key if copy else None) == chosen
-    assert pyramid.choose(plan, 4000, 3000, (), DEFAULT_LIMITS) is None
+    assert working_copies.choose(plan, 4000, 3000, (), DEFAULT_LIMITS) is None
 
 
 def test_choose_leaves_a_refused_plan_to_the_render() -> None:
     plan = parse_path(f"/i/{IMAGE_ID}/ar_100:1,c_fill/x.jpg")  # 3000 × 30 → a side of 300,000
-    assert pyramid.choose(plan, 300_000 // 100, 3000, COPIES, DEFAULT_LIMITS) is None
+    assert working_copies.choose(plan, 300_000 // 100, 3000, COPIES, DEFAULT_LIMITS) is None
 
 
 # ---- what a level is ------------------------------------------------------------------------
@@ -209,7 +209,7 @@ def test_levels_with_alpha_are_png() -> None:
 
 def test_an_undecodable_original_gets_no_levels() -> None:
     data = jpeg(mosaic())
-    assert pyramid.build(data[:2] + bytes(len(data) - 2), [(1600, 1200)]) == []
+    assert working_copies.build(data[:2] + bytes(len(data) - 2), [(1600, 1200)]) == []
 
 
 # ---- derivatives from a level vs from the original -------------------------------------------

@@ -1,4 +1,4 @@
-"""The hot tier (``origin/hot.py``): repeats of a signed, public, immutable URL answered from
+"""The hot tier (``origin/recent_answers.py``): repeats of a signed, public, immutable URL answered from
 a table of ready answers, which must never outlive a deletion or a deleted key."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from origin.hot import SECONDS, cacheable
+from origin.recent_answers import SECONDS, cacheable
 from origin.signing import sign_url
 from tests.origin_service.conftest import Service, decode, signed
 
@@ -83,7 +83,7 @@ async def test_a_deletion_elsewhere_reaches_a_hot_url_within_five_seconds(
     image_id, owner = await service.image()
     url = signed(f"/i/{image_id}/w_30/a.png")
     await hot_twice(service, url)
-    assert await service.runtime.images.delete(image_id, owner) is not None
+    assert await service.services.images.delete(image_id, owner) is not None
     began = time.monotonic()
     while (answer := await service.get(url)).status_code == 200:
         assert time.monotonic() - began < 5.0, "still served 5 s after the deletion"
@@ -132,7 +132,7 @@ async def test_expiring_urls_are_not_kept(service: Service) -> None:
         answer = await service.get(url)
         assert answer.status_code == 200
         assert "immutable" not in answer.headers["cache-control"]
-    hot = service.http.app_state["hot"]  # type: ignore[attr-defined]
+    hot = service.http.app_state["recent_answers"]  # type: ignore[attr-defined]
     assert len(hot) == 0
 
 
@@ -140,7 +140,7 @@ async def test_entries_expire(service: Service) -> None:
     image_id, _ = await service.image()
     url = signed(f"/i/{image_id}/w_25/a.png")
     await hot_twice(service, url)
-    hot = service.http.app_state["hot"]  # type: ignore[attr-defined]
+    hot = service.http.app_state["recent_answers"]  # type: ignore[attr-defined]
     assert len(hot) == 1
     await asyncio.sleep(SECONDS + 0.05)
     assert await service.get(url)  # refreshed through the whole path
@@ -172,5 +172,5 @@ async def test_client_hints_are_part_of_the_key(service: Service) -> None:
     for dpr in ("1", "2", "1", "2"):
         answer = await service.get(url, headers={"Sec-CH-DPR": dpr})
         assert decode(answer.content).width == 33
-    hot = service.http.app_state["hot"]  # type: ignore[attr-defined]
+    hot = service.http.app_state["recent_answers"]  # type: ignore[attr-defined]
     assert len(hot) == 2
