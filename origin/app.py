@@ -1,13 +1,12 @@
-"""The origin's Starlette application: ops endpoints, ``/metrics`` and ``/i/…``.
+"""The origin's Starlette application: health endpoints, ``/metrics`` and ``/i/…``.
 
 ``build_app`` is shared with the composition root (``imgorigin.app``), which adds the admin
 API's routes to the same process; the origin itself never imports ``admin_api``.
 
-Every answer goes through ``Observe`` (``FastObserve`` on the ``/i/`` fast path): it sets
-``X-Content-Type-Options: nosniff``, takes ``X-Request-ID`` (or makes one) and echoes it,
-counts the request by route template and status, and writes one key=value line to the
-``imgorigin.access`` logger with the time spent waiting for a worker, loading, rendering
-(encoding included: ``pipeline.render`` does both) and in total (see docs/origin.md).
+Every answer is observed on the one access-log path (origin.access_log): ``Observe`` for
+the routes Starlette's router answers, ``FastObserve`` for the ``/i/`` fast path, which
+also puts the recent-answer table (origin.recent_answers) in front of ``ServeImage`` and
+answers its errors as the exception handlers would.
 """
 
 from __future__ import annotations
@@ -15,12 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import itertools
-import logging
-import os
-import re
-import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -31,11 +24,12 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from origin.access_log import AccessLog, Observe, Timings, begin, log_to_stderr, marked
 from origin.addresses import client_address, is_listed
+from origin.delivery import serve_image, start_origin, state_of
 from origin.errors import OriginError
-from origin.handler import TIMINGS, Timings, serve_image, start_origin, state_of
 from origin.http import EXCEPTION_HANDLERS, NO_STORE, error_json, error_response, log
 from origin.memory import cap_arenas
 from origin.metrics import CONTENT_TYPE, Metrics
@@ -45,7 +39,7 @@ from origin.settings import Settings
 from origin.vips import configure_libvips
 
 READY_TIMEOUT_SECONDS = 3.0
-HOT_SHARE = 4  # the hot tier may hold a quarter of CACHE_MAX_BYTES
+RECENT_SHARE = 4  # the recent-answer table may hold a quarter of CACHE_MAX_BYTES
 
 
 async def healthz(request: Request) -> Response:
@@ -89,7 +83,7 @@ def metrics_endpoint(
     return exposition
 
 
-def ops_routes(metrics: Metrics, settings: Settings) -> list[BaseRoute]:
+def health_routes(metrics: Metrics, settings: Settings) -> list[BaseRoute]:
     """``/healthz`` and ``/readyz`` answer anyone (container probes); ``/metrics`` does not."""
     return [
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
@@ -98,137 +92,10 @@ def ops_routes(metrics: Metrics, settings: Settings) -> list[BaseRoute]:
     ]
 
 
-access_log = logging.getLogger("imgorigin.access")
-REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
-METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
-NOSNIFF = (b"x-content-type-options", b"nosniff")
-
-
-class AccessLog:
-    """One key=value line per request, handed to the ``imgorigin.access`` logger in batches.
-
-    A ``logging`` record costs ~40 µs (record, caller lookup, formatter, lock, write): more
-    than the whole cache-hit answer. Lines are kept and given to the logger as one record
-    (lines joined by newlines) every ``INTERVAL`` seconds, at ``MAX_LINES`` lines, and at
-    shutdown. Each line carries its own ``ts=`` (unix seconds).
-    """
-
-    INTERVAL = 0.5
-    MAX_LINES = 256
-
-    def __init__(self, logger: logging.Logger = access_log) -> None:
-        self.logger = logger
-        self.lines: list[str] = []
-
-    @property
-    def enabled(self) -> bool:
-        return self.logger.isEnabledFor(logging.INFO)
-
-    def add(self, line: str) -> None:
-        self.lines.append(line)
-        if len(self.lines) >= self.MAX_LINES:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.lines:
-            text = "\n".join(self.lines)
-            self.lines.clear()
-            self.logger.info(text)
-
-    async def run(self) -> None:
-        try:
-            while True:
-                await asyncio.sleep(self.INTERVAL)
-                self.flush()
-        finally:
-            self.flush()
-
-
-class Observe:
-    """Per HTTP request: ``X-Content-Type-Options: nosniff``, the request id (taken from
-    ``X-Request-ID`` when sane, else made) echoed in ``X-Request-ID``, the request counter and
-    one access-log line."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics, log: AccessLog) -> None:
-        self.app = app
-        self.metrics = metrics
-        self.log = log
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        began = time.perf_counter()
-        request_id = _request_id(scope)
-        timings = scope[TIMINGS] = Timings(request_id.decode("ascii"))
-        status = 500
-        sent = 0
-
-        async def observed(message: Message) -> None:
-            nonlocal status, sent
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [
-                    *message.get("headers", ()),
-                    NOSNIFF,
-                    (b"x-request-id", request_id),
-                ]
-            elif message["type"] == "http.response.body":
-                sent += len(message.get("body", b""))
-            await send(message)
-
-        try:
-            await self.app(scope, receive, observed)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path", "unmatched")
-            method = scope["method"] if scope["method"] in METHODS else "other"
-            self.metrics.count_request(template, method, status)
-            if self.log.enabled:
-                self.log.add(_line(scope, method, status, sent, timings, began))
-
-
 async def _stop(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-_REQUEST_PREFIX = os.urandom(4).hex()
-_requests = itertools.count(1)
-
-
-def _request_id(scope: Scope) -> bytes:
-    """The client's ``X-Request-ID`` when sane, else this process's prefix and a counter
-    (16 hex digits; a counter, not ``os.urandom``: a system call per request shows)."""
-    for name, value in scope["headers"]:
-        if name == b"x-request-id" and REQUEST_ID.fullmatch(value):
-            return bytes(value)
-    return f"{_REQUEST_PREFIX}{next(_requests) & 0xFFFFFFFF:08x}".encode("ascii")
-
-
-def _line(scope: Scope, method: str, status: int, sent: int, t: Timings, began: float) -> str:
-    path = scope["path"]
-    if len(path) > 200 or not path.isprintable() or " " in path:
-        path = repr(path[:200])
-    return (
-        f"ts={time.time():.3f} request_id={t.request_id} method={method} path={path} "
-        f"status={status} bytes={sent} tier={t.tier} wait_us={int(t.wait * 1e6)} "
-        f"load_us={int(t.load * 1e6)} render_us={int(t.render * 1e6)} "
-        f"total_us={int((time.perf_counter() - began) * 1e6)}"
-    )
-
-
-def _log_to_stderr() -> None:
-    """Give the access log a handler when nothing else does (uvicorn configures only its own
-    loggers); a host application that configured logging keeps its configuration."""
-    if access_log.handlers or logging.getLogger().handlers:
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    access_log.addHandler(handler)
-    access_log.setLevel(logging.INFO)
-    access_log.propagate = False
 
 
 @dataclass(frozen=True)
@@ -251,11 +118,11 @@ class Part:
 
 def build_app(settings: Settings, parts: Sequence[Part]) -> Starlette:
     metrics = next((p.metrics for p in parts if p.metrics is not None), None) or Metrics()
-    log = AccessLog()
+    log = AccessLog(metrics)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        _log_to_stderr()
+        log_to_stderr()
         cap_arenas()  # before the render threads start (origin.memory)
         configure_libvips()
         async with open_services(settings) as services, AsyncExitStack() as stack:
@@ -274,15 +141,13 @@ def build_app(settings: Settings, parts: Sequence[Part]) -> Starlette:
     ]
     return App(
         routes=[
-            *ops_routes(metrics, settings),
+            *health_routes(metrics, settings),
             *(route for part in parts for route in part.routes),
         ],
         lifespan=lifespan,
-        # Observe also sets X-Content-Type-Options so that
-        # the hot path crosses one middleware, not two.
-        middleware=[Middleware(Observe, metrics=metrics, log=log)],
+        middleware=[Middleware(Observe, log=log)],
         exception_handlers=EXCEPTION_HANDLERS,
-        fast=[(prefix, route, FastObserve(route, metrics, log)) for prefix, route in fast],
+        fast=[(prefix, route, FastObserve(route, log)) for prefix, route in fast],
     )
 
 
@@ -305,66 +170,45 @@ class App(Starlette):
         await super().__call__(scope, receive, send)
 
 
-def _marked(t: Timings, send: Send) -> Send:
-    """``send`` adding the fast path's headers and noting status and bytes in ``t``."""
-
-    async def marked(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            t.status = message["status"]
-            message["headers"] = [*message.get("headers", ()), *t.headers]
-        elif message["type"] == "http.response.body":
-            t.sent += len(message.get("body", b""))
-        await send(message)
-
-    return marked
-
-
 class FastObserve:
-    """``Observe`` for a fast-path endpoint (which adds ``Timings.headers`` itself), its
-    errors answered as Starlette's exception handlers would, and the ``RecentAnswers`` tier in front
-    of it when the lifespan state has one (``state["recent_answers"]``)."""
+    """The access-log path of a fast-path endpoint (which adds ``Timings.headers`` to its
+    answers itself), its errors answered as Starlette's exception handlers would, and the
+    recent-answer table in front of it when the lifespan state has one."""
 
-    def __init__(self, route: BaseRoute, metrics: Metrics, log: AccessLog) -> None:
+    def __init__(self, route: BaseRoute, log: AccessLog) -> None:
         self.app: ASGIApp = getattr(route, "app")  # noqa: B009 (BaseRoute has no .app)
-        self.metrics = metrics
         self.log = log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        began = time.perf_counter()
-        request_id = _request_id(scope)
-        own = [NOSNIFF, (b"x-request-id", request_id)]
-        t = scope[TIMINGS] = Timings(request_id.decode("ascii"), own)
+        t = begin(scope)
         try:
-            hot: RecentAnswers | None = scope["state"].get("recent_answers")
-            key = answer_key(scope) if hot is not None and hot.enabled else None
-            if hot is None or key is None:
+            recent: RecentAnswers | None = scope["state"].get("recent_answers")
+            key = answer_key(scope) if recent is not None and recent.enabled else None
+            if recent is None or key is None:
                 await self.app(scope, receive, send)
-            elif (answer := hot.get(key)) is not None:
-                await self.hot_answer(answer, t, send)
+            elif (kept := recent.get(key)) is not None:
+                await self.recent_answer(kept, t, send)
             else:
-                await self.app(scope, receive, capturing(hot, key, own, send))
+                await self.app(scope, receive, capturing(recent, key, t.headers, send))
         except OriginError as exc:
-            await error_response(exc)(scope, receive, _marked(t, send))
+            await error_response(exc)(scope, receive, marked(t, send))
         except Exception:
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             answer_500 = error_json(500, "internal_error", "internal error")
-            await answer_500(scope, receive, _marked(t, send))
+            await answer_500(scope, receive, marked(t, send))
         finally:
-            method = scope["method"]
-            self.metrics.count_request(scope["route"].path, method, t.status)
-            if self.log.enabled:
-                self.log.add(_line(scope, method, t.status, t.sent, t, began))
+            self.log.finish(scope, t)
 
-    async def hot_answer(self, answer: Answer, t: Timings, send: Send) -> None:
-        self.metrics.hit["memory"].inc()
-        self.metrics.bytes_out.inc(answer.length)
+    async def recent_answer(self, kept: Answer, t: Timings, send: Send) -> None:
+        self.log.metrics.hit["memory"].inc()
+        self.log.metrics.bytes_out.inc(kept.length)
         t.tier = "memory"
         t.status = 200
-        t.sent = answer.length
+        t.sent = kept.length
         await send(
-            {"type": "http.response.start", "status": 200, "headers": [*answer.head, *t.headers]}
+            {"type": "http.response.start", "status": 200, "headers": [*kept.head, *t.headers]}
         )
-        await send({"type": "http.response.body", "body": answer.body})
+        await send({"type": "http.response.body", "body": kept.body})
 
 
 def origin_part(settings: Settings) -> Part:
@@ -378,15 +222,15 @@ def origin_part(settings: Settings) -> Part:
 
     async def start(services: Services, stack: AsyncExitStack) -> Mapping[str, Any]:
         origin = start_origin(services, metrics)
-        stack.push_async_callback(origin.drain)
+        stack.push_async_callback(origin.derivatives.drain)
         # Everything loaded so far (libvips bindings, SQLAlchemy, numpy…) lives as long as
         # the process: keep it out of the collector's full scans, which otherwise stall the
         # event loop in proportion to the heap (measured: see docs/origin.md).
         gc.freeze()
-        hot = RecentAnswers(
-            lambda: origin.lookup.epoch, services.settings.cache_max_bytes // HOT_SHARE
+        recent = RecentAnswers(
+            lambda: origin.lookup.epoch, services.settings.cache_max_bytes // RECENT_SHARE
         )
-        return {**state_of(origin), "recent_answers": hot}
+        return {**state_of(origin), "recent_answers": recent}
 
     return Part(
         routes=[Route("/i/{path:path}", serve_image, methods=["GET", "HEAD"])],

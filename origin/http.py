@@ -14,6 +14,11 @@ from origin.errors import OriginError
 log = logging.getLogger("imgorigin")
 
 NO_STORE = {"Cache-Control": "no-store"}
+# Cache-Control of a signed derivative without expiry, and of one seen with the owner's token.
+IMMUTABLE = "public, max-age=31536000, immutable"
+PRIVATE = "private, no-store"
+# Content-Security-Policy of every image answer and download: no script, no subresource.
+CSP = "default-src 'none'; sandbox"
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 

@@ -2,7 +2,8 @@
 
 Two small ``TTLCache``s sit in front of the repository:
 
-- image id → ``Source`` (owner, storage key, content hash, format, size, working copies),
+- image id → its ``ImageRecord`` (owner, storage key, content hash, format, size, analysis,
+  working copies),
   or ``None`` (absent: cached too, so a flood of unknown ids costs one query per id per TTL);
 - owner → the UTF-8 bytes of their signing keys.
 
@@ -16,30 +17,16 @@ racing the change cannot put the stale row (or key list) back.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Protocol
 
 from cachetools import TTLCache
 
 from origin.cache import Flights
-from origin.records import Analysis, ImageRecord, SigningKeyRecord, WorkingCopy
+from origin.records import ImageRecord, SigningKeyRecord
 
 TTL_SECONDS = 3.0
 MAX_ENTRIES = 100_000
 IMAGE_ID = re.compile(r"[0-9a-f]{32}")
-
-
-@dataclass(frozen=True)
-class Source:
-    image_id: str
-    user_id: str
-    storage_key: str
-    content_hash: str
-    format: str
-    analysis: Analysis | None = None  # stored at upload; None for older rows
-    width: int = 0  # upright, of the original
-    height: int = 0
-    working_copies: tuple[WorkingCopy, ...] = ()  # origin.working_copies: smallest first
 
 
 class Images(Protocol):  # origin.store.images
@@ -60,16 +47,16 @@ class Lookup:
     ) -> None:
         self.image_rows = images
         self.key_rows = keys
-        self._images: TTLCache[str, Source | None] = TTLCache(max_entries, ttl)
+        self._images: TTLCache[str, ImageRecord | None] = TTLCache(max_entries, ttl)
         self._keys: TTLCache[str, tuple[bytes, ...]] = TTLCache(max_entries, ttl)
         self._epoch = 0
         # One read per id (per epoch) however many requests miss at once, e.g. at TTL expiry.
-        self._image_reads: Flights[Source | None] = Flights()
+        self._image_reads: Flights[ImageRecord | None] = Flights()
         self._key_reads: Flights[tuple[bytes, ...]] = Flights()
         self.queries = 0  # repository round trips made (for tests and benchmarks)
 
-    async def image(self, image_id: str) -> Source | None:
-        """The image's source record, or None when the id is malformed, unknown or deleted."""
+    async def image(self, image_id: str) -> ImageRecord | None:
+        """The image's record, or None when the id is malformed, unknown or deleted."""
         try:
             return self._images[image_id]
         except KeyError:
@@ -81,13 +68,12 @@ class Lookup:
             (image_id, epoch), lambda: self._read_image(image_id, epoch)
         )
 
-    async def _read_image(self, image_id: str, epoch: int) -> Source | None:
+    async def _read_image(self, image_id: str, epoch: int) -> ImageRecord | None:
         self.queries += 1
         record = await self.image_rows.get(image_id)
-        source = None if record is None else _source(record)
         if epoch == self._epoch:
-            self._images[image_id] = source
-        return source
+            self._images[image_id] = record
+        return record
 
     async def user_keys(self, user_id: str) -> tuple[bytes, ...]:
         """The owner's active signing secrets, as the UTF-8 bytes they sign with."""
@@ -117,17 +103,3 @@ class Lookup:
     def forget_user_keys(self, user_id: str) -> None:
         self._epoch += 1
         self._keys.pop(user_id, None)
-
-
-def _source(record: ImageRecord) -> Source:
-    return Source(
-        image_id=record.id,
-        user_id=record.user_id,
-        storage_key=record.storage_key,
-        content_hash=record.content_hash,
-        format=record.format,
-        analysis=record.analysis,
-        width=record.width,
-        height=record.height,
-        working_copies=record.working_copies,
-    )

@@ -25,12 +25,12 @@ from collections.abc import Callable
 
 from starlette.types import Message, Scope, Send
 
-from origin import handler
 from origin.hints import HEADERS as HINT_HEADERS
+from origin.http import IMMUTABLE as IMMUTABLE_TEXT
 
 SECONDS = 1.0
 MAX_ENTRIES = 4096
-IMMUTABLE = handler.IMMUTABLE.encode("ascii")  # the one Cache-Control a kept answer has
+IMMUTABLE = IMMUTABLE_TEXT.encode("ascii")  # the one Cache-Control a kept answer has
 # Request headers that make an answer personal or conditional: never from the table.
 PERSONAL = frozenset((b"authorization", b"if-none-match"))
 # Client Hints: part of the key (an answer that depends on them says so in ``Vary`` and is

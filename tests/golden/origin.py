@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from imgorigin.app import create_app
-from origin.handler import key_for, stored_key
+from origin.derivatives import stored_key
 from origin.policy import fill
 from origin.records import ImageRecord
+from origin.request import read_headers
 from origin.settings import Settings
 from origin.signing import sign_policy, sign_url
 from origin.store.database import Database
@@ -105,22 +106,14 @@ async def answer(http: Any, origin: Any, request: dict[str, Any]) -> dict[str, A
     response = await http.get(url, headers=headers)
     assert response.status_code == 304, (url, response.status_code, response.text)
     path = url.split("?", 1)[0]
-    prepared = origin.prepare(path, headers.get("Accept"))
-    if prepared.plan.client_hints:
-        width, dpr = headers.get("Sec-CH-Width"), headers.get("Sec-CH-DPR")
-        prepared = origin.hinted(
-            prepared,
-            path,
-            headers.get("Accept"),
-            None if width is None else width.encode(),
-            None if dpr is None else dpr.encode(),
-        )
-    source = await origin.lookup.image(IMAGE)
-    overlays = await origin.overlays(source, prepared.plan)
-    key = key_for(prepared, source, overlays)
+    scope_headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    prepared = origin.plans.prepared(path, read_headers({"headers": scope_headers}))
+    image = await origin.lookup.image(IMAGE)
+    overlays = await origin.overlays(image, prepared.plan)
+    key = prepared.key_for(image, overlays)
     media_type = MEDIA_TYPES["json"] if prepared.plan.metadata_only else MEDIA_TYPES[key.format]
     return {
         "canonical": prepared.canonical,
-        "storage_key": stored_key(source, key, media_type),
+        "storage_key": stored_key(image, key, media_type),
         "etag": response.headers["etag"],
     }

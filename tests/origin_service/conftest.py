@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from admin_api.auth import issue_access_token
 from imgorigin.app import create_app
-from origin.handler import Origin
+from origin.delivery import Origin
 from origin.records import ImageRecord
 from origin.services import Services
 from origin.settings import Settings

@@ -92,12 +92,12 @@ async def test_a_client_gone_while_queued_costs_no_render(
         await asyncio.wait_for(app(scope, receive, send), 2)
         await asyncio.sleep(0.05)  # the cancelled flight's callbacks run
         assert services.pool.waiting == 0  # it left the queue...
-        assert len(origin.flights) == 0  # ...and its flight was cancelled
+        assert len(origin.derivatives.flights) == 0  # ...and its flight was cancelled
     finally:
         services.pool.slots.release()
     await asyncio.sleep(0.2)
     assert origin.metrics.hit["render"].value == 0
-    assert len(origin.memory) == 0
+    assert len(origin.derivatives.memory) == 0
     assert sent[0]["status"] == 499
 
 

@@ -66,7 +66,7 @@ class TestWithoutMemoryTier:
         image_id, owner = await service.image()
         url = signed(f"/i/{image_id}/w_90/a.jpg")
         first = await service.get(url)
-        await service.origin.drain()  # the derivative is written after the answer
+        await service.origin.derivatives.drain()  # the derivative is written after the answer
         second = await service.get(url)
         assert first.content == second.content
         assert await renders(service) == 1
@@ -86,7 +86,7 @@ class TestWithoutMemoryTier:
         image_id, _ = await service.image()
         url = signed(f"/i/{image_id}/w_80/a.webp")
         first = await service.get(url)
-        await service.origin.drain()
+        await service.origin.derivatives.drain()
         variant = first.headers["etag"].strip('"')
         record = await service.services.derivatives.get(image_id, variant)
         assert record is not None
@@ -112,13 +112,13 @@ class TestWithoutMemoryTier:
         blocker.write_bytes(b"not a folder")
         url = signed(f"/i/{image_id}/w_60/a.png")
         first = await service.get(url)
-        await service.origin.drain()
+        await service.origin.derivatives.drain()
         assert first.status_code == 200 and decode(first.content).width == 60
         variant = first.headers["etag"].strip('"')
         assert await service.services.derivatives.get(image_id, variant) is None
         blocker.unlink()
         second = await service.get(url)
-        await service.origin.drain()
+        await service.origin.derivatives.drain()
         assert second.content == first.content
         assert await renders(service) == 2
         record = await service.services.derivatives.get(image_id, variant)
@@ -131,7 +131,7 @@ class TestWithoutMemoryTier:
         image_id, owner = await service.image()
         url = signed(f"/i/{image_id}/w_70/a.png")
         first = await service.get(url)
-        await service.origin.drain()
+        await service.origin.derivatives.drain()
         async for other in start_service(make_settings(CACHE_MAX_BYTES="0")):
             again = await other.get(url)
             assert again.content == first.content
@@ -140,7 +140,7 @@ class TestWithoutMemoryTier:
             # an object whose row is missing is not trusted: rendered again
             stray_url = signed(f"/i/{image_id}/w_71/a.png")
             etag = (await service.get(stray_url)).headers["etag"].strip('"')
-            await service.origin.drain()
+            await service.origin.derivatives.drain()
             stray_key = f"{owner}/{image_id}/derived/{etag}.png"
             await other.services.storage.put(stray_key, b"not an image")  # same key...
             async with other.services.db.write() as conn:  # ...but the row is gone
@@ -174,7 +174,7 @@ async def test_memory_tier_is_bounded_by_bytes(
         image_id, _ = await small.image()
         for width in range(100, 400, 20):
             assert (await small.get(signed(f"/i/{image_id}/w_{width}/a.png"))).status_code == 200
-        assert 0 < small.origin.memory.bytes <= 20000
+        assert 0 < small.origin.derivatives.memory.bytes <= 20000
         assert await metric(small.http, "imgorigin_cache_hits_total", tier="render") == 15
 
 

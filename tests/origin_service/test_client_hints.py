@@ -266,7 +266,7 @@ async def test_hinted_plans_are_remembered_per_snapped_value(service: Service) -
     for width in ("100", "150", "160", "500", "99999", "x"):
         for dpr in ("1", "2", "9", "junk"):
             await get(service, path, Width=width, DPR=dpr)
-    prepared = service.origin.plans[path]
+    prepared = service.origin.plans.paths[path]
     # width: 160, 640, 2560 and none; dpr: 1, 2, 4 and none (4 × 4, minus none × none)
     assert prepared.variants is not None and len(prepared.variants) == 15
 

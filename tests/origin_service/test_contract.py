@@ -141,7 +141,7 @@ async def test_accept_splits_plans_only_by_the_format_it_negotiates(service: Ser
     ]
     assert len({types[(auto, a)][1] for a in accepts}) == 3  # one ETag per format
     assert {types[(fixed, a)] for a in accepts} == {types[(fixed, "*/*")]}
-    plans = service.origin.plans
+    plans = service.origin.plans.paths
     assert plans[auto].formats is not None and set(plans[auto].formats) == {"avif", "webp"}
     assert plans[fixed].formats is None
     assert {plans[auto].plan.format, plans[fixed].plan.format} == {"jpeg", "png"}

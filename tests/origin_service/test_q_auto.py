@@ -94,7 +94,7 @@ async def test_the_first_render_searches_and_the_choice_is_remembered(service: S
     default = (await service.get(signed(f"/i/{image_id}/w_400/a.jpg"))).content
     assert len(first.content) < len(default)  # this photo needs less than q80
 
-    await service.origin.drain()  # the choice is stored after the answer
+    await service.origin.derivatives.drain()  # the choice is stored after the answer
     [(fmt, chosen, searched_ssim)] = await choices(service.services, image_id)
     assert fmt == "jpeg" and chosen in quality.RANGES["jpeg"].grid and chosen < 80
     assert searched_ssim == pytest.approx(ssim(first.content, reference), abs=1e-6)
@@ -114,7 +114,7 @@ async def test_the_first_render_searches_and_the_choice_is_remembered(service: S
     )
     assert negotiated.headers["content-type"] == "image/webp"
     assert await searches(service, "webp") == 1  # a format of its own: its own choice
-    await service.origin.drain()
+    await service.origin.derivatives.drain()
     assert [row.format for row in await choices(service.services, image_id)] == ["jpeg", "webp"]
     explicit_webp = await service.get(signed(f"/i/{image_id}/w_400,q_auto,f_webp/a.webp"))
     assert explicit_webp.content == negotiated.content
@@ -130,7 +130,7 @@ async def test_lossless_output_is_not_searched(service: Service) -> None:
     auto = await service.get(signed(f"/i/{image_id}/w_200,q_auto/a.png"))
     plain = await service.get(signed(f"/i/{image_id}/w_200/a.png"))
     assert auto.content == plain.content
-    await service.origin.drain()
+    await service.origin.derivatives.drain()
     assert await searches(service, "png") == 0
     assert await choices(service.services, image_id) == []
 
@@ -153,7 +153,7 @@ class TestAcrossProcesses:
         image_id, _ = await add_photo(service.services)
         url = signed(f"/i/{image_id}/w_300,h_300,c_fill,q_auto/a.avif")
         first = await service.get(url)
-        await service.origin.drain()
+        await service.origin.derivatives.drain()
         assert await searches(service, "avif") == 1
         [(_, chosen, _)] = await choices(service.services, image_id)
         await forget_derivatives(service.services, image_id)  # so the next origin must render
@@ -168,7 +168,7 @@ class TestAcrossProcesses:
             assert (img.width, img.height) == (300, 300)
 
             # The stored number is what it encodes with: set another, render again.
-            await other.origin.drain()
+            await other.origin.derivatives.drain()
             other_quality = 30 if chosen != 30 else 35
             async with other.services.db.write() as conn:
                 await conn.execute(

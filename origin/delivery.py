@@ -1,0 +1,187 @@
+"""``GET|HEAD /i/{image_id}[/{stage}…]/{name}.{ext}``: the origin's answer, step by step.
+
+``ServeImage`` runs this sequence and nothing else:
+
+1. the request's shape — raw path, query, the headers read (origin.request): a query other
+   than ``s``/``exp``/``p`` is 400 before anything else;
+2. credentials (origin.credentials): the signature, a policy or the owner's token, the
+   expiry, the image — 403 / 404;
+3. the plan (origin.plans: the registry's parser behind an LRU) for this request's
+   ``Accept`` and Client Hints — 400 ``bad_transform`` / ``limit_exceeded``; image
+   overlays must be the same owner's;
+4. the derivative's key and ETag; ``If-None-Match`` → 304, before any byte is loaded;
+5. the derivative (origin.derivatives): memory, else — one flight per derivative — the
+   persistent store, else a render in the pool; a client gone while it waits costs no
+   render;
+6. the answer: the body with its ETag, ``Cache-Control``, CSP, ``Vary``, type and length.
+
+The endpoint is a plain ASGI app: the memory-hit path builds no Request, no Response and
+no task, and sends the cached body as it is (no copy).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.types import Receive, Scope, Send
+
+from origin.access_log import TIMINGS, Timings
+from origin.cache import matches
+from origin.credentials import Access, Credentials
+from origin.derivatives import Derivatives
+from origin.errors import BadTransform
+from origin.hints import ACCEPT_CH, vary
+from origin.http import CSP, IMMUTABLE, PRIVATE
+from origin.lookup import Lookup
+from origin.metrics import Metrics
+from origin.plans import Plans
+from origin.records import ImageRecord
+from origin.render_pool import ClientGone, unless_gone
+from origin.request import disconnected, raw_path, read_headers, split_query
+from origin.services import Services
+from origin.transforms.plan import Plan
+
+CLIENT_CLOSED = 499  # nginx's "client closed request": logged, never seen by the client
+CSP_BYTES = CSP.encode("ascii")
+
+
+@dataclass
+class Origin:
+    """What the origin keeps per process (made once in the origin part's start)."""
+
+    services: Services
+    metrics: Metrics
+    lookup: Lookup
+    credentials: Credentials
+    plans: Plans
+    derivatives: Derivatives
+
+    async def overlays(self, image: ImageRecord, plan: Plan) -> tuple[ImageRecord, ...]:
+        """The images ``l_<id>`` names: each must be the same owner's."""
+        found = []
+        for overlay_id in plan.overlay_ids:
+            overlay = await self.lookup.image(overlay_id)
+            if overlay is None or overlay.user_id != image.user_id:
+                raise BadTransform(f"overlay 'l_{overlay_id}' not found")
+            found.append(overlay)
+        return tuple(found)
+
+    # ---- hooks for the admin API (request.state.forget_image / forget_user_keys) ----------
+
+    def forget_image(self, image_id: str) -> None:
+        self.lookup.forget_image(image_id)
+        self.derivatives.forget_image(image_id)
+
+    def forget_user_keys(self, user_id: str) -> None:
+        self.lookup.forget_user_keys(user_id)
+
+
+def cache_control(access: Access) -> str:
+    """``Cache-Control`` of a 200/304. An answer with an expiry (``exp``, a policy's ``exp_``)
+    is fresh for the seconds left and ``must-revalidate``: no cache may serve it stale, since
+    the origin's answer after the expiry is 403 ``url_expired``."""
+    if not access.public:
+        return PRIVATE
+    if access.exp is None:
+        return IMMUTABLE
+    return f"public, max-age={max(0, int(access.exp) - int(access.now))}, must-revalidate"
+
+
+@functools.cache
+def vary_headers(negotiated: bool, client_hints: tuple[str, ...]) -> list[tuple[bytes, bytes]]:
+    """``Vary`` (Accept with f_auto, the hint headers with w_auto/dpr_auto), and
+    ``Accept-CH`` when the answer depends on hints."""
+    head = [(b"vary", vary(negotiated, client_hints))]
+    if client_hints:
+        head.append((b"accept-ch", ACCEPT_CH))
+    return head
+
+
+class ServeImage:
+    """The ``/i/…`` endpoint (the sequence of this module's docstring)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        origin: Origin = scope["state"]["origin"]
+        t: Timings = scope.get(TIMINGS) or Timings("-")
+        path = raw_path(scope)
+        query = split_query(scope["query_string"])
+        headers = read_headers(scope)
+        access = await origin.credentials.check(path, query, headers.authorization)
+        image = access.image
+        prepared = origin.plans.prepared(path, headers)
+        plan = prepared.plan
+        overlays = await origin.overlays(image, plan) if plan.overlay_ids else ()
+        key = prepared.key_for(image, overlays)
+        head = [
+            (b"etag", key.etag.encode("ascii")),
+            (b"cache-control", cache_control(access).encode("ascii")),
+            (b"content-security-policy", CSP_BYTES),
+        ]
+        if plan.negotiated or plan.client_hints:
+            head += vary_headers(plan.negotiated, plan.client_hints)
+        if headers.if_none_match is not None and matches(headers.if_none_match, key.etag):
+            t.tier = "304"
+            await answer(send, t, 304, head, b"")
+            return
+        made = origin.derivatives.cached(key)
+        if made is not None:  # the hot path
+            t.tier = "memory"
+        else:
+            work = origin.derivatives.get(key, image, plan, overlays, t)
+            try:
+                made = await unless_gone(work, disconnected(receive))
+            except ClientGone:
+                t.tier = "gone"
+                await answer(send, t, CLIENT_CLOSED, None, b"")
+                return
+        head.append((b"content-type", made.media_type.encode("ascii")))
+        head.append((b"content-length", made.length))
+        body = b"" if scope["method"] == "HEAD" else made.body
+        await answer(send, t, 200, head, body)
+        if body:
+            origin.metrics.bytes_out.inc(len(body))
+
+
+async def answer(
+    send: Send, t: Timings, status: int, head: list[tuple[bytes, bytes]] | None, body: bytes
+) -> None:
+    """Send an answer with the request's own headers, noting its status and bytes."""
+    t.status = status
+    t.sent = len(body)
+    start: dict[str, Any] = {"type": "http.response.start", "status": status}
+    if head is not None:
+        start["headers"] = head + t.headers
+    await send(start)
+    await send({"type": "http.response.body", "body": body})
+
+
+serve_image = ServeImage()
+
+
+def start_origin(services: Services, metrics: Metrics) -> Origin:
+    settings = services.settings
+    lookup = Lookup(services.images, services.keys)
+    origin = Origin(
+        services=services,
+        metrics=metrics,
+        lookup=lookup,
+        credentials=Credentials(
+            lookup, tuple(k.secret for k in settings.url_signing_keys), settings.jwt_secret
+        ),
+        plans=Plans(settings.presets, services.limits, settings.auto_widths),
+        derivatives=Derivatives(services, metrics),
+    )
+    pool = services.pool
+    metrics.watch_queue(lambda: pool.waiting, lambda: pool.busy)
+    return origin
+
+
+def state_of(origin: Origin) -> Mapping[str, Any]:
+    return {
+        "origin": origin,
+        "forget_image": origin.forget_image,
+        "forget_user_keys": origin.forget_user_keys,
+    }
