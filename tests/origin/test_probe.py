@@ -26,16 +26,8 @@ from PIL import Image as PilImage
 from origin import analysis, render, vips
 from origin.decode import read_header
 from origin.errors import InvalidImage, UnsupportedMediaType
-from origin.probe import (
-    FORMAT_MEDIA_TYPES,
-    MAX_METADATA_BYTES,
-    NOT_AN_IMAGE,
-    MetadataBudget,
-    Probe,
-    probe_upload,
-    scan_jpeg,
-    sniff_format,
-)
+from origin.probe import FORMAT_MEDIA_TYPES, Probe, probe_upload, sniff_format
+from origin.scan import MAX_METADATA_BYTES, NOT_AN_IMAGE, MetadataBudget, scan_jpeg
 from origin.transforms.limits import DEFAULT_LIMITS
 from origin.transforms.parse import parse_path
 
