@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from itertools import pairwise
 
-from origin.errors import BadRequest, BadSignature
+from origin.errors import BadRequest, BadSignature, shown
 
 MAX_POLICY_LENGTH = 512
 MAX_WIDTHS = 64
@@ -211,15 +211,11 @@ def signed_text(template: str, policy_text: str) -> str:
 def check_allowed(policy: Policy, filled: Filled) -> None:
     """Each filled-in value is one the policy lists, spelled as listed — else 403."""
     if filled.width is not None and filled.width not in {str(w) for w in policy.widths}:
-        raise BadSignature(f"w_{_show(filled.width)} is not allowed by the URL's policy (p)")
+        raise BadSignature(f"w_{shown(filled.width, 20)} is not allowed by the URL's policy (p)")
     if filled.dpr is not None and filled.dpr not in policy.dprs:
-        raise BadSignature(f"dpr_{_show(filled.dpr)} is not allowed by the URL's policy (p)")
+        raise BadSignature(f"dpr_{shown(filled.dpr, 20)} is not allowed by the URL's policy (p)")
     if filled.ext is not None and filled.ext not in policy.formats:
-        raise BadSignature(f".{_show(filled.ext)} is not allowed by the URL's policy (p)")
-
-
-def _show(value: str) -> str:
-    return "".join(c if c.isprintable() else "?" for c in value)[:20]
+        raise BadSignature(f".{shown(filled.ext, 20)} is not allowed by the URL's policy (p)")
 
 
 def check_template(template: str, policy: Policy) -> None:

@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from origin.errors import BadTransform, LimitExceeded
+from origin.errors import shown as show
 from origin.transforms.limits import Limits
 
 Colour = tuple[int, int, int, int]
@@ -38,12 +39,6 @@ _HEX = re.compile(r"[0-9a-fA-F]{6}(?:[0-9a-fA-F]{2})?", re.ASCII)
 _RATIO = re.compile(r"([0-9]{1,5}):([0-9]{1,5})", re.ASCII)
 _DPR = re.compile(r"[0-9](?:\.[0-9]{1,2})?", re.ASCII)
 IMAGE_ID = re.compile(r"[0-9a-f]{32}", re.ASCII)
-
-
-def show(token: str) -> str:
-    """A token as it may appear in a public message: printable, short."""
-    shown = "".join(ch if ch.isprintable() else "?" for ch in token)
-    return shown if len(shown) <= 40 else shown[:37] + "..."
 
 
 def bad(token: str, why: str) -> BadTransform:

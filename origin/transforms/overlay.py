@@ -17,6 +17,7 @@ import pyvips
 
 from origin.decode import load_still
 from origin.errors import BadTransform, LimitExceeded
+from origin.errors import shown as show
 from origin.pixels import has_alpha, scale_to
 from origin.transforms.arguments import (
     IMAGE_ID,
@@ -26,7 +27,6 @@ from origin.transforms.arguments import (
     Int,
     Length,
     bad,
-    show,
     spell_colour,
     spell_length,
 )

@@ -20,8 +20,9 @@ from collections.abc import Mapping
 from urllib.parse import unquote_to_bytes
 
 from origin.errors import BadTransform, LimitExceeded
+from origin.errors import shown as show
 from origin.hints import DPR, NO_HINTS, WIDTH, Hints
-from origin.transforms.arguments import IMAGE_ID, Colour, bad, show
+from origin.transforms.arguments import IMAGE_ID, Colour, bad
 from origin.transforms.declarations import Applied, Building, Scope, Seen, Written
 from origin.transforms.formats import EXTENSIONS, negotiated_format
 from origin.transforms.limits import DEFAULT_LIMITS, Limits

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from urllib.parse import quote
 
 from origin.errors import BadTransform, LimitExceeded, OriginError
+from origin.errors import shown as _shown
 from origin.transforms.arguments import IMAGE_ID
 from origin.transforms.effects import AMOUNTS
 from origin.transforms.formats import EXTENSIONS
@@ -35,10 +36,6 @@ COMPRESSED_QUALITY = 60
 _DIM = r"[0-9]{1,5}"
 
 Mapper = Callable[[str], list[str]]
-
-
-def _shown(text: str) -> str:
-    return "".join(ch if ch.isprintable() else "?" for ch in text)[:40]
 
 
 def _bad(name: str, value: str, why: str) -> BadTransform:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 
 from origin.errors import LimitExceeded
+from origin.errors import shown as show
 from origin.hints import DPR, WIDTH, Hints
 from origin.pixels import background_for, scale_to
 from origin.transforms.arguments import (
@@ -28,7 +29,6 @@ from origin.transforms.arguments import (
     Ratio,
     Size,
     Width,
-    show,
     spell_length,
 )
 from origin.transforms.declarations import (
