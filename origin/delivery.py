@@ -31,7 +31,7 @@ from starlette.types import Receive, Scope, Send
 from origin.access_log import TIMINGS, Timings
 from origin.cache import matches
 from origin.credentials import Access, Credentials
-from origin.derivatives import Derivatives
+from origin.derivatives import Derivatives, Wanted
 from origin.errors import BadTransform
 from origin.hints import ACCEPT_CH, vary
 from origin.http import CSP, IMMUTABLE, PRIVATE
@@ -130,7 +130,7 @@ class ServeImage:
         if made is not None:  # the hot path
             t.tier = "memory"
         else:
-            work = origin.derivatives.get(key, image, plan, overlays, t)
+            work = origin.derivatives.get(Wanted(key, image, plan, overlays), t)
             try:
                 made = await unless_gone(work, disconnected(receive))
             except ClientGone:

@@ -25,6 +25,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,6 +57,16 @@ Read = tuple[bytes, "render.StandIn | None"]
 Made = tuple[bytes, str, int, int, "quality.Choice | None", bool]
 
 
+@dataclass(frozen=True)
+class Wanted:
+    """A derivative one request wants: its key, its image, the plan and the overlays."""
+
+    key: Key
+    image: ImageRecord
+    plan: Plan
+    overlays: tuple[ImageRecord, ...] = ()
+
+
 class Derivatives:
     """This process's derivative store (made once in the origin's start)."""
 
@@ -77,16 +88,9 @@ class Derivatives:
             self.metrics.miss["memory"].inc()
         return made
 
-    async def get(
-        self,
-        key: Key,
-        image: ImageRecord,
-        plan: Plan,
-        overlays: tuple[ImageRecord, ...],
-        t: Timings,
-    ) -> Derivative:
+    async def get(self, wanted: Wanted, t: Timings) -> Derivative:
         """Not in memory: one flight per key to the store, else the renderer."""
-        return await self.flights.join(key, lambda: self._produce(key, image, plan, overlays, t))
+        return await self.flights.join(wanted.key, lambda: self._produce(wanted, t))
 
     def forget_image(self, image_id: str) -> None:
         self.memory.forget_image(image_id)
@@ -98,16 +102,10 @@ class Derivatives:
 
     # ---- the tiers ----------------------------------------------------------------------
 
-    async def _produce(
-        self,
-        key: Key,
-        image: ImageRecord,
-        plan: Plan,
-        overlays: tuple[ImageRecord, ...],
-        t: Timings,
-    ) -> Derivative:
+    async def _produce(self, wanted: Wanted, t: Timings) -> Derivative:
+        key = wanted.key
         began = time.perf_counter()
-        stored = await self._from_store(key, image)
+        stored = await self._from_store(key, wanted.image)
         t.load += time.perf_counter() - began
         if stored is not None:
             self.metrics.hit["store"].inc()
@@ -115,7 +113,7 @@ class Derivatives:
             self.memory.put(key, stored)
             return stored
         self.metrics.miss["store"].inc()
-        made = await self._render(key, image, plan, overlays, t)
+        made = await self._render(wanted, t)
         self.metrics.hit["render"].inc()
         t.tier = "render"
         self.memory.put(key, made)
@@ -138,27 +136,21 @@ class Derivatives:
             body, record.media_type, record.width, record.height, etag_of(key.variant)
         )
 
-    async def _render(
-        self,
-        key: Key,
-        image: ImageRecord,
-        plan: Plan,
-        overlays: tuple[ImageRecord, ...],
-        t: Timings,
-    ) -> Derivative:
+    async def _render(self, wanted: Wanted, t: Timings) -> Derivative:
         """Render in the pool, within the work budget and under ``RENDER_TIMEOUT_SECONDS``."""
+        key, image, plan = wanted.key, wanted.image, wanted.plan
         self._refuse_timed_out(key)
         limits = self.services.limits
         if image.width and image.height:  # the budget for one frame, before anything is read
             output_size(image.width, image.height, plan.stages, limits)
         began = time.perf_counter()
         read = await self._reader(image, plan)
-        extra = {o.id: await self._fetch(o) for o in overlays}
+        extra = {o.id: await self._fetch(o) for o in wanted.overlays}
         auto = await self._auto_quality(key, image, plan)
         t.load += time.perf_counter() - began
         deadline = Deadline(self.services.settings.render_timeout_seconds)
         started: list[float] = []
-        job = functools.partial(self._job, key, image, plan, read, extra, auto, deadline, started)
+        job = functools.partial(self._job, wanted, read, extra, auto, deadline, started)
         queued = time.perf_counter()
         try:
             ran = await self.services.pool.run(job, on_cancel=deadline.cancel)
@@ -177,9 +169,7 @@ class Derivatives:
 
     def _job(
         self,
-        key: Key,
-        image: ImageRecord,
-        plan: Plan,
+        wanted: Wanted,
         read: Callable[[], Read],
         overlays: dict[str, bytes],
         auto: quality.AutoQuality,
@@ -188,6 +178,7 @@ class Derivatives:
     ) -> Made:
         """The render job, in a pool thread: read, render (and `.json`), write locally."""
         started.append(time.perf_counter())
+        key, image, plan = wanted.key, wanted.image, wanted.plan
         limits = self.services.limits
         analysis = image.analysis
         try:
