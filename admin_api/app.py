@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from admin_api import endpoints as ep
+from admin_api import accounts, images, keys, transform, urls
 from admin_api.console import console_routes
 from admin_api.grammar import grammar
 from admin_api.guards import AdminGate
@@ -31,22 +31,22 @@ async def openapi(request: Request) -> Response:
 
 def api_routes() -> list[Route]:
     return [
-        Route("/auth/signup", ep.signup, methods=["POST"]),
-        Route("/auth/login", ep.login, methods=["POST"]),
-        Route("/auth/refresh", ep.refresh, methods=["POST"]),
-        Route("/auth/logout", ep.logout, methods=["POST"]),
-        Route("/me", ep.me, methods=["GET"]),
-        Route("/images", ep.upload, methods=["POST"]),
-        Route("/images", ep.list_images, methods=["GET"]),
-        Route("/images/{image_id}", ep.get_image, methods=["GET"]),
-        Route("/images/{image_id}", ep.delete_image, methods=["DELETE"]),
-        Route("/images/{image_id}/download", ep.download, methods=["GET"]),
-        Route("/images/{image_id}/transform", ep.transform, methods=["GET"]),
-        Route("/images/{image_id}/url", ep.mint_url, methods=["POST"]),
-        Route("/images/{image_id}/srcset", ep.image_srcset, methods=["GET"]),
-        Route("/keys", ep.list_keys, methods=["GET"]),
-        Route("/keys", ep.create_key, methods=["POST"]),
-        Route("/keys/{key_id}", ep.delete_key, methods=["DELETE"]),
+        Route("/auth/signup", accounts.signup, methods=["POST"]),
+        Route("/auth/login", accounts.login, methods=["POST"]),
+        Route("/auth/refresh", accounts.refresh, methods=["POST"]),
+        Route("/auth/logout", accounts.logout, methods=["POST"]),
+        Route("/me", accounts.me, methods=["GET"]),
+        Route("/images", images.upload, methods=["POST"]),
+        Route("/images", images.list_images, methods=["GET"]),
+        Route("/images/{image_id}", images.get_image, methods=["GET"]),
+        Route("/images/{image_id}", images.delete_image, methods=["DELETE"]),
+        Route("/images/{image_id}/download", images.download, methods=["GET"]),
+        Route("/images/{image_id}/transform", transform.transform, methods=["GET"]),
+        Route("/images/{image_id}/url", urls.mint_url, methods=["POST"]),
+        Route("/images/{image_id}/srcset", urls.image_srcset, methods=["GET"]),
+        Route("/keys", keys.list_keys, methods=["GET"]),
+        Route("/keys", keys.create_key, methods=["POST"]),
+        Route("/keys/{key_id}", keys.delete_key, methods=["DELETE"]),
         Route("/grammar", grammar, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]

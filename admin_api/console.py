@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
+
+from origin.http import error_json
 
 CONSOLE_DIR = Path(__file__).with_name("console")
 
@@ -75,11 +77,7 @@ def console_routes(folder: Path = CONSOLE_DIR) -> list[Route]:
         name = request.path_params["file"]
         found = assets.get(name) if name != "index.html" else None
         if found is None:
-            return JSONResponse(
-                {"error": {"code": "not_found", "message": "no such console file"}},
-                status_code=404,
-                headers={"Cache-Control": "no-store"},
-            )
+            return error_json(404, "not_found", "no such console file")
         return _answer(request, found)
 
     return [

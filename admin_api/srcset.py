@@ -6,7 +6,7 @@
 - the default width ladder, capped at the width the transform gives;
 - the ``srcset`` strings and the ``<picture>`` element, HTML-escaped.
 
-The endpoint (admin_api.endpoints.srcset) signs the URLs, sizes them with a dry run of the
+The endpoint (admin_api.urls.image_srcset) signs the URLs, sizes them with a dry run of the
 geometry (origin.transforms.budget.output_size), looks up stored derivatives and makes the placeholder.
 """
 

@@ -186,8 +186,8 @@ class Imgorigin(Server):
 def seed(env: dict[str, str], images: dict[str, Path], working_copies: bool = True) -> None:
     """Store the originals, their working copies and rows as an upload does (the upload's
     own ``store_image``); ``working_copies=False`` stores the originals alone."""
-    from admin_api.endpoints import store_image
     from origin import working_copies
+    from origin.ingest import store_image
     from origin.probe import probe_upload
     from origin.records import ImageRecord
     from origin.services import open_services

@@ -19,6 +19,8 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 PRIVATE = "private, no-store"
 # Content-Security-Policy of every image answer and download: no script, no subresource.
 CSP = "default-src 'none'; sandbox"
+# The admin API's image bytes (a download, a /transform answer): the owner's alone, inert.
+PRIVATE_IMAGE = {"Cache-Control": PRIVATE, "Content-Security-Policy": CSP}
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 

@@ -8,9 +8,15 @@ these. The two exceptions are the store's refusals a caller acts on.
 from __future__ import annotations
 
 import enum
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+
+def new_id() -> str:
+    """The id of a new record (a user, an image, a token, a key): 32 random hex digits."""
+    return secrets.token_hex(16)
 
 
 class EmailTaken(Exception):

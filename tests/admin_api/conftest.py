@@ -127,3 +127,13 @@ def make_image(fmt: str = "jpeg", width: int = 64, height: int = 48, **save: Any
     suffix = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "gif": ".gif", "avif": ".avif"}[fmt]
     data: bytes = image.write_to_buffer(suffix, **save)
     return data
+
+
+def assert_error(response, status: int, code: str | None = None) -> None:  # type: ignore[no-untyped-def]
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+    if code:
+        assert body["error"]["code"] == code
+    assert response.headers["cache-control"] == "no-store"
+    assert "Traceback" not in response.text

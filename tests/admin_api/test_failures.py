@@ -11,8 +11,7 @@ from pathlib import Path
 import boto3
 import sqlalchemy as sa
 
-from tests.admin_api.conftest import Api, make_image
-from tests.admin_api.test_auth import assert_error
+from tests.admin_api.conftest import Api, assert_error, make_image
 from tests.admin_api.test_images import object_keys, usage
 from tests.conftest import AWS_TEST_CREDENTIALS
 

@@ -1,4 +1,4 @@
-"""Uploads, listing, download, deletion, quotas, transform and URL minting through HTTP,
+"""Images (admin_api.images) through HTTP: uploads, listing, download, deletion and quotas,
 on every (database × storage) pair."""
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ import pytest
 import pyvips
 
 from origin.signing import signature
-from tests.admin_api.conftest import Api, make_image
-from tests.admin_api.test_auth import assert_error
+from tests.admin_api.conftest import Api, assert_error, make_image
 from tests.conftest import OPERATOR_SECRET
 
 FORMATS = {
@@ -315,99 +314,3 @@ async def test_odd_ids_are_404(local_api: Api, bad_id: str) -> None:
     _, headers = await local_api.user()
     assert_error(await local_api.http.get(f"/api/images/{bad_id}", headers=headers), 404)
     assert_error(await local_api.http.delete(f"/api/images/{bad_id}", headers=headers), 404)
-
-
-async def test_transform_query_api(api: Api) -> None:
-    _, headers = await api.user()
-    image = (await api.upload(headers, make_image("jpeg", 200, 100))).json()
-    answer = await api.http.get(
-        f"/api/images/{image['id']}/transform?resize=100x&format=png&flip=horizontal",
-        headers=headers,
-    )
-    assert answer.status_code == 200, answer.text
-    assert answer.headers["content-type"] == "image/png"
-    assert answer.headers["cache-control"] == "private, no-store"
-    out = pyvips.Image.new_from_buffer(answer.content, "")
-    assert (out.width, out.height) == (100, 50)
-    # flipped: the top-left quadrant is now the original top-right (green)
-    r, g, _ = out.getpoint(10, 10)[:3]
-    assert g > 150 and r < 100
-    crop = await api.http.get(
-        f"/api/images/{image['id']}/transform?crop=50x40+10+20", headers=headers
-    )
-    assert crop.status_code == 200 and crop.headers["content-type"] == "image/jpeg"
-    assert pyvips.Image.new_from_buffer(crop.content, "").width == 50
-    spaced = await api.http.get(
-        f"/api/images/{image['id']}/transform?crop=50x40%2B10%2B20", headers=headers
-    )
-    assert spaced.status_code == 200
-    for bad in [
-        "resize=abc",
-        "unknown=1",
-        "rotate=1000",
-        "resize=10x10&resize=20x20",
-        "format=bmp",
-    ]:
-        assert_error(
-            await api.http.get(f"/api/images/{image['id']}/transform?{bad}", headers=headers), 400
-        )
-
-
-async def test_mint_url(api: Api) -> None:
-    _, headers = await api.user()
-    image = (await api.upload(headers, make_image("jpeg"), filename="My Cat.JPG")).json()
-    minted = await api.http.post(
-        f"/api/images/{image['id']}/url",
-        headers=headers,
-        json={
-            "transform": "w_300,h_200,c_fill/e_grayscale",
-            "name": "photo",
-            "format": "webp",
-            "expires_in": 3600,
-        },
-    )
-    assert minted.status_code == 200, minted.text
-    url = minted.json()["url"]
-    assert url.startswith(f"/i/{image['id']}/w_300,h_200,c_fill/e_grayscale/photo.webp?exp=")
-    assert operator_signed(url)
-    plain = (await api.http.post(f"/api/images/{image['id']}/url", headers=headers)).json()["url"]
-    assert plain.startswith(f"/i/{image['id']}/My-Cat.jpg?s=") and operator_signed(plain)
-    text = (
-        await api.http.post(
-            f"/api/images/{image['id']}/url",
-            headers=headers,
-            json={"transform": "l_text:Hello%2C World,fs_20"},
-        )
-    ).json()["url"]
-    assert "/l_text:Hello%2C%20World,fs_20/" in text and operator_signed(text)
-    for bad in [
-        {"transform": "w_abc"},
-        {"transform": "zz_1"},
-        {"transform": "w_100000"},
-        {"name": "../x"},
-        {"format": "bmp"},
-        {"expires_in": -5},
-        {"expires_in": "soon"},
-        {"transform": 5},
-    ]:
-        assert_error(
-            await api.http.post(f"/api/images/{image['id']}/url", headers=headers, json=bad), 400
-        )
-
-
-async def test_signing_keys(local_api: Api) -> None:
-    _, headers = await local_api.user()
-    _, stranger = await local_api.user()
-    created = await local_api.http.post("/api/keys", headers=headers)
-    assert created.status_code == 201
-    key = created.json()
-    assert set(key) == {"id", "secret", "created_at"} and len(key["secret"]) >= 32
-    listed = (await local_api.http.get("/api/keys", headers=headers)).json()
-    assert listed == {"items": [{"id": key["id"], "created_at": key["created_at"]}]}
-    assert key["secret"] not in (await local_api.http.get("/api/keys", headers=headers)).text
-    assert_error(await local_api.http.delete(f"/api/keys/{key['id']}", headers=stranger), 404)
-    assert (
-        await local_api.http.delete(f"/api/keys/{key['id']}", headers=headers)
-    ).status_code == 204
-    assert (await local_api.http.get("/api/keys", headers=headers)).json() == {"items": []}
-    assert_error(await local_api.http.delete(f"/api/keys/{key['id']}", headers=headers), 404)

@@ -9,8 +9,7 @@ from starlette.routing import Mount, Route
 from admin_api.app import api_routes
 from admin_api.guards import client_address
 from admin_api.openapi import openapi_document
-from tests.admin_api.conftest import PASSWORD, Api
-from tests.admin_api.test_auth import assert_error
+from tests.admin_api.conftest import PASSWORD, Api, assert_error
 
 LIMITS = {"RATE_LIMIT_PER_MINUTE": "3", "AUTH_RATE_LIMIT_PER_MINUTE": "2"}
 

@@ -19,8 +19,7 @@ from admin_api.srcset import chain_with_width, default_widths
 from origin.analysis import source_summary
 from origin.blurhash import placeholder_png
 from origin.store.tables import images, transformed_images
-from tests.admin_api.conftest import Api
-from tests.admin_api.test_auth import assert_error
+from tests.admin_api.conftest import Api, assert_error
 from tests.admin_api.test_images import operator_signed
 from tests.origin.conftest import photo
 

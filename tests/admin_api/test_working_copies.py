@@ -12,8 +12,7 @@ from imgorigin.orphans import collect_garbage
 from origin.render import render
 from origin.transforms.parse import parse_path
 from origin.transforms.plan import Plan
-from tests.admin_api.conftest import Api, make_image
-from tests.admin_api.test_auth import assert_error
+from tests.admin_api.conftest import Api, assert_error, make_image
 from tests.admin_api.test_failures import install_failing_trigger
 from tests.admin_api.test_images import object_keys, usage
 from tests.origin.test_working_copies import jpeg, mosaic, ssim

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.admin_api.conftest import Api
-from tests.admin_api.test_auth import assert_error
+from tests.admin_api.conftest import Api, assert_error
 from tests.admin_api.test_images import object_keys, usage
 from tests.origin import test_probe as make
 

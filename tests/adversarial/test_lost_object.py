@@ -7,8 +7,7 @@ from __future__ import annotations
 import pytest
 
 from origin.signing import sign_url
-from tests.admin_api.conftest import Api, make_image
-from tests.admin_api.test_auth import assert_error
+from tests.admin_api.conftest import Api, assert_error, make_image
 from tests.conftest import OPERATOR_SECRET
 
 

@@ -22,8 +22,7 @@ import pyvips
 from origin.services import Services, open_services
 from origin.settings import Settings
 from origin.signing import sign_url
-from tests.admin_api.conftest import Api, start_api
-from tests.admin_api.test_auth import assert_error
+from tests.admin_api.conftest import Api, assert_error, start_api
 from tests.admin_api.test_images import usage
 from tests.adversarial.live import (
     live_env,

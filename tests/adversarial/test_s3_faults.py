@@ -24,8 +24,7 @@ import pytest
 from imgorigin.orphans import collect_garbage
 from origin.settings import Settings
 from origin.signing import sign_url
-from tests.admin_api.conftest import Api, make_image, start_api
-from tests.admin_api.test_auth import assert_error
+from tests.admin_api.conftest import Api, assert_error, make_image, start_api
 from tests.admin_api.test_images import usage
 from tests.conftest import AWS_TEST_CREDENTIALS, OPERATOR_SECRET, free_port, wait_for_port
 

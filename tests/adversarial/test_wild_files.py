@@ -12,8 +12,7 @@ import pytest
 import pyvips
 
 from origin.probe import probe_upload
-from tests.admin_api.conftest import Api
-from tests.admin_api.test_auth import assert_error
+from tests.admin_api.conftest import Api, assert_error
 from tests.admin_api.test_images import object_keys, usage
 from tests.adversarial.wild_files import CORPUS, HEIGHT, WIDTH, Wild, avif_sequence
 from tests.origin.conftest import FRAME_COLOURS

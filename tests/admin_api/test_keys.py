@@ -1,4 +1,5 @@
-"""A user's signing key verifies at once in the process that made it, even right after a
+"""Signing keys (admin_api.keys) through HTTP: listed without their secret, deleted only by
+their owner; a user's key verifies at once in the process that made it, even right after a
 request made that process look the owner's keys up (and keep the empty list), and within
 the lookup's TTL in a process that only sees the key in the database."""
 
@@ -15,8 +16,7 @@ import pyvips
 from origin.lookup import TTL_SECONDS
 from origin.records import SigningKeyRecord
 from origin.signing import sign_url
-from tests.admin_api.conftest import Api, make_image
-from tests.admin_api.test_auth import assert_error
+from tests.admin_api.conftest import Api, assert_error, make_image
 
 
 async def owned_image(api: Api) -> tuple[str, dict[str, str]]:
@@ -67,3 +67,21 @@ async def test_a_key_made_elsewhere_verifies_within_the_lookup_ttl(local_api: Ap
         assert time.monotonic() - began < TTL_SECONDS + 2, "refused past the lookup's TTL"
         await asyncio.sleep(0.1)
     assert_rendered(answer, 24)
+
+
+async def test_signing_keys(local_api: Api) -> None:
+    _, headers = await local_api.user()
+    _, stranger = await local_api.user()
+    created = await local_api.http.post("/api/keys", headers=headers)
+    assert created.status_code == 201
+    key = created.json()
+    assert set(key) == {"id", "secret", "created_at"} and len(key["secret"]) >= 32
+    listed = (await local_api.http.get("/api/keys", headers=headers)).json()
+    assert listed == {"items": [{"id": key["id"], "created_at": key["created_at"]}]}
+    assert key["secret"] not in (await local_api.http.get("/api/keys", headers=headers)).text
+    assert_error(await local_api.http.delete(f"/api/keys/{key['id']}", headers=stranger), 404)
+    assert (
+        await local_api.http.delete(f"/api/keys/{key['id']}", headers=headers)
+    ).status_code == 204
+    assert (await local_api.http.get("/api/keys", headers=headers)).json() == {"items": []}
+    assert_error(await local_api.http.delete(f"/api/keys/{key['id']}", headers=headers), 404)

@@ -9,7 +9,7 @@ import jwt
 import pytest
 
 from admin_api.auth import issue_access_token
-from tests.admin_api.conftest import PASSWORD, Api
+from tests.admin_api.conftest import PASSWORD, Api, assert_error
 
 
 async def signup(api: Api, email: str = "ann@example.com", password: str = PASSWORD):  # type: ignore[no-untyped-def]
@@ -18,16 +18,6 @@ async def signup(api: Api, email: str = "ann@example.com", password: str = PASSW
 
 async def login(api: Api, email: str = "ann@example.com", password: str = PASSWORD):  # type: ignore[no-untyped-def]
     return await api.http.post("/api/auth/login", json={"email": email, "password": password})
-
-
-def assert_error(response, status: int, code: str | None = None) -> None:  # type: ignore[no-untyped-def]
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
-    if code:
-        assert body["error"]["code"] == code
-    assert response.headers["cache-control"] == "no-store"
-    assert "Traceback" not in response.text
 
 
 async def test_signup_login_me(local_api: Api) -> None:

@@ -1,0 +1,141 @@
+"""Images: upload (``POST /api/images``), list, get, download and delete, and the image
+JSON every one of them answers with.
+
+The upload reads the multipart body here and leaves the rest — validation, working copies,
+analysis, storing objects and row — to origin.ingest.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from typing import Any
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from admin_api.guards import require_user
+from admin_api.multipart import ENVELOPE_BYTES, read_file_field
+from admin_api.requests import image_id_of, owned_image, read_object, services_of
+from admin_api.urls import image_path, signed
+from origin.errors import BadRequest, NotFound, OriginError, PayloadTooLarge, Unauthorized
+from origin.http import PRIVATE_IMAGE
+from origin.ingest import ingest_upload
+from origin.records import ImageRecord
+from origin.services import Services
+
+log = logging.getLogger("imgorigin.admin")
+
+MAX_PAGE_OFFSET = 1_000_000_000
+THUMBNAIL_CHAIN = "w_256,h_256,c_fit"
+
+
+def image_json(services: Services, image: ImageRecord) -> dict[str, Any]:
+    return {
+        "id": image.id,
+        "original_filename": image.original_filename,
+        "mime_type": image.mime_type,
+        "size_bytes": image.size_bytes,
+        "width": image.width,
+        "height": image.height,
+        "format": image.format,
+        "created_at": image.created_at.isoformat(),
+        "metadata": image.metadata,
+        "url": signed(services, image_path(image)),
+        "thumbnail_url": signed(services, image_path(image, THUMBNAIL_CHAIN, "webp")),
+    }
+
+
+async def upload(request: Request) -> Response:
+    user_id = require_user(request)
+    services = services_of(request)
+    settings = services.settings
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > settings.max_upload_size + ENVELOPE_BYTES:
+        raise PayloadTooLarge(
+            f"the file is larger than the {settings.max_upload_size}-byte upload limit"
+        )
+    user = await services.users.by_id(user_id)
+    if user is None:
+        raise Unauthorized("the account no longer exists")
+    uploaded = await read_file_field(
+        request.headers.get("content-type", ""),
+        request.stream(),
+        max_bytes=settings.max_upload_size,
+    )
+    image = await ingest_upload(services, user, uploaded.filename, uploaded.data)
+    return JSONResponse(image_json(services, image), status_code=201)
+
+
+def page_parameters(request: Request) -> tuple[int, int]:
+    params = request.query_params
+    unknown = set(params) - {"page", "limit"}
+    if unknown:
+        raise BadRequest(f"unknown query parameter '{sorted(unknown)[0][:40]}'")
+    values = []
+    for name, default, high in (("page", 1, None), ("limit", 20, 100)):
+        raw = params.get(name, str(default))
+        if not raw.isdigit() or len(raw) > 10:
+            raise BadRequest(f"'{name}' must be a positive integer")
+        value = int(raw)
+        if value < 1 or (high is not None and value > high):
+            raise BadRequest(f"'{name}' must be between 1 and {high or 'the last page'}")
+        values.append(value)
+    page, limit = values
+    if (page - 1) * limit > MAX_PAGE_OFFSET:
+        raise BadRequest("'page' is too large")
+    return page, limit
+
+
+async def list_images(request: Request) -> Response:
+    user_id = require_user(request)
+    page, limit = page_parameters(request)
+    services = services_of(request)
+    items, total = await services.images.page(user_id, offset=(page - 1) * limit, limit=limit)
+    return JSONResponse(
+        {
+            "items": [image_json(services, i) for i in items],
+            "page": page,
+            "limit": limit,
+            "total": total,
+        }
+    )
+
+
+async def get_image(request: Request) -> Response:
+    services, image = await owned_image(request)
+    return JSONResponse(image_json(services, image))
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` with an ASCII fallback and the UTF-8 name (RFC 6266 / 5987)."""
+    ascii_name = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode()
+    ascii_name = re.sub(r"[^A-Za-z0-9._ ()-]+", "_", ascii_name).strip(" ._")[:150] or "image"
+    utf8_name = quote(filename[:150], safe="")
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{utf8_name}"
+
+
+async def download(request: Request) -> Response:
+    services, image = await owned_image(request)
+    data = await read_object(services, image.storage_key)
+    headers = {"Content-Disposition": content_disposition(image.original_filename), **PRIVATE_IMAGE}
+    return Response(data, media_type=image.mime_type, headers=headers)
+
+
+async def delete_image(request: Request) -> Response:
+    user_id = require_user(request)
+    services = services_of(request)
+    removed = await services.images.delete(image_id_of(request), user_id)
+    if removed is None:
+        raise NotFound("no such image")
+    image, _ = removed  # every derivative is stored under the image's prefix
+    forget = getattr(request.state, "forget_image", None)
+    if forget is not None:
+        forget(image.id)
+    try:
+        await services.storage.delete_prefix(f"{image.user_id}/{image.id}/")
+    except OriginError:
+        log.exception("objects of deleted image %s stay for gc", image.id)
+    return Response(status_code=204)

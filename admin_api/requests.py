@@ -1,0 +1,99 @@
+"""What the admin API's handlers read from a request: the services, a JSON body and its
+fields, and the caller's own image named by the path.
+
+Bodies that are malformed, not JSON or incomplete are 400 ``bad_request``. Every route
+answers 404 (never 403) for another user's image.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+
+from admin_api.guards import require_user
+from origin.errors import BadRequest, NotFound
+from origin.records import ImageRecord
+from origin.services import Services
+from origin.store.objects import ObjectMissing
+
+MAX_JSON_BYTES = 64 * 1024
+IMAGE_ID = re.compile(r"[0-9a-f]{32}", re.ASCII)
+
+
+def services_of(request: Request) -> Services:
+    services: Services = request.state.services
+    return services
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+# ---- JSON bodies ----------------------------------------------------------------------------
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    """A JSON object body (at most 64 KB); 400 for anything else."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_JSON_BYTES:
+            raise BadRequest("the JSON body is too large")
+    if not body:
+        return {}
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise BadRequest("the body must be a JSON object")
+    return data
+
+
+def string_field(data: dict[str, Any], name: str) -> str:
+    value = data.get(name)
+    if not isinstance(value, str):
+        raise BadRequest(f"'{name}' is required and must be a string")
+    return value
+
+
+def optional(data: dict[str, Any], name: str, kind: type) -> Any:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise BadRequest(f"'{name}' must be a {kind.__name__}")
+    return value
+
+
+# ---- the caller's image -----------------------------------------------------------------------
+
+
+def image_id_of(request: Request) -> str:
+    """The ``{image_id}`` path parameter; an id of the wrong shape is simply not found."""
+    image_id: str = request.path_params["image_id"]
+    if not IMAGE_ID.fullmatch(image_id):
+        raise NotFound("no such image")
+    return image_id
+
+
+async def owned_image(request: Request) -> tuple[Services, ImageRecord]:
+    """The services and the signed-in caller's image the path names (404 for anyone else's)."""
+    user_id = require_user(request)
+    services = services_of(request)
+    image = await services.images.get(image_id_of(request), user_id=user_id)
+    if image is None:
+        raise NotFound("no such image")
+    return services, image
+
+
+async def read_object(services: Services, key: str) -> bytes:
+    """A stored original; a row whose object is gone (a racing delete) is simply not found."""
+    try:
+        return await services.storage.get(key)
+    except ObjectMissing:
+        raise NotFound("no such image") from None

@@ -1,0 +1,135 @@
+"""Upload ingestion: what an upload does once its bytes are read, apart from HTTP.
+
+``ingest_upload`` takes the owner, the client's filename and the file, and:
+
+1. refuses an empty file (400) and one that would put the owner over the quota (413);
+2. in one render-pool job (off the event loop): validates it (origin.probe), builds its
+   working copies (origin.working_copies), analyses it (origin.analysis: blurhash, colour,
+   focal point) and hashes it;
+3. stores it (``store_image``): the objects first (the original, then its working copies),
+   the row second with the quota accounted in the same transaction; on any failure every
+   object written is removed again, so a failed upload leaves no row and no object.
+
+The admin API's ``POST /api/images`` reads the multipart body and calls ``ingest_upload``;
+the benchmarks seed their images with ``store_image``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from origin import working_copies
+from origin.analysis import analyse
+from origin.errors import BadRequest, QuotaExceeded
+from origin.probe import Probe, probe_upload
+from origin.records import Analysis, ImageRecord, QuotaWouldBeExceeded, UserRecord, new_id
+from origin.services import Services
+from origin.transforms.formats import FILE_EXTENSIONS
+from origin.transforms.limits import Limits
+
+log = logging.getLogger("imgorigin.ingest")
+
+OVER_QUOTA = "this upload would exceed your storage quota"
+
+
+@dataclass(frozen=True)
+class Inspected:
+    """What the pool job found in an upload."""
+
+    probe: Probe
+    levels: list[working_copies.Level]
+    analysis: Analysis | None
+    content_hash: str
+
+
+def stored_filename(filename: str) -> str:
+    """The client's filename kept for display: no path, no control characters, ≤ 255 chars."""
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()
+    return name[:255] or "upload"
+
+
+def inspect_upload(data: bytes, limits: Limits) -> Inspected:
+    """One pool job: validate the upload, build its working copies, analyse it from the
+    smallest of them — the same upright sRGB picture with far fewer pixels to decode — or
+    from the original when there are none, and hash it."""
+    probe = probe_upload(
+        data, max_source_pixels=limits.max_source_pixels, max_frames=limits.max_frames
+    )
+    levels = working_copies.build_for(data, probe)
+    smallest = min(levels, key=lambda lv: lv.width * lv.height).body if levels else data
+    analysis = analyse(smallest, limits=limits)
+    return Inspected(probe, levels, analysis, hashlib.sha256(data).hexdigest())
+
+
+def image_record(user_id: str, filename: str, data: bytes, inspected: Inspected) -> ImageRecord:
+    """The row of a new image (its working copies are added by ``store_image``)."""
+    probe = inspected.probe
+    image_id = new_id()
+    return ImageRecord(
+        id=image_id,
+        user_id=user_id,
+        original_filename=stored_filename(filename),
+        mime_type=probe.mime_type,
+        format=probe.format,
+        size_bytes=len(data),
+        width=probe.width,
+        height=probe.height,
+        storage_key=f"{user_id}/{image_id}/original.{FILE_EXTENSIONS[probe.format]}",
+        content_hash=inspected.content_hash,
+        created_at=datetime.now(UTC),
+        metadata=dict(probe.metadata),
+        analysis=inspected.analysis,
+    )
+
+
+async def ingest_upload(
+    services: Services, user: UserRecord, filename: str, data: bytes
+) -> ImageRecord:
+    """Validate, inspect and store ``data`` as a new image of ``user``; the row as stored."""
+    settings = services.settings
+    if not data:
+        raise BadRequest("the file is empty")
+    if user.storage_used_bytes + len(data) > settings.user_quota_bytes:
+        raise QuotaExceeded(OVER_QUOTA)
+    inspected = await services.pool.run(lambda: inspect_upload(data, services.limits))
+    image = image_record(user.id, filename, data, inspected)
+    return await store_image(services, image, data, inspected.levels)
+
+
+async def store_image(
+    services: Services, image: ImageRecord, data: bytes, levels: Sequence[working_copies.Level] = ()
+) -> ImageRecord:
+    """Objects first (the original, then its working copies), row second; on any failure
+    every object is removed again. Returns the row as stored (with its working copies)."""
+    copies = tuple(working_copies.working_copy(image.user_id, image.id, level) for level in levels)
+    image = dataclasses.replace(image, working_copies=copies)
+    objects = [(image.storage_key, data, image.mime_type)]
+    objects += [(c.storage_key, v.body, v.media_type) for c, v in zip(copies, levels, strict=True)]
+    written: list[str] = []  # a write that failed is not removed (gc takes what lands late)
+    try:
+        for key, body, media_type in objects:
+            await services.storage.put(key, body, content_type=media_type)
+            written.append(key)
+        await services.images.add(image, services.settings.user_quota_bytes)
+    except BaseException as exc:
+        await remove_objects(services, written)
+        if isinstance(exc, QuotaWouldBeExceeded):
+            raise QuotaExceeded(OVER_QUOTA) from None
+        raise
+    return image
+
+
+async def remove_objects(services: Services, keys: Sequence[str]) -> None:
+    """Best effort, after a failed upload: what cannot be removed now, gc removes later."""
+    for key in reversed(keys):
+        try:
+            await services.storage.delete(key)
+        except Exception:
+            log.exception("could not remove %s after a failed upload; gc will", key)
