@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from origin.errors import BadRequest, PayloadTooLarge
+from origin.errors import BadRequest, PayloadTooLarge, shown
 
 MAX_OTHER_FIELD_BYTES = 64 * 1024
 ENVELOPE_BYTES = 64 * 1024  # room for boundaries and part headers around the file
@@ -66,7 +66,7 @@ class _FileCollector:
     def on_headers_finished(self) -> None:
         _, options = parse_options_header(self.headers.get(b"content-disposition", b""))
         name = options.get(b"name", b"")
-        self.part_name = _shown(name)
+        self.part_name = shown(name)
         self.part_is_file = b"filename" in options
         if self.part_is_file and name != b"file" and self.misnamed is None:
             self.misnamed = self.part_name
@@ -147,9 +147,3 @@ async def read_file_field(
     if not collector.done:
         raise BadRequest("the multipart body is incomplete")
     return UploadedFile(collector.filename, collector.content_type, bytes(collector.file))
-
-
-def _shown(name: bytes) -> str:
-    """A client's field name, safe to quote in a message (printable, at most 40 characters)."""
-    text = name.decode("utf-8", "replace")
-    return "".join(ch if ch.isprintable() else "?" for ch in text)[:40]

@@ -16,7 +16,7 @@ import html
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from origin.errors import BadRequest, LimitExceeded
+from origin.errors import BadRequest, LimitExceeded, shown
 from origin.transforms.formats import EXTENSIONS, FILE_EXTENSIONS, MEDIA_TYPES
 from origin.transforms.limits import Limits
 
@@ -76,7 +76,7 @@ def parse_query(items: Iterable[tuple[str, str]], limits: Limits) -> SrcsetQuery
     params: dict[str, str] = {}
     for name, value in items:
         if name not in PARAMETERS:
-            raise BadRequest(f"unknown query parameter '{_show(name)}'")
+            raise BadRequest(f"unknown query parameter '{shown(name)}'")
         if name in params:
             raise BadRequest(f"query parameter '{name}' is repeated")
         params[name] = value
@@ -114,7 +114,7 @@ def parse_formats(text: str) -> tuple[str, ...]:
         fmt = EXTENSIONS.get(item.strip().lower())
         if fmt is None:
             raise BadRequest(
-                f"'formats': unknown format '{_show(item)}' (avif, webp, jpg, png, gif)"
+                f"'formats': unknown format '{shown(item)}' (avif, webp, jpg, png, gif)"
             )
         if FILE_EXTENSIONS[fmt] not in formats:
             formats.append(FILE_EXTENSIONS[fmt])
@@ -123,7 +123,7 @@ def parse_formats(text: str) -> tuple[str, ...]:
 
 def _integer(name: str, text: str) -> int:
     if not text.isascii() or not text.isdigit() or len(text) > 10:
-        raise BadRequest(f"'{name}' must be positive whole numbers: '{_show(text)}'")
+        raise BadRequest(f"'{name}' must be positive whole numbers: '{shown(text)}'")
     return int(text)
 
 
@@ -132,11 +132,6 @@ def _text(params: dict[str, str], name: str, default: str) -> str:
     if len(value) > MAX_TEXT or any(not ch.isprintable() for ch in value):
         raise BadRequest(f"'{name}' must be at most {MAX_TEXT} printable characters")
     return value
-
-
-def _show(text: str) -> str:
-    shown = "".join(ch if ch.isprintable() else "?" for ch in text)
-    return shown if len(shown) <= 40 else shown[:37] + "..."
 
 
 # ---- widths in the chain ---------------------------------------------------------------------

@@ -153,10 +153,7 @@ async def srcset_variants(
         for width in widths
     ]
     overlays = await overlay_hashes(services, image, planned[0].plan)
-    keys = [
-        key_of(image.id, image.content_hash, p.plan.canonical(), EXTENSIONS[p.ext], overlays)
-        for p in planned
-    ]
+    keys = [key_of(image, p.plan.canonical(), EXTENSIONS[p.ext], overlays) for p in planned]
     stored = await services.derivatives.among(image.id, [k.variant for k in keys])
     by_format: dict[str, list[srcset.Variant]] = {}
     for p, key in zip(planned, keys, strict=True):

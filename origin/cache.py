@@ -19,6 +19,8 @@ from typing import Generic, TypeVar
 import pyvips
 from cachetools import LRUCache
 
+from origin.records import ImageRecord
+
 T = TypeVar("T")
 
 # Bump when a change to the pipeline changes the bytes of an existing derivative.
@@ -168,7 +170,8 @@ class _Flight(Generic[T]):
         self.waiters = 0
 
 
-def key_of(
-    image_id: str, content_hash: str, canonical: str, fmt: str, overlays: Iterable[str] = ()
-) -> Key:
-    return Key(image_id, content_hash, canonical, fmt, tuple(overlays))
+def key_of(image: ImageRecord, canonical: str, fmt: str, overlays: Iterable[str] = ()) -> Key:
+    """The one way a derivative is named (the origin's answer and the admin API's srcset
+    alike): its image, its canonical plan, its resolved format and its overlays' content
+    hashes, in plan order."""
+    return Key(image.id, image.content_hash, canonical, fmt, tuple(overlays))

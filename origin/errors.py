@@ -13,7 +13,7 @@ def shown(text: str | bytes, limit: int = 40) -> str:
     """Client-supplied text as it may appear in a public message: printable (anything else
     becomes ``?``) and at most ``limit`` characters (cut ones end in ``...``)."""
     if isinstance(text, bytes):
-        text = text.decode("ascii", "replace")
+        text = text.decode("utf-8", "replace")
     printable = "".join(ch if ch.isprintable() else "?" for ch in text)
     return printable if len(printable) <= limit else printable[: limit - 3] + "..."
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from cachetools import LRUCache
 
-from origin.cache import Key
+from origin.cache import Key, key_of
 from origin.hints import NO_HINTS, Hints, resolve
 from origin.records import ImageRecord
 from origin.request import Headers
@@ -45,8 +45,7 @@ class Prepared:
         last = self.key
         if last is not None and last.content_hash == image.content_hash and last.overlays == hashes:
             return last
-        fmt = self.plan.format or image.format
-        key = self.key = Key(image.id, image.content_hash, self.canonical, fmt, hashes)
+        key = self.key = key_of(image, self.canonical, self.plan.format or image.format, hashes)
         return key
 
 
