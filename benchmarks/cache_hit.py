@@ -147,7 +147,7 @@ async def prepare(env: dict[str, str]) -> str:
     from origin.settings import Settings
     from origin.signing import sign_url
     from origin.store.migrations import migrate
-    from tests.origin_service.conftest import add_image
+    from tests.origin.delivery.conftest import add_image
 
     settings = Settings.from_environ(env)
     async with open_services(settings) as services:

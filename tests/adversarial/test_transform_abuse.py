@@ -13,7 +13,7 @@ import httpx
 
 from origin.signing import signature
 from tests.conftest import OPERATOR_SECRET
-from tests.origin_service.conftest import Service, decode, signed
+from tests.origin.delivery.conftest import Service, decode, signed
 
 # Every numeric token in a context where it is otherwise valid; {} is the value under test.
 NUMERIC = [

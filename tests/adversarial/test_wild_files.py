@@ -16,7 +16,7 @@ from tests.admin_api.conftest import Api, assert_error
 from tests.admin_api.test_images import object_keys, usage
 from tests.adversarial.wild_files import CORPUS, HEIGHT, WIDTH, Wild, avif_sequence
 from tests.origin.conftest import FRAME_COLOURS
-from tests.origin_service.conftest import signed
+from tests.origin.delivery.conftest import signed
 
 ACCEPTED = [name for name, wild in CORPUS.items() if wild.status == 201]
 REFUSED = [name for name, wild in CORPUS.items() if wild.status != 201]

@@ -20,7 +20,7 @@ from origin.policy import fill, parse_policy
 from origin.signing import sign_policy, sign_url
 from tests.conftest import free_port
 from tests.edge.conftest import nginx_in_front_of, origin_on, upload_as_new_user
-from tests.origin_service.conftest import encoded
+from tests.origin.delivery.conftest import encoded
 
 pytestmark = pytest.mark.slow
 KEY = "edge-operator-secret"

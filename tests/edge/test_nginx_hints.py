@@ -19,7 +19,7 @@ from origin.policy import fill
 from origin.settings import DEFAULT_AUTO_WIDTHS
 from origin.signing import sign_policy, sign_url
 from tests.edge.conftest import Edge, upload_as_new_user
-from tests.origin_service.conftest import encoded
+from tests.origin.delivery.conftest import encoded
 
 pytestmark = pytest.mark.slow
 KEY = "edge-operator-secret"

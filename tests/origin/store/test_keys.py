@@ -5,7 +5,7 @@ from __future__ import annotations
 from origin.records import SigningKeyRecord
 from origin.store.keys import SigningKeys
 from origin.store.users import Users
-from tests.store.records import NOW, make_user, new_id
+from tests.origin.store.records import NOW, make_user, new_id
 
 
 async def test_signing_keys(users: Users, keys: SigningKeys) -> None:

@@ -14,7 +14,7 @@ from origin.store.derivatives import Derivatives
 from origin.store.images import Images
 from origin.store.tables import transformed_images
 from origin.store.users import Users
-from tests.store.records import NOW, image_for, make_user, new_id
+from tests.origin.store.records import NOW, image_for, make_user, new_id
 
 
 async def test_derivative_of_deleted_image_is_not_recorded(derivatives: Derivatives) -> None:

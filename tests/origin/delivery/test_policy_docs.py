@@ -14,9 +14,9 @@ import pytest
 from origin.policy import fill
 from origin.signing import sign_policy
 from tests.conftest import OPERATOR_SECRET
-from tests.origin_service.conftest import Service, decode
+from tests.origin.delivery.conftest import Service, decode
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DOC = (ROOT / "docs" / "responsive.md").read_text()
 KEY = "secret-key-1"
 TEMPLATE = "/i/0123456789abcdef0123456789abcdef/w_*,dpr_*,c_fill/hero.*"

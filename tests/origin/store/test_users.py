@@ -10,7 +10,7 @@ import pytest
 
 from origin.records import EmailTaken, RefreshTokenRecord, Rotation
 from origin.store.users import Users
-from tests.store.records import NOW, make_user, new_id
+from tests.origin.store.records import NOW, make_user, new_id
 
 
 async def test_users_unique_regardless_of_case(users: Users) -> None:

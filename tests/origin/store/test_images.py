@@ -12,7 +12,7 @@ from origin.records import DerivativeRecord, QuotaWouldBeExceeded
 from origin.store.derivatives import Derivatives
 from origin.store.images import Images
 from origin.store.users import Users
-from tests.store.records import NOW, image_for, make_user, new_id
+from tests.origin.store.records import NOW, image_for, make_user, new_id
 
 
 async def test_image_row_and_usage_in_one_transaction(users: Users, images: Images) -> None:

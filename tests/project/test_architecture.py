@@ -24,7 +24,7 @@ from origin.store.database import Database
 from origin.store.migrations import migrate
 from tests.asgi import client
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KEY = "architecture-operator-secret-0123456789"
 TABLE = "### The modules a cold request enters"
 

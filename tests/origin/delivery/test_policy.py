@@ -19,8 +19,8 @@ from origin.policy import Policy, fill, parse_policy, signed_text, template_of
 from origin.settings import Settings
 from origin.signing import sign_policy, sign_url, signature
 from tests.conftest import OPERATOR_SECRET
-from tests.foundation.test_cli import command
-from tests.origin_service.conftest import Service, decode, pixel, start_service
+from tests.imgorigin.test_cli import command
+from tests.origin.delivery.conftest import Service, decode, pixel, start_service
 
 POLICY = "w_100to300by100.dpr_2.f_png-webp"
 

@@ -12,7 +12,7 @@ import pytest
 from admin_api.auth import issue_access_token
 from origin.settings import Settings
 from tests.conftest import migrated_services, serving
-from tests.origin_service.conftest import add_image, decode, signed
+from tests.origin.delivery.conftest import add_image, decode, signed
 
 pytestmark = pytest.mark.slow
 

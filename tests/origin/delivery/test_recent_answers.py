@@ -11,7 +11,7 @@ import pytest
 
 from origin.recent_answers import SECONDS, cacheable
 from origin.signing import sign_url
-from tests.origin_service.conftest import Service, decode, signed
+from tests.origin.delivery.conftest import Service, decode, signed
 
 PER_REQUEST = {"x-request-id", "date"}
 

@@ -13,7 +13,7 @@ import pytest
 
 from origin.hints import snap_dpr, snap_width
 from origin.settings import DEFAULT_AUTO_WIDTHS, Settings, SettingsError
-from tests.origin_service.conftest import Service, decode, pixel, signed, start_service
+from tests.origin.delivery.conftest import Service, decode, pixel, signed, start_service
 
 RED, GREEN, BLUE, YELLOW = [230, 30, 30], [30, 200, 30], [30, 30, 220], [240, 230, 20]
 

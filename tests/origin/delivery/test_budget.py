@@ -19,7 +19,7 @@ import pyvips
 
 from origin.services import Services
 from origin.settings import Settings
-from tests.origin_service.conftest import (
+from tests.origin.delivery.conftest import (
     Service,
     add_image,
     decode,

@@ -14,7 +14,7 @@ from origin.store.images import Images
 from origin.store.migrations import LATEST, current_version, migrate
 from origin.store.tables import schema_version
 from origin.store.users import Users
-from tests.store.records import NOW, image_columns, image_record, insert_old_row
+from tests.origin.store.records import NOW, image_columns, image_record, insert_old_row
 
 
 def record(user_id: str, copies: tuple[WorkingCopy, ...] = ()) -> ImageRecord:

@@ -25,7 +25,7 @@ from origin.services import Services
 from origin.settings import Settings
 from origin.store.tables import auto_qualities, transformed_images
 from tests.conftest import migrated_services, serving
-from tests.origin_service.conftest import Service, decode, metric, signed, start_service
+from tests.origin.delivery.conftest import Service, decode, metric, signed, start_service
 
 NAME = "astronaut.png"  # 512 x 512
 

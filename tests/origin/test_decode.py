@@ -9,7 +9,7 @@ import pyvips
 from origin.decode import load_frames, read_header
 from origin.transforms.limits import DEFAULT_LIMITS
 from tests.origin.conftest import animated
-from tests.origin.test_pipeline import run
+from tests.origin.test_render import run
 
 
 def holed(fmt: str) -> bytes:

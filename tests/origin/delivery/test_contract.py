@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.origin_service.conftest import Service, decode, pixel, signed
+from tests.origin.delivery.conftest import Service, decode, pixel, signed
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 CSP = "default-src 'none'; sandbox"

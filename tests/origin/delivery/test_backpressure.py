@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from origin.settings import Settings
-from tests.origin_service.conftest import (
+from tests.origin.delivery.conftest import (
     Service,
     add_image,
     decode,

@@ -18,9 +18,9 @@ import pytest
 from origin.settings import Settings
 from origin.signing import sign_url
 from tests.conftest import OPERATOR_SECRET
-from tests.origin_service.conftest import Service, decode, signed, start_service
+from tests.origin.delivery.conftest import Service, decode, signed, start_service
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DOC = (ROOT / "docs" / "signing.md").read_text()
 KEY = "secret-key-1"
 PATH = "/i/0123456789abcdef0123456789abcdef/w_300,h_200,c_fill/hero.webp"

@@ -9,7 +9,7 @@ import pytest
 
 from origin.settings import Settings
 from origin.store.objects import LocalStorage
-from tests.origin_service.conftest import Service, decode, metric, signed, start_service
+from tests.origin.delivery.conftest import Service, decode, metric, signed, start_service
 
 
 async def renders(service: Service) -> float:

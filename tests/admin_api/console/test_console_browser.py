@@ -26,7 +26,7 @@ import pytest
 
 from tests.browser import CHROMIUM_FLAGS, TIMEOUT_MS, playwright_chromium
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
+ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "console"
 CHAIN = "w_300,h_200,c_fill,e_grayscale"
 
 

@@ -13,7 +13,7 @@ from origin.store.images import Images
 from origin.store.migrations import LATEST, current_version, migrate
 from origin.store.tables import schema_version
 from origin.store.users import Users
-from tests.store.records import NOW, image_columns, image_record, insert_old_row
+from tests.origin.store.records import NOW, image_columns, image_record, insert_old_row
 
 COLUMNS = ("blurhash", "dominant_color", "focal_x", "focal_y")
 

@@ -16,7 +16,7 @@ from origin.store.images import Images
 from origin.store.migrations import current_version, migrate
 from origin.store.tables import auto_qualities, schema_version
 from origin.store.users import Users
-from tests.store.records import NOW, image_record
+from tests.origin.store.records import NOW, image_record
 
 
 async def add_image(db: Database) -> tuple[str, str]:
