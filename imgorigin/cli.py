@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
+import socket
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from imgorigin.orphans import DEFAULT_MIN_AGE_SECONDS, collect_garbage
+from imgorigin.protocol import Deadlines
+from imgorigin.supervisor import GRACEFUL_SECONDS, Listen, Supervisor
 from origin.services import open_services
 from origin.settings import Settings, SettingsError
 from origin.signing import sign_policy, sign_url
@@ -111,29 +117,56 @@ async def _gc(settings: Settings, min_age: float) -> list[str]:
         return await collect_garbage(services, min_age=min_age)
 
 
+@dataclass(frozen=True)
+class Serving:
+    """What every worker of ``imgorigin serve`` runs with (picklable: it travels to the
+    workers ``imgorigin.supervisor`` spawns)."""
+
+    app: str
+    deadlines: Deadlines
+    forwarded_allow_ips: str
+
+
+def _config(serving: Serving, **where: Any) -> Any:
+    import uvicorn
+
+    from imgorigin.protocol import guarded_protocol
+
+    os.environ["IMGORIGIN_APP"] = serving.app
+    return uvicorn.Config(
+        "imgorigin.app:app_from_environ",
+        factory=True,
+        loop="uvloop",
+        # httptools, with header and body deadlines and MAX_CONNECTIONS (imgorigin/protocol.py)
+        http=guarded_protocol(serving.deadlines),
+        proxy_headers=True,
+        forwarded_allow_ips=serving.forwarded_allow_ips,
+        server_header=False,
+        timeout_graceful_shutdown=int(GRACEFUL_SECONDS),
+        log_level="info",
+        access_log=False,  # the app writes one structured line per request (imgorigin.access)
+        **where,
+    )
+
+
+def serve_on(serving: Serving, sock: socket.socket) -> None:
+    """A worker of several: uvicorn on the socket the supervisor's worker opened."""
+    import uvicorn
+
+    uvicorn.Server(_config(serving)).run(sockets=[sock])
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    from imgorigin.protocol import Deadlines, guarded_protocol
-
-    os.environ["IMGORIGIN_APP"] = args.app
-    uvicorn.run(
-        "imgorigin.app:app_from_environ",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=max(1, args.workers),
-        loop="uvloop",
-        # httptools, with header and body deadlines and MAX_CONNECTIONS (imgorigin/protocol.py)
-        http=guarded_protocol(Deadlines.of(settings)),
-        proxy_headers=True,
-        forwarded_allow_ips=",".join(settings.forwarded_allow_ips),
-        server_header=False,
-        timeout_graceful_shutdown=30,
-        log_level="info",
-        access_log=False,  # the app writes one structured line per request (imgorigin.access)
+    serving = Serving(args.app, Deadlines.of(settings), ",".join(settings.forwarded_allow_ips))
+    if args.workers <= 1:
+        uvicorn.Server(_config(serving, host=args.host, port=args.port)).run()
+        return 0
+    supervisor = Supervisor(
+        Listen(args.host, args.port), args.workers, functools.partial(serve_on, serving)
     )
-    return 0
+    return supervisor.run()
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from origin.delivery import serve_image, start_origin, state_of
 from origin.errors import OriginError
 from origin.http import EXCEPTION_HANDLERS, NO_STORE, error_json, error_response, log
 from origin.memory import cap_arenas
-from origin.metrics import CONTENT_TYPE, Metrics
+from origin.metrics import CONTENT_TYPE, Metrics, Shared
 from origin.recent_answers import Answer, RecentAnswers, answer_key, capturing
 from origin.services import Services, open_services
 from origin.settings import Settings
@@ -78,7 +78,9 @@ def metrics_endpoint(
             return error_json(
                 403, "forbidden", "metrics are answered only to addresses in METRICS_ALLOW"
             )
-        return Response(metrics.exposition(), media_type=CONTENT_TYPE, headers=NO_STORE)
+        shared: Shared | None = getattr(request.state, "shared_metrics", None)
+        body = metrics.exposition() if shared is None else shared.exposition()
+        return Response(body, media_type=CONTENT_TYPE, headers=NO_STORE)
 
     return exposition
 
@@ -129,6 +131,9 @@ def build_app(settings: Settings, parts: Sequence[Part]) -> Starlette:
             flusher = asyncio.create_task(log.run())
             stack.push_async_callback(_stop, flusher)
             state: dict[str, Any] = {"services": services, "metrics": metrics, "access_log": log}
+            if settings.metrics_dir is not None:  # one worker of several (imgorigin.supervisor)
+                state["shared_metrics"] = shared = Shared(metrics, settings.metrics_dir)
+                stack.push_async_callback(_stop, asyncio.create_task(shared.run()))
             for part in parts:
                 if part.start is not None:
                     state.update(await part.start(services, stack))

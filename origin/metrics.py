@@ -1,8 +1,10 @@
 """Prometheus metrics: one ``CollectorRegistry`` per app, so apps (and tests) never collide.
 
-Counters are per process. Behind ``imgorigin serve --workers N`` each worker answers
-``/metrics`` with its own numbers (the scraper sees whichever worker took the connection);
-sum over scrapes or run one worker per container when exact totals matter.
+Counters are per process. Behind ``imgorigin serve --workers N`` (imgorigin.supervisor)
+every worker writes its samples to a private folder once a second and at exit (``Shared``),
+and each worker's ``/metrics`` answers the sum over all of them — its own live values, the
+others' last written ones (at most a second old): counters and histograms of every worker
+that ever ran (a restarted worker's counts are kept), gauges of the live ones only.
 
 The counters the cache-hit path touches (requests, tier hits and misses, bytes out) are plain
 integers read by a collector at scrape time: ``prometheus_client.Counter.inc`` takes a lock
@@ -12,8 +14,14 @@ loop only. The render histogram (worker threads) and the gauges are prometheus-c
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import os
 from collections import Counter as Tally
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -78,6 +86,98 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+    def samples(self) -> list[dict[str, Any]]:
+        """Every family with its samples, as JSON-able values."""
+        return [
+            {
+                "name": family.name,
+                "type": family.type,
+                "documentation": family.documentation,
+                "samples": [[s.name, s.labels, s.value] for s in family.samples],
+            }
+            for family in self.registry.collect()
+        ]
+
+
+SHARED_SECONDS = 1.0
+
+
+class Shared:
+    """This worker's part of the service's metrics: its samples written to
+    ``{folder}/{pid}.json`` (atomically) every ``SHARED_SECONDS`` and at exit, and an
+    exposition summing every worker's file with its own live values."""
+
+    def __init__(self, metrics: Metrics, folder: Path) -> None:
+        self.metrics = metrics
+        self.folder = folder
+        self.pid = os.getpid()
+
+    def write(self) -> None:
+        path = self.folder / f"{self.pid}.json"
+        part = path.with_suffix(".part")
+        part.write_text(json.dumps(self.metrics.samples()))
+        part.replace(path)
+
+    async def run(self) -> None:
+        try:
+            while True:
+                self.write()
+                await asyncio.sleep(SHARED_SECONDS)
+        finally:
+            self.write()
+
+    def others(self) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        for path in self.folder.glob("*.json"):
+            pid = int(path.stem) if path.stem.isdigit() else 0
+            if pid and pid != self.pid:
+                with contextlib.suppress(OSError, ValueError):
+                    yield pid, json.loads(path.read_text())
+
+    def exposition(self) -> bytes:
+        registry = CollectorRegistry(auto_describe=False)
+        parts = [(True, self.metrics.samples())]
+        parts += [(_alive(pid), samples) for pid, samples in self.others()]
+        registry.register(_Summed(parts))
+        return generate_latest(registry)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _Summed(Collector):
+    """The families of several workers, their samples summed by name and labels (a gauge
+    only over the workers still alive)."""
+
+    def __init__(self, parts: Iterable[tuple[bool, list[dict[str, Any]]]]) -> None:
+        self.parts = list(parts)
+
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, Metric] = {}
+        values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+        for alive, samples in self.parts:
+            for family in samples:
+                if family["type"] == "gauge" and not alive:
+                    continue
+                name = family["name"]
+                if name not in families:
+                    families[name] = Metric(name, family["documentation"], family["type"])
+                    values[name] = {}
+                summed = values[name]
+                for sample, labels, value in family["samples"]:
+                    key = (sample, tuple(sorted(labels.items())))
+                    summed[key] = summed.get(key, 0.0) + value
+        for name, metric in families.items():
+            for (sample, labels), value in values[name].items():
+                metric.add_sample(sample, dict(labels), value)
+            yield metric
 
 
 class _Counters(Collector):

@@ -94,6 +94,9 @@ class Settings:
     header_timeout_seconds: float = 10.0
     body_timeout_seconds: float = 60.0
     max_connections: int = 1000
+    # Set by `imgorigin serve --workers N` for its workers (imgorigin.supervisor): the
+    # private folder where each writes its metrics, so /metrics sums them.
+    metrics_dir: Path | None = None
 
     @property
     def production(self) -> bool:
@@ -386,6 +389,9 @@ def _exposure(environ: Mapping[str, str]) -> dict[str, Any]:
         header_timeout_seconds=_number(environ, "HEADER_TIMEOUT_SECONDS", 10.0, 0.1, 3600),
         body_timeout_seconds=_number(environ, "BODY_TIMEOUT_SECONDS", 60.0, 0.1, 86400),
         max_connections=_integer(environ, "MAX_CONNECTIONS", 1000, 1, 1_000_000),
+        metrics_dir=Path(environ["IMGORIGIN_METRICS_DIR"])
+        if environ.get("IMGORIGIN_METRICS_DIR")
+        else None,
     )
 
 

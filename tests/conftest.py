@@ -84,9 +84,12 @@ class Server:
 
 
 @contextmanager
-def serve(env: dict[str, str], *, workers: int = 1, port: int | None = None) -> Iterator[Server]:
+def serve(
+    env: dict[str, str], *, workers: int = 1, port: int | None = None, wait: bool = True
+) -> Iterator[Server]:
     """``imgorigin serve`` (uvicorn, uvloop, httptools) on a loopback port (a free one unless
-    given), in its own process group, stopped with SIGTERM (then SIGKILL) on the way out."""
+    given), in its own process group, stopped with SIGTERM (then SIGKILL) on the way out;
+    ``wait``: until something listens on the port."""
     port = port or free_port()
     process = subprocess.Popen(
         [IMGORIGIN, "serve", "--port", str(port), "--workers", str(workers)],
@@ -96,7 +99,8 @@ def serve(env: dict[str, str], *, workers: int = 1, port: int | None = None) -> 
         start_new_session=True,
     )
     try:
-        wait_for_port(port, timeout=30)
+        if wait:
+            wait_for_port(port, timeout=30)
         yield Server(f"http://127.0.0.1:{port}", port, process)
     finally:
         stop_group(process)

@@ -1,0 +1,161 @@
+"""imgorigin serve --workers N (imgorigin.supervisor): every worker on its own SO_REUSEPORT
+socket, a dead worker started again, /metrics summed over the workers, a clean stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from imgorigin.supervisor import Listen, reuse_port_socket
+from tests.adversarial.live import live_env
+from tests.conftest import free_port, serve
+
+pytestmark = pytest.mark.slow
+
+
+def workers_of(supervisor: int) -> list[int]:
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    return [int(pid) for pid in children if "spawn_main" in cmdline(int(pid))]
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def listening_sockets(pid: int, port: int) -> int:
+    """How many sockets of ``pid`` listen on ``port`` (from /proc: inode of each fd)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port and inode in inodes:
+                found += 1
+    return found
+
+
+def wait_for(condition, seconds: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def metric(text: str, line_start: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_start)
+    )
+
+
+def test_workers_listen_on_their_own_sockets_and_a_dead_one_comes_back(tmp_path: Path) -> None:
+    env = live_env(tmp_path)
+    with serve(env, workers=2) as server:
+        assert wait_for(lambda: len(workers_of(server.pid)) == 2)
+        first = workers_of(server.pid)
+        for pid in first:
+            assert wait_for(lambda pid=pid: listening_sockets(pid, server.port) == 1)
+        # under load, kill one worker: the service keeps answering and the worker comes back
+        statuses: Counter[object] = Counter()
+        stop = threading.Event()
+
+        def load() -> None:
+            with httpx.Client(base_url=server.url, timeout=5) as http:
+                while not stop.is_set():
+                    try:
+                        statuses[http.get("/healthz").status_code] += 1
+                    except httpx.HTTPError as exc:
+                        statuses[type(exc).__name__] += 1
+
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        os.kill(first[0], signal.SIGKILL)
+        assert wait_for(lambda: len(set(workers_of(server.pid)) - {first[0]}) == 2)
+        time.sleep(1.0)
+        stop.set()
+        for t in threads:
+            t.join()
+        replacement = (set(workers_of(server.pid)) - set(first)).pop()
+        assert listening_sockets(replacement, server.port) == 1
+        failed = sum(n for outcome, n in statuses.items() if outcome != 200)
+        assert statuses[200] > 100 and failed <= 4, statuses  # at most the killed one's in flight
+        with httpx.Client(base_url=server.url, timeout=5) as http:
+            assert all(http.get("/healthz").status_code == 200 for _ in range(50))
+
+
+def test_metrics_are_the_sum_over_the_workers(tmp_path: Path) -> None:
+    env = live_env(tmp_path)
+    with serve(env, workers=2) as server:
+        assert wait_for(lambda: len(workers_of(server.pid)) == 2)
+        with httpx.Client(base_url=server.url, timeout=5) as http:
+            for _ in range(60):  # new connections: the kernel spreads them over both sockets
+                with httpx.Client(base_url=server.url, timeout=5) as once:
+                    assert once.get("/healthz").status_code == 200
+            time.sleep(1.5)  # each worker writes its counts once a second
+            scrapes = [http.get("/metrics").text for _ in range(6)]
+        healthz = 'imgorigin_requests_total{method="GET",route="/healthz",status="200"}'
+        assert {metric(text, healthz) for text in scrapes} == {60.0}
+
+
+def test_a_clean_stop_removes_the_metrics_folder(tmp_path: Path) -> None:
+    env = live_env(tmp_path)
+    with serve(env, workers=2) as server:
+        assert wait_for(lambda: len(workers_of(server.pid)) == 2)
+        workers = workers_of(server.pid)
+        environ = Path(f"/proc/{workers[0]}/environ").read_bytes().split(b"\0")
+        folder = Path(
+            next(
+                v.split(b"=", 1)[1] for v in environ if v.startswith(b"IMGORIGIN_METRICS_DIR=")
+            ).decode()
+        )
+        assert folder.is_dir() and folder.stat().st_mode & 0o777 == 0o700
+        os.kill(server.pid, signal.SIGTERM)
+        assert server.process.wait(40) == 0
+        assert not folder.exists()
+        assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def test_a_taken_address_is_refused_with_one_line(tmp_path: Path) -> None:
+    env = live_env(tmp_path)
+    port = free_port()
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", port))
+    taken.listen()
+    try:
+        with serve(env, workers=2, port=port, wait=False) as server:
+            assert server.process.wait(20) == 1
+    finally:
+        taken.close()
+
+
+def test_reuse_port_sockets_share_an_address() -> None:
+    address = Listen("127.0.0.1", free_port())
+    first, second = reuse_port_socket(address), reuse_port_socket(address)
+    try:
+        first.listen()
+        second.listen()
+    finally:
+        first.close()
+        second.close()
