@@ -1,11 +1,14 @@
 """``python -m benchmarks``: imgorigin, thumbor and IPX side by side, plus the in-process floor.
 
-For each server (one at a time, each with both cores): start it, and for each workload probe
-the nominal URL (status, bytes, size, frames), warm up, then ``--runs`` wrk runs of
-``--duration`` seconds, each with the CPU time of the server's process tree (from /proc,
-before/after) and its peak RSS (sampled every 100 ms). Best run = highest req/s. Prints a
-markdown table and writes ``bench.json`` and ``bench.png`` under ``--out``. Every process
-started is in its own process group and is stopped on exit, error or Ctrl-C.
+For each server (one at a time, each with every core): start it (one process group, or
+several: thumbor's instances and their nginx), and for each workload probe the nominal URL
+(status, bytes, size, frames, and for a fit the SSIM against an ideal resize of the source:
+``benchmarks/fidelity.py``), warm up, then ``--runs`` wrk runs of ``--duration`` seconds,
+each with the CPU time of the server's process trees (from /proc, before/after) and their
+peak RSS (sampled every 100 ms). Best run = highest req/s. Prints a markdown table and the
+targets, and writes ``bench.json`` and ``bench.png`` under ``--out``, and a copy of both in
+a folder named after the run's start (UTC), so every run's raw numbers are kept. Every
+process started is in its own process group and is stopped on exit, error or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks import fidelity, nginx, report, wrk
 from benchmarks import floor as floor_mod
 from benchmarks import images as images_mod
-from benchmarks import report, wrk
 from benchmarks.procs import (
     Registry,
     RssSampler,
@@ -35,7 +38,7 @@ from benchmarks.procs import (
     rss_bytes,
     self_cpu_seconds,
 )
-from benchmarks.servers import PEERS, ROOT, Server, all_servers, http_get
+from benchmarks.servers import PEERS, ROOT, THUMBOR_THREADPOOL, Server, all_servers, http_get
 from benchmarks.workloads import WORKLOADS, Workload
 
 SLOW_FACTOR = 10.0  # a run lasts at least this many single-request times …
@@ -46,7 +49,9 @@ OTHER_LOAD_WARN = 0.15  # cores used by processes outside the harness, server an
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
-    p.add_argument("--only", default="", help="comma-separated servers (imgorigin,thumbor,ipx)")
+    p.add_argument(
+        "--only", default="", help="comma-separated servers (imgorigin,thumbor,thumbor-1p,ipx)"
+    )
     p.add_argument("--duration", type=float, default=10.0, help="seconds per run (default 10)")
     p.add_argument("--runs", type=int, default=3, help="runs per workload, best kept (default 3)")
     p.add_argument("--connections", type=int, default=8, help="wrk connections (default 8)")
@@ -61,6 +66,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--floor-seconds", type=float, default=5.0, help="per workload (0 = skip)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     p.add_argument("--keep-work", action="store_true", help="keep the temporary folder (logs)")
+    p.add_argument(
+        "--thumbor-threadpool",
+        type=int,
+        default=THUMBOR_THREADPOOL,
+        help=f"ENGINE_THREADPOOL_SIZE of each instance of the strong thumbor "
+        f"(default {THUMBOR_THREADPOOL})",
+    )
     p.add_argument(
         "--no-working-copies",
         action="store_true",
@@ -92,14 +104,26 @@ def describe(body: bytes, headers: dict[str, str]) -> dict[str, Any]:
     return info
 
 
+def fit_fidelity(body: bytes, source: Path) -> dict[str, Any]:
+    """The answer's SSIM against its source resized to the answer's size (every frame)."""
+    import pyvips
+
+    try:
+        score = fidelity.fit_ssim(body, source)
+    except (ValueError, pyvips.Error) as exc:
+        return {"ssim_error": str(exc)[:200]}
+    return {"ssim": score.ssim, "ssim_worst_frame": score.worst, "ssim_frames": score.frames}
+
+
 def measure(
     registry: Registry,
     server: Server,
     port: int,
-    root_pid: int,
+    roots: list[int],
     w: Workload,
     args: Any,
     work: Path,
+    source: Path,
 ) -> dict[str, Any]:
     paths = [server.path(w, p) for p in server.params(w)]
     paths_file = work / f"{server.name}-{w.name}.paths"
@@ -110,6 +134,8 @@ def measure(
     if status != 200:
         return {"error": f"probe {paths[0][:80]} → {status} {body[:120]!r}"}
     probe = describe(body, headers)
+    if w.kind == "fit":
+        probe.update(fit_fidelity(body, source))
     offset = 0 if w.mode == "hot" else 1
     script = work / "paths.lua"
 
@@ -117,9 +143,9 @@ def measure(
 
     def once(seconds: float, connections: int) -> tuple[wrk.WrkResult, float, RssSampler]:
         nonlocal offset
-        cpu0, busy0 = cpu_seconds(root_pid), machine_busy_seconds()
+        cpu0, busy0 = cpu_seconds(*roots), machine_busy_seconds()
         wrk0, self0 = children_cpu_seconds(), self_cpu_seconds()
-        with RssSampler(root_pid) as rss:
+        with RssSampler(*roots) as rss:
             result = wrk.run(
                 registry,
                 port=port,
@@ -129,7 +155,7 @@ def measure(
                 duration=seconds,
                 connections=connections,
             )
-        cpu = cpu_seconds(root_pid) - cpu0
+        cpu = cpu_seconds(*roots) - cpu0
         wrk_cpu = children_cpu_seconds() - wrk0
         harness_cpu = self_cpu_seconds() - self0
         others = max(0.0, machine_busy_seconds() - busy0 - cpu - wrk_cpu - harness_cpu)
@@ -226,6 +252,7 @@ def bench_server(
         "version": getattr(server, "version", ""),
         "workloads": {},
         "idle_rss_bytes": {},
+        "process_groups": {},
     }
     for mode in ("cold", "hot"):
         todo = [w for w in wanted if w.mode == mode and server.supports(w)]
@@ -234,20 +261,23 @@ def bench_server(
         before = set(registry.groups)
         try:
             port = server.start(registry, work, images, mode)
-            group = next(g for g in registry.groups if g not in before)
+            groups = [g for g in registry.groups if g not in before]
+            roots = [g.pid for g in groups]
+            out["process_groups"][mode] = len(groups)
             time.sleep(0.5)
-            out["idle_rss_bytes"][mode] = rss_bytes(group.pid)
+            out["idle_rss_bytes"][mode] = rss_bytes(*roots)
             for w in todo:
                 print(f"{server.name} · {w.name} ({w.title})", flush=True)
                 try:
                     out["workloads"][w.name] = measure(
-                        registry, server, port, group.pid, w, args, work
+                        registry, server, port, roots, w, args, work, images[w.source]
                     )
                 except RuntimeError as exc:
                     out["workloads"][w.name] = {"error": str(exc)[:500]}
                 if "error" in out["workloads"][w.name]:
                     print(f"  error: {out['workloads'][w.name]['error']}", flush=True)
-                    print(group.tail(10), flush=True)
+                    for group in groups:
+                        print(group.tail(10), flush=True)
         except RuntimeError as exc:
             for w in todo:
                 out["workloads"][w.name] = {"error": str(exc)[:500]}
@@ -358,9 +388,41 @@ def environment(args: Any, servers: dict[str, Any]) -> dict[str, Any]:
         "python": platform.python_version(),
         "libvips": f"{pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}",
         "wrk": (wrk_version.stdout + wrk_version.stderr).split("\n")[0].strip(),
-        "gifsicle": shutil.which("gifsicle") is not None,
+        "gifsicle": _first_line(["gifsicle", "--version"]) if shutil.which("gifsicle") else None,
+        "nginx": nginx.version() or None,
         "servers": servers,
     }
+
+
+def _first_line(argv: list[str]) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    return (done.stdout + done.stderr).split("\n")[0].strip()
+
+
+def run_folder(out: Path, started: float) -> Path:
+    """``out``/``2026-12-03T1700Z``, the run's start in UTC (to the second if a run that
+    started in the same minute is already kept)."""
+    folder = out / time.strftime("%Y-%m-%dT%H%MZ", time.gmtime(started))
+    if folder.exists():
+        folder = out / time.strftime("%Y-%m-%dT%H%M%SZ", time.gmtime(started))
+    return folder
+
+
+def write_results(results: dict[str, Any], text: str, out: Path, started: float) -> list[Path]:
+    """The JSON, the printed tables (``bench.md``) and the chart of this run in its own
+    folder under ``out`` (kept), and the same files in ``out`` (the latest run)."""
+    written = []
+    for folder in (run_folder(out, started), out):
+        folder.mkdir(parents=True, exist_ok=True)
+        report.write_json(results, folder / "bench.json")
+        (folder / "bench.md").write_text(text)
+        written += [folder / "bench.json", folder / "bench.md"]
+        try:
+            report.write_chart(results, folder / "bench.png")
+            written.append(folder / "bench.png")
+        except Exception as exc:
+            print(f"chart not drawn: {exc}", file=sys.stderr)
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -369,9 +431,13 @@ def main(argv: list[str] | None = None) -> int:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _interrupt)
+    started = time.time()
     servers = [
         s
-        for s in all_servers(working_copies=not args.no_working_copies)
+        for s in all_servers(
+            working_copies=not args.no_working_copies,
+            thumbor_threadpool=args.thumbor_threadpool,
+        )
         if not args.only or s.name in args.only
     ]
     wanted = [WORKLOADS[w] for w in args.workloads]
@@ -383,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="imgorigin-bench-"))
     wrk.write_script(work)
     results: dict[str, Any] = {
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "config": {
             "duration": args.duration,
             "runs": args.runs,
@@ -434,17 +501,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"work folder kept: {work}")
     results["server_process_groups"] = registry.started
-    text = report.table(results)
+    text = report.table(results) + "\n" + report.targets(results)
     print()
     print(text)
-    print(report.targets(results))
-    args.out.mkdir(parents=True, exist_ok=True)
-    report.write_json(results, args.out / "bench.json")
-    try:
-        report.write_chart(results, args.out / "bench.png")
-    except Exception as exc:
-        print(f"chart not drawn: {exc}", file=sys.stderr)
-    print(f"wrote {args.out / 'bench.json'} and {args.out / 'bench.png'}")
+    written = write_results(results, text, args.out, started)
+    print("wrote " + ", ".join(str(p) for p in written))
     failed = [
         f"{s} {w}"
         for s, r in results["servers"].items()

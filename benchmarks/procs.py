@@ -130,26 +130,30 @@ def stat_fields(path: str) -> list[str] | None:
     return text[text.rindex(")") + 2 :].split()
 
 
-def tree(root: int) -> list[int]:
-    """``root`` and all its descendants (by parent pid)."""
+def tree(*roots: int) -> list[int]:
+    """The ``roots`` and all their descendants (by parent pid): one server's processes, or
+    every group of a server made of several (thumbor's instances and their nginx)."""
     children: dict[int, list[int]] = {}
     for pid in _pids():
         fields = _stat(pid)
         if fields is not None:
             children.setdefault(int(fields[1]), []).append(pid)
-    found, todo = [], [root]
+    found: list[int] = []
+    todo = list(roots)
     while todo:
         pid = todo.pop()
+        if pid in found:
+            continue
         found.append(pid)
         todo.extend(children.get(pid, ()))
     return found
 
 
-def cpu_seconds(root: int) -> float:
-    """utime + stime of every live process in the tree, plus cutime + cstime (children that
+def cpu_seconds(*roots: int) -> float:
+    """utime + stime of every live process in the trees, plus cutime + cstime (children that
     exited and were waited for, e.g. thumbor's gifsicle runs), in seconds."""
     ticks = 0
-    for pid in tree(root):
+    for pid in tree(*roots):
         fields = _stat(pid)
         if fields is not None:
             ticks += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime (14-17)
@@ -174,15 +178,15 @@ def self_cpu_seconds() -> float:
     return t.user + t.system
 
 
-def rss_bytes(root: int) -> int:
-    """Sum of VmRSS over the tree."""
-    return sum(process_rss(root))
+def rss_bytes(*roots: int) -> int:
+    """Sum of VmRSS over the trees."""
+    return sum(process_rss(*roots))
 
 
-def process_rss(root: int) -> list[int]:
-    """VmRSS of each process of the tree."""
+def process_rss(*roots: int) -> list[int]:
+    """VmRSS of each process of the trees."""
     found = []
-    for pid in tree(root):
+    for pid in tree(*roots):
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -194,11 +198,11 @@ def process_rss(root: int) -> list[int]:
 
 
 class RssSampler:
-    """Samples the tree's RSS every ``interval`` seconds in a thread: ``peak`` is the largest
-    sum over the tree, ``peak_process`` the largest single process seen."""
+    """Samples the trees' RSS every ``interval`` seconds in a thread: ``peak`` is the largest
+    sum over them, ``peak_process`` the largest single process seen."""
 
-    def __init__(self, root: int, interval: float = 0.1) -> None:
-        self.root = root
+    def __init__(self, *roots: int, interval: float = 0.1) -> None:
+        self.roots = roots
         self.interval = interval
         self.peak = 0
         self.peak_process = 0
@@ -206,7 +210,7 @@ class RssSampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self) -> None:
-        sizes = process_rss(self.root)
+        sizes = process_rss(*self.roots)
         self.peak = max(self.peak, sum(sizes))
         self.peak_process = max(self.peak_process, *sizes, 0)
 

@@ -7,16 +7,22 @@ Every server gets the same machine (both cores) and listens on 127.0.0.1 only:
   fresh storage folder and database; hot mode (W4): the default in-process cache. The
   originals are stored as an upload stores them, working copies included
   (``--no-working-copies``: the originals alone).
-- thumbor (PyPI, own venv): one process, ``ENGINE_THREADPOOL_SIZE=2``, file loader, no
-  original storage, unsafe URLs; result storage off (cold) or file result storage (hot);
-  gifsicle engine for animated GIFs when ``gifsicle`` is on PATH.
+- thumbor (PyPI, own venv), its production layout: one single-process instance per core
+  (``ENGINE_THREADPOOL_SIZE=1`` each) behind an nginx the harness starts (``least_conn``,
+  keep-alive to the instances, no cache). File loader, no original storage, signed URLs;
+  result storage off (cold) or file result storage shared by the instances (hot); gifsicle
+  engine for animated GIFs when ``gifsicle`` is on PATH.
+- thumbor-1p: the same thumbor as one process with ``ENGINE_THREADPOOL_SIZE=2`` (the
+  earlier comparison, kept as a second row).
 - IPX 3 (npm, sharp with its bundled libvips): node cluster with 2 workers, fs storage.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -31,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from benchmarks import nginx
 from benchmarks.procs import Group, Registry
 from benchmarks.workloads import Params, Workload
 
@@ -41,6 +48,7 @@ THUMBOR_SPEC = "thumbor==7.8.*"
 IPX_SPEC = "ipx@3"
 SIGNING_SECRET = "benchmark-signing-secret-0123456789abcdef"
 READY_SECONDS = 90.0
+THUMBOR_THREADPOOL = 1  # per instance of the strong layout (measured: docs/performance.md)
 
 
 def free_port() -> int:
@@ -225,12 +233,34 @@ def seed(env: dict[str, str], images: dict[str, Path], working_copies: bool = Tr
 # ---- thumbor ---------------------------------------------------------------------------------
 
 
+def thumbor_signature(path: str, key: str = SIGNING_SECRET) -> str:
+    """thumbor's URL signature (its default signer, libthumbor's ``base64_hmac_sha1``): the
+    url-safe base64 of HMAC-SHA1 over the path after the signature, padding kept."""
+    digest = hmac.new(key.encode(), path.encode(), hashlib.sha1).digest()
+    return base64.urlsafe_b64encode(digest).decode()
+
+
 class Thumbor(Server):
-    def __init__(self) -> None:
-        super().__init__(name="thumbor", note="1 process, ENGINE_THREADPOOL_SIZE=2")
+    """thumbor from PyPI in its own venv, signed URLs (``SECURITY_KEY``, no unsafe URLs),
+    file loader, no original storage; result storage off (cold) or file result storage
+    shared by every instance (hot); gifsicle engine for animated GIFs when ``gifsicle`` is on
+    PATH. ``instances`` > 1: that many single-process ``thumbor -p PORT`` behind an nginx the
+    harness starts (``benchmarks.nginx``), thumbor's production layout; 1: the process alone."""
+
+    def __init__(self, name: str, instances: int, threadpool: int) -> None:
+        layout = (
+            f"{instances} processes behind nginx (least_conn, keep-alive)"
+            if instances > 1
+            else "1 process"
+        )
+        super().__init__(name=name, note=f"{layout}, ENGINE_THREADPOOL_SIZE={threadpool}")
+        self.instances = instances
+        self.threadpool = threadpool
         self.venv = PEERS / "thumbor"
 
     def install(self, log: Path) -> str | None:
+        if self.instances > 1 and nginx.binary() is None:
+            return "nginx is not installed (apt-get install nginx)"
         binary = self.venv / "bin" / "thumbor"
         if not binary.exists():
             with log.open("ab") as out:
@@ -244,28 +274,24 @@ class Thumbor(Server):
         if done.returncode:
             return f"thumbor --version failed: {done.stderr.strip()[-200:]}"
         self.version = done.stdout.strip()
+        if self.instances > 1:
+            self.version += f", {nginx.version()}"
         gifsicle = shutil.which("gifsicle")
         self.note += ", gifsicle engine for GIF" if gifsicle else ", no gifsicle: PIL for GIF"
         return None
 
-    def params(self, workload: Workload) -> list[Params]:
-        # thumbor's gifsicle engine fails on fit boxes that give a fractional side
-        # ("invalid dimensions '222.0x125'"): W5 repeats the nominal 240x135 URL, which is
-        # still a render every time (no result storage in cold mode, no in-process cache).
-        if workload.name == "W5":
-            return [workload.nominal]
-        return workload.params()
-
-    def start(self, registry: Registry, work: Path, images: dict[str, Path], mode: str) -> int:
-        conf = work / f"thumbor-{mode}.conf"
-        results = work / f"thumbor-results-{mode}"
+    def configuration(self, work: Path, sources: Path, mode: str) -> Path:
+        """thumbor.conf for ``mode``, shared by the instances (so is the result storage)."""
+        conf = work / f"{self.name}-{mode}.conf"
+        results = work / f"{self.name}-results-{mode}"
         shutil.rmtree(results, ignore_errors=True)
         lines = {
             "LOADER": "'thumbor.loaders.file_loader'",
-            "FILE_LOADER_ROOT_PATH": repr(str(images["w1.jpg"].parent)),
+            "FILE_LOADER_ROOT_PATH": repr(str(sources)),
             "STORAGE": "'thumbor.storages.no_storage'",
-            "ALLOW_UNSAFE_URL": "True",
-            "ENGINE_THREADPOOL_SIZE": "2",
+            "SECURITY_KEY": repr(SIGNING_SECRET),
+            "ALLOW_UNSAFE_URL": "False",
+            "ENGINE_THREADPOOL_SIZE": str(self.threadpool),
             "QUALITY": "80",
             "USE_GIFSICLE_ENGINE": repr(shutil.which("gifsicle") is not None),
             "MAX_AGE": "86400",
@@ -274,26 +300,34 @@ class Thumbor(Server):
             lines.update(
                 RESULT_STORAGE="'thumbor.result_storages.file_storage'",
                 RESULT_STORAGE_FILE_STORAGE_ROOT_PATH=repr(str(results)),
-                RESULT_STORAGE_STORES_UNSAFE="True",
                 RESULT_STORAGE_EXPIRATION_SECONDS="0",
             )
         else:
             lines["RESULT_STORAGE"] = "None"
         conf.write_text("".join(f"{k} = {v}\n" for k, v in lines.items()))
-        port = free_port()
-        argv = [
-            str(self.venv / "bin" / "thumbor"),
-            "-i",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-c",
-            str(conf),
-            "-l",
-            "error",
+        return conf
+
+    def start(self, registry: Registry, work: Path, images: dict[str, Path], mode: str) -> int:
+        conf = self.configuration(work, images["w1.jpg"].parent, mode)
+        ports = [free_port() for _ in range(self.instances)]
+        binary = str(self.venv / "bin" / "thumbor")
+        groups = [
+            registry.start(
+                f"{self.name}-{mode}-{i}",
+                [binary, "-i", "127.0.0.1", "-p", str(port), "-c", str(conf), "-l", "error"],
+                log=work / f"{self.name}-{mode}-{i}.log",
+            )
+            for i, port in enumerate(ports)
         ]
-        group = registry.start(f"thumbor-{mode}", argv, log=work / f"thumbor-{mode}.log")
-        wait_ready(group, port, "/healthcheck")
+        for group, port in zip(groups, ports, strict=True):
+            wait_ready(group, port, "/healthcheck")
+        if self.instances == 1:
+            return ports[0]
+        port = free_port()
+        balancer = nginx.start(
+            registry, work / f"nginx-{self.name}-{mode}", port, ports, name="thumbor"
+        )
+        wait_ready(balancer, port, "/healthcheck")
         return port
 
     def path(self, workload: Workload, p: Params) -> str:
@@ -309,7 +343,8 @@ class Thumbor(Server):
         if workload.ext != workload.source.rsplit(".", 1)[1]:
             filters.append(f"format({workload.ext})")
         f = f"filters:{':'.join(filters)}/" if filters else ""
-        return f"/unsafe/{size}{f}{workload.source}"
+        signed = f"{size}{f}{workload.source}"
+        return f"/{thumbor_signature(signed)}/{signed}"
 
 
 # ---- IPX -------------------------------------------------------------------------------------
@@ -361,5 +396,15 @@ class Ipx(Server):
         return f"/{mods},f_{fmt}/{workload.source}"
 
 
-def all_servers(working_copies: bool = True) -> list[Server]:
-    return [Imgorigin(working_copies), Thumbor(), Ipx()]
+def all_servers(
+    working_copies: bool = True, thumbor_threadpool: int = THUMBOR_THREADPOOL
+) -> list[Server]:
+    """imgorigin, the peers' strongest layouts, then thumbor as one process (the earlier
+    comparison, kept as a second row)."""
+    cores = os.cpu_count() or 1
+    return [
+        Imgorigin(working_copies),
+        Thumbor("thumbor", instances=cores, threadpool=thumbor_threadpool),
+        Thumbor("thumbor-1p", instances=1, threadpool=2),
+        Ipx(),
+    ]

@@ -2,8 +2,10 @@
 
 ``python -m benchmarks --only imgorigin`` with 2-second runs of W1 (cold render) and W4
 (cache hit): no network (no peers), every server it started is gone afterwards, and the
-JSON and chart are written. Without ``wrk`` the test is skipped with a visible reason,
-unless ``REQUIRE_ALL_BACKENDS=1`` makes that a failure.
+JSON and chart are written (the latest, and a copy kept under the run's start). Without
+``wrk`` the test is skipped with a visible reason, unless ``REQUIRE_ALL_BACKENDS=1`` makes
+that a failure. The strong thumbor layout runs too when thumbor is already installed in
+``benchmarks/.peers`` (never fetched by a test).
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from benchmarks import nginx
 from benchmarks.procs import group_alive
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,6 +59,13 @@ def test_harness_runs_against_imgorigin(tmp_path: Path) -> None:
 
     results = json.loads((out / "bench.json").read_text())
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The run's raw numbers are also kept in a folder named after its start (UTC).
+    kept = [p for p in out.iterdir() if p.is_dir()]
+    started = datetime.strptime(results["started_utc"], "%Y-%m-%dT%H:%M:%SZ")
+    assert [p.name for p in kept] == [started.strftime("%Y-%m-%dT%H%MZ")]
+    assert json.loads((kept[0] / "bench.json").read_text()) == results
+    assert (kept[0] / "bench.png").read_bytes() == (out / "bench.png").read_bytes()
+    assert "| W1 | imgorigin |" in (kept[0] / "bench.md").read_text()
     measured = results["servers"]["imgorigin"]["workloads"]
     for name in ("W1", "W4"):
         m = measured[name]
@@ -66,6 +77,7 @@ def test_harness_runs_against_imgorigin(tmp_path: Path) -> None:
         assert run["cpu_ms_per_req"] is not None and run["peak_rss_bytes"] > 0
         assert (m["probe"]["width"], m["probe"]["height"]) == (267, 200)  # 4:3 into 300×200
         assert m["probe"]["content_type"] == "image/jpeg"
+        assert 0.9 < m["probe"]["ssim"] < 1.0  # against the source resized with lanczos3
     assert not measured["W1"]["urls_repeated"]
     assert measured["W1"]["urls_used"] > measured["W1"]["runs"][0]["requests"]
     memory = measured["W1"]["memory_run"]
@@ -81,6 +93,56 @@ def test_harness_runs_against_imgorigin(tmp_path: Path) -> None:
     groups = results["server_process_groups"]
     assert len(groups) == 2 + (os.cpu_count() or 1)
     assert not [g for g in groups if group_alive(g)], "a benchmark server outlived the harness"
+
+
+THUMBOR = ROOT / "benchmarks" / ".peers" / "thumbor" / "bin" / "thumbor"
+
+
+@pytest.mark.slow
+def test_harness_runs_against_strong_thumbor(tmp_path: Path) -> None:
+    """The strong peer layout end to end: one thumbor instance per core behind the nginx the
+    harness starts, signed distinct URLs for W1 and W5 (W5's whole grid, through the
+    gifsicle engine), SSIM beside the bytes, every process group gone afterwards. Needs
+    thumbor already installed in benchmarks/.peers (the harness would fetch it from PyPI):
+    skipped otherwise, with or without REQUIRE_ALL_BACKENDS (thumbor is not a CI backend)."""
+    missing = [
+        what
+        for what, ok in (
+            ("wrk", shutil.which("wrk")),
+            ("gifsicle", shutil.which("gifsicle")),
+            ("nginx", nginx.binary()),
+            (f"thumbor ({THUMBOR.relative_to(ROOT)})", THUMBOR.exists()),
+        )
+        if not ok
+    ]
+    if missing:
+        pytest.skip(f"not installed: {', '.join(missing)}")
+    out = tmp_path / "results"
+    argv = [sys.executable, "-m", "benchmarks", "--only", "thumbor", "--workloads", "W1,W5"]
+    argv += ["--duration", "2", "--runs", "1", "--warmup", "1", "--floor-seconds", "0"]
+    argv += ["--memory-connections", "0", "--out", str(out)]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "| W1 | thumbor |" in done.stdout and "| W5 | thumbor |" in done.stdout
+
+    results = json.loads((out / "bench.json").read_text())
+    thumbor = results["servers"]["thumbor"]
+    cores = os.cpu_count() or 1
+    assert f"{cores} processes behind nginx" in thumbor["note"] or cores == 1
+    assert thumbor["process_groups"]["cold"] == cores + (1 if cores > 1 else 0)
+    for name, size in (("W1", (267, 200, 1)), ("W5", (240, 135, 24))):
+        m = thumbor["workloads"][name]
+        assert "error" not in m, m
+        probe = m["probe"]
+        assert (probe["width"], probe["height"], probe["pages"]) == size
+        assert 0.9 < probe["ssim"] < 1.0
+        run = m["runs"][0]
+        assert run["requests"] > 0 and sum(run["errors"].values()) == 0, run
+        assert not m["urls_repeated"] and m["distinct_urls"] > 1000
+    assert thumbor["workloads"]["W5"]["probe"]["ssim_frames"] == 24
+    groups = results["server_process_groups"]
+    assert len(groups) == cores + (1 if cores > 1 else 0)
+    assert not [g for g in groups if group_alive(g)], "a thumbor or nginx outlived the harness"
 
 
 def test_thread_profile_runs(tmp_path: Path) -> None:
