@@ -2,8 +2,9 @@
 
 Every server gets the same machine (both cores) and listens on 127.0.0.1 only:
 
-- imgorigin: ``imgorigin serve --workers 2`` (uvicorn, uvloop, httptools), ``CONCURRENCY=1``
-  libvips job per process, ``MALLOC_ARENA_MAX=2``. Cold mode: ``CACHE_MAX_BYTES=0`` and a
+- imgorigin: ``imgorigin serve --workers N`` (N = cores; each worker uvicorn with uvloop and
+  httptools on its own ``SO_REUSEPORT`` socket), ``CONCURRENCY`` left at its default (= cores),
+  ``MALLOC_ARENA_MAX=2``. Cold mode: ``CACHE_MAX_BYTES=0`` and a
   fresh storage folder and database; hot mode (W4): the default in-process cache. The
   originals are stored as an upload stores them, working copies included
   (``--no-working-copies``: the originals alone).
@@ -48,6 +49,7 @@ THUMBOR_SPEC = "thumbor==7.8.*"
 IPX_SPEC = "ipx@3"
 SIGNING_SECRET = "benchmark-signing-secret-0123456789abcdef"
 READY_SECONDS = 90.0
+CORES = os.cpu_count() or 1
 THUMBOR_THREADPOOL = 1  # per instance of the strong layout (measured: docs/performance.md)
 
 
@@ -122,7 +124,7 @@ class Imgorigin(Server):
     def __init__(self, working_copies: bool = True) -> None:
         super().__init__(
             name="imgorigin",
-            note="2 uvicorn workers, CONCURRENCY=1 each"
+            note=f"{CORES} workers (SO_REUSEPORT), CONCURRENCY default ({CORES})"
             + ("" if working_copies else ", no working copies"),
         )
         self.working_copies = working_copies
@@ -137,7 +139,6 @@ class Imgorigin(Server):
             SECRETS_FILE=str(data / "secrets.json"),
             JWT_SECRET="benchmark-jwt-secret-0123456789abcdef0123456789",
             URL_SIGNING_KEYS=f"bench:{SIGNING_SECRET}",
-            CONCURRENCY="1",
             MALLOC_ARENA_MAX="2",
         )
         if not cache:
@@ -167,7 +168,7 @@ class Imgorigin(Server):
             "--port",
             str(port),
             "--workers",
-            "2",
+            str(CORES),
         ]
         group = registry.start(
             f"imgorigin-{mode}", argv, env=env, log=work / f"imgorigin-{mode}.log"
@@ -401,10 +402,9 @@ def all_servers(
 ) -> list[Server]:
     """imgorigin, the peers' strongest layouts, then thumbor as one process (the earlier
     comparison, kept as a second row)."""
-    cores = os.cpu_count() or 1
     return [
         Imgorigin(working_copies),
-        Thumbor("thumbor", instances=cores, threadpool=thumbor_threadpool),
+        Thumbor("thumbor", instances=CORES, threadpool=thumbor_threadpool),
         Thumbor("thumbor-1p", instances=1, threadpool=2),
         Ipx(),
     ]

@@ -116,13 +116,15 @@ class Building:
 class StageContext:
     """What a step receives besides the frames and its value. Immutable; one per stage.
 
-    ``planned_from`` and ``focal`` are set for the first stage only: the size the source
-    was scaled from while loading (shrink-on-load), and its stored attention point."""
+    ``planned_from``, ``cut_at_load`` and ``focal`` are set for the first stage only: the
+    size the source was scaled from while loading (shrink-on-load), whether loading already
+    cut the stage's fixed crop (origin.render.fixed_cut), and its stored attention point."""
 
     limits: Limits
     background: Colour | None = None
     overlays: Mapping[str, bytes] = field(default_factory=lambda: MappingProxyType({}))
     planned_from: Size | None = None
+    cut_at_load: bool = False
     focal: tuple[float, float] | None = None
 
 

@@ -286,7 +286,10 @@ def size(size: tuple[int, int], r: Resize, limits: Limits) -> tuple[int, int]:
 
 def apply(frames: Frames, r: Resize, ctx: StageContext) -> Frames:
     """Scale, then cut or pad. The first stage plans on the size the source was scaled from
-    while loading (``ctx.planned_from``) and centres ``g_auto`` on the stored focal point."""
+    while loading (``ctx.planned_from``) and centres ``g_auto`` on the stored focal point;
+    a fixed cut the loading already made (``ctx.cut_at_load``) is not made twice."""
+    if ctx.cut_at_load:
+        return frames
     iw, ih = ctx.planned_from or (frames[0].width, frames[0].height)
     g = plan_geometry(iw, ih, r, ctx.limits, ",".join(spell(r)))
     frames = tuple(scale_to(f, g.scaled) for f in frames)

@@ -14,7 +14,8 @@ from origin.analysis import source_summary
 from origin.encode import ENCODERS
 from origin.errors import BadTransform, InvalidImage, LimitExceeded, OriginError
 from origin.pixels import to_srgb
-from origin.render import Rendered, facts, render
+from origin.decode import read_header
+from origin.render import Rendered, facts, fixed_cut, render
 from origin.transforms.limits import Limits
 from origin.transforms.parse import parse_path
 from tests.origin.conftest import (
@@ -151,6 +152,54 @@ def test_r_45_grows_to_the_rotated_bounding_box() -> None:
 def test_c_crop_outside_the_image_is_bad_transform() -> None:
     with pytest.raises(BadTransform, match="x_400"):
         run("w_10,h_10,c_crop,x_400,y_0")
+
+
+def _source_pixels(source: bytes) -> np.ndarray:  # type: ignore[type-arg]
+    return array(to_srgb(decode(source).autorot()))
+
+
+@pytest.mark.parametrize(
+    ("name", "source"),
+    [
+        ("jpeg", lambda: photo()),
+        ("rgba png", lambda: rgba_png()),
+        ("grey png", lambda: bytes(decode(photo("camera")).pngsave_buffer())),
+        ("exif jpeg", lambda: exif_jpeg(6)),
+    ],
+)
+@pytest.mark.parametrize("rotate", ["", "/r_90"])
+def test_a_fixed_cut_is_the_sources_own_pixels(name: str, source: object, rotate: str) -> None:
+    """A first-stage c_crop/c_fill that does not scale is decoded top to bottom and stopped
+    below the cut (render.fixed_cut): the answer is, pixel for pixel, the cut of the whole
+    decoded source, for JPEG, PNG with alpha, grey PNG and an EXIF-rotated JPEG."""
+    data = source()  # type: ignore[operator]
+    whole = _source_pixels(data)
+    r = run(f"w_60,h_40,c_crop,x_30,y_20{rotate}", source=data)
+    expected = whole[20:60, 30:90]
+    if rotate:
+        expected = np.rot90(expected, k=-1)
+    got = array(pixels(r))
+    assert got.shape == expected.shape
+    assert np.array_equal(got, expected)
+
+
+@pytest.mark.parametrize(
+    ("chain", "cut"),
+    [
+        ("w_60,h_40,c_crop,x_30,y_20", (30, 20, 60, 40)),
+        ("w_400,h_100,c_fill,g_south", (0, 200, 400, 100)),
+        ("w_100,h_50,c_fill,g_auto", None),  # placed by libvips attention
+        ("w_200,h_150,c_fill", None),  # scales
+        ("w_100", None),
+        ("e_blur", None),
+    ],
+)
+def test_which_first_stages_cut_while_loading(chain: str, cut: object) -> None:
+    data = quadrant("png")  # 400x300
+    plan = parse_path(f"/i/{IMAGE_ID}/{chain}/x.png")
+    assert fixed_cut(read_header(data, 10**8), plan, Limits()) == cut
+    exif = exif_jpeg(6)  # upright 400x300, stored rotated: cut after the whole decode
+    assert fixed_cut(read_header(exif, 10**8), plan, Limits()) is None
 
 
 # ---------------------------------------------------------------- effects
