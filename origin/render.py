@@ -168,9 +168,10 @@ SEQUENTIAL_CUT_FORMATS = frozenset({"jpeg", "png"})
 
 
 # A JPEG working copy is decoded by libjpeg at 1/2, 1/4 or 1/8 scale while at least this
-# much reduction is left for lanczos3 (libvips' thumbnail leaves 2, imgproxy and sharp's
-# fastShrinkOnLoad 1): W1's 1000×750 level to 267×200 decodes 500×375 pixels, not 1000×750.
-LEVEL_REDUCE_MARGIN = 1.5
+# much reduction is left for lanczos3, as libvips' thumbnail does (imgproxy and sharp's
+# fastShrinkOnLoad leave 1). A margin of 1.5 cost up to 0.008 SSIM (1000×750 to 160×120
+# through 1/4 scale): docs/performance.md, "Working copies".
+LEVEL_REDUCE_MARGIN = 2.0
 
 
 def _scaled_load(
@@ -178,7 +179,7 @@ def _scaled_load(
 ) -> pyvips.Image:
     """``source`` decoded at reduced scale where its format allows, resized to exactly
     ``width``×``height``. A working copy (``level``) is upright, sRGB, opaque when JPEG, and
-    already chosen at least twice the size asked (origin.working_copies), so libjpeg's
+    already chosen at least 1.5 times the size asked (origin.working_copies), so libjpeg's
     scaled decode (an IDCT of the low frequencies at 1/2 and 1/4; at 1/8 the block average
     that libvips' thumbnail also uses past 16×) may take more of the reduction than
     thumbnail would: docs/performance.md has the figures."""

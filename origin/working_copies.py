@@ -3,7 +3,8 @@ made once at upload so that a small derivative never decodes every pixel of the 
 
 Which levels: the reductions of the upright original by 2, 4, 8, … whose long side is at
 least ``MIN_LEVEL_SIDE`` px; the ``MAX_LEVELS`` smallest of them (a 4000×3000 original gets
-2000×1500 and 1000×750; a 1920×1080 one gets 960×540; one under 1600 px gets none).
+2000×1500, 1000×750 and 500×375; a 1920×1080 one gets 960×540 and 480×270; one under
+800 px gets none).
 Animated images and GIFs get none.
 
 How they are stored: upright (EXIF orientation applied, none recorded), converted to sRGB
@@ -15,10 +16,11 @@ on the image row and do not count toward the owner's quota.
 
 Which level a render uses (``choose``): only when the chain's first stage scales (a resize
 that is not ``c_crop``); its geometry is planned on the original's size, and the smallest
-level at least twice the scaled size on both axes is decoded instead of the original
+level at least ``LEVEL_MARGIN`` (1.5) times the scaled size on both axes is decoded instead
+of the original
 (``origin.render.StandIn``). Everything else — ``c_crop`` (its ``x_``/``y_`` are original
 pixels and it keeps them 1:1), a first stage that does not scale, enlarging, scaling to more
-than half a level — uses the original. docs/performance.md has the measurements (SSIM of
+than two thirds of the largest level — uses the original. docs/performance.md has the measurements (SSIM of
 derivatives from a level against those from the original, and render times).
 """
 
@@ -42,8 +44,9 @@ from origin.transforms.plan import Plan
 
 log = logging.getLogger(__name__)
 
-MIN_LEVEL_SIDE = 800
-MAX_LEVELS = 2
+MIN_LEVEL_SIDE = 400
+MAX_LEVELS = 3
+LEVEL_MARGIN = 1.5  # a level serves scaled sizes up to 1/1.5 of its own
 JPEG_QUALITY = 95
 FORMATS = ("jpeg", "png", "webp", "avif")  # originals that get levels (stills only)
 
@@ -125,8 +128,8 @@ def working_copy(user_id: str, image_id: str, level: Level) -> WorkingCopy:
 def choose(
     plan: Plan, width: int, height: int, levels: Sequence[WorkingCopy], limits: Limits
 ) -> WorkingCopy | None:
-    """The smallest level (``levels`` smallest first) at least twice the size the plan's first
-    stage scales a ``width``×``height`` original to, on both axes; None: use the original."""
+    """The smallest level at least ``LEVEL_MARGIN`` times the size the plan's first stage
+    scales a ``width``×``height`` original to, on both axes; None: use the original."""
     stage = first_resize(plan)
     if stage is None or not levels:
         return None
@@ -135,6 +138,6 @@ def choose(
     except OriginError:
         return None  # the render refuses it with the right error
     for level in sorted(levels, key=lambda c: c.width * c.height):
-        if level.width >= 2 * scaled_w and level.height >= 2 * scaled_h:
+        if level.width >= LEVEL_MARGIN * scaled_w and level.height >= LEVEL_MARGIN * scaled_h:
             return level
     return None

@@ -52,11 +52,17 @@ async def test_upload_writes_the_working_copies_outside_the_quota(api: Api) -> N
     assert record is not None
     prefix = f"{user_id}/{image_id}"
     assert [(c.width, c.height, c.storage_key) for c in record.working_copies] == [
+        (400, 300, f"{prefix}/work/400x300.jpg"),
         (800, 600, f"{prefix}/work/800x600.jpg"),
         (1600, 1200, f"{prefix}/work/1600x1200.jpg"),
     ]
     assert await object_keys(api) == sorted(
-        [f"{prefix}/original.jpg", f"{prefix}/work/800x600.jpg", f"{prefix}/work/1600x1200.jpg"]
+        [
+            f"{prefix}/original.jpg",
+            f"{prefix}/work/400x300.jpg",
+            f"{prefix}/work/800x600.jpg",
+            f"{prefix}/work/1600x1200.jpg",
+        ]
     )
     for copy in record.working_copies:
         img = pyvips.Image.new_from_buffer(await api.services.storage.get(copy.storage_key), "")
@@ -70,7 +76,7 @@ async def test_upload_writes_the_working_copies_outside_the_quota(api: Api) -> N
 
 @pytest.mark.parametrize(
     "data",
-    [make_image("jpeg", 1500, 1000), make_image("gif", 2000, 1600)],
+    [make_image("jpeg", 790, 600), make_image("gif", 2000, 1600)],
     ids=["small", "gif"],
 )
 async def test_small_and_gif_originals_get_none(api: Api, data: bytes) -> None:
@@ -86,9 +92,9 @@ async def test_a_small_derivative_is_rendered_from_the_smallest_level_that_serve
     api: Api,
 ) -> None:
     user_id, image_id, headers, _ = await upload_big(api)
-    # Paint the 800×600 level magenta: what is rendered from it shows.
-    small = f"{user_id}/{image_id}/work/800x600.jpg"
-    await api.services.storage.put(small, solid_jpeg(800, 600, MAGENTA), content_type="image/jpeg")
+    # Paint the 400×300 level magenta: what is rendered from it shows.
+    small = f"{user_id}/{image_id}/work/400x300.jpg"
+    await api.services.storage.put(small, solid_jpeg(400, 300, MAGENTA), content_type="image/jpeg")
 
     async def magenta(chain: str) -> bool:
         answer = await api.http.get(f"/i/{image_id}/{chain}/x.png", headers=headers)
@@ -97,9 +103,9 @@ async def test_a_small_derivative_is_rendered_from_the_smallest_level_that_serve
         centre = colour_at(answer.content, img.width // 2, img.height // 2)
         return all(abs(a - b) <= 3 for a, b in zip(centre, MAGENTA, strict=True))
 
-    assert await magenta("w_300,h_200,c_fit")
-    assert await magenta("w_400,c_fit")  # exactly half the level
-    assert not await magenta("w_401,c_fit")  # the 1600×1200 level
+    assert await magenta("w_200,h_200,c_fit")
+    assert await magenta("w_266,c_fit")  # 266×200: the level is 1.5× that
+    assert not await magenta("w_267,c_fit")  # the 800×600 level
     assert not await magenta("x_1500,y_1100,w_200,h_200,c_crop")  # the original
     assert not await magenta("r_90/w_100,c_fit")  # the first stage does not scale
 

@@ -85,16 +85,22 @@ async def test_ingest_stores_the_original_its_working_copies_and_the_row(
     )
     assert (image.size_bytes, image.content_hash) == (len(data), hashlib.sha256(data).hexdigest())
     assert [(c.width, c.height, c.storage_key) for c in stored.working_copies] == [
+        (400, 300, f"{prefix}/work/400x300.jpg"),
         (800, 600, f"{prefix}/work/800x600.jpg"),
         (1600, 1200, f"{prefix}/work/1600x1200.jpg"),
     ]
     assert await object_keys(services) == sorted(
-        [f"{prefix}/original.jpg", f"{prefix}/work/800x600.jpg", f"{prefix}/work/1600x1200.jpg"]
+        [
+            f"{prefix}/original.jpg",
+            f"{prefix}/work/400x300.jpg",
+            f"{prefix}/work/800x600.jpg",
+            f"{prefix}/work/1600x1200.jpg",
+        ]
     )
     assert await services.storage.get(image.storage_key) == data
     # the analysis is made from the smallest working copy, as stored
-    smallest = await services.storage.get(f"{prefix}/work/800x600.jpg")
-    assert pyvips.Image.new_from_buffer(smallest, "").width == 800
+    smallest = await services.storage.get(f"{prefix}/work/400x300.jpg")
+    assert pyvips.Image.new_from_buffer(smallest, "").width == 400
     assert image.analysis is not None and image.analysis == analyse(smallest)
     assert await usage(services, user) == (1, len(data))  # the original only
 
@@ -141,9 +147,9 @@ async def test_the_quota_refused_by_the_row_removes_the_objects(
 async def test_a_failed_working_copy_write_removes_the_original(local_services: Services) -> None:
     services = local_services
     user = await new_user(services)
-    data = encode(quadrant_image(2000, 1500), "jpeg")  # one working copy: 1000×750
+    data = encode(quadrant_image(2000, 1500), "jpeg")  # working copies 1000×750 and 500×375
     inspected = inspect_upload(data, services.limits)
-    assert [(lv.width, lv.height) for lv in inspected.levels] == [(1000, 750)]
+    assert [(lv.width, lv.height) for lv in inspected.levels] == [(1000, 750), (500, 375)]
     image = image_record(user.id, "photo.jpg", data, inspected)
     # an empty folder where the working copy goes: its write fails after the original's
     Path(services.settings.storage_path, user.id, image.id, "work", "1000x750.jpg").mkdir(
