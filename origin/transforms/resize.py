@@ -18,7 +18,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from origin.errors import LimitExceeded
 from origin.errors import shown as show
 from origin.hints import DPR, WIDTH, Hints
-from origin.pixels import background_for, scale_to
+from origin.pixels import background_for, scale_frames
 from origin.transforms.arguments import (
     AUTO_DPR,
     AutoWidth,
@@ -292,7 +292,7 @@ def apply(frames: Frames, r: Resize, ctx: StageContext) -> Frames:
         return frames
     iw, ih = ctx.planned_from or (frames[0].width, frames[0].height)
     g = plan_geometry(iw, ih, r, ctx.limits, ",".join(spell(r)))
-    frames = tuple(scale_to(f, g.scaled) for f in frames)
+    frames = scale_frames(frames, g.scaled)
     if g.cut is not None:
         frames = _cut(frames, g.cut, g.smart, g.scaled, ctx.focal)
     if g.canvas is not None:

@@ -1,0 +1,75 @@
+"""origin.pixels: an animation's frames resized together (`scale_frames`, two passes over all
+the frames at once) are, pixel for pixel, the frames resized one by one (`scale_to`): no
+frame reads its neighbour's rows or columns, and each samples where its own resize does."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import pyvips
+import skimage
+
+from origin.pixels import scale_frames, scale_to
+
+Pixels = np.ndarray  # type: ignore[type-arg]
+
+
+def as_array(img: pyvips.Image) -> Pixels:
+    return np.ndarray(
+        buffer=img.write_to_memory(), dtype=np.uint8, shape=(img.height, img.width, img.bands)
+    )
+
+
+def frames(alpha: bool) -> tuple[pyvips.Image, ...]:
+    """Five 160x120 frames of a photograph, each from another place, cut from one strip (as
+    origin.decode gives them); each frame's first and last rows and columns are a colour of
+    their own, so a frame that read its neighbour would show it."""
+    cat = skimage.data.chelsea()  # 300x451
+    cut = []
+    for i, colour in enumerate([(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 0, 0)]):
+        frame = cat[i * 30 : i * 30 + 120, i * 50 : i * 50 + 160].copy()
+        frame[0], frame[-1], frame[:, 0], frame[:, -1] = colour, colour, colour, colour
+        if alpha:
+            a = np.full((120, 160, 1), 255, dtype=np.uint8)
+            a[40:80, 60 + i * 5 : 100 + i * 5] = 0
+            a[:, :30] = 128
+            frame = np.concatenate([frame, a], axis=2)
+        cut.append(frame)
+    strip = pyvips.Image.new_from_array(np.concatenate(cut)).copy(interpretation="srgb")
+    strip = strip.copy_memory()
+    return tuple(strip.extract_area(0, i * 120, 160, 120) for i in range(5))
+
+
+@pytest.mark.parametrize("alpha", [False, True])
+@pytest.mark.parametrize(
+    "size",
+    [
+        (80, 60),
+        (111, 47),
+        (37, 90),
+        (13, 7),
+        (160, 61),
+        (75, 120),
+        (159, 119),
+        (1, 1),
+        (240, 180),  # enlarging: frame by frame
+        (401, 97),
+    ],
+)
+def test_frames_resized_together_are_the_frames_resized_one_by_one(
+    size: tuple[int, int], alpha: bool
+) -> None:
+    source = frames(alpha)
+    together = scale_frames(source, size)
+    assert len(together) == len(source)
+    for mine, own in zip(together, (scale_to(f, size) for f in source), strict=True):
+        assert (mine.width, mine.height, mine.bands) == (*size, 4 if alpha else 3)
+        assert mine.format == "uchar" and mine.interpretation == "srgb"
+        assert np.array_equal(as_array(mine), as_array(own))
+
+
+def test_one_frame_or_no_change_is_left_to_scale_to() -> None:
+    source = frames(False)
+    assert as_array(scale_frames(source[:1], (80, 60))[0]).shape == (60, 80, 3)
+    same = scale_frames(source, (160, 120))
+    assert all(a is b for a, b in zip(same, source, strict=True))
