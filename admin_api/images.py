@@ -1,8 +1,9 @@
 """Images: upload (``POST /api/images``), list, get, download and delete, and the image
 JSON every one of them answers with.
 
-The upload reads the multipart body here and leaves the rest — validation, working copies,
-analysis, storing objects and row — to origin.ingest.
+The upload reads the multipart body here (or fetches the JSON body's ``url``:
+admin_api.url_upload) and leaves the rest — validation, working copies, analysis, storing
+objects and row — to origin.ingest.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from admin_api import url_upload
 from admin_api.guards import require_user
 from admin_api.multipart import ENVELOPE_BYTES, read_file_field
 from admin_api.requests import image_id_of, owned_image, read_object, services_of
@@ -30,6 +32,7 @@ log = logging.getLogger("imgorigin.admin")
 
 MAX_PAGE_OFFSET = 1_000_000_000
 THUMBNAIL_CHAIN = "w_256,h_256,c_fit"
+JSON = "application/json"
 
 
 def image_json(services: Services, image: ImageRecord) -> dict[str, Any]:
@@ -49,9 +52,12 @@ def image_json(services: Services, image: ImageRecord) -> dict[str, Any]:
 
 
 async def upload(request: Request) -> Response:
+    """A multipart ``file``, or a JSON ``{"url"}`` fetched by the guarded fetcher."""
     user_id = require_user(request)
     services = services_of(request)
     settings = services.settings
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() == JSON:
+        return await upload_from_url(request, services, user_id)
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > settings.max_upload_size + ENVELOPE_BYTES:
         raise PayloadTooLarge(
@@ -66,6 +72,17 @@ async def upload(request: Request) -> Response:
         max_bytes=settings.max_upload_size,
     )
     image = await ingest_upload(services, user, uploaded.filename, uploaded.data)
+    return JSONResponse(image_json(services, image), status_code=201)
+
+
+async def upload_from_url(request: Request, services: Services, user_id: str) -> Response:
+    url, filename = await url_upload.read_request(request)
+    user = await services.users.by_id(user_id)
+    if user is None:
+        raise Unauthorized("the account no longer exists")
+    fetched = await url_upload.fetch_for(request, services.settings, user_id, url)
+    name = filename or url_upload.filename_of(fetched)
+    image = await ingest_upload(services, user, name, fetched.body)
     return JSONResponse(image_json(services, image), status_code=201)
 
 

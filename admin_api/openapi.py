@@ -291,7 +291,7 @@ def openapi_document() -> dict[str, Any]:
             },
             "/api/images": {
                 "post": {
-                    "summary": "Upload an image (multipart field `file`)",
+                    "summary": "Upload an image: multipart field `file`, or JSON `{url}` to fetch",
                     "security": AUTH,
                     "requestBody": {
                         "required": True,
@@ -301,16 +301,29 @@ def openapi_document() -> dict[str, Any]:
                                     "type": "object",
                                     "properties": {"file": {"type": "string", "format": "binary"}},
                                 }
-                            }
+                            },
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["url"],
+                                    "properties": {
+                                        "url": {"type": "string", "format": "uri"},
+                                        "filename": {"type": "string"},
+                                    },
+                                }
+                            },
                         },
                     },
                     "responses": {
                         "201": _json(_ref("Image"), "stored"),
-                        "400": _error("malformed body"),
+                        "400": _error("malformed body, or source_refused (docs/fetching.md)"),
                         "401": UNAUTHORIZED,
                         "413": _error("file_too_large or quota_exceeded"),
                         "415": _error("unsupported_media_type"),
                         "422": _error("invalid_image"),
+                        "429": _error("rate_limited (uploads from a URL)"),
+                        "502": _error("source_unavailable"),
+                        "504": _error("source_timeout"),
                     },
                 },
                 "get": {

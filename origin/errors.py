@@ -129,3 +129,24 @@ class Unavailable(OriginError):
 
     status = 503
     code = "unavailable"
+
+
+class SourceRefused(OriginError):
+    """The guarded fetcher (origin.fetch) refused a URL: its scheme, port, host or address."""
+
+    status = 400
+    code = "source_refused"
+
+
+class SourceUnavailable(OriginError):
+    """A remote source could not be read: no connection, an error status, a broken body."""
+
+    status = 502
+    code = "source_unavailable"
+
+
+class SourceTimeout(OriginError):
+    """A remote source did not answer within the fetch's timeouts."""
+
+    status = 504
+    code = "source_timeout"

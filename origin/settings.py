@@ -94,6 +94,15 @@ class Settings:
     header_timeout_seconds: float = 10.0
     body_timeout_seconds: float = 60.0
     max_connections: int = 1000
+    # The guarded fetcher and upload from a URL (docs/fetching.md).
+    fetch_connect_timeout_seconds: float = 5.0
+    fetch_timeout_seconds: float = 30.0
+    fetch_private_hosts: frozenset[str] = frozenset()
+    fetch_allow_loopback_for_tests: bool = False
+    url_upload_hosts: tuple[str, ...] = ()
+    url_upload_ports: frozenset[int] = frozenset({80, 443})
+    url_uploads_per_minute: int = 10
+    url_upload_concurrency: int = 2
     # Set by `imgorigin serve --workers N` for its workers (imgorigin.supervisor): the
     # private folder where each writes its metrics, so /metrics sums them.
     metrics_dir: Path | None = None
@@ -161,6 +170,7 @@ class Settings:
             forwarded_allow_ips=_list(environ, "FORWARDED_ALLOW_IPS") or ("127.0.0.1",),
             secrets_file=secrets_file,
             **_exposure(environ),
+            **_fetching(environ, env),
         )
         values["auto_widths"] = _auto_widths(environ, values["max_output_dimension"])
         # Secrets last: a bad value elsewhere must not leave a generated secrets file behind.
@@ -392,6 +402,28 @@ def _exposure(environ: Mapping[str, str]) -> dict[str, Any]:
         metrics_dir=Path(environ["IMGORIGIN_METRICS_DIR"])
         if environ.get("IMGORIGIN_METRICS_DIR")
         else None,
+    )
+
+
+def _fetching(environ: Mapping[str, str], env: str) -> dict[str, Any]:
+    """The guarded fetcher's settings (docs/fetching.md); the test switch never in production."""
+    loopback = environ.get("FETCH_ALLOW_LOOPBACK_FOR_TESTS", "").strip() in ("1", "true")
+    if loopback and env == "production":
+        raise SettingsError("FETCH_ALLOW_LOOPBACK_FOR_TESTS", "is for tests: never in production")
+    ports = _list(environ, "URL_UPLOAD_PORTS") or ("80", "443")
+    if not all(p.isdigit() and 0 < int(p) < 65536 for p in ports):
+        raise SettingsError("URL_UPLOAD_PORTS", "expected ports like 80,443")
+    return dict(
+        fetch_connect_timeout_seconds=_number(
+            environ, "FETCH_CONNECT_TIMEOUT_SECONDS", 5, 0.1, 600
+        ),
+        fetch_timeout_seconds=_number(environ, "FETCH_TIMEOUT_SECONDS", 30, 0.1, 3600),
+        fetch_private_hosts=frozenset(h.lower() for h in _list(environ, "FETCH_PRIVATE_HOSTS")),
+        fetch_allow_loopback_for_tests=loopback,
+        url_upload_hosts=tuple(h.lower() for h in _list(environ, "URL_UPLOAD_HOSTS")),
+        url_upload_ports=frozenset(int(p) for p in ports),
+        url_uploads_per_minute=_integer(environ, "URL_UPLOADS_PER_MINUTE", 10, 1),
+        url_upload_concurrency=_integer(environ, "URL_UPLOAD_CONCURRENCY", 2, 1, 1000),
     )
 
 

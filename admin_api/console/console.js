@@ -274,6 +274,49 @@ async function uploadFiles(files) {
   }
 }
 
+async function uploadUrl(url) {
+  const note = el("span", { class: "note", text: "Fetching…" });
+  const item = el("li", { "data-state": "sending" }, el("span", { class: "name", text: url }), note);
+  $("#uploads").prepend(item);
+  try {
+    const image = await api("/images", { method: "POST", json: { url } });
+    note.textContent = `Uploaded as ${image.original_filename}`;
+    item.dataset.state = "done";
+    say("1 image uploaded from a URL.");
+    state.page = 1;
+    await Promise.all([loadGallery(), loadMe()]);
+    return true;
+  } catch (error) {
+    note.textContent = error.message;
+    item.dataset.state = "error";
+    say(`Not uploaded: ${error.message}`);
+    return false;
+  }
+}
+
+function setUpUrlForm() {
+  const form = $("#url-form");
+  const input = $("#url-input");
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const url = input.value.trim();
+    if (url) uploadUrl(url).then((ok) => ok && (input.value = ""));
+  });
+  // a URL pasted onto the drop zone (or dropped as a link) is uploaded from that URL
+  const fromText = (text) => {
+    const url = (text || "").trim();
+    if (/^https?:\/\/\S+$/i.test(url)) uploadUrl(url);
+  };
+  document.addEventListener("paste", (event) => {
+    if (event.target instanceof HTMLInputElement || event.target instanceof HTMLTextAreaElement) return;
+    if ($("#app-view").hidden || event.clipboardData?.files?.length) return;
+    fromText(event.clipboardData?.getData("text/plain"));
+  });
+  $("#dropzone").addEventListener("drop", (event) => {
+    if (!event.dataTransfer?.files?.length) fromText(event.dataTransfer?.getData("text/uri-list"));
+  });
+}
+
 function setUpDropzone() {
   const zone = $("#dropzone");
   const input = $("#file-input");
@@ -905,6 +948,7 @@ function start() {
   $("#gallery-title").tabIndex = -1;
   $("#builder-title").tabIndex = -1;
   setUpDropzone();
+  setUpUrlForm();
   setUpBuilder();
   signedOut("");
   document.body.dataset.ready = "true";

@@ -24,6 +24,7 @@ from origin.settings import Settings
 from origin.store.database import Database
 from origin.store.migrations import migrate
 from tests.asgi import client
+from tests.sources import SourceServer, source_server
 
 PASSWORD = "correct horse battery"
 
@@ -33,6 +34,8 @@ class Api:
     http: httpx.AsyncClient
     services: Services
     password_hash: str
+    sources: SourceServer | None = None
+    via: str = "multipart"  # how `upload` sends a file: "multipart", or "url" (fetched)
 
     async def user(self, email: str | None = None) -> tuple[str, dict[str, str]]:
         """A new user straight through the repository; its id and bearer headers."""
@@ -49,6 +52,12 @@ class Api:
     async def upload(
         self, headers: dict[str, str], data: bytes, filename: str = "photo.jpg", **kw: Any
     ) -> httpx.Response:
+        """``data`` uploaded as ``filename``: a multipart file, or (``via`` "url") served by
+        the source server under that name and uploaded from its URL."""
+        if self.via == "url":
+            assert self.sources is not None, "upload from a URL needs the source server"
+            url = self.sources.serve_file(filename, data, "application/octet-stream")
+            return await self.http.post("/api/images", headers=headers, json={"url": url}, **kw)
         return await self.http.post(
             "/api/images",
             headers=headers,
@@ -68,12 +77,42 @@ def api_env() -> dict[str, str]:
     return {}
 
 
-async def start_api(settings: Settings, password_hash: str) -> AsyncIterator[Api]:
+@pytest.fixture
+def upload_via() -> str:
+    """How ``Api.upload`` sends files; a test module may parametrize it (test_images.py)."""
+    return "multipart"
+
+
+@pytest.fixture
+async def sources() -> AsyncIterator[SourceServer]:
+    """A real HTTP server on 127.0.0.1 that the app may fetch from (the test switch)."""
+    async with source_server() as server:
+        yield server
+
+
+def fetch_env(sources: SourceServer) -> dict[str, str]:
+    """Upload from a URL reaches the source server: loopback (the test-only switch) on its
+    port, limits out of the way (test_url_upload.py sets its own)."""
+    return {
+        "FETCH_ALLOW_LOOPBACK_FOR_TESTS": "1",
+        "URL_UPLOAD_PORTS": str(sources.port),
+        "URL_UPLOADS_PER_MINUTE": "10000",
+        "URL_UPLOAD_CONCURRENCY": "100",
+    }
+
+
+async def start_api(
+    settings: Settings,
+    password_hash: str,
+    sources: SourceServer | None = None,
+    via: str = "multipart",
+) -> AsyncIterator[Api]:
     db = Database(settings.database_url)
     await migrate(db)
     await db.close()
     async with client(create_app(settings)) as http:
-        yield Api(http, http.app_state["services"], password_hash)  # type: ignore[attr-defined]
+        services = http.app_state["services"]  # type: ignore[attr-defined]
+        yield Api(http, services, password_hash, sources, via)
 
 
 @pytest.fixture
@@ -83,10 +122,13 @@ async def api(
     api_env: dict[str, str],
     make_settings: Callable[..., Settings],
     password_hash: str,
+    sources: SourceServer,
+    upload_via: str,
 ) -> AsyncIterator[Api]:
     """The whole app on every (database × storage) pair."""
-    settings = make_settings(DATABASE_URL=database_url, **storage_env, **api_env)
-    async for ready in start_api(settings, password_hash):
+    env = {**fetch_env(sources), **storage_env, **api_env}
+    settings = make_settings(DATABASE_URL=database_url, **env)
+    async for ready in start_api(settings, password_hash, sources, upload_via):
         yield ready
 
 
@@ -96,10 +138,12 @@ async def local_api(
     api_env: dict[str, str],
     make_settings: Callable[..., Settings],
     password_hash: str,
+    sources: SourceServer,
+    upload_via: str,
 ) -> AsyncIterator[Api]:
     """The app on both databases with local storage (for tests where storage plays no part)."""
-    settings = make_settings(DATABASE_URL=database_url, **api_env)
-    async for ready in start_api(settings, password_hash):
+    settings = make_settings(DATABASE_URL=database_url, **{**fetch_env(sources), **api_env})
+    async for ready in start_api(settings, password_hash, sources, upload_via):
         yield ready
 
 

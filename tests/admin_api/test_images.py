@@ -1,5 +1,6 @@
 """Images (admin_api.images) through HTTP: uploads, listing, download, deletion and quotas,
-on every (database × storage) pair."""
+on every (database × storage) pair — every test twice, the files sent as multipart and
+uploaded from a URL (the same contract; test_url_upload.py has what only a fetch can do)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,12 @@ import pyvips
 from origin.signing import signature
 from tests.admin_api.conftest import Api, assert_error, make_image
 from tests.conftest import OPERATOR_SECRET
+
+
+@pytest.fixture(params=["multipart", "url"])
+def upload_via(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
 
 FORMATS = {
     "jpeg": ("image/jpeg", "jpg"),

@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from origin.analysis import source_summary
+from origin.decode import read_header
 from origin.encode import ENCODERS
 from origin.errors import BadTransform, InvalidImage, LimitExceeded, OriginError
 from origin.pixels import to_srgb
-from origin.decode import read_header
 from origin.render import Rendered, facts, fixed_cut, render
 from origin.transforms.limits import Limits
 from origin.transforms.parse import parse_path

@@ -12,12 +12,16 @@ grammar lists, each writing the chain the grammar's order gives.
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import json
 import os
 import re
+import threading
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -25,6 +29,7 @@ from urllib.parse import urlencode
 import pytest
 
 from tests.browser import CHROMIUM_FLAGS, TIMEOUT_MS, playwright_chromium
+from tests.conftest import migrate_with, serving
 
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "console"
 CHAIN = "w_300,h_200,c_fill,e_grayscale"
@@ -457,3 +462,70 @@ def test_the_builder_is_built_from_the_grammar(live: str, browser: Any, tmp_path
     # The refused grammar's 503 is expected; nothing else may fail.
     unexpected = [p for p in problems if not p.endswith("503 (Service Unavailable)")]
     assert not unexpected, unexpected
+
+
+@contextmanager
+def static_site(folder: Path) -> Iterator[int]:
+    """A real HTTP server on 127.0.0.1 serving ``folder`` (a website's media); its port."""
+    handler = functools.partial(QuietHandler, directory=str(folder))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+def test_an_image_address_pasted_into_the_upload_box(
+    base_env: dict[str, str], database_url: str, browser: Any, tmp_path: Path
+) -> None:
+    """Upload from a URL in the console: the photograph on a website (a server on
+    127.0.0.1, reached through the test-only switch) lands in the gallery under its name; the
+    metadata address is refused with the API's message, shown as it is."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    site = tmp_path / "site"
+    site.mkdir()
+    photograph(site)
+    with static_site(site) as port:
+        env = {
+            **base_env,
+            "DATABASE_URL": database_url,
+            "FETCH_ALLOW_LOOPBACK_FOR_TESTS": "1",
+            "URL_UPLOAD_PORTS": str(port),
+        }
+        migrate_with(env)
+        with serving(env) as base:
+            page = browser.pages[0] if browser.pages else browser.new_page()
+            page.goto(base + "/")
+            page.wait_for_selector("body[data-ready=true]")
+            page.fill("#email", "url-upload@example.com")
+            page.fill("#password", "a good password")
+            page.click("#signup")
+            page.wait_for_selector("#app-view", state="visible")
+
+            page.fill("#url-input", f"http://127.0.0.1:{port}/astronaut.jpg")
+            page.click("#url-fetch")
+            page.wait_for_selector("#gallery li.tile")
+            page.wait_for_selector("#uploads li[data-state=done]")
+            assert "astronaut.jpg" in page.inner_text("#uploads li[data-state=done]")
+            assert page.input_value("#url-input") == ""
+            token = login("url-upload@example.com", "a good password", base)
+            images = api_get(base, "/api/images", token)["items"]
+            assert [(i["original_filename"], i["width"], i["height"]) for i in images] == [
+                ("astronaut.jpg", 512, 512)
+            ]
+
+            page.fill("#url-input", f"http://169.254.169.254:{port}/latest/meta-data/")
+            page.click("#url-fetch")
+            page.wait_for_selector("#uploads li[data-state=error]")
+            shown = page.inner_text("#uploads li[data-state=error]")
+            assert "link-local address" in shown, shown
+            page.screenshot(path=str(ARTIFACTS / "url-upload.png"), full_page=True)
+            assert len(api_get(base, "/api/images", token)["items"]) == 1

@@ -1,0 +1,97 @@
+"""Upload from a URL: ``POST /api/images`` with a JSON body ``{"url": "https://…"}``.
+
+The image is fetched through the guarded fetcher (origin.fetch: docs/fetching.md) and then
+goes through exactly what a multipart upload goes through (origin.ingest: size, type by
+magic bytes, quota, working copies, analysis), with the same answers. The allowed hosts and
+ports are the operator's (``URL_UPLOAD_HOSTS``, ``URL_UPLOAD_PORTS``); each user may start
+``URL_UPLOADS_PER_MINUTE`` fetches a minute and run ``URL_UPLOAD_CONCURRENCY`` at once (per
+worker process), so that an account cannot turn the service into a fetch proxy.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import unquote
+
+from starlette.requests import Request
+from yarl import URL
+
+from admin_api.guards import hit_limit
+from admin_api.requests import optional, read_json, string_field
+from origin.errors import BadRequest, RateLimited
+from origin.fetch import Fetched, Limits, Policy, fetch
+from origin.settings import Settings
+
+FIELDS = frozenset({"url", "filename"})
+
+
+class FetchSlots:
+    """Fetches running now, per user (this process)."""
+
+    def __init__(self) -> None:
+        self.running: Counter[str] = Counter()
+
+    @asynccontextmanager
+    async def take(self, user_id: str, limit: int) -> AsyncIterator[None]:
+        if self.running[user_id] >= limit:
+            raise RateLimited(
+                f"{limit} uploads from a URL are already running for this account; "
+                "wait for one to finish",
+                headers={"Retry-After": "1"},
+            )
+        self.running[user_id] += 1
+        try:
+            yield
+        finally:
+            self.running[user_id] -= 1
+            if not self.running[user_id]:
+                del self.running[user_id]
+
+
+def policy(settings: Settings) -> Policy:
+    return Policy(
+        ports=settings.url_upload_ports,
+        hosts=settings.url_upload_hosts,
+        private_hosts=settings.fetch_private_hosts,
+        allow_loopback=settings.fetch_allow_loopback_for_tests,
+    )
+
+
+def limits(settings: Settings) -> Limits:
+    return Limits(
+        connect_timeout=settings.fetch_connect_timeout_seconds,
+        total_timeout=settings.fetch_timeout_seconds,
+        max_bytes=settings.max_upload_size,
+    )
+
+
+async def read_request(request: Request) -> tuple[str, str | None]:
+    """The URL and the optional filename of the JSON body; 400 for anything else."""
+    data: dict[str, Any] = await read_json(request)
+    unknown = set(data) - FIELDS
+    if unknown:
+        raise BadRequest(f"unknown field '{sorted(unknown)[0][:40]}' (expected url, filename)")
+    return string_field(data, "url"), optional(data, "filename", str)
+
+
+async def fetch_for(request: Request, settings: Settings, user_id: str, url: str) -> Fetched:
+    """The fetch, within the user's per-minute and concurrent budgets."""
+    state = request.scope["state"]
+    decision = await hit_limit(state, f"url-upload:{user_id}", settings.url_uploads_per_minute)
+    if not decision.allowed:
+        raise RateLimited(
+            f"at most {settings.url_uploads_per_minute} uploads from a URL a minute",
+            headers={**decision.headers(), "Retry-After": str(decision.reset_seconds)},
+        )
+    slots: FetchSlots = state["fetch_slots"]  # made in the lifespan (admin_api.app)
+    async with slots.take(user_id, settings.url_upload_concurrency):
+        return await fetch(url, policy(settings), limits(settings))
+
+
+def filename_of(fetched: Fetched) -> str:
+    """The last segment of the URL's path (after redirects), as a multipart upload's name."""
+    segment = unquote(URL(fetched.url).raw_path.rstrip("/").rsplit("/", 1)[-1])
+    return segment or "upload"

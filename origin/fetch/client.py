@@ -1,0 +1,219 @@
+"""The guarded fetch itself: resolve once, connect only to the vetted addresses, follow at
+most a few redirects (each one checked again), stream the body up to a limit.
+
+aiohttp is the client (it comes with aiobotocore already). Each hop gets its own connector
+whose resolver answers only the hop's host, and only with the addresses vetted by
+origin.fetch.guard: aiohttp never asks DNS itself, yet still uses the name for ``Host``,
+SNI and the certificate check. Proxies from the environment are ignored (``trust_env``
+off: a proxy would resolve names itself). ``Accept-Encoding: identity`` is asked; a body
+that comes compressed anyway is decoded and its *decoded* size counted against the limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
+
+from origin.errors import PayloadTooLarge, SourceRefused, SourceTimeout, SourceUnavailable
+from origin.fetch.guard import Address, Policy, check_address, check_url, literal
+
+log = logging.getLogger("imgorigin.fetch")
+
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+CHUNK = 64 * 1024
+USER_AGENT = "imgorigin-fetch/1 (+https://github.com/imgorigin)"
+
+Resolve = Callable[[str, int], Awaitable[list[Address]]]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Every bound of one fetch, set by its caller."""
+
+    connect_timeout: float
+    total_timeout: float
+    max_bytes: int
+    max_redirects: int = 3
+
+
+@dataclass(frozen=True)
+class Fetched:
+    url: str  # after redirects
+    status: int
+    content_type: str
+    body: bytes
+
+
+async def system_resolve(host: str, port: int) -> list[Address]:
+    """Every address the system resolver gives ``host`` (numeric forms such as ``0x7f.1`` and
+    ``2130706433`` come back as the address they spell)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    found: list[Address] = []
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if address not in found:
+            found.append(address)
+    return found
+
+
+class PinnedResolver(AbstractResolver):
+    """aiohttp's resolver for one hop: ``host`` → the vetted addresses, any other name
+    refused."""
+
+    def __init__(self, host: str, addresses: list[Address]) -> None:
+        self.host = host
+        self.addresses = addresses
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        if host != self.host:
+            raise OSError(f"the fetcher resolves only {self.host}")
+        return [
+            ResolveResult(
+                hostname=host,
+                host=str(a),
+                port=port,
+                family=socket.AF_INET if a.version == 4 else socket.AF_INET6,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for a in self.addresses
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
+async def fetch(
+    url: str,
+    policy: Policy,
+    limits: Limits,
+    *,
+    headers: Mapping[str, str] | None = None,
+    resolve: Resolve = system_resolve,
+) -> Fetched:
+    """GET ``url`` under ``policy`` and ``limits``. ``headers`` (an origin's credentials) go
+    to the first URL's origin only and are dropped once a redirect leaves it. Raises
+    SourceRefused (400), SourceUnavailable (502), SourceTimeout (504) or PayloadTooLarge
+    (413); never the upstream's body or headers in a message."""
+    try:
+        start = URL(url.strip())
+    except (ValueError, TypeError):
+        raise SourceRefused("not a valid URL") from None
+    try:
+        async with asyncio.timeout(limits.total_timeout):
+            return await _follow(start, policy, limits, dict(headers or {}), resolve)
+    except TimeoutError:
+        raise SourceTimeout(
+            f"the source did not answer within {limits.total_timeout:g} s"
+        ) from None
+    except aiohttp.ClientError as exc:
+        log.info("fetch of %s failed: %r", start.with_query(None), exc)
+        raise SourceUnavailable("the source could not be read") from None
+    except OSError as exc:  # resolution and socket errors outside aiohttp's wrapping
+        log.info("fetch of %s failed: %r", start.with_query(None), exc)
+        raise SourceUnavailable("the source could not be reached") from None
+
+
+async def _follow(
+    url: URL, policy: Policy, limits: Limits, sent: dict[str, str], resolve: Resolve
+) -> Fetched:
+    first = _origin(url)
+    for _ in range(limits.max_redirects + 1):
+        check_url(url, policy)
+        host = url.host or ""
+        addresses = await _vetted(host, url.port or 0, policy, resolve)
+        async with (
+            _session(host, addresses, limits) as session,
+            session.get(
+                url,
+                headers={**_headers(), **(sent if _origin(url) == first else {})},
+                allow_redirects=False,
+            ) as response,
+        ):
+            if response.status in REDIRECTS and "Location" in response.headers:
+                url = _next_hop(url, response.headers["Location"])
+                continue
+            if not 200 <= response.status < 300:
+                raise SourceUnavailable(f"the source answered HTTP {response.status}")
+            body = await _read(response, limits.max_bytes)
+            return Fetched(str(url), response.status, response.content_type, body)
+    raise SourceUnavailable(f"the source redirected more than {limits.max_redirects} times")
+
+
+def _origin(url: URL) -> tuple[str, str, int | None]:
+    return url.scheme, (url.host or "").lower(), url.port
+
+
+def _next_hop(url: URL, location: str) -> URL:
+    try:
+        target = url.join(URL(location)).with_fragment(None)
+    except (ValueError, TypeError):
+        raise SourceUnavailable("the source redirected to an invalid URL") from None
+    if url.scheme == "https" and target.scheme == "http":
+        raise SourceRefused("the source redirected from https to http, which is never followed")
+    return target
+
+
+async def _vetted(host: str, port: int, policy: Policy, resolve: Resolve) -> list[Address]:
+    """The host's addresses, resolved once, every one checked."""
+    fixed = literal(host)
+    if fixed is not None:
+        addresses = [fixed]
+    else:
+        try:
+            addresses = await resolve(host, port)
+        except (OSError, UnicodeError):
+            raise SourceUnavailable("the source's host could not be resolved") from None
+    if not addresses:
+        raise SourceUnavailable("the source's host could not be resolved")
+    for address in addresses:
+        check_address(host.lower(), address, policy)
+    return addresses
+
+
+def _session(host: str, addresses: list[Address], limits: Limits) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(
+        resolver=PinnedResolver(host, addresses),
+        use_dns_cache=False,
+        force_close=True,
+        limit=1,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        trust_env=False,
+        auto_decompress=True,
+        timeout=aiohttp.ClientTimeout(sock_connect=limits.connect_timeout),
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
+
+
+def _headers() -> dict[str, str]:
+    return {"User-Agent": USER_AGENT, "Accept": "image/*", "Accept-Encoding": "identity"}
+
+
+async def _read(response: Any, max_bytes: int) -> bytes:
+    declared = response.content_length
+    if (
+        declared is not None
+        and declared > max_bytes
+        and not response.headers.get("Content-Encoding")
+    ):
+        raise PayloadTooLarge(f"the source is larger than the {max_bytes}-byte limit")
+    chunks, size = [], 0
+    async for chunk in response.content.iter_chunked(CHUNK):
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"the source is larger than the {max_bytes}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
