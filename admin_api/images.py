@@ -80,9 +80,10 @@ async def upload_from_url(request: Request, services: Services, user_id: str) ->
     user = await services.users.by_id(user_id)
     if user is None:
         raise Unauthorized("the account no longer exists")
-    fetched = await url_upload.fetch_for(request, services.settings, user_id, url)
-    name = filename or url_upload.filename_of(fetched)
-    image = await ingest_upload(services, user, name, fetched.body)
+    async with url_upload.budget(request, services.settings, user_id):
+        fetched = await url_upload.fetch_image(services.settings, url)
+        name = filename or url_upload.filename_of(fetched)
+        image = await ingest_upload(services, user, name, fetched.body)
     return JSONResponse(image_json(services, image), status_code=201)
 
 

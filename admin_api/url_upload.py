@@ -23,6 +23,7 @@ from admin_api.guards import hit_limit
 from admin_api.requests import optional, read_json, string_field
 from origin.errors import BadRequest, RateLimited
 from origin.fetch import Fetched, Limits, Policy, fetch
+from origin.fetch.guard import wire_name
 from origin.settings import Settings
 
 FIELDS = frozenset({"url", "filename"})
@@ -54,8 +55,8 @@ class FetchSlots:
 def policy(settings: Settings) -> Policy:
     return Policy(
         ports=settings.url_upload_ports,
-        hosts=settings.url_upload_hosts,
-        private_hosts=settings.fetch_private_hosts,
+        hosts=tuple(wire_name(h) for h in settings.url_upload_hosts),
+        private_hosts=frozenset(wire_name(h) for h in settings.fetch_private_hosts),
         allow_loopback=settings.fetch_allow_loopback_for_tests,
     )
 
@@ -77,21 +78,32 @@ async def read_request(request: Request) -> tuple[str, str | None]:
     return string_field(data, "url"), optional(data, "filename", str)
 
 
-async def fetch_for(request: Request, settings: Settings, user_id: str, url: str) -> Fetched:
-    """The fetch, within the user's per-minute and concurrent budgets."""
+@asynccontextmanager
+async def budget(request: Request, settings: Settings, user_id: str) -> AsyncIterator[None]:
+    """One of the user's uploads from a URL at once (held until the upload is stored), then
+    one of its fetches this minute (a refused request spends none)."""
     state = request.scope["state"]
-    decision = await hit_limit(state, f"url-upload:{user_id}", settings.url_uploads_per_minute)
-    if not decision.allowed:
-        raise RateLimited(
-            f"at most {settings.url_uploads_per_minute} uploads from a URL a minute",
-            headers={**decision.headers(), "Retry-After": str(decision.reset_seconds)},
-        )
     slots: FetchSlots = state["fetch_slots"]  # made in the lifespan (admin_api.app)
     async with slots.take(user_id, settings.url_upload_concurrency):
-        return await fetch(url, policy(settings), limits(settings))
+        key = f"url-upload:{user_id}"
+        decision = await hit_limit(state, key, settings.url_uploads_per_minute)
+        if not decision.allowed:
+            raise RateLimited(
+                f"at most {settings.url_uploads_per_minute} uploads from a URL a minute",
+                headers={**decision.headers(), "Retry-After": str(decision.reset_seconds)},
+            )
+        yield
+
+
+async def fetch_image(settings: Settings, url: str) -> Fetched:
+    return await fetch(url, policy(settings), limits(settings))
 
 
 def filename_of(fetched: Fetched) -> str:
     """The last segment of the URL's path (after redirects), as a multipart upload's name."""
-    segment = unquote(URL(fetched.url).raw_path.rstrip("/").rsplit("/", 1)[-1])
+    try:
+        raw_path = URL(fetched.url).raw_path
+    except (ValueError, UnicodeError):
+        return "upload"
+    segment = unquote(raw_path.rstrip("/").rsplit("/", 1)[-1])
     return segment or "upload"

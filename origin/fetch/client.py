@@ -24,7 +24,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from origin.errors import PayloadTooLarge, SourceRefused, SourceTimeout, SourceUnavailable
-from origin.fetch.guard import Address, Policy, check_address, check_url, literal
+from origin.fetch.guard import Address, Policy, check_address, check_url, plain_address
 
 log = logging.getLogger("imgorigin.fetch")
 
@@ -103,7 +103,8 @@ async def fetch(
     resolve: Resolve = system_resolve,
 ) -> Fetched:
     """GET ``url`` under ``policy`` and ``limits``. ``headers`` (an origin's credentials) go
-    to the first URL's origin only and are dropped once a redirect leaves it. Raises
+    to the first URL's origin only and are dropped once a redirect leaves it; they never
+    replace the fetcher's own (``Accept-Encoding: identity``…). Raises
     SourceRefused (400), SourceUnavailable (502), SourceTimeout (504) or PayloadTooLarge
     (413); never the upstream's body or headers in a message."""
     try:
@@ -113,6 +114,8 @@ async def fetch(
     try:
         async with asyncio.timeout(limits.total_timeout):
             return await _follow(start, policy, limits, dict(headers or {}), resolve)
+    except (ValueError, UnicodeError):  # yarl on a URL it cannot spell (a bad IDNA label)
+        raise SourceRefused("not a valid URL") from None
     except TimeoutError:
         raise SourceTimeout(
             f"the source did not answer within {limits.total_timeout:g} s"
@@ -130,14 +133,13 @@ async def _follow(
 ) -> Fetched:
     first = _origin(url)
     for _ in range(limits.max_redirects + 1):
-        check_url(url, policy)
-        host = url.host or ""
+        host = check_url(url, policy)
         addresses = await _vetted(host, url.port or 0, policy, resolve)
         async with (
             _session(host, addresses, limits) as session,
             session.get(
                 url,
-                headers={**_headers(), **(sent if _origin(url) == first else {})},
+                headers={**(sent if _origin(url) == first else {}), **_headers()},
                 allow_redirects=False,
             ) as response,
         ):
@@ -152,7 +154,7 @@ async def _follow(
 
 
 def _origin(url: URL) -> tuple[str, str, int | None]:
-    return url.scheme, (url.host or "").lower(), url.port
+    return url.scheme, url.raw_host or "", url.port
 
 
 def _next_hop(url: URL, location: str) -> URL:
@@ -167,7 +169,7 @@ def _next_hop(url: URL, location: str) -> URL:
 
 async def _vetted(host: str, port: int, policy: Policy, resolve: Resolve) -> list[Address]:
     """The host's addresses, resolved once, every one checked."""
-    fixed = literal(host)
+    fixed = plain_address(host)
     if fixed is not None:
         addresses = [fixed]
     else:
@@ -178,7 +180,7 @@ async def _vetted(host: str, port: int, policy: Policy, resolve: Resolve) -> lis
     if not addresses:
         raise SourceUnavailable("the source's host could not be resolved")
     for address in addresses:
-        check_address(host.lower(), address, policy)
+        check_address(host, address, policy)
     return addresses
 
 

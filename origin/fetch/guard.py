@@ -23,6 +23,7 @@ production) lets loopback through so that tests can reach servers on 127.0.0.1.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 
 from yarl import URL
@@ -33,7 +34,14 @@ from origin.errors import shown as show
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 SHARED = ipaddress.ip_network("100.64.0.0/10")
-NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+NAT64 = ipaddress.ip_network("64:ff9b::/96")  # the well-known prefix: IPv4 in the last 32 bits
+# Refused whatever Python's tables say (they vary by version): the whole IETF protocol block,
+# old site-local, the new documentation prefix, local-use NAT64 (its IPv4 address may sit
+# anywhere in the address, RFC 6052).
+ALWAYS_RESERVED = tuple(
+    ipaddress.ip_network(n)
+    for n in ("192.0.0.0/24", "fec0::/10", "3fff::/20", "64:ff9b:1::/48", "2001:db8::/32")
+)
 # what FETCH_PRIVATE_HOSTS may reach; the other classes stay refused for every host
 NAMED_PRIVATE_CLASSES = frozenset({"loopback", "private", "shared"})
 
@@ -68,6 +76,8 @@ def classify(address: Address) -> str | None:
             return classify(carried)
     if address.is_unspecified:
         return "unspecified"
+    if any(address in net for net in ALWAYS_RESERVED):
+        return "reserved"
     if address.is_loopback:
         return "loopback"
     if address.is_link_local:
@@ -105,7 +115,7 @@ def _carried(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | str | No
     packed = address.packed
     if packed[:12] == bytes(12) and int(address) > 1:  # ::a.b.c.d, not :: or ::1
         return MAPPED
-    if any(address in net for net in NAT64):
+    if address in NAT64:
         return ipaddress.IPv4Address(packed[12:])
     if address.sixtofour is not None:
         return address.sixtofour
@@ -129,24 +139,53 @@ def check_address(host: str, address: Address, policy: Policy) -> None:
     )
 
 
-def check_url(url: URL, policy: Policy) -> None:
-    """Scheme, user-info, host and port of one URL (the first or a redirect's)."""
+def check_url(url: URL, policy: Policy) -> str:
+    """Scheme, user-info, host and port of one URL (the first or a redirect's); the host as
+    it goes on the wire (``raw_host``: lower case, IDNA-encoded), which every later check,
+    the lookup and the pin use."""
     if url.scheme not in ("http", "https"):
         raise SourceRefused(f"only http and https URLs are fetched, not {show(url.scheme)!r}")
-    if not url.host:
+    host = url.raw_host
+    if not host:
         raise SourceRefused("the URL has no host")
+    if not (HOST_NAME.fullmatch(host) or plain_address(host)):
+        raise SourceRefused(f"{show(host, 80)!r} is neither a host name nor an IP address")
     if url.user is not None or url.password is not None:
         raise SourceRefused("URLs with a user name or password are not fetched")
     if url.port not in policy.ports:
         allowed = ", ".join(str(p) for p in sorted(policy.ports))
         raise SourceRefused(f"port {url.port} is not fetched (allowed: {allowed})")
-    if not policy.host_allowed(url.host.lower()):
-        raise SourceRefused(f"the host {show(url.host, 80)} is not in the allowed hosts")
+    if not policy.host_allowed(host):
+        raise SourceRefused(f"the host {show(host, 80)} is not in the allowed hosts")
+    return host
 
 
-def literal(host: str) -> Address | None:
-    """``host`` as an IP address when it is one in standard notation (brackets removed)."""
+# A DNS name as it goes on the wire: labels of letters, digits and hyphens (IDNA already
+# applied), an optional final dot. Anything else — an IPvFuture literal ``[v1.x:y]``, a zone
+# id ``%25eth0``, a ``:`` that is not part of an IPv6 address — is refused: aiohttp would
+# take a host with a ``:`` for an address and connect without asking the pinned resolver.
+HOST_NAME = re.compile(
+    r"(?=.{1,253}\.?$)([a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)*"
+    r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.?",
+    re.ASCII,
+)
+
+
+def plain_address(host: str) -> Address | None:
+    """``host`` as an IP address in standard notation, without a zone id; else None."""
+    if "%" in host:
+        return None
     try:
         return ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return None
+
+
+def wire_name(host: str) -> str:
+    """A configured host name as ``raw_host`` spells it (lower case, IDNA), for comparing."""
+    name = host.strip().lower()
+    prefix = "*." if name.startswith("*.") else ""
+    try:
+        return prefix + (URL.build(scheme="http", host=name[len(prefix) :]).raw_host or name)
+    except (ValueError, UnicodeError):
+        return name

@@ -59,6 +59,8 @@ async def test_redirects_are_followed_three_times_and_no_more(server: SourceServ
         "http://10.0.0.1/",
         "http://0.0.0.0/",
         "file:///etc/passwd",
+        "http://xn--a.com/",
+        "http://[v1.x:y.attacker.com]/",
     ],
 )
 async def test_a_redirect_is_checked_like_the_first_url(server: SourceServer, target: str) -> None:
@@ -86,6 +88,14 @@ async def test_credentials_stay_with_the_first_origin(server: SourceServer) -> N
     got = await fetch(server.url("/away"), policy(server), LIMITS, headers=secret)
     assert got.body == BODY
     assert [s.headers.get("Authorization") for s in server.seen] == ["Bearer origin-secret", None]
+
+
+async def test_a_callers_headers_never_replace_the_fetchers_own(server: SourceServer) -> None:
+    url = server.gzipped("/a.png", BODY)
+    sent = {"Accept-Encoding": "gzip", "X-Api-Key": "k"}
+    assert (await fetch(url, policy(server), LIMITS, headers=sent)).body == BODY
+    assert server.seen[-1].headers["Accept-Encoding"] == "identity"
+    assert server.seen[-1].headers["X-Api-Key"] == "k"
 
 
 def test_https_never_redirects_to_http() -> None:

@@ -9,9 +9,9 @@ import ipaddress
 
 import pytest
 
-from origin.errors import SourceRefused
+from origin.errors import SourceRefused, SourceUnavailable
 from origin.fetch import Limits, Policy, classify, fetch
-from origin.fetch.guard import check_address
+from origin.fetch.guard import check_address, wire_name
 from origin.settings import Settings, SettingsError
 
 LIMITS = Limits(connect_timeout=1, total_timeout=3, max_bytes=1_000_000)
@@ -37,7 +37,10 @@ async def never_resolve(host: str, port: int) -> list[ipaddress.IPv4Address]:
         ("http://[::127.0.0.1]/", "IPv4-mapped or IPv4-compatible"),
         ("http://[64:ff9b::127.0.0.1]/", "loopback"),  # NAT64
         ("http://[64:ff9b::a9fe:a9fe]/", "link-local"),  # NAT64 of the metadata address
-        ("http://[64:ff9b:1::a00:1]/", "private"),
+        ("http://[64:ff9b:1::808:808]/", "reserved"),  # local-use NAT64: refused whole
+        ("http://[fec0::1]/", "reserved"),  # old site-local
+        ("http://[3fff::1]/", "reserved"),  # documentation (RFC 9637)
+        ("http://192.0.0.9/", "reserved"),  # the IETF protocol block, all of it
         ("http://[2002:7f00:1::]/", "loopback"),  # 6to4
         ("http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/", "loopback"),  # Teredo of 127.0.0.1
         ("http://10.0.0.1/", "private"),
@@ -116,11 +119,34 @@ async def test_one_bad_address_among_good_ones_refuses_the_host() -> None:
         ("http://example.com:22/a.jpg", "port 22 is not fetched"),
         ("https://example.com:6379/", "port 6379 is not fetched"),
         ("http://[::1/", "not a valid URL"),
+        ("http://xn--media-.example.com/", "neither a host name nor an IP address"),
+        ("http://[v1.x:y.attacker.com]/", "neither a host name nor an IP address"),
+        ("http://[2606:4700::1%25lo]/", "neither a host name nor an IP address"),
+        ("http://a..b.example/", "neither a host name nor an IP address"),
     ],
 )
 async def test_schemes_ports_and_user_info(url: str, message: str) -> None:
     with pytest.raises(SourceRefused, match=message):
         await fetch(url, Policy(), LIMITS, resolve=never_resolve)
+
+
+def test_configured_names_compare_as_the_wire_spells_them() -> None:
+    assert wire_name(" Media.Example.COM ") == "media.example.com"
+    assert wire_name("bücher.example") == "xn--bcher-kva.example"
+    assert wire_name("*.Bücher.example") == "*.xn--bcher-kva.example"
+    policy = Policy(hosts=(wire_name("bücher.example"),))
+    assert policy.host_allowed("xn--bcher-kva.example")
+
+
+async def test_a_bad_idna_label_is_an_answer_not_a_crash() -> None:
+    """yarl cannot decode ``xn--a``; the fetcher never asks it to (it reads ``raw_host``),
+    so the name is simply looked up, and not found."""
+
+    async def nxdomain(host: str, port: int) -> list[ipaddress.IPv4Address]:
+        raise OSError("Name or service not known")
+
+    with pytest.raises(SourceUnavailable, match="could not be resolved"):
+        await fetch("http://xn--a.com/", ANY_PORT, LIMITS, resolve=nxdomain)
 
 
 async def test_the_allowed_hosts_are_exact_names_or_subdomains() -> None:
