@@ -2,7 +2,8 @@
 
 ``python -m benchmarks.threads [W1] [--seconds 10] [--connections 2]``: seeds a fresh
 folder and database as the harness does (benchmarks.servers), runs one worker in this
-process (uvicorn, uvloop, httptools, ``CONCURRENCY=1``, derivative caches off), drives it
+process (uvicorn, uvloop, httptools, ``CONCURRENCY`` as the harness sets it — its default —
+and derivative caches off), drives it
 with wrk over the workload's never-repeating URLs (a 3 s warm-up first), and prints the CPU
 each thread spent per answered request, read from ``/proc/self/task/*/stat`` before and
 after the run:
