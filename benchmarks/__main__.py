@@ -14,21 +14,17 @@ process started is in its own process group and is stopped on exit, error or Ctr
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import fidelity, nginx, report, wrk
-from benchmarks import floor as floor_mod
+from benchmarks import fidelity, report, wrk
 from benchmarks import images as images_mod
+from benchmarks.floor_runs import floor
 from benchmarks.procs import (
     Registry,
     RssSampler,
@@ -38,12 +34,12 @@ from benchmarks.procs import (
     rss_bytes,
     self_cpu_seconds,
 )
+from benchmarks.results_files import environment, write_results
 from benchmarks.servers import PEERS, ROOT, THUMBOR_THREADPOOL, Server, all_servers, http_get
 from benchmarks.workloads import WORKLOADS, Workload
 
 SLOW_FACTOR = 10.0  # a run lasts at least this many single-request times …
 MAX_RUN_SECONDS = 40.0  # … up to this
-FLOOR_START_SECONDS = 8.0  # for every parallel floor process to load and warm up
 OTHER_LOAD_WARN = 0.15  # cores used by processes outside the harness, server and wrk
 
 
@@ -286,143 +282,6 @@ def bench_server(
             for g in [g for g in registry.groups if g not in before]:
                 registry.stop(g)
     return out
-
-
-def floor(
-    registry: Registry,
-    images_dir: Path,
-    wanted: list[Workload],
-    seconds: float,
-    work: Path,
-    working_copies: bool = True,
-) -> dict[str, Any]:
-    """The pipeline in a loop without HTTP: one process (ms per render), then one process
-    per core at once (renders per second on the whole machine, what the servers get)."""
-    cold = [w.name for w in wanted if w.mode == "cold"]
-    if not cold or seconds <= 0:
-        return {}
-    argv = [sys.executable, "-m", "benchmarks.floor", str(images_dir), str(seconds)]
-    extra = [] if working_copies else ["--no-working-copies"]
-    done = subprocess.run(
-        [*argv, ",".join(cold), *extra],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if done.returncode:
-        return {"error": done.stderr[-500:]}
-    results: dict[str, Any] = json.loads(done.stdout)
-    for name in cold:
-        results["workloads"][name]["parallel"] = parallel_floor(
-            registry, [*argv, name, *extra], name, seconds, work
-        )
-    return results
-
-
-def parallel_floor(
-    registry: Registry, argv: list[str], name: str, seconds: float, work: Path
-) -> dict[str, Any]:
-    """One floor process per core, started together (``--start-at``): renders per second on
-    the whole machine in each of their aligned windows (the best kept), and the load of
-    anything else in each window."""
-    cores = os.cpu_count() or 1
-    start_at = time.time() + FLOOR_START_SECONDS
-    logs = [work / f"floor-{name}-{i}.json" for i in range(cores)]
-    children = [
-        registry.start(f"floor-{name}", [*argv, "--start-at", str(start_at)], cwd=ROOT, log=log)
-        for log in logs
-    ]
-    busy = []  # the machine's busy CPU seconds in each window, to tell other load apart
-    try:
-        for window in floor_mod.round_starts(start_at, seconds, floor_mod.ROUNDS):
-            time.sleep(max(0.0, window - time.time()))
-            before = machine_busy_seconds()
-            time.sleep(seconds)
-            busy.append(machine_busy_seconds() - before)
-        for child in children:
-            child.proc.wait(timeout=10 * seconds + 120)
-    finally:
-        for child in children:
-            registry.stop(child)
-    loops = [json.loads(log.read_text().splitlines()[-1])["workloads"][name] for log in logs]
-    rounds = []
-    for k, machine in enumerate(busy):
-        windows = [loop["rounds"][k] for loop in loops]
-        floor_cpu = sum(x["cpu_seconds"] for x in windows)
-        rounds.append(
-            {
-                "rps": sum(x["ops"] / x["seconds"] for x in windows),
-                "ms_per_op_each": [1000 * x["seconds"] / max(1, x["ops"]) for x in windows],
-                "other_cores": max(0.0, machine - floor_cpu) / seconds,
-            }
-        )
-    print(
-        f"  floor {name} on {cores} cores: "
-        + ", ".join(f"{r['rps']:.1f} (others {r['other_cores']:.2f})" for r in rounds)
-        + " renders/s",
-        flush=True,
-    )
-    return {"processes": cores, "rps": max(r["rps"] for r in rounds), "rounds": rounds}
-
-
-def environment(args: Any, servers: dict[str, Any]) -> dict[str, Any]:
-    import pyvips
-
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    wrk_version = subprocess.run(
-        [wrk.wrk_binary() or "wrk", "-v"], capture_output=True, text=True, check=False
-    )
-    return {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "commit": commit,
-        "cpus": os.cpu_count(),
-        "machine": platform.machine(),
-        "python": platform.python_version(),
-        "libvips": f"{pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}",
-        "wrk": (wrk_version.stdout + wrk_version.stderr).split("\n")[0].strip(),
-        "gifsicle": _first_line(["gifsicle", "--version"]) if shutil.which("gifsicle") else None,
-        "nginx": nginx.version() or None,
-        "servers": servers,
-    }
-
-
-def _first_line(argv: list[str]) -> str:
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    return (done.stdout + done.stderr).split("\n")[0].strip()
-
-
-def run_folder(out: Path, started: float) -> Path:
-    """``out``/``2026-12-03T1700Z``, the run's start in UTC (to the second if a run that
-    started in the same minute is already kept)."""
-    folder = out / time.strftime("%Y-%m-%dT%H%MZ", time.gmtime(started))
-    if folder.exists():
-        folder = out / time.strftime("%Y-%m-%dT%H%M%SZ", time.gmtime(started))
-    return folder
-
-
-def write_results(results: dict[str, Any], text: str, out: Path, started: float) -> list[Path]:
-    """The JSON, the printed tables (``bench.md``) and the chart of this run in its own
-    folder under ``out`` (kept), and the same files in ``out`` (the latest run)."""
-    written = []
-    for folder in (run_folder(out, started), out):
-        folder.mkdir(parents=True, exist_ok=True)
-        report.write_json(results, folder / "bench.json")
-        (folder / "bench.md").write_text(text)
-        written += [folder / "bench.json", folder / "bench.md"]
-        try:
-            report.write_chart(results, folder / "bench.png")
-            written.append(folder / "bench.png")
-        except Exception as exc:
-            print(f"chart not drawn: {exc}", file=sys.stderr)
-    return written
 
 
 def main(argv: list[str] | None = None) -> int:
