@@ -11,6 +11,10 @@
    with local storage, writes the derivative's object too, in the thread already running;
 3. after the answer, the object (if not written yet) and then its row: a row always has its
    object, an object alone is junk (``imgorigin gc``). ``drain`` waits for these at shutdown.
+   At most ``PENDING_WRITES_MAX`` such writes wait at once per process, each holding its
+   derivative's bytes: past it a derivative is answered and not stored (counted in
+   ``imgorigin_derivative_writes_skipped_total``), so a slow store bounds memory instead of
+   filling it; the next miss renders it again.
 
 ``q_auto``: a quality chosen for this image, chain and format is read before the render and
 a search's choice stored after the answer (origin.quality).
@@ -50,6 +54,7 @@ log = logging.getLogger("imgorigin.origin")
 DRAIN_SECONDS = 10.0  # at shutdown, for derivatives still being written to the store
 # A derivative whose render passed RENDER_TIMEOUT_SECONDS is refused at once for this long,
 # so replaying its URL cannot keep slots busy; at most this many are remembered.
+PENDING_WRITES_MAX = 256  # writes after the answer, per process (each holds its bytes)
 TIMED_OUT_SECONDS = 600
 TIMED_OUT_ENTRIES = 10_000
 
@@ -76,6 +81,7 @@ class Derivatives:
         self.memory = MemoryCache(services.settings.cache_max_bytes)
         self.flights: Flights[Derivative] = Flights()
         self.pending: set[asyncio.Task[None]] = set()
+        self.pending_max = PENDING_WRITES_MAX
         # variant -> until when (monotonic) its renders are refused: they passed the deadline
         self.timed_out: TTLCache[str, float] = TTLCache(TIMED_OUT_ENTRIES, TIMED_OUT_SECONDS)
 
@@ -236,7 +242,12 @@ class Derivatives:
             log.exception("could not store derivative %s", storage_key)
 
     def _later(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run ``work`` after the answer (``drain`` waits for it at shutdown)."""
+        """Run ``work`` after the answer (``drain`` waits for it at shutdown), unless
+        ``pending_max`` writes are pending already: then it is dropped and counted."""
+        if len(self.pending) >= self.pending_max:
+            work.close()
+            self.metrics.writes_skipped.inc()
+            return
         task = asyncio.create_task(work)
         self.pending.add(task)
         task.add_done_callback(self.pending.discard)

@@ -56,6 +56,7 @@ class Metrics:
         self.miss = {tier: Count() for tier in TIERS[:2]}
         self.bytes_out = Count()
         self.ratelimit_store_failures = Count()
+        self.writes_skipped = Count()  # derivatives not stored: too many writes pending
         self.auto_quality_searches: Tally[str] = Tally()  # by output format
         self.registry.register(_Counters(self))
         self.render_seconds = Histogram(
@@ -217,6 +218,13 @@ class _Counters(Collector):
         )
         sent.add_metric((), m.bytes_out.value)
         yield sent
+        skipped = CounterMetricFamily(
+            "imgorigin_derivative_writes_skipped",
+            "Derivatives answered but not stored because PENDING_WRITES_MAX writes were pending "
+            "(slow object storage or database); the next miss renders them again.",
+        )
+        skipped.add_metric((), m.writes_skipped.value)
+        yield skipped
         failures = CounterMetricFamily(
             "imgorigin_ratelimit_store_failures",
             "Requests let through because the shared rate-limit store (Redis) failed.",

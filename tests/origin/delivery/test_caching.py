@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
+from origin.derivatives import PENDING_WRITES_MAX
 from origin.settings import Settings
 from origin.store.objects import LocalStorage
 from tests.origin.delivery.conftest import Service, decode, metric, signed, start_service
@@ -77,6 +78,29 @@ class TestWithoutMemoryTier:
         assert record is not None
         assert record.storage_key == f"{owner}/{image_id}/derived/{variant}.jpg"
         assert (record.width, record.height, record.size_bytes) == (90, 68, len(first.content))
+
+    async def test_past_the_bound_on_pending_writes_a_derivative_is_answered_not_stored(
+        self, service: Service
+    ) -> None:
+        """A store so slow that PENDING_WRITES_MAX writes wait: the next derivative is
+        answered whole and counted, not queued (its bytes are not held); once writes drain,
+        derivatives are stored again."""
+        image_id, _ = await service.image()
+        derivatives = service.origin.derivatives
+        derivatives.pending_max = 0  # the bound already reached
+        url = signed(f"/i/{image_id}/w_70/a.jpg")
+        first = await service.get(url)
+        assert first.status_code == 200 and decode(first.content).width == 70
+        await derivatives.drain()
+        variant = first.headers["etag"].strip('"')
+        assert await service.services.derivatives.get(image_id, variant) is None
+        assert await service.metric("imgorigin_derivative_writes_skipped_total") == 1
+        derivatives.pending_max = PENDING_WRITES_MAX
+        second = await service.get(url)
+        await derivatives.drain()
+        assert second.content == first.content and await renders(service) == 2
+        assert await service.services.derivatives.get(image_id, variant) is not None
+        assert await service.metric("imgorigin_derivative_writes_skipped_total") == 1
 
     async def test_a_zero_filled_stored_derivative_is_rendered_again(
         self, service: Service
