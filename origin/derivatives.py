@@ -241,10 +241,12 @@ class Derivatives:
         except Exception:  # the answer is already out; the next miss renders again
             log.exception("could not store derivative %s", storage_key)
 
-    def _later(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run ``work`` after the answer (``drain`` waits for it at shutdown), unless
-        ``pending_max`` writes are pending already: then it is dropped and counted."""
-        if len(self.pending) >= self.pending_max:
+    def _later(self, work: Coroutine[Any, Any, None], *, bounded: bool = True) -> None:
+        """Run ``work`` after the answer (``drain`` waits for it at shutdown). A ``bounded``
+        one (a derivative's write, holding its bytes) is dropped and counted when
+        ``pending_max`` writes are pending already; a ``q_auto`` choice holds a few bytes
+        and is always kept (searching again costs several encodes)."""
+        if bounded and len(self.pending) >= self.pending_max:
             work.close()
             self.metrics.writes_skipped.inc()
             return
@@ -309,7 +311,7 @@ class Derivatives:
             ssim=choice.ssim or 0.0,
             created_at=datetime.now(UTC),
         )
-        self._later(self._keep_choice(record))
+        self._later(self._keep_choice(record), bounded=False)
 
     async def _keep_choice(self, record: AutoQualityRecord) -> None:
         try:

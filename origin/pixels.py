@@ -77,6 +77,10 @@ def scale_to(img: pyvips.Image, size: tuple[int, int]) -> pyvips.Image:
     return work.cast("uchar").copy(interpretation="srgb")
 
 
+# What the two passes of `scale_frames` may hold at once (W5: 9 MB).
+BATCH_BYTES = 64 * 1024 * 1024
+
+
 def scale_frames(frames: Frames, size: tuple[int, int]) -> Frames:
     """Every frame of an animation resized to exactly `size`: pixel for pixel what `scale_to`
     gives each frame, in one vertical and one horizontal pass over all the frames at once
@@ -84,19 +88,23 @@ def scale_frames(frames: Frames, size: tuple[int, int]) -> Frames:
     vertical pass sees the frames side by side and the horizontal one sees them stacked, so
     the kernel never reads across two frames; each pass runs on an image as tall (or as
     wide) as one frame, so it samples exactly where a frame's own resize does. Enlarging
-    (another path inside libvips) is left to `scale_to`, frame by frame."""
+    (another path inside libvips) and animations whose first pass would hold more than
+    ``BATCH_BYTES`` (premultiplied alpha is float: 4 bytes a band) are left to `scale_to`,
+    frame by frame, which streams."""
     first = frames[0]
-    enlarges = size[0] > first.width or size[1] > first.height  # libvips' affine path
-    if len(frames) == 1 or (first.width, first.height) == size or enlarges:
-        return tuple(scale_to(f, size) for f in frames)
     width, height, count = first.width, first.height, len(frames)
     alpha = has_alpha(first)
+    enlarges = size[0] > width or size[1] > height  # libvips' affine path
+    held = count * width * height * first.bands * (4 if alpha else 1)
+    if count == 1 or (width, height) == size or enlarges or held > BATCH_BYTES:
+        return tuple(scale_to(f, size) for f in frames)
     work = pyvips.Image.arrayjoin(list(frames), across=1)
     if alpha:
         work = work.premultiply()
     # libvips' resize does the vertical pass first: so do we
     # each pass is held in memory: the next reads it in slices, which would recompute it
     wide = work.grid(height, count, 1).resize(1.0, vscale=size[1] / height).copy_memory()
+    deadline.watch((wide,), replace=False)  # the second pass reads this copy, not the frames
     rows = wide.height
     tall = pyvips.Image.arrayjoin(
         [wide.crop(i * width, 0, width, rows) for i in range(count)], across=1

@@ -73,3 +73,18 @@ def test_one_frame_or_no_change_is_left_to_scale_to() -> None:
     assert as_array(scale_frames(source[:1], (80, 60))[0]).shape == (60, 80, 3)
     same = scale_frames(source, (160, 120))
     assert all(a is b for a, b in zip(same, source, strict=True))
+
+
+def test_animations_too_large_to_batch_are_resized_frame_by_frame(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Above BATCH_BYTES the two passes would hold every frame at once (float with alpha):
+    the frames are resized one by one instead, streaming, with the same pixels."""
+    import origin.pixels
+
+    source = frames(True)
+    monkeypatch.setattr(origin.pixels, "BATCH_BYTES", 1)
+    for mine, own in zip(
+        scale_frames(source, (80, 60)), (scale_to(f, (80, 60)) for f in source), strict=True
+    ):
+        assert np.array_equal(as_array(mine), as_array(own))

@@ -227,3 +227,15 @@ async def wait_for_choice(settings: Settings, image_id: str) -> None:
         while not await choices(services, image_id):
             assert time.monotonic() - began < 10, "the choice was never stored"
             await asyncio.sleep(0.1)
+
+
+async def test_a_choice_is_kept_even_when_derivative_writes_are_skipped(service: Service) -> None:
+    """The bound on pending writes (PENDING_WRITES_MAX) drops derivatives, which hold their
+    bytes, never a q_auto choice: searching again would cost several encodes."""
+    image_id, _ = await add_photo(service.services)
+    service.origin.derivatives.pending_max = 0
+    answer = await service.get(signed(f"/i/{image_id}/w_300,q_auto/a.jpg"))
+    assert answer.status_code == 200
+    await service.origin.derivatives.drain()
+    assert [row.format for row in await choices(service.services, image_id)] == ["jpeg"]
+    assert await service.metric("imgorigin_derivative_writes_skipped_total") == 1
