@@ -1,0 +1,157 @@
+"""The shapes of the admin API's bodies, for its OpenAPI document (admin_api.openapi): the
+request bodies and query parameters its routes take, and the components they answer with.
+The image formats and media types come from the URL grammar's vocabulary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from origin.transforms.formats import FORMATS, MEDIA_TYPES
+
+CREDENTIALS = {
+    "type": "object",
+    "required": ["email", "password"],
+    "properties": {
+        "email": {"type": "string", "format": "email"},
+        "password": {"type": "string", "minLength": 8, "maxLength": 128},
+    },
+}
+REFRESH = {
+    "type": "object",
+    "required": ["refresh_token"],
+    "properties": {"refresh_token": {"type": "string"}},
+}
+SRCSET_PARAMS = [
+    {"name": n, "in": "query", "required": False, "schema": s, "description": d}
+    for n, s, d in [
+        (
+            "widths",
+            {"type": "string", "examples": ["320,640,960,1280"]},
+            "comma-separated output widths, at most 16, each 1..MAX_OUTPUT_DIMENSION; default: "
+            "320, 640, 960, 1280, 1920 below the width the transform gives, then that width",
+        ),
+        (
+            "formats",
+            {"type": "string", "default": "avif,webp,jpg"},
+            "comma-separated: avif, webp, jpg, png, gif; the last is the <img> fallback",
+        ),
+        (
+            "transform",
+            {"type": "string", "examples": ["c_fill,ar_16:9"]},
+            "an origin chain without f_; the width joins its last stage when it can",
+        ),
+        ("sizes", {"type": "string", "default": "100vw"}, "the sizes attribute"),
+        ("alt", {"type": "string", "default": ""}, "the <img> alt text"),
+        ("name", {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,100}$"}, "SEO name"),
+        ("expires_in", {"type": "integer", "minimum": 1}, "seconds the URLs stay valid"),
+    ]
+]
+VARIANT = {
+    "type": "object",
+    "required": ["format", "media_type", "width", "height", "url", "bytes"],
+    "properties": {
+        "format": {"enum": ["avif", "webp", "jpg", "png", "gif"]},
+        "media_type": {"type": "string"},
+        "width": {"type": "integer"},
+        "height": {"type": "integer"},
+        "url": {"type": "string", "description": "signed origin URL, root-relative"},
+        "bytes": {
+            "type": ["integer", "null"],
+            "description": "size of the stored derivative; null until it is rendered",
+        },
+    },
+}
+SRCSET = {
+    "type": "object",
+    "required": [
+        "transform",
+        "sizes",
+        "width",
+        "height",
+        "variants",
+        "srcset",
+        "placeholder",
+        "picture",
+    ],
+    "properties": {
+        "transform": {"type": "string"},
+        "sizes": {"type": "string"},
+        "width": {"type": "integer", "description": "of the <img>: the largest fallback"},
+        "height": {"type": "integer"},
+        "variants": {"type": "array", "items": VARIANT},
+        "srcset": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "format → 'url 320w, url 640w, …'",
+        },
+        "placeholder": {
+            "type": "object",
+            "properties": {
+                "blurhash": {"type": "string"},
+                "dominant_color": {"type": "string", "pattern": "^#[0-9a-f]{6}$"},
+                "data_uri": {"type": "string", "description": "a tiny PNG of the blurhash"},
+            },
+        },
+        "picture": {"type": "string", "description": "the <picture> element, HTML"},
+    },
+}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                },
+            }
+        },
+    },
+    "Tokens": {
+        "type": "object",
+        "required": ["access_token", "refresh_token", "token_type", "expires_in"],
+        "properties": {
+            "access_token": {"type": "string"},
+            "refresh_token": {"type": "string"},
+            "token_type": {"const": "bearer"},
+            "expires_in": {"type": "integer"},
+        },
+    },
+    "Image": {
+        "type": "object",
+        "required": [
+            "id",
+            "original_filename",
+            "mime_type",
+            "size_bytes",
+            "width",
+            "height",
+            "format",
+            "created_at",
+            "metadata",
+            "url",
+            "thumbnail_url",
+        ],
+        "properties": {
+            "id": {"type": "string"},
+            "original_filename": {"type": "string"},
+            "mime_type": {"enum": [MEDIA_TYPES[f] for f in FORMATS]},
+            "size_bytes": {"type": "integer"},
+            "width": {"type": "integer"},
+            "height": {"type": "integer"},
+            "format": {"enum": list(FORMATS)},
+            "created_at": {"type": "string", "format": "date-time"},
+            "metadata": {"type": "object", "description": "EXIF without GPS"},
+            "url": {
+                "type": "string",
+                "description": "signed origin URL, root-relative",
+            },
+            "thumbnail_url": {"type": "string"},
+        },
+    },
+    "Srcset": SRCSET,
+}
