@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 
 from admin_api import auth
 from admin_api.guards import caller_address, hit_limit, peek_limit, require_user
-from admin_api.requests import now, read_json, services_of, string_field
+from admin_api.requests import caller_account, now, read_json, services_of, string_field
 from origin.errors import BadRequest, Conflict, RateLimited, Unauthorized
 from origin.records import EmailTaken, RefreshTokenRecord, Rotation, new_id
 from origin.services import Services
@@ -171,9 +171,7 @@ async def logout(request: Request) -> Response:
 async def me(request: Request) -> Response:
     user_id = require_user(request)
     services = services_of(request)
-    user = await services.users.by_id(user_id)
-    if user is None:
-        raise Unauthorized("the account no longer exists")
+    user = await caller_account(services, user_id)
     return JSONResponse(
         {
             "id": user.id,

@@ -20,9 +20,9 @@ from starlette.responses import JSONResponse, Response
 from admin_api import url_upload
 from admin_api.guards import require_user
 from admin_api.multipart import ENVELOPE_BYTES, read_file_field
-from admin_api.requests import image_id_of, owned_image, read_object, services_of
+from admin_api.requests import caller_account, image_id_of, owned_image, read_object, services_of
 from admin_api.urls import image_path, signed
-from origin.errors import BadRequest, NotFound, OriginError, PayloadTooLarge, Unauthorized
+from origin.errors import BadRequest, NotFound, OriginError, PayloadTooLarge
 from origin.http import PRIVATE_IMAGE
 from origin.ingest import ingest_upload
 from origin.records import ImageRecord
@@ -63,9 +63,7 @@ async def upload(request: Request) -> Response:
         raise PayloadTooLarge(
             f"the file is larger than the {settings.max_upload_size}-byte upload limit"
         )
-    user = await services.users.by_id(user_id)
-    if user is None:
-        raise Unauthorized("the account no longer exists")
+    user = await caller_account(services, user_id)
     uploaded = await read_file_field(
         request.headers.get("content-type", ""),
         request.stream(),
@@ -77,9 +75,7 @@ async def upload(request: Request) -> Response:
 
 async def upload_from_url(request: Request, services: Services, user_id: str) -> Response:
     url, filename = await url_upload.read_request(request)
-    user = await services.users.by_id(user_id)
-    if user is None:
-        raise Unauthorized("the account no longer exists")
+    user = await caller_account(services, user_id)
     async with url_upload.budget(request, services.settings, user_id):
         fetched = await url_upload.fetch_image(services.settings, url)
         name = filename or url_upload.filename_of(fetched)

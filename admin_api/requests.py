@@ -15,8 +15,8 @@ from typing import Any
 from starlette.requests import Request
 
 from admin_api.guards import require_user
-from origin.errors import BadRequest, NotFound
-from origin.records import ImageRecord
+from origin.errors import BadRequest, NotFound, Unauthorized
+from origin.records import ImageRecord, UserRecord
 from origin.services import Services
 from origin.store.objects import ObjectMissing
 
@@ -68,6 +68,17 @@ def optional(data: dict[str, Any], name: str, kind: type) -> Any:
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise BadRequest(f"'{name}' must be a {kind.__name__}")
     return value
+
+
+# ---- the caller -------------------------------------------------------------------------------
+
+
+async def caller_account(services: Services, user_id: str) -> UserRecord:
+    """The caller's account; 401 when it was deleted after its token was issued."""
+    user = await services.users.by_id(user_id)
+    if user is None:
+        raise Unauthorized("the account no longer exists")
+    return user
 
 
 # ---- the caller's image -----------------------------------------------------------------------
