@@ -1,12 +1,12 @@
-"""The origin's Starlette application: health endpoints, ``/metrics`` and ``/i/…``.
+"""The origin's Starlette application: health endpoints, ``/metrics``, ``/i/…`` and ``/r/…``.
 
 ``build_app`` is shared with the composition root (``imgorigin.app``), which adds the admin
 API's routes to the same process; the origin itself never imports ``admin_api``.
 
 Every answer is observed on the one access-log path (origin.access_log): ``Observe`` for
-the routes Starlette's router answers, ``FastObserve`` for the ``/i/`` fast path, which
-also puts the recent-answer table (origin.recent_answers) in front of ``ServeImage`` and
-answers its errors as the exception handlers would.
+the routes Starlette's router answers, ``FastObserve`` for the ``/i/`` and ``/r/`` fast
+paths, which also puts the recent-answer table (origin.recent_answers) in front of them and
+answers their errors as the exception handlers would.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from origin.metrics import CONTENT_TYPE, Metrics, Shared
 from origin.recent_answers import Answer, RecentAnswers, answer_key, capturing
 from origin.services import Services, open_services
 from origin.settings import Settings
+from origin.sources.delivery import serve_source, start_sources
 from origin.vips import configure_libvips
 
 READY_TIMEOUT_SECONDS = 3.0
@@ -112,10 +113,10 @@ class Part:
     start: Callable[[Services, AsyncExitStack], Awaitable[Mapping[str, Any]]] | None = None
     # The part's metrics; build_app serves the first part's at /metrics (or makes its own).
     metrics: Metrics | None = None
-    # GET/HEAD requests whose path starts with ``fast_prefix`` go straight to the part's
-    # first route (a plain ASGI endpoint), past Starlette's router and middleware; errors
-    # are answered as EXCEPTION_HANDLERS would. The route stays in the router (405, HEAD…).
-    fast_prefix: str | None = None
+    # GET/HEAD requests whose path starts with ``fast_prefixes[n]`` go straight to the part's
+    # route n (a plain ASGI endpoint), past Starlette's router and middleware; errors are
+    # answered as EXCEPTION_HANDLERS would. The route stays in the router (405, HEAD…).
+    fast_prefixes: tuple[str, ...] = ()
 
 
 def build_app(settings: Settings, parts: Sequence[Part]) -> Starlette:
@@ -140,9 +141,9 @@ def build_app(settings: Settings, parts: Sequence[Part]) -> Starlette:
             yield state
 
     fast = [
-        (part.fast_prefix, part.routes[0])
+        (prefix, route)
         for part in parts
-        if part.fast_prefix is not None and part.routes
+        for prefix, route in zip(part.fast_prefixes, part.routes, strict=False)
     ]
     return App(
         routes=[
@@ -157,7 +158,7 @@ def build_app(settings: Settings, parts: Sequence[Part]) -> Starlette:
 
 
 class App(Starlette):
-    """Starlette with a short way in for the hot path (see ``Part.fast_prefix``)."""
+    """Starlette with a short way in for the hot path (see ``Part.fast_prefixes``)."""
 
     def __init__(self, *, fast: Sequence[tuple[str, BaseRoute, ASGIApp]], **kw: Any) -> None:
         super().__init__(**kw)
@@ -217,17 +218,18 @@ class FastObserve:
 
 
 def origin_part(settings: Settings) -> Part:
-    """The origin's routes (``/i/…``) and its start-up.
+    """The origin's routes (``/i/…``, and ``/r/…`` for the remote sources) and its start-up.
 
     ``start`` puts the per-process ``Origin`` in the lifespan state with the admin API's
-    hooks ``forget_image`` and ``forget_user_keys`` (libvips itself is configured by
-    ``build_app``'s lifespan, for every app variant).
+    hooks ``forget_image`` and ``forget_user_keys``, and the remote sources (libvips itself
+    is configured by ``build_app``'s lifespan, for every app variant).
     """
     metrics = Metrics()
 
     async def start(services: Services, stack: AsyncExitStack) -> Mapping[str, Any]:
         origin = start_origin(services, metrics)
         stack.push_async_callback(origin.derivatives.drain)
+        sources = await start_sources(services, stack)
         # Everything loaded so far (libvips bindings, SQLAlchemy, numpy…) lives as long as
         # the process: keep it out of the collector's full scans, which otherwise stall the
         # event loop in proportion to the heap (measured: see docs/origin.md).
@@ -235,13 +237,16 @@ def origin_part(settings: Settings) -> Part:
         recent = RecentAnswers(
             lambda: origin.lookup.epoch, services.settings.cache_max_bytes // RECENT_SHARE
         )
-        return {**state_of(origin), "recent_answers": recent}
+        return {**state_of(origin), "recent_answers": recent, "sources": sources}
 
     return Part(
-        routes=[Route("/i/{path:path}", serve_image, methods=["GET", "HEAD"])],
+        routes=[
+            Route("/i/{path:path}", serve_image, methods=["GET", "HEAD"]),
+            Route("/r/{path:path}", serve_source, methods=["GET", "HEAD"]),
+        ],
         start=start,
         metrics=metrics,
-        fast_prefix="/i/",
+        fast_prefixes=("/i/", "/r/"),
     )
 
 

@@ -15,6 +15,9 @@ In the order imgproxy checks them (the signature before anything is parsed):
    the second ``exp``).
 5. The image: unknown, deleted or malformed id → 404 ``not_found`` (also for a valid operator
    signature: the id is the only thing a signature cannot vouch for).
+
+A remote source's URL (``/r/…``, ``check_source``) is signed by an operator key or it is 403:
+a user's key or token never reads the operator's sources.
 """
 
 from __future__ import annotations
@@ -95,6 +98,28 @@ class Credentials:
         image, public = await self._signed(signed_text(filled.template, p), s, None, None)
         check_allowed(policy, filled)
         return image, public, None if policy.exp is None else str(policy.exp)
+
+    def check_source(self, path: str, query: Query) -> tuple[str | None, float]:
+        """A ``/r/`` URL's operator signature (``s`` with ``exp``, or a policy): its expiry and
+        when it was checked; 403 otherwise."""
+        exp = query.exp
+        if query.s is None:
+            raise BadSignature("a source URL needs an operator signature (s)")
+        if query.p is None:
+            signed = self._operator_signed(path, exp, query.s)
+        else:
+            policy = parse_policy(query.p)
+            filled = template_of(path, policy)
+            signed = self._operator_signed(signed_text(filled.template, query.p), None, query.s)
+            if signed:
+                check_allowed(policy, filled)
+            exp = None if policy.exp is None else str(policy.exp)
+        if not signed:
+            raise BadSignature("the URL signature does not match an operator key")
+        now = time.time()
+        if exp is not None and int(exp) < int(now):
+            raise UrlExpired("the URL has expired")
+        return exp, now
 
     def _operator_signed(self, path: str, exp: str | None, s: str) -> bool:
         """``s`` verifies under an operator key (verified URLs are remembered, bounded)."""

@@ -40,7 +40,7 @@ from origin.metrics import Metrics
 from origin.plans import Plans
 from origin.records import ImageRecord
 from origin.render_pool import ClientGone, unless_gone
-from origin.request import disconnected, raw_path, read_headers, split_query
+from origin.request import Headers, disconnected, raw_path, read_headers, split_query
 from origin.services import Services
 from origin.transforms.plan import Plan
 
@@ -105,7 +105,6 @@ class ServeImage:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         origin: Origin = scope["state"]["origin"]
-        t: Timings = scope.get(TIMINGS) or Timings("-")
         path = raw_path(scope)
         query = split_query(scope["query_string"])
         headers = read_headers(scope)
@@ -115,34 +114,53 @@ class ServeImage:
         plan = prepared.plan
         overlays = await origin.overlays(image, plan) if plan.overlay_ids else ()
         key = prepared.key_for(image, overlays)
-        head = [
-            (b"etag", key.etag.encode("ascii")),
-            (b"cache-control", cache_control(access).encode("ascii")),
-            (b"content-security-policy", CSP_BYTES),
-        ]
-        if plan.negotiated or plan.client_hints:
-            head += vary_headers(plan.negotiated, plan.client_hints)
-        if headers.if_none_match is not None and matches(headers.if_none_match, key.etag):
-            t.tier = "304"
-            await answer(send, t, 304, head, b"")
+        wanted = Wanted(key, image, plan, overlays)
+        await deliver(origin, scope, receive, send, wanted, cache_control(access), headers)
+
+
+async def deliver(
+    origin: Origin,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    wanted: Wanted,
+    cache_control: str,
+    headers: Headers,
+    extra: tuple[tuple[bytes, bytes], ...] = (),
+) -> None:
+    """Steps 4–6 (shared with ``/r/``, origin.sources.delivery): the ETag and ``If-None-Match``,
+    the derivative from memory, the store or a render, and the answer."""
+    t: Timings = scope.get(TIMINGS) or Timings("-")
+    key, plan = wanted.key, wanted.plan
+    head = [
+        (b"etag", key.etag.encode("ascii")),
+        (b"cache-control", cache_control.encode("ascii")),
+        (b"content-security-policy", CSP_BYTES),
+        *extra,
+    ]
+    if plan.negotiated or plan.client_hints:
+        head += vary_headers(plan.negotiated, plan.client_hints)
+    if headers.if_none_match is not None and matches(headers.if_none_match, key.etag):
+        t.tier = "304"
+        await answer(send, t, 304, head, b"")
+        return
+    made = origin.derivatives.cached(key)
+    if made is not None:  # the hot path
+        t.tier = "memory"
+    else:
+        work = origin.derivatives.get(wanted, t)
+        try:
+            made = await unless_gone(work, disconnected(receive))
+        except ClientGone:
+            t.tier = "gone"
+            await answer(send, t, CLIENT_CLOSED, None, b"")
             return
-        made = origin.derivatives.cached(key)
-        if made is not None:  # the hot path
-            t.tier = "memory"
-        else:
-            work = origin.derivatives.get(Wanted(key, image, plan, overlays), t)
-            try:
-                made = await unless_gone(work, disconnected(receive))
-            except ClientGone:
-                t.tier = "gone"
-                await answer(send, t, CLIENT_CLOSED, None, b"")
-                return
-        head.append((b"content-type", made.media_type.encode("ascii")))
-        head.append((b"content-length", made.length))
-        body = b"" if scope["method"] == "HEAD" else made.body
-        await answer(send, t, 200, head, body)
-        if body:
-            origin.metrics.bytes_out.inc(len(body))
+    head.append((b"content-type", made.media_type.encode("ascii")))
+    head.append((b"content-length", made.length))
+    body = b"" if scope["method"] == "HEAD" else made.body
+    await answer(send, t, 200, head, body)
+    if body:
+        origin.metrics.bytes_out.inc(len(body))
 
 
 async def answer(

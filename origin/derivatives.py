@@ -43,6 +43,7 @@ from origin.errors import NotFound, RenderTimeout
 from origin.metrics import Metrics
 from origin.records import Analysis, AutoQualityRecord, DerivativeRecord, ImageRecord
 from origin.services import Services
+from origin.store.derivatives import Derivatives as DerivativeRows
 from origin.store.objects import Blocking, ObjectMissing
 from origin.transforms.budget import output_size
 from origin.transforms.formats import FILE_EXTENSIONS, MEDIA_TYPES
@@ -64,12 +65,15 @@ Made = tuple[bytes, str, int, int, "quality.Choice | None", bool]
 
 @dataclass(frozen=True)
 class Wanted:
-    """A derivative one request wants: its key, its image, the plan and the overlays."""
+    """A derivative one request wants: its key, its image, the plan and the overlays, and
+    the index its rows go to (``None``: an upload's, ``Services.derivatives``; a remote
+    source object's is ``Services.source_derivatives``)."""
 
     key: Key
     image: ImageRecord
     plan: Plan
     overlays: tuple[ImageRecord, ...] = ()
+    rows: DerivativeRows | None = None
 
 
 class Derivatives:
@@ -111,7 +115,8 @@ class Derivatives:
     async def _produce(self, wanted: Wanted, t: Timings) -> Derivative:
         key = wanted.key
         began = time.perf_counter()
-        stored = await self._from_store(key, wanted.image)
+        rows = wanted.rows or self.services.derivatives
+        stored = await self._from_store(key, wanted.image, rows)
         t.load += time.perf_counter() - began
         if stored is not None:
             self.metrics.hit["store"].inc()
@@ -119,16 +124,18 @@ class Derivatives:
             self.memory.put(key, stored)
             return stored
         self.metrics.miss["store"].inc()
-        made = await self._render(wanted, t)
+        made = await self._render(wanted, rows, t)
         self.metrics.hit["render"].inc()
         t.tier = "render"
         self.memory.put(key, made)
         return made
 
-    async def _from_store(self, key: Key, image: ImageRecord) -> Derivative | None:
-        """A derivative recorded in ``transformed_images`` whose object is there and whole."""
+    async def _from_store(
+        self, key: Key, image: ImageRecord, rows: DerivativeRows
+    ) -> Derivative | None:
+        """A derivative recorded in the index whose object is there and whole."""
         services = self.services
-        record = await services.derivatives.get(image.id, key.variant)
+        record = await rows.get(image.id, key.variant)
         if record is None:
             return None
         try:
@@ -142,7 +149,7 @@ class Derivatives:
             body, record.media_type, record.width, record.height, etag_of(key.variant)
         )
 
-    async def _render(self, wanted: Wanted, t: Timings) -> Derivative:
+    async def _render(self, wanted: Wanted, rows: DerivativeRows, t: Timings) -> Derivative:
         """Render in the pool, within the work budget and under ``RENDER_TIMEOUT_SECONDS``."""
         key, image, plan = wanted.key, wanted.image, wanted.plan
         self._refuse_timed_out(key)
@@ -152,7 +159,7 @@ class Derivatives:
         began = time.perf_counter()
         read = await self._reader(image, plan)
         extra = {o.id: await self._fetch(o) for o in wanted.overlays}
-        auto = await self._auto_quality(key, image, plan)
+        auto = await self._auto_quality(key, image, plan, rows)
         t.load += time.perf_counter() - began
         deadline = Deadline(self.services.settings.render_timeout_seconds)
         started: list[float] = []
@@ -168,9 +175,9 @@ class Derivatives:
         t.wait += started[0] - queued
         t.render += time.perf_counter() - started[0]
         if choice is not None and choice.searched:
-            self._remember(key, image, choice)
+            self._remember(key, image, choice, rows)
         made = Derivative(body, media_type, width, height, etag_of(key.variant))
-        self._later(self._persist(key, image, made, stored))
+        self._later(self._persist(key, image, made, stored, rows))
         return made
 
     def _job(
@@ -215,7 +222,9 @@ class Derivatives:
         )
         return body, media_type, made.width, made.height, made.choice, stored
 
-    async def _persist(self, key: Key, image: ImageRecord, made: Derivative, stored: bool) -> None:
+    async def _persist(
+        self, key: Key, image: ImageRecord, made: Derivative, stored: bool, rows: DerivativeRows
+    ) -> None:
         """Object first, row second: a row always has its object; an object alone is junk.
         ``stored``: the render job already wrote the object."""
         services = self.services
@@ -235,8 +244,8 @@ class Derivatives:
                 await services.storage.put(
                     storage_key, made.body, content_type=made.media_type, durable=False
                 )
-            added = await services.derivatives.add(record)
-            if not added and await services.derivatives.get(image.id, key.variant) is None:
+            added = await rows.add(record)
+            if not added and await rows.get(image.id, key.variant) is None:
                 await services.storage.delete(storage_key)  # the image was deleted meanwhile
         except Exception:  # the answer is already out; the next miss renders again
             log.exception("could not store derivative %s", storage_key)
@@ -283,16 +292,20 @@ class Derivatives:
 
     # ---- q_auto ---------------------------------------------------------------------------
 
-    async def _auto_quality(self, key: Key, image: ImageRecord, plan: Plan) -> quality.AutoQuality:
+    async def _auto_quality(
+        self, key: Key, image: ImageRecord, plan: Plan, rows: DerivativeRows
+    ) -> quality.AutoQuality:
         """How the render resolves ``q_auto``: the quality remembered for this image, chain and
         format (``Key.choice``), else a search at ``AUTO_QUALITY_SSIM``."""
         target = self.services.settings.auto_quality_ssim
         if not plan.auto_quality or key.format not in quality.RANGES:
             return quality.AutoQuality(target)
-        record = await self.services.derivatives.auto_quality(image.id, key.choice)
+        record = await rows.auto_quality(image.id, key.choice)
         return quality.AutoQuality(target, None if record is None else record.quality)
 
-    def _remember(self, key: Key, image: ImageRecord, choice: quality.Choice) -> None:
+    def _remember(
+        self, key: Key, image: ImageRecord, choice: quality.Choice, rows: DerivativeRows
+    ) -> None:
         """Count a search and store its choice after the answer (the first stored one stays)."""
         self.metrics.auto_quality_searches[key.format] += 1
         log.info(
@@ -311,11 +324,11 @@ class Derivatives:
             ssim=choice.ssim or 0.0,
             created_at=datetime.now(UTC),
         )
-        self._later(self._keep_choice(record), bounded=False)
+        self._later(self._keep_choice(record, rows), bounded=False)
 
-    async def _keep_choice(self, record: AutoQualityRecord) -> None:
+    async def _keep_choice(self, record: AutoQualityRecord, rows: DerivativeRows) -> None:
         try:
-            await self.services.derivatives.add_auto_quality(record)
+            await rows.add_auto_quality(record)
         except Exception:  # the answer is out; the next render without the row searches again
             log.exception("could not store the q_auto choice for image %s", record.image_id)
 

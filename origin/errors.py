@@ -150,3 +150,8 @@ class SourceTimeout(OriginError):
 
     status = 504
     code = "source_timeout"
+
+
+class SourceMissing(SourceUnavailable):
+    """The remote answered that the object does not exist (HTTP 404/410, S3 ``NoSuchKey``):
+    502 for an upload from a URL; a ``/r/`` URL answers it as 404 ``not_found``."""

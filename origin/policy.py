@@ -176,10 +176,11 @@ def template_of(path: str, policy: Policy) -> Filled:
     """Put the placeholders back into ``path`` where the policy lets the URL vary.
 
     The first stage's ``w_`` (``dpr_``) value when the policy has ``w`` (``dpr``); the
-    extension after the last ``.`` when it has ``f``. A URL without the part the policy
+    extension after the last ``.`` (a ``/r/`` URL's format after the last ``@``) when it has
+    ``f``. A URL without the part the policy
     varies cannot match the signed template: 403 ``bad_signature`` at once.
     """
-    segments = path.split("/")  # "", "i", id, stage…, name.ext
+    segments = path.split("/")  # "", "i", id, stage…, name.ext (or "", "r", source, stage…)
     filled: dict[str, str] = {}
     if policy.widths or policy.max_dpr is not None:
         if len(segments) < 5:
@@ -195,11 +196,12 @@ def template_of(path: str, policy: Policy) -> Filled:
             tokens[index] = f"{key}_{PLACEHOLDER}"
         segments[3] = ",".join(tokens)
     if policy.formats:
-        name, dot, ext = segments[-1].rpartition(".")
+        mark = "@" if path.startswith("/r/") else "."  # a source URL names it as @<format>
+        name, dot, ext = segments[-1].rpartition(mark)
         if not dot:
             raise BadSignature("this policy URL needs an extension")
         filled["ext"] = ext
-        segments[-1] = f"{name}.{PLACEHOLDER}"
+        segments[-1] = f"{name}{mark}{PLACEHOLDER}"
     return Filled("/".join(segments), filled.get("w"), filled.get("dpr"), filled.get("ext"))
 
 

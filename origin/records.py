@@ -126,3 +126,47 @@ class Rotation(enum.Enum):
     ROTATED = "rotated"
     REUSED = "reused"  # a spent token came back: its whole family is now revoked
     INVALID = "invalid"  # unknown, expired or revoked
+
+
+@dataclass(frozen=True)
+class SourceObjectRecord:
+    """A remote object kept in the source cache (origin.sources.cache): which object, where
+    its bytes are, what they are, and the upstream's validators."""
+
+    id: str  # sha256(source NUL object key)[:32]
+    source: str
+    object_key: str
+    storage_key: str
+    content_hash: str  # sha256 of the bytes: the upstream version
+    format: str
+    size_bytes: int
+    width: int
+    height: int
+    etag: str | None
+    last_modified: str | None
+    fetched_at: datetime
+    checked_at: datetime
+    analysis: Analysis | None = None
+
+    @property
+    def owner(self) -> str:
+        """The prefix the source's objects and derivatives are stored under."""
+        return f"sources/{self.source}"
+
+    def as_image(self) -> ImageRecord:
+        """The object as the render pipeline sees an image (origin.derivatives): owned by its
+        source's prefix, so a derivative is stored at ``sources/{source}/{id}/derived/…``."""
+        return ImageRecord(
+            id=self.id,
+            user_id=self.owner,
+            original_filename=self.object_key.rsplit("/", 1)[-1][:255],
+            mime_type=f"image/{self.format}",
+            format=self.format,
+            size_bytes=self.size_bytes,
+            width=self.width,
+            height=self.height,
+            storage_key=self.storage_key,
+            content_hash=self.content_hash,
+            created_at=self.fetched_at,
+            analysis=self.analysis,
+        )

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from origin.render_pool import RenderPool
 from origin.settings import Settings
 from origin.store.database import Database
+from origin.store.derivative_index import SOURCES
 from origin.store.derivatives import Derivatives
 from origin.store.images import Images
 from origin.store.keys import SigningKeys
 from origin.store.objects import Storage, open_storage
+from origin.store.sources import SourceObjects
 from origin.store.users import Users
 from origin.transforms.limits import Limits
 
@@ -26,6 +28,8 @@ class Services:
     images: Images
     derivatives: Derivatives
     keys: SigningKeys
+    sources: SourceObjects  # the source cache's rows (origin.sources)
+    source_derivatives: Derivatives  # their derivatives and q_auto choices
     storage: Storage
     pool: RenderPool
     limits: Limits
@@ -45,6 +49,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             images=Images(db),
             derivatives=Derivatives(db),
             keys=SigningKeys(db),
+            sources=SourceObjects(db),
+            source_derivatives=Derivatives(db, SOURCES),
             storage=storage,
             pool=RenderPool(
                 settings.concurrency, settings.queue_max, settings.queue_timeout_seconds

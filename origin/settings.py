@@ -22,6 +22,7 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from origin.permissions import make_private_dirs
+from origin.sources.config import Source, SourceError, load_sources
 
 T = TypeVar("T")
 
@@ -103,6 +104,10 @@ class Settings:
     url_upload_ports: frozenset[int] = frozenset({80, 443})
     url_uploads_per_minute: int = 10
     url_upload_concurrency: int = 2
+    # Remote sources (docs/sources.md) and the accounts that may sign for them in the console.
+    sources: Mapping[str, Source] = field(default_factory=lambda: MappingProxyType({}))
+    source_cache_max_bytes: int = 1_073_741_824
+    operator_emails: frozenset[str] = frozenset()
     # Set by `imgorigin serve --workers N` for its workers (imgorigin.supervisor): the
     # private folder where each writes its metrics, so /metrics sums them.
     metrics_dir: Path | None = None
@@ -171,6 +176,7 @@ class Settings:
             secrets_file=secrets_file,
             **_exposure(environ),
             **_fetching(environ, env),
+            **_sources(environ),
         )
         values["auto_widths"] = _auto_widths(environ, values["max_output_dimension"])
         # Secrets last: a bad value elsewhere must not leave a generated secrets file behind.
@@ -424,6 +430,20 @@ def _fetching(environ: Mapping[str, str], env: str) -> dict[str, Any]:
         url_upload_ports=frozenset(int(p) for p in ports),
         url_uploads_per_minute=_integer(environ, "URL_UPLOADS_PER_MINUTE", 10, 1),
         url_upload_concurrency=_integer(environ, "URL_UPLOAD_CONCURRENCY", 2, 1, 1000),
+    )
+
+
+def _sources(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``SOURCES_FILE`` (origin.sources.config), the source cache's bound, the operators."""
+    name = environ.get("SOURCES_FILE", "").strip()
+    try:
+        sources = load_sources(Path(name)) if name else MappingProxyType({})
+    except SourceError as exc:
+        raise SettingsError("SOURCES_FILE", str(exc)) from None
+    return dict(
+        sources=sources,
+        source_cache_max_bytes=_integer(environ, "SOURCE_CACHE_MAX_BYTES", 1_073_741_824, 0),
+        operator_emails=frozenset(e.lower() for e in _list(environ, "OPERATOR_EMAILS")),
     )
 
 

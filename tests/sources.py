@@ -43,6 +43,41 @@ class SourceServer:
         """``body`` at a fresh path ending in ``name`` (percent-encoded), its URL."""
         return self.serve(f"/files/{len(self.routes)}/{quote(name, safe='')}", body, content_type)
 
+    def conditional(
+        self, path: str, body: bytes, etag: str | None = '"v1"', last_modified: str | None = None
+    ) -> str:
+        """``body`` with its validators; ``304`` to a request carrying them (like a CDN or a
+        web server serving a file). Serving the path again replaces the object."""
+
+        async def answer(request: web.Request) -> web.StreamResponse:
+            validators = {"ETag": etag, "Last-Modified": last_modified}
+            head = {k: v for k, v in validators.items() if v is not None}
+            if (etag is not None and request.headers.get("If-None-Match") == etag) or (
+                etag is None
+                and last_modified is not None
+                and request.headers.get("If-Modified-Since") == last_modified
+            ):
+                return web.Response(status=304, headers=head)
+            return web.Response(body=body, content_type="image/png", headers=head)
+
+        self.routes[_key(path)] = answer
+        return self.url(path)
+
+    def gated(self, path: str, body: bytes, gate: asyncio.Event) -> str:
+        """``body`` once ``gate`` is set: requests pile up meanwhile."""
+
+        async def answer(_: web.Request) -> web.StreamResponse:
+            await gate.wait()
+            return web.Response(body=body, content_type="image/jpeg")
+
+        self.routes[_key(path)] = answer
+        return self.url(path)
+
+    def count(self, path: str) -> int:
+        """How many requests reached ``path`` (as registered)."""
+        key = _key(path)
+        return sum(1 for seen in self.seen if seen.path == key)
+
     def redirect(self, path: str, location: str, status: int = 302) -> str:
         async def answer(_: web.Request) -> web.StreamResponse:
             return web.Response(status=status, headers={"Location": location})

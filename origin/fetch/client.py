@@ -23,12 +23,19 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from origin.errors import PayloadTooLarge, SourceRefused, SourceTimeout, SourceUnavailable
+from origin.errors import (
+    PayloadTooLarge,
+    SourceMissing,
+    SourceRefused,
+    SourceTimeout,
+    SourceUnavailable,
+)
 from origin.fetch.guard import Address, Policy, check_address, check_url, plain_address
 
 log = logging.getLogger("imgorigin.fetch")
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MISSING = frozenset({404, 410})
 CHUNK = 64 * 1024
 USER_AGENT = "imgorigin-fetch/1 (+https://github.com/imgorigin)"
 
@@ -48,9 +55,11 @@ class Limits:
 @dataclass(frozen=True)
 class Fetched:
     url: str  # after redirects
-    status: int
+    status: int  # 2xx, or 304 to a conditional request (then ``body`` is empty)
     content_type: str
     body: bytes
+    etag: str | None = None  # the validators the answer carried
+    last_modified: str | None = None
 
 
 async def system_resolve(host: str, port: int) -> list[Address]:
@@ -102,11 +111,12 @@ async def fetch(
     headers: Mapping[str, str] | None = None,
     resolve: Resolve = system_resolve,
 ) -> Fetched:
-    """GET ``url`` under ``policy`` and ``limits``. ``headers`` (an origin's credentials) go
-    to the first URL's origin only and are dropped once a redirect leaves it; they never
-    replace the fetcher's own (``Accept-Encoding: identity``…). Raises
-    SourceRefused (400), SourceUnavailable (502), SourceTimeout (504) or PayloadTooLarge
-    (413); never the upstream's body or headers in a message."""
+    """GET ``url`` under ``policy`` and ``limits``. ``headers`` (an origin's credentials, a
+    conditional request's validators) go to the first URL's origin only and are dropped once
+    a redirect leaves it; they never replace the fetcher's own (``Accept-Encoding:
+    identity``…). A 304 is answered as it is. Raises SourceRefused (400), SourceMissing
+    (404/410), SourceUnavailable (502), SourceTimeout (504) or PayloadTooLarge (413); never
+    the upstream's body or headers in a message."""
     try:
         start = URL(url.strip())
     except (ValueError, TypeError):
@@ -146,10 +156,15 @@ async def _follow(
             if response.status in REDIRECTS and "Location" in response.headers:
                 url = _next_hop(url, response.headers["Location"])
                 continue
+            etag, modified = response.headers.get("ETag"), response.headers.get("Last-Modified")
+            if response.status == 304:
+                return Fetched(str(url), 304, "", b"", etag, modified)
+            if response.status in MISSING:
+                raise SourceMissing(f"the source answered HTTP {response.status}")
             if not 200 <= response.status < 300:
                 raise SourceUnavailable(f"the source answered HTTP {response.status}")
             body = await _read(response, limits.max_bytes)
-            return Fetched(str(url), response.status, response.content_type, body)
+            return Fetched(str(url), response.status, response.content_type, body, etag, modified)
     raise SourceUnavailable(f"the source redirected more than {limits.max_redirects} times")
 
 

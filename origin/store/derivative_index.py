@@ -7,7 +7,7 @@ it. Through SQLAlchemy's asyncio layer each of those costs 0.5–0.8 ms of event
 it is one round trip, 0.04 ms on SQLite and 0.2 ms on PostgreSQL (docs/performance.md). A
 single statement needs no explicit transaction: it is atomic on its own.
 
-The statements (``FIND_DERIVATIVE``, ``ADD_DERIVATIVE``) are still SQLAlchemy Core, compiled
+The statements (``Index.find``, ``Index.add``, for uploads and for remote sources) are still SQLAlchemy Core, compiled
 once per dialect from the tables of ``origin.store.tables``, and values go through the
 columns' own bind and result processors: a row written here is the row the engine would
 write, and reads back equal. ``Direct`` runs them (``Database.direct``):
@@ -24,7 +24,7 @@ import asyncio
 import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from typing import Any, Generic, Protocol, TypeVar
 
 import aiosqlite
@@ -33,7 +33,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
 from origin.records import DerivativeRecord
-from origin.store.tables import transformed_images
+from origin.store.tables import (
+    auto_qualities,
+    source_auto_qualities,
+    source_derivatives,
+    transformed_images,
+)
 
 DIRECT_POOL_SIZE = 4
 Processor = Callable[[Any], Any] | None
@@ -46,14 +51,28 @@ class Closable(Protocol):
 
 H = TypeVar("H", bound=Closable)
 
-# One derivative's row by (image, variant), its columns in DerivativeRecord's order; a new row.
-FIND_DERIVATIVE = sa.select(
-    *(transformed_images.c[f.name] for f in fields(DerivativeRecord))
-).where(
-    transformed_images.c.image_id == sa.bindparam("image_id"),
-    transformed_images.c.variant == sa.bindparam("variant"),
-)
-ADD_DERIVATIVE = transformed_images.insert()
+@dataclass(frozen=True)
+class Index:
+    """One derivative index: its rows' table, its q_auto choices' table, and the two
+    request-path statements on it (module constants: ``Direct`` compiles each once)."""
+
+    rows: sa.Table
+    choices: sa.Table
+    find: sa.Select[Any]  # one derivative's row by (image, variant), in DerivativeRecord's order
+    add: sa.Insert
+
+
+def index_of(rows: sa.Table, choices: sa.Table) -> Index:
+    find = sa.select(*(rows.c[f.name] for f in fields(DerivativeRecord))).where(
+        rows.c.image_id == sa.bindparam("image_id"),
+        rows.c.variant == sa.bindparam("variant"),
+    )
+    return Index(rows, choices, find, rows.insert())
+
+
+# Uploads' derivatives, and the derivatives of remote source objects (origin.sources).
+UPLOADS = index_of(transformed_images, auto_qualities)
+SOURCES = index_of(source_derivatives, source_auto_qualities)
 
 
 class Statement:

@@ -12,18 +12,18 @@ import sqlalchemy as sa
 
 from origin.records import AutoQualityRecord, DerivativeRecord
 from origin.store.database import Database
-from origin.store.derivative_index import ADD_DERIVATIVE, FIND_DERIVATIVE
-from origin.store.tables import auto_qualities, transformed_images
+from origin.store.derivative_index import UPLOADS, Index
 
 
 @dataclass(frozen=True)
 class Derivatives:
     db: Database
+    index: Index = UPLOADS  # or derivative_index.SOURCES: remote source objects' derivatives
 
     async def get(self, image_id: str, variant: str) -> DerivativeRecord | None:
         """One derivative's row (the request path: origin.store.derivative_index)."""
         found = await self.db.direct.first(
-            FIND_DERIVATIVE, {"image_id": image_id, "variant": variant}
+            self.index.find, {"image_id": image_id, "variant": variant}
         )
         return None if found is None else DerivativeRecord(*found)
 
@@ -31,28 +31,30 @@ class Derivatives:
         """The stored derivatives of ``image_id`` among ``variants``, by variant (one query)."""
         if not variants:
             return {}
+        table = self.index.rows
         async with self.db.read() as conn:
             rows = await conn.execute(
-                transformed_images.select()
-                .where(transformed_images.c.image_id == image_id)
-                .where(transformed_images.c.variant.in_(sorted(set(variants))))
+                table.select()
+                .where(table.c.image_id == image_id)
+                .where(table.c.variant.in_(sorted(set(variants))))
             )
             return {row.variant: _derivative(row) for row in rows}
 
     async def add(self, record: DerivativeRecord) -> bool:
         """Record a stored derivative; False when the image is gone or it is already recorded
         (the request path: origin.store.derivative_index)."""
-        return await self.db.direct.insert(ADD_DERIVATIVE, vars(record))
+        return await self.db.direct.insert(self.index.add, vars(record))
 
     # ---- q_auto choices ----------------------------------------------------------------
 
     async def auto_quality(self, image_id: str, variant: str) -> AutoQualityRecord | None:
+        table = self.index.choices
         async with self.db.read() as conn:
             row = (
                 await conn.execute(
-                    auto_qualities.select()
-                    .where(auto_qualities.c.image_id == image_id)
-                    .where(auto_qualities.c.variant == variant)
+                    table.select()
+                    .where(table.c.image_id == image_id)
+                    .where(table.c.variant == variant)
                 )
             ).first()
         if row is None:
@@ -69,7 +71,7 @@ class Derivatives:
     async def add_auto_quality(self, record: AutoQualityRecord) -> bool:
         """Remember a q_auto choice; False when the image is gone or a choice is recorded
         already (the first one stays: every process searching the same thing finds the same)."""
-        return await self.db.insert_new(auto_qualities, vars(record))
+        return await self.db.insert_new(self.index.choices, vars(record))
 
 
 def _derivative(row: sa.Row[Any]) -> DerivativeRecord:

@@ -60,11 +60,17 @@ def _add_working_copies(conn: Connection) -> None:
     add_missing_columns(conn, tables.images, ("working_copies",))
 
 
+def _add_sources(conn: Connection) -> None:
+    for table in (tables.source_objects, tables.source_derivatives, tables.source_auto_qualities):
+        table.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (1, "users, images, transformed images, refresh tokens, signing keys", _create_tables),
     (2, "upload-time analysis: blurhash, dominant colour, focal point", _add_analysis),
     (3, "q_auto choices", _add_auto_qualities),
     (4, "working copies of large originals (a pyramid)", _add_working_copies),
+    (5, "remote sources: cached objects, their derivatives and q_auto choices", _add_sources),
 )
 
 LATEST = MIGRATIONS[-1][0]

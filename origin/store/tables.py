@@ -143,3 +143,72 @@ signing_keys = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Index("ix_signing_keys_user", "user_id"),
 )
+
+# ---- remote sources (migration 5; origin/sources/): the operator's, never a user's ---------
+
+# A remote object's bytes kept in the source cache, with the upstream's validators. `id` is
+# the first 32 hex digits of sha256(source NUL object key): stable for one object; the
+# content hash names its upstream version (derivative keys and q_auto choices depend on it).
+source_objects = sa.Table(
+    "source_objects",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("object_key", sa.Text, nullable=False),
+    sa.Column("storage_key", sa.String(200), nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("format", sa.String(10), nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("width", sa.Integer, nullable=False),
+    sa.Column("height", sa.Integer, nullable=False),
+    sa.Column("etag", sa.String(512), nullable=True),
+    sa.Column("last_modified", sa.String(64), nullable=True),
+    sa.Column("fetched_at", UTCDateTime, nullable=False),
+    sa.Column("checked_at", UTCDateTime, nullable=False),  # the last read or revalidation
+    sa.Column("blurhash", sa.String(64), nullable=True),
+    sa.Column("dominant_color", sa.String(7), nullable=True),
+    sa.Column("focal_x", sa.Float, nullable=True),
+    sa.Column("focal_y", sa.Float, nullable=True),
+    sa.Index("ix_source_objects_checked", "checked_at"),
+)
+
+# The derivatives of source objects and their q_auto choices: the same columns as
+# transformed_images and auto_qualities (the column `object_id` is keyed `image_id` in Python,
+# so one repository serves both), going with their object.
+source_derivatives = sa.Table(
+    "source_derivatives",
+    metadata,
+    sa.Column("seq", SERIAL, primary_key=True, autoincrement=True),
+    sa.Column(
+        "object_id",
+        ID,
+        sa.ForeignKey("source_objects.id", ondelete="CASCADE"),
+        nullable=False,
+        key="image_id",
+    ),
+    sa.Column("variant", sa.String(64), nullable=False),
+    sa.Column("storage_key", sa.String(200), nullable=False),
+    sa.Column("media_type", sa.String(40), nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("width", sa.Integer, nullable=False),
+    sa.Column("height", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("image_id", "variant", name="uq_source_derivative_variant"),
+)
+
+source_auto_qualities = sa.Table(
+    "source_auto_qualities",
+    metadata,
+    sa.Column(
+        "object_id",
+        ID,
+        sa.ForeignKey("source_objects.id", ondelete="CASCADE"),
+        primary_key=True,
+        key="image_id",
+    ),
+    sa.Column("variant", sa.String(64), primary_key=True),
+    sa.Column("format", sa.String(10), nullable=False),
+    sa.Column("quality", sa.Integer, nullable=False),
+    sa.Column("ssim", sa.Float, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)

@@ -1,0 +1,200 @@
+"""The source cache: a remote object's bytes, kept with the upstream's validators.
+
+``SourceCache.object`` answers with the object's record (where its bytes are, their hash,
+format, size and analysis), in this order:
+
+1. this process's memory (``KNOWN_ENTRIES`` records), while the record is younger than the
+   source's ``ttl`` — no I/O at all;
+2. an object this process found missing (or not an image, or too large) within the
+   source's ``missing_ttl``: the same error again, without asking the upstream;
+3. otherwise, one flight per object however many requests ask at once: the row
+   (``source_objects``); if it was read or revalidated within ``ttl``, that; else a read
+   from the upstream, conditional when the row has validators. A 304, or the same bytes
+   again, only marks the row checked. New bytes are inspected in the render pool (format,
+   size, analysis), stored at ``sources/<source>/<id>/<hash>.<ext>`` (content-addressed, so
+   a row never points at bytes of another version), then the row is replaced; the earlier
+   version's derivatives (rows, then objects) and bytes go. A derivative's key holds the
+   content hash, so a changed object never serves a stale derivative once revalidated.
+4. past ``SOURCE_CACHE_MAX_BYTES`` (objects and their derivatives), the objects read or
+   revalidated longest ago are removed — rows first, then objects — until under it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import time
+from datetime import UTC, datetime
+
+from cachetools import LRUCache, TTLCache
+
+from origin.analysis import analyse
+from origin.cache import Flights
+from origin.decode import read_header
+from origin.errors import InvalidImage, NotFound, OriginError, PayloadTooLarge, SourceMissing
+from origin.errors import SourceUnavailable
+from origin.records import SourceObjectRecord
+from origin.services import Services
+from origin.sources.config import Source
+from origin.sources.upstream import Read, Upstream
+from origin.transforms.formats import FILE_EXTENSIONS
+
+log = logging.getLogger("imgorigin.sources")
+
+KNOWN_ENTRIES = 100_000
+MISSING_ENTRIES = 100_000
+EVICT_BATCH = 64
+
+
+class SourceCache:
+    """This process's view of the source cache (made once in the origin's start)."""
+
+    def __init__(self, services: Services, upstream: Upstream) -> None:
+        self.services = services
+        self.upstream = upstream
+        self.rows = services.sources
+        self.known: LRUCache[str, tuple[SourceObjectRecord, float]] = LRUCache(KNOWN_ENTRIES)
+        longest = max((s.missing_ttl for s in services.settings.sources.values()), default=60)
+        self.missing: TTLCache[str, tuple[OriginError, float]] = TTLCache(
+            MISSING_ENTRIES, max(1, longest)
+        )
+        self.flights: Flights[SourceObjectRecord] = Flights()
+
+    async def object(self, source: Source, key: str, object_id: str) -> SourceObjectRecord:
+        """The record of a current copy of the object (errors: see the module docstring)."""
+        now = time.monotonic()
+        known = self.known.get(object_id)
+        if known is not None and known[1] > now:
+            return known[0]
+        remembered = self.missing.get(object_id)
+        if remembered is not None and remembered[1] > now:
+            raise remembered[0]
+        return await self.flights.join(object_id, lambda: self._refresh(source, key, object_id))
+
+    def forget(self, object_id: str) -> None:
+        self.known.pop(object_id, None)
+        self.missing.pop(object_id, None)
+
+    # ---- one flight per object ---------------------------------------------------------
+
+    async def _refresh(self, source: Source, key: str, object_id: str) -> SourceObjectRecord:
+        row = await self.rows.get(object_id)
+        now = datetime.now(UTC)
+        if row is not None and (now - row.checked_at).total_seconds() < source.ttl:
+            return self._keep(source, row)
+        try:
+            read = await self.upstream.read(
+                source,
+                key,
+                None if row is None else row.etag,
+                None if row is None else row.last_modified,
+            )
+            return self._keep(source, await self._update(source, key, object_id, row, read))
+        except SourceMissing:
+            raise self._remember(source, object_id, NotFound(f"no such object in source '{source.name}'")) from None
+        except PayloadTooLarge as exc:
+            raise self._remember(source, object_id, SourceUnavailable(exc.message)) from None
+        except InvalidImage as exc:
+            raise self._remember(source, object_id, exc) from None
+
+    async def _update(
+        self,
+        source: Source,
+        key: str,
+        object_id: str,
+        row: SourceObjectRecord | None,
+        read: Read,
+    ) -> SourceObjectRecord:
+        now = datetime.now(UTC)
+        body = read.body
+        if body is None or (
+            row is not None and hashlib.sha256(body).hexdigest() == row.content_hash
+        ):
+            assert row is not None  # a 304 answers a conditional read, which needs a row
+            await self.rows.checked(object_id, now, read.etag, read.last_modified)
+            return dataclasses.replace(
+                row, checked_at=now, etag=read.etag, last_modified=read.last_modified
+            )
+        record = await self.services.pool.run(
+            lambda: inspect(source, key, object_id, body, read, self.services)
+        )
+        await self.services.storage.put(
+            record.storage_key, body, content_type=f"image/{record.format}"
+        )
+        await self.rows.put(record)
+        if row is not None:  # the earlier version: its derivatives' rows went with the put
+            await self._remove_objects(row, keep=record.storage_key)
+        await self._bound()
+        log.info("source %s: kept %s (%d bytes)", source.name, key[:200], record.size_bytes)
+        return record
+
+    def _keep(self, source: Source, record: SourceObjectRecord) -> SourceObjectRecord:
+        age = (datetime.now(UTC) - record.checked_at).total_seconds()
+        self.known[record.id] = (record, time.monotonic() + max(0.0, source.ttl - age))
+        self.missing.pop(record.id, None)
+        return record
+
+    def _remember(self, source: Source, object_id: str, error: OriginError) -> OriginError:
+        if source.missing_ttl > 0:
+            self.missing[object_id] = (error, time.monotonic() + source.missing_ttl)
+        self.known.pop(object_id, None)
+        return error
+
+    # ---- the bound -----------------------------------------------------------------------
+
+    async def _bound(self) -> None:
+        """Remove the objects read or revalidated longest ago while past the bound."""
+        limit = self.services.settings.source_cache_max_bytes
+        total = await self.rows.total_bytes()
+        while total > limit:
+            oldest = await self.rows.oldest(EVICT_BATCH)
+            if not oldest:
+                return
+            for record in oldest:
+                if total <= limit:
+                    return
+                if await self.rows.delete(record.id):
+                    self.forget(record.id)
+                    await self._remove_objects(record)
+                    log.info("source %s: evicted %s", record.source, record.object_key[:200])
+            total = await self.rows.total_bytes()
+
+    async def _remove_objects(self, record: SourceObjectRecord, keep: str | None = None) -> None:
+        """An object's bytes and derivatives, after its row changed or went (best effort:
+        what is left, ``imgorigin gc`` removes)."""
+        storage = self.services.storage
+        try:
+            await storage.delete_prefix(f"{record.owner}/{record.id}/derived/")
+            if record.storage_key != keep:
+                await storage.delete(record.storage_key)
+        except Exception:
+            log.exception("could not remove the objects of source object %s", record.id)
+
+
+def inspect(
+    source: Source, key: str, object_id: str, body: bytes, read: Read, services: Services
+) -> SourceObjectRecord:
+    """In a pool thread: what the new bytes are (422 when not an image), their hash and
+    analysis."""
+    limits = services.limits
+    header = read_header(body, limits.max_source_pixels)
+    content_hash = hashlib.sha256(body).hexdigest()
+    now = datetime.now(UTC)
+    ext = FILE_EXTENSIONS[header.format]
+    return SourceObjectRecord(
+        id=object_id,
+        source=source.name,
+        object_key=key,
+        storage_key=f"sources/{source.name}/{object_id}/{content_hash[:16]}.{ext}",
+        content_hash=content_hash,
+        format=header.format,
+        size_bytes=len(body),
+        width=header.width,
+        height=header.height,
+        etag=read.etag,
+        last_modified=read.last_modified,
+        fetched_at=now,
+        checked_at=now,
+        analysis=analyse(body, limits=limits),
+    )

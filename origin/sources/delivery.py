@@ -1,0 +1,141 @@
+"""``GET|HEAD /r/<source>/<stage>…/-/<object path>[@<format>]``: a remote object, rendered.
+
+The sequence of ``/i/`` (origin.delivery), with the source's own first steps:
+
+1. the query (``s``/``exp``/``p`` only) and an **operator** signature — a user's key or token
+   never reads a source: 403 ``bad_signature``;
+2. the path (origin.sources.paths): the source, the object path (never leaving its source),
+   the stages parsed — 400 / 404 before any network I/O;
+3. the object (origin.sources.cache): memory, else one flight per object to the cache row
+   and, when stale, a conditional read from the upstream. Missing → 404 ``not_found``; a
+   failing upstream → 502 / 504; not an image → 422. With a ``fallback``, the fallback image
+   is rendered instead (200, ``max-age`` = the source's ``missing_ttl``,
+   ``X-Imgorigin-Fallback: 1``);
+4. then as ``/i/``: the plan for the object's format, the ETag (which holds the object's
+   content hash) and ``If-None-Match``, the derivative, the answer — ``Cache-Control: public,
+   max-age=<the source's max_age>`` (less when the URL expires sooner).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from starlette.types import Receive, Scope, Send
+
+from origin.decode import read_header
+from origin.delivery import Origin, deliver
+from origin.derivatives import Wanted
+from origin.errors import BadTransform, InvalidImage, NotFound, SourceTimeout, SourceUnavailable
+from origin.records import SourceObjectRecord
+from origin.request import raw_path, read_headers, split_query
+from origin.services import Services
+from origin.sources.cache import SourceCache
+from origin.sources.config import Source
+from origin.sources.paths import parse_source_path, upstream_location
+from origin.sources.upstream import Upstream
+from origin.transforms.formats import FILE_EXTENSIONS
+
+# What the fallback image stands in for (a missing object, a failing or wrong upstream).
+FALLBACK_FOR = (NotFound, SourceUnavailable, SourceTimeout, InvalidImage)
+FALLBACK_HEADER = (b"x-imgorigin-fallback", b"1")
+
+
+@dataclass
+class Sources:
+    """The configured sources, their cache and their fallback images (per process)."""
+
+    config: Mapping[str, Source]
+    cache: SourceCache
+    fallbacks: Mapping[str, SourceObjectRecord]
+
+
+async def start_sources(services: Services, stack: AsyncExitStack) -> Sources:
+    """Open the S3 sources' clients and store each fallback image (once per version)."""
+    upstream = await Upstream.open(services.settings, stack)
+    fallbacks = {}
+    for source in services.settings.sources.values():
+        if source.fallback is not None:
+            fallbacks[source.name] = await _stored_fallback(services, source)
+    return Sources(services.settings.sources, SourceCache(services, upstream), fallbacks)
+
+
+async def _stored_fallback(services: Services, source: Source) -> SourceObjectRecord:
+    assert source.fallback is not None
+    body = source.fallback.body
+    header = read_header(body, services.limits.max_source_pixels)
+    digest = hashlib.sha256(body).hexdigest()
+    ext = FILE_EXTENSIONS[header.format]
+    now = datetime.now(UTC)
+    record = SourceObjectRecord(
+        id=hashlib.sha256(f"{source.name}\0fallback".encode()).hexdigest()[:32],
+        source=source.name,
+        object_key="fallback",
+        storage_key=f"sources/{source.name}/fallback/{digest[:16]}.{ext}",
+        content_hash=digest,
+        format=header.format,
+        size_bytes=len(body),
+        width=header.width,
+        height=header.height,
+        etag=None,
+        last_modified=None,
+        fetched_at=now,
+        checked_at=now,
+    )
+    if await services.storage.head(record.storage_key) is None:
+        await services.storage.put(record.storage_key, body, content_type=f"image/{header.format}")
+    return record
+
+
+def source_cache_control(max_age: int, exp: str | None, now: float) -> str:
+    """A source's answers may change upstream: ``max-age`` of the source, never immutable;
+    an expiring URL is fresh at most until it expires, and ``must-revalidate``."""
+    if exp is None:
+        return f"public, max-age={max_age}"
+    left = max(0, min(max_age, int(exp) - int(now)))
+    return f"public, max-age={left}, must-revalidate"
+
+
+class ServeSource:
+    """The ``/r/…`` endpoint (the sequence of this module's docstring)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        origin: Origin = scope["state"]["origin"]
+        sources: Sources = scope["state"]["sources"]
+        path = raw_path(scope)
+        query = split_query(scope["query_string"])
+        headers = read_headers(scope)
+        exp, now = origin.credentials.check_source(path, query)
+        named = parse_source_path(path)
+        source = sources.config.get(named.source)
+        if source is None:
+            raise NotFound(f"no source named '{named.source}'")
+        upstream_location(source, named.key)  # a host outside the source's: 404, no I/O
+        checked = origin.plans.prepared(named.plan_path(), headers).plan
+        if checked.overlay_ids:
+            raise BadTransform("image overlays (l_<id>) are for uploads, not source URLs")
+        extra: tuple[tuple[bytes, bytes], ...] = ()
+        try:
+            record = await sources.cache.object(source, named.key, named.object_id)
+            max_age = source.max_age
+        except FALLBACK_FOR:
+            if named.source not in sources.fallbacks:
+                raise
+            record, max_age = sources.fallbacks[named.source], source.missing_ttl
+            extra = (FALLBACK_HEADER,)
+        image = record.as_image()
+        prepared = origin.plans.prepared(named.plan_path(record.format), headers)
+        wanted = Wanted(
+            prepared.key_for(image, ()),
+            image,
+            prepared.plan,
+            rows=origin.services.source_derivatives,
+        )
+        control = source_cache_control(max_age, exp, now)
+        await deliver(origin, scope, receive, send, wanted, control, headers, extra)
+
+
+serve_source = ServeSource()
