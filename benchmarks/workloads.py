@@ -1,4 +1,4 @@
-"""W1–W5 and the distinct parameter sets that keep cold runs from ever repeating a URL.
+"""W1–W6 and the distinct parameter sets that keep cold runs from ever repeating a URL.
 
 A cold workload's URL list is ``POOL`` parameter sets drawn without replacement (fixed seed)
 from a grid around the nominal request: fit boxes of 280–320 × 180–220 with q 76–84 for
@@ -7,6 +7,14 @@ distinct set is a distinct canonical plan (a distinct derivative key for imgorig
 the harness starts every run where the previous one stopped, so no URL repeats within a
 server's runs. The first entry is always the nominal request (the one probed for bytes).
 W4 is the nominal W1 URL, repeated: a cache hit after the first request.
+
+W6 is W1 from a remote source (``benchmarks/upstream.py``: a loopback static server that
+serves W1's photo under any ``/photos/<object>/w1.jpg``), in two rows. Each parameter set
+also names the remote object. **W6-cold**: a new object per request (``c0``, ``c1``, …), so
+every request fetches before it renders. **W6-warm**: ``WARM_OBJECTS`` objects in turn
+(``w0``…``w3``), each requested once before the run (``primers``, a box outside the grid),
+so every measured request renders a source the server already keeps. Both walk W1's grid
+of renders, so no derivative repeats either.
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ from typing import Any
 Params = dict[str, Any]
 POOL = 20_000
 SEED = 7
+WARM_OBJECTS = 4  # W6-warm's remote objects, fetched once before the run
+PRIMER = {"w": 200, "h": 150, "q": 80}  # W6-warm's fetching request: outside every grid
 
 
 @dataclass(frozen=True)
@@ -30,10 +40,37 @@ class Workload:
     kind: str  # "fit" or "crop"
     mode: str  # "cold" (caches off, URLs never repeat) or "hot" (one URL, caches on)
     nominal: Params
+    remote: str = ""  # W6: "cold" (a new remote object per request) or "warm" (a few, kept)
+
+    @property
+    def server_mode(self) -> str:
+        """How the servers are started for it: "cold", "hot", or "remote" (W6: the remote
+        source configured, caches as in "cold")."""
+        return "remote" if self.remote else self.mode
 
     def params(self) -> list[Params]:
         if self.mode == "hot":
             return [self.nominal]
+        chosen = self._grid()
+        if self.remote:
+            return [dict(p, object=self.object_name(i)) for i, p in enumerate(chosen)]
+        return chosen
+
+    def object_name(self, index: int) -> str:
+        """The remote object of the ``index``-th request: new each time (cold), or one of
+        the few kept (warm)."""
+        if self.remote == "cold":
+            return f"c{index}"
+        return f"w{index % WARM_OBJECTS}"
+
+    def primers(self) -> list[Params]:
+        """The requests that bring W6-warm's objects into the servers' source caches before
+        anything is measured: one per object, a render no measured request asks for."""
+        if self.remote != "warm":
+            return []
+        return [dict(PRIMER, object=f"w{i}") for i in range(WARM_OBJECTS)]
+
+    def _grid(self) -> list[Params]:
         grid = list(itertools.product(*(values for _, values in self._axes())))
         random.Random(SEED).shuffle(grid)
         names = [name for name, _ in self._axes()]
@@ -103,5 +140,37 @@ WORKLOADS: dict[str, Workload] = {
             "cold",
             {"w": 240, "h": 135},
         ),
+        Workload(
+            "W6-cold",
+            "W1 from a remote source, a new object per request (fetch + render)",
+            "w1.jpg",
+            "jpg",
+            "fit",
+            "cold",
+            {"w": 300, "h": 200, "q": 80},
+            remote="cold",
+        ),
+        Workload(
+            "W6-warm",
+            "W1 from a remote source already kept (render only)",
+            "w1.jpg",
+            "jpg",
+            "fit",
+            "cold",
+            {"w": 300, "h": 200, "q": 80},
+            remote="warm",
+        ),
     )
 }
+
+
+def select(names: str) -> list[str]:
+    """``--workloads``: comma-separated names in any case; a family (``W6``) stands for
+    every workload of it (``W6-cold``, ``W6-warm``). ``ValueError`` names the unknown."""
+    chosen: list[str] = []
+    for token in (t.strip().upper() for t in names.split(",") if t.strip()):
+        found = [n for n in WORKLOADS if token in (n.upper(), n.split("-")[0].upper())]
+        if not found:
+            raise ValueError(token)
+        chosen += [n for n in found if n not in chosen]
+    return chosen

@@ -2,7 +2,9 @@
 
 An upload writes its objects (the original, then its working copies) before its row, so an
 object younger than ``min_age`` may belong to an upload still in flight and is left alone.
-Working copies are referenced by their image's row (``images.working_copies``). Leftovers of interrupted local
+Working copies are referenced by their image's row (``images.working_copies``); the source
+cache's objects and derivatives by their rows (``source_objects``, ``source_derivatives``)
+and each source's fallback image by ``SOURCES_FILE``. Leftovers of interrupted local
 writes (``.tmp/*.part``) older than ``min_age`` are removed too.
 """
 
@@ -12,6 +14,7 @@ import contextlib
 import time
 
 from origin.services import Services
+from origin.sources.delivery import fallback_record
 from origin.store.objects import LocalStorage
 
 DEFAULT_MIN_AGE_SECONDS = 3600
@@ -25,7 +28,7 @@ async def collect_garbage(
     # Objects are listed before rows are read: an object whose row commits in between is
     # then seen as referenced, never removed.
     candidates = [info async for info in services.storage.objects() if info.modified <= cutoff]
-    referenced = await services.images.referenced_keys()
+    referenced = await services.images.referenced_keys() | await source_keys(services)
     removed = []
     for info in candidates:
         if info.key not in referenced:
@@ -38,3 +41,14 @@ async def collect_garbage(
                     part.unlink()
                     removed.append(f"{part.parent.name}/{part.name}")
     return removed
+
+
+async def source_keys(services: Services) -> set[str]:
+    """The source cache's objects (rows of origin.store.sources) and the configured
+    sources' fallback images: the operator's, never orphans while referenced."""
+    keys = await services.sources.referenced_keys()
+    limit = services.limits.max_source_pixels
+    for source in services.settings.sources.values():
+        if source.fallback is not None:
+            keys.add(fallback_record(source, limit).storage_key)
+    return keys

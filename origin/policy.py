@@ -222,8 +222,8 @@ def check_allowed(policy: Policy, filled: Filled) -> None:
 
 def check_template(template: str, policy: Policy) -> None:
     """For signers: ``template`` has exactly the placeholders ``policy`` fills (ValueError)."""
-    if not template.startswith("/i/") or "?" in template:
-        raise ValueError("a template is an /i/… path without a query")
+    if not template.startswith(("/i/", "/r/")) or "?" in template:
+        raise ValueError("a template is an /i/… or /r/… path without a query")
     try:
         filled = template_of(template, policy)
     except BadSignature as exc:
@@ -231,7 +231,7 @@ def check_template(template: str, policy: Policy) -> None:
     for name, value, wanted in (
         ("w_*", filled.width, bool(policy.widths)),
         ("dpr_*", filled.dpr, policy.max_dpr is not None),
-        (".* extension", filled.ext, bool(policy.formats)),
+        (".* extension (@* format)", filled.ext, bool(policy.formats)),
     ):
         if wanted and value != PLACEHOLDER:
             raise ValueError(f"the policy varies {name}: write it as a placeholder")
@@ -251,5 +251,6 @@ def fill(url: str, *, w: int | None = None, dpr: str | None = None, f: str | Non
                 tokens = [f"{key}_{value}" if t == f"{key}_*" else t for t in tokens]
         segments[3] = ",".join(tokens)
     if f is not None:
-        segments[-1] = segments[-1].removesuffix(".*") + "." + f
+        mark = "@" if path.startswith("/r/") else "."
+        segments[-1] = segments[-1].removesuffix(mark + "*") + mark + f
     return "/".join(segments) + sep + query

@@ -54,4 +54,37 @@ async def client(
         )
         async with httpx.AsyncClient(transport=transport, base_url=base_url) as http:
             http.app_state = state  # type: ignore[attr-defined]
+            http.asgi_app = transport.app  # type: ignore[attr-defined]  (raw_request)
             yield http
+
+
+async def raw_request(http: httpx.AsyncClient, url: str) -> tuple[int, bytes]:
+    """``GET url`` with its path exactly as written (httpx would remove ``.``/``..``
+    segments, as browsers do; an attacker's client need not): ``(status, body)``."""
+    path, _, query = url.partition("?")
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode("latin-1"),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [(b"host", b"testserver")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("testserver", 80),
+    }
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await http.asgi_app(scope, receive, send)  # type: ignore[attr-defined]
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return sent[0]["status"], body

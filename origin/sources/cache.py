@@ -125,7 +125,7 @@ class SourceCache:
         await self.rows.put(record)
         if row is not None:  # the earlier version: its derivatives' rows went with the put
             await self._remove_objects(row, keep=record.storage_key)
-        await self._bound()
+        await self._bound(newest=record.id)
         log.info("source %s: kept %s (%d bytes)", source.name, key[:200], record.size_bytes)
         return record
 
@@ -143,18 +143,20 @@ class SourceCache:
 
     # ---- the bound -----------------------------------------------------------------------
 
-    async def _bound(self) -> None:
-        """Remove the objects read or revalidated longest ago while past the bound."""
+    async def _bound(self, newest: str) -> None:
+        """Remove the objects read or revalidated longest ago while past the bound (never
+        ``newest``, the object just stored: its request is about to render it)."""
         limit = self.services.settings.source_cache_max_bytes
         total = await self.rows.total_bytes()
         while total > limit:
-            oldest = await self.rows.oldest(EVICT_BATCH)
+            oldest = [r for r in await self.rows.oldest(EVICT_BATCH) if r.id != newest]
             if not oldest:
                 return
             for record in oldest:
                 if total <= limit:
                     return
                 if await self.rows.delete(record.id):
+                    total -= record.size_bytes  # and its derivatives: recounted below
                     self.forget(record.id)
                     await self._remove_objects(record)
                     log.info("source %s: evicted %s", record.source, record.object_key[:200])

@@ -64,17 +64,27 @@ async def start_sources(services: Services, stack: AsyncExitStack) -> Sources:
 
 
 async def _stored_fallback(services: Services, source: Source) -> SourceObjectRecord:
+    record = fallback_record(source, services.limits.max_source_pixels)
+    if await services.storage.head(record.storage_key) is None:
+        assert source.fallback is not None
+        body, media_type = source.fallback.body, f"image/{record.format}"
+        await services.storage.put(record.storage_key, body, content_type=media_type)
+    return record
+
+
+def fallback_record(source: Source, max_source_pixels: int) -> SourceObjectRecord:
+    """The fallback image of ``source`` as a source object, stored at
+    ``sources/<source>/fallback/<hash>.<ext>`` (``imgorigin gc`` keeps it)."""
     assert source.fallback is not None
     body = source.fallback.body
-    header = read_header(body, services.limits.max_source_pixels)
+    header = read_header(body, max_source_pixels)
     digest = hashlib.sha256(body).hexdigest()
-    ext = FILE_EXTENSIONS[header.format]
     now = datetime.now(UTC)
-    record = SourceObjectRecord(
+    return SourceObjectRecord(
         id=hashlib.sha256(f"{source.name}\0fallback".encode()).hexdigest()[:32],
         source=source.name,
         object_key="fallback",
-        storage_key=f"sources/{source.name}/fallback/{digest[:16]}.{ext}",
+        storage_key=f"sources/{source.name}/fallback/{digest[:16]}.{FILE_EXTENSIONS[header.format]}",
         content_hash=digest,
         format=header.format,
         size_bytes=len(body),
@@ -85,9 +95,6 @@ async def _stored_fallback(services: Services, source: Source) -> SourceObjectRe
         fetched_at=now,
         checked_at=now,
     )
-    if await services.storage.head(record.storage_key) is None:
-        await services.storage.put(record.storage_key, body, content_type=f"image/{header.format}")
-    return record
 
 
 def source_cache_control(max_age: int, exp: str | None, now: float) -> str:

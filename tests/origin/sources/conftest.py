@@ -16,6 +16,7 @@ import pytest
 
 from origin.settings import Settings
 from origin.signing import sign_url
+from tests.asgi import raw_request
 from tests.conftest import OPERATOR_SECRET, _boto_credentials, create_bucket
 from tests.origin.delivery.conftest import Service, encoded, start_service
 from tests.sources import SourceServer, source_server
@@ -26,7 +27,7 @@ AUTH = "Bearer upstream-secret"
 @dataclass
 class Remote:
     """The service with its sources: ``web`` (a website under /media/, with an auth header),
-    ``hosts`` (any path on the loopback host), ``fallback`` (a website with a fallback
+    ``live`` (the same website, revalidated on every request), ``hosts`` (any path on the loopback host), ``fallback`` (a website with a fallback
     image) and ``bucket`` (moto S3, prefix ``catalogue/``)."""
 
     service: Service
@@ -39,6 +40,11 @@ class Remote:
 
     async def get(self, path: str, **kw: Any) -> httpx.Response:
         return await self.service.http.get(self.signed(path), **kw)
+
+    async def raw(self, path: str) -> tuple[int, str]:
+        """A signed ``GET`` whose path is sent exactly as written: (status, error code)."""
+        status, body = await raw_request(self.service.http, self.signed(path))
+        return status, json.loads(body)["error"]["code"] if status >= 400 else ""
 
     def put_object(self, key: str, body: bytes) -> None:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
@@ -56,6 +62,7 @@ def sources_file(tmp_path: Path, web: SourceServer, s3_endpoint: str, bucket: st
             "max_bytes": 3_000_000,
             "timeout": 2,
         },
+        "live": {"type": "http", "base_url": web.url("/media/"), "ttl": 0, "missing_ttl": 0},
         "hosts": {"type": "http", "hosts": [f"127.0.0.1:{web.port}"], "scheme": "http"},
         "fallback": {"type": "http", "base_url": web.url("/gone/"), "fallback": str(fallback)},
         "bucket": {

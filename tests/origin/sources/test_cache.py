@@ -1,0 +1,160 @@
+"""The source cache against a real HTTP server: validators and 304s, a changed object, one
+flight per object, missing objects remembered, upstream failures, the auth header, the
+fallback image, the byte bound, and ownership (rows, prefix, no user's quota, gc)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from imgorigin.orphans import collect_garbage
+from origin.settings import Settings
+from tests.origin.delivery.conftest import decode, encoded, pixel, quadrants
+from tests.origin.sources.conftest import AUTH, Remote
+
+RED_FIRST = encoded("png", 400, 300)
+BLUE_FIRST = quadrants(400, 300).rot180().write_to_buffer(".png")  # yellow top-left
+
+
+def corner(body: bytes) -> list[int]:
+    return pixel(decode(body), 5, 5)
+
+
+async def test_revalidation_asks_with_the_etag_and_keeps_the_bytes(remote: Remote) -> None:
+    remote.web.conditional("/media/a.png", RED_FIRST, etag='"v1"')
+    first = await remote.get("/r/live/w_40/-/a.png")
+    second = await remote.get("/r/live/w_40/-/a.png")
+    assert first.status_code == second.status_code == 200
+    assert first.headers["etag"] == second.headers["etag"]
+    sent = [seen.headers for seen in remote.web.seen]
+    assert len(sent) == 2 and "If-None-Match" not in sent[0]
+    assert sent[1]["If-None-Match"] == '"v1"'  # answered 304: nothing downloaded again
+
+
+async def test_last_modified_when_there_is_no_etag(remote: Remote) -> None:
+    stamp = "Wed, 02 Dec 2026 10:00:00 GMT"
+    remote.web.conditional("/media/b.png", RED_FIRST, etag=None, last_modified=stamp)
+    await remote.get("/r/live/w_40/-/b.png")
+    await remote.get("/r/live/w_40/-/b.png")
+    assert remote.web.seen[1].headers["If-Modified-Since"] == stamp
+
+
+async def test_a_changed_object_never_serves_a_stale_derivative(remote: Remote) -> None:
+    remote.web.conditional("/media/c.png", RED_FIRST, etag='"v1"')
+    before = await remote.get("/r/live/w_40/-/c.png@png")
+    assert corner(before.content)[0] > 200  # red
+    remote.web.conditional("/media/c.png", BLUE_FIRST, etag='"v2"')
+    after = await remote.get("/r/live/w_40/-/c.png@png")
+    assert after.headers["etag"] != before.headers["etag"]
+    assert corner(after.content) == [240, 230, 20]  # the new object's yellow corner
+    old = await remote.service.http.get(
+        remote.signed("/r/live/w_40/-/c.png@png"), headers={"If-None-Match": before.headers["etag"]}
+    )
+    assert old.status_code == 200  # the old ETag no longer matches
+    rows = remote.service.services.sources
+    (record,) = [r for r in await rows.oldest(10) if r.object_key == "c.png"]
+    assert record.etag == '"v2"'
+
+
+async def test_the_ttl_keeps_the_upstream_out(remote: Remote) -> None:
+    remote.web.conditional("/media/d.png", RED_FIRST)
+    for width in (10, 20, 30):
+        assert (await remote.get(f"/r/web/w_{width}/-/d.png")).status_code == 200
+    assert remote.web.count("/media/d.png") == 1  # ttl 3600: fetched once, never revalidated
+
+
+async def test_one_flight_per_object(remote: Remote) -> None:
+    gate = asyncio.Event()
+    remote.web.gated("/media/e.jpg", encoded("jpeg", 400, 300), gate)
+    requests = [remote.get(f"/r/web/w_{100 + n}/-/e.jpg@png") for n in range(100)]
+    running = asyncio.gather(*requests)
+    await asyncio.sleep(0.5)
+    gate.set()
+    answers = await running
+    assert [a.status_code for a in answers] == [200] * 100
+    assert {decode(a.content).width for a in answers} == set(range(100, 200))
+    assert remote.web.count("/media/e.jpg") == 1  # 100 derivatives, one fetch
+
+
+async def test_a_missing_object_is_404_and_remembered(remote: Remote) -> None:
+    for _ in range(3):
+        answer = await remote.get("/r/web/w_10/-/nothing.png")
+        assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found"
+    assert remote.web.count("/media/nothing.png") == 1  # missing_ttl 60 s
+    gone = remote.web.status("/media/gone.png", 410)
+    del gone
+    assert (await remote.get("/r/web/-/gone.png")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("status", "code"), [(500, "source_unavailable"), (503, "source_unavailable"), (403, "source_unavailable")]
+)
+async def test_upstream_errors_are_502_and_not_remembered(
+    remote: Remote, status: int, code: str
+) -> None:
+    remote.web.status("/media/f.png", status)
+    for _ in range(2):
+        answer = await remote.get("/r/web/-/f.png")
+        assert (answer.status_code, answer.json()["error"]["code"]) == (502, code)
+        assert "secret" not in answer.text  # never the upstream's words
+    assert remote.web.count("/media/f.png") == 2
+
+
+async def test_slow_oversized_and_wrong_bodies(remote: Remote) -> None:
+    remote.web.trickle("/media/slow.jpg", b"\xff" * 10, every=1.0, times=5)
+    slow = await remote.get("/r/web/-/slow.jpg")
+    assert (slow.status_code, slow.json()["error"]["code"]) == (504, "source_timeout")
+    remote.web.chunked("/media/big.jpg", b"\xff" * 65536, times=60)  # 3.9 MB > 3 MB
+    big = await remote.get("/r/web/-/big.jpg")
+    assert (big.status_code, big.json()["error"]["code"]) == (502, "source_unavailable")
+    remote.web.serve("/media/page.jpg", b"<html>not an image</html>", "text/html")
+    page = await remote.get("/r/web/-/page.jpg")
+    assert (page.status_code, page.json()["error"]["code"]) == (422, "invalid_image")
+    rows = remote.service.services.sources
+    assert await rows.oldest(10) == []  # nothing kept from any of them
+
+
+async def test_the_auth_header_goes_to_the_source_only(remote: Remote) -> None:
+    remote.web.conditional("/elsewhere/g.png", RED_FIRST)
+    other = remote.web.url("/elsewhere/g.png", host="localhost")  # another origin
+    remote.web.redirect("/media/g.png", other)
+    remote.web.conditional("/media/h.png", RED_FIRST)
+    assert (await remote.get("/r/web/-/h.png")).status_code == 200
+    assert remote.web.seen[-1].headers["Authorization"] == AUTH
+    answer = await remote.get("/r/web/-/g.png")
+    assert answer.status_code == 200, answer.text
+    first, second = remote.web.seen[-2:]
+    assert first.headers["Authorization"] == AUTH
+    assert "Authorization" not in second.headers
+
+
+async def test_the_fallback_image_stands_in_briefly(remote: Remote) -> None:
+    answer = await remote.get("/r/fallback/w_32/-/missing.png@png")
+    assert answer.status_code == 200
+    assert answer.headers["x-imgorigin-fallback"] == "1"
+    assert answer.headers["cache-control"] == "public, max-age=60"
+    image = decode(answer.content)
+    assert (image.width, image.height) == (32, 32)
+    assert pixel(image, 2, 2)[0] > 200  # the fallback's red quadrant
+    remote.web.status("/gone/broken.png", 500)
+    assert (await remote.get("/r/fallback/-/broken.png")).headers["x-imgorigin-fallback"] == "1"
+    no_fallback = await remote.get("/r/web/w_32/-/missing.png")
+    assert no_fallback.status_code == 404
+
+
+async def test_objects_belong_to_the_operator(remote: Remote) -> None:
+    remote.web.conditional("/media/i.png", RED_FIRST)
+    assert (await remote.get("/r/web/w_50/-/i.png@webp")).status_code == 200
+    services = remote.service.services
+    await remote.service.origin.derivatives.drain()
+    (record,) = await services.sources.oldest(10)
+    assert record.storage_key.startswith(f"sources/web/{record.id}/")
+    assert record.analysis is not None  # analysed once per upstream version
+    keys = [info.key async for info in services.storage.objects("sources/")]
+    assert record.storage_key in keys
+    assert any(k.startswith(f"sources/web/{record.id}/derived/") for k in keys)
+    assert await services.sources.total_bytes() > record.size_bytes
+    assert await collect_garbage(services, min_age=0) == []  # gc keeps the source cache
+    assert not [info async for info in services.storage.objects() if not info.key.startswith("sources/")]
