@@ -179,5 +179,6 @@ async def me(request: Request) -> Response:
             "image_count": user.image_count,
             "storage_used_bytes": user.storage_used_bytes,
             "storage_quota_bytes": services.settings.user_quota_bytes,
+            "operator": user.email.lower() in services.settings.operator_emails,
         }
     )

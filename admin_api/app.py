@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from admin_api import accounts, images, keys, transform, urls
+from admin_api import accounts, images, keys, sources, transform, urls
 from admin_api.console import console_routes
 from admin_api.grammar import grammar
 from admin_api.guards import AdminGate
@@ -45,6 +45,8 @@ def api_routes() -> list[Route]:
         Route("/images/{image_id}/transform", transform.transform, methods=["GET"]),
         Route("/images/{image_id}/url", urls.mint_url, methods=["POST"]),
         Route("/images/{image_id}/srcset", urls.image_srcset, methods=["GET"]),
+        Route("/sources", sources.list_sources, methods=["GET"]),
+        Route("/sources/{name}/url", sources.mint_source_url, methods=["POST"]),
         Route("/keys", keys.list_keys, methods=["GET"]),
         Route("/keys", keys.create_key, methods=["POST"]),
         Route("/keys/{key_id}", keys.delete_key, methods=["DELETE"]),

@@ -302,6 +302,51 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/api/sources": {
+                "get": {
+                    "summary": "The remote sources (SOURCES_FILE), for operator accounts",
+                    "security": AUTH,
+                    "responses": {
+                        "200": _json(
+                            {"type": "object", "properties": {"items": {"type": "array"}}},
+                            "the sources, without headers or credentials",
+                        ),
+                        "401": UNAUTHORIZED,
+                        "403": _error("not an operator account (OPERATOR_EMAILS)"),
+                    },
+                },
+            },
+            "/api/sources/{name}/url": {
+                "post": {
+                    "summary": "Mint a signed /r/ URL of a source object (operator key)",
+                    "security": AUTH,
+                    "parameters": [
+                        {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+                    ],
+                    "requestBody": _body(
+                        {
+                            "type": "object",
+                            "required": ["path"],
+                            "properties": {
+                                "path": {"type": "string"},
+                                "transform": {"type": "string"},
+                                "format": {"type": "string"},
+                                "expires_in": {"type": "integer"},
+                            },
+                        }
+                    ),
+                    "responses": {
+                        "200": _json(
+                            {"type": "object", "properties": {"url": {"type": "string"}}},
+                            "the signed URL",
+                        ),
+                        "400": _error("a bad path, chain or format"),
+                        "401": UNAUTHORIZED,
+                        "403": _error("not an operator account (OPERATOR_EMAILS)"),
+                        "404": _error("no such source"),
+                    },
+                },
+            },
             "/api/keys": {
                 "get": {
                     "summary": "The caller's URL-signing keys (without secrets)",

@@ -1,5 +1,6 @@
 """nginx as the harness runs it: a load balancer on loopback in front of several instances
-of a peer (thumbor's production layout: one single-process instance per core behind nginx).
+of a peer (thumbor's production layout: one single-process instance per core behind nginx),
+and W6's upstream, a static server answering one file under many paths (``one_file_config``).
 
 The configuration is generated (``config``): one worker, no access log, an ``upstream``
 with ``least_conn`` (a request goes to the instance with the fewest open requests, so a
@@ -42,19 +43,28 @@ def version() -> str:
     return (done.stderr or done.stdout).strip().rsplit(" ", 1)[-1]
 
 
-def config(port: int, upstreams: Sequence[int], name: str = "peer") -> str:
-    """The configuration of a balancer listening on 127.0.0.1:``port`` in front of
-    127.0.0.1:each of ``upstreams`` (paths relative to nginx's ``-p`` prefix folder)."""
-    servers = "".join(f"        server 127.0.0.1:{p};\n" for p in upstreams)
-    return f"""daemon off;
+HEAD = """daemon off;
 worker_processes 1;
 pid logs/nginx.pid;
 error_log logs/error.log warn;
 
-events {{
+events {
     worker_connections 1024;
-}}
+}
+"""
+TEMP_PATHS = """    client_body_temp_path tmp/client_body;
+    proxy_temp_path tmp/proxy;
+    fastcgi_temp_path tmp/fastcgi;
+    uwsgi_temp_path tmp/uwsgi;
+    scgi_temp_path tmp/scgi;
+"""
 
+
+def config(port: int, upstreams: Sequence[int], name: str = "peer") -> str:
+    """The configuration of a balancer listening on 127.0.0.1:``port`` in front of
+    127.0.0.1:each of ``upstreams`` (paths relative to nginx's ``-p`` prefix folder)."""
+    servers = "".join(f"        server 127.0.0.1:{p};\n" for p in upstreams)
+    return f"""{HEAD}
 http {{
     upstream {name} {{
         least_conn;
@@ -65,12 +75,7 @@ http {{
     access_log off;
     server_tokens off;
     keepalive_requests 1000000;
-    client_body_temp_path tmp/client_body;
-    proxy_temp_path tmp/proxy;
-    fastcgi_temp_path tmp/fastcgi;
-    uwsgi_temp_path tmp/uwsgi;
-    scgi_temp_path tmp/scgi;
-
+{TEMP_PATHS}
     server {{
         listen 127.0.0.1:{port};
 
@@ -90,9 +95,46 @@ http {{
 """
 
 
+def one_file_config(port: int, file: Path, location: str) -> str:
+    """A static server on 127.0.0.1:``port`` answering ``file`` (a JPEG) for every
+    ``<location><one segment>/<name>.jpg``, and 404 for anything else: any number of
+    distinct remote objects with the same bytes, so every fetch costs the same and none is
+    the same object twice. ``sendfile`` from the page cache; the ETag and Last-Modified are
+    the file's (the same for every path, which no server may treat as one object)."""
+    pattern = "^" + location.rstrip("/") + r"/[^/]+/[^/]+\.jpg$"
+    return f"""{HEAD}
+http {{
+    access_log off;
+    server_tokens off;
+    keepalive_requests 1000000;
+    sendfile on;
+    tcp_nopush on;
+{TEMP_PATHS}
+    server {{
+        listen 127.0.0.1:{port};
+
+        location ~ {pattern} {{
+            root {file.parent};
+            try_files /{file.name} =404;
+            default_type image/jpeg;
+        }}
+
+        location / {{
+            return 404;
+        }}
+    }}
+}}
+"""
+
+
 def prepare(prefix: Path, port: int, upstreams: Sequence[int], name: str = "peer") -> Path:
     """A fresh prefix folder (logs/, tmp/ writable by nginx's unprivileged workers) holding
-    the generated ``nginx.conf``; returns the configuration's path."""
+    the generated ``nginx.conf`` of a balancer; returns the configuration's path."""
+    return prepare_text(prefix, config(port, upstreams, name))
+
+
+def prepare_text(prefix: Path, text: str) -> Path:
+    """A fresh prefix folder holding ``text`` as its ``nginx.conf``; its path."""
     shutil.rmtree(prefix, ignore_errors=True)
     prefix.mkdir(parents=True)
     prefix.chmod(0o755)
@@ -100,7 +142,7 @@ def prepare(prefix: Path, port: int, upstreams: Sequence[int], name: str = "peer
         (prefix / folder).mkdir()
         (prefix / folder).chmod(0o777)
     conf = prefix / "nginx.conf"
-    conf.write_text(config(port, upstreams, name))
+    conf.write_text(text)
     return conf
 
 
@@ -114,9 +156,17 @@ def start(
     log: Path | None = None,
 ) -> Group:
     """nginx in the foreground as one process group of ``registry`` (master and worker)."""
+    return run(registry, prefix, config(port, upstreams, name), name=name, log=log)
+
+
+def run(
+    registry: Registry, prefix: Path, text: str, *, name: str, log: Path | None = None
+) -> Group:
+    """nginx with the configuration ``text``, in the foreground, as one process group of
+    ``registry`` (master and worker)."""
     found = binary()
     if found is None:
         raise RuntimeError("nginx is not installed (apt-get install nginx)")
-    conf = prepare(prefix, port, upstreams, name)
+    conf = prepare_text(prefix, text)
     argv = [found, "-p", f"{prefix}/", "-c", str(conf)]
     return registry.start(f"nginx-{name}", argv, log=log or prefix / "logs" / "stderr.log")

@@ -16,6 +16,13 @@ Every server gets the same machine (both cores) and listens on 127.0.0.1 only:
 - thumbor-1p: the same thumbor as one process with ``ENGINE_THREADPOOL_SIZE=2`` (the
   earlier comparison, kept as a second row).
 - IPX 3 (npm, sharp with its bundled libvips): node cluster with 2 workers, fs storage.
+
+W6 (a remote source, ``benchmarks/upstream.py``) starts each server in a third mode,
+"remote", with caches as in cold mode, and with that server's way of reading from the
+loopback upstream configured: imgorigin's ``SOURCES_FILE`` (its source cache at its defaults:
+the objects kept in storage with a row, bounded at 1 GiB), thumbor's HTTP loader with its
+file storage as the source cache (``THUMBOR_REMOTE_STORAGE``), IPX's http storage (IPX keeps
+no source: every request fetches).
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import nginx
+from benchmarks import nginx, upstream
 from benchmarks.procs import Group, Registry
 from benchmarks.workloads import Params, Workload
 
@@ -51,6 +58,9 @@ SIGNING_SECRET = "benchmark-signing-secret-0123456789abcdef"
 READY_SECONDS = 90.0
 CORES = os.cpu_count() or 1
 THUMBOR_THREADPOOL = 1  # per instance of the strong layout (measured: docs/performance.md)
+# thumbor's source storage in W6 (its default): keeps each fetched original on disk, as
+# imgorigin's source cache does, and W6-warm reads it from there (docs/performance.md, W6).
+THUMBOR_REMOTE_STORAGE = "thumbor.storages.file_storage"
 
 
 def free_port() -> int:
@@ -90,6 +100,7 @@ class Server(ABC):
     name: str = ""
     note: str = ""
     modes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    upstream: str = ""  # W6's upstream (host:port), set by the harness once it runs
 
     def install(self, log: Path) -> str | None:
         """Install if needed; return None when usable, else the reason it is not."""
@@ -104,7 +115,7 @@ class Server(ABC):
 
     @abstractmethod
     def start(self, registry: Registry, work: Path, images: dict[str, Path], mode: str) -> int:
-        """Start the server; return its port."""
+        """Start the server for ``mode`` ("cold", "hot" or "remote"); return its port."""
 
     @abstractmethod
     def path(self, workload: Workload, p: Params) -> str:
@@ -129,7 +140,7 @@ class Imgorigin(Server):
         )
         self.working_copies = working_copies
 
-    def env(self, data: Path, cache: bool) -> dict[str, str]:
+    def env(self, data: Path, cache: bool, sources: Path | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CACHE_MAX_BYTES")}
         env.update(
             IMGORIGIN_ENV="development",
@@ -143,6 +154,8 @@ class Imgorigin(Server):
         )
         if not cache:
             env["CACHE_MAX_BYTES"] = "0"
+        if sources is not None:  # W6: the upstream on loopback (development mode only)
+            env.update(SOURCES_FILE=str(sources), FETCH_ALLOW_LOOPBACK_FOR_TESTS="1")
         return env
 
     def prepare(self, data: Path, images: dict[str, Path], cache: bool) -> dict[str, str]:
@@ -157,8 +170,27 @@ class Imgorigin(Server):
         seed(env, images, self.working_copies)
         return env
 
+    def prepare_remote(self, data: Path) -> dict[str, str]:
+        """W6: a fresh, migrated database and storage folder with nothing stored (every
+        original is the upstream's), the caches off as in cold mode, and a ``SOURCES_FILE``
+        naming the upstream."""
+        if not self.upstream:
+            raise RuntimeError("W6 needs its upstream running (benchmarks/upstream.py)")
+        shutil.rmtree(data, ignore_errors=True)
+        data.mkdir(parents=True)
+        sources = upstream.write_sources(data / "sources.json", self.upstream)
+        env = self.env(data, cache=False, sources=sources)
+        subprocess.run(
+            [str(VENV_BIN / "imgorigin"), "migrate"], env=env, check=True, capture_output=True
+        )
+        return env
+
     def start(self, registry: Registry, work: Path, images: dict[str, Path], mode: str) -> int:
-        env = self.prepare(work / f"imgorigin-{mode}", images, cache=(mode == "hot"))
+        data = work / f"imgorigin-{mode}"
+        if mode == "remote":
+            env = self.prepare_remote(data)
+        else:
+            env = self.prepare(data, images, cache=(mode == "hot"))
         port = free_port()
         argv = [
             str(VENV_BIN / "imgorigin"),
@@ -180,13 +212,16 @@ class Imgorigin(Server):
     def path(self, workload: Workload, p: Params) -> str:
         from origin.signing import sign_url
 
-        image = IMAGE_IDS[workload.source]
         if workload.kind == "fit":
             chain = f"w_{p['w']},h_{p['h']},c_fit"
             if "q" in p:
                 chain += f",q_{p['q']}"
         else:
             chain = f"x_{p['x']},y_{p['y']},w_{p['cw']},h_{p['ch']},c_crop,r_{p['r']}"
+        if workload.remote:  # /r/<source>/<stages>/-/<object path>@<format>
+            key = upstream.object_key(workload, p)
+            return sign_url(f"/r/{upstream.SOURCE}/{chain}/-/{key}@{workload.ext}", SIGNING_SECRET)
+        image = IMAGE_IDS[workload.source]
         return sign_url(
             f"/i/{image}/{chain}/{workload.name.lower()}.{workload.ext}", SIGNING_SECRET
         )
@@ -245,7 +280,9 @@ class Thumbor(Server):
     """thumbor from PyPI in its own venv, signed URLs (``SECURITY_KEY``, no unsafe URLs),
     file loader, no original storage; result storage off (cold) or file result storage
     shared by every instance (hot); gifsicle engine for animated GIFs when ``gifsicle`` is on
-    PATH. ``instances`` > 1: that many single-process ``thumbor -p PORT`` behind an nginx the
+    PATH. W6 ("remote"): the HTTP loader at its defaults, the upstream its one allowed
+    source, ``THUMBOR_REMOTE_STORAGE`` shared by the instances, result storage off.
+    ``instances`` > 1: that many single-process ``thumbor -p PORT`` behind an nginx the
     harness starts (``benchmarks.nginx``), thumbor's production layout; 1: the process alone."""
 
     def __init__(self, name: str, instances: int, threadpool: int) -> None:
@@ -305,6 +342,16 @@ class Thumbor(Server):
             )
         else:
             lines["RESULT_STORAGE"] = "None"
+        if mode == "remote":
+            originals = work / f"{self.name}-originals"
+            shutil.rmtree(originals, ignore_errors=True)
+            lines.update(
+                LOADER="'thumbor.loaders.http_loader'",
+                ALLOWED_SOURCES=repr([self.upstream.split(":")[0]]),
+                STORAGE=repr(THUMBOR_REMOTE_STORAGE),
+                FILE_STORAGE_ROOT_PATH=repr(str(originals)),
+            )
+            del lines["FILE_LOADER_ROOT_PATH"]
         conf.write_text("".join(f"{k} = {v}\n" for k, v in lines.items()))
         return conf
 
@@ -344,7 +391,10 @@ class Thumbor(Server):
         if workload.ext != workload.source.rsplit(".", 1)[1]:
             filters.append(f"format({workload.ext})")
         f = f"filters:{':'.join(filters)}/" if filters else ""
-        signed = f"{size}{f}{workload.source}"
+        image = workload.source
+        if workload.remote:  # the HTTP loader's form: host:port/path, scheme left out
+            image = self.upstream + upstream.object_path(workload, p)
+        signed = f"{size}{f}{image}"
         return f"/{thumbor_signature(signed)}/{signed}"
 
 
@@ -379,6 +429,8 @@ class Ipx(Server):
     def start(self, registry: Registry, work: Path, images: dict[str, Path], mode: str) -> int:
         port = free_port()
         env = dict(os.environ, PORT=str(port), WORKERS="2", IPX_DIR=str(images["w1.jpg"].parent))
+        if mode == "remote":  # its http storage, the upstream's host the one allowed domain
+            env["IPX_HTTP_DOMAINS"] = self.upstream.split(":")[0]
         argv = [shutil.which("node") or "node", str(self.folder / "server.mjs")]
         group = registry.start(
             f"ipx-{mode}", argv, env=env, cwd=self.folder, log=work / f"ipx-{mode}.log"
@@ -394,6 +446,8 @@ class Ipx(Server):
                 mods += f",q_{p['q']}"
         else:
             mods = f"extract_{p['x']}_{p['y']}_{p['cw']}_{p['ch']},rotate_{p['r']}"
+        if workload.remote:  # an id with a scheme goes to the http storage
+            return f"/{mods},f_{fmt}/http://{self.upstream}{upstream.object_path(workload, p)}"
         return f"/{mods},f_{fmt}/{workload.source}"
 
 

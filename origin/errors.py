@@ -155,3 +155,10 @@ class SourceTimeout(OriginError):
 class SourceMissing(SourceUnavailable):
     """The remote answered that the object does not exist (HTTP 404/410, S3 ``NoSuchKey``):
     502 for an upload from a URL; a ``/r/`` URL answers it as 404 ``not_found``."""
+
+
+class Forbidden(OriginError):
+    """The caller is known but may not do this (an admin route for operators only)."""
+
+    status = 403
+    code = "forbidden"

@@ -46,6 +46,7 @@ async def test_signup_login_me(local_api: Api) -> None:
         "image_count": 0,
         "storage_used_bytes": 0,
         "storage_quota_bytes": 5368709120,
+        "operator": False,
     }
     claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
     assert set(claims) == {"sub", "exp", "iat", "jti", "type"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,23 @@ def sources_env() -> dict[str, str]:
     return {}
 
 
+@asynccontextmanager
+async def remote_service(
+    tmp_path: Path, s3_server: str, settings: Callable[..., Settings], env: dict[str, str]
+) -> AsyncIterator[Remote]:
+    bucket = f"catalogue-{secrets.token_hex(4)}"
+    create_bucket(s3_server, bucket)
+    s3 = boto3.client("s3", endpoint_url=s3_server, **_boto_credentials())
+    async with source_server() as web:
+        ready = settings(
+            SOURCES_FILE=str(sources_file(tmp_path, web, s3_server, bucket)),
+            FETCH_ALLOW_LOOPBACK_FOR_TESTS="1",
+            **env,
+        )
+        async for service in start_service(ready):
+            yield Remote(service, web, s3, bucket)
+
+
 @pytest.fixture
 async def remote(
     tmp_path: Path,
@@ -93,14 +111,20 @@ async def remote(
     make_settings: Callable[..., Settings],
     sources_env: dict[str, str],
 ) -> AsyncIterator[Remote]:
-    bucket = f"catalogue-{secrets.token_hex(4)}"
-    create_bucket(s3_server, bucket)
-    s3 = boto3.client("s3", endpoint_url=s3_server, **_boto_credentials())
-    async with source_server() as web:
-        settings = make_settings(
-            SOURCES_FILE=str(sources_file(tmp_path, web, s3_server, bucket)),
-            FETCH_ALLOW_LOOPBACK_FOR_TESTS="1",
-            **sources_env,
-        )
-        async for service in start_service(settings):
-            yield Remote(service, web, s3, bucket)
+    """On SQLite and local storage."""
+    async with remote_service(tmp_path, s3_server, make_settings, sources_env) as ready:
+        yield ready
+
+
+@pytest.fixture
+async def backed_remote(
+    tmp_path: Path,
+    s3_server: str,
+    make_settings: Callable[..., Settings],
+    database_url: str,
+    storage_env: dict[str, str],
+) -> AsyncIterator[Remote]:
+    """On every (database × storage) pair."""
+    env = {"DATABASE_URL": database_url, **storage_env}
+    async with remote_service(tmp_path, s3_server, make_settings, env) as ready:
+        yield ready
