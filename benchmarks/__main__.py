@@ -9,6 +9,10 @@ peak RSS (sampled every 100 ms). Best run = highest req/s. Prints a markdown tab
 targets, and writes ``bench.json`` and ``bench.png`` under ``--out``, and a copy of both in
 a folder named after the run's start (UTC), so every run's raw numbers are kept. Every
 process started is in its own process group and is stopped on exit, error or Ctrl-C.
+
+W6 (a remote source: ``--workloads W6`` runs its two rows alone) also starts the loopback
+website its objects come from (``benchmarks/upstream.py``), once, before the servers, and
+starts each server a third time with that website as its remote source ("remote" mode).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import fidelity, report, wrk
+from benchmarks import fidelity, report, upstream, wrk
 from benchmarks import images as images_mod
 from benchmarks.floor_runs import floor
 from benchmarks.procs import (
@@ -36,7 +40,7 @@ from benchmarks.procs import (
 )
 from benchmarks.results_files import environment, write_results
 from benchmarks.servers import PEERS, ROOT, THUMBOR_THREADPOOL, Server, all_servers, http_get
-from benchmarks.workloads import WORKLOADS, Workload
+from benchmarks.workloads import WORKLOADS, Workload, select
 
 SLOW_FACTOR = 10.0  # a run lasts at least this many single-request times …
 MAX_RUN_SECONDS = 40.0  # … up to this
@@ -51,7 +55,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=10.0, help="seconds per run (default 10)")
     p.add_argument("--runs", type=int, default=3, help="runs per workload, best kept (default 3)")
     p.add_argument("--connections", type=int, default=8, help="wrk connections (default 8)")
-    p.add_argument("--workloads", default=",".join(WORKLOADS), help="e.g. W1,W3")
+    p.add_argument(
+        "--workloads",
+        default=",".join(WORKLOADS),
+        help="e.g. W1,W3; W6 = W6-cold,W6-warm (default: all)",
+    )
     p.add_argument(
         "--memory-connections",
         type=int,
@@ -75,10 +83,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="seed imgorigin's originals without their working copies (the pyramid's 'before')",
     )
     args = p.parse_args(argv)
-    args.workloads = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
-    unknown = [w for w in args.workloads if w not in WORKLOADS]
-    if unknown:
-        p.error(f"unknown workload(s): {', '.join(unknown)}")
+    try:
+        args.workloads = select(args.workloads)
+    except ValueError as exc:
+        p.error(f"unknown workload {exc} (known: {', '.join(WORKLOADS)}, W6)")
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
     return args
 
@@ -111,6 +119,16 @@ def fit_fidelity(body: bytes, source: Path) -> dict[str, Any]:
     return {"ssim": score.ssim, "ssim_worst_frame": score.worst, "ssim_frames": score.frames}
 
 
+def prime(server: Server, port: int, w: Workload) -> None:
+    """W6-warm: bring each of its remote objects into the server's source cache (one render
+    no measured request asks for), so that the runs measure renders of kept sources."""
+    for p in w.primers():
+        path = server.path(w, p)
+        status, _, body = http_get(port, path, timeout=120)
+        if status != 200:
+            raise RuntimeError(f"priming {path[:80]} → {status} {body[:120]!r}")
+
+
 def measure(
     registry: Registry,
     server: Server,
@@ -120,10 +138,14 @@ def measure(
     args: Any,
     work: Path,
     source: Path,
+    upstream_roots: tuple[int, ...] = (),
 ) -> dict[str, Any]:
+    """Probe, warm up and run ``w`` against ``server``. ``upstream_roots``: W6's upstream,
+    whose CPU is recorded apart (``upstream_cores``), neither the server's nor other load."""
     paths = [server.path(w, p) for p in server.params(w)]
     paths_file = work / f"{server.name}-{w.name}.paths"
     paths_file.write_text("\n".join(paths) + "\n")
+    prime(server, port, w)
     began = time.perf_counter()
     status, headers, body = http_get(port, paths[0], timeout=120)
     probe_seconds = time.perf_counter() - began
@@ -135,12 +157,13 @@ def measure(
     offset = 0 if w.mode == "hot" else 1
     script = work / "paths.lua"
 
-    load = [0.0, 0.0]  # wrk's cores and other processes' cores during the last run
+    load = [0.0, 0.0, 0.0]  # wrk's, other processes' and the upstream's cores in the last run
 
     def once(seconds: float, connections: int) -> tuple[wrk.WrkResult, float, RssSampler]:
         nonlocal offset
         cpu0, busy0 = cpu_seconds(*roots), machine_busy_seconds()
         wrk0, self0 = children_cpu_seconds(), self_cpu_seconds()
+        upstream0 = cpu_seconds(*upstream_roots)
         with RssSampler(*roots) as rss:
             result = wrk.run(
                 registry,
@@ -154,9 +177,11 @@ def measure(
         cpu = cpu_seconds(*roots) - cpu0
         wrk_cpu = children_cpu_seconds() - wrk0
         harness_cpu = self_cpu_seconds() - self0
-        others = max(0.0, machine_busy_seconds() - busy0 - cpu - wrk_cpu - harness_cpu)
+        upstream_cpu = cpu_seconds(*upstream_roots) - upstream0
+        busy = machine_busy_seconds() - busy0
+        others = max(0.0, busy - cpu - wrk_cpu - harness_cpu - upstream_cpu)
         span = result.seconds or 1.0
-        load[:] = [wrk_cpu / span, others / span]
+        load[:] = [wrk_cpu / span, others / span, upstream_cpu / span]
         if w.mode == "cold":  # never reuse a URL: skip what was sent, and what was in flight
             offset += result.requests + connections + 8
         return result, cpu, rss
@@ -192,11 +217,15 @@ def measure(
                 "other_cores": load[1],
             }
         )
+        if upstream_roots:
+            runs[-1]["upstream_cores"] = load[2]
         print(
             f"  {server.name} {w.name}: {r.rps:7.1f} req/s  p50 {r.p50_ms:7.1f} ms  "
             f"p99 {r.p99_ms:7.1f} ms  cpu {runs[-1]['cpu_ms_per_req'] or 0:6.1f} ms/req  "
             f"rss {rss / 1e6:5.0f} MB (max/process {sampled.peak_process / 1e6:.0f})  errors {sum(r.errors.values())}  "
-            f"(wrk {load[0]:.2f} cores, others {load[1]:.2f})",
+            f"(wrk {load[0]:.2f} cores, others {load[1]:.2f}"
+            + (f", upstream {load[2]:.2f}" if upstream_roots else "")
+            + ")",
             flush=True,
         )
         if load[1] > OTHER_LOAD_WARN:
@@ -242,6 +271,7 @@ def bench_server(
     args: Any,
     images: dict[str, Path],
     work: Path,
+    upstream_roots: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "note": server.note,
@@ -250,8 +280,8 @@ def bench_server(
         "idle_rss_bytes": {},
         "process_groups": {},
     }
-    for mode in ("cold", "hot"):
-        todo = [w for w in wanted if w.mode == mode and server.supports(w)]
+    for mode in ("cold", "remote", "hot"):
+        todo = [w for w in wanted if w.server_mode == mode and server.supports(w)]
         if not todo:
             continue
         before = set(registry.groups)
@@ -266,7 +296,15 @@ def bench_server(
                 print(f"{server.name} · {w.name} ({w.title})", flush=True)
                 try:
                     out["workloads"][w.name] = measure(
-                        registry, server, port, roots, w, args, work, images[w.source]
+                        registry,
+                        server,
+                        port,
+                        roots,
+                        w,
+                        args,
+                        work,
+                        images[w.source],
+                        upstream_roots if w.remote else (),
                     )
                 except RuntimeError as exc:
                     out["workloads"][w.name] = {"error": str(exc)[:500]}
@@ -323,6 +361,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         PEERS.mkdir(parents=True, exist_ok=True)
+        upstream_roots: tuple[int, ...] = ()
+        if any(w.remote for w in wanted):
+            print("starting W6's upstream (nginx, one photo under every object path)…", flush=True)
+            site = upstream.start(registry, work, images["w1.jpg"])
+            upstream_roots = (site.group.pid,)
+            results["upstream"] = upstream.describe(site, images["w1.jpg"])
+            for server in servers:
+                server.upstream = site.host
         for server in servers:
             print(f"preparing {server.name}…", flush=True)
             reason = server.install(PEERS / f"{server.name}-install.log")
@@ -331,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
                 results["skipped"][server.name] = reason
                 continue
             results["servers"][server.name] = bench_server(
-                registry, server, wanted, args, images, work
+                registry, server, wanted, args, images, work, upstream_roots
             )
         registry.stop_all()
         print("floor (in-process pipeline)…", flush=True)

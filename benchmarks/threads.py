@@ -72,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2
     w = WORKLOADS[args.workload]
+    if w.remote:  # the profile runs one worker in process, without W6's upstream
+        print(
+            f"{w.name} is not profiled here: python -m benchmarks --workloads W6", file=sys.stderr
+        )
+        return 2
     images = build(PEERS / "images")
     work = Path(tempfile.mkdtemp(prefix="imgorigin-threads-"))
     try:

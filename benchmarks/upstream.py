@@ -77,6 +77,17 @@ def write_sources(path: Path, host: str) -> Path:
     return path
 
 
+def describe(site: Upstream, photo: Path) -> dict[str, Any]:
+    """What bench.json records about the upstream."""
+    return {
+        "server": nginx.version(),
+        "port": site.port,
+        "paths": f"{LOCATION}<object>/{photo.name}",
+        "bytes": photo.stat().st_size,
+        "imgorigin_sources_file": sources_config(site.host),
+    }
+
+
 def start(registry: Registry, work: Path, photo: Path) -> Upstream:
     """The static server answering ``photo`` under every object path, once it does. Run as
     root, nginx's workers are ``nobody``: the photo and its folders must be readable by

@@ -173,6 +173,7 @@ function signedOut(message) {
   $("#app-view").hidden = true;
   $("#account").hidden = true;
   $("#builder").hidden = true;
+  $("#sources").hidden = true;
   $("#gallery").replaceChildren();
   $("#uploads").replaceChildren();
   $("#auth-view").hidden = false;
@@ -201,6 +202,40 @@ async function loadMe() {
   meter.optimum = 0;
   $("#quota-text").textContent =
     `${formatBytes(me.storage_used_bytes)} of ${formatBytes(me.storage_quota_bytes)} used`;
+  if (me.operator) await loadSources();
+}
+
+// ---- remote sources (operator accounts) --------------------------------------------------------
+
+async function loadSources() {
+  const { items } = await api("/sources");
+  const select = $("#source-name");
+  select.replaceChildren(
+    ...items.map((source) => {
+      const option = document.createElement("option");
+      option.value = source.name;
+      option.textContent = `${source.name} (${source.type})`;
+      option.dataset.where = source.base_url || (source.hosts || []).join(", ") ||
+        `s3://${source.bucket}/${source.prefix || ""}`;
+      return option;
+    }),
+  );
+  const describe = () => {
+    const chosen = select.selectedOptions[0];
+    $("#source-info").textContent = chosen ? `Objects of ${chosen.dataset.where}` : "";
+  };
+  select.onchange = describe;
+  describe();
+  $("#sources").hidden = items.length === 0;
+}
+
+function setUpSourceForm() {
+  $("#source-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const source = $("#source-name").value;
+    const path = $("#source-path").value.trim().replace(/^\/+/, "");
+    if (source && path) openBuilder({ kind: "source", source, path, original_filename: path });
+  });
 }
 
 // ---- uploads -------------------------------------------------------------------------------
@@ -772,7 +807,10 @@ function onControlsChanged() {
 function openBuilder(image) {
   state.selected = image;
   $("#builder").hidden = false;
-  $("#builder-name").textContent = `— ${image.original_filename} (${image.width} × ${image.height})`;
+  $("#builder-name").textContent =
+    image.kind === "source"
+      ? `— ${image.source}: ${image.path}`
+      : `— ${image.original_filename} (${image.width} × ${image.height})`;
   if ($("#controls").dataset.grammar === "error") loadGrammar();
   fillOverlayChoices();
   onControlsChanged();
@@ -794,10 +832,16 @@ function setPreviewState(name) {
   figure.setAttribute("aria-busy", String(name === "loading"));
 }
 
+// The server signs (an operator key for a source object): no key ever reaches the browser.
 async function mint(image, transform, format, expires) {
   const body = { transform };
   if (format) body.format = format;
   if (expires) body.expires_in = Number(expires);
+  if (image.kind === "source") {
+    body.path = image.path;
+    const name = encodeURIComponent(image.source);
+    return (await api(`/sources/${name}/url`, { method: "POST", json: body })).url;
+  }
   return (await api(`/images/${image.id}/url`, { method: "POST", json: body })).url;
 }
 
@@ -882,6 +926,10 @@ function forgetPicture() {
 async function copyPicture() {
   const image = state.selected;
   if (!image) return;
+  if (image.kind === "source") {
+    $("#picture-error").textContent = "The <picture> element is made for uploaded images.";
+    return;
+  }
   const button = $("#copy-picture");
   const chain = $("#chain").value.trim().replace(/^\/+|\/+$/g, "");
   forgetPicture();
@@ -949,6 +997,7 @@ function start() {
   $("#builder-title").tabIndex = -1;
   setUpDropzone();
   setUpUrlForm();
+  setUpSourceForm();
   setUpBuilder();
   signedOut("");
   document.body.dataset.ready = "true";
