@@ -1,4 +1,4 @@
-"""The ``imgorigin`` command: serve, migrate, sign, gc.
+"""The ``imgorigin`` command: serve, migrate, sign, rewrite-urls, gc.
 
 Settings are read and validated before anything starts; a bad value prints one line naming
 the variable and exits with status 2, without a traceback.
@@ -18,6 +18,7 @@ from typing import Any
 
 from imgorigin.orphans import DEFAULT_MIN_AGE_SECONDS, collect_garbage
 from imgorigin.protocol import Deadlines
+from imgorigin.rewrite import rewrite as rewrite_urls
 from imgorigin.supervisor import GRACEFUL_SECONDS, Listen, Supervisor
 from origin.services import open_services
 from origin.settings import Settings, SettingsError
@@ -47,6 +48,18 @@ def _parser() -> argparse.ArgumentParser:
         help="sign PATH as a policy template (w_*, dpr_*, .*), e.g. w_320to1280by160.f_webp-jpg",
     )
 
+    rewrite = commands.add_parser(
+        "rewrite-urls",
+        help="read imgproxy or thumbor URLs on stdin, print signed /r/ URLs of a source",
+    )
+    rewrite.add_argument("--source", required=True, metavar="NAME")
+    rewrite.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="where the source's objects live in the old URLs (default: the source's base_url)",
+    )
+    rewrite.add_argument("--from", dest="dialect", choices=("imgproxy", "thumbor"), default="imgproxy")
+    rewrite.add_argument("--origin", default="", metavar="URL", help="prefix, e.g. https://img.example")
     gc = commands.add_parser("gc", help="remove stored objects that no row refers to")
     gc.add_argument(
         "--min-age",
@@ -63,7 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # `sign` and `gc` work on an existing deployment: run from another folder they must
         # not mint a secrets file there (`serve` and `migrate` start one).
-        settings = Settings.from_environ(os.environ, generate=args.command not in ("sign", "gc"))
+        settings = Settings.from_environ(
+            os.environ, generate=args.command not in ("sign", "gc", "rewrite-urls")
+        )
     except SettingsError as exc:
         print(f"imgorigin: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -82,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("imgorigin: PATH must start with /", file=sys.stderr)
             return 2
         return _sign(settings, args)
+    if args.command == "rewrite-urls":
+        return _rewrite(settings, args)
     if args.command == "gc":
         removed = asyncio.run(_gc(settings, args.min_age))
         for name in removed:
@@ -102,6 +119,26 @@ def _sign(settings: Settings, args: argparse.Namespace) -> int:
         print(f"imgorigin: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _rewrite(settings: Settings, args: argparse.Namespace) -> int:
+    """One signed URL per translated line on stdout; each other line on stderr with why."""
+    source = settings.sources.get(args.source)
+    base_url = args.base_url or (source.base_url if source is not None else None)
+    if base_url is None:
+        print("imgorigin: --base-url is needed (the source has no base_url)", file=sys.stderr)
+        return 2
+    failed = 0
+    key = settings.url_signing_keys[0].secret
+    for line, url, reason in rewrite_urls(
+        sys.stdin, source=args.source, base_url=base_url, key=key, dialect=args.dialect
+    ):
+        if url is None:
+            failed += 1
+            print(f"imgorigin: cannot rewrite {line}: {reason}", file=sys.stderr)
+        else:
+            print(args.origin.rstrip("/") + url)
+    return 1 if failed else 0
 
 
 async def _migrate(settings: Settings) -> list[int]:
