@@ -321,7 +321,12 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Mint a signed /r/ URL of a source object (operator key)",
                     "security": AUTH,
                     "parameters": [
-                        {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+                        {
+                            "name": "name",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
                     ],
                     "requestBody": _body(
                         {

@@ -45,7 +45,9 @@ def described(source: Source) -> dict[str, Any]:
     where: dict[str, Any] = (
         {"bucket": source.bucket, "prefix": source.prefix}
         if source.type == "s3"
-        else {"base_url": source.base_url} if source.base_url else {"hosts": list(source.hosts)}
+        else {"base_url": source.base_url}
+        if source.base_url
+        else {"hosts": list(source.hosts)}
     )
     return {
         "name": source.name,

@@ -58,8 +58,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="where the source's objects live in the old URLs (default: the source's base_url)",
     )
-    rewrite.add_argument("--from", dest="dialect", choices=("imgproxy", "thumbor"), default="imgproxy")
-    rewrite.add_argument("--origin", default="", metavar="URL", help="prefix, e.g. https://img.example")
+    rewrite.add_argument(
+        "--from", dest="dialect", choices=("imgproxy", "thumbor"), default="imgproxy"
+    )
+    rewrite.add_argument(
+        "--origin", default="", metavar="URL", help="prefix, e.g. https://img.example"
+    )
     gc = commands.add_parser("gc", help="remove stored objects that no row refers to")
     gc.add_argument(
         "--min-age",

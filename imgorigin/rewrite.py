@@ -28,7 +28,13 @@ from urllib.parse import unquote
 from origin.signing import sign_url
 from origin.sources.paths import encode_key, parse_source_path
 
-IMGPROXY_RESIZE = {"fit": "fit", "fill": "fill", "fill-down": "fill", "force": "scale", "auto": "fit"}
+IMGPROXY_RESIZE = {
+    "fit": "fit",
+    "fill": "fill",
+    "fill-down": "fill",
+    "force": "scale",
+    "auto": "fit",
+}
 IMGPROXY_GRAVITY = {
     "sm": "auto",
     "ce": "center",
@@ -96,7 +102,9 @@ def imgproxy(path: str) -> tuple[list[str], str, str | None]:
     if "plain" in rest:
         at = rest.index("plain")
         options, target = rest[:at], unquote("/".join(rest[at + 1 :]))
-        target, _, ext = target.partition("@") if "@" in target.rsplit("/", 1)[-1] else (target, "", "")
+        target, _, ext = (
+            target.partition("@") if "@" in target.rsplit("/", 1)[-1] else (target, "", "")
+        )
     else:
         options, encoded = rest[:-1], rest[-1]
         encoded, _, ext = encoded.partition(".")
@@ -118,9 +126,19 @@ def imgproxy_option(option: str) -> list[str]:
         if not args or args[0] not in IMGPROXY_RESIZE:
             raise Untranslatable(f"resizing type in '{option}'")
         crop = [f"c_{IMGPROXY_RESIZE[args[0]]}"]
-        sizes = [f"{k}_{v}" for k, v in zip(("w", "h"), args[1:3], strict=False) if v not in ("", "0")]
+        sizes = [
+            f"{k}_{v}" for k, v in zip(("w", "h"), args[1:3], strict=False) if v not in ("", "0")
+        ]
         return crop + sizes if name in ("rs", "resize") else crop
-    simple = {"w": "w", "width": "w", "h": "h", "height": "h", "q": "q", "quality": "q", "dpr": "dpr"}
+    simple = {
+        "w": "w",
+        "width": "w",
+        "h": "h",
+        "height": "h",
+        "q": "q",
+        "quality": "q",
+        "dpr": "dpr",
+    }
     if name in simple and len(args) == 1:
         return [] if args[0] == "0" else [f"{simple[name]}_{args[0]}"]
     if name in ("g", "gravity") and args and args[0] in IMGPROXY_GRAVITY:
@@ -147,9 +165,9 @@ def thumbor(path: str) -> tuple[list[str], str, str | None]:
             width, height = THUMBOR_SIZE.fullmatch(part).groups()  # type: ignore[union-attr]
             if width.startswith("-") or height.startswith("-"):
                 raise Untranslatable("flipping by a negative size")
-            tokens[:0] = [f"w_{width}"] * bool(width and width != "0") + [
-                f"h_{height}"
-            ] * bool(height and height != "0")
+            tokens[:0] = [f"w_{width}"] * bool(width and width != "0") + [f"h_{height}"] * bool(
+                height and height != "0"
+            )
         elif part.startswith("filters:"):
             ext = _thumbor_filters(part[len("filters:") :], tokens)
         else:

@@ -32,8 +32,14 @@ from cachetools import LRUCache, TTLCache
 from origin.analysis import analyse
 from origin.cache import Flights
 from origin.decode import read_header
-from origin.errors import InvalidImage, NotFound, OriginError, PayloadTooLarge, SourceMissing
-from origin.errors import SourceUnavailable
+from origin.errors import (
+    InvalidImage,
+    NotFound,
+    OriginError,
+    PayloadTooLarge,
+    SourceMissing,
+    SourceUnavailable,
+)
 from origin.records import SourceObjectRecord
 from origin.services import Services
 from origin.sources.config import Source
@@ -92,7 +98,9 @@ class SourceCache:
             )
             return self._keep(source, await self._update(source, key, object_id, row, read))
         except SourceMissing:
-            raise self._remember(source, object_id, NotFound(f"no such object in source '{source.name}'")) from None
+            raise self._remember(
+                source, object_id, NotFound(f"no such object in source '{source.name}'")
+            ) from None
         except PayloadTooLarge as exc:
             raise self._remember(source, object_id, SourceUnavailable(exc.message)) from None
         except InvalidImage as exc:

@@ -130,7 +130,7 @@ def _parse(name: str, entry: object) -> Source:
     if "fallback" in entry:
         values["fallback"] = _fallback(entry["fallback"])
     values.update(_http(entry) if kind == "http" else _s3(entry))
-    return Source(name=name, type=kind, **values)
+    return Source(name=name, type=str(kind), **values)
 
 
 def _number(entry: dict[str, Any], name: str) -> float:

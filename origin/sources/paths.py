@@ -78,7 +78,9 @@ def parse_source_path(path: str) -> SourcePath:
     try:
         end = segments.index(SEPARATOR, 1)
     except ValueError:
-        raise BadRequest("a source URL needs '/-/' between its stages and the object path") from None
+        raise BadRequest(
+            "a source URL needs '/-/' between its stages and the object path"
+        ) from None
     parts = segments[end + 1 :]
     if not parts or parts == [""]:
         raise BadRequest("a source URL names an object after '/-/'")

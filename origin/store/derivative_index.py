@@ -51,6 +51,7 @@ class Closable(Protocol):
 
 H = TypeVar("H", bound=Closable)
 
+
 @dataclass(frozen=True)
 class Index:
     """One derivative index: its rows' table, its q_auto choices' table, and the two

@@ -17,7 +17,6 @@ from origin.store.database import Database
 from origin.store.tables import source_derivatives, source_objects
 
 
-
 @dataclass(frozen=True)
 class SourceObjects:
     db: Database
@@ -114,7 +113,9 @@ def _values(record: SourceObjectRecord) -> dict[str, Any]:
 def _record(row: sa.Row[Any]) -> SourceObjectRecord:
     analysis = None
     if None not in (row.blurhash, row.dominant_color, row.focal_x, row.focal_y):
-        analysis = Analysis(row.blurhash, row.dominant_color, float(row.focal_x), float(row.focal_y))
+        analysis = Analysis(
+            row.blurhash, row.dominant_color, float(row.focal_x), float(row.focal_y)
+        )
     return SourceObjectRecord(
         id=row.id,
         source=row.source,

@@ -31,7 +31,10 @@ def sign_up(page: Any, base: str, email: str) -> None:
 
 
 def test_an_operator_previews_a_source_object(
-    base_env: dict[str, str], database_url: str, browser: Any, tmp_path: Path  # noqa: F811
+    base_env: dict[str, str],
+    database_url: str,
+    browser: Any,  # noqa: F811  (the fixture imported above)
+    tmp_path: Path,
 ) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     site = tmp_path / "site" / "media"

@@ -16,7 +16,9 @@ async def test_the_cache_on_every_backend(backed_remote: Remote) -> None:
     assert first.status_code == 200 and pixel(decode(first.content), 5, 5)[0] > 200
     again = await remote.get("/r/live/w_40/-/a.png@png")  # revalidated: 304 upstream
     assert again.headers["etag"] == first.headers["etag"]
-    remote.web.conditional("/media/a.png", quadrants().rot180().write_to_buffer(".png"), etag='"v2"')
+    remote.web.conditional(
+        "/media/a.png", quadrants().rot180().write_to_buffer(".png"), etag='"v2"'
+    )
     changed = await remote.get("/r/live/w_40/-/a.png@png")
     assert pixel(decode(changed.content), 5, 5) == [240, 230, 20]
     await remote.service.origin.derivatives.drain()

@@ -5,12 +5,10 @@ fallback image, the byte bound, and ownership (rows, prefix, no user's quota, gc
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import pytest
 
 from imgorigin.orphans import collect_garbage
-from origin.settings import Settings
 from tests.origin.delivery.conftest import decode, encoded, pixel, quadrants
 from tests.origin.sources.conftest import AUTH, Remote
 
@@ -89,7 +87,8 @@ async def test_a_missing_object_is_404_and_remembered(remote: Remote) -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "code"), [(500, "source_unavailable"), (503, "source_unavailable"), (403, "source_unavailable")]
+    ("status", "code"),
+    [(500, "source_unavailable"), (503, "source_unavailable"), (403, "source_unavailable")],
 )
 async def test_upstream_errors_are_502_and_not_remembered(
     remote: Remote, status: int, code: str
@@ -157,4 +156,6 @@ async def test_objects_belong_to_the_operator(remote: Remote) -> None:
     assert any(k.startswith(f"sources/web/{record.id}/derived/") for k in keys)
     assert await services.sources.total_bytes() > record.size_bytes
     assert await collect_garbage(services, min_age=0) == []  # gc keeps the source cache
-    assert not [info async for info in services.storage.objects() if not info.key.startswith("sources/")]
+    assert not [
+        info async for info in services.storage.objects() if not info.key.startswith("sources/")
+    ]

@@ -29,8 +29,12 @@ def test_a_good_file(tmp_path: Path, make_settings: Callable[..., Settings]) -> 
         {
             "shop": {"type": "http", "base_url": "https://media.shop.example/uploads"},
             "cdn": {"type": "http", "hosts": ["img.example.com", "*.cdn.example"], "ttl": 60},
-            "bucket": {"type": "s3", "bucket": "catalogue", "prefix": "products",
-                       "fallback": str(fallback)},
+            "bucket": {
+                "type": "s3",
+                "bucket": "catalogue",
+                "prefix": "products",
+                "fallback": str(fallback),
+            },
         },
     )
     shop, cdn, bucket = (settings.sources[n] for n in ("shop", "cdn", "bucket"))
@@ -55,11 +59,24 @@ def test_a_good_file(tmp_path: Path, make_settings: Callable[..., Settings]) -> 
         ({"shop": {"type": "http", "hosts": []}}, '"hosts" must be a list'),
         ({"shop": {"type": "http", "base_url": "https://a.example/", "max_age": -1}}, '"max_age"'),
         ({"shop": {"type": "http", "base_url": "https://a.example/", "ttl": 1.5}}, "whole number"),
-        ({"shop": {"type": "http", "base_url": "https://a.example/", "bucket": "x"}}, "unknown field 'bucket'"),
-        ({"shop": {"type": "http", "base_url": "https://a.example/",
-                   "headers": {"X-Bad": "a\r\nInjected: 1"}}}, "one line of text"),
-        ({"shop": {"type": "http", "base_url": "https://a.example/", "headers": {"Host": "x"}}},
-         "the fetcher's own"),
+        (
+            {"shop": {"type": "http", "base_url": "https://a.example/", "bucket": "x"}},
+            "unknown field 'bucket'",
+        ),
+        (
+            {
+                "shop": {
+                    "type": "http",
+                    "base_url": "https://a.example/",
+                    "headers": {"X-Bad": "a\r\nInjected: 1"},
+                }
+            },
+            "one line of text",
+        ),
+        (
+            {"shop": {"type": "http", "base_url": "https://a.example/", "headers": {"Host": "x"}}},
+            "the fetcher's own",
+        ),
         ({"shop": {"type": "s3"}}, '"bucket" must be'),
         ({"shop": {"type": "s3", "bucket": "b", "prefix": "/abs"}}, '"prefix"'),
         ({"shop": {"type": "s3", "bucket": "b", "fallback": "/no/such/file.png"}}, "cannot read"),
@@ -74,7 +91,9 @@ def test_each_bad_entry_is_one_clear_line(
     assert message.startswith("SOURCES_FILE: ") and says in message and "\n" not in message
 
 
-def test_a_fallback_must_be_an_image(tmp_path: Path, make_settings: Callable[..., Settings]) -> None:
+def test_a_fallback_must_be_an_image(
+    tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
     text = tmp_path / "fallback.png"
     text.write_text("not an image")
     with pytest.raises(SettingsError, match="is not a JPEG, PNG"):
@@ -84,5 +103,5 @@ def test_a_fallback_must_be_an_image(tmp_path: Path, make_settings: Callable[...
 
 
 def test_a_missing_file_is_named(make_settings: Callable[..., Settings]) -> None:
-    with pytest.raises(SettingsError, match="SOURCES_FILE: cannot read /no/such/sources.json"):
+    with pytest.raises(SettingsError, match=r"SOURCES_FILE: cannot read /no/such/sources\.json"):
         make_settings(SOURCES_FILE="/no/such/sources.json")

@@ -23,8 +23,13 @@ def photo(remote: Remote) -> Remote:
 
 
 async def test_a_fit_in_every_output_format(photo: Remote) -> None:
-    for suffix, media in (("@webp", "image/webp"), ("@jpg", "image/jpeg"), ("@avif", "image/avif"),
-                          ("@gif", "image/gif"), ("", "image/png")):
+    for suffix, media in (
+        ("@webp", "image/webp"),
+        ("@jpg", "image/jpeg"),
+        ("@avif", "image/avif"),
+        ("@gif", "image/gif"),
+        ("", "image/png"),
+    ):
         answer = await photo.get(f"/r/web/w_200/-/{OBJECT}{suffix}")
         assert answer.status_code == 200, answer.text
         assert answer.headers["content-type"] == media

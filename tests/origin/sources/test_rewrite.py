@@ -22,10 +22,25 @@ def b64(text: str) -> str:
 @pytest.mark.parametrize(
     ("dialect", "old", "size", "media"),
     [
-        ("imgproxy", "/SIG/rs:fit:300:200/plain/{base}new%20in/caf%C3%A9.png@webp", (267, 200), "image/webp"),
-        ("imgproxy", "/insecure/rs:fill:300:200/g:sm/q:80/plain/{base}new%20in/caf%C3%A9.png", (300, 200), "image/png"),
+        (
+            "imgproxy",
+            "/SIG/rs:fit:300:200/plain/{base}new%20in/caf%C3%A9.png@webp",
+            (267, 200),
+            "image/webp",
+        ),
+        (
+            "imgproxy",
+            "/insecure/rs:fill:300:200/g:sm/q:80/plain/{base}new%20in/caf%C3%A9.png",
+            (300, 200),
+            "image/png",
+        ),
         ("imgproxy", "/SIG/w:100/{b64}.jpg", (100, 75), "image/jpeg"),
-        ("thumbor", "/unsafe/fit-in/300x200/filters:quality(80):format(webp)/{host}new%20in/caf%C3%A9.png", (267, 200), "image/webp"),
+        (
+            "thumbor",
+            "/unsafe/fit-in/300x200/filters:quality(80):format(webp)/{host}new%20in/caf%C3%A9.png",
+            (267, 200),
+            "image/webp",
+        ),
         ("thumbor", "/HMAC=/120x120/smart/{host}new%20in/caf%C3%A9.png", (120, 120), "image/png"),
     ],
 )
@@ -38,8 +53,11 @@ async def test_rewritten_urls_answer_as_the_old_ones_did(
         base=base, b64=b64(base + "new in/café.png"), host=base.removeprefix("http://")
     )
     ((_, url, reason),) = rewrite(
-        [line], source="web", base_url=base if dialect == "imgproxy" else "https://" + base[7:],
-        key=OPERATOR_SECRET.encode(), dialect=dialect,
+        [line],
+        source="web",
+        base_url=base if dialect == "imgproxy" else "https://" + base[7:],
+        key=OPERATOR_SECRET.encode(),
+        dialect=dialect,
     )
     assert reason is None and url is not None
     answer = await remote.service.http.get(url)
@@ -59,10 +77,25 @@ def test_the_command_prints_what_it_can_and_says_what_it_cannot() -> None:
         ]
     )
     done = subprocess.run(
-        [IMGORIGIN, "rewrite-urls", "--source", "shop", "--origin", "https://img.example",
-         "--base-url", "https://media.shop.example/uploads/"],
-        input=lines, capture_output=True, text=True, timeout=60,
-        env={"PATH": os.environ["PATH"], "URL_SIGNING_KEYS": f"op:{OPERATOR_SECRET}", "JWT_SECRET": "j"},
+        [
+            IMGORIGIN,
+            "rewrite-urls",
+            "--source",
+            "shop",
+            "--origin",
+            "https://img.example",
+            "--base-url",
+            "https://media.shop.example/uploads/",
+        ],
+        input=lines,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            "PATH": os.environ["PATH"],
+            "URL_SIGNING_KEYS": f"op:{OPERATOR_SECRET}",
+            "JWT_SECRET": "j",
+        },
     )
     assert done.returncode == 1
     (url,) = done.stdout.split()
