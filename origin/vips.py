@@ -33,6 +33,9 @@ import pyvips
 
 from origin import deadline
 from origin.errors import InvalidImage, OriginError
+from origin.magic import PNG_SIGNATURE, sniff_format
+
+__all__ = ["PNG_SIGNATURE", "sniff_format"]  # re-exported: the loading rule's first step
 
 log = logging.getLogger("origin.render")
 T = TypeVar("T")
@@ -56,38 +59,6 @@ def configure_libvips() -> None:
     pyvips.operation_block_set("VipsForeignLoad", True)
     for name in ALLOWED_LOADERS:
         pyvips.operation_block_set(name, False)
-
-
-# ---------------------------------------------------------------- magic bytes
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-AVIF_BRANDS = frozenset({b"avif", b"avis"})
-
-
-def ftyp_brands(data: bytes) -> frozenset[bytes]:
-    """The major and compatible brands of a leading ISO-BMFF `ftyp` box (empty if none)."""
-    if len(data) < 16 or data[4:8] != b"ftyp":
-        return frozenset()
-    size = int.from_bytes(data[:4], "big")
-    if not 16 <= size <= min(len(data), 4096):
-        return frozenset()
-    compatible = (data[i : i + 4] for i in range(16, size - 3, 4))
-    return frozenset({data[8:12], *compatible})
-
-
-def sniff_format(data: bytes) -> str | None:
-    """The format named by the magic bytes; None when it is not one of the five."""
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if data.startswith(PNG_SIGNATURE):
-        return "png"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
-    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    if ftyp_brands(data) & AVIF_BRANDS:
-        return "avif"
-    return None
 
 
 # ---------------------------------------------------------------- loading

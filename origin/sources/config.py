@@ -24,7 +24,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
-from origin.vips import sniff_format
+from origin.magic import sniff_format
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}", re.ASCII)
 HOST = re.compile(r"(\*\.)?[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:[0-9]{1,5})?", re.ASCII)

@@ -74,6 +74,38 @@ def test_python_snippet(tmp_path: Path) -> None:
     assert run([sys.executable, str(program)]) == EXPECTED
 
 
+SOURCE_PATH = "/r/shop/w_300,h_200,c_fill/-/new%20in/caf%C3%A9@2x.jpg@webp"
+SOURCE_S = (
+    "hojeJroyJ4z6Mihn3qFiCFwuOVtE4Oznu6xC7N976Sk",
+    "OhVUbh1GDHYY_FS2MrT5gZSon2Rfo7fX1ffAf1R1OWs",
+)
+
+
+def test_the_snippets_sign_source_urls(tmp_path: Path) -> None:
+    """docs/signing.md's /r/ vector, by hand, by sign_url and by the Python and Node snippets."""
+    plain, with_exp = SOURCE_S
+    assert by_hand(KEY.encode(), SOURCE_PATH) == plain
+    assert by_hand(KEY.encode(), f"{SOURCE_PATH}?exp={EXP}") == with_exp
+    assert sign_url(SOURCE_PATH, KEY) == f"{SOURCE_PATH}?s={plain}"
+    assert SOURCE_PATH in DOC and plain in DOC and with_exp in DOC
+    program = tmp_path / "sign.py"
+    program.write_text(snippet("python"))
+    commands = [[sys.executable, str(program)]]
+    node = shutil.which("node")
+    if node is not None:
+        script = tmp_path / "sign.js"
+        script.write_text(snippet("javascript"))
+        commands.append([node, str(script)])
+    for command in commands:
+        outputs = [
+            subprocess.run(
+                [*command, SOURCE_PATH, KEY, *extra], capture_output=True, text=True, check=True
+            ).stdout.strip()
+            for extra in ([], [str(EXP)])
+        ]
+        assert outputs == [f"{SOURCE_PATH}?s={plain}", f"{SOURCE_PATH}?exp={EXP}&s={with_exp}"]
+
+
 def test_node_snippet(tmp_path: Path) -> None:
     node = shutil.which("node")
     if node is None:
