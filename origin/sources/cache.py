@@ -17,6 +17,10 @@ format, size and analysis), in this order:
    content hash, so a changed object never serves a stale derivative once revalidated.
 4. past ``SOURCE_CACHE_MAX_BYTES`` (objects and their derivatives), the objects read or
    revalidated longest ago are removed — rows first, then objects — until under it.
+
+An upstream that fails (5xx, no connection, a timeout) while a kept copy is revalidated does
+not take the copy away: it is answered (stale if error) and the upstream asked again after
+the source's ``missing_ttl``. An upstream that says the object is gone (404/410) does.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from origin.errors import (
     OriginError,
     PayloadTooLarge,
     SourceMissing,
+    SourceTimeout,
     SourceUnavailable,
 )
 from origin.records import SourceObjectRecord
@@ -105,6 +110,10 @@ class SourceCache:
             raise self._remember(source, object_id, SourceUnavailable(exc.message)) from None
         except InvalidImage as exc:
             raise self._remember(source, object_id, exc) from None
+        except (SourceUnavailable, SourceTimeout) as exc:
+            if row is None:
+                raise
+            return self._kept_through(source, row, exc)
 
     async def _update(
         self,
@@ -142,6 +151,20 @@ class SourceCache:
         self.known[record.id] = (record, time.monotonic() + max(0.0, source.ttl - age))
         self.missing.pop(record.id, None)
         return record
+
+    def _kept_through(
+        self, source: Source, row: SourceObjectRecord, error: OriginError
+    ) -> SourceObjectRecord:
+        """The upstream failed while revalidating a kept copy: answer with the copy (stale if
+        error, as a CDN would) and ask again after ``missing_ttl`` (at least a second)."""
+        log.warning(
+            "source %s: revalidating %s failed (%s); serving the kept copy",
+            source.name,
+            row.object_key[:200],
+            error.message,
+        )
+        self.known[row.id] = (row, time.monotonic() + max(1, source.missing_ttl))
+        return row
 
     def _remember(self, source: Source, object_id: str, error: OriginError) -> OriginError:
         if source.missing_ttl > 0:

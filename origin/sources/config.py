@@ -28,6 +28,10 @@ from origin.magic import sniff_format
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}", re.ASCII)
 HOST = re.compile(r"(\*\.)?[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:[0-9]{1,5})?", re.ASCII)
+# Headers the fetcher sets itself (origin.fetch): a source may not set them.
+OWN_HEADERS = frozenset(
+    {"host", "accept", "accept-encoding", "user-agent", "content-length", "connection"}
+)
 HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}", re.ASCII)
 MAX_FALLBACK_BYTES = 10 * 1024 * 1024
 # Numbers every source may set: name → (default, lowest, highest).
@@ -92,7 +96,8 @@ class Source:
 
 
 def load_sources(path: Path) -> Mapping[str, Source]:
-    """The sources ``path`` names, by name; ``SourceError`` (one line) for the first bad one."""
+    """The sources ``path`` names, by name; ``SourceError`` naming every bad entry (one line,
+    the entries' problems joined by ``; ``)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -101,7 +106,15 @@ def load_sources(path: Path) -> Mapping[str, Source]:
         raise SourceError(f"{path} is not valid JSON") from None
     if not isinstance(data, dict):
         raise SourceError('expected a JSON object {"name": {"type": "http", …}}')
-    return MappingProxyType({name: parse_source(name, entry) for name, entry in data.items()})
+    sources, problems = {}, []
+    for name, entry in data.items():
+        try:
+            sources[name] = parse_source(name, entry)
+        except SourceError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise SourceError("; ".join(problems))
+    return MappingProxyType(sources)
 
 
 def parse_source(name: str, entry: object) -> Source:
@@ -163,6 +176,8 @@ def _http(entry: dict[str, Any]) -> dict[str, Any]:
             raise SourceError('"base_url" must be an http or https URL')
         if parts.query or parts.fragment or parts.username or parts.password:
             raise SourceError('"base_url" has no query, fragment or credentials')
+        if "scheme" in entry:
+            raise SourceError('"scheme" is for a source of "hosts": "base_url" names its own')
         out["base_url"] = base_url if base_url.endswith("/") else base_url + "/"
         out["scheme"] = parts.scheme
         return out
@@ -186,7 +201,7 @@ def _headers(headers: object) -> dict[str, str]:
             raise SourceError(f'"headers": {name[:40]!r} is not a header name')
         if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
             raise SourceError(f'"headers": the value of {name!r} must be one line of text')
-        if name.lower() in ("host", "accept-encoding", "content-length", "connection"):
+        if name.lower() in OWN_HEADERS:
             raise SourceError(f'"headers": {name!r} is the fetcher\'s own')
     return dict(headers)
 

@@ -111,3 +111,24 @@ def test_table_shows_ssim_beside_bytes() -> None:
     assert "| out bytes | SSIM | out size |" in lines[0]
     assert "| 530,000 | 0.9751 (worst frame 0.9651) | 240×135 |" in lines[2]
     assert "| 517,622 | — | 240×135 |" in lines[3]
+
+
+def test_w6_targets_are_twice_thumbor_cold_and_three_times_warm() -> None:
+    """W6's issue: cold (fetch + render) ≥ 2×, warm (source kept) ≥ 3× the strong thumbor;
+    it sets no bytes or p99 target, so neither is checked."""
+    results = run_of(
+        {
+            "imgorigin": {
+                "W6-cold": measured(50.0, 900.0, 13_833),
+                "W6-warm": measured(90.0, 900.0, 13_833),
+            },
+            "thumbor": {
+                "W6-cold": measured(25.0, 100.0, 13_699),
+                "W6-warm": measured(31.0, 100.0, 9_000),
+            },
+        }
+    )
+    assert rows(report.targets(results)) == {
+        "W6-cold ≥ 2× thumbor": ("50.0 / 25.0 = **2.00×**", "met"),
+        "W6-warm ≥ 3× thumbor": ("90.0 / 31.0 = **2.90×**", "**missed**"),
+    }

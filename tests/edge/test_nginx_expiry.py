@@ -136,7 +136,7 @@ def directives(location: str) -> list[str]:
 
 def test_the_expiring_location_is_the_i_location_without_stale_copies() -> None:
     """Both locations proxy the same way with the same key; only staleness differs."""
-    routed, expiring = directives("/i/"), directives("@imgorigin_expiring")
+    routed, expiring = directives("~ ^/[ir]/"), directives("@imgorigin_expiring")
     assert routed[:4] == [
         "error_page 418 = @imgorigin_expiring;",
         "if ($imgorigin_expiring) {",

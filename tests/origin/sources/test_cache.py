@@ -56,6 +56,19 @@ async def test_a_changed_object_never_serves_a_stale_derivative(remote: Remote) 
     assert record.etag == '"v2"'
 
 
+async def test_a_failing_upstream_does_not_take_a_kept_copy_away(remote: Remote) -> None:
+    remote.web.conditional("/media/k.png", RED_FIRST)
+    first = await remote.get("/r/live/w_40/-/k.png@png")
+    remote.web.status("/media/k.png", 503)
+    kept = await remote.get("/r/live/w_40/-/k.png@png")
+    assert kept.status_code == 200 and kept.headers["etag"] == first.headers["etag"]
+    assert remote.web.count("/media/k.png") == 2  # it did ask
+    remote.web.status("/media/k.png", 404)
+    await asyncio.sleep(1.1)  # the retry interval (missing_ttl 0: one second)
+    gone = await remote.get("/r/live/w_40/-/k.png@png")
+    assert gone.status_code == 404  # a 404 takes it away
+
+
 async def test_the_ttl_keeps_the_upstream_out(remote: Remote) -> None:
     remote.web.conditional("/media/d.png", RED_FIRST)
     for width in (10, 20, 30):

@@ -77,6 +77,10 @@ def test_a_good_file(tmp_path: Path, make_settings: Callable[..., Settings]) -> 
             {"shop": {"type": "http", "base_url": "https://a.example/", "headers": {"Host": "x"}}},
             "the fetcher's own",
         ),
+        (
+            {"shop": {"type": "http", "base_url": "https://a.example/", "scheme": "http"}},
+            '"scheme" is for a source of "hosts"',
+        ),
         ({"shop": {"type": "s3"}}, '"bucket" must be'),
         ({"shop": {"type": "s3", "bucket": "b", "prefix": "/abs"}}, '"prefix"'),
         ({"shop": {"type": "s3", "bucket": "b", "fallback": "/no/such/file.png"}}, "cannot read"),
@@ -89,6 +93,20 @@ def test_each_bad_entry_is_one_clear_line(
         settings_with(tmp_path, make_settings, config)
     message = str(caught.value)
     assert message.startswith("SOURCES_FILE: ") and says in message and "\n" not in message
+
+
+def test_every_bad_entry_is_named(tmp_path: Path, make_settings: Callable[..., Settings]) -> None:
+    config = {
+        "a": {"type": "http"},
+        "ok": {"type": "http", "base_url": "https://a.example/"},
+        "b": {"type": "s3"},
+        "c": {"type": "http", "base_url": "https://a.example/", "headers": {"User-Agent": "x"}},
+    }
+    with pytest.raises(SettingsError) as caught:
+        settings_with(tmp_path, make_settings, config)
+    message = str(caught.value)
+    assert "source 'a': " in message and "source 'b': " in message and "source 'c': " in message
+    assert "source 'ok'" not in message and "\n" not in message
 
 
 def test_a_fallback_must_be_an_image(

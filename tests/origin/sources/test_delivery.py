@@ -123,3 +123,22 @@ async def test_a_bad_transform_is_400_before_any_fetch(photo: Remote) -> None:
     answer = await photo.get(f"/r/web/w_nope/-/{OBJECT}@png")
     assert answer.status_code == 400 and answer.json()["error"]["code"] == "bad_transform"
     assert photo.web.count(PHOTO) == 0
+
+
+async def test_q_auto_and_the_stored_tier(photo: Remote) -> None:
+    service = photo.service
+    answer = await photo.get(f"/r/web/w_200,q_auto/-/{OBJECT}@webp")
+    assert answer.status_code == 200 and decode(answer.content).width == 200
+    await service.origin.derivatives.drain()
+    key = service.origin.derivatives.memory._lru.keys()  # the derivative just rendered
+    (made,) = [k for k in key if k.canonical.endswith("f_webp,q_auto")]
+    rows = service.services.source_derivatives
+    choice = await rows.auto_quality(made.image_id, made.choice)
+    assert choice is not None and 30 <= choice.quality <= 95  # kept with the object's rows
+    assert await rows.get(made.image_id, made.variant) is not None
+    service.origin.derivatives.memory.forget_image(made.image_id)
+    before = await service.metric("imgorigin_cache_hits_total", tier="store")
+    again = await photo.get(f"/r/web/w_200,q_auto/-/{OBJECT}@webp")
+    assert again.content == answer.content
+    assert await service.metric("imgorigin_cache_hits_total", tier="store") == before + 1
+    assert photo.web.count(PHOTO) == 1
