@@ -20,8 +20,9 @@ from imgorigin.orphans import DEFAULT_MIN_AGE_SECONDS, collect_garbage
 from imgorigin.protocol import Deadlines
 from imgorigin.rewrite import rewrite as rewrite_urls
 from imgorigin.supervisor import GRACEFUL_SECONDS, Listen, Supervisor
+from origin.environ import SettingsError
 from origin.services import open_services
-from origin.settings import Settings, SettingsError
+from origin.settings import Settings
 from origin.signing import sign_policy, sign_url
 from origin.store.database import Database
 from origin.store.migrations import migrate

@@ -18,13 +18,12 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from origin.environ import SettingsError, _choice, _integer, _list, _number, _url
 from origin.permissions import make_private_dirs
 from origin.sources.config import Source, SourceError, load_sources
-
-T = TypeVar("T")
 
 # The widths w_auto snaps up to (origin/hints.py) when AUTO_WIDTHS is not set.
 DEFAULT_AUTO_WIDTHS = (160, 320, 480, 640, 768, 1024, 1280, 1536, 1920, 2560)
@@ -32,14 +31,6 @@ DEFAULT_AUTO_WIDTHS = (160, 320, 480, 640, 768, 1024, 1280, 1536, 1920, 2560)
 DEFAULT_AUTO_QUALITY_SSIM = 0.96
 # Production refuses a JWT_SECRET or URL-signing secret shorter than this (bytes, UTF-8).
 MIN_SECRET_BYTES = 32
-
-
-class SettingsError(ValueError):
-    """A configuration value is missing or invalid; ``str()`` is one line naming it."""
-
-    def __init__(self, variable: str, problem: str) -> None:
-        super().__init__(f"{variable}: {problem}")
-        self.variable = variable
 
 
 @dataclass(frozen=True)
@@ -287,60 +278,6 @@ def parse_signing_keys(text: str) -> tuple[SigningKey, ...]:
     if len({k.key_id for k in keys}) != len(keys):
         raise SettingsError("URL_SIGNING_KEYS", "key ids must be unique")
     return tuple(keys)
-
-
-def _parsed(
-    environ: Mapping[str, str], name: str, default: T, convert: Callable[[str], T], expect: str
-) -> T:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return convert(raw)
-    except ValueError:
-        raise SettingsError(name, f"expected {expect}, got {raw[:40]!r}") from None
-
-
-def _integer(
-    environ: Mapping[str, str], name: str, default: int, low: int, high: int | None = None
-) -> int:
-    value = _parsed(environ, name, default, lambda s: int(s, 10), "an integer")
-    if value < low or (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise SettingsError(name, f"must be {bound}, got {value}")
-    return value
-
-
-def _number(
-    environ: Mapping[str, str], name: str, default: float, low: float, high: float
-) -> float:
-    value = _parsed(environ, name, default, float, "a number")
-    if not low <= value <= high:
-        raise SettingsError(name, f"must be between {low} and {high}, got {value}")
-    return value
-
-
-def _choice(environ: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
-    value = environ.get(name, "").strip() or default
-    if value not in allowed:
-        raise SettingsError(name, f"must be one of {', '.join(allowed)}, got {value[:40]!r}")
-    return value
-
-
-def _list(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in environ.get(name, "").split(",") if item.strip())
-
-
-def _url(
-    environ: Mapping[str, str], name: str, schemes: tuple[str, ...] = ("http", "https")
-) -> str | None:
-    value = environ.get(name, "").strip()
-    if not value:
-        return None
-    parts = urlsplit(value)
-    if parts.scheme not in schemes or not (parts.netloc or parts.scheme == "unix"):
-        raise SettingsError(name, f"expected a {'/'.join(schemes)} URL, got {value[:60]!r}")
-    return value
 
 
 def _database_url(environ: Mapping[str, str]) -> str:

@@ -35,7 +35,7 @@ from cachetools import LRUCache, TTLCache
 
 from origin.analysis import analyse
 from origin.cache import Flights
-from origin.decode import read_header
+from origin.decode import Header, read_header
 from origin.errors import (
     InvalidImage,
     NotFound,
@@ -45,7 +45,7 @@ from origin.errors import (
     SourceTimeout,
     SourceUnavailable,
 )
-from origin.records import SourceObjectRecord
+from origin.records import Analysis, SourceObjectRecord
 from origin.services import Services
 from origin.sources.config import Source
 from origin.sources.upstream import Read, Upstream
@@ -212,22 +212,38 @@ def inspect(
     analysis."""
     limits = services.limits
     header = read_header(body, limits.max_source_pixels)
+    analysis = analyse(body, limits=limits)
+    return kept_object(source.name, object_id, key, body, header, read, analysis)
+
+
+def kept_object(
+    source: str,
+    object_id: str,
+    key: str,
+    body: bytes,
+    header: Header,
+    read: Read | None = None,
+    analysis: Analysis | None = None,
+    folder: str | None = None,
+) -> SourceObjectRecord:
+    """The record of ``body`` kept for a source at
+    ``sources/<source>/<folder: the object id>/<hash>.<ext>`` (content-addressed)."""
     content_hash = hashlib.sha256(body).hexdigest()
-    now = datetime.now(UTC)
     ext = FILE_EXTENSIONS[header.format]
+    now = datetime.now(UTC)
     return SourceObjectRecord(
         id=object_id,
-        source=source.name,
+        source=source,
         object_key=key,
-        storage_key=f"sources/{source.name}/{object_id}/{content_hash[:16]}.{ext}",
+        storage_key=f"sources/{source}/{folder or object_id}/{content_hash[:16]}.{ext}",
         content_hash=content_hash,
         format=header.format,
         size_bytes=len(body),
         width=header.width,
         height=header.height,
-        etag=read.etag,
-        last_modified=read.last_modified,
+        etag=None if read is None else read.etag,
+        last_modified=None if read is None else read.last_modified,
         fetched_at=now,
         checked_at=now,
-        analysis=analyse(body, limits=limits),
+        analysis=analysis,
     )

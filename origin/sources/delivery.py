@@ -22,7 +22,6 @@ import hashlib
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from starlette.types import Receive, Scope, Send
 
@@ -33,11 +32,10 @@ from origin.errors import BadTransform, InvalidImage, NotFound, SourceTimeout, S
 from origin.records import SourceObjectRecord
 from origin.request import raw_path, read_headers, split_query
 from origin.services import Services
-from origin.sources.cache import SourceCache
+from origin.sources.cache import SourceCache, kept_object
 from origin.sources.config import Source
 from origin.sources.paths import parse_source_path, upstream_location
 from origin.sources.upstream import Upstream
-from origin.transforms.formats import FILE_EXTENSIONS
 
 # What the fallback image stands in for (a missing object, a failing or wrong upstream).
 FALLBACK_FOR = (NotFound, SourceUnavailable, SourceTimeout, InvalidImage)
@@ -78,23 +76,8 @@ def fallback_record(source: Source, max_source_pixels: int) -> SourceObjectRecor
     assert source.fallback is not None
     body = source.fallback.body
     header = read_header(body, max_source_pixels)
-    digest = hashlib.sha256(body).hexdigest()
-    now = datetime.now(UTC)
-    return SourceObjectRecord(
-        id=hashlib.sha256(f"{source.name}\0fallback".encode()).hexdigest()[:32],
-        source=source.name,
-        object_key="fallback",
-        storage_key=f"sources/{source.name}/fallback/{digest[:16]}.{FILE_EXTENSIONS[header.format]}",
-        content_hash=digest,
-        format=header.format,
-        size_bytes=len(body),
-        width=header.width,
-        height=header.height,
-        etag=None,
-        last_modified=None,
-        fetched_at=now,
-        checked_at=now,
-    )
+    object_id = hashlib.sha256(f"{source.name}\0fallback".encode()).hexdigest()[:32]
+    return kept_object(source.name, object_id, "fallback", body, header, folder="fallback")
 
 
 def source_cache_control(max_age: int, exp: str | None, now: float) -> str:

@@ -54,7 +54,7 @@ class Images:
                     content_hash=image.content_hash,
                     metadata_json=json.dumps(image.metadata, separators=(",", ":")),
                     created_at=image.created_at,
-                    **_analysis_values(image.analysis),
+                    **analysis_values(image.analysis),
                     working_copies=_working_copies_json(image.working_copies),
                 )
             )
@@ -152,7 +152,7 @@ def _image(row: sa.Row[Any]) -> ImageRecord:
         content_hash=row.content_hash,
         created_at=row.created_at,
         metadata=json.loads(row.metadata_json or "{}"),
-        analysis=_analysis(row),
+        analysis=analysis_of(row),
         working_copies=_working_copies(row.working_copies),
     )
 
@@ -168,14 +168,15 @@ def _working_copies_json(copies: tuple[WorkingCopy, ...]) -> str | None:
     return json.dumps([[c.width, c.height, c.storage_key] for c in copies], separators=(",", ":"))
 
 
-def _analysis(row: sa.Row[Any]) -> Analysis | None:
+def analysis_of(row: sa.Row[Any]) -> Analysis | None:
+    """The analysis columns of a row (an image's or a source object's), None if not all set."""
     values = (row.blurhash, row.dominant_color, row.focal_x, row.focal_y)
     if any(v is None for v in values):
         return None
     return Analysis(row.blurhash, row.dominant_color, float(row.focal_x), float(row.focal_y))
 
 
-def _analysis_values(analysis: Analysis | None) -> dict[str, Any]:
+def analysis_values(analysis: Analysis | None) -> dict[str, Any]:
     if analysis is None:
         return {}
     return {

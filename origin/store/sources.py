@@ -12,8 +12,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from origin.records import Analysis, SourceObjectRecord
+from origin.records import SourceObjectRecord
 from origin.store.database import Database
+from origin.store.images import analysis_of, analysis_values
 from origin.store.tables import source_derivatives, source_objects
 
 
@@ -89,8 +90,7 @@ class SourceObjects:
 
 
 def _values(record: SourceObjectRecord) -> dict[str, Any]:
-    analysis = record.analysis
-    return dict(
+    values = dict(
         source=record.source,
         object_key=record.object_key,
         storage_key=record.storage_key,
@@ -103,19 +103,15 @@ def _values(record: SourceObjectRecord) -> dict[str, Any]:
         last_modified=record.last_modified,
         fetched_at=record.fetched_at,
         checked_at=record.checked_at,
-        blurhash=None if analysis is None else analysis.blurhash,
-        dominant_color=None if analysis is None else analysis.dominant_color,
-        focal_x=None if analysis is None else analysis.focal_x,
-        focal_y=None if analysis is None else analysis.focal_y,
+        blurhash=None,
+        dominant_color=None,
+        focal_x=None,
+        focal_y=None,
     )
+    return {**values, **analysis_values(record.analysis)}
 
 
 def _record(row: sa.Row[Any]) -> SourceObjectRecord:
-    analysis = None
-    if None not in (row.blurhash, row.dominant_color, row.focal_x, row.focal_y):
-        analysis = Analysis(
-            row.blurhash, row.dominant_color, float(row.focal_x), float(row.focal_y)
-        )
     return SourceObjectRecord(
         id=row.id,
         source=row.source,
@@ -130,5 +126,5 @@ def _record(row: sa.Row[Any]) -> SourceObjectRecord:
         last_modified=row.last_modified,
         fetched_at=row.fetched_at,
         checked_at=row.checked_at,
-        analysis=analysis,
+        analysis=analysis_of(row),
     )

@@ -89,19 +89,38 @@ images = sa.Table(
     sa.Index("ix_images_user_created", "user_id", "created_at"),
 )
 
+
+def derivative_columns() -> list[sa.Column[Any]]:
+    """A derivative's columns after its owner's id: the same for uploads (here) and remote
+    source objects (below), so one repository serves both (origin.store.derivatives)."""
+    return [
+        # sha256 of the canonical plan (and negotiated format): the derivative's identity.
+        sa.Column("variant", sa.String(64), nullable=False),
+        sa.Column("storage_key", sa.String(200), nullable=False),
+        sa.Column("media_type", sa.String(40), nullable=False),
+        sa.Column("size_bytes", sa.BigInteger, nullable=False),
+        sa.Column("width", sa.Integer, nullable=False),
+        sa.Column("height", sa.Integer, nullable=False),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+    ]
+
+
+def choice_columns() -> list[sa.Column[Any]]:
+    """A q_auto choice's columns after its owner's id and ``variant`` (cache.Key.choice)."""
+    return [
+        sa.Column("format", sa.String(10), nullable=False),
+        sa.Column("quality", sa.Integer, nullable=False),
+        sa.Column("ssim", sa.Float, nullable=False),  # of the search sample at that quality
+        sa.Column("created_at", UTCDateTime, nullable=False),
+    ]
+
+
 transformed_images = sa.Table(
     "transformed_images",
     metadata,
     sa.Column("seq", SERIAL, primary_key=True, autoincrement=True),
     sa.Column("image_id", ID, sa.ForeignKey("images.id", ondelete="CASCADE"), nullable=False),
-    # sha256 of the canonical plan (and negotiated format): the derivative's identity.
-    sa.Column("variant", sa.String(64), nullable=False),
-    sa.Column("storage_key", sa.String(200), nullable=False),
-    sa.Column("media_type", sa.String(40), nullable=False),
-    sa.Column("size_bytes", sa.BigInteger, nullable=False),
-    sa.Column("width", sa.Integer, nullable=False),
-    sa.Column("height", sa.Integer, nullable=False),
-    sa.Column("created_at", UTCDateTime, nullable=False),
+    *derivative_columns(),
     sa.UniqueConstraint("image_id", "variant", name="uq_transformed_variant"),
 )
 
@@ -112,10 +131,7 @@ auto_qualities = sa.Table(
     metadata,
     sa.Column("image_id", ID, sa.ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("variant", sa.String(64), primary_key=True),
-    sa.Column("format", sa.String(10), nullable=False),
-    sa.Column("quality", sa.Integer, nullable=False),
-    sa.Column("ssim", sa.Float, nullable=False),  # of the search sample at that quality
-    sa.Column("created_at", UTCDateTime, nullable=False),
+    *choice_columns(),
 )
 
 refresh_tokens = sa.Table(
@@ -186,13 +202,7 @@ source_derivatives = sa.Table(
         nullable=False,
         key="image_id",
     ),
-    sa.Column("variant", sa.String(64), nullable=False),
-    sa.Column("storage_key", sa.String(200), nullable=False),
-    sa.Column("media_type", sa.String(40), nullable=False),
-    sa.Column("size_bytes", sa.BigInteger, nullable=False),
-    sa.Column("width", sa.Integer, nullable=False),
-    sa.Column("height", sa.Integer, nullable=False),
-    sa.Column("created_at", UTCDateTime, nullable=False),
+    *derivative_columns(),
     sa.UniqueConstraint("image_id", "variant", name="uq_source_derivative_variant"),
 )
 
@@ -207,8 +217,5 @@ source_auto_qualities = sa.Table(
         key="image_id",
     ),
     sa.Column("variant", sa.String(64), primary_key=True),
-    sa.Column("format", sa.String(10), nullable=False),
-    sa.Column("quality", sa.Integer, nullable=False),
-    sa.Column("ssim", sa.Float, nullable=False),
-    sa.Column("created_at", UTCDateTime, nullable=False),
+    *choice_columns(),
 )
