@@ -58,11 +58,11 @@ async def client(
             yield http
 
 
-async def raw_request(http: httpx.AsyncClient, url: str) -> tuple[int, bytes]:
-    """``GET url`` with its path exactly as written (httpx would remove ``.``/``..``
-    segments, as browsers do; an attacker's client need not): ``(status, body)``."""
+def get_scope(url: str) -> dict[str, Any]:
+    """The ASGI scope of a plain ``GET url`` (path and query) as uvicorn makes it, the path
+    exactly as written."""
     path, _, query = url.partition("?")
-    scope = {
+    return {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
@@ -76,6 +76,11 @@ async def raw_request(http: httpx.AsyncClient, url: str) -> tuple[int, bytes]:
         "client": ("127.0.0.1", 5000),
         "server": ("testserver", 80),
     }
+
+
+async def raw_request(http: httpx.AsyncClient, url: str) -> tuple[int, bytes]:
+    """``GET url`` with its path exactly as written (httpx would remove ``.``/``..``
+    segments, as browsers do; an attacker's client need not): ``(status, body)``."""
     sent: list[Message] = []
 
     async def receive() -> Message:
@@ -85,6 +90,6 @@ async def raw_request(http: httpx.AsyncClient, url: str) -> tuple[int, bytes]:
     async def send(message: Message) -> None:
         sent.append(message)
 
-    await http.asgi_app(scope, receive, send)  # type: ignore[attr-defined]
+    await http.asgi_app(get_scope(url), receive, send)  # type: ignore[attr-defined]
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return sent[0]["status"], body

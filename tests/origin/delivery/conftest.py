@@ -28,6 +28,7 @@ from origin.signing import sign_url
 from origin.store.database import Database
 from origin.store.migrations import migrate
 from tests.asgi import client, lifespan
+from tests.asgi import get_scope as http_scope
 from tests.conftest import OPERATOR_SECRET
 
 FORMATS = {
@@ -194,19 +195,4 @@ async def started_app(settings: Settings) -> AsyncIterator[tuple[Any, dict[str, 
 
 def get_scope(url: str, state: dict[str, Any]) -> dict[str, Any]:
     """The ASGI scope of a plain ``GET url`` (path and query) as uvicorn makes it."""
-    path, _, query = url.partition("?")
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query.encode(),
-        "root_path": "",
-        "headers": [(b"host", b"testserver")],
-        "client": ("127.0.0.1", 5000),
-        "server": ("testserver", 80),
-        "state": dict(state),
-    }
+    return {**http_scope(url), "state": dict(state)}
