@@ -36,6 +36,8 @@ log = logging.getLogger("imgorigin.fetch")
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MISSING = frozenset({404, 410})
+# A 304 answers only a request that asked with one of these (else it is an error status).
+CONDITIONAL = frozenset({"if-none-match", "if-modified-since"})
 CHUNK = 64 * 1024
 USER_AGENT = "imgorigin-fetch/1 (+https://github.com/imgorigin)"
 
@@ -114,7 +116,8 @@ async def fetch(
     """GET ``url`` under ``policy`` and ``limits``. ``headers`` (an origin's credentials, a
     conditional request's validators) go to the first URL's origin only and are dropped once
     a redirect leaves it; they never replace the fetcher's own (``Accept-Encoding:
-    identity``…). A 304 is answered as it is. Raises SourceRefused (400), SourceMissing
+    identity``…). A 304 to a conditional request (``If-None-Match``, ``If-Modified-Since``) is
+    answered as it is; to any other it is an error. Raises SourceRefused (400), SourceMissing
     (404/410), SourceUnavailable (502), SourceTimeout (504) or PayloadTooLarge (413); never
     the upstream's body or headers in a message."""
     try:
@@ -145,19 +148,16 @@ async def _follow(
     for _ in range(limits.max_redirects + 1):
         host = check_url(url, policy)
         addresses = await _vetted(host, url.port or 0, policy, resolve)
+        own = sent if _origin(url) == first else {}
         async with (
             _session(host, addresses, limits) as session,
-            session.get(
-                url,
-                headers={**(sent if _origin(url) == first else {}), **_headers()},
-                allow_redirects=False,
-            ) as response,
+            session.get(url, headers={**own, **_headers()}, allow_redirects=False) as response,
         ):
             if response.status in REDIRECTS and "Location" in response.headers:
                 url = _next_hop(url, response.headers["Location"])
                 continue
             etag, modified = response.headers.get("ETag"), response.headers.get("Last-Modified")
-            if response.status == 304:
+            if response.status == 304 and CONDITIONAL & {name.lower() for name in own}:
                 return Fetched(str(url), 304, "", b"", etag, modified)
             if response.status in MISSING:
                 raise SourceMissing(f"the source answered HTTP {response.status}")

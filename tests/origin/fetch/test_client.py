@@ -10,7 +10,13 @@ from collections.abc import AsyncIterator
 import pytest
 from yarl import URL
 
-from origin.errors import PayloadTooLarge, SourceRefused, SourceTimeout, SourceUnavailable
+from origin.errors import (
+    PayloadTooLarge,
+    SourceMissing,
+    SourceRefused,
+    SourceTimeout,
+    SourceUnavailable,
+)
 from origin.fetch import Limits, Policy, fetch
 from origin.fetch.client import _next_hop
 from tests.sources import SourceServer, source_server
@@ -115,6 +121,20 @@ async def test_error_statuses_are_502_without_the_upstreams_words(
         await fetch(url, policy(server), LIMITS)
     assert failed.value.message == f"the source answered HTTP {status}"
     assert "secret" not in str(failed.value.body())
+
+
+async def test_a_conditional_request_gets_its_304_and_the_validators(
+    server: SourceServer,
+) -> None:
+    url = server.conditional("/v.png", b"\x89PNG\r\n\x1a\nbody", etag='"v1"')
+    fresh = await fetch(url, policy(server), LIMITS)
+    assert (fresh.status, fresh.etag, fresh.body[:4]) == (200, '"v1"', b"\x89PNG")
+    same = await fetch(url, policy(server), LIMITS, headers={"If-None-Match": '"v1"'})
+    assert (same.status, same.body, same.etag) == (304, b"", '"v1"')
+    missing = server.status("/gone", 410)
+    with pytest.raises(SourceMissing) as gone:
+        await fetch(missing, policy(server), LIMITS)
+    assert (gone.value.status, gone.value.code) == (502, "source_unavailable")
 
 
 async def test_a_slow_body_times_out(server: SourceServer) -> None:
