@@ -229,7 +229,7 @@ def origin_part(settings: Settings) -> Part:
     async def start(services: Services, stack: AsyncExitStack) -> Mapping[str, Any]:
         origin = start_origin(services, metrics)
         stack.push_async_callback(origin.derivatives.drain)
-        sources = await start_sources(services, stack)
+        sources = await start_sources(services, stack, metrics)
         # Everything loaded so far (libvips bindings, SQLAlchemy, numpy…) lives as long as
         # the process: keep it out of the collector's full scans, which otherwise stall the
         # event loop in proportion to the heap (measured: see docs/origin.md).

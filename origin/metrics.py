@@ -58,6 +58,8 @@ class Metrics:
         self.ratelimit_store_failures = Count()
         self.writes_skipped = Count()  # derivatives not stored: too many writes pending
         self.auto_quality_searches: Tally[str] = Tally()  # by output format
+        # reads of remote source objects, by (source, result): origin.sources.cache
+        self.source_reads: Tally[tuple[str, str]] = Tally()
         self.registry.register(_Counters(self))
         self.render_seconds = Histogram(
             "imgorigin_render_seconds",
@@ -240,3 +242,13 @@ class _Counters(Collector):
         for fmt, count in sorted(m.auto_quality_searches.items()):
             searches.add_metric((fmt,), count)
         yield searches
+        reads = CounterMetricFamily(
+            "imgorigin_source_reads",
+            "Reads of remote source objects from their upstream, by source and result: "
+            "fetched (new bytes), not_modified (304), unchanged (the same bytes again), "
+            "missing (404/410), failed (an error status, a timeout, too large, not an image).",
+            labels=("source", "result"),
+        )
+        for (source, result), count in sorted(m.source_reads.items()):
+            reads.add_metric((source, result), count)
+        yield reads

@@ -45,6 +45,7 @@ from origin.errors import (
     SourceTimeout,
     SourceUnavailable,
 )
+from origin.metrics import Metrics
 from origin.records import Analysis, SourceObjectRecord
 from origin.services import Services
 from origin.sources.config import Source
@@ -61,8 +62,9 @@ EVICT_BATCH = 64
 class SourceCache:
     """This process's view of the source cache (made once in the origin's start)."""
 
-    def __init__(self, services: Services, upstream: Upstream) -> None:
+    def __init__(self, services: Services, upstream: Upstream, metrics: Metrics) -> None:
         self.services = services
+        self.reads = metrics.source_reads
         self.upstream = upstream
         self.rows = services.sources
         self.known: LRUCache[str, tuple[SourceObjectRecord, float]] = LRUCache(KNOWN_ENTRIES)
@@ -103,14 +105,17 @@ class SourceCache:
             )
             return self._keep(source, await self._update(source, key, object_id, row, read))
         except SourceMissing:
-            raise self._remember(
-                source, object_id, NotFound(f"no such object in source '{source.name}'")
-            ) from None
+            self.reads[source.name, "missing"] += 1
+            missing = NotFound(f"no such object in source '{source.name}'")
+            raise self._remember(source, object_id, missing) from None
         except PayloadTooLarge as exc:
+            self.reads[source.name, "failed"] += 1
             raise self._remember(source, object_id, SourceUnavailable(exc.message)) from None
         except InvalidImage as exc:
+            self.reads[source.name, "failed"] += 1
             raise self._remember(source, object_id, exc) from None
         except (SourceUnavailable, SourceTimeout) as exc:
+            self.reads[source.name, "failed"] += 1
             if row is None:
                 raise
             return self._kept_through(source, row, exc)
@@ -129,10 +134,12 @@ class SourceCache:
             row is not None and hashlib.sha256(body).hexdigest() == row.content_hash
         ):
             assert row is not None  # a 304 answers a conditional read, which needs a row
+            self.reads[source.name, "not_modified" if body is None else "unchanged"] += 1
             await self.rows.checked(object_id, now, read.etag, read.last_modified)
             return dataclasses.replace(
                 row, checked_at=now, etag=read.etag, last_modified=read.last_modified
             )
+        self.reads[source.name, "fetched"] += 1
         record = await self.services.pool.run(
             lambda: inspect(source, key, object_id, body, read, self.services)
         )

@@ -29,6 +29,7 @@ from origin.decode import read_header
 from origin.delivery import Origin, deliver
 from origin.derivatives import Wanted
 from origin.errors import BadTransform, InvalidImage, NotFound, SourceTimeout, SourceUnavailable
+from origin.metrics import Metrics
 from origin.records import SourceObjectRecord
 from origin.request import raw_path, read_headers, split_query
 from origin.services import Services
@@ -51,14 +52,15 @@ class Sources:
     fallbacks: Mapping[str, SourceObjectRecord]
 
 
-async def start_sources(services: Services, stack: AsyncExitStack) -> Sources:
+async def start_sources(services: Services, stack: AsyncExitStack, metrics: Metrics) -> Sources:
     """Open the S3 sources' clients and store each fallback image (once per version)."""
     upstream = await Upstream.open(services.settings, stack)
     fallbacks = {}
     for source in services.settings.sources.values():
         if source.fallback is not None:
             fallbacks[source.name] = await _stored_fallback(services, source)
-    return Sources(services.settings.sources, SourceCache(services, upstream), fallbacks)
+    cache = SourceCache(services, upstream, metrics)
+    return Sources(services.settings.sources, cache, fallbacks)
 
 
 async def _stored_fallback(services: Services, source: Source) -> SourceObjectRecord:

@@ -45,7 +45,6 @@ class Upstream:
     def __init__(self, settings: Settings, s3: Mapping[str, Any]) -> None:
         self.settings = settings
         self.s3 = s3  # source name → its aiobotocore client
-        self.reads = 0  # upstream requests made (tests, metrics)
 
     @classmethod
     async def open(cls, settings: Settings, stack: AsyncExitStack) -> Upstream:
@@ -67,7 +66,6 @@ class Upstream:
     async def read(
         self, source: Source, key: str, etag: str | None, last_modified: str | None
     ) -> Read:
-        self.reads += 1
         location = upstream_location(source, key)
         if source.type == "s3":
             return await self._s3(source, location, etag)

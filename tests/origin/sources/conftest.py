@@ -70,6 +70,7 @@ def sources_file(tmp_path: Path, web: SourceServer, s3_endpoint: str, bucket: st
             "type": "s3",
             "bucket": bucket,
             "prefix": "catalogue/",
+            "ttl": 0,  # revalidated on every request
             "endpoint_url": s3_endpoint,
             "region": "us-east-1",
             "access_key_id": _boto_credentials()["aws_access_key_id"],

@@ -11,7 +11,7 @@ from origin.errors import BadRequest
 from origin.records import SigningKeyRecord, new_id
 from origin.signing import sign_url
 from origin.sources.paths import encode_key, parse_source_path
-from tests.origin.delivery.conftest import encoded
+from tests.origin.delivery.conftest import decode, encoded
 from tests.origin.sources.conftest import Remote
 
 PHOTO = "/media/p.png"
@@ -88,6 +88,23 @@ async def test_an_s3_source_stays_in_its_prefix(remote: Remote) -> None:
     assert await remote.raw("/r/bucket/-/../private/secret.png") == (400, "bad_request")
     assert await remote.raw("/r/bucket/-/%2E%2E/private/secret.png") == (400, "bad_request")
     assert code(await remote.get("/r/bucket/-/private/secret.png")) == (404, "not_found")
+
+
+async def test_a_bucket_is_read_conditionally_and_never_written(remote: Remote) -> None:
+    remote.put_object("catalogue/c.png", encoded("png", 40, 30))
+    listing = remote.s3.list_objects_v2(Bucket=remote.bucket)["Contents"]
+    first = await remote.get("/r/bucket/w_20/-/c.png@png")
+    again = await remote.get("/r/bucket/w_20/-/c.png@png")  # ttl 0: IfNoneMatch → 304
+    assert first.headers["etag"] == again.headers["etag"]
+    reads = "imgorigin_source_reads_total"
+    assert await remote.service.metric(reads, source="bucket", result="not_modified") == 1
+    remote.put_object("catalogue/c.png", encoded("png", 80, 30))  # a new version
+    changed = await remote.get("/r/bucket/w_20/-/c.png@png")
+    assert changed.headers["etag"] != first.headers["etag"]
+    assert decode(changed.content).height == 8  # the new object's shape
+    assert await remote.service.metric(reads, source="bucket", result="fetched") == 2
+    after = remote.s3.list_objects_v2(Bucket=remote.bucket)["Contents"]
+    assert [o["Key"] for o in after] == [o["Key"] for o in listing] == ["catalogue/c.png"]
 
 
 def test_encoded_keys_round_trip() -> None:

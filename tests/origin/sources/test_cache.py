@@ -29,6 +29,9 @@ async def test_revalidation_asks_with_the_etag_and_keeps_the_bytes(remote: Remot
     sent = [seen.headers for seen in remote.web.seen]
     assert len(sent) == 2 and "If-None-Match" not in sent[0]
     assert sent[1]["If-None-Match"] == '"v1"'  # answered 304: nothing downloaded again
+    reads = "imgorigin_source_reads_total"
+    assert await remote.service.metric(reads, source="live", result="fetched") == 1
+    assert await remote.service.metric(reads, source="live", result="not_modified") == 1
 
 
 async def test_last_modified_when_there_is_no_etag(remote: Remote) -> None:
