@@ -12,7 +12,8 @@ process started is in its own process group and is stopped on exit, error or Ctr
 
 W6 (a remote source: ``--workloads W6`` runs its two rows alone) also starts the loopback
 website its objects come from (``benchmarks/upstream.py``), once, before the servers, and
-starts each server a third time with that website as its remote source ("remote" mode).
+starts each server once per W6 row with that website as its remote source
+(``Workload.server_mode``).
 """
 
 from __future__ import annotations
@@ -280,7 +281,7 @@ def bench_server(
         "idle_rss_bytes": {},
         "process_groups": {},
     }
-    for mode in ("cold", "remote", "hot"):
+    for mode in ("cold", "remote-cold", "remote-warm", "hot"):
         todo = [w for w in wanted if w.server_mode == mode and server.supports(w)]
         if not todo:
             continue

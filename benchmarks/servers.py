@@ -17,12 +17,13 @@ Every server gets the same machine (both cores) and listens on 127.0.0.1 only:
   earlier comparison, kept as a second row).
 - IPX 3 (npm, sharp with its bundled libvips): node cluster with 2 workers, fs storage.
 
-W6 (a remote source, ``benchmarks/upstream.py``) starts each server in a third mode,
-"remote", with caches as in cold mode, and with that server's way of reading from the
-loopback upstream configured: imgorigin's ``SOURCES_FILE`` (its source cache at its defaults:
-the objects kept in storage with a row, bounded at 1 GiB), thumbor's HTTP loader with its
-file storage as the source cache (``THUMBOR_REMOTE_STORAGE``), IPX's http storage (IPX keeps
-no source: every request fetches).
+W6 (a remote source, ``benchmarks/upstream.py``) starts each server once per row, in mode
+"remote-cold" or "remote-warm", with caches as in cold mode and with that server's way of
+reading from the loopback upstream configured: imgorigin's ``SOURCES_FILE`` (its source cache
+at its defaults: each object kept in storage with a row, bounded at 1 GiB); thumbor's HTTP
+loader, with the source storage that makes it strongest for the row
+(``THUMBOR_REMOTE_STORAGE``); IPX's http storage (IPX keeps no source, so every request
+fetches).
 """
 
 from __future__ import annotations
@@ -58,9 +59,14 @@ SIGNING_SECRET = "benchmark-signing-secret-0123456789abcdef"
 READY_SECONDS = 90.0
 CORES = os.cpu_count() or 1
 THUMBOR_THREADPOOL = 1  # per instance of the strong layout (measured: docs/performance.md)
-# thumbor's source storage in W6 (its default): keeps each fetched original on disk, as
-# imgorigin's source cache does, and W6-warm reads it from there (docs/performance.md, W6).
-THUMBOR_REMOTE_STORAGE = "thumbor.storages.file_storage"
+# thumbor's source storage in W6, its strongest per row (measured: docs/performance.md, W6):
+# none when every object is new (storing one costs a 4 MB write that is never read back),
+# its default file storage when the objects repeat (reading the kept file costs less than
+# fetching it again).
+THUMBOR_REMOTE_STORAGE = {
+    "remote-cold": "thumbor.storages.no_storage",
+    "remote-warm": "thumbor.storages.file_storage",
+}
 
 
 def free_port() -> int:
@@ -93,6 +99,11 @@ def wait_ready(group: Group, port: int, path: str) -> None:
     raise RuntimeError(f"{group.name} not ready after {READY_SECONDS:.0f}s:\n{group.tail()}")
 
 
+def is_remote(mode: str) -> bool:
+    """Whether a server mode is W6's ("remote-cold", "remote-warm")."""
+    return mode.startswith("remote-")
+
+
 @dataclass
 class Server(ABC):
     """A server under test; subclasses fill in install, start and path."""
@@ -115,7 +126,7 @@ class Server(ABC):
 
     @abstractmethod
     def start(self, registry: Registry, work: Path, images: dict[str, Path], mode: str) -> int:
-        """Start the server for ``mode`` ("cold", "hot" or "remote"); return its port."""
+        """Start the server for ``mode`` (``Workload.server_mode``); return its port."""
 
     @abstractmethod
     def path(self, workload: Workload, p: Params) -> str:
@@ -187,7 +198,7 @@ class Imgorigin(Server):
 
     def start(self, registry: Registry, work: Path, images: dict[str, Path], mode: str) -> int:
         data = work / f"imgorigin-{mode}"
-        if mode == "remote":
+        if is_remote(mode):
             env = self.prepare_remote(data)
         else:
             env = self.prepare(data, images, cache=(mode == "hot"))
@@ -280,8 +291,9 @@ class Thumbor(Server):
     """thumbor from PyPI in its own venv, signed URLs (``SECURITY_KEY``, no unsafe URLs),
     file loader, no original storage; result storage off (cold) or file result storage
     shared by every instance (hot); gifsicle engine for animated GIFs when ``gifsicle`` is on
-    PATH. W6 ("remote"): the HTTP loader at its defaults, the upstream its one allowed
-    source, ``THUMBOR_REMOTE_STORAGE`` shared by the instances, result storage off.
+    PATH. W6 (``remote-*``): the HTTP loader at its defaults, the upstream its one allowed
+    source, ``THUMBOR_REMOTE_STORAGE`` of the row shared by the instances, result storage
+    off.
     ``instances`` > 1: that many single-process ``thumbor -p PORT`` behind an nginx the
     harness starts (``benchmarks.nginx``), thumbor's production layout; 1: the process alone."""
 
@@ -342,13 +354,13 @@ class Thumbor(Server):
             )
         else:
             lines["RESULT_STORAGE"] = "None"
-        if mode == "remote":
-            originals = work / f"{self.name}-originals"
+        if is_remote(mode):
+            originals = work / f"{self.name}-originals-{mode}"
             shutil.rmtree(originals, ignore_errors=True)
             lines.update(
                 LOADER="'thumbor.loaders.http_loader'",
                 ALLOWED_SOURCES=repr([self.upstream.split(":")[0]]),
-                STORAGE=repr(THUMBOR_REMOTE_STORAGE),
+                STORAGE=repr(THUMBOR_REMOTE_STORAGE[mode]),
                 FILE_STORAGE_ROOT_PATH=repr(str(originals)),
             )
             del lines["FILE_LOADER_ROOT_PATH"]
@@ -429,7 +441,7 @@ class Ipx(Server):
     def start(self, registry: Registry, work: Path, images: dict[str, Path], mode: str) -> int:
         port = free_port()
         env = dict(os.environ, PORT=str(port), WORKERS="2", IPX_DIR=str(images["w1.jpg"].parent))
-        if mode == "remote":  # its http storage, the upstream's host the one allowed domain
+        if is_remote(mode):  # its http storage, the upstream's host the one allowed domain
             env["IPX_HTTP_DOMAINS"] = self.upstream.split(":")[0]
         argv = [shutil.which("node") or "node", str(self.folder / "server.mjs")]
         group = registry.start(

@@ -44,9 +44,11 @@ class Workload:
 
     @property
     def server_mode(self) -> str:
-        """How the servers are started for it: "cold", "hot", or "remote" (W6: the remote
-        source configured, caches as in "cold")."""
-        return "remote" if self.remote else self.mode
+        """How the servers are started for it: "cold", "hot", or for W6 "remote-cold" and
+        "remote-warm" (the remote source configured, caches as in "cold"; a start per row,
+        so that each peer runs as it is strongest for that row, and neither row's objects
+        are in the other's source cache)."""
+        return f"remote-{self.remote}" if self.remote else self.mode
 
     def params(self) -> list[Params]:
         if self.mode == "hot":
