@@ -230,6 +230,7 @@ def origin_part(settings: Settings) -> Part:
         origin = start_origin(services, metrics)
         stack.push_async_callback(origin.derivatives.drain)
         sources = await start_sources(services, stack, metrics)
+        stack.push_async_callback(sources.cache.drain)
         # Everything loaded so far (libvips bindings, SQLAlchemy, numpy…) lives as long as
         # the process: keep it out of the collector's full scans, which otherwise stall the
         # event loop in proportion to the heap (measured: see docs/origin.md).

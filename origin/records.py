@@ -147,6 +147,7 @@ class SourceObjectRecord:
     fetched_at: datetime
     checked_at: datetime
     analysis: Analysis | None = None
+    working_copies: tuple[WorkingCopy, ...] = ()  # smallest first, as an image's
 
     @property
     def owner(self) -> str:
@@ -169,4 +170,5 @@ class SourceObjectRecord:
             content_hash=self.content_hash,
             created_at=self.fetched_at,
             analysis=self.analysis,
+            working_copies=self.working_copies,
         )

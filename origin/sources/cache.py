@@ -1,7 +1,7 @@
 """The source cache: a remote object's bytes, kept with the upstream's validators.
 
 ``SourceCache.object`` answers with the object's record (where its bytes are, their hash,
-format, size and analysis), in this order:
+format and size), in this order:
 
 1. this process's memory (``KNOWN_ENTRIES`` records), while the record is younger than the
    source's ``ttl`` — no I/O at all;
@@ -10,13 +10,22 @@ format, size and analysis), in this order:
 3. otherwise, one flight per object however many requests ask at once: the row
    (``source_objects``); if it was read or revalidated within ``ttl``, that; else a read
    from the upstream, conditional when the row has validators. A 304, or the same bytes
-   again, only marks the row checked. New bytes are inspected in the render pool (format,
-   size, analysis), stored at ``sources/<source>/<id>/<hash>.<ext>`` (content-addressed, so
-   a row never points at bytes of another version), then the row is replaced; the earlier
-   version's derivatives (rows, then objects) and bytes go. A derivative's key holds the
-   content hash, so a changed object never serves a stale derivative once revalidated.
-4. past ``SOURCE_CACHE_MAX_BYTES`` (objects and their derivatives), the objects read or
-   revalidated longest ago are removed — rows first, then objects — until under it.
+   again, only marks the row checked. New bytes are inspected in the render pool (a header
+   read: format and size), stored at ``sources/<source>/<id>/<hash>.<ext>``
+   (content-addressed, so a row never points at bytes of another version), then the row is
+   replaced; the earlier version's derivatives (rows, then objects), working copies and
+   bytes go. A derivative's key holds the content hash, so a changed object never serves a
+   stale derivative once revalidated.
+4. past ``SOURCE_CACHE_MAX_BYTES`` (objects, their working copies and derivatives), the
+   objects read or revalidated longest ago are removed — rows first, then objects — until
+   under it.
+
+An object asked for a second time (in this process) gets, after that answer and once per
+version, what an upload gets at once: working copies (origin.working_copies, stored at
+``sources/<source>/<id>/work/``) and its analysis (focal point, BlurHash, colour), recorded
+on its row only if the row still holds that version. An object asked for once — a page's
+one-off image, a crawler's walk — costs one decode and nothing more; one asked for again is
+rendered from a working copy from then on.
 
 An upstream that fails (5xx, no connection, a timeout) while a kept copy is revalidated does
 not take the copy away: it is answered (stale if error) and the upstream asked again after
@@ -25,6 +34,8 @@ the source's ``missing_ttl``. An upstream that says the object is gone (404/410)
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -33,6 +44,7 @@ from datetime import UTC, datetime
 
 from cachetools import LRUCache, TTLCache
 
+from origin import working_copies
 from origin.analysis import analyse
 from origin.cache import Flights
 from origin.decode import Header, read_header
@@ -46,17 +58,20 @@ from origin.errors import (
     SourceUnavailable,
 )
 from origin.metrics import Metrics
-from origin.records import Analysis, SourceObjectRecord
+from origin.records import Analysis, SourceObjectRecord, WorkingCopy
 from origin.services import Services
 from origin.sources.config import Source
 from origin.sources.upstream import Read, Upstream
+from origin.store.objects import ObjectMissing
 from origin.transforms.formats import FILE_EXTENSIONS
+from origin.transforms.limits import Limits
 
 log = logging.getLogger("imgorigin.sources")
 
 KNOWN_ENTRIES = 100_000
 MISSING_ENTRIES = 100_000
 EVICT_BATCH = 64
+DRAIN_SECONDS = 10.0
 
 
 class SourceCache:
@@ -73,17 +88,31 @@ class SourceCache:
             MISSING_ENTRIES, max(1, longest)
         )
         self.flights: Flights[SourceObjectRecord] = Flights()
+        # how often each object was asked for, and the versions whose copies were tried
+        self.asked: LRUCache[str, int] = LRUCache(KNOWN_ENTRIES)
+        self.tried: LRUCache[str, bool] = LRUCache(KNOWN_ENTRIES)
+        self.pending: set[asyncio.Task[None]] = set()
 
     async def object(self, source: Source, key: str, object_id: str) -> SourceObjectRecord:
         """The record of a current copy of the object (errors: see the module docstring)."""
         now = time.monotonic()
         known = self.known.get(object_id)
         if known is not None and known[1] > now:
-            return known[0]
-        remembered = self.missing.get(object_id)
-        if remembered is not None and remembered[1] > now:
-            raise remembered[0]
-        return await self.flights.join(object_id, lambda: self._refresh(source, key, object_id))
+            record = known[0]
+        else:
+            remembered = self.missing.get(object_id)
+            if remembered is not None and remembered[1] > now:
+                raise remembered[0]
+            record = await self.flights.join(
+                object_id, lambda: self._refresh(source, key, object_id)
+            )
+        self._asked_again(record)
+        return record
+
+    async def drain(self) -> None:
+        """Wait (bounded) for working copies still being made, at shutdown."""
+        if self.pending:
+            await asyncio.wait(set(self.pending), timeout=DRAIN_SECONDS)
 
     def forget(self, object_id: str) -> None:
         self.known.pop(object_id, None)
@@ -179,6 +208,55 @@ class SourceCache:
         self.known.pop(object_id, None)
         return error
 
+    # ---- working copies, once an object is asked for again ------------------------------
+
+    def _asked_again(self, record: SourceObjectRecord) -> None:
+        """An object asked for a second time in this process gets its working copies and
+        analysis, after the answer and once per version: one seen once cost one decode."""
+        asked = self.asked.get(record.id, 0) + 1
+        self.asked[record.id] = asked
+        version = f"{record.id}:{record.content_hash}"
+        if asked < 2 or record.analysis is not None or self.tried.get(version):
+            return
+        self.tried[version] = True
+        task = asyncio.create_task(self._improve(record))
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+
+    async def _improve(self, record: SourceObjectRecord) -> None:
+        services = self.services
+        written: list[str] = []
+        try:
+            body = await services.storage.get(record.storage_key)
+            levels, analysis = await services.pool.run(lambda: improve(body, services.limits))
+            copies = []
+            for level in levels:
+                copy = WorkingCopy(level.width, level.height, copy_key(record, level))
+                await services.storage.put(
+                    copy.storage_key, level.body, content_type=level.media_type, durable=False
+                )
+                written.append(copy.storage_key)
+                copies.append(copy)
+            size = sum(len(level.body) for level in levels)
+            if not await self.rows.improved(
+                record.id, record.content_hash, tuple(copies), size, analysis
+            ):
+                raise ObjectMissing("the object changed or went meanwhile")
+        except Exception as exc:  # an optimisation: the object is served without it
+            log.info("source %s: no working copies for %s: %r", record.source, record.id, exc)
+            for key in written:
+                with contextlib.suppress(Exception):
+                    await services.storage.delete(key)
+            return
+        improved = dataclasses.replace(
+            record,
+            working_copies=tuple(sorted(copies, key=lambda c: c.width * c.height)),
+            analysis=analysis,
+        )
+        known = self.known.get(record.id)
+        if known is not None and known[0].content_hash == record.content_hash:
+            self.known[record.id] = (improved, known[1])
+
     # ---- the bound -----------------------------------------------------------------------
 
     async def _bound(self, newest: str) -> None:
@@ -206,6 +284,7 @@ class SourceCache:
         storage = self.services.storage
         try:
             await storage.delete_prefix(f"{record.owner}/{record.id}/derived/")
+            await storage.delete_prefix(f"{record.owner}/{record.id}/work/")
             if record.storage_key != keep:
                 await storage.delete(record.storage_key)
         except Exception:
@@ -215,12 +294,28 @@ class SourceCache:
 def inspect(
     source: Source, key: str, object_id: str, body: bytes, read: Read, services: Services
 ) -> SourceObjectRecord:
-    """In a pool thread: what the new bytes are (422 when not an image), their hash and
-    analysis."""
-    limits = services.limits
+    """In a pool thread: what the new bytes are (422 when not an image) and their hash — a
+    header read only: the request's render decodes them once, and nothing else does yet."""
+    header = read_header(body, services.limits.max_source_pixels)
+    return kept_object(source.name, object_id, key, body, header, read)
+
+
+def improve(body: bytes, limits: Limits) -> tuple[list[working_copies.Level], Analysis | None]:
+    """In a pool thread: an object's working copies (as an upload's) and its analysis, made
+    from the smallest copy (else from the object)."""
     header = read_header(body, limits.max_source_pixels)
-    analysis = analyse(body, limits=limits)
-    return kept_object(source.name, object_id, key, body, header, read, analysis)
+    sizes = working_copies.level_sizes(header.format, header.pages, header.width, header.height)
+    levels = working_copies.build(body, sizes)
+    smallest = min(levels, key=lambda lv: lv.width * lv.height).body if levels else body
+    return levels, analyse(smallest, limits=limits)
+
+
+def copy_key(record: SourceObjectRecord, level: working_copies.Level) -> str:
+    """Where a working copy of this version lives (content-addressed, as the object)."""
+    return (
+        f"{record.owner}/{record.id}/work/{record.content_hash[:16]}-"
+        f"{level.width}x{level.height}.{level.ext}"
+    )
 
 
 def kept_object(
@@ -230,7 +325,6 @@ def kept_object(
     body: bytes,
     header: Header,
     read: Read | None = None,
-    analysis: Analysis | None = None,
     folder: str | None = None,
 ) -> SourceObjectRecord:
     """The record of ``body`` kept for a source at
@@ -252,5 +346,4 @@ def kept_object(
         last_modified=None if read is None else read.last_modified,
         fetched_at=now,
         checked_at=now,
-        analysis=analysis,
     )

@@ -55,7 +55,7 @@ class Images:
                     metadata_json=json.dumps(image.metadata, separators=(",", ":")),
                     created_at=image.created_at,
                     **analysis_values(image.analysis),
-                    working_copies=_working_copies_json(image.working_copies),
+                    working_copies=working_copies_json(image.working_copies),
                 )
             )
 
@@ -132,7 +132,7 @@ class Images:
             keys = set()
             for original, copies in rows:
                 keys.add(original)
-                keys.update(c.storage_key for c in _working_copies(copies))
+                keys.update(c.storage_key for c in working_copies_of(copies))
             derived = (await conn.execute(sa.select(transformed_images.c.storage_key))).scalars()
             keys.update(derived)
         return keys
@@ -153,16 +153,16 @@ def _image(row: sa.Row[Any]) -> ImageRecord:
         created_at=row.created_at,
         metadata=json.loads(row.metadata_json or "{}"),
         analysis=analysis_of(row),
-        working_copies=_working_copies(row.working_copies),
+        working_copies=working_copies_of(row.working_copies),
     )
 
 
-def _working_copies(text: str | None) -> tuple[WorkingCopy, ...]:
+def working_copies_of(text: str | None) -> tuple[WorkingCopy, ...]:
     copies = (WorkingCopy(int(w), int(h), str(key)) for w, h, key in json.loads(text or "[]"))
     return tuple(sorted(copies, key=lambda c: c.width * c.height))
 
 
-def _working_copies_json(copies: tuple[WorkingCopy, ...]) -> str | None:
+def working_copies_json(copies: tuple[WorkingCopy, ...]) -> str | None:
     if not copies:
         return None
     return json.dumps([[c.width, c.height, c.storage_key] for c in copies], separators=(",", ":"))

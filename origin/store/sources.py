@@ -12,9 +12,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from origin.records import SourceObjectRecord
+from origin.records import Analysis, SourceObjectRecord, WorkingCopy
 from origin.store.database import Database
-from origin.store.images import analysis_of, analysis_values
+from origin.store.images import (
+    analysis_of,
+    analysis_values,
+    working_copies_json,
+    working_copies_of,
+)
 from origin.store.tables import source_derivatives, source_objects
 
 
@@ -30,8 +35,9 @@ class SourceObjects:
         return None if row is None else _record(row)
 
     async def put(self, record: SourceObjectRecord) -> None:
-        """Keep ``record`` (a new object, or a new version of one): its earlier derivatives'
-        rows go in the same transaction (their objects are the caller's to delete)."""
+        """Keep ``record`` (a new object, or a new version of one, without working copies yet):
+        its earlier derivatives' rows go in the same transaction (their objects, and the
+        earlier version's working copies, are the caller's to delete)."""
         values = _values(record)
         async with self.db.write() as conn:
             await conn.execute(
@@ -54,10 +60,35 @@ class SourceObjects:
                 .values(checked_at=at, etag=etag, last_modified=last_modified)
             )
 
+    async def improved(
+        self,
+        object_id: str,
+        content_hash: str,
+        copies: tuple[WorkingCopy, ...],
+        copies_bytes: int,
+        analysis: Analysis | None,
+    ) -> bool:
+        """Record the working copies and analysis made for this version of the object; False
+        when the row is gone or holds another version by now (the copies are then junk)."""
+        values = {
+            "working_copies": working_copies_json(copies),
+            "copies_bytes": copies_bytes,
+            **analysis_values(analysis),
+        }
+        async with self.db.write() as conn:
+            done = await conn.execute(
+                source_objects.update()
+                .where(source_objects.c.id == object_id)
+                .where(source_objects.c.content_hash == content_hash)
+                .values(**values)
+            )
+        return bool(done.rowcount)
+
     async def total_bytes(self) -> int:
         """The bytes the source cache holds: objects and their derivatives."""
         async with self.db.read() as conn:
-            objects = await conn.scalar(sa.select(sa.func.sum(source_objects.c.size_bytes)))
+            kept = source_objects.c.size_bytes + source_objects.c.copies_bytes
+            objects = await conn.scalar(sa.select(sa.func.sum(kept)))
             derived = await conn.scalar(sa.select(sa.func.sum(source_derivatives.c.size_bytes)))
         return int(objects or 0) + int(derived or 0)
 
@@ -83,7 +114,13 @@ class SourceObjects:
     async def referenced_keys(self) -> set[str]:
         """Every storage key a source row refers to, for ``gc``."""
         async with self.db.read() as conn:
-            keys = set((await conn.execute(sa.select(source_objects.c.storage_key))).scalars())
+            rows = await conn.execute(
+                sa.select(source_objects.c.storage_key, source_objects.c.working_copies)
+            )
+            keys = set()
+            for original, copies in rows:
+                keys.add(original)
+                keys.update(c.storage_key for c in working_copies_of(copies))
             derived = await conn.execute(sa.select(source_derivatives.c.storage_key))
             keys.update(derived.scalars())
         return keys
@@ -107,6 +144,8 @@ def _values(record: SourceObjectRecord) -> dict[str, Any]:
         dominant_color=None,
         focal_x=None,
         focal_y=None,
+        working_copies=working_copies_json(record.working_copies),
+        copies_bytes=0,
     )
     return {**values, **analysis_values(record.analysis)}
 
@@ -127,4 +166,5 @@ def _record(row: sa.Row[Any]) -> SourceObjectRecord:
         fetched_at=row.fetched_at,
         checked_at=row.checked_at,
         analysis=analysis_of(row),
+        working_copies=working_copies_of(row.working_copies),
     )

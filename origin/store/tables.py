@@ -185,6 +185,10 @@ source_objects = sa.Table(
     sa.Column("dominant_color", sa.String(7), nullable=True),
     sa.Column("focal_x", sa.Float, nullable=True),
     sa.Column("focal_y", sa.Float, nullable=True),
+    # Working copies, as images.working_copies, and their bytes (counted in the cache's bound);
+    # made once the object is asked for again (origin.sources.cache).
+    sa.Column("working_copies", sa.Text, nullable=True),
+    sa.Column("copies_bytes", sa.BigInteger, nullable=False, server_default="0"),
     sa.Index("ix_source_objects_checked", "checked_at"),
 )
 

@@ -166,7 +166,6 @@ async def test_objects_belong_to_the_operator(remote: Remote) -> None:
     await remote.service.origin.derivatives.drain()
     (record,) = await services.sources.oldest(10)
     assert record.storage_key.startswith(f"sources/web/{record.id}/")
-    assert record.analysis is not None  # analysed once per upstream version
     keys = [info.key async for info in services.storage.objects("sources/")]
     assert record.storage_key in keys
     assert any(k.startswith(f"sources/web/{record.id}/derived/") for k in keys)
@@ -175,3 +174,48 @@ async def test_objects_belong_to_the_operator(remote: Remote) -> None:
     assert not [
         info async for info in services.storage.objects() if not info.key.startswith("sources/")
     ]
+
+
+async def test_an_object_asked_for_again_gets_working_copies(remote: Remote) -> None:
+    big = encoded("png", 1600, 1200)
+    remote.web.conditional("/media/big.png", big)
+    service, services = remote.service, remote.service.services
+    assert (await remote.get("/r/web/w_100/-/big.png@png")).status_code == 200
+    await service.origin.derivatives.drain()
+    (once,) = await services.sources.oldest(10)
+    assert once.working_copies == () and once.analysis is None  # asked once: one decode
+    assert (await remote.get("/r/web/w_120/-/big.png@png")).status_code == 200
+    await service.http.app_state["sources"].cache.drain()
+    (twice,) = await services.sources.oldest(10)
+    assert [(c.width, c.height) for c in twice.working_copies] == [(400, 300), (800, 600)]
+    assert twice.analysis is not None and twice.content_hash == once.content_hash
+    keys = {info.key async for info in services.storage.objects(f"sources/web/{twice.id}/work/")}
+    assert keys == {c.storage_key for c in twice.working_copies}
+    assert await collect_garbage(services, min_age=0) == []  # gc keeps them
+    # from now on a small derivative is rendered from a copy: the original is not read
+    await services.storage.delete(twice.storage_key)
+    small = await remote.get("/r/web/w_150/-/big.png@png")
+    assert small.status_code == 200 and decode(small.content).width == 150
+    assert pixel(decode(small.content), 10, 10)[0] > 200  # still the red quadrant
+    copies = [await services.storage.get(c.storage_key) for c in twice.working_copies]
+    derived = await services.sources.total_bytes() - twice.size_bytes - sum(map(len, copies))
+    assert derived > 0  # the copies are counted in the bound, with the derivatives
+
+
+async def test_a_new_version_drops_the_old_copies(remote: Remote) -> None:
+    remote.web.conditional("/media/v.png", encoded("png", 1600, 1200), etag='"v1"')
+    for width in (100, 110):
+        assert (await remote.get(f"/r/live/w_{width}/-/v.png@png")).status_code == 200
+    await remote.service.http.app_state["sources"].cache.drain()
+    services = remote.service.services
+    (first,) = await services.sources.oldest(10)
+    assert first.working_copies
+    remote.web.conditional(
+        "/media/v.png", quadrants(1600, 1200).rot180().write_to_buffer(".png"), etag='"v2"'
+    )
+    changed = await remote.get("/r/live/w_100/-/v.png@png")
+    assert pixel(decode(changed.content), 5, 5) == [240, 230, 20]
+    (second,) = await services.sources.oldest(10)
+    assert second.working_copies == () and second.content_hash != first.content_hash
+    left = {info.key async for info in services.storage.objects(f"sources/live/{first.id}/work/")}
+    assert left == set()
