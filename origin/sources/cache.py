@@ -114,6 +114,14 @@ class SourceCache:
         if self.pending:
             await asyncio.wait(set(self.pending), timeout=DRAIN_SECONDS)
 
+    async def lost(self, record: SourceObjectRecord) -> None:
+        """The kept bytes of ``record`` are gone: its row (and its derivatives' rows) go too,
+        so the next request reads the object again."""
+        log.warning("source %s: the kept bytes of %s are gone", record.source, record.id)
+        self.forget(record.id)
+        if await self.rows.delete(record.id):
+            await self._remove_objects(record)
+
     def forget(self, object_id: str) -> None:
         self.known.pop(object_id, None)
         self.missing.pop(object_id, None)

@@ -13,7 +13,9 @@ The sequence of ``/i/`` (origin.delivery), with the source's own first steps:
    ``X-Imgorigin-Fallback: 1``);
 4. then as ``/i/``: the plan for the object's format, the ETag (which holds the object's
    content hash) and ``If-None-Match``, the derivative, the answer — ``Cache-Control: public,
-   max-age=<the source's max_age>`` (less when the URL expires sooner).
+   max-age=<the source's max_age>`` (less when the URL expires sooner). Should the kept
+   bytes be gone by then (another worker evicted the object), its row is dropped and the
+   object read again, once.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from origin.request import raw_path, read_headers, split_query
 from origin.services import Services
 from origin.sources.cache import SourceCache, kept_object
 from origin.sources.config import Source
-from origin.sources.paths import parse_source_path, upstream_location
+from origin.sources.paths import SourcePath, parse_source_path, upstream_location
 from origin.sources.upstream import Upstream
 
 # What the fallback image stands in for (a missing object, a failing or wrong upstream).
@@ -109,25 +111,39 @@ class ServeSource:
         checked = origin.plans.prepared(named.plan_path(), headers).plan
         if checked.overlay_ids:
             raise BadTransform("image overlays (l_<id>) are for uploads, not source URLs")
-        extra: tuple[tuple[bytes, bytes], ...] = ()
+        for attempt in (1, 2):
+            record, max_age, extra = await self._object(sources, source, named)
+            image = record.as_image()
+            prepared = origin.plans.prepared(named.plan_path(record.format), headers)
+            wanted = Wanted(
+                prepared.key_for(image, ()),
+                image,
+                prepared.plan,
+                rows=origin.services.source_derivatives,
+            )
+            control = source_cache_control(max_age, exp, now)
+            try:
+                await deliver(origin, scope, receive, send, wanted, control, headers, extra)
+                return
+            except NotFound:
+                # The kept bytes went (another worker evicted the object, or they were
+                # lost): drop the row it still had, and read the object again, once.
+                if attempt == 2 or extra:
+                    raise
+                await sources.cache.lost(record)
+
+    @staticmethod
+    async def _object(
+        sources: Sources, source: Source, named: SourcePath
+    ) -> tuple[SourceObjectRecord, int, tuple[tuple[bytes, bytes], ...]]:
+        """The object's record and ``max_age``, or the fallback's (with its header)."""
         try:
             record = await sources.cache.object(source, named.key, named.object_id)
-            max_age = source.max_age
         except FALLBACK_FOR:
             if named.source not in sources.fallbacks:
                 raise
-            record, max_age = sources.fallbacks[named.source], source.missing_ttl
-            extra = (FALLBACK_HEADER,)
-        image = record.as_image()
-        prepared = origin.plans.prepared(named.plan_path(record.format), headers)
-        wanted = Wanted(
-            prepared.key_for(image, ()),
-            image,
-            prepared.plan,
-            rows=origin.services.source_derivatives,
-        )
-        control = source_cache_control(max_age, exp, now)
-        await deliver(origin, scope, receive, send, wanted, control, headers, extra)
+            return sources.fallbacks[named.source], source.missing_ttl, (FALLBACK_HEADER,)
+        return record, source.max_age, ()
 
 
 serve_source = ServeSource()

@@ -219,3 +219,18 @@ async def test_a_new_version_drops_the_old_copies(remote: Remote) -> None:
     assert second.working_copies == () and second.content_hash != first.content_hash
     left = {info.key async for info in services.storage.objects(f"sources/live/{first.id}/work/")}
     assert left == set()
+
+
+async def test_kept_bytes_gone_elsewhere_are_read_again(remote: Remote) -> None:
+    """Another worker evicted the object (row, then bytes): this one still knows the record
+    and finds the bytes gone; it drops the row and reads the object again."""
+    remote.web.conditional("/media/lost.png", RED_FIRST)
+    assert (await remote.get("/r/web/w_60/-/lost.png@png")).status_code == 200
+    services = remote.service.services
+    (record,) = await services.sources.oldest(10)
+    await services.storage.delete(record.storage_key)
+    again = await remote.get("/r/web/w_70/-/lost.png@png")  # a new derivative: a render
+    assert again.status_code == 200 and decode(again.content).width == 70
+    assert remote.web.count("/media/lost.png") == 2
+    (kept,) = await services.sources.oldest(10)
+    assert await services.storage.get(kept.storage_key)
