@@ -10,11 +10,13 @@ What is translated (anything else is reported, never guessed):
 
 - imgproxy: ``/<signature>/<options>/plain/<url>[@<ext>]`` and
   ``/<signature>/<options>/<base64url of url>[.<ext>]``; options ``rs``/``resize``
-  (``fit`` ``fill`` ``fill-down`` ``force`` ``auto``), ``w``/``width``, ``h``/``height``,
+  (``fit`` and ``auto`` → ``c_limit``, ``fill`` and ``fill-down`` → ``c_fill``, ``force`` →
+  ``c_scale``), ``w``/``width``, ``h``/``height``,
   ``g``/``gravity`` (``sm`` → ``g_auto``, ``ce`` ``no`` ``so`` ``ea`` ``we`` ``noea`` ``nowe``
-  ``soea`` ``sowe``), ``q``/``quality``, ``f``/``format``/``ext``, ``dpr``, ``bl``/``blur``,
-  ``sh``/``sharpen``;
-- thumbor: ``/<hmac|unsafe>/[fit-in/]<W>x<H>/[smart/][filters:quality(n):format(f)/]<image>``.
+  ``soea`` ``sowe``), ``q``/``quality``, ``f``/``format``/``ext`` (→ ``@<format>``), ``dpr``,
+  ``bl``/``blur``, ``sh``/``sharpen``;
+- thumbor: ``/<hmac|unsafe>/[fit-in/]<W>x<H>/[smart/][filters:quality(n):format(f)/]<image>``
+  (``fit-in`` → ``c_limit``, else ``c_fill``).
 """
 
 from __future__ import annotations
@@ -28,12 +30,13 @@ from urllib.parse import unquote
 from origin.signing import sign_url
 from origin.sources.paths import encode_key, parse_source_path
 
+# imgproxy's fit and auto (and thumbor's fit-in) never enlarge unless told to: c_limit
 IMGPROXY_RESIZE = {
-    "fit": "fit",
+    "fit": "limit",
+    "auto": "limit",
     "fill": "fill",
     "fill-down": "fill",
     "force": "scale",
-    "auto": "fit",
 }
 IMGPROXY_GRAVITY = {
     "sm": "auto",
@@ -114,7 +117,11 @@ def imgproxy(path: str) -> tuple[list[str], str, str | None]:
             raise Untranslatable("the source URL is neither plain nor base64") from None
     tokens: list[str] = []
     for option in options:
-        tokens += imgproxy_option(option)
+        name, _, value = option.partition(":")
+        if name in ("f", "format", "ext") and not ext:  # the output format: as @<format>
+            ext = value
+        elif name not in ("f", "format", "ext"):
+            tokens += imgproxy_option(option)
     if ext and ext.lower() not in FORMATS:
         raise Untranslatable(f"unknown format '{ext}'")
     return tokens, target, FORMATS.get(ext.lower()) if ext else None
@@ -143,8 +150,6 @@ def imgproxy_option(option: str) -> list[str]:
         return [] if args[0] == "0" else [f"{simple[name]}_{args[0]}"]
     if name in ("g", "gravity") and args and args[0] in IMGPROXY_GRAVITY:
         return [f"g_{IMGPROXY_GRAVITY[args[0]]}"]
-    if name in ("f", "format", "ext") and len(args) == 1 and args[0] in FORMATS:
-        return [f"f_{FORMATS[args[0]]}"]
     if name in ("bl", "blur") and len(args) == 1:
         return [f"e_blur:{max(1, min(2000, round(float(args[0]) * 20)))}"]
     if name in ("sh", "sharpen") and len(args) == 1:
@@ -158,7 +163,7 @@ def thumbor(path: str) -> tuple[list[str], str, str | None]:
     while parts:
         part = parts[0]
         if part == "fit-in":
-            crop = "c_fit"
+            crop = "c_limit"
         elif part == "smart":
             tokens.append("g_auto")
         elif THUMBOR_SIZE.fullmatch(part):

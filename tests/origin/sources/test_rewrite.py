@@ -36,6 +36,12 @@ def b64(text: str) -> str:
         ),
         ("imgproxy", "/SIG/w:100/{b64}.jpg", (100, 75), "image/jpeg"),
         (
+            "imgproxy",
+            "/SIG/rs:fit:800:600/f:webp/plain/{base}new%20in/caf%C3%A9.png",
+            (400, 300),
+            "image/webp",
+        ),
+        (
             "thumbor",
             "/unsafe/fit-in/300x200/filters:quality(80):format(webp)/{host}new%20in/caf%C3%A9.png",
             (267, 200),
@@ -99,6 +105,6 @@ def test_the_command_prints_what_it_can_and_says_what_it_cannot() -> None:
     )
     assert done.returncode == 1
     (url,) = done.stdout.split()
-    assert url.startswith("https://img.example/r/shop/c_fit,w_300,h_200/-/a.jpg@webp?s=")
+    assert url.startswith("https://img.example/r/shop/c_limit,w_300,h_200/-/a.jpg@webp?s=")
     assert "not under https://media.shop.example/uploads/" in done.stderr
     assert "option 'wm:0.5'" in done.stderr
