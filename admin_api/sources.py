@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 
 from admin_api.guards import require_user
 from admin_api.requests import caller_account, optional, read_json, services_of, string_field
-from admin_api.urls import check_url_options, signed
+from admin_api.urls import check_expires_in, signed
 from origin.errors import BadRequest, Forbidden, NotFound
 from origin.records import UserRecord
 from origin.services import Services
@@ -77,7 +77,7 @@ async def mint_source_url(request: Request) -> Response:
     chain = (optional(data, "transform", str) or "").strip("/")
     fmt = (optional(data, "format", str) or "").lower()
     expires_in = optional(data, "expires_in", int)
-    check_url_options("name", expires_in)
+    check_expires_in(expires_in)
     if fmt and fmt != "json" and fmt not in EXTENSIONS:
         raise BadRequest(f"'format' must be one of {', '.join(sorted(EXTENSIONS))} or json")
     if not key:

@@ -57,6 +57,10 @@ def signed(services: Services, path: str, expires_in: int | None = None) -> str:
 def check_url_options(name: str, expires_in: int | None) -> None:
     if not URL_NAME.fullmatch(name):
         raise BadRequest("'name' must be 1 to 100 characters of A-Z a-z 0-9 . _ -")
+    check_expires_in(expires_in)
+
+
+def check_expires_in(expires_in: int | None) -> None:
     if expires_in is not None and not 1 <= expires_in <= MAX_EXPIRES_IN:
         raise BadRequest(f"'expires_in' must be between 1 and {MAX_EXPIRES_IN} seconds")
 

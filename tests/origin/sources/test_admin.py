@@ -69,6 +69,7 @@ async def test_an_operator_mints_a_url_the_origin_answers(remote: Remote) -> Non
         ({"path": "../x.png"}, 400),
         ({"path": "a.png", "transform": "w_nope"}, 400),
         ({"path": "a.png", "format": "bmp"}, 400),
+        ({"path": "a.png", "expires_in": 0}, 400),
         ({}, 400),
     ):
         refused = await http.post("/api/sources/web/url", headers=headers, json=body)
