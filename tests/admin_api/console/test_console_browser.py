@@ -301,13 +301,18 @@ def stage_tokens(grammar: dict[str, Any]) -> tuple[list[str], list[str], list[st
     return base, overlay, image
 
 
-def sign_up_and_upload(page: Any, base: str, email: str, tmp_path: Path) -> None:
+def sign_up(page: Any, base: str, email: str) -> None:
+    """Open the console, create an account; the page logs in by itself."""
     page.goto(base + "/")
     page.wait_for_selector("body[data-ready=true]")
     page.fill("#email", email)
     page.fill("#password", "a good password")
     page.click("#signup")
     page.wait_for_selector("#app-view", state="visible")
+
+
+def sign_up_and_upload(page: Any, base: str, email: str, tmp_path: Path) -> None:
+    sign_up(page, base, email)
     page.set_input_files("#file-input", [str(photograph(tmp_path))])
     page.wait_for_selector("#gallery li.tile")
 

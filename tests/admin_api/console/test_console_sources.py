@@ -15,16 +15,12 @@ from tests.admin_api.console.test_console_browser import (  # noqa: F401  (the f
     photograph,
     static_site,
 )
+from tests.admin_api.console.test_console_browser import sign_up as signed_up
 from tests.conftest import migrate_with, serving
 
 
 def sign_up(page: Any, base: str, email: str) -> None:
-    page.goto(base + "/")
-    page.wait_for_selector("body[data-ready=true]")
-    page.fill("#email", email)
-    page.fill("#password", "a good password")
-    page.click("#signup")
-    page.wait_for_selector("#app-view", state="visible")
+    signed_up(page, base, email)
     page.wait_for_function(
         f"() => document.querySelector('#account-email').textContent === {json.dumps(email)}"
     )
