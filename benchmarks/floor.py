@@ -156,7 +156,8 @@ def round_starts(start_at: float, seconds: float, rounds: int) -> list[float]:
 def main(argv: list[str]) -> None:
     import pyvips
 
-    from benchmarks.servers import IMAGE_IDS, Imgorigin
+    from benchmarks.seed import IMAGE_IDS
+    from benchmarks.servers import Imgorigin
     from benchmarks.workloads import WORKLOADS
     from origin.vips import configure_libvips
 
