@@ -22,7 +22,7 @@ from origin.errors import BadRequest, Forbidden, NotFound
 from origin.records import UserRecord
 from origin.services import Services
 from origin.sources.config import Source
-from origin.sources.paths import encode_key, parse_source_path, upstream_location
+from origin.sources.paths import encode_key, host_and_path, parse_source_path
 from origin.transforms.formats import EXTENSIONS
 from origin.transforms.parse import parse_chain, parse_path
 
@@ -86,6 +86,6 @@ async def mint_source_url(request: Request) -> Response:
     stages = f"/{quote(chain, safe='/,:_.-!~*()%')}" if chain else ""
     path = f"/r/{source.name}{stages}/-/{encode_key(key)}" + (f"@{fmt}" if fmt else "")
     named = parse_source_path(path)  # as the origin will read it: 400 for a bad path
-    upstream_location(source, named.key)
+    host_and_path(source, named.key)
     parse_path(named.plan_path(), presets=services.settings.presets, limits=services.limits)
     return JSONResponse({"url": signed(services, path, expires_in)})

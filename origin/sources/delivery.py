@@ -37,7 +37,7 @@ from origin.request import raw_path, read_headers, split_query
 from origin.services import Services
 from origin.sources.cache import SourceCache, kept_object
 from origin.sources.config import Source
-from origin.sources.paths import SourcePath, parse_source_path, upstream_location
+from origin.sources.paths import SourcePath, host_and_path, parse_source_path
 from origin.sources.upstream import Upstream
 
 # What the fallback image stands in for (a missing object, a failing or wrong upstream).
@@ -107,14 +107,16 @@ class ServeSource:
         source = sources.config.get(named.source)
         if source is None:
             raise NotFound(f"no source named '{named.source}'")
-        upstream_location(source, named.key)  # a host outside the source's: 404, no I/O
-        checked = origin.plans.prepared(named.plan_path(), headers).plan
-        if checked.overlay_ids:
+        host_and_path(source, named.key)  # a host outside the source's: 404, no I/O
+        checked = origin.plans.prepared(named.plan_path(), headers)
+        if checked.plan.overlay_ids:
             raise BadTransform("image overlays (l_<id>) are for uploads, not source URLs")
         for attempt in (1, 2):
             record, max_age, extra = await self._object(sources, source, named)
             image = record.as_image()
-            prepared = origin.plans.prepared(named.plan_path(record.format), headers)
+            prepared = checked  # with @<format>, the plan checked is the plan
+            if named.ext is None:
+                prepared = origin.plans.prepared(named.plan_path(record.format), headers)
             wanted = Wanted(
                 prepared.key_for(image, ()),
                 image,

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, unquote_to_bytes
 
 from origin.errors import BadRequest, NotFound, shown
+from origin.fetch.guard import Policy
 from origin.sources.config import NAME, Source
 from origin.transforms.formats import FILE_EXTENSIONS
 
@@ -46,10 +47,7 @@ class SourcePath:
     stages: tuple[str, ...]
     key: str  # the object's path, decoded: segments joined by "/"
     ext: str | None  # the @suffix (an extension or "json"); None keeps the object's format
-
-    @property
-    def object_id(self) -> str:
-        return object_id(self.source, self.key)
+    object_id: str  # object_id(source, key), made once
 
     def plan_path(self, object_format: str | None = None) -> str:
         """The equivalent ``/i/`` path the grammar parses; without ``@`` the object's format
@@ -89,7 +87,7 @@ def parse_source_path(path: str) -> SourcePath:
         raise BadRequest(f"an object path is at most {MAX_KEY_BYTES} bytes")
     if SCHEME.fullmatch(parts[0]):
         raise BadRequest("an object path is a path in its source, not a URL")
-    return SourcePath(source, tuple(segments[1:end]), key, ext)
+    return SourcePath(source, tuple(segments[1:end]), key, ext, object_id(source, key))
 
 
 def _segment(raw: str) -> str:
@@ -117,18 +115,23 @@ def encode_key(key: str) -> str:
 
 
 def upstream_location(source: Source, key: str) -> str:
-    """Where the object lives: an http source's URL, or an s3 source's object key. A source
-    of ``hosts`` takes the host from the first segment (404 when not one of them)."""
+    """Where the object lives: an http source's URL, or an s3 source's object key (a source
+    of ``hosts``: see ``host_and_path``)."""
     if source.type == "s3":
         return source.prefix + key
     if source.base_url is not None:
         return source.base_url + encode_key(key)
+    host, rest = host_and_path(source, key)
+    return f"{source.scheme}://{host}/{encode_key(rest)}"
+
+
+def host_and_path(source: Source, key: str) -> tuple[str, str]:
+    """A ``hosts`` source's object path as its host (one of the source's, else 404) and the
+    path on it; the whole key for any other source."""
+    if not source.hosts:
+        return "", key
     host, _, rest = key.partition("/")
     host = host.lower()
-    allowed = any(
-        host == entry or (entry.startswith("*.") and host.endswith(entry[1:]))
-        for entry in source.hosts
-    )
-    if not rest or not allowed:
+    if not rest or not Policy(hosts=source.hosts).host_allowed(host):
         raise NotFound(f"no such object in source '{source.name}'")
-    return f"{source.scheme}://{host}/{encode_key(rest)}"
+    return host, rest
