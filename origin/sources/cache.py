@@ -165,21 +165,22 @@ class SourceCache:
         row: SourceObjectRecord | None,
         read: Read,
     ) -> SourceObjectRecord:
-        now = datetime.now(UTC)
         body = read.body
-        if body is None or (
-            row is not None and hashlib.sha256(body).hexdigest() == row.content_hash
-        ):
+        record = None
+        if body is not None:  # hashed and inspected once, in the pool
+            record = await self.services.pool.run(
+                lambda: inspect(source, key, object_id, body, read, self.services)
+            )
+        if record is None or (row is not None and record.content_hash == row.content_hash):
             assert row is not None  # a 304 answers a conditional read, which needs a row
             self.reads[source.name, "not_modified" if body is None else "unchanged"] += 1
+            now = datetime.now(UTC)
             await self.rows.checked(object_id, now, read.etag, read.last_modified)
             return dataclasses.replace(
                 row, checked_at=now, etag=read.etag, last_modified=read.last_modified
             )
         self.reads[source.name, "fetched"] += 1
-        record = await self.services.pool.run(
-            lambda: inspect(source, key, object_id, body, read, self.services)
-        )
+        assert body is not None  # a record is made from new bytes only
         await self.services.storage.put(
             record.storage_key, body, content_type=f"image/{record.format}"
         )
