@@ -28,7 +28,14 @@ from dataclasses import dataclass
 from origin.bearer import bearer_user
 from origin.errors import BadSignature, NotFound, UrlExpired
 from origin.lookup import Lookup
-from origin.policy import check_allowed, parse_policy, signed_text, template_of
+from origin.policy import (
+    Filled,
+    Policy,
+    check_allowed,
+    parse_policy,
+    signed_text,
+    template_of,
+)
 from origin.records import ImageRecord
 from origin.request import Query, image_id_of
 from origin.signing import verify
@@ -64,9 +71,7 @@ class Credentials:
         else:
             assert query.s is not None  # split_query: p comes with s
             image, public, exp = await self._policy(path, query.p, query.s)
-        now = time.time()
-        if exp is not None and int(exp) < int(now):
-            raise UrlExpired("the URL has expired")
+        now = unexpired(exp)
         if image is None:
             raise NotFound("no such image")
         return Access(image, public, exp, now)
@@ -93,11 +98,10 @@ class Credentials:
     ) -> tuple[ImageRecord | None, bool, str | None]:
         """The signature over the policy's template, then the values the request put in the
         placeholders; also the policy's exp."""
-        policy = parse_policy(p)
-        filled = template_of(path, policy)
-        image, public = await self._signed(signed_text(filled.template, p), s, None, None)
+        policy, filled, text = policy_parts(path, p)
+        image, public = await self._signed(text, s, None, None)
         check_allowed(policy, filled)
-        return image, public, None if policy.exp is None else str(policy.exp)
+        return image, public, policy_exp(policy)
 
     def check_source(self, path: str, query: Query) -> tuple[str | None, float]:
         """A ``/r/`` URL's operator signature (``s`` with ``exp``, or a policy): its expiry and
@@ -108,18 +112,14 @@ class Credentials:
         if query.p is None:
             signed = self._operator_signed(path, exp, query.s)
         else:
-            policy = parse_policy(query.p)
-            filled = template_of(path, policy)
-            signed = self._operator_signed(signed_text(filled.template, query.p), None, query.s)
+            policy, filled, text = policy_parts(path, query.p)
+            signed = self._operator_signed(text, None, query.s)
             if signed:
                 check_allowed(policy, filled)
-            exp = None if policy.exp is None else str(policy.exp)
+            exp = policy_exp(policy)
         if not signed:
             raise BadSignature("the URL signature does not match an operator key")
-        now = time.time()
-        if exp is not None and int(exp) < int(now):
-            raise UrlExpired("the URL has expired")
-        return exp, now
+        return exp, unexpired(exp)
 
     def _operator_signed(self, path: str, exp: str | None, s: str) -> bool:
         """``s`` verifies under an operator key (verified URLs are remembered, bounded)."""
@@ -132,3 +132,23 @@ class Credentials:
             self.signed_urls.clear()
         self.signed_urls[url] = True
         return True
+
+
+def unexpired(exp: str | None) -> float:
+    """Now (unix seconds), unless ``exp`` has passed: 403 ``url_expired`` (a URL is good
+    through the second ``exp``)."""
+    now = time.time()
+    if exp is not None and int(exp) < int(now):
+        raise UrlExpired("the URL has expired")
+    return now
+
+
+def policy_parts(path: str, p: str) -> tuple[Policy, Filled, str]:
+    """A policy URL's policy, the template its request filled in, and the text signed."""
+    policy = parse_policy(p)
+    filled = template_of(path, policy)
+    return policy, filled, signed_text(filled.template, p)
+
+
+def policy_exp(policy: Policy) -> str | None:
+    return None if policy.exp is None else str(policy.exp)
