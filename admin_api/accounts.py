@@ -15,7 +15,14 @@ from starlette.responses import JSONResponse, Response
 
 from admin_api import auth
 from admin_api.guards import caller_address, hit_limit, peek_limit, require_user
-from admin_api.requests import caller_account, now, read_json, services_of, string_field
+from admin_api.requests import (
+    caller_account,
+    is_operator,
+    now,
+    read_json,
+    services_of,
+    string_field,
+)
 from origin.errors import BadRequest, Conflict, RateLimited, Unauthorized
 from origin.records import EmailTaken, RefreshTokenRecord, Rotation, new_id
 from origin.services import Services
@@ -179,6 +186,6 @@ async def me(request: Request) -> Response:
             "image_count": user.image_count,
             "storage_used_bytes": user.storage_used_bytes,
             "storage_quota_bytes": services.settings.user_quota_bytes,
-            "operator": user.email.lower() in services.settings.operator_emails,
+            "operator": is_operator(services, user),
         }
     )

@@ -73,6 +73,11 @@ def optional(data: dict[str, Any], name: str, kind: type) -> Any:
 # ---- the caller -------------------------------------------------------------------------------
 
 
+def is_operator(services: Services, user: UserRecord) -> bool:
+    """An operator account (``OPERATOR_EMAILS``): it may sign for the remote sources."""
+    return user.email.lower() in services.settings.operator_emails
+
+
 async def caller_account(services: Services, user_id: str) -> UserRecord:
     """The caller's account; 401 when it was deleted after its token was issued."""
     user = await services.users.by_id(user_id)

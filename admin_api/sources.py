@@ -10,25 +10,24 @@ the origin answers.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from admin_api.guards import require_user
-from admin_api.requests import caller_account, optional, read_json, services_of, string_field
-from admin_api.urls import check_expires_in, signed
+from admin_api.requests import (
+    caller_account,
+    is_operator,
+    optional,
+    read_json,
+    services_of,
+    string_field,
+)
+from admin_api.urls import check_expires_in, check_format, signed
 from origin.errors import BadRequest, Forbidden, NotFound
-from origin.records import UserRecord
 from origin.services import Services
 from origin.sources.config import Source
-from origin.sources.paths import encode_key, host_and_path, parse_source_path
-from origin.transforms.formats import EXTENSIONS
-from origin.transforms.parse import parse_chain, parse_path
-
-
-def is_operator(services: Services, user: UserRecord) -> bool:
-    return user.email.lower() in services.settings.operator_emails
+from origin.sources.paths import checked_source_path
 
 
 async def operator(request: Request) -> Services:
@@ -78,14 +77,18 @@ async def mint_source_url(request: Request) -> Response:
     fmt = (optional(data, "format", str) or "").lower()
     expires_in = optional(data, "expires_in", int)
     check_expires_in(expires_in)
-    if fmt and fmt != "json" and fmt not in EXTENSIONS:
-        raise BadRequest(f"'format' must be one of {', '.join(sorted(EXTENSIONS))} or json")
+    if fmt:
+        check_format(fmt)
     if not key:
         raise BadRequest("'path' names the object in the source")
-    parse_chain(chain, presets=services.settings.presets, limits=services.limits)
-    stages = f"/{quote(chain, safe='/,:_.-!~*()%')}" if chain else ""
-    path = f"/r/{source.name}{stages}/-/{encode_key(key)}" + (f"@{fmt}" if fmt else "")
-    named = parse_source_path(path)  # as the origin will read it: 400 for a bad path
-    host_and_path(source, named.key)
-    parse_path(named.plan_path(), presets=services.settings.presets, limits=services.limits)
+    settings = services.settings
+    path = checked_source_path(
+        source.name,
+        chain,
+        key,
+        fmt or None,
+        config=source,
+        presets=settings.presets,
+        limits=services.limits,
+    )
     return JSONResponse({"url": signed(services, path, expires_in)})

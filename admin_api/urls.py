@@ -28,6 +28,7 @@ from origin.http import PRIVATE
 from origin.records import ImageRecord
 from origin.services import Services
 from origin.signing import sign_url
+from origin.sources.paths import CHAIN_SAFE
 from origin.transforms.budget import output_size
 from origin.transforms.formats import EXTENSIONS, FILE_EXTENSIONS
 from origin.transforms.parse import parse_chain, parse_path
@@ -60,6 +61,11 @@ def check_url_options(name: str, expires_in: int | None) -> None:
     check_expires_in(expires_in)
 
 
+def check_format(ext: str) -> None:
+    if ext != "json" and ext not in EXTENSIONS:
+        raise BadRequest(f"'format' must be one of {', '.join(sorted(EXTENSIONS))} or json")
+
+
 def check_expires_in(expires_in: int | None) -> None:
     if expires_in is not None and not 1 <= expires_in <= MAX_EXPIRES_IN:
         raise BadRequest(f"'expires_in' must be between 1 and {MAX_EXPIRES_IN} seconds")
@@ -72,7 +78,7 @@ def origin_path(
     as the origin will parse it (else 400 ``bad_transform`` / ``limit_exceeded``)."""
     presets = services.settings.presets
     parse_chain(chain, presets=presets, limits=services.limits)
-    encoded_chain = quote(chain, safe="/,:_.-!~*'()%")
+    encoded_chain = quote(chain, safe=CHAIN_SAFE)
     path = f"/i/{image.id}/{encoded_chain}/{name}.{ext}" if chain else f"/i/{image.id}/{name}.{ext}"
     return path, parse_path(path, presets=presets, limits=services.limits)
 
@@ -85,8 +91,7 @@ async def mint_url(request: Request) -> Response:
     ext = (optional(data, "format", str) or FILE_EXTENSIONS[image.format]).lower()
     expires_in = optional(data, "expires_in", int)
     check_url_options(name, expires_in)
-    if ext != "json" and ext not in EXTENSIONS:
-        raise BadRequest(f"'format' must be one of {', '.join(sorted(EXTENSIONS))} or json")
+    check_format(ext)
     path, _ = origin_path(services, image, chain, name, ext)
     return JSONResponse({"url": signed(services, path, expires_in)})
 

@@ -21,7 +21,7 @@ from imgorigin.protocol import Deadlines
 from imgorigin.rewrite import rewrite as rewrite_urls
 from imgorigin.supervisor import GRACEFUL_SECONDS, Listen, Supervisor
 from origin.environ import SettingsError
-from origin.services import open_services
+from origin.services import limits_of, open_services
 from origin.settings import Settings
 from origin.signing import sign_policy, sign_url
 from origin.store.database import Database
@@ -79,8 +79,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        # `sign` and `gc` work on an existing deployment: run from another folder they must
-        # not mint a secrets file there (`serve` and `migrate` start one).
+        # `sign`, `rewrite-urls` and `gc` work on an existing deployment: run from another
+        # folder they must not mint a secrets file there (`serve` and `migrate` start one).
         settings = Settings.from_environ(
             os.environ, generate=args.command not in ("sign", "gc", "rewrite-urls")
         )
@@ -136,7 +136,14 @@ def _rewrite(settings: Settings, args: argparse.Namespace) -> int:
     failed = 0
     key = settings.url_signing_keys[0].secret
     for line, url, reason in rewrite_urls(
-        sys.stdin, source=args.source, base_url=base_url, key=key, dialect=args.dialect
+        sys.stdin,
+        source=args.source,
+        base_url=base_url,
+        key=key,
+        dialect=args.dialect,
+        config=source,
+        presets=settings.presets,
+        limits=limits_of(settings),
     ):
         if url is None:
             failed += 1

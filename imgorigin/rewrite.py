@@ -24,11 +24,15 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from urllib.parse import unquote
 
+from origin.errors import OriginError
 from origin.signing import sign_url
-from origin.sources.paths import encode_key, parse_source_path
+from origin.sources.config import Source
+from origin.sources.paths import checked_source_path
+from origin.transforms.formats import EXTENSIONS, FILE_EXTENSIONS
+from origin.transforms.limits import DEFAULT_LIMITS, Limits
 
 # imgproxy's fit and auto (and thumbor's fit-in) never enlarge unless told to: c_limit
 IMGPROXY_RESIZE = {
@@ -50,7 +54,19 @@ IMGPROXY_GRAVITY = {
     "soea": "south_east",
     "sowe": "south_west",
 }
-FORMATS = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "webp": "webp", "avif": "avif", "gif": "gif"}
+# an old URL's format name → the @<format> written (jpeg → jpg, as minted URLs write it)
+FORMATS = {name: FILE_EXTENSIONS[fmt] for name, fmt in EXTENSIONS.items()}
+# imgproxy options taken as they are (a 0 means "not set"), and those naming the output
+IMGPROXY_NUMBERS = {
+    "w": "w",
+    "width": "w",
+    "h": "h",
+    "height": "h",
+    "q": "q",
+    "quality": "q",
+    "dpr": "dpr",
+}
+OUTPUT_OPTIONS = ("f", "format", "ext")
 THUMBOR_SIZE = re.compile(r"(-?\d*)x(-?\d*)")
 THUMBOR_FILTER = re.compile(r"(\w+)\(([^)]*)\)")
 
@@ -60,9 +76,19 @@ class Untranslatable(ValueError):
 
 
 def rewrite(
-    lines: Iterable[str], *, source: str, base_url: str, key: bytes, dialect: str = "imgproxy"
+    lines: Iterable[str],
+    *,
+    source: str,
+    base_url: str,
+    key: bytes,
+    dialect: str = "imgproxy",
+    config: Source | None = None,
+    presets: Mapping[str, str] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Iterator[tuple[str, str | None, str | None]]:
-    """For each non-empty line: ``(line, signed /r/ path, None)`` or ``(line, None, reason)``."""
+    """For each non-empty line: ``(line, signed /r/ path, None)`` or ``(line, None, reason)``.
+    ``config`` (the source, when configured), ``presets`` and ``limits`` check each URL as the
+    origin will: one it would refuse is reported, never minted."""
     read = imgproxy if dialect == "imgproxy" else thumbor
     for raw in lines:
         line = raw.strip()
@@ -70,25 +96,30 @@ def rewrite(
             continue
         try:
             tokens, image_url, ext = read(_path_of(line))
-            yield line, source_url(source, base_url, tokens, image_url, ext, key), None
-        except Untranslatable as exc:
+            object_key = object_key_of(image_url, base_url)
+            path = checked_source_path(
+                source,
+                ",".join(tokens),
+                object_key,
+                ext,
+                config=config,
+                presets=presets or {},
+                limits=limits,
+            )
+        except ValueError as exc:  # Untranslatable, or a number that is not one
             yield line, None, str(exc)
+        except OriginError as exc:  # what the origin would answer 400 or 404
+            yield line, None, exc.message
+        else:
+            yield line, sign_url(path, key), None
 
 
-def source_url(
-    source: str, base_url: str, tokens: list[str], image_url: str, ext: str | None, key: bytes
-) -> str:
-    """The signed ``/r/`` path of ``image_url`` (under ``base_url``) with ``tokens``."""
+def object_key_of(image_url: str, base_url: str) -> str:
+    """The object path (decoded text) of ``image_url`` in a source whose objects start at
+    ``base_url``."""
     if not image_url.startswith(base_url):
         raise Untranslatable(f"the image is not under {base_url}")
-    object_key = unquote(image_url[len(base_url) :].split("?", 1)[0].split("#", 1)[0])
-    stages = f"/{','.join(tokens)}" if tokens else ""
-    path = f"/r/{source}{stages}/-/{encode_key(object_key)}" + (f"@{ext}" if ext else "")
-    try:
-        parse_source_path(path)
-    except Exception as exc:  # the origin's own check: a path it would refuse is not minted
-        raise Untranslatable(str(exc)) from None
-    return sign_url(path, key)
+    return unquote(image_url[len(base_url) :].split("?", 1)[0].split("#", 1)[0])
 
 
 def _path_of(line: str) -> str:
@@ -118,9 +149,9 @@ def imgproxy(path: str) -> tuple[list[str], str, str | None]:
     tokens: list[str] = []
     for option in options:
         name, _, value = option.partition(":")
-        if name in ("f", "format", "ext") and not ext:  # the output format: as @<format>
-            ext = value
-        elif name not in ("f", "format", "ext"):
+        if name in OUTPUT_OPTIONS:  # the output format: as @<format> (the URL's @ first)
+            ext = ext or value
+        else:
             tokens += imgproxy_option(option)
     if ext and ext.lower() not in FORMATS:
         raise Untranslatable(f"unknown format '{ext}'")
@@ -137,17 +168,8 @@ def imgproxy_option(option: str) -> list[str]:
             f"{k}_{v}" for k, v in zip(("w", "h"), args[1:3], strict=False) if v not in ("", "0")
         ]
         return crop + sizes if name in ("rs", "resize") else crop
-    simple = {
-        "w": "w",
-        "width": "w",
-        "h": "h",
-        "height": "h",
-        "q": "q",
-        "quality": "q",
-        "dpr": "dpr",
-    }
-    if name in simple and len(args) == 1:
-        return [] if args[0] == "0" else [f"{simple[name]}_{args[0]}"]
+    if name in IMGPROXY_NUMBERS and len(args) == 1:
+        return [] if args[0] == "0" else [f"{IMGPROXY_NUMBERS[name]}_{args[0]}"]
     if name in ("g", "gravity") and args and args[0] in IMGPROXY_GRAVITY:
         return [f"g_{IMGPROXY_GRAVITY[args[0]]}"]
     if name in ("bl", "blur") and len(args) == 1:
@@ -166,13 +188,11 @@ def thumbor(path: str) -> tuple[list[str], str, str | None]:
             crop = "c_limit"
         elif part == "smart":
             tokens.append("g_auto")
-        elif THUMBOR_SIZE.fullmatch(part):
-            width, height = THUMBOR_SIZE.fullmatch(part).groups()  # type: ignore[union-attr]
-            if width.startswith("-") or height.startswith("-"):
+        elif size := THUMBOR_SIZE.fullmatch(part):
+            if "-" in part:
                 raise Untranslatable("flipping by a negative size")
-            tokens[:0] = [f"w_{width}"] * bool(width and width != "0") + [f"h_{height}"] * bool(
-                height and height != "0"
-            )
+            sides = zip(("w", "h"), size.groups(), strict=True)
+            tokens[:0] = [f"{k}_{v}" for k, v in sides if v not in ("", "0")]
         elif part.startswith("filters:"):
             ext = _thumbor_filters(part[len("filters:") :], tokens)
         else:

@@ -30,14 +30,14 @@ from starlette.types import Receive, Scope, Send
 from origin.decode import read_header
 from origin.delivery import Origin, deliver
 from origin.derivatives import Wanted
-from origin.errors import BadTransform, InvalidImage, NotFound, SourceTimeout, SourceUnavailable
+from origin.errors import InvalidImage, NotFound, SourceTimeout, SourceUnavailable
 from origin.metrics import Metrics
 from origin.records import SourceObjectRecord
 from origin.request import raw_path, read_headers, split_query
 from origin.services import Services
 from origin.sources.cache import SourceCache, kept_object
 from origin.sources.config import Source
-from origin.sources.paths import SourcePath, host_and_path, parse_source_path
+from origin.sources.paths import SourcePath, host_and_path, parse_source_path, refuse_overlays
 from origin.sources.upstream import Upstream
 
 # What the fallback image stands in for (a missing object, a failing or wrong upstream).
@@ -109,8 +109,7 @@ class ServeSource:
             raise NotFound(f"no source named '{named.source}'")
         host_and_path(source, named.key)  # a host outside the source's: 404, no I/O
         checked = origin.plans.prepared(named.plan_path(), headers)
-        if checked.plan.overlay_ids:
-            raise BadTransform("image overlays (l_<id>) are for uploads, not source URLs")
+        refuse_overlays(checked.plan)
         for attempt in (1, 2):
             record, max_age, extra = await self._object(sources, source, named)
             image = record.as_image()

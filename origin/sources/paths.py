@@ -21,13 +21,17 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, unquote_to_bytes
 
-from origin.errors import BadRequest, NotFound, shown
+from origin.errors import BadRequest, BadTransform, NotFound, shown
 from origin.fetch.guard import Policy
 from origin.sources.config import NAME, Source
 from origin.transforms.formats import FILE_EXTENSIONS
+from origin.transforms.limits import Limits
+from origin.transforms.parse import parse_path
+from origin.transforms.plan import Plan
 
 SEPARATOR = "-"
 SUFFIX = re.compile(r"@(jpg|jpeg|png|webp|avif|gif|json)\Z", re.ASCII)
@@ -37,6 +41,8 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_KEY_BYTES = 1024
 # Characters kept as they are when an object path is written into a URL (RFC 3986 pchar).
 URL_SAFE = "!$&'()*+,;=:@-._~"
+# Kept as they are when a chain is written into a URL (as admin_api.urls writes /i/ chains).
+CHAIN_SAFE = "/,:_.-!~*'()%"
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,39 @@ def _segment(raw: str) -> str:
     if text in (".", "..") or CONTROL.search(text) or "/" in text or "\\" in text:
         raise BadRequest("an object path has no '.', '..' or control characters")
     return text
+
+
+def source_path(source: str, chain: str, key: str, ext: str | None = None) -> str:
+    """The ``/r/`` path of object ``key`` (decoded text) of ``source`` through ``chain``, as
+    ``@ext``: the reverse of ``parse_source_path``."""
+    stages = f"/{quote(chain, safe=CHAIN_SAFE)}" if chain else ""
+    return f"/r/{source}{stages}/-/{encode_key(key)}" + (f"@{ext}" if ext else "")
+
+
+def checked_source_path(
+    source: str,
+    chain: str,
+    key: str,
+    ext: str | None,
+    *,
+    config: Source | None,
+    presets: Mapping[str, str],
+    limits: Limits,
+) -> str:
+    """``source_path``, checked as the origin checks a request before any I/O (the path, the
+    host of a ``hosts`` source, the chain): a URL it would refuse is never minted."""
+    path = source_path(source, chain, key, ext)
+    named = parse_source_path(path)
+    if config is not None:
+        host_and_path(config, named.key)
+    refuse_overlays(parse_path(named.plan_path(), presets=presets, limits=limits))
+    return path
+
+
+def refuse_overlays(plan: Plan) -> None:
+    """Image overlays name uploads, which a source URL never reads: 400."""
+    if plan.overlay_ids:
+        raise BadTransform("image overlays (l_<id>) are for uploads, not source URLs")
 
 
 def encode_key(key: str) -> str:
