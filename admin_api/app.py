@@ -18,7 +18,7 @@ from admin_api.grammar import grammar
 from admin_api.guards import AdminGate
 from admin_api.openapi import openapi_document
 from admin_api.ratelimit import InProcessLimiter, Limiter, RedisLimiter, redis_client
-from admin_api.url_upload import FetchSlots
+from admin_api.url_upload import FetchSlots, policy
 from origin.app import Part
 from origin.services import Services
 from origin.settings import Settings
@@ -77,7 +77,7 @@ def admin_part(settings: Settings) -> Part:
             client = redis_client(settings.redis_url)
             stack.push_async_callback(client.aclose)
             limiter = RedisLimiter(client)
-        return {"limiter": limiter, "fetch_slots": FetchSlots()}
+        return {"limiter": limiter, "fetch_slots": FetchSlots(), "fetch_policy": policy(settings)}
 
     return Part(
         routes=[Mount("/api", routes=api_routes(), middleware=middleware), *console_routes()],

@@ -77,7 +77,7 @@ async def upload_from_url(request: Request, services: Services, user_id: str) ->
     url, filename = await url_upload.read_request(request)
     user = await caller_account(services, user_id)
     async with url_upload.budget(request, services.settings, user_id):
-        fetched = await url_upload.fetch_image(services.settings, url)
+        fetched = await url_upload.fetch_image(request, services.settings, url)
         name = filename or url_upload.filename_of(fetched)
         image = await ingest_upload(services, user, name, fetched.body)
     return JSONResponse(image_json(services, image), status_code=201)

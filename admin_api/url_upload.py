@@ -23,7 +23,6 @@ from admin_api.guards import hit_limit
 from admin_api.requests import optional, read_json, string_field
 from origin.errors import BadRequest, RateLimited
 from origin.fetch import Fetched, Limits, Policy, fetch
-from origin.fetch.guard import wire_name
 from origin.settings import Settings
 
 FIELDS = frozenset({"url", "filename"})
@@ -53,10 +52,11 @@ class FetchSlots:
 
 
 def policy(settings: Settings) -> Policy:
-    return Policy(
+    """Where uploads from a URL may fetch (made once, in the admin API's start)."""
+    return Policy.configured(
         ports=settings.url_upload_ports,
-        hosts=tuple(wire_name(h) for h in settings.url_upload_hosts),
-        private_hosts=frozenset(wire_name(h) for h in settings.fetch_private_hosts),
+        hosts=settings.url_upload_hosts,
+        private_hosts=settings.fetch_private_hosts,
         allow_loopback=settings.fetch_allow_loopback_for_tests,
     )
 
@@ -95,15 +95,16 @@ async def budget(request: Request, settings: Settings, user_id: str) -> AsyncIte
         yield
 
 
-async def fetch_image(settings: Settings, url: str) -> Fetched:
-    return await fetch(url, policy(settings), limits(settings))
+async def fetch_image(request: Request, settings: Settings, url: str) -> Fetched:
+    fetch_policy: Policy = request.scope["state"]["fetch_policy"]  # admin_api.app's start
+    return await fetch(url, fetch_policy, limits(settings))
 
 
 def filename_of(fetched: Fetched) -> str:
     """The last segment of the URL's path (after redirects), as a multipart upload's name."""
     try:
         raw_path = URL(fetched.url).raw_path
-    except (ValueError, UnicodeError):
+    except ValueError:  # UnicodeError among them
         return "upload"
     segment = unquote(raw_path.rstrip("/").rsplit("/", 1)[-1])
     return segment or "upload"

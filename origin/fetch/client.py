@@ -127,7 +127,7 @@ async def fetch(
     try:
         async with asyncio.timeout(limits.total_timeout):
             return await _follow(start, policy, limits, dict(headers or {}), resolve)
-    except (ValueError, UnicodeError):  # yarl on a URL it cannot spell (a bad IDNA label)
+    except ValueError:  # yarl on a URL it cannot spell (a bad IDNA label: a UnicodeError)
         raise SourceRefused("not a valid URL") from None
     except TimeoutError:
         raise SourceTimeout(

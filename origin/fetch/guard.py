@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from yarl import URL
@@ -56,6 +57,24 @@ class Policy:
     hosts: tuple[str, ...] = ()
     private_hosts: frozenset[str] = field(default_factory=frozenset)
     allow_loopback: bool = False  # tests only: origin.settings refuses it in production
+
+    @classmethod
+    def configured(
+        cls,
+        *,
+        ports: Iterable[int],
+        hosts: Iterable[str] = (),
+        private_hosts: Iterable[str] = (),
+        allow_loopback: bool = False,
+    ) -> Policy:
+        """A policy from configured names, each spelled as ``raw_host`` spells it (lower
+        case, IDNA) once, here: the fetch compares them as they are."""
+        return cls(
+            ports=frozenset(ports),
+            hosts=tuple(wire_name(h) for h in hosts),
+            private_hosts=frozenset(wire_name(h) for h in private_hosts),
+            allow_loopback=allow_loopback,
+        )
 
     def host_allowed(self, host: str) -> bool:
         if not self.hosts:
@@ -93,14 +112,16 @@ def classify(address: Address) -> str | None:
     return None
 
 
+# The ranges a private network uses (RFC 1918, ULA); the other private ones are special-purpose.
+RFC1918 = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+ULA = ipaddress.ip_network("fc00::/7")
+
+
 def _is_plain_private(address: Address) -> bool:
-    """RFC 1918 or ULA: the ranges a private network uses (the others are special-purpose)."""
+    """RFC 1918 or ULA."""
     if isinstance(address, ipaddress.IPv4Address):
-        return any(address in ipaddress.ip_network(n) for n in RFC1918)
-    return address in ipaddress.ip_network("fc00::/7")
-
-
-RFC1918 = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+        return any(address in network for network in RFC1918)
+    return address in ULA
 
 
 MAPPED = "IPv4-mapped or IPv4-compatible"
@@ -187,5 +208,5 @@ def wire_name(host: str) -> str:
     prefix = "*." if name.startswith("*.") else ""
     try:
         return prefix + (URL.build(scheme="http", host=name[len(prefix) :]).raw_host or name)
-    except (ValueError, UnicodeError):
+    except ValueError:  # UnicodeError among them
         return name

@@ -42,6 +42,18 @@ class StorageUnavailable(Unavailable):
     """The storage backend failed or did not answer in time (HTTP 503)."""
 
 
+class StorageTimeout(StorageUnavailable):
+    """The storage backend did not answer within its timeout."""
+
+
+class NotModified(Exception):
+    """A conditional read: the object still has the ETag asked with."""
+
+
+class TooLarge(Exception):
+    """An object larger than the reader's limit (its body is not read)."""
+
+
 class InvalidKey(ValueError):
     """A key that could escape the storage root or is not one of ours."""
 
@@ -287,8 +299,12 @@ class S3Storage:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("NoSuchKey", "404", "NotFound"):
                 raise ObjectMissing(code) from None
+            if code in ("304", "NotModified"):
+                raise NotModified(code) from None
             raise StorageUnavailable("object storage refused the request") from exc
-        except (BotoCoreError, TimeoutError, OSError) as exc:
+        except TimeoutError as exc:
+            raise StorageTimeout("object storage did not answer in time") from exc
+        except (BotoCoreError, OSError) as exc:
             raise StorageUnavailable("object storage did not answer in time") from exc
 
     async def put(
@@ -307,6 +323,24 @@ class S3Storage:
             async with response["Body"] as body:
                 data: bytes = await body.read()
                 return data
+
+        return await self._call(read())
+
+    async def get_if_changed(
+        self, key: str, etag: str | None, max_bytes: int
+    ) -> tuple[bytes, str | None]:
+        """The object's bytes and ETag (``key`` as the bucket names it: a remote source's
+        own keys). NotModified when it still has ``etag``, TooLarge past ``max_bytes``;
+        ObjectMissing, StorageUnavailable (StorageTimeout) as ``get``."""
+        extra = {} if etag is None else {"IfNoneMatch": etag}
+
+        async def read() -> tuple[bytes, str | None]:
+            response = await self.client.get_object(Bucket=self.bucket, Key=key, **extra)
+            async with response["Body"] as body:
+                if int(response.get("ContentLength") or 0) > max_bytes:
+                    raise TooLarge(key)
+                data: bytes = await body.read()
+                return data, response.get("ETag")
 
         return await self._call(read())
 
