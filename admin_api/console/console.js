@@ -188,7 +188,9 @@ async function signedIn() {
   $("#account-email").textContent = session.email;
   say(`Signed in as ${session.email}.`);
   $("#main").focus();
-  await Promise.all([loadMe(), loadGallery()]);
+  const [me] = await Promise.all([loadMe(), loadGallery()]);
+  // once per sign-in: loadMe runs again after each upload, and would reset the choice
+  if (me.operator) await loadSources();
 }
 
 async function loadMe() {
@@ -202,7 +204,7 @@ async function loadMe() {
   meter.optimum = 0;
   $("#quota-text").textContent =
     `${formatBytes(me.storage_used_bytes)} of ${formatBytes(me.storage_quota_bytes)} used`;
-  if (me.operator) await loadSources();
+  return me;
 }
 
 // ---- remote sources (operator accounts) --------------------------------------------------------
