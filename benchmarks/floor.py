@@ -170,7 +170,7 @@ def main(argv: list[str]) -> None:
     results: dict[str, object] = {}
     for name in argv[2].split(","):
         w = WORKLOADS[name]
-        if w.mode != "cold" or w.remote:
+        if not w.local_cold:
             continue
         # the servers' own URL list (the nominal request first), as far as a run can reach
         paths = [server.path(w, p).split("?", 1)[0] for p in w.params()[:FLOOR_PATHS]]

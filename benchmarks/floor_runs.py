@@ -30,7 +30,7 @@ def floor(
     """The pipeline in a loop without HTTP: one process (ms per render), then one process
     per core at once (renders per second on the whole machine, what the servers get)."""
     # W6 has no floor of its own: its render is W1's from the original (W1's floor row).
-    cold = [w.name for w in wanted if w.mode == "cold" and not w.remote]
+    cold = [w.name for w in wanted if w.local_cold]
     if not cold or seconds <= 0:
         return {}
     argv = [sys.executable, "-m", "benchmarks.floor", str(images_dir), str(seconds)]

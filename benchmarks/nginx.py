@@ -127,14 +127,9 @@ http {{
 """
 
 
-def prepare(prefix: Path, port: int, upstreams: Sequence[int], name: str = "peer") -> Path:
-    """A fresh prefix folder (logs/, tmp/ writable by nginx's unprivileged workers) holding
-    the generated ``nginx.conf`` of a balancer; returns the configuration's path."""
-    return prepare_text(prefix, config(port, upstreams, name))
-
-
 def prepare_text(prefix: Path, text: str) -> Path:
-    """A fresh prefix folder holding ``text`` as its ``nginx.conf``; its path."""
+    """A fresh prefix folder (logs/, tmp/ writable by nginx's unprivileged workers) holding
+    ``text`` as its ``nginx.conf``; returns the configuration's path."""
     shutil.rmtree(prefix, ignore_errors=True)
     prefix.mkdir(parents=True)
     prefix.chmod(0o755)

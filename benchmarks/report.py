@@ -154,7 +154,7 @@ def p99_row(w: str, ours: dict[str, Any], theirs: dict[str, Any], connections: i
 def p99_target(w: str) -> bool:
     """Performance II's p99 target covers its cold workloads (W1–W3, W5); W6's issue sets
     only a throughput target."""
-    return w in WORKLOADS and WORKLOADS[w].mode == "cold" and not WORKLOADS[w].remote
+    return w in WORKLOADS and WORKLOADS[w].local_cold
 
 
 def targets(results: dict[str, Any]) -> str:

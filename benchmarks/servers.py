@@ -165,12 +165,7 @@ class Imgorigin(Server):
     def prepare(self, data: Path, images: dict[str, Path], cache: bool) -> dict[str, str]:
         """A fresh database and storage folder under ``data``, migrated and seeded; the
         server's environment."""
-        shutil.rmtree(data, ignore_errors=True)
-        data.mkdir(parents=True)
-        env = self.env(data, cache=cache)
-        subprocess.run(
-            [str(VENV_BIN / "imgorigin"), "migrate"], env=env, check=True, capture_output=True
-        )
+        env = self._migrated(data, cache=cache)
         seed(env, images, self.working_copies)
         return env
 
@@ -180,10 +175,14 @@ class Imgorigin(Server):
         naming the upstream."""
         if not self.upstream:
             raise RuntimeError("W6 needs its upstream running (benchmarks/upstream.py)")
+        return self._migrated(data, cache=False, remote=True)
+
+    def _migrated(self, data: Path, *, cache: bool, remote: bool = False) -> dict[str, str]:
+        """``data`` emptied, the environment for it, the database migrated."""
         shutil.rmtree(data, ignore_errors=True)
         data.mkdir(parents=True)
-        sources = upstream.write_sources(data / "sources.json", self.upstream)
-        env = self.env(data, cache=False, sources=sources)
+        sources = upstream.write_sources(data / "sources.json", self.upstream) if remote else None
+        env = self.env(data, cache=cache, sources=sources)
         subprocess.run(
             [str(VENV_BIN / "imgorigin"), "migrate"], env=env, check=True, capture_output=True
         )

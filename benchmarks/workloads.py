@@ -19,6 +19,7 @@ of renders, so no derivative repeats either.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 from dataclasses import dataclass
@@ -50,6 +51,12 @@ class Workload:
         are in the other's source cache)."""
         return f"remote-{self.remote}" if self.remote else self.mode
 
+    @property
+    def local_cold(self) -> bool:
+        """A cold workload on an upload (W1–W3, W5): the ones with a floor row and the p99
+        target; W6 renders W1's pipeline from a remote source and has neither."""
+        return self.mode == "cold" and not self.remote
+
     def params(self) -> list[Params]:
         if self.mode == "hot":
             return [self.nominal]
@@ -70,7 +77,7 @@ class Workload:
         anything is measured: one per object, a render no measured request asks for."""
         if self.remote != "warm":
             return []
-        return [dict(PRIMER, object=f"w{i}") for i in range(WARM_OBJECTS)]
+        return [dict(PRIMER, object=self.object_name(i)) for i in range(WARM_OBJECTS)]
 
     def _grid(self) -> list[Params]:
         grid = list(itertools.product(*(values for _, values in self._axes())))
@@ -142,28 +149,24 @@ WORKLOADS: dict[str, Workload] = {
             "cold",
             {"w": 240, "h": 135},
         ),
-        Workload(
-            "W6-cold",
-            "W1 from a remote source, a new object per request (fetch + render)",
-            "w1.jpg",
-            "jpg",
-            "fit",
-            "cold",
-            {"w": 300, "h": 200, "q": 80},
-            remote="cold",
-        ),
-        Workload(
-            "W6-warm",
-            "W1 from a remote source already kept (render only)",
-            "w1.jpg",
-            "jpg",
-            "fit",
-            "cold",
-            {"w": 300, "h": 200, "q": 80},
-            remote="warm",
-        ),
     )
 }
+
+
+def from_remote(name: str, title: str, remote: str) -> Workload:
+    """W1 from a remote source: its request, grid and output (W6)."""
+    return dataclasses.replace(WORKLOADS["W1"], name=name, title=title, remote=remote)
+
+
+WORKLOADS.update(
+    (w.name, w)
+    for w in (
+        from_remote(
+            "W6-cold", "W1 from a remote source, a new object per request (fetch + render)", "cold"
+        ),
+        from_remote("W6-warm", "W1 from a remote source already kept (render only)", "warm"),
+    )
+)
 
 
 def select(names: str) -> list[str]:

@@ -10,7 +10,6 @@ that a failure. thumbor and IPX run when they are already installed in ``benchma
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from benchmarks.servers import (
     http_get,
 )
 from benchmarks.workloads import WARM_OBJECTS, WORKLOADS, select
+from tests.conftest import missing_backend
 
 ROOT = Path(__file__).resolve().parents[2]
 THUMBOR = PEERS / "thumbor" / "bin" / "thumbor"
@@ -45,11 +45,8 @@ def require(*tools: tuple[str, object]) -> None:
     """Skip (or, with REQUIRE_ALL_BACKENDS=1, fail) when a tool imgorigin's tests need is
     missing."""
     missing = [name for name, found in tools if not found]
-    if not missing:
-        return
-    if os.environ.get("REQUIRE_ALL_BACKENDS") == "1":
-        pytest.fail(f"REQUIRE_ALL_BACKENDS=1 but not installed: {', '.join(missing)}")
-    pytest.skip(f"not installed: {', '.join(missing)} (apt-get install nginx wrk)")
+    if missing:
+        missing_backend(f"not installed: {', '.join(missing)} (apt-get install nginx wrk)")
 
 
 @pytest.fixture
