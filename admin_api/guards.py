@@ -80,7 +80,7 @@ class AdminGate:
             log.warning("rate limited: %s on %s", key, scope["path"])
             error = RateLimited(
                 "too many requests; slow down",
-                headers={**headers, "Retry-After": str(decision.reset_seconds)},
+                headers=decision.refusal_headers(),
             )
             await error_response(error)(scope, receive, send)
             return

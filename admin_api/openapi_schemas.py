@@ -8,19 +8,20 @@ from typing import Any
 
 from origin.transforms.formats import FORMATS, MEDIA_TYPES
 
-CREDENTIALS = {
-    "type": "object",
-    "required": ["email", "password"],
-    "properties": {
+
+def every_field(properties: dict[str, Any]) -> dict[str, Any]:
+    """An object schema whose properties are all required (every body below but the
+    placeholder's)."""
+    return {"type": "object", "required": list(properties), "properties": properties}
+
+
+CREDENTIALS = every_field(
+    {
         "email": {"type": "string", "format": "email"},
         "password": {"type": "string", "minLength": 8, "maxLength": 128},
-    },
-}
-REFRESH = {
-    "type": "object",
-    "required": ["refresh_token"],
-    "properties": {"refresh_token": {"type": "string"}},
-}
+    }
+)
+REFRESH = every_field({"refresh_token": {"type": "string"}})
 SRCSET_PARAMS = [
     {"name": n, "in": "query", "required": False, "schema": s, "description": d}
     for n, s, d in [
@@ -46,10 +47,8 @@ SRCSET_PARAMS = [
         ("expires_in", {"type": "integer", "minimum": 1}, "seconds the URLs stay valid"),
     ]
 ]
-VARIANT = {
-    "type": "object",
-    "required": ["format", "media_type", "width", "height", "url", "bytes"],
-    "properties": {
+VARIANT = every_field(
+    {
         "format": {"enum": ["avif", "webp", "jpg", "png", "gif"]},
         "media_type": {"type": "string"},
         "width": {"type": "integer"},
@@ -59,21 +58,10 @@ VARIANT = {
             "type": ["integer", "null"],
             "description": "size of the stored derivative; null until it is rendered",
         },
-    },
-}
-SRCSET = {
-    "type": "object",
-    "required": [
-        "transform",
-        "sizes",
-        "width",
-        "height",
-        "variants",
-        "srcset",
-        "placeholder",
-        "picture",
-    ],
-    "properties": {
+    }
+)
+SRCSET = every_field(
+    {
         "transform": {"type": "string"},
         "sizes": {"type": "string"},
         "width": {"type": "integer", "description": "of the <img>: the largest fallback"},
@@ -93,50 +81,23 @@ SRCSET = {
             },
         },
         "picture": {"type": "string", "description": "the <picture> element, HTML"},
-    },
-}
+    }
+)
 
 SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message"],
-                "properties": {
-                    "code": {"type": "string"},
-                    "message": {"type": "string"},
-                },
-            }
-        },
-    },
-    "Tokens": {
-        "type": "object",
-        "required": ["access_token", "refresh_token", "token_type", "expires_in"],
-        "properties": {
+    "Error": every_field(
+        {"error": every_field({"code": {"type": "string"}, "message": {"type": "string"}})}
+    ),
+    "Tokens": every_field(
+        {
             "access_token": {"type": "string"},
             "refresh_token": {"type": "string"},
             "token_type": {"const": "bearer"},
             "expires_in": {"type": "integer"},
-        },
-    },
-    "Image": {
-        "type": "object",
-        "required": [
-            "id",
-            "original_filename",
-            "mime_type",
-            "size_bytes",
-            "width",
-            "height",
-            "format",
-            "created_at",
-            "metadata",
-            "url",
-            "thumbnail_url",
-        ],
-        "properties": {
+        }
+    ),
+    "Image": every_field(
+        {
             "id": {"type": "string"},
             "original_filename": {"type": "string"},
             "mime_type": {"enum": [MEDIA_TYPES[f] for f in FORMATS]},
@@ -151,7 +112,7 @@ SCHEMAS: dict[str, Any] = {
                 "description": "signed origin URL, root-relative",
             },
             "thumbnail_url": {"type": "string"},
-        },
-    },
+        }
+    ),
     "Srcset": SRCSET,
 }

@@ -36,6 +36,10 @@ class Decision:
             "RateLimit-Reset": str(self.reset_seconds),
         }
 
+    def refusal_headers(self) -> dict[str, str]:
+        """A 429's headers: the limit's, and when to try again."""
+        return {**self.headers(), "Retry-After": str(self.reset_seconds)}
+
 
 class Limiter(Protocol):
     async def hit(self, key: str, limit: int) -> Decision: ...

@@ -90,7 +90,7 @@ async def budget(request: Request, settings: Settings, user_id: str) -> AsyncIte
         if not decision.allowed:
             raise RateLimited(
                 f"at most {settings.url_uploads_per_minute} uploads from a URL a minute",
-                headers={**decision.headers(), "Retry-After": str(decision.reset_seconds)},
+                headers=decision.refusal_headers(),
             )
         yield
 
