@@ -67,13 +67,14 @@ Made = tuple[bytes, str, int, int, "quality.Choice | None", bool]
 class Wanted:
     """A derivative one request wants: its key, its image, the plan and the overlays, and
     the index its rows go to (``None``: an upload's, ``Services.derivatives``; a remote
-    source object's is ``Services.source_derivatives``)."""
+    source object's is ``Services.source_derivatives``), unless it is not ``kept``."""
 
     key: Key
     image: ImageRecord
     plan: Plan
     overlays: tuple[ImageRecord, ...] = ()
     rows: DerivativeRows | None = None
+    kept: bool = True  # False: an image no row stands for (a source's fallback): memory only
 
 
 class Derivatives:
@@ -116,7 +117,7 @@ class Derivatives:
         key = wanted.key
         began = time.perf_counter()
         rows = wanted.rows or self.services.derivatives
-        stored = await self._from_store(key, wanted.image, rows)
+        stored = await self._from_store(key, wanted.image, rows) if wanted.kept else None
         t.load += time.perf_counter() - began
         if stored is not None:
             self.metrics.hit["store"].inc()
@@ -177,7 +178,8 @@ class Derivatives:
         if choice is not None and choice.searched:
             self._remember(key, image, choice, rows)
         made = Derivative(body, media_type, width, height, etag_of(key.variant))
-        self._later(self._persist(key, image, made, stored, rows))
+        if wanted.kept:
+            self._later(self._persist(key, image, made, stored, rows))
         return made
 
     def _job(
@@ -217,8 +219,10 @@ class Derivatives:
         # Local files: the object is written here, in the thread already running, and only
         # its row after the answer (``_persist``).
         blocking = self.services.storage.blocking
-        stored = blocking is not None and put_now(
-            blocking, stored_key(image, key, media_type), body
+        stored = (
+            wanted.kept
+            and blocking is not None
+            and put_now(blocking, stored_key(image, key, media_type), body)
         )
         return body, media_type, made.width, made.height, made.choice, stored
 

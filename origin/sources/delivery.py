@@ -121,6 +121,7 @@ class ServeSource:
                 image,
                 prepared.plan,
                 rows=origin.services.source_derivatives,
+                kept=not extra,  # a fallback's derivatives: no source_objects row to own them
             )
             control = source_cache_control(max_age, exp, now)
             try:

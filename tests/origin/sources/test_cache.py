@@ -234,3 +234,17 @@ async def test_kept_bytes_gone_elsewhere_are_read_again(remote: Remote) -> None:
     assert remote.web.count("/media/lost.png") == 2
     (kept,) = await services.sources.oldest(10)
     assert await services.storage.get(kept.storage_key)
+
+
+async def test_fallback_derivatives_are_kept_in_memory_only(remote: Remote) -> None:
+    """No source_objects row stands for a fallback, so its derivatives are neither looked
+    up in nor written to the store."""
+    assert (await remote.get("/r/fallback/w_16/-/none.png@png")).status_code == 200
+    await remote.service.origin.derivatives.drain()
+    services = remote.service.services
+    derived = [
+        i.key async for i in services.storage.objects("sources/fallback/") if "/derived/" in i.key
+    ]
+    assert derived == []
+    again = await remote.get("/r/fallback/w_16/-/none.png@png")
+    assert again.status_code == 200 and decode(again.content).width == 16
