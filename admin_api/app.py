@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from admin_api import accounts, images, keys, sources, transform, urls
+from admin_api import accounts, eager, images, keys, sources, transform, urls, webhooks
 from admin_api.console import console_routes
 from admin_api.grammar import grammar
 from admin_api.guards import AdminGate
@@ -45,6 +45,19 @@ def api_routes() -> list[Route]:
         Route("/images/{image_id}/transform", transform.transform, methods=["GET"]),
         Route("/images/{image_id}/url", urls.mint_url, methods=["POST"]),
         Route("/images/{image_id}/srcset", urls.image_srcset, methods=["GET"]),
+        Route("/images/{image_id}/eager", eager.add_eager, methods=["POST"]),
+        Route("/webhooks", webhooks.create_webhook, methods=["POST"]),
+        Route("/webhooks", webhooks.list_webhooks, methods=["GET"]),
+        Route("/webhooks/{webhook_id}", webhooks.get_webhook, methods=["GET"]),
+        Route("/webhooks/{webhook_id}", webhooks.delete_webhook, methods=["DELETE"]),
+        Route("/webhooks/{webhook_id}/test", webhooks.test_webhook, methods=["POST"]),
+        Route("/webhooks/{webhook_id}/secret", webhooks.rotate_secret, methods=["POST"]),
+        Route("/webhooks/{webhook_id}/deliveries", webhooks.list_deliveries, methods=["GET"]),
+        Route(
+            "/webhooks/{webhook_id}/deliveries/{delivery_id}/retry",
+            webhooks.retry_delivery,
+            methods=["POST"],
+        ),
         Route("/sources", sources.list_sources, methods=["GET"]),
         Route("/sources/{name}/url", sources.mint_source_url, methods=["POST"]),
         Route("/keys", keys.list_keys, methods=["GET"]),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -18,6 +19,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from admin_api import url_upload
+from admin_api.eager import (
+    THUMBNAIL_CHAIN,
+    THUMBNAIL_FORMAT,
+    EagerRequest,
+    nudge,
+    read_eager,
+    upload_events,
+)
 from admin_api.guards import require_user
 from admin_api.multipart import ENVELOPE_BYTES, read_file_field
 from admin_api.requests import caller_account, image_id_of, owned_image, read_object, services_of
@@ -25,17 +34,24 @@ from admin_api.urls import image_path, signed
 from origin.errors import BadRequest, NotFound, OriginError, PayloadTooLarge
 from origin.http import PRIVATE_IMAGE
 from origin.ingest import ingest_upload
-from origin.records import ImageRecord
+from origin.records import ImageRecord, UserRecord
 from origin.services import Services
+from origin.store import eager
+from origin.store.database import Transaction
+from origin.store.eager import EagerRecord
+from origin.store.webhooks import emit
+from origin.webhooks.events import image_data
 
 log = logging.getLogger("imgorigin.admin")
 
 MAX_PAGE_OFFSET = 1_000_000_000
-THUMBNAIL_CHAIN = "w_256,h_256,c_fit"
 JSON = "application/json"
 
 
-def image_json(services: Services, image: ImageRecord) -> dict[str, Any]:
+def image_json(
+    services: Services, image: ImageRecord, eager_of: Sequence[EagerRecord] = ()
+) -> dict[str, Any]:
+    key = services.settings.url_signing_keys[0].secret
     return {
         "id": image.id,
         "original_filename": image.original_filename,
@@ -47,12 +63,19 @@ def image_json(services: Services, image: ImageRecord) -> dict[str, Any]:
         "created_at": image.created_at.isoformat(),
         "metadata": image.metadata,
         "url": signed(services, image_path(image)),
-        "thumbnail_url": signed(services, image_path(image, THUMBNAIL_CHAIN, "webp")),
+        "thumbnail_url": signed(services, image_path(image, THUMBNAIL_CHAIN, THUMBNAIL_FORMAT)),
+        "eager": [e.json(key) for e in eager_of],
     }
 
 
+async def with_eager(services: Services, image: ImageRecord) -> dict[str, Any]:
+    found = await eager.of_images(services.db, [image.id])
+    return image_json(services, image, found[image.id])
+
+
 async def upload(request: Request) -> Response:
-    """A multipart ``file``, or a JSON ``{"url"}`` fetched by the guarded fetcher."""
+    """A multipart ``file``, or a JSON ``{"url"}`` fetched by the guarded fetcher; either
+    with ``eager`` derivatives and a ``notification_url`` (admin_api.eager)."""
     user_id = require_user(request)
     services = services_of(request)
     settings = services.settings
@@ -69,18 +92,45 @@ async def upload(request: Request) -> Response:
         request.stream(),
         max_bytes=settings.max_upload_size,
     )
-    image = await ingest_upload(services, user, uploaded.filename, uploaded.data)
-    return JSONResponse(image_json(services, image), status_code=201)
+    wanted = await read_eager(
+        services,
+        user_id,
+        uploaded.fields.get("eager"),
+        uploaded.fields.get("notification_url"),
+        from_form=True,
+        thumbnail=True,
+    )
+    image = await ingest(services, user, uploaded.filename, uploaded.data, wanted)
+    nudge(request)
+    return JSONResponse(await with_eager(services, image), status_code=201)
+
+
+async def ingest(
+    services: Services, user: UserRecord, filename: str, data: bytes, wanted: EagerRequest
+) -> ImageRecord:
+    """Store the upload with its eager jobs and events in the row's transaction."""
+    return await ingest_upload(
+        services,
+        user,
+        filename,
+        data,
+        check=lambda image: wanted.check(image, services.limits),
+        also=lambda conn, image: upload_events(conn, services, image, wanted),
+    )
 
 
 async def upload_from_url(request: Request, services: Services, user_id: str) -> Response:
-    url, filename = await url_upload.read_request(request)
+    body = await url_upload.read_request(request)
     user = await caller_account(services, user_id)
+    wanted = await read_eager(
+        services, user_id, body.eager, body.notification_url, from_form=False, thumbnail=True
+    )
     async with url_upload.budget(request, services.settings, user_id):
-        fetched = await url_upload.fetch_image(request, services.settings, url)
-        name = filename or url_upload.filename_of(fetched)
-        image = await ingest_upload(services, user, name, fetched.body)
-    return JSONResponse(image_json(services, image), status_code=201)
+        fetched = await url_upload.fetch_image(request, services.settings, body.url)
+        name = body.filename or url_upload.filename_of(fetched)
+        image = await ingest(services, user, name, fetched.body, wanted)
+    nudge(request)
+    return JSONResponse(await with_eager(services, image), status_code=201)
 
 
 def page_parameters(request: Request) -> tuple[int, int]:
@@ -108,9 +158,10 @@ async def list_images(request: Request) -> Response:
     page, limit = page_parameters(request)
     services = services_of(request)
     items, total = await services.images.page(user_id, offset=(page - 1) * limit, limit=limit)
+    found = await eager.of_images(services.db, [i.id for i in items])
     return JSONResponse(
         {
-            "items": [image_json(services, i) for i in items],
+            "items": [image_json(services, i, found[i.id]) for i in items],
             "page": page,
             "limit": limit,
             "total": total,
@@ -120,7 +171,7 @@ async def list_images(request: Request) -> Response:
 
 async def get_image(request: Request) -> Response:
     services, image = await owned_image(request)
-    return JSONResponse(image_json(services, image))
+    return JSONResponse(await with_eager(services, image))
 
 
 def content_disposition(filename: str) -> str:
@@ -141,7 +192,12 @@ async def download(request: Request) -> Response:
 async def delete_image(request: Request) -> Response:
     user_id = require_user(request)
     services = services_of(request)
-    removed = await services.images.delete(image_id_of(request), user_id)
+    background = services.settings.background
+
+    async def deleted(conn: Transaction, image: ImageRecord) -> None:
+        await emit(conn, background, user_id, "image.deleted", {"image": image_data(image)})
+
+    removed = await services.images.delete(image_id_of(request), user_id, deleted)
     if removed is None:
         raise NotFound("no such image")
     image, _ = removed  # every derivative is stored under the image's prefix

@@ -2,13 +2,13 @@
 
 The body is fed chunk by chunk to python-multipart's push parser; the file's bytes are kept
 in memory only up to ``max_bytes`` (the first byte past it stops reading with 413), and other
-fields are ignored beyond a small bound. Nothing is spooled to disk.
+fields (``eager``, ``notification_url``) are kept as text up to a small bound. Nothing is spooled to disk.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -25,6 +25,8 @@ class UploadedFile:
     filename: str
     content_type: str
     data: bytes
+    # The other (non-file) fields, UTF-8 text, the first of each name (``eager``, …).
+    fields: dict[str, str] = field(default_factory=dict)
 
 
 class _TooLarge(Exception):
@@ -48,6 +50,8 @@ class _FileCollector:
         self.part_is_file = False  # it has a filename
         self.misnamed: str | None = None  # the name of the first file sent under another name
         self.done = False
+        self.fields: dict[str, bytearray] = {}
+        self.collecting: bytearray | None = None  # the text field being read
 
     def on_part_begin(self) -> None:
         self.headers = {}
@@ -71,6 +75,9 @@ class _FileCollector:
         if self.part_is_file and name != b"file" and self.misnamed is None:
             self.misnamed = self.part_name
         self.in_file = name == b"file" and self.file is None and self.part_is_file
+        self.collecting = None
+        if not self.part_is_file and self.part_name not in self.fields:
+            self.collecting = self.fields[self.part_name] = bytearray()
         if self.in_file:
             self.file = bytearray()
             self.filename = options.get(b"filename", b"").decode("utf-8", "replace")
@@ -85,6 +92,8 @@ class _FileCollector:
             self.other_bytes += end - start
             if self.other_bytes > MAX_OTHER_FIELD_BYTES:
                 raise self.too_much_else()
+            if self.collecting is not None:
+                self.collecting += data[start:end]
 
     def too_much_else(self) -> BadRequest:
         """Past the bound for other fields: most likely the file, under a wrong name."""
@@ -146,4 +155,8 @@ async def read_file_field(
         raise collector.missing()
     if not collector.done:
         raise BadRequest("the multipart body is incomplete")
-    return UploadedFile(collector.filename, collector.content_type, bytes(collector.file))
+    try:
+        fields = {name: bytes(value).decode("utf-8") for name, value in collector.fields.items()}
+    except UnicodeDecodeError:
+        raise BadRequest("form fields must be UTF-8 text") from None
+    return UploadedFile(collector.filename, collector.content_type, bytes(collector.file), fields)

@@ -112,7 +112,37 @@ SCHEMAS: dict[str, Any] = {
                 "description": "signed origin URL, root-relative",
             },
             "thumbnail_url": {"type": "string"},
+            "eager": {"type": "array", "items": {"$ref": "#/components/schemas/Eager"}},
         }
     ),
+    "Eager": {
+        "type": "object",
+        "required": ["id", "transform", "format", "state"],
+        "description": "an eager derivative; done: size_bytes, width, height, url; "
+        "failed: error (a code)",
+        "properties": {
+            "id": {"type": "string"},
+            "transform": {"type": "string"},
+            "format": {"type": "string"},
+            "state": {"enum": ["queued", "running", "done", "failed", "evicted"]},
+            "size_bytes": {"type": "integer"},
+            "width": {"type": "integer"},
+            "height": {"type": "integer"},
+            "url": {"type": "string"},
+            "error": {"type": "string"},
+        },
+    },
+    "Webhook": {
+        "type": "object",
+        "required": ["id", "url", "events", "created_at"],
+        "properties": {
+            "id": {"type": "string"},
+            "url": {"type": "string"},
+            "events": {"type": "array", "items": {"type": "string"}},
+            "created_at": {"type": "string"},
+            "previous_secret_valid_until": {"type": ["string", "null"]},
+            "secret": {"type": "string", "description": "only when made: shown once"},
+        },
+    },
     "Srcset": SRCSET,
 }

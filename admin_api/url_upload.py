@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
@@ -25,7 +26,17 @@ from origin.errors import BadRequest, RateLimited
 from origin.fetch import Fetched, Limits, Policy, fetch
 from origin.settings import Settings
 
-FIELDS = frozenset({"url", "filename"})
+FIELDS = frozenset({"url", "filename", "eager", "notification_url"})
+
+
+@dataclass(frozen=True)
+class UrlUpload:
+    """The JSON body of an upload from a URL."""
+
+    url: str
+    filename: str | None
+    eager: Any  # checked by admin_api.eager
+    notification_url: Any
 
 
 class FetchSlots:
@@ -69,13 +80,21 @@ def limits(settings: Settings) -> Limits:
     )
 
 
-async def read_request(request: Request) -> tuple[str, str | None]:
-    """The URL and the optional filename of the JSON body; 400 for anything else."""
+async def read_request(request: Request) -> UrlUpload:
+    """The JSON body's fields; 400 for anything else."""
     data: dict[str, Any] = await read_json(request)
     unknown = set(data) - FIELDS
     if unknown:
-        raise BadRequest(f"unknown field '{sorted(unknown)[0][:40]}' (expected url, filename)")
-    return string_field(data, "url"), optional(data, "filename", str)
+        raise BadRequest(
+            f"unknown field '{sorted(unknown)[0][:40]}' "
+            "(expected url, filename, eager, notification_url)"
+        )
+    return UrlUpload(
+        string_field(data, "url"),
+        optional(data, "filename", str),
+        data.get("eager"),
+        data.get("notification_url"),
+    )
 
 
 @asynccontextmanager

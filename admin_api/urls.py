@@ -71,6 +71,13 @@ def check_expires_in(expires_in: int | None) -> None:
         raise BadRequest(f"'expires_in' must be between 1 and {MAX_EXPIRES_IN} seconds")
 
 
+def chain_path(image_id: str, chain: str, name: str, ext: str) -> str:
+    """The (unsigned) origin path of ``chain`` on an image served as ``name.ext``."""
+    if not chain:
+        return f"/i/{image_id}/{name}.{ext}"
+    return f"/i/{image_id}/{quote(chain, safe=CHAIN_SAFE)}/{name}.{ext}"
+
+
 def origin_path(
     services: Services, image: ImageRecord, chain: str, name: str, ext: str
 ) -> tuple[str, Plan]:
@@ -78,8 +85,7 @@ def origin_path(
     as the origin will parse it (else 400 ``bad_transform`` / ``limit_exceeded``)."""
     presets = services.settings.presets
     parse_chain(chain, presets=presets, limits=services.limits)
-    encoded_chain = quote(chain, safe=CHAIN_SAFE)
-    path = f"/i/{image.id}/{encoded_chain}/{name}.{ext}" if chain else f"/i/{image.id}/{name}.{ext}"
+    path = chain_path(image.id, chain, name, ext)
     return path, parse_path(path, presets=presets, limits=services.limits)
 
 

@@ -1,4 +1,4 @@
-"""The ``imgorigin`` command: serve, migrate, sign, rewrite-urls, gc.
+"""The ``imgorigin`` command: serve, worker, migrate, sign, rewrite-urls, gc.
 
 Settings are read and validated before anything starts; a bad value prints one line naming
 the variable and exits with status 2, without a traceback.
@@ -20,6 +20,7 @@ from imgorigin.orphans import DEFAULT_MIN_AGE_SECONDS, collect_garbage
 from imgorigin.protocol import Deadlines
 from imgorigin.rewrite import rewrite as rewrite_urls
 from imgorigin.supervisor import GRACEFUL_SECONDS, Listen, Supervisor
+from imgorigin.worker import run_worker
 from origin.environ import SettingsError
 from origin.services import limits_of, open_services
 from origin.settings import Settings
@@ -38,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "1") or 1))
     serve.add_argument("--app", choices=("all", "origin", "admin"), default="all")
 
+    commands.add_parser(
+        "worker", help="run background jobs (eager derivatives, webhooks) without serving HTTP"
+    )
     commands.add_parser("migrate", help="apply pending database migrations")
 
     sign = commands.add_parser("sign", help="print PATH with its signed query string")
@@ -89,6 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         return _serve(settings, args)
+    if args.command == "worker":
+        asyncio.run(run_worker(settings))
+        return 0
     if args.command == "migrate":
         applied = asyncio.run(_migrate(settings))
         print(

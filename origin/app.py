@@ -28,15 +28,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from origin.access_log import AccessLog, Observe, Timings, begin, log_to_stderr, marked
 from origin.addresses import client_address, is_listed
+from origin.background import start_background
 from origin.delivery import serve_image, start_origin, state_of
 from origin.errors import OriginError
 from origin.http import EXCEPTION_HANDLERS, NO_STORE, error_json, error_response, log
 from origin.memory import cap_arenas
-from origin.metrics import CONTENT_TYPE, Metrics, Shared
+from origin.metrics import CONTENT_TYPE, Metrics, Shared, job_counts_exposition
 from origin.recent_answers import Answer, RecentAnswers, answer_key, capturing
 from origin.services import Services, open_services
 from origin.settings import Settings
 from origin.sources.delivery import serve_source, start_sources
+from origin.store.queue import JobQueue
 from origin.vips import configure_libvips
 
 READY_TIMEOUT_SECONDS = 3.0
@@ -81,6 +83,12 @@ def metrics_endpoint(
             )
         shared: Shared | None = getattr(request.state, "shared_metrics", None)
         body = metrics.exposition() if shared is None else shared.exposition()
+        queue: JobQueue | None = getattr(request.state, "job_queue", None)
+        if queue is not None:  # the queue as the database holds it, for the whole service
+            try:
+                body += job_counts_exposition(await queue.counts(), await queue.oldest_due())
+            except Exception:
+                log.exception("/metrics: the job queue could not be read")
         return Response(body, media_type=CONTENT_TYPE, headers=NO_STORE)
 
     return exposition
@@ -231,6 +239,9 @@ def origin_part(settings: Settings) -> Part:
         stack.push_async_callback(origin.derivatives.drain)
         sources = await start_sources(services, stack, metrics)
         stack.push_async_callback(sources.cache.drain)
+        background = await start_background(
+            origin, stack, run_jobs=services.settings.background.jobs_in_serve
+        )
         # Everything loaded so far (libvips bindings, SQLAlchemy, numpy…) lives as long as
         # the process: keep it out of the collector's full scans, which otherwise stall the
         # event loop in proportion to the heap (measured: see docs/origin.md).
@@ -238,7 +249,12 @@ def origin_part(settings: Settings) -> Part:
         recent = RecentAnswers(
             lambda: origin.lookup.epoch, services.settings.cache_max_bytes // RECENT_SHARE
         )
-        return {**state_of(origin), "recent_answers": recent, "sources": sources}
+        return {
+            **state_of(origin),
+            **background,
+            "recent_answers": recent,
+            "sources": sources,
+        }
 
     return Part(
         routes=[

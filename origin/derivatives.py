@@ -103,6 +103,21 @@ class Derivatives:
         """Not in memory: one flight per key to the store, else the renderer."""
         return await self.flights.join(wanted.key, lambda: self._produce(wanted, t))
 
+    async def keep(self, wanted: Wanted) -> tuple[Derivative, str]:
+        """Make ``wanted`` as a background job (an eager derivative) and return once it is in
+        the store, where a request would find it, with the tier that had it (``store`` or
+        ``render``). Its render uses the pool's background share (origin.render_pool)."""
+        t = Timings("-")
+        made = await self.flights.join(
+            wanted.key, lambda: self._produce(wanted, t, background=True)
+        )
+        if t.tier == "-":  # joined a request's flight, whose write may still be pending
+            rows = wanted.rows or self.services.derivatives
+            if await rows.get(wanted.image.id, wanted.key.variant) is None:
+                await self._persist(wanted.key, wanted.image, made, False, rows)
+            t.tier = "render"
+        return made, t.tier
+
     def forget_image(self, image_id: str) -> None:
         self.memory.forget_image(image_id)
 
@@ -113,22 +128,27 @@ class Derivatives:
 
     # ---- the tiers ----------------------------------------------------------------------
 
-    async def _produce(self, wanted: Wanted, t: Timings) -> Derivative:
+    async def _produce(self, wanted: Wanted, t: Timings, background: bool = False) -> Derivative:
+        """The store, else a render. A ``background`` one (an eager derivative) is neither
+        counted among the tiers that answered requests nor put in memory: it is for the
+        requests of every process, which find it in the store."""
         key = wanted.key
         began = time.perf_counter()
         rows = wanted.rows or self.services.derivatives
         stored = await self._from_store(key, wanted.image, rows) if wanted.kept else None
         t.load += time.perf_counter() - began
         if stored is not None:
-            self.metrics.hit["store"].inc()
             t.tier = "store"
-            self.memory.put(key, stored)
+            if not background:
+                self.metrics.hit["store"].inc()
+                self.memory.put(key, stored)
             return stored
-        self.metrics.miss["store"].inc()
-        made = await self._render(wanted, rows, t)
-        self.metrics.hit["render"].inc()
+        made = await self._render(wanted, rows, t, background)
         t.tier = "render"
-        self.memory.put(key, made)
+        if not background:
+            self.metrics.miss["store"].inc()
+            self.metrics.hit["render"].inc()
+            self.memory.put(key, made)
         return made
 
     async def _from_store(
@@ -150,8 +170,11 @@ class Derivatives:
             body, record.media_type, record.width, record.height, etag_of(key.variant)
         )
 
-    async def _render(self, wanted: Wanted, rows: DerivativeRows, t: Timings) -> Derivative:
-        """Render in the pool, within the work budget and under ``RENDER_TIMEOUT_SECONDS``."""
+    async def _render(
+        self, wanted: Wanted, rows: DerivativeRows, t: Timings, background: bool = False
+    ) -> Derivative:
+        """Render in the pool, within the work budget and under ``RENDER_TIMEOUT_SECONDS``;
+        a ``background`` render takes a background slot and is stored before it returns."""
         key, image, plan = wanted.key, wanted.image, wanted.plan
         self._refuse_timed_out(key)
         limits = self.services.limits
@@ -166,8 +189,10 @@ class Derivatives:
         started: list[float] = []
         job = functools.partial(self._job, wanted, read, extra, auto, deadline, started)
         queued = time.perf_counter()
+        pool = self.services.pool
+        run = pool.run_background if background else pool.run
         try:
-            ran = await self.services.pool.run(job, on_cancel=deadline.cancel)
+            ran = await run(job, on_cancel=deadline.cancel)
         except RenderTimeout as exc:
             if deadline.timed_out:
                 raise self._timed_out_now(key, image, plan, exc) from None
@@ -178,7 +203,9 @@ class Derivatives:
         if choice is not None and choice.searched:
             self._remember(key, image, choice, rows)
         made = Derivative(body, media_type, width, height, etag_of(key.variant))
-        if wanted.kept:
+        if wanted.kept and background:
+            await self._persist(key, image, made, stored, rows, raising=True)
+        elif wanted.kept:
             self._later(self._persist(key, image, made, stored, rows))
         return made
 
@@ -227,10 +254,19 @@ class Derivatives:
         return body, media_type, made.width, made.height, made.choice, stored
 
     async def _persist(
-        self, key: Key, image: ImageRecord, made: Derivative, stored: bool, rows: DerivativeRows
+        self,
+        key: Key,
+        image: ImageRecord,
+        made: Derivative,
+        stored: bool,
+        rows: DerivativeRows,
+        *,
+        raising: bool = False,
     ) -> None:
         """Object first, row second: a row always has its object; an object alone is junk.
-        ``stored``: the render job already wrote the object."""
+        ``stored``: the render job already wrote the object. A failure is logged (the answer
+        is out; the next miss renders again), or raised when ``raising`` (a background job,
+        which retries)."""
         services = self.services
         storage_key = stored_key(image, key, made.media_type)
         record = DerivativeRecord(
@@ -252,6 +288,8 @@ class Derivatives:
             if not added and await rows.get(image.id, key.variant) is None:
                 await services.storage.delete(storage_key)  # the image was deleted meanwhile
         except Exception:  # the answer is already out; the next miss renders again
+            if raising:
+                raise
             log.exception("could not store derivative %s", storage_key)
 
     def _later(self, work: Coroutine[Any, Any, None], *, bounded: bool = True) -> None:

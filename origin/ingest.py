@@ -20,7 +20,7 @@ import dataclasses
 import hashlib
 import logging
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -30,6 +30,7 @@ from origin.errors import BadRequest, QuotaExceeded
 from origin.probe import Probe, probe_upload
 from origin.records import Analysis, ImageRecord, QuotaWouldBeExceeded, UserRecord, new_id
 from origin.services import Services
+from origin.store.database import Transaction
 from origin.transforms.formats import FILE_EXTENSIONS
 from origin.transforms.limits import Limits
 
@@ -90,9 +91,17 @@ def image_record(user_id: str, filename: str, data: bytes, inspected: Inspected)
 
 
 async def ingest_upload(
-    services: Services, user: UserRecord, filename: str, data: bytes
+    services: Services,
+    user: UserRecord,
+    filename: str,
+    data: bytes,
+    *,
+    check: Callable[[ImageRecord], None] | None = None,
+    also: Callable[[Transaction, ImageRecord], Awaitable[None]] | None = None,
 ) -> ImageRecord:
-    """Validate, inspect and store ``data`` as a new image of ``user``; the row as stored."""
+    """Validate, inspect and store ``data`` as a new image of ``user``; the row as stored.
+    ``check`` may refuse the image once inspected, before anything is stored (an eager
+    chain over its budget); ``also`` writes in the row's transaction (its jobs and events)."""
     settings = services.settings
     if not data:
         raise BadRequest("the file is empty")
@@ -100,11 +109,17 @@ async def ingest_upload(
         raise QuotaExceeded(OVER_QUOTA)
     inspected = await services.pool.run(lambda: inspect_upload(data, services.limits))
     image = image_record(user.id, filename, data, inspected)
-    return await store_image(services, image, data, inspected.levels)
+    if check is not None:
+        check(image)
+    return await store_image(services, image, data, inspected.levels, also)
 
 
 async def store_image(
-    services: Services, image: ImageRecord, data: bytes, levels: Sequence[working_copies.Level] = ()
+    services: Services,
+    image: ImageRecord,
+    data: bytes,
+    levels: Sequence[working_copies.Level] = (),
+    also: Callable[[Transaction, ImageRecord], Awaitable[None]] | None = None,
 ) -> ImageRecord:
     """Objects first (the original, then its working copies), row second; on any failure
     every object is removed again. Returns the row as stored (with its working copies)."""
@@ -117,7 +132,12 @@ async def store_image(
         for key, body, media_type in objects:
             await services.storage.put(key, body, content_type=media_type)
             written.append(key)
-        await services.images.add(image, services.settings.user_quota_bytes)
+        stored = image
+        await services.images.add(
+            image,
+            services.settings.user_quota_bytes,
+            None if also is None else (lambda conn: also(conn, stored)),
+        )
     except BaseException as exc:
         await remove_objects(services, written)
         if isinstance(exc, QuotaWouldBeExceeded):

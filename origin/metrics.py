@@ -25,7 +25,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 TIERS = ("memory", "store", "render")
@@ -60,11 +60,20 @@ class Metrics:
         self.auto_quality_searches: Tally[str] = Tally()  # by output format
         # reads of remote source objects, by (source, result): origin.sources.cache
         self.source_reads: Tally[tuple[str, str]] = Tally()
+        # background jobs ended, by (kind, outcome: done, retried, failed): origin.jobs.runner
+        self.jobs: Tally[tuple[str, str]] = Tally()
         self.registry.register(_Counters(self))
         self.render_seconds = Histogram(
             "imgorigin_render_seconds",
             "Time spent rendering and encoding one derivative in a libvips worker.",
             ("format",),
+            buckets=RENDER_BUCKETS,
+            registry=self.registry,
+        )
+        self.job_seconds = Histogram(
+            "imgorigin_job_seconds",
+            "Time one background job's successful try took, by kind (eager, webhook).",
+            ("kind",),
             buckets=RENDER_BUCKETS,
             registry=self.registry,
         )
@@ -143,6 +152,36 @@ class Shared:
         parts += [(_alive(pid), samples) for pid, samples in self.others()]
         registry.register(_Summed(parts))
         return generate_latest(registry)
+
+
+def job_counts_exposition(counts: dict[tuple[str, str], int], oldest: float | None) -> bytes:
+    """The queue as the database holds it (one answer for the whole service, however many
+    processes): jobs by kind and state, and how long the oldest due job has waited."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Queue(counts, oldest))
+    return generate_latest(registry)
+
+
+class _Queue(Collector):
+    def __init__(self, counts: dict[tuple[str, str], int], oldest: float | None) -> None:
+        self.counts = counts
+        self.oldest = oldest
+
+    def collect(self) -> Iterator[Metric]:
+        depth = GaugeMetricFamily(
+            "imgorigin_jobs_in_queue",
+            "Background jobs in the queue by kind and state (queued, running, done, failed).",
+            labels=("kind", "state"),
+        )
+        for (kind, state), count in sorted(self.counts.items()):
+            depth.add_metric((kind, state), count)
+        yield depth
+        wait = GaugeMetricFamily(
+            "imgorigin_jobs_oldest_due_seconds",
+            "How long the oldest job that is due has waited to start (0: none waits).",
+        )
+        wait.add_metric((), self.oldest or 0.0)
+        yield wait
 
 
 def _alive(pid: int) -> bool:
@@ -252,3 +291,12 @@ class _Counters(Collector):
         for (source, result), count in sorted(m.source_reads.items()):
             reads.add_metric((source, result), count)
         yield reads
+        jobs = CounterMetricFamily(
+            "imgorigin_jobs",
+            "Background job tries ended, by kind and outcome: done, retried (failed, queued "
+            "again after its backoff), failed (for good).",
+            labels=("kind", "outcome"),
+        )
+        for (kind, outcome), count in sorted(m.jobs.items()):
+            jobs.add_metric((kind, outcome), count)
+        yield jobs

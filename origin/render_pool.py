@@ -32,8 +32,13 @@ class ClientGone(Exception):
 
 
 class RenderPool:
-    def __init__(self, concurrency: int, queue_max: int, queue_timeout: float) -> None:
+    def __init__(
+        self, concurrency: int, queue_max: int, queue_timeout: float, background_share: float = 1.0
+    ) -> None:
         self.slots = anyio.CapacityLimiter(concurrency)
+        # Background jobs (eager derivatives) hold at most this many slots, so requests always
+        # have the rest (docs/background.md).
+        self.background = anyio.CapacityLimiter(max(1, int(concurrency * background_share)))
         # anyio's default thread limiter is shared with all other thread work (file I/O,
         # bcrypt); ours has exactly as many threads as slots, so a held slot always runs.
         self.threads = anyio.CapacityLimiter(concurrency)
@@ -69,6 +74,19 @@ class RenderPool:
             return await self._in_thread(job, on_cancel)
         finally:
             self.slots.release()
+
+    async def run_background(
+        self, job: Callable[[], T], on_cancel: Callable[[], object] | None = None
+    ) -> T:
+        """Run a background job: first one of the background share's slots, then a pool slot
+        as requests get them (no queue bound, no wait limit: it waits as long as it must and
+        never counts in the request queue's depth)."""
+        async with self.background:
+            await self.slots.acquire()
+            try:
+                return await self._in_thread(job, on_cancel)
+            finally:
+                self.slots.release()
 
     async def _in_thread(self, job: Callable[[], T], on_cancel: Callable[[], object] | None) -> T:
         work = functools.partial(_then, job, self.trimmer.after_job)

@@ -53,7 +53,10 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             source_derivatives=Derivatives(db, SOURCES),
             storage=storage,
             pool=RenderPool(
-                settings.concurrency, settings.queue_max, settings.queue_timeout_seconds
+                settings.concurrency,
+                settings.queue_max,
+                settings.queue_timeout_seconds,
+                settings.background.job_render_share,
             ),
             limits=limits_of(settings),
         )

@@ -42,6 +42,37 @@ class SigningKey:
 
 
 @dataclass(frozen=True)
+class Background:
+    """The job queue's, eager derivatives' and webhooks' settings (docs/background.md)."""
+
+    jobs_in_serve: bool = True  # `imgorigin serve` runs jobs too (else only `imgorigin worker`)
+    job_render_share: float = 0.5  # of CONCURRENCY's slots, background renders use at most this
+    job_concurrency: int = 4  # jobs one process runs at once
+    job_lease_seconds: float = 60.0  # a claimed job's lease; heartbeats renew it
+    job_poll_seconds: float = 1.0
+    job_retry_schedule: tuple[float, ...] = (10.0, 60.0, 300.0, 1800.0)
+    webhook_retry_schedule: tuple[float, ...] = (
+        5.0,
+        300.0,
+        1800.0,
+        7200.0,
+        18000.0,
+        36000.0,
+        36000.0,
+    )
+    webhook_timeout_seconds: float = 10.0
+    webhook_ports: frozenset[int] = frozenset({80, 443})
+    webhooks_max_per_user: int = 10
+    webhook_pending_max: int = 1000
+    webhook_secret_overlap_seconds: float = 86400.0
+    eager_thumbnail: bool = True
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        return self.job_lease_seconds / 4
+
+
+@dataclass(frozen=True)
 class Settings:
     env: Literal["development", "production"] = "development"
     database_url: str = "sqlite:///./data/imgorigin.db"
@@ -99,6 +130,8 @@ class Settings:
     sources: Mapping[str, Source] = field(default_factory=lambda: MappingProxyType({}))
     source_cache_max_bytes: int = 1_073_741_824
     operator_emails: frozenset[str] = frozenset()
+    # Background work: the job queue, eager derivatives and webhooks (docs/background.md).
+    background: Background = field(default_factory=lambda: Background())
     # Set by `imgorigin serve --workers N` for its workers (imgorigin.supervisor): the
     # private folder where each writes its metrics, so /metrics sums them.
     metrics_dir: Path | None = None
@@ -169,6 +202,7 @@ class Settings:
             **_fetching(environ, env),
             **_sources(environ),
         )
+        values["background"] = _background(environ, values["render_timeout_seconds"])
         values["auto_widths"] = _auto_widths(environ, values["max_output_dimension"])
         # Secrets last: a bad value elsewhere must not leave a generated secrets file behind.
         jwt_secret = environ.get("JWT_SECRET", "")
@@ -368,6 +402,70 @@ def _fetching(environ: Mapping[str, str], env: str) -> dict[str, Any]:
         url_uploads_per_minute=_integer(environ, "URL_UPLOADS_PER_MINUTE", 10, 1),
         url_upload_concurrency=_integer(environ, "URL_UPLOAD_CONCURRENCY", 2, 1, 1000),
     )
+
+
+def _background(environ: Mapping[str, str], render_timeout: float) -> Background:
+    """The job queue's settings; a lease must outlast a render (RENDER_TIMEOUT_SECONDS) and
+    a webhook delivery's timeout."""
+    timeout = _number(environ, "WEBHOOK_TIMEOUT_SECONDS", 10.0, 0.1, 600)
+    lease = _number(
+        environ, "JOB_LEASE_SECONDS", max(60.0, 2 * max(render_timeout, timeout)), 0.5, 86400
+    )
+    if lease <= max(render_timeout, timeout):
+        raise SettingsError(
+            "JOB_LEASE_SECONDS",
+            f"must be longer than RENDER_TIMEOUT_SECONDS and WEBHOOK_TIMEOUT_SECONDS "
+            f"({max(render_timeout, timeout):g}), got {lease:g}",
+        )
+    ports = _list(environ, "WEBHOOK_PORTS") or ("80", "443")
+    if not all(p.isdigit() and 0 < int(p) < 65536 for p in ports):
+        raise SettingsError("WEBHOOK_PORTS", "expected ports like 80,443")
+    defaults = Background()
+    return Background(
+        jobs_in_serve=_flag(environ, "JOBS_IN_SERVE", True),
+        job_render_share=_number(environ, "JOB_RENDER_SHARE", 0.5, 0.01, 1.0),
+        job_concurrency=_integer(environ, "JOB_CONCURRENCY", 4, 1, 256),
+        job_lease_seconds=lease,
+        job_poll_seconds=_number(environ, "JOB_POLL_SECONDS", 1.0, 0.01, 60),
+        job_retry_schedule=_schedule(environ, "JOB_RETRY_SCHEDULE", defaults.job_retry_schedule),
+        webhook_retry_schedule=_schedule(
+            environ, "WEBHOOK_RETRY_SCHEDULE", defaults.webhook_retry_schedule
+        ),
+        webhook_timeout_seconds=timeout,
+        webhook_ports=frozenset(int(p) for p in ports),
+        webhooks_max_per_user=_integer(environ, "WEBHOOKS_MAX_PER_USER", 10, 0, 1000),
+        webhook_pending_max=_integer(environ, "WEBHOOK_PENDING_MAX", 1000, 1),
+        webhook_secret_overlap_seconds=_number(
+            environ, "WEBHOOK_SECRET_OVERLAP_SECONDS", 86400.0, 0, 30 * 86400
+        ),
+        eager_thumbnail=_flag(environ, "EAGER_THUMBNAIL", True),
+    )
+
+
+def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise SettingsError(name, f"expected 1 or 0 (true or false), got {raw[:40]!r}")
+    return raw in ("1", "true", "yes", "on")
+
+
+def _schedule(
+    environ: Mapping[str, str], name: str, default: tuple[float, ...]
+) -> tuple[float, ...]:
+    """Seconds to wait before each retry, comma-separated (``5,300,1800``): N entries, N
+    retries after the first try."""
+    items = _list(environ, name)
+    if not items:
+        return default
+    try:
+        delays = tuple(float(item) for item in items)
+    except ValueError:
+        raise SettingsError(name, "expected seconds separated by commas, like 5,300,1800") from None
+    if len(delays) > 50 or not all(0 <= d <= 7 * 86400 for d in delays):
+        raise SettingsError(name, "at most 50 delays, each between 0 and 604800 seconds")
+    return delays
 
 
 def _sources(environ: Mapping[str, str]) -> dict[str, Any]:

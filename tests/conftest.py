@@ -246,6 +246,9 @@ def base_env(tmp_path: Path) -> dict[str, str]:
         "SECRETS_FILE": str(tmp_path / "secrets.json"),
         "JWT_SECRET": "jwt-secret-for-tests-" + "x" * 20,
         "URL_SIGNING_KEYS": f"op1:{OPERATOR_SECRET}",
+        # Uploads queue no thumbnail job unless a test asks (tests/jobs turns it on), so a
+        # background render never runs beside what a test counts.
+        "EAGER_THUMBNAIL": "0",
     }
 
 

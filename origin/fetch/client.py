@@ -12,6 +12,7 @@ that comes compressed anyway is decoded and its *decoded* size counted against t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import socket
@@ -139,6 +140,60 @@ async def fetch(
     except OSError as exc:  # resolution and socket errors outside aiohttp's wrapping
         log.info("fetch of %s failed: %r", start.with_query(None), exc)
         raise SourceUnavailable("the source could not be reached") from None
+
+
+async def vet(url: str, policy: Policy, *, resolve: Resolve = system_resolve) -> None:
+    """Check ``url`` as a fetch would, resolving its host once, without connecting:
+    SourceRefused (400) for what the policy refuses, SourceUnavailable when the host does not
+    resolve. (A registered webhook is checked again at every delivery.)"""
+    try:
+        target = URL(url.strip())
+        host = check_url(target, policy)
+    except ValueError:
+        raise SourceRefused("not a valid URL") from None
+    await _vetted(host, target.port or 0, policy, resolve)
+
+
+async def post(
+    url: str,
+    policy: Policy,
+    limits: Limits,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    resolve: Resolve = system_resolve,
+) -> int:
+    """POST ``body`` to ``url`` under ``policy`` and ``limits``; the answer's status (a
+    redirect is a status like any other: never followed). At most ``limits.max_bytes`` of
+    the answer are read and dropped. Raises SourceRefused for an address or URL the policy
+    refuses, and SourceUnavailable or SourceTimeout when no answer came (one message for
+    every such case: a caller showing it tells a closed port from a dead host no better)."""
+    try:
+        target = URL(url.strip())
+    except (ValueError, TypeError):
+        raise SourceRefused("not a valid URL") from None
+    try:
+        async with asyncio.timeout(limits.total_timeout):
+            host = check_url(target, policy)
+            addresses = await _vetted(host, target.port or 0, policy, resolve)
+            async with (
+                _session(host, addresses, limits) as session,
+                session.post(
+                    target,
+                    data=body,
+                    headers={**headers, "User-Agent": USER_AGENT},
+                    allow_redirects=False,
+                ) as response,
+            ):
+                with contextlib.suppress(PayloadTooLarge):
+                    await _read(response, limits.max_bytes)
+                return response.status
+    except ValueError:
+        raise SourceRefused("not a valid URL") from None
+    except TimeoutError:
+        raise SourceTimeout("no answer in time") from None
+    except (aiohttp.ClientError, OSError):
+        raise SourceUnavailable("no answer") from None
 
 
 async def _follow(

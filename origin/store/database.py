@@ -22,6 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from origin.permissions import create_private_file, make_private_dirs
 from origin.store.derivative_index import Direct, PostgresDirect, SqliteDirect
 
+# A transaction as code outside the store holds it: passed to the store's functions, never
+# spoken to in SQL there (a job's outcome and its handler's writes commit together).
+Transaction = AsyncConnection
+
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 PG_TIMEOUT_SECONDS = 10
 # Every SQLite connection, the engine's and the direct one's: WAL, foreign keys, a busy timeout.

@@ -5,23 +5,27 @@ listing, delete, and the storage keys rows refer to (for ``imgorigin gc``)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from origin.records import Analysis, ImageRecord, QuotaWouldBeExceeded, WorkingCopy
 from origin.store.database import Database
 from origin.store.tables import images, transformed_images, users
 
 IMAGE_COLUMNS = [c for c in images.c if c.name != "seq"]
+# What a caller adds to an upload's transaction (its eager jobs, its events).
+Also = Callable[[AsyncConnection], Awaitable[None]]
 
 
 @dataclass(frozen=True)
 class Images:
     db: Database
 
-    async def add(self, image: ImageRecord, quota_bytes: int) -> None:
+    async def add(self, image: ImageRecord, quota_bytes: int, also: Also | None = None) -> None:
         """Insert the row and charge the owner's usage in one transaction.
 
         Raises ``QuotaWouldBeExceeded`` (nothing written) when the quota does not allow it.
@@ -58,6 +62,8 @@ class Images:
                     working_copies=working_copies_json(image.working_copies),
                 )
             )
+            if also is not None:  # the jobs and events of the upload, committed with it
+                await also(conn)
 
     async def get(self, image_id: str, *, user_id: str | None = None) -> ImageRecord | None:
         """The image, or None when absent (or, given ``user_id``, not that user's)."""
@@ -84,7 +90,12 @@ class Images:
             )
             return [_image(r) for r in rows], int(total or 0)
 
-    async def delete(self, image_id: str, user_id: str) -> tuple[ImageRecord, list[str]] | None:
+    async def delete(
+        self,
+        image_id: str,
+        user_id: str,
+        also: Callable[[AsyncConnection, ImageRecord], Awaitable[None]] | None = None,
+    ) -> tuple[ImageRecord, list[str]] | None:
         """Delete the row, its derivative rows and the usage; return what to remove from storage.
 
         The rows go first: a crash before the objects are removed leaves orphan objects for
@@ -122,6 +133,8 @@ class Images:
                     image_count=users.c.image_count - 1,
                 )
             )
+            if also is not None:  # the events of the deletion, committed with it
+                await also(conn, image)
         return image, derived
 
     async def referenced_keys(self) -> set[str]:

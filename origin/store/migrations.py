@@ -65,12 +65,23 @@ def _add_sources(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _add_background(conn: Connection) -> None:
+    for table in (
+        tables.jobs,
+        tables.eager_derivatives,
+        tables.webhooks,
+        tables.webhook_deliveries,
+    ):
+        table.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (1, "users, images, transformed images, refresh tokens, signing keys", _create_tables),
     (2, "upload-time analysis: blurhash, dominant colour, focal point", _add_analysis),
     (3, "q_auto choices", _add_auto_qualities),
     (4, "working copies of large originals (a pyramid)", _add_working_copies),
     (5, "remote sources: cached objects, their derivatives and q_auto choices", _add_sources),
+    (6, "background work: jobs, eager derivatives, webhooks and their deliveries", _add_background),
 )
 
 LATEST = MIGRATIONS[-1][0]

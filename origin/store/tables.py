@@ -223,3 +223,89 @@ source_auto_qualities = sa.Table(
     sa.Column("variant", sa.String(64), primary_key=True),
     *choice_columns(),
 )
+
+# ---- background work (migration 6; origin/jobs/, origin/webhooks/: docs/background.md) ------
+
+# The durable job queue every process shares. `due_at` is when a queued job may run, or when
+# a running job's lease runs out (heartbeats move it on); `claim` names the run that holds
+# the lease, so only that run can finish the job. `kind` picks the handler, `payload` is its
+# JSON; `user_id` (no foreign key: a job outlives nothing it needs) bounds per-user backlogs.
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("user_id", ID, nullable=True),
+    sa.Column("state", sa.String(10), nullable=False),  # queued, running, done, failed
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("max_attempts", sa.Integer, nullable=False),
+    sa.Column("due_at", UTCDateTime, nullable=False),
+    sa.Column("claim", ID, nullable=True),
+    sa.Column("last_error", sa.String(200), nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=True),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.Index("ix_jobs_state_due", "state", "due_at"),
+)
+
+# An image's eager derivatives: the origin path each stands for (unsigned) and its state
+# (queued, running, done, failed; evicted once a storage budget removes it).
+eager_derivatives = sa.Table(
+    "eager_derivatives",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("image_id", ID, sa.ForeignKey("images.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("transform", sa.String(2000), nullable=False),
+    sa.Column("format", sa.String(10), nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("variant", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(10), nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=True),
+    sa.Column("width", sa.Integer, nullable=True),
+    sa.Column("height", sa.Integer, nullable=True),
+    sa.Column("error_code", sa.String(40), nullable=True),
+    sa.Column("notification_url", sa.Text, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_eager_image", "image_id"),
+)
+
+# A user's webhook endpoints: the events they want (a JSON list), the signing secret and,
+# for a while after a rotation, the previous one (both sign until `previous_until`).
+webhooks = sa.Table(
+    "webhooks",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("user_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("events", sa.Text, nullable=False),
+    sa.Column("secret", sa.String(100), nullable=False),
+    sa.Column("previous_secret", sa.String(100), nullable=True),
+    sa.Column("previous_until", UTCDateTime, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_webhooks_user", "user_id"),
+)
+
+# One event sent (or to be sent) to one endpoint: `id` is the Standard Webhooks message id,
+# the same on every attempt. `state`: pending, delivered, failed. `last_status` is the last
+# HTTP status, NULL when there was none (no detail on why: the log is no port scanner).
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("seq", SERIAL, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(40), nullable=False, unique=True),
+    sa.Column("webhook_id", ID, sa.ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("user_id", ID, nullable=False),
+    sa.Column("event_type", sa.String(40), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("state", sa.String(10), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_status", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.String(20), nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("last_attempt_at", UTCDateTime, nullable=True),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=True),
+    sa.Index("ix_deliveries_webhook", "webhook_id", "seq"),
+    sa.Index("ix_deliveries_user_state", "user_id", "state"),
+)

@@ -64,6 +64,7 @@ async def test_upload_each_format(api: Api, fmt: str) -> None:
         "metadata",
         "url",
         "thumbnail_url",
+        "eager",
     }
     assert (image["format"], image["mime_type"]) == (fmt, FORMATS[fmt][0])
     assert (image["width"], image["height"], image["size_bytes"]) == (64, 48, len(data))

@@ -6,7 +6,7 @@ import dataclasses
 import re
 from pathlib import Path
 
-from origin.settings import Settings
+from origin.settings import Background, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS_SOURCE = (ROOT / "origin" / "settings.py").read_text()
@@ -17,7 +17,7 @@ README = (ROOT / "README.md").read_text()
 def environment_variables() -> set[str]:
     return set(re.findall(r'environ(?:\.get)?\(\s*"([A-Z][A-Z0-9_]+)"', SETTINGS_SOURCE)) | set(
         re.findall(
-            r'_(?:integer|number|choice|list|url|parsed)\(\s*environ,\s*"([A-Z][A-Z0-9_]+)"',
+            r'_(?:integer|number|choice|list|url|parsed|flag|schedule)\(\s*environ,\s*"([A-Z][A-Z0-9_]+)"',
             SETTINGS_SOURCE,
         )
     )
@@ -41,9 +41,12 @@ def test_every_settings_field_comes_from_a_variable() -> None:
         "presets",
         "sources",  # SOURCES_FILE
         "metrics_dir",  # IMGORIGIN_METRICS_DIR, set by `imgorigin serve --workers N`
+        "background",  # a group: its own fields, below
     }
     variables = {v.lower() for v in environment_variables()}
     assert sorted(fields - derived - variables) == []
+    grouped = {f.name for f in dataclasses.fields(Background)}
+    assert sorted(grouped - variables) == []
 
 
 def test_readme_shows_the_two_commands() -> None:

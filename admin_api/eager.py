@@ -1,0 +1,221 @@
+"""Eager derivatives in the admin API: the ``eager`` list of ``POST /api/images`` (a
+multipart field holding a JSON array, or the JSON body's key) and of
+``POST /api/images/{id}/eager``, and the optional ``notification_url``.
+
+Every entry is ``{"transform": "<chain>", "format": "<ext>"}`` as ``POST
+/api/images/{id}/url`` takes them, checked here as the origin will parse it — syntax, a
+fixed format and size (no ``f_auto``, ``w_auto``, ``dpr_auto``), the work budget against the
+image, overlays the owner has — so a bad chain is a 400 at request time and never queued.
+What is queued is origin.jobs.eager's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from admin_api.requests import owned_image, read_json
+from admin_api.urls import chain_path, check_format, url_name
+from origin.cache import key_of
+from origin.errors import BadRequest, BadTransform
+from origin.records import ImageRecord
+from origin.services import Services
+from origin.store import eager
+from origin.store.database import Transaction
+from origin.store.eager import EagerPlan
+from origin.store.webhooks import emit, has_endpoint, quota_crossed
+from origin.transforms.budget import output_size
+from origin.transforms.parse import parse_chain, parse_path
+from origin.transforms.plan import Plan
+from origin.webhooks.events import image_data
+
+MAX_ENTRIES = 16
+MAX_FIELD_BYTES = 8 * 1024
+ENTRY_FIELDS = frozenset({"transform", "format"})
+PLACEHOLDER_ID = "0" * 32  # parse a chain before its image exists (the id is not in the plan)
+THUMBNAIL_CHAIN = "w_256,h_256,c_fit"  # the listing's thumbnail_url (admin_api.images)
+THUMBNAIL_FORMAT = "webp"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry, parsed: its chain, format, plan and its overlays' content hashes."""
+
+    transform: str
+    format: str
+    plan: Plan
+    overlays: tuple[str, ...]
+
+    def planned(self, image: ImageRecord) -> EagerPlan:
+        path = chain_path(image.id, self.transform, url_name(image.original_filename), self.format)
+        fmt = self.plan.format or image.format
+        key = key_of(image, self.plan.canonical(), fmt, self.overlays)
+        return EagerPlan(self.transform, self.format, path, key.variant)
+
+
+@dataclass(frozen=True)
+class EagerRequest:
+    """What one call asks: its entries and the endpoint to notify."""
+
+    entries: tuple[Entry, ...]
+    notification_url: str | None
+
+    def check(self, image: ImageRecord, limits: Any) -> None:
+        """Each entry within the work budget for this image (its size known)."""
+        for entry in self.entries:
+            output_size(image.width, image.height, entry.plan.stages, limits)
+
+    async def add(self, conn: Transaction, services: Services, image: ImageRecord) -> list[str]:
+        return await eager.add(
+            conn,
+            services.settings.background,
+            image.id,
+            image.user_id,
+            [e.planned(image) for e in self.entries],
+            self.notification_url,
+        )
+
+
+def raw_entries(value: Any, *, from_form: bool) -> list[Any]:
+    """The entries as sent: a JSON array (in a form field: its text, at most 8 KB)."""
+    if value is None:
+        return []
+    if from_form:
+        if len(value.encode("utf-8")) > MAX_FIELD_BYTES:
+            raise BadRequest(f"'eager' must be at most {MAX_FIELD_BYTES} bytes")
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise BadRequest("'eager' must be a JSON array") from None
+    elif len(json.dumps(value)) > MAX_FIELD_BYTES:
+        raise BadRequest(f"'eager' must be at most {MAX_FIELD_BYTES} bytes")
+    if not isinstance(value, list):
+        raise BadRequest("'eager' must be a JSON array")
+    if len(value) > MAX_ENTRIES:
+        raise BadRequest(f"'eager' may list at most {MAX_ENTRIES} derivatives")
+    return value
+
+
+async def parse_entries(
+    services: Services, user_id: str, values: Sequence[Any]
+) -> tuple[Entry, ...]:
+    entries = []
+    for n, value in enumerate(values):
+        if not isinstance(value, dict) or not value.keys() <= ENTRY_FIELDS:
+            raise BadRequest(f"'eager' entry {n} must be an object with 'transform' and 'format'")
+        chain = value.get("transform", "")
+        ext = value.get("format")
+        if not isinstance(chain, str) or not isinstance(ext, str):
+            raise BadRequest(f"'eager' entry {n}: 'transform' and 'format' must be strings")
+        entries.append(await parse_entry(services, user_id, chain.strip("/"), ext.lower()))
+    return tuple(entries)
+
+
+async def parse_entry(services: Services, user_id: str, chain: str, ext: str) -> Entry:
+    check_format(ext)
+    path = chain_path(PLACEHOLDER_ID, chain, "eager", ext)
+    parse_chain(chain, presets=services.settings.presets, limits=services.limits)
+    plan = parse_path(path, presets=services.settings.presets, limits=services.limits)
+    if plan.negotiated or plan.client_hints:
+        raise BadTransform(
+            "an eager derivative names its format and size: no f_auto, w_auto or dpr_auto "
+            "(list each format and width as an entry of its own)"
+        )
+    hashes = []
+    for overlay_id in plan.overlay_ids:
+        overlay = await services.images.get(overlay_id, user_id=user_id)
+        if overlay is None:
+            raise BadTransform(f"overlay 'l_{overlay_id}' not found")
+        hashes.append(overlay.content_hash)
+    return Entry(chain, ext, plan, tuple(hashes))
+
+
+async def notification_endpoint(services: Services, user_id: str, value: Any) -> str | None:
+    """``notification_url``: the URL of one of the caller's webhook endpoints, whose secret
+    signs the call's events and whose log shows them (docs/webhooks.md)."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise BadRequest("'notification_url' must be a string")
+    if not await has_endpoint(services.db, user_id, value):
+        raise BadRequest(
+            "'notification_url' must be the URL of one of your webhook endpoints "
+            "(register it with POST /api/webhooks)"
+        )
+    return value
+
+
+async def read_eager(
+    services: Services,
+    user_id: str,
+    raw: Any,
+    notification_url: Any,
+    *,
+    from_form: bool,
+    thumbnail: bool,
+) -> EagerRequest:
+    """The ``eager`` and ``notification_url`` of a call, checked (400 before anything)."""
+    entries = await parse_entries(services, user_id, raw_entries(raw, from_form=from_form))
+    if thumbnail and services.settings.background.eager_thumbnail:
+        made = await parse_entry(services, user_id, THUMBNAIL_CHAIN, THUMBNAIL_FORMAT)
+        entries = (made, *entries)
+    url = await notification_endpoint(services, user_id, notification_url)
+    return EagerRequest(entries, url)
+
+
+async def upload_events(
+    conn: Transaction, services: Services, image: ImageRecord, wanted: EagerRequest
+) -> None:
+    """What an upload's transaction adds: its eager jobs, ``image.uploaded`` and, when it
+    took the owner over 90 % of the quota, ``quota.warning``."""
+    background = services.settings.background
+    await wanted.add(conn, services, image)
+    data = {"image": image_data(image)}
+    await emit(conn, background, image.user_id, "image.uploaded", data, wanted.notification_url)
+    await quota_crossed(
+        conn, background, image.user_id, image.size_bytes, services.settings.user_quota_bytes
+    )
+
+
+def nudge(request: Request) -> None:
+    """Tell this process's runner (when it runs one) that jobs were queued."""
+    runner = getattr(request.state, "job_runner", None)
+    if runner is not None:
+        runner.nudge()
+
+
+async def add_eager(request: Request) -> Response:
+    """``POST /api/images/{id}/eager``: ``{"eager": [...], "notification_url"?}``; 202 with
+    the image's eager derivatives."""
+    services, image = await owned_image(request)
+    data = await read_json(request)
+    unknown = set(data) - {"eager", "notification_url"}
+    if unknown:
+        raise BadRequest(
+            f"unknown field '{sorted(unknown)[0][:40]}' (expected eager, notification_url)"
+        )
+    if not data.get("eager"):
+        raise BadRequest("'eager' is required: a JSON array of {transform, format}")
+    wanted = await read_eager(
+        services,
+        image.user_id,
+        data.get("eager"),
+        data.get("notification_url"),
+        from_form=False,
+        thumbnail=False,
+    )
+    wanted.check(image, services.limits)
+    async with services.db.write() as conn:
+        await wanted.add(conn, services, image)
+    nudge(request)
+    shown = await eager.of_images(services.db, [image.id])
+    key = services.settings.url_signing_keys[0].secret
+    return JSONResponse(
+        {"image_id": image.id, "eager": [e.json(key) for e in shown[image.id]]},
+        status_code=202,
+    )

@@ -1,0 +1,59 @@
+"""Background work in a process: the job queue's handle for ``/metrics`` and the admin API,
+and — in ``imgorigin serve`` unless ``JOBS_IN_SERVE=0``, and in ``imgorigin worker`` — the
+runner with its two kinds of jobs, eager derivatives and webhook deliveries
+(docs/background.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from typing import Any
+
+from origin.delivery import Origin
+from origin.jobs import eager
+from origin.jobs.runner import Handler, Runner
+from origin.store.eager import KIND as EAGER
+from origin.store.queue import JobQueue
+from origin.webhooks import events
+from origin.webhooks.delivery import WebhookDeliveries, webhook_policy
+
+
+def runner_for(origin: Origin) -> Runner:
+    services = origin.services
+    settings = services.settings
+    background = settings.background
+    handlers: dict[str, Handler] = {
+        EAGER: eager.EagerJobs(origin, background),
+        events.KIND: WebhookDeliveries(services.db, settings, webhook_policy(settings)),
+    }
+    return Runner(services.db, handlers, background, origin.metrics)
+
+
+async def run_until_stopped(runner: Runner, stack: AsyncExitStack) -> None:
+    """Start ``runner``; the stack's exit stops it cleanly (running jobs given back)."""
+    task = asyncio.create_task(runner.run())
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await runner.stop()
+
+    stack.push_async_callback(stop)
+
+
+async def start_background(
+    origin: Origin, stack: AsyncExitStack, *, run_jobs: bool
+) -> Mapping[str, Any]:
+    """The lifespan state: ``job_queue`` (always), ``job_runner`` when this process runs jobs."""
+    services = origin.services
+    state: dict[str, Any] = {
+        "job_queue": JobQueue(services.db, services.settings.background.job_lease_seconds)
+    }
+    if run_jobs:
+        runner = runner_for(origin)
+        await run_until_stopped(runner, stack)
+        state["job_runner"] = runner
+    return state

@@ -1,0 +1,2 @@
+"""Webhooks: events (``events``), signed in the Standard Webhooks format (``signing``) and
+delivered as jobs through the guarded fetcher (``delivery``). docs/webhooks.md."""

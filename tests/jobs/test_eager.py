@@ -1,0 +1,184 @@
+"""Eager derivatives end to end: the upload answers at once, the jobs render into the store,
+and the first origin request for each is a store hit; bad chains are 400 and queue nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import pytest
+import pyvips
+import sqlalchemy as sa
+
+from origin.store.tables import eager_derivatives, images, jobs
+from tests.admin_api.conftest import Api, assert_error, make_image
+from tests.jobs.conftest import eventually
+
+EAGER = [
+    {"transform": "w_40,h_30,c_fill", "format": "png"},
+    {"transform": "w_20", "format": "webp"},
+]
+
+
+async def upload(api: Api, headers: dict[str, str], data: bytes, **fields: Any) -> httpx.Response:
+    form = {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in fields.items()}
+    return await api.http.post(
+        "/api/images", headers=headers, files={"file": ("photo.jpg", data, "image/jpeg")}, data=form
+    )
+
+
+async def all_done(api: Api, headers: dict[str, str], image_id: str) -> list[dict[str, Any]] | None:
+    image = (await api.http.get(f"/api/images/{image_id}", headers=headers)).json()
+    states = {e["state"] for e in image["eager"]}
+    return image["eager"] if states <= {"done", "failed"} else None
+
+
+def tiers(api: Api) -> dict[str, int]:
+    metrics = api.http.app_state["origin"].metrics  # type: ignore[attr-defined]
+    return {tier: count.value for tier, count in metrics.hit.items()}
+
+
+async def test_eager_derivatives_land_in_the_store_and_the_first_request_is_a_store_hit(
+    app: Api,
+) -> None:
+    _, headers = await app.user()
+    response = await upload(app, headers, make_image("jpeg", 160, 120), eager=EAGER)
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert [(e["transform"], e["format"]) for e in body["eager"]] == [
+        (e["transform"], e["format"]) for e in EAGER
+    ]
+    assert {e["state"] for e in body["eager"]} <= {"queued", "running", "done"}
+    done = await eventually(lambda: all_done(app, headers, body["id"]))
+    assert [e["state"] for e in done] == ["done", "done"]
+    assert [(e["width"], e["height"]) for e in done] == [(40, 30), (20, 15)]
+    before = tiers(app)
+    for entry in done:
+        answer = await app.http.get(entry["url"])
+        assert answer.status_code == 200
+        assert len(answer.content) == entry["size_bytes"]
+        picture = pyvips.Image.new_from_buffer(answer.content, "")
+        assert (picture.width, picture.height) == (entry["width"], entry["height"])
+        # the top-left quadrant of the test image is red
+        r, g, b = picture.extract_area(1, 1, 1, 1).getpoint(0, 0)[:3]
+        assert r > 180 and g < 90 and b < 90
+    after = tiers(app)
+    assert after["store"] - before["store"] == 2
+    assert after["render"] == before["render"]
+
+
+async def test_eager_on_an_existing_image_and_the_thumbnail_by_default(
+    app: Api, make_settings: Any
+) -> None:
+    _, headers = await app.user()
+    image = (await upload(app, headers, make_image("jpeg", 80, 60))).json()
+    assert image["eager"] == []  # EAGER_THUMBNAIL=0 in the tests' environment
+    answer = await app.http.post(
+        f"/api/images/{image['id']}/eager", headers=headers, json={"eager": EAGER[:1]}
+    )
+    assert answer.status_code == 202, answer.text
+    assert [e["transform"] for e in answer.json()["eager"]] == ["w_40,h_30,c_fill"]
+    done = await eventually(lambda: all_done(app, headers, image["id"]))
+    assert done[0]["state"] == "done"
+    again = await app.http.post(
+        f"/api/images/{image['id']}/eager", headers=headers, json={"eager": EAGER[:1]}
+    )
+    assert len(again.json()["eager"]) == 1  # the same derivative is not queued twice
+
+
+@pytest.mark.parametrize(
+    ("eager", "code"),
+    [
+        ([{"transform": "w_abc", "format": "jpg"}], "bad_transform"),
+        ([{"transform": "w_100", "format": "bmp"}], "bad_request"),
+        ([{"transform": "w_100,f_auto", "format": "jpg"}], "bad_transform"),
+        ([{"transform": "w_auto", "format": "jpg"}], "bad_transform"),
+        ([{"transform": "w_100"}], "bad_request"),
+        ([{"transform": "w_100", "format": "jpg", "x": 1}], "bad_request"),
+        ([{"transform": "w_9000,h_9000,c_scale", "format": "jpg"}], "limit_exceeded"),
+        ([{"transform": f"w_{n + 1}", "format": "jpg"} for n in range(17)], "bad_request"),
+        ({"transform": "w_10", "format": "jpg"}, "bad_request"),
+        ("not json", "bad_request"),
+    ],
+)
+async def test_bad_eager_entries_are_refused_and_nothing_is_stored(
+    app: Api, eager: Any, code: str
+) -> None:
+    _, headers = await app.user()
+    fields = {"eager": eager if isinstance(eager, str) else json.dumps(eager)}
+    response = await upload(app, headers, make_image("jpeg", 64, 48), **fields)
+    assert_error(response, 400, code)
+    async with app.services.db.read() as conn:
+        for table in (images, jobs, eager_derivatives):
+            assert await conn.scalar(sa.select(sa.func.count()).select_from(table)) == 0
+
+
+async def test_an_eager_field_over_8_kb_is_refused(app: Api) -> None:
+    _, headers = await app.user()
+    big = [{"transform": "w_10," + "c_scale," * 1100 + "h_10", "format": "jpg"}]
+    response = await upload(app, headers, make_image("jpeg", 64, 48), eager=big)
+    assert_error(response, 400, "bad_request")
+
+
+async def test_a_burst_of_eager_work_never_turns_requests_into_503(app: Api) -> None:
+    """16 slow eager renders (a strong blur, ~0.5 s each) queued at once while 24 distinct
+    derivatives are asked for with a 0.4 s queue timeout: every request is answered, since
+    background work holds at most its share of the slots (with JOB_RENDER_SHARE=1 the same
+    requests are refused with 503: both slots go to the blurs)."""
+    _, headers = await app.user()
+    big = make_image("jpeg", 2400, 1800)
+    eager = [{"transform": f"w_{2000 + n},e_blur:2000", "format": "jpg"} for n in range(16)]
+    first = (await upload(app, headers, big, eager=eager)).json()
+    target = (await upload(app, headers, make_image("jpeg", 400, 300))).json()
+    minted = [
+        (
+            await app.http.post(
+                f"/api/images/{target['id']}/url",
+                headers=headers,
+                json={"transform": f"w_{50 + n},h_40,c_fill", "format": "jpg"},
+            )
+        ).json()["url"]
+        for n in range(24)
+    ]
+    await eventually(lambda: running(app, first["id"]), timeout=10)
+    answers = []
+    for batch in range(4):  # while the blurs run
+        answers += await asyncio.gather(*(app.http.get(url) for url in minted[batch::4]))
+        await asyncio.sleep(0.2)
+    assert [a.status_code for a in answers] == [200] * 24
+    done = await eventually(lambda: all_done(app, headers, first["id"]), timeout=60)
+    assert {e["state"] for e in done} == {"done"}
+
+
+@pytest.fixture
+def extra_env() -> dict[str, str]:
+    return {
+        "CONCURRENCY": "2",
+        "QUEUE_TIMEOUT_SECONDS": "0.15",
+        "RENDER_TIMEOUT_SECONDS": "30",
+        "JOB_LEASE_SECONDS": "60",
+    }
+
+
+async def running(app: Api, image_id: str) -> bool:
+    async with app.services.db.read() as conn:
+        count = await conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(eager_derivatives)
+            .where(eager_derivatives.c.image_id == image_id)
+            .where(eager_derivatives.c.state == "running")
+        )
+    return bool(count)
+
+
+async def test_the_queue_shows_in_metrics(app: Api) -> None:
+    _, headers = await app.user()
+    image = (await upload(app, headers, make_image("jpeg", 64, 48), eager=EAGER)).json()
+    await eventually(lambda: all_done(app, headers, image["id"]))
+    text = (await app.http.get("/metrics")).text
+    assert 'imgorigin_jobs_in_queue{kind="eager",state="done"} 2.0' in text
+    assert 'imgorigin_jobs_total{kind="eager",outcome="done"} 2.0' in text
+    assert "imgorigin_jobs_oldest_due_seconds 0.0" in text
+    assert 'imgorigin_job_seconds_count{kind="eager"} 2.0' in text

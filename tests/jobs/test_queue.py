@@ -1,0 +1,176 @@
+"""The queue itself on SQLite and PostgreSQL: claims, leases, heartbeats, backoff and the
+runner's outcomes, with a job kind of the test's own (the queue and runner are real)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from origin.jobs.runner import Failure, Permanent, Runner
+from origin.metrics import Metrics
+from origin.settings import Background
+from origin.store import queue
+from origin.store.database import Database
+from origin.store.queue import Job, JobQueue, LostClaim
+from origin.store.tables import jobs
+
+
+async def put(db: Database, n: int = 1, kind: str = "test", retries: int = 2) -> list[str]:
+    async with db.write() as conn:
+        return [await queue.add(conn, kind, {"n": i}, retries=retries) for i in range(n)]
+
+
+async def state(db: Database, job_id: str) -> Any:
+    async with db.read() as conn:
+        return (await conn.execute(sa.select(jobs).where(jobs.c.id == job_id))).one()
+
+
+async def test_a_claimed_job_is_not_claimed_again_while_its_lease_holds(database: Database) -> None:
+    [job_id] = await put(database)
+    q = JobQueue(database, job_lease_seconds=30)
+    [job] = await q.claim(5, ("test",))
+    assert job.id == job_id and job.attempts == 1 and job.payload == {"n": 0}
+    assert await q.claim(5, ("test",)) == []
+    assert await q.extend(job)
+    async with database.write() as conn:
+        await q.finish(conn, job)
+    row = await state(database, job_id)
+    assert row.state == "done" and row.claim is None
+
+
+async def test_a_job_whose_lease_ran_out_is_taken_again_and_its_first_run_cannot_finish(
+    database: Database,
+) -> None:
+    [job_id] = await put(database)
+    q = JobQueue(database, job_lease_seconds=0.3)
+    [first] = await q.claim(1, ("test",))
+    await asyncio.sleep(0.5)  # no heartbeat: its process died
+    [second] = await q.claim(1, ("test",))
+    assert second.id == job_id and second.attempts == 2 and second.claim != first.claim
+    assert not await q.extend(first)
+    with pytest.raises(LostClaim):
+        async with database.write() as conn:
+            await q.finish(conn, first)
+    async with database.write() as conn:
+        await q.finish(conn, second)
+    assert (await state(database, job_id)).state == "done"
+
+
+async def test_a_released_job_is_due_at_once_and_its_try_not_counted(database: Database) -> None:
+    [job_id] = await put(database)
+    q = JobQueue(database, job_lease_seconds=30)
+    [job] = await q.claim(1, ("test",))
+    await q.release(job)
+    [again] = await q.claim(1, ("test",))
+    assert again.id == job_id and again.attempts == 1
+
+
+async def test_claims_from_two_engines_at_once_never_share_a_job(
+    database: Database, database_url: str
+) -> None:
+    """Two processes' engines on one database claim concurrently: every job once."""
+    one, two = database, Database(database_url)
+    try:
+        ids = await put(one, 60)
+        q1, q2 = JobQueue(one, 30), JobQueue(two, 30)
+        taken: list[str] = []
+
+        async def drain(q: JobQueue) -> None:
+            while True:
+                got = await q.claim(3, ("test",))
+                if not got:
+                    return
+                taken.extend(j.id for j in got)
+
+        await asyncio.gather(drain(q1), drain(q2), drain(q1), drain(q2))
+        assert sorted(taken) == sorted(ids)
+    finally:
+        await two.close()
+
+
+class Recorder:
+    """A job kind of the test's own: fails ``fail`` times, or sleeps, then succeeds."""
+
+    def __init__(self, fail: int = 0, sleep: float = 0.0, permanent: bool = False) -> None:
+        self.schedule = (0.1, 0.2, 0.4)
+        self.fail = fail
+        self.sleep = sleep
+        self.permanent = permanent
+        self.runs: list[tuple[str, int]] = []
+        self.outcomes: list[str] = []
+
+    async def run(self, job: Job) -> str:
+        self.runs.append((job.id, job.attempts))
+        await asyncio.sleep(self.sleep)
+        if self.permanent:
+            raise Permanent("bad_job", "never works")
+        if job.attempts <= self.fail:
+            raise RuntimeError("not yet")
+        return "ok"
+
+    async def done(self, conn: AsyncConnection, job: Job, result: str) -> None:
+        self.outcomes.append("done")
+
+    async def retrying(self, conn: AsyncConnection, job: Job, failure: Failure) -> None:
+        self.outcomes.append("retrying")
+
+    async def failed(self, conn: AsyncConnection, job: Job, failure: Failure) -> None:
+        self.outcomes.append(f"failed:{failure.code}")
+
+
+def settings(lease: float = 5.0) -> Background:
+    return Background(job_lease_seconds=lease, job_poll_seconds=0.05, job_concurrency=4)
+
+
+async def run_for(runner: Runner, seconds: float) -> None:
+    task = asyncio.create_task(runner.run())
+    await asyncio.sleep(seconds)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await runner.stop()
+
+
+async def test_a_failing_job_backs_off_and_ends_failed_after_its_tries(database: Database) -> None:
+    handler = Recorder(fail=10)
+    [job_id] = await put(database, retries=3)
+    metrics = Metrics()
+    runner = Runner(database, {"test": handler}, settings(), metrics)
+    await run_for(runner, 2.0)
+    assert [a for _, a in handler.runs] == [1, 2, 3, 4]
+    assert handler.outcomes == ["retrying", "retrying", "retrying", "failed:internal_error"]
+    row = await state(database, job_id)
+    assert row.state == "failed" and row.attempts == 4
+    assert metrics.jobs["test", "retried"] == 3 and metrics.jobs["test", "failed"] == 1
+
+
+async def test_a_job_that_fails_twice_then_works_is_done(database: Database) -> None:
+    handler = Recorder(fail=2)
+    [job_id] = await put(database, retries=3)
+    await run_for(Runner(database, {"test": handler}, settings(), Metrics()), 1.5)
+    assert handler.outcomes == ["retrying", "retrying", "done"]
+    assert (await state(database, job_id)).state == "done"
+
+
+async def test_a_permanent_error_is_not_retried(database: Database) -> None:
+    handler = Recorder(permanent=True)
+    [job_id] = await put(database, retries=3)
+    await run_for(Runner(database, {"test": handler}, settings(), Metrics()), 0.8)
+    assert handler.outcomes == ["failed:bad_job"]
+    assert (await state(database, job_id)).last_error == "bad_job"
+
+
+async def test_a_live_run_keeps_its_job_past_the_lease_by_heartbeats(database: Database) -> None:
+    """A job running three leases long, with another runner polling all the while: it runs
+    once (the heartbeats keep its lease), never a second time beside the first."""
+    slow, other = Recorder(sleep=1.6), Recorder()
+    [job_id] = await put(database)
+    first = Runner(database, {"test": slow}, settings(lease=0.5), Metrics())
+    second = Runner(database, {"test": other}, settings(lease=0.5), Metrics())
+    await asyncio.gather(run_for(first, 2.2), run_for(second, 2.2))
+    assert slow.runs == [(job_id, 1)] and other.runs == []
+    assert slow.outcomes == ["done"]
