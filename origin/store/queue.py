@@ -105,9 +105,12 @@ class JobQueue:
             .order_by(jobs.c.due_at)
             .limit(limit)
         )
+        taken: list[Job] = []
+        async with self.db.read() as conn:  # most polls find nothing: no write lock for them
+            if await conn.scalar(due.limit(1)) is None:
+                return taken
         if not self.db.is_sqlite:
             due = due.with_for_update(skip_locked=True)
-        taken: list[Job] = []
         async with self.db.write() as conn:
             ids = list((await conn.execute(due)).scalars())
             for job_id in ids:
