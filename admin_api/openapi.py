@@ -316,7 +316,14 @@ def _document() -> dict[str, Any]:
                             "multipart/form-data": {
                                 "schema": {
                                     "type": "object",
-                                    "properties": {"file": {"type": "string", "format": "binary"}},
+                                    "properties": {
+                                        "file": {"type": "string", "format": "binary"},
+                                        "eager": {
+                                            "type": "string",
+                                            "description": "a JSON array of {transform, format}",
+                                        },
+                                        "notification_url": {"type": "string"},
+                                    },
                                 }
                             },
                             "application/json": {
@@ -326,6 +333,8 @@ def _document() -> dict[str, Any]:
                                     "properties": {
                                         "url": {"type": "string", "format": "uri"},
                                         "filename": {"type": "string"},
+                                        "eager": EAGER_LIST,
+                                        "notification_url": {"type": "string"},
                                     },
                                 }
                             },
