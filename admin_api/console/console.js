@@ -172,10 +172,11 @@ function signedOut(message) {
   Object.assign(state, { page: 1, total: 0, items: [], selected: null });
   $("#app-view").hidden = true;
   $("#account").hidden = true;
-  $("#builder").hidden = true;
+  closeBuilder();
   $("#sources").hidden = true;
   $("#gallery").replaceChildren();
   $("#uploads").replaceChildren();
+  forgetWebhooks();
   $("#auth-view").hidden = false;
   if (message) say(message);
   $("#email").focus();
@@ -188,6 +189,7 @@ async function signedIn() {
   $("#account-email").textContent = session.email;
   say(`Signed in as ${session.email}.`);
   $("#main").focus();
+  loadWebhooks().catch((err) => ($("#webhooks-status").textContent = err.message));
   const [me] = await Promise.all([loadMe(), loadGallery()]);
   // once per sign-in: loadMe runs again after each upload, and would reset the choice
   if (me.operator) await loadSources();
@@ -436,37 +438,51 @@ function renderGallery() {
   $("#next-page").disabled = state.page >= pages;
 }
 
-function confirmDelete(image, opener) {
+// The confirmation dialog: true when its danger button (labelled `yes`) was pressed.
+function confirmed(title, text, yes) {
   const dialog = $("#confirm-delete");
-  $("#confirm-text").textContent = `“${image.original_filename}” and every derivative will be removed. Copies already in caches expire on their own.`;
+  $("#confirm-title").textContent = title;
+  $("#confirm-text").textContent = text;
+  $("#confirm-yes").textContent = yes;
   const buttons = dialog.querySelectorAll("button");
   const onClick = (event) => {
     event.preventDefault();
     dialog.close(event.currentTarget.value);
   };
   buttons.forEach((b) => b.addEventListener("click", onClick));
-  dialog.addEventListener(
-    "close",
-    async () => {
-      buttons.forEach((b) => b.removeEventListener("click", onClick));
-      if (dialog.returnValue !== "delete") {
-        opener.focus();
-        return;
-      }
-      try {
-        await api(`/images/${image.id}`, { method: "DELETE" });
-        say(`Deleted ${image.original_filename}.`);
-        if (state.selected && state.selected.id === image.id) closeBuilder();
-        await Promise.all([loadGallery(), loadMe()]);
-        $("#gallery-title").focus();
-      } catch (err) {
-        say(err.message);
-      }
-    },
-    { once: true },
+  return new Promise((resolve) => {
+    dialog.addEventListener(
+      "close",
+      () => {
+        buttons.forEach((b) => b.removeEventListener("click", onClick));
+        resolve(dialog.returnValue === "delete");
+      },
+      { once: true },
+    );
+    dialog.returnValue = "";
+    dialog.showModal();
+  });
+}
+
+async function confirmDelete(image, opener) {
+  const yes = await confirmed(
+    "Delete this image?",
+    `“${image.original_filename}” and every derivative will be removed. Copies already in caches expire on their own.`,
+    "Delete",
   );
-  dialog.returnValue = "";
-  dialog.showModal();
+  if (!yes) {
+    opener.focus();
+    return;
+  }
+  try {
+    await api(`/images/${image.id}`, { method: "DELETE" });
+    say(`Deleted ${image.original_filename}.`);
+    if (state.selected && state.selected.id === image.id) closeBuilder();
+    await Promise.all([loadGallery(), loadMe()]);
+    $("#gallery-title").focus();
+  } catch (err) {
+    say(err.message);
+  }
 }
 
 // ---- URL builder: its controls, from the grammar ------------------------------------------
@@ -734,7 +750,9 @@ async function buildFromGrammar() {
   try {
     const response = await fetch("/api/grammar");
     if (!response.ok) throw await errorOf(response);
-    renderControls(await response.json());
+    const grammar = await response.json();
+    renderControls(grammar);
+    fillEagerFormats(grammar.formats);
     status.hidden = true;
     status.textContent = "";
     form.dataset.grammar = "ready";
@@ -816,6 +834,7 @@ function openBuilder(image) {
   if ($("#controls").dataset.grammar === "error") loadGrammar();
   fillOverlayChoices();
   onControlsChanged();
+  showEager(image);
   $("#builder-title").focus();
   $("#builder").scrollIntoView({ block: "start" });
 }
@@ -823,6 +842,7 @@ function openBuilder(image) {
 function closeBuilder() {
   state.selected = null;
   $("#builder").hidden = true;
+  hideEager();
 }
 
 let previewSeq = 0;
@@ -974,12 +994,505 @@ function setUpBuilder() {
     controls.reset();
     onControlsChanged();
   });
+  $("#close-builder").addEventListener("click", () => {
+    closeBuilder();
+    $("#gallery-title").focus();
+  });
   $("#copy-url").addEventListener("click", () => copy($("#signed-url").value, "Signed URL"));
   $("#copy-img").addEventListener("click", () => copy($("#img-tag").value, "<img> tag"));
   $("#copy-picture").addEventListener("click", copyPicture);
   for (const id of ["#signed-url", "#img-tag", "#picture-tag"]) {
     $(id).addEventListener("focus", (event) => event.target.select());
   }
+}
+
+// ---- eager derivatives ---------------------------------------------------------------------
+
+// The builder's uploaded image's eager derivatives: made by the server's background jobs,
+// listed by GET /api/images/{id}, which is asked again about every second while one of them
+// is queued or running, and only while that image is the one shown. `seq` drops an answer
+// that comes back after the view moved on (or after a newer answer).
+const EAGER_POLL_MS = 1000;
+const EAGER_RETRY_MS = 5000;
+const EAGER_STATES = { queued: "Queued", running: "Running", done: "Done", failed: "Failed" };
+const eager = { imageId: null, timer: 0, seq: 0 };
+
+function pendingDerivative(derivative) {
+  return derivative.state === "queued" || derivative.state === "running";
+}
+
+// The formats the grammar lists (the page's own list stands in until it answers).
+function fillEagerFormats(formats) {
+  if (!Array.isArray(formats) || !formats.length) return;
+  const select = $("#eager-format");
+  const current = select.value;
+  select.replaceChildren(...formats.map((f) => el("option", { value: f, text: f })));
+  select.value = formats.includes(current) ? current : formats[0];
+}
+
+function derivativeItem(d) {
+  const chain = d.transform || "(the original)";
+  const what = `${chain} as ${d.format}`;
+  const label = EAGER_STATES[d.state] || d.state;
+  const head = el(
+    "div",
+    { class: "what" },
+    el("code", { class: "chain", text: chain }),
+    el("span", { class: "muted small", text: ` → ${d.format}` }),
+  );
+  const badge = el("span", { class: "badge", "data-state": d.state, text: label });
+  const status = el("div", { class: "row" }, badge);
+  let thumb = el("div", { class: "thumb checker", "aria-hidden": "true" });
+  if (d.state === "done") {
+    const img = el("img", { src: d.url, alt: "", loading: "lazy" });
+    const link = { href: d.url, target: "_blank", rel: "noopener noreferrer" };
+    // the thumbnail repeats the "Open" link: one tab stop, one announcement
+    thumb = el("a", { class: "thumb checker", ...link, tabindex: "-1", "aria-hidden": "true" }, img);
+    const open = el("a", { class: "open", ...link, text: "Open" });
+    open.setAttribute("aria-label", `Open ${what}`);
+    const copyUrl = el("button", { type: "button", class: "ghost", text: "Copy URL" });
+    copyUrl.setAttribute("aria-label", `Copy the signed URL of ${what}`);
+    copyUrl.addEventListener("click", () => copy(new URL(d.url, location.origin).href, "Derivative URL"));
+    status.append(
+      el("span", { class: "muted small", text: `${d.width} × ${d.height} · ${formatBytes(d.size_bytes)}` }),
+      open,
+      copyUrl,
+    );
+  } else if (d.state === "failed") {
+    status.append(el("span", { class: "note", text: `Error: ${d.error || "unknown"}` }));
+  }
+  return el(
+    "li",
+    { class: "derivative", "data-id": d.id, "data-state": d.state },
+    thumb,
+    el("div", { class: "about" }, head, status),
+  );
+}
+
+// Keyed by id: an unchanged derivative keeps its node (its thumbnail is not fetched again).
+function renderEager(list) {
+  const shown = new Map([...$("#eager-list").children].map((li) => [li.dataset.id, li]));
+  const items = list.map((d) => {
+    const signature = JSON.stringify(d);
+    const old = shown.get(d.id);
+    if (old && old.dataset.signature === signature) return old;
+    const item = derivativeItem(d);
+    item.dataset.signature = signature;
+    return item;
+  });
+  $("#eager-list").replaceChildren(...items);
+  $("#eager-empty").hidden = list.length > 0;
+  const count = (name) => list.filter((d) => d.state === name).length;
+  const parts = list.length ? [`${count("done")} of ${list.length} done`] : [];
+  if (count("failed")) parts.push(`${count("failed")} failed`);
+  if (list.some(pendingDerivative)) parts.push("refreshing…");
+  const summary = parts.join(" · ");
+  // only a change is announced
+  if ($("#eager-summary").textContent !== summary) $("#eager-summary").textContent = summary;
+  $("#eager").dataset.pending = String(list.some(pendingDerivative));
+}
+
+function eagerShown(list) {
+  renderEager(list);
+  clearTimeout(eager.timer);
+  eager.timer = list.some(pendingDerivative) ? setTimeout(pollEager, EAGER_POLL_MS) : 0;
+}
+
+async function pollEager() {
+  const { imageId, seq } = eager;
+  if (!imageId) return;
+  clearTimeout(eager.timer);
+  try {
+    const image = await api(`/images/${imageId}`);
+    if (seq !== eager.seq) return;
+    $("#eager-status").textContent = "";
+    eagerShown(image.eager || []);
+  } catch (err) {
+    if (seq !== eager.seq) return;
+    if (err.status === 404) {
+      $("#eager-status").textContent = "This image no longer exists.";
+      stopEager();
+      return;
+    }
+    $("#eager-status").textContent = `Could not refresh the derivatives: ${err.message}`;
+    eager.timer = setTimeout(pollEager, EAGER_RETRY_MS);
+  }
+}
+
+function stopEager() {
+  clearTimeout(eager.timer);
+  Object.assign(eager, { imageId: null, timer: 0, seq: eager.seq + 1 });
+}
+
+// The builder opened `image`: its derivatives as the gallery page had them, then fresh ones.
+function showEager(image) {
+  stopEager();
+  if (image.kind === "source") {
+    hideEager();
+    return;
+  }
+  eager.imageId = image.id;
+  $("#eager-list").replaceChildren();
+  $("#eager-status").textContent = "";
+  $("#eager-error").textContent = "";
+  $("#eager").hidden = false;
+  renderEager(image.eager || []);
+  pollEager();
+}
+
+function hideEager() {
+  stopEager();
+  $("#eager").hidden = true;
+  $("#eager-list").replaceChildren();
+  $("#eager-summary").textContent = "";
+  $("#eager-status").textContent = "";
+  $("#eager-error").textContent = "";
+}
+
+// POST /api/images/{id}/eager with one {transform, format}: 202 with the image's list.
+async function requestEager(event) {
+  event.preventDefault();
+  const imageId = eager.imageId;
+  if (!imageId) return;
+  const transform = $("#eager-transform").value.trim().replace(/^\/+|\/+$/g, "");
+  const format = $("#eager-format").value;
+  const error = $("#eager-error");
+  const button = $("#eager-add");
+  error.textContent = "";
+  button.disabled = true;
+  $("#eager-form").setAttribute("aria-busy", "true");
+  try {
+    const answer = await api(`/images/${imageId}/eager`, {
+      method: "POST",
+      json: { eager: [{ transform, format }] },
+    });
+    if (eager.imageId !== imageId) return;
+    eager.seq += 1; // an older refresh still on its way would show the list without this one
+    say(`Requested ${transform || "the original"} as ${format}: it is made in the background.`);
+    eagerShown(answer.eager);
+  } catch (err) {
+    if (eager.imageId === imageId) error.textContent = err.message;
+  } finally {
+    button.disabled = false;
+    $("#eager-form").removeAttribute("aria-busy");
+  }
+}
+
+function setUpEager() {
+  $("#eager-form").addEventListener("submit", requestEager);
+}
+
+// ---- webhooks ------------------------------------------------------------------------------
+
+// The account's endpoints (GET /api/webhooks). A secret, made when an endpoint is registered
+// or rotated, is shown once in the secret box and kept nowhere else: dismissing the box or
+// signing out forgets it. An endpoint's log (its recent deliveries) is asked again every two
+// seconds while it is open and one of its deliveries is pending.
+const DELIVERY_POLL_MS = 2000;
+const DELIVERY_LIMIT = 20;
+const hooks = { items: [], open: new Set(), pending: new Set(), timer: 0, seq: 0 };
+
+function logOf(webhookId) {
+  return document.getElementById(`deliveries-${webhookId}`);
+}
+
+async function loadWebhooks() {
+  const seq = hooks.seq;
+  const { items } = await api("/webhooks");
+  if (seq !== hooks.seq) return;
+  hooks.items = items;
+  for (const id of [...hooks.open]) {
+    if (!items.some((hook) => hook.id === id)) hooks.open.delete(id);
+  }
+  $("#webhooks-status").textContent = "";
+  renderWebhooks();
+  await Promise.all([...hooks.open].map(loadDeliveries));
+}
+
+function renderWebhooks() {
+  $("#webhook-list").replaceChildren(...hooks.items.map(hookItem));
+  $("#webhooks-empty").hidden = hooks.items.length > 0;
+  $("#webhooks-count").textContent = `(${hooks.items.length})`;
+}
+
+function hookItem(hook) {
+  const logId = `deliveries-${hook.id}`;
+  const open = hooks.open.has(hook.id);
+  const facts = [`Events: ${hook.events.join(", ")}`, `registered ${formatDate(hook.created_at)}`];
+  const until = hook.previous_secret_valid_until;
+  if (until && new Date(until) > new Date()) {
+    facts.push(`the previous secret also signs until ${formatDate(until)}`);
+  }
+  const button = (text, label, extra = {}) => {
+    const b = el("button", { type: "button", text, ...extra });
+    b.setAttribute("aria-label", `${label} ${hook.url}`);
+    return b;
+  };
+  const test = button("Send test", "Send a test event to");
+  const rotate = button("Rotate secret", "Rotate the secret of");
+  const toggle = button("Deliveries", "Recent deliveries of", {
+    "aria-expanded": String(open),
+    "aria-controls": logId,
+  });
+  const remove = button("Delete", "Delete the endpoint", { class: "danger ghost" });
+  const error = el("p", { class: "error", role: "alert" });
+  test.addEventListener("click", () => sendTest(hook, test, error));
+  rotate.addEventListener("click", () => rotateSecret(hook, rotate, error));
+  toggle.addEventListener("click", () => toggleDeliveries(hook, toggle));
+  remove.addEventListener("click", () => deleteWebhook(hook, remove, error));
+  const refresh = el("button", { type: "button", class: "ghost", text: "Refresh" });
+  refresh.addEventListener("click", () => loadDeliveries(hook.id));
+  const head = el(
+    "tr",
+    {},
+    ...["Event", "State", "Attempts", "Last status", "Created", "Last attempt", "Next attempt", ""].map(
+      (text) => el("th", { scope: "col", text }),
+    ),
+  );
+  const log = el(
+    "div",
+    { class: "deliveries", id: logId, hidden: open ? null : "" },
+    el("div", { class: "section-head" }, el("h4", { text: "Recent deliveries" }), refresh),
+    el("p", { class: "muted small empty", text: "Loading…" }),
+    el("div", { class: "table-wrap" }, el("table", { hidden: "" }, el("thead", {}, head), el("tbody"))),
+    el("p", { class: "error", role: "alert" }),
+  );
+  return el(
+    "li",
+    { class: "hook", "data-id": hook.id },
+    el(
+      "div",
+      { class: "hook-head" },
+      el("code", { class: "hook-url", text: hook.url }),
+      el("div", { class: "row" }, test, rotate, toggle, remove),
+    ),
+    el("p", { class: "muted small", text: facts.join(" · ") }),
+    error,
+    log,
+  );
+}
+
+function deliveryRow(webhookId, d) {
+  const when = (iso) => (iso ? formatDate(iso) : "—");
+  const actions = el("td");
+  if (d.state === "failed") {
+    const retry = el("button", { type: "button", text: "Retry" });
+    retry.setAttribute("aria-label", `Retry the ${d.event_type} delivery ${d.id}`);
+    retry.addEventListener("click", () => retryDelivery(webhookId, d, retry));
+    actions.append(retry);
+  }
+  return el(
+    "tr",
+    { "data-id": d.id, "data-state": d.state },
+    el("td", {}, el("code", { text: d.event_type })),
+    el("td", {}, el("span", { class: "badge", "data-state": d.state, text: d.state })),
+    el("td", { text: String(d.attempts) }),
+    el("td", { text: d.last_status == null ? "—" : String(d.last_status) }),
+    el("td", { text: when(d.created_at) }),
+    el("td", { text: when(d.last_attempt_at) }),
+    el("td", { text: when(d.next_attempt_at) }),
+    actions,
+  );
+}
+
+async function loadDeliveries(webhookId) {
+  const seq = hooks.seq;
+  try {
+    const { items } = await api(`/webhooks/${webhookId}/deliveries?limit=${DELIVERY_LIMIT}`);
+    const log = logOf(webhookId);
+    if (seq !== hooks.seq || !hooks.open.has(webhookId) || !log) return;
+    $(".empty", log).textContent = items.length ? "" : "No deliveries yet.";
+    $(".empty", log).hidden = items.length > 0;
+    $("table", log).hidden = items.length === 0;
+    $("tbody", log).replaceChildren(...items.map((d) => deliveryRow(webhookId, d)));
+    $(".error", log).textContent = "";
+    if (items.some((d) => d.state === "pending")) hooks.pending.add(webhookId);
+    else hooks.pending.delete(webhookId);
+  } catch (err) {
+    if (seq !== hooks.seq) return;
+    const log = logOf(webhookId);
+    if (log) $(".error", log).textContent = err.message;
+    hooks.pending.delete(webhookId);
+  }
+  scheduleDeliveries();
+}
+
+function scheduleDeliveries() {
+  clearTimeout(hooks.timer);
+  const due = () => [...hooks.open].filter((id) => hooks.pending.has(id));
+  hooks.timer = due().length
+    ? setTimeout(() => due().forEach((id) => loadDeliveries(id)), DELIVERY_POLL_MS)
+    : 0;
+}
+
+function openDeliveries(webhookId) {
+  hooks.open.add(webhookId);
+  const log = logOf(webhookId);
+  if (log) log.hidden = false;
+  const toggle = document.querySelector(`[aria-controls="deliveries-${webhookId}"]`);
+  if (toggle) toggle.setAttribute("aria-expanded", "true");
+  return loadDeliveries(webhookId);
+}
+
+function toggleDeliveries(hook, toggle) {
+  if (!hooks.open.has(hook.id)) {
+    openDeliveries(hook.id);
+    return;
+  }
+  hooks.open.delete(hook.id);
+  hooks.pending.delete(hook.id);
+  logOf(hook.id).hidden = true;
+  toggle.setAttribute("aria-expanded", "false");
+  scheduleDeliveries();
+}
+
+async function registerWebhook(event) {
+  event.preventDefault();
+  const url = $("#webhook-url").value.trim();
+  const boxes = [...document.querySelectorAll('#webhook-form [name="events"]')];
+  const events = boxes.filter((box) => box.checked).map((box) => box.value);
+  const error = $("#webhook-error");
+  error.textContent = "";
+  if (!events.length) {
+    error.textContent = "Choose at least one event.";
+    return;
+  }
+  const body = { url };
+  if (events.length < boxes.length) body.events = events; // all of them: the API's default
+  const form = $("#webhook-form");
+  const button = $("#webhook-add");
+  form.setAttribute("aria-busy", "true");
+  button.disabled = true;
+  try {
+    const made = await api("/webhooks", { method: "POST", json: body });
+    form.reset();
+    say(`Registered the endpoint ${made.url}.`);
+    showSecret("Signing secret", `For the new endpoint ${made.url}.`, made.secret, "");
+    await loadWebhooks();
+  } catch (err) {
+    error.textContent = err.message;
+  } finally {
+    form.removeAttribute("aria-busy");
+    button.disabled = false;
+  }
+}
+
+async function sendTest(hook, button, error) {
+  button.disabled = true;
+  error.textContent = "";
+  try {
+    await api(`/webhooks/${hook.id}/test`, { method: "POST" });
+    say(`A test event is on its way to ${hook.url}.`);
+    await openDeliveries(hook.id);
+  } catch (err) {
+    error.textContent = err.message;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function rotateSecret(hook, button, error) {
+  const yes = await confirmed(
+    "Rotate this endpoint’s secret?",
+    `A new secret signs what goes to ${hook.url} from now on; the current one keeps signing beside it for a while, so the receiver can switch.`,
+    "Rotate",
+  );
+  if (!yes) {
+    button.focus();
+    return;
+  }
+  error.textContent = "";
+  try {
+    const rotated = await api(`/webhooks/${hook.id}/secret`, { method: "POST" });
+    const until = rotated.previous_secret_valid_until;
+    const overlap = until ? `The previous secret keeps signing beside it until ${formatDate(until)}.` : "";
+    showSecret("New signing secret", `For ${hook.url}.`, rotated.secret, overlap);
+    say(`Rotated the secret of ${hook.url}.`);
+    await loadWebhooks();
+  } catch (err) {
+    error.textContent = err.message;
+  }
+}
+
+async function deleteWebhook(hook, button, error) {
+  const yes = await confirmed(
+    "Delete this endpoint?",
+    `${hook.url} will receive no more events, and its delivery log is removed.`,
+    "Delete",
+  );
+  if (!yes) {
+    button.focus();
+    return;
+  }
+  error.textContent = "";
+  try {
+    await api(`/webhooks/${hook.id}`, { method: "DELETE" });
+    hooks.open.delete(hook.id);
+    hooks.pending.delete(hook.id);
+    say(`Deleted the endpoint ${hook.url}.`);
+    await loadWebhooks();
+    $("#webhooks-title").focus();
+  } catch (err) {
+    error.textContent = err.message;
+  }
+}
+
+async function retryDelivery(webhookId, delivery, button) {
+  button.disabled = true;
+  try {
+    await api(`/webhooks/${webhookId}/deliveries/${delivery.id}/retry`, { method: "POST" });
+    say(`The ${delivery.event_type} delivery is sent again.`);
+    await loadDeliveries(webhookId);
+  } catch (err) {
+    button.disabled = false;
+    const log = logOf(webhookId);
+    if (log) $(".error", log).textContent = err.message;
+  }
+}
+
+// Shown once: the value lives in this box only, until it is dismissed.
+function showSecret(title, about, secret, overlap) {
+  $("#webhook-secret-title").textContent = title;
+  $("#webhook-secret-for").textContent = about;
+  $("#webhook-secret-value").value = secret;
+  $("#webhook-secret-overlap").textContent = overlap;
+  $("#webhook-secret").hidden = false;
+  $("#webhook-secret-title").focus();
+}
+
+function hideSecret() {
+  $("#webhook-secret-value").value = "";
+  $("#webhook-secret-for").textContent = "";
+  $("#webhook-secret-overlap").textContent = "";
+  $("#webhook-secret").hidden = true;
+}
+
+function forgetWebhooks() {
+  clearTimeout(hooks.timer);
+  Object.assign(hooks, { items: [], timer: 0, seq: hooks.seq + 1 });
+  hooks.open.clear();
+  hooks.pending.clear();
+  hideSecret();
+  $("#webhook-form").reset();
+  $("#webhook-list").replaceChildren();
+  $("#webhooks-empty").hidden = true;
+  $("#webhooks-count").textContent = "";
+  $("#webhook-error").textContent = "";
+  $("#webhooks-status").textContent = "";
+}
+
+function setUpWebhooks() {
+  $("#webhook-form").addEventListener("submit", registerWebhook);
+  $("#webhooks-reload").addEventListener("click", () =>
+    loadWebhooks().catch((err) => ($("#webhooks-status").textContent = err.message)),
+  );
+  $("#copy-secret").addEventListener("click", () => copy($("#webhook-secret-value").value, "Secret"));
+  $("#webhook-secret-value").addEventListener("focus", (event) => event.target.select());
+  $("#forget-secret").addEventListener("click", () => {
+    hideSecret();
+    say("The secret is no longer shown.");
+    $("#webhooks-title").focus();
+  });
 }
 
 // ---- start ---------------------------------------------------------------------------------
@@ -997,10 +1510,13 @@ function start() {
   });
   $("#gallery-title").tabIndex = -1;
   $("#builder-title").tabIndex = -1;
+  $("#webhooks-title").tabIndex = -1;
   setUpDropzone();
   setUpUrlForm();
   setUpSourceForm();
   setUpBuilder();
+  setUpEager();
+  setUpWebhooks();
   signedOut("");
   document.body.dataset.ready = "true";
   loadGrammar();
