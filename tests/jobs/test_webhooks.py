@@ -369,3 +369,10 @@ def test_the_schema_covers_every_event_and_the_docs_examples_match_it() -> None:
     for block in re.findall(r"```json\n(.*?)```", text, re.S):
         example = json.loads(block.replace("…", "0" * 28))
         jsonschema.validate(example, SCHEMA)
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """SQLite only: what is tested here is the delivery over HTTP; the database plays no part in it (the queue's and eager derivatives'
+    tests run on both), and CI's time is bounded."""
+    return f"sqlite:///{tmp_path / 'meta.db'}"

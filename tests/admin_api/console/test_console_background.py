@@ -23,6 +23,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.admin_api.console.test_console_browser import (  # noqa: F401  (the fixture)
     ARTIFACTS,
     api_get,
@@ -455,3 +457,10 @@ def test_eager_derivatives_on_the_image_view(
         page.wait_for_timeout(2500)
         assert len(polls) == left, "the view kept refreshing after it was left"
         assert all(p.endswith("400 (Bad Request)") for p in problems), problems
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """SQLite only: the console's views are tested here; the database plays no part in it (the queue's and eager derivatives'
+    tests run on both), and CI's time is bounded."""
+    return f"sqlite:///{tmp_path / 'meta.db'}"
