@@ -14,6 +14,13 @@ W6 (a remote source: ``--workloads W6`` runs its two rows alone) also starts the
 website its objects come from (``benchmarks/upstream.py``), once, before the servers, and
 starts each server once per W6 row with that website as its remote source
 (``Workload.server_mode``).
+
+EAGER (``--workloads EAGER`` runs it alone) is a step of its own after the floor, imgorigin
+only, no wrk (``benchmarks/eager.py``): uploads with eager derivatives against the same
+derivatives asked from the origin cold. Its figures go into ``bench.json`` (``eager``) and
+the printed report, and into ``eager.json`` beside the latest run's files. A run of EAGER
+alone keeps its files in its own folder and writes ``eager.json`` only, so the latest full
+run's ``bench.json``, ``bench.md`` and ``bench.png`` stay as they were.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import fidelity, report, upstream, wrk
+from benchmarks import eager, fidelity, report, upstream, wrk
 from benchmarks import images as images_mod
 from benchmarks.floor_runs import floor
 from benchmarks.procs import (
@@ -42,6 +49,8 @@ from benchmarks.procs import (
 from benchmarks.results_files import environment, write_results
 from benchmarks.servers import PEERS, ROOT, THUMBOR_THREADPOOL, Server, all_servers, http_get
 from benchmarks.workloads import WORKLOADS, Workload, select
+
+STEPS = ("EAGER",)  # measured by a step of their own, not by wrk (benchmarks/eager.py)
 
 SLOW_FACTOR = 10.0  # a run lasts at least this many single-request times …
 MAX_RUN_SECONDS = 40.0  # … up to this
@@ -58,8 +67,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--connections", type=int, default=8, help="wrk connections (default 8)")
     p.add_argument(
         "--workloads",
-        default=",".join(WORKLOADS),
-        help="e.g. W1,W3; W6 = W6-cold,W6-warm (default: all)",
+        default=",".join([*WORKLOADS, *STEPS]),
+        help="e.g. W1,W3; W6 = W6-cold,W6-warm; EAGER = eager derivatives (default: all)",
+    )
+    p.add_argument(
+        "--eager-repetitions",
+        type=int,
+        default=eager.REPETITIONS,
+        help=f"EAGER: uploads measured, after one warm-up (default {eager.REPETITIONS})",
     )
     p.add_argument(
         "--memory-connections",
@@ -84,10 +99,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="seed imgorigin's originals without their working copies (the pyramid's 'before')",
     )
     args = p.parse_args(argv)
+    tokens = [t.strip() for t in args.workloads.split(",") if t.strip()]
+    args.steps = [s for s in STEPS if s in {t.upper() for t in tokens}]
     try:
-        args.workloads = select(args.workloads)
+        args.workloads = select(",".join(t for t in tokens if t.upper() not in STEPS))
     except ValueError as exc:
-        p.error(f"unknown workload {exc} (known: {', '.join(WORKLOADS)}, W6)")
+        p.error(f"unknown workload {exc} (known: {', '.join(WORKLOADS)}, W6, {', '.join(STEPS)})")
+    if args.eager_repetitions < 1:
+        p.error("--eager-repetitions must be at least 1")
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
     return args
 
@@ -325,7 +344,7 @@ def bench_server(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if wrk.wrk_binary() is None:
+    if args.workloads and wrk.wrk_binary() is None:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _interrupt)
@@ -370,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
             results["upstream"] = upstream.describe(site, images["w1.jpg"])
             for server in servers:
                 server.upstream = site.host
-        for server in servers:
+        for server in servers if wanted else []:
             print(f"preparing {server.name}…", flush=True)
             reason = server.install(PEERS / f"{server.name}-install.log")
             if reason:
@@ -381,7 +400,8 @@ def main(argv: list[str] | None = None) -> int:
                 registry, server, wanted, args, images, work, upstream_roots
             )
         registry.stop_all()
-        print("floor (in-process pipeline)…", flush=True)
+        if any(w.local_cold for w in wanted):
+            print("floor (in-process pipeline)…", flush=True)
         results["floor"] = floor(
             registry,
             images["w1.jpg"].parent,
@@ -390,6 +410,15 @@ def main(argv: list[str] | None = None) -> int:
             work,
             working_copies=not args.no_working_copies,
         )
+        if "EAGER" in args.steps and (not args.only or "imgorigin" in args.only):
+            print("eager derivatives (imgorigin)…", flush=True)
+            try:
+                results["eager"] = eager.run(
+                    registry, work, images["w1.jpg"], args.eager_repetitions
+                )
+            except RuntimeError as exc:
+                results["eager"] = {"error": str(exc)[:500]}
+                print(f"  error: {exc}", flush=True)
         results["environment"] = environment(
             args,
             {
@@ -407,7 +436,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"work folder kept: {work}")
     results["server_process_groups"] = registry.started
-    text = report.table(results) + "\n" + report.targets(results)
+    text = (report.table(results) + "\n" + report.targets(results)) if wanted else ""
+    if "eager" in results:
+        text += ("\n" if text else "") + eager.table(results["eager"])
     print()
     print(text)
     written = write_results(results, text, args.out, started)
@@ -418,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
         for w, m in r["workloads"].items()
         if "error" in m
     ]
+    if "error" in results.get("eager", {}):
+        return 1
     return 1 if failed and any(s == "imgorigin" for s in (f.split()[0] for f in failed)) else 0
 
 

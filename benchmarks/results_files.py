@@ -26,8 +26,11 @@ def environment(args: Any, servers: dict[str, Any]) -> dict[str, Any]:
         text=True,
         check=False,
     ).stdout.strip()
-    wrk_version = subprocess.run(
-        [wrk.wrk_binary() or "wrk", "-v"], capture_output=True, text=True, check=False
+    binary = wrk.wrk_binary()  # an EAGER-only run needs no wrk
+    wrk_version = (
+        subprocess.run([binary, "-v"], capture_output=True, text=True, check=False)
+        if binary
+        else subprocess.CompletedProcess([], 0, "not installed", "")
     )
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -59,16 +62,27 @@ def run_folder(out: Path, started: float) -> Path:
 
 def write_results(results: dict[str, Any], text: str, out: Path, started: float) -> list[Path]:
     """The JSON, the printed tables (``bench.md``) and the chart of this run in its own
-    folder under ``out`` (kept), and the same files in ``out`` (the latest run)."""
+    folder under ``out`` (kept), and the same files in ``out`` (the latest run). The eager
+    step's figures (``results["eager"]``) also go to ``eager.json`` in both. A run without
+    wrk workloads (``--workloads EAGER``) has no chart and leaves the latest run's
+    ``bench.*`` in ``out`` as they were: it writes ``out/eager.json`` only."""
     written = []
-    for folder in (run_folder(out, started), out):
+    kept = run_folder(out, started)
+    full = bool(results["workloads"])
+    for folder in (kept, out) if full else (kept,):
         folder.mkdir(parents=True, exist_ok=True)
         report.write_json(results, folder / "bench.json")
         (folder / "bench.md").write_text(text)
         written += [folder / "bench.json", folder / "bench.md"]
+        if not full:
+            continue
         try:
             report.write_chart(results, folder / "bench.png")
             written.append(folder / "bench.png")
         except Exception as exc:
             print(f"chart not drawn: {exc}", file=sys.stderr)
+    if "eager" in results:
+        for folder in (kept, out):
+            report.write_json(results["eager"], folder / "eager.json")
+            written.append(folder / "eager.json")
     return written

@@ -7,7 +7,8 @@ Every server gets the same machine (both cores) and listens on 127.0.0.1 only:
   ``MALLOC_ARENA_MAX=2``. Cold mode: ``CACHE_MAX_BYTES=0`` and a
   fresh storage folder and database; hot mode (W4): the default in-process cache. The
   originals are stored as an upload stores them, working copies included
-  (``--no-working-copies``: the originals alone).
+  (``--no-working-copies``: the originals alone). Mode "empty" (the eager step,
+  ``benchmarks/eager.py``): as cold, with nothing stored (the step uploads through the API).
 - thumbor (PyPI, own venv), its production layout: one single-process instance per core
   (``ENGINE_THREADPOOL_SIZE=1`` each) behind an nginx the harness starts (``least_conn``,
   keep-alive to the instances, no cache). File loader, no original storage, signed URLs;
@@ -136,13 +137,14 @@ class Server(ABC):
 
 
 class Imgorigin(Server):
-    def __init__(self, working_copies: bool = True) -> None:
+    def __init__(self, working_copies: bool = True, settings: dict[str, str] | None = None) -> None:
         super().__init__(
             name="imgorigin",
             note=f"{CORES} workers (SO_REUSEPORT), CONCURRENCY default ({CORES})"
             + ("" if working_copies else ", no working copies"),
         )
         self.working_copies = working_copies
+        self.settings = settings or {}  # added to every start's environment (the eager step's)
 
     def env(self, data: Path, cache: bool, sources: Path | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CACHE_MAX_BYTES")}
@@ -160,6 +162,7 @@ class Imgorigin(Server):
             env["CACHE_MAX_BYTES"] = "0"
         if sources is not None:  # W6: the upstream on loopback (development mode only)
             env.update(SOURCES_FILE=str(sources), FETCH_ALLOW_LOOPBACK_FOR_TESTS="1")
+        env.update(self.settings)
         return env
 
     def prepare(self, data: Path, images: dict[str, Path], cache: bool) -> dict[str, str]:
@@ -192,6 +195,8 @@ class Imgorigin(Server):
         data = work / f"imgorigin-{mode}"
         if is_remote(mode):
             env = self.prepare_remote(data)
+        elif mode == "empty":  # the eager step (benchmarks/eager.py): it uploads through the API
+            env = self._migrated(data, cache=False)
         else:
             env = self.prepare(data, images, cache=(mode == "hot"))
         port = free_port()
