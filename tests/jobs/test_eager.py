@@ -182,3 +182,26 @@ async def test_the_queue_shows_in_metrics(app: Api) -> None:
     assert 'imgorigin_jobs_total{kind="eager",outcome="done"} 2.0' in text
     assert "imgorigin_jobs_oldest_due_seconds 0.0" in text
     assert 'imgorigin_job_seconds_count{kind="eager"} 2.0' in text
+
+
+async def test_the_listing_thumbnail_is_made_eagerly_by_default(
+    database_url: str, make_settings: Any, password_hash: str, sources: Any, receiver: Any
+) -> None:
+    """With EAGER_THUMBNAIL on (the default; the other tests turn it off), an upload queues
+    the listing's thumbnail_url derivative and its first request is a store hit."""
+    from tests.admin_api.conftest import fetch_env, start_api
+    from tests.jobs.conftest import jobs_env
+
+    env = {**fetch_env(sources), **jobs_env(receiver), "EAGER_THUMBNAIL": "1"}
+    async for api in start_api(make_settings(DATABASE_URL=database_url, **env), password_hash):
+        _, headers = await api.user()
+        image = (await upload(api, headers, make_image("jpeg", 640, 480))).json()
+        assert [(e["transform"], e["format"]) for e in image["eager"]] == [
+            ("w_256,h_256,c_fit", "webp")
+        ]
+        [done] = await eventually(lambda: all_done(api, headers, image["id"]))  # noqa: B023 (one iteration)
+        assert (done["state"], done["width"], done["height"]) == ("done", 256, 192)
+        before = tiers(api)
+        answer = await api.http.get(image["thumbnail_url"])
+        assert answer.status_code == 200 and answer.headers["content-type"] == "image/webp"
+        assert tiers(api)["store"] - before["store"] == 1

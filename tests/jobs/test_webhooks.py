@@ -6,10 +6,12 @@ refused at registration and at delivery; every event matches the documented sche
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import re
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,8 @@ import pyvips
 import sqlalchemy as sa
 from standardwebhooks.webhooks import Webhook
 
-from origin.store.tables import webhook_deliveries
+from origin.store.tables import jobs, webhook_deliveries
+from origin.store.webhooks import Webhooks
 from tests.admin_api.conftest import Api, assert_error, make_image
 from tests.jobs.conftest import Delivery, Receiver, eventually
 
@@ -376,3 +379,43 @@ def database_url(tmp_path: Path) -> str:
     """SQLite only: what is tested here is the delivery over HTTP; the database plays no part in it (the queue's and eager derivatives'
     tests run on both), and CI's time is bounded."""
     return f"sqlite:///{tmp_path / 'meta.db'}"
+
+
+async def test_past_the_pending_bound_a_delivery_is_logged_failed_not_queued(
+    app: Api, receiver: Receiver
+) -> None:
+    _, headers = await app.user()
+    hook = await register(app, headers, receiver.endpoint("/bound"))
+    app.http.app_state["job_runner"].stopping = True  # type: ignore[attr-defined]
+    background = dataclasses.replace(app.services.settings.background, webhook_pending_max=2)
+    repository = Webhooks(app.services.db, background)
+    user_id = (await app.http.get("/api/me", headers=headers)).json()["id"]
+    for _ in range(3):
+        await repository.test(user_id, hook["id"])
+    items = await log(app, headers, hook["id"])
+    assert sorted(i["state"] for i in items) == ["failed", "pending", "pending"]
+    async with app.services.db.read() as conn:
+        queued = await conn.scalar(
+            sa.select(sa.func.count()).select_from(jobs).where(jobs.c.user_id == user_id)
+        )
+    assert queued == 2
+
+
+async def test_a_hanging_endpoint_delays_no_upload(app: Api, receiver: Receiver) -> None:
+    _, headers = await app.user()
+    gate = asyncio.Event()
+    hook = await register(app, headers, receiver.endpoint("/hang", gate=gate))
+    try:
+        for _ in range(4):
+            await app.http.post(f"/api/webhooks/{hook['id']}/test", headers=headers)
+
+        async def hanging() -> bool:
+            return len(receiver.at("/hang")) >= 1
+
+        await eventually(hanging)
+        began = time.monotonic()
+        answer = await app.upload(headers, make_image("jpeg", 64, 48))
+        assert answer.status_code == 201
+        assert time.monotonic() - began < 1.0  # WEBHOOK_TIMEOUT_SECONDS is 2 here
+    finally:
+        gate.set()
