@@ -146,3 +146,33 @@ SCHEMAS: dict[str, Any] = {
     },
     "Srcset": SRCSET,
 }
+
+
+# ---- pieces of the document (admin_api.openapi, admin_api.openapi_background) ----------
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+IMAGE_ID = {
+    "name": "image_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+}
+AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
+UNAUTHORIZED = _error("missing, malformed, expired or wrong-type token (WWW-Authenticate: Bearer)")
+NOT_FOUND = _error("no such image, or not the caller's")
