@@ -9,7 +9,17 @@ from urllib.parse import urlsplit
 
 T = TypeVar("T")
 
-__all__ = ["SettingsError", "_choice", "_integer", "_list", "_number", "_parsed", "_url"]
+__all__ = [
+    "SettingsError",
+    "_choice",
+    "_flag",
+    "_integer",
+    "_list",
+    "_number",
+    "_parsed",
+    "_schedule",
+    "_url",
+]
 
 
 class SettingsError(ValueError):
@@ -72,3 +82,29 @@ def _url(
     if parts.scheme not in schemes or not (parts.netloc or parts.scheme == "unix"):
         raise SettingsError(name, f"expected a {'/'.join(schemes)} URL, got {value[:60]!r}")
     return value
+
+
+def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise SettingsError(name, f"expected 1 or 0 (true or false), got {raw[:40]!r}")
+    return raw in ("1", "true", "yes", "on")
+
+
+def _schedule(
+    environ: Mapping[str, str], name: str, default: tuple[float, ...]
+) -> tuple[float, ...]:
+    """Seconds to wait before each retry, comma-separated (``5,300,1800``): N entries, N
+    retries after the first try."""
+    items = _list(environ, name)
+    if not items:
+        return default
+    try:
+        delays = tuple(float(item) for item in items)
+    except ValueError:
+        raise SettingsError(name, "expected seconds separated by commas, like 5,300,1800") from None
+    if len(delays) > 50 or not all(0 <= d <= 7 * 86400 for d in delays):
+        raise SettingsError(name, "at most 50 delays, each between 0 and 604800 seconds")
+    return delays

@@ -21,7 +21,16 @@ from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from origin.environ import SettingsError, _choice, _integer, _list, _number, _url
+from origin.environ import (
+    SettingsError,
+    _choice,
+    _flag,
+    _integer,
+    _list,
+    _number,
+    _schedule,
+    _url,
+)
 from origin.permissions import make_private_dirs
 from origin.sources.config import Source, SourceError, load_sources
 
@@ -440,32 +449,6 @@ def _background(environ: Mapping[str, str], render_timeout: float) -> Background
         ),
         eager_thumbnail=_flag(environ, "EAGER_THUMBNAIL", True),
     )
-
-
-def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = environ.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-        raise SettingsError(name, f"expected 1 or 0 (true or false), got {raw[:40]!r}")
-    return raw in ("1", "true", "yes", "on")
-
-
-def _schedule(
-    environ: Mapping[str, str], name: str, default: tuple[float, ...]
-) -> tuple[float, ...]:
-    """Seconds to wait before each retry, comma-separated (``5,300,1800``): N entries, N
-    retries after the first try."""
-    items = _list(environ, name)
-    if not items:
-        return default
-    try:
-        delays = tuple(float(item) for item in items)
-    except ValueError:
-        raise SettingsError(name, "expected seconds separated by commas, like 5,300,1800") from None
-    if len(delays) > 50 or not all(0 <= d <= 7 * 86400 for d in delays):
-        raise SettingsError(name, "at most 50 delays, each between 0 and 604800 seconds")
-    return delays
 
 
 def _sources(environ: Mapping[str, str]) -> dict[str, Any]:
