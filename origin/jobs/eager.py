@@ -13,6 +13,7 @@ background share of the render pool) and reports ``derivative.ready`` or
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from origin.cache import Derivative
@@ -97,7 +98,7 @@ class EagerJobs:
             conn, self.background, made.user_id, "derivative.ready", data, made.notification_url
         )
 
-    async def retrying(self, conn: Transaction, job: Job, failure: Failure) -> None:
+    async def retrying(self, conn: Transaction, job: Job, failure: Failure, due: datetime) -> None:
         await rows.update(conn, job.payload["eager"], state=QUEUED, error_code=failure.code[:40])
 
     async def failed(self, conn: Transaction, job: Job, failure: Failure) -> None:

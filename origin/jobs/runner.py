@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from origin.errors import OriginError
@@ -71,7 +72,9 @@ class Handler(Protocol):
 
     async def done(self, conn: Transaction, job: Job, result: Any) -> None: ...
 
-    async def retrying(self, conn: Transaction, job: Job, failure: Failure) -> None: ...
+    async def retrying(
+        self, conn: Transaction, job: Job, failure: Failure, due: datetime
+    ) -> None: ...
 
     async def failed(self, conn: Transaction, job: Job, failure: Failure) -> None: ...
 
@@ -202,8 +205,8 @@ class Runner:
         delay = handler.schedule[min(job.attempts - 1, len(handler.schedule) - 1)]
 
         async def retry(conn: Transaction) -> None:
-            await handler.retrying(conn, job, failure)
-            await self.queue.retry(conn, job, delay, failure.code)
+            due = await self.queue.retry(conn, job, delay, failure.code)
+            await handler.retrying(conn, job, failure, due)
 
         await self._record(job, "retried", retry)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from origin.errors import OriginError
 from origin.fetch import Limits, Policy, post
@@ -95,15 +95,8 @@ class WebhookDeliveries:
             next_attempt_at=None,
         )
 
-    async def retrying(self, conn: Transaction, job: Job, failure: Failure) -> None:
-        delay = self.schedule[min(job.attempts - 1, len(self.schedule) - 1)]
-        await self._record(
-            conn,
-            job,
-            state=PENDING,
-            **self._outcome(failure),
-            next_attempt_at=datetime.fromtimestamp(time.time() + delay, UTC),
-        )
+    async def retrying(self, conn: Transaction, job: Job, failure: Failure, due: datetime) -> None:
+        await self._record(conn, job, state=PENDING, **self._outcome(failure), next_attempt_at=due)
 
     async def failed(self, conn: Transaction, job: Job, failure: Failure) -> None:
         await self._record(conn, job, state=FAILED, **self._outcome(failure), next_attempt_at=None)

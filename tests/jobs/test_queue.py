@@ -4,6 +4,7 @@ runner's outcomes, with a job kind of the test's own (the queue and runner are r
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -115,7 +116,9 @@ class Recorder:
     async def done(self, conn: AsyncConnection, job: Job, result: str) -> None:
         self.outcomes.append("done")
 
-    async def retrying(self, conn: AsyncConnection, job: Job, failure: Failure) -> None:
+    async def retrying(
+        self, conn: AsyncConnection, job: Job, failure: Failure, due: datetime
+    ) -> None:
         self.outcomes.append("retrying")
 
     async def failed(self, conn: AsyncConnection, job: Job, failure: Failure) -> None:
