@@ -167,7 +167,10 @@ async def test_ten_thousand_mixed_requests(loaded: tuple[Server, str, str]) -> N
         print(f"503 overloaded: {len(overloaded)}, max {max(overloaded):.2f} s to answer")
         assert max(overloaded) < QUEUE_TIMEOUT + 1.0
     assert latencies[-1] < QUEUE_TIMEOUT + 1.0 + 2.0  # wait + one render + margin
-    assert p99_health < 0.100
+    # Liveness, not speed (that is benchmarks/): the client shares the machine's two cores
+    # with the server, so its own timings wobble (p99 33-140 ms over runs); a loop held by a
+    # render or a slow client shows as whole seconds.
+    assert p99_health < 0.250
     quarter = len(rss) // 4
     second, last = max(rss[quarter : 2 * quarter]), max(rss[3 * quarter :])
     assert last <= second * 1.15, f"RSS still growing: {second} KiB then {last} KiB"
@@ -246,4 +249,8 @@ async def test_a_trickling_client_cannot_hold_the_server(
         f"\n{what} at 1 byte / 0.2 s: held {held:.1f} s ({ended}); meanwhile "
         f"{len(times)} healthz+render pairs, max {max(times) * 1000:.0f} ms"
     )
-    assert max(times) < 0.5
+    # Liveness, not speed: a pair takes ~15 ms; one held by the slow client would take the
+    # whole 10 s the server gives it. (One 0.5 s outlier was seen once on a loaded CI run.)
+    assert statistics.median(times) < 0.1
+    assert max(times) < 2.0
+    assert held < limit and ended.startswith("HTTP/1.1 408"), (held, ended)
