@@ -24,7 +24,7 @@ from admin_api.requests import (
     string_field,
 )
 from origin.errors import BadRequest, Conflict, RateLimited, Unauthorized
-from origin.records import EmailTaken, RefreshTokenRecord, Rotation, new_id
+from origin.records import EmailTaken, RefreshTokenRecord, Rotation, UserRecord, new_id
 from origin.services import Services
 
 log = logging.getLogger("imgorigin.admin")
@@ -178,14 +178,30 @@ async def logout(request: Request) -> Response:
 async def me(request: Request) -> Response:
     user_id = require_user(request)
     services = services_of(request)
-    user = await caller_account(services, user_id)
-    return JSONResponse(
-        {
-            "id": user.id,
-            "email": user.email,
-            "image_count": user.image_count,
-            "storage_used_bytes": user.storage_used_bytes,
-            "storage_quota_bytes": services.settings.user_quota_bytes,
-            "operator": is_operator(services, user),
-        }
-    )
+    return JSONResponse(account_json(services, await caller_account(services, user_id)))
+
+
+async def update_me(request: Request) -> Response:
+    """``PATCH /api/me``: ``{"public": bool}``, the default of the account's new uploads."""
+    user_id = require_user(request)
+    services = services_of(request)
+    data = await read_json(request)
+    public = data.get("public")
+    if set(data) != {"public"} or not isinstance(public, bool):
+        raise BadRequest('expected {"public": true or false}')
+    user = await services.users.set_public(user_id, public)
+    if user is None:
+        raise Unauthorized("the account no longer exists")
+    return JSONResponse(account_json(services, user))
+
+
+def account_json(services: Services, user: UserRecord) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "email": user.email,
+        "image_count": user.image_count,
+        "storage_used_bytes": user.storage_used_bytes,
+        "storage_quota_bytes": services.settings.user_quota_bytes,
+        "operator": is_operator(services, user),
+        "public": user.public,
+    }

@@ -12,12 +12,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from admin_api import accounts, eager, images, keys, sources, transform, urls, webhooks
+from admin_api import (
+    accounts,
+    eager,
+    images,
+    keys,
+    sources,
+    transform,
+    transformations,
+    urls,
+    webhooks,
+)
 from admin_api.console import console_routes
 from admin_api.grammar import grammar
 from admin_api.guards import AdminGate
 from admin_api.openapi import openapi_document
-from admin_api.ratelimit import InProcessLimiter, Limiter, RedisLimiter, redis_client
 from admin_api.url_upload import FetchSlots, policy
 from origin.app import Part
 from origin.services import Services
@@ -37,10 +46,12 @@ def api_routes() -> list[Route]:
         Route("/auth/refresh", accounts.refresh, methods=["POST"]),
         Route("/auth/logout", accounts.logout, methods=["POST"]),
         Route("/me", accounts.me, methods=["GET"]),
+        Route("/me", accounts.update_me, methods=["PATCH"]),
         Route("/images", images.upload, methods=["POST"]),
         Route("/images", images.list_images, methods=["GET"]),
         Route("/images/{image_id}", images.get_image, methods=["GET"]),
         Route("/images/{image_id}", images.delete_image, methods=["DELETE"]),
+        Route("/images/{image_id}", images.update_image, methods=["PATCH"]),
         Route("/images/{image_id}/download", images.download, methods=["GET"]),
         Route("/images/{image_id}/transform", transform.transform, methods=["GET"]),
         Route("/images/{image_id}/url", urls.mint_url, methods=["POST"]),
@@ -60,6 +71,22 @@ def api_routes() -> list[Route]:
         ),
         Route("/sources", sources.list_sources, methods=["GET"]),
         Route("/sources/{name}/url", sources.mint_source_url, methods=["POST"]),
+        Route("/transformations", transformations.list_transformations, methods=["GET"]),
+        Route(
+            "/transformations/{name}",
+            transformations.put_transformation,
+            methods=["PUT"],
+        ),
+        Route(
+            "/transformations/{name}",
+            transformations.get_transformation,
+            methods=["GET"],
+        ),
+        Route(
+            "/transformations/{name}",
+            transformations.delete_transformation,
+            methods=["DELETE"],
+        ),
         Route("/keys", keys.list_keys, methods=["GET"]),
         Route("/keys", keys.create_key, methods=["POST"]),
         Route("/keys/{key_id}", keys.delete_key, methods=["DELETE"]),
@@ -75,7 +102,7 @@ def admin_part(settings: Settings) -> Part:
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(settings.cors_origins),
-                allow_methods=["GET", "POST", "DELETE"],
+                allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
                 allow_headers=["Authorization", "Content-Type"],
                 expose_headers=RATE_LIMIT_HEADERS,
                 allow_credentials=False,  # bearer tokens, never cookies: `*` stays safe
@@ -85,12 +112,11 @@ def admin_part(settings: Settings) -> Part:
     middleware.append(Middleware(AdminGate, settings=settings))
 
     async def start(services: Services, stack: AsyncExitStack) -> Mapping[str, Any]:
-        limiter: Limiter = InProcessLimiter()
-        if settings.redis_url:
-            client = redis_client(settings.redis_url)
-            stack.push_async_callback(client.aclose)
-            limiter = RedisLimiter(client)
-        return {"limiter": limiter, "fetch_slots": FetchSlots(), "fetch_policy": policy(settings)}
+        return {
+            "limiter": services.limiter,
+            "fetch_slots": FetchSlots(),
+            "fetch_policy": policy(settings),
+        }
 
     return Part(
         routes=[Mount("/api", routes=api_routes(), middleware=middleware), *console_routes()],

@@ -20,9 +20,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from admin_api.requests import owned_image, read_json
-from admin_api.urls import chain_path, check_format, url_name
+from admin_api.transformations import owner_presets
+from admin_api.urls import chain_path, check_format
 from origin.cache import key_of
 from origin.errors import BadRequest, BadTransform
+from origin.public import url_name
 from origin.records import ImageRecord
 from origin.services import Services
 from origin.store import eager
@@ -119,8 +121,9 @@ async def parse_entries(
 async def parse_entry(services: Services, user_id: str, chain: str, ext: str) -> Entry:
     check_format(ext)
     path = chain_path(PLACEHOLDER_ID, chain, "eager", ext)
-    parse_chain(chain, presets=services.settings.presets, limits=services.limits)
-    plan = parse_path(path, presets=services.settings.presets, limits=services.limits)
+    presets = await owner_presets(services, user_id)
+    parse_chain(chain, presets=presets, limits=services.limits)
+    plan = parse_path(path, presets=presets, limits=services.limits)
     if plan.negotiated or plan.client_hints:
         raise BadTransform(
             "an eager derivative names its format and size: no f_auto, w_auto or dpr_auto "

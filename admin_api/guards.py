@@ -15,11 +15,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from admin_api.ratelimit import Decision, Limiter
 from origin.addresses import client_address
 from origin.bearer import TokenError, read_access_token
 from origin.errors import RateLimited, Unauthorized
 from origin.http import error_response
+from origin.ratelimit import Decision, Limiter
 from origin.settings import Settings
 
 log = logging.getLogger("imgorigin.admin")

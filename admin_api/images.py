@@ -29,7 +29,15 @@ from admin_api.eager import (
 )
 from admin_api.guards import require_user
 from admin_api.multipart import ENVELOPE_BYTES, read_file_field
-from admin_api.requests import caller_account, image_id_of, owned_image, read_object, services_of
+from admin_api.requests import (
+    caller_account,
+    image_id_of,
+    optional,
+    owned_image,
+    read_json,
+    read_object,
+    services_of,
+)
 from admin_api.urls import image_path, signed
 from origin.errors import BadRequest, NotFound, OriginError, PayloadTooLarge
 from origin.http import PRIVATE_IMAGE
@@ -46,6 +54,7 @@ log = logging.getLogger("imgorigin.admin")
 
 MAX_PAGE_OFFSET = 1_000_000_000
 JSON = "application/json"
+FLAGS = {"true": True, "1": True, "false": False, "0": False}
 
 
 def image_json(
@@ -64,6 +73,7 @@ def image_json(
         "metadata": image.metadata,
         "url": signed(services, image_path(image)),
         "thumbnail_url": signed(services, image_path(image, THUMBNAIL_CHAIN, THUMBNAIL_FORMAT)),
+        "public": image.public,
         "eager": [e.json(key) for e in eager_of],
     }
 
@@ -100,15 +110,32 @@ async def upload(request: Request) -> Response:
         from_form=True,
         thumbnail=True,
     )
-    image = await ingest(services, user, uploaded.filename, uploaded.data, wanted)
+    public = form_flag(uploaded.fields.get("public"), "public")
+    image = await ingest(services, user, uploaded.filename, uploaded.data, wanted, public)
     nudge(request)
     return JSONResponse(await with_eager(services, image), status_code=201)
 
 
+def form_flag(value: str | None, name: str) -> bool | None:
+    """A multipart field holding ``true``/``false`` (or ``1``/``0``); None when absent."""
+    if value is None:
+        return None
+    flag = FLAGS.get(value.strip().lower())
+    if flag is None:
+        raise BadRequest(f"'{name}' must be true or false")
+    return flag
+
+
 async def ingest(
-    services: Services, user: UserRecord, filename: str, data: bytes, wanted: EagerRequest
+    services: Services,
+    user: UserRecord,
+    filename: str,
+    data: bytes,
+    wanted: EagerRequest,
+    public: bool | None,
 ) -> ImageRecord:
-    """Store the upload with its eager jobs and events in the row's transaction."""
+    """Store the upload with its eager jobs and events in the row's transaction; ``public``
+    is the account's default when None."""
     return await ingest_upload(
         services,
         user,
@@ -116,6 +143,7 @@ async def ingest(
         data,
         check=lambda image: wanted.check(image, services.limits),
         also=lambda conn, image: upload_events(conn, services, image, wanted),
+        public=public,
     )
 
 
@@ -128,7 +156,7 @@ async def upload_from_url(request: Request, services: Services, user_id: str) ->
     async with url_upload.budget(request, services.settings, user_id):
         fetched = await url_upload.fetch_image(request, services.settings, body.url)
         name = body.filename or url_upload.filename_of(fetched)
-        image = await ingest(services, user, name, fetched.body, wanted)
+        image = await ingest(services, user, name, fetched.body, wanted, body.public)
     nudge(request)
     return JSONResponse(await with_eager(services, image), status_code=201)
 
@@ -187,6 +215,25 @@ async def download(request: Request) -> Response:
     data = await read_object(services, image.storage_key)
     headers = {"Content-Disposition": content_disposition(image.original_filename), **PRIVATE_IMAGE}
     return Response(data, media_type=image.mime_type, headers=headers)
+
+
+async def update_image(request: Request) -> Response:
+    """``PATCH /api/images/{id}``: ``{"public": bool}`` (strict public delivery)."""
+    services, image = await owned_image(request)
+    data = await read_json(request)
+    unknown = set(data) - {"public"}
+    if unknown or "public" not in data:
+        raise BadRequest('expected {"public": true or false}')
+    public = optional(data, "public", bool)
+    if public is None:
+        raise BadRequest("'public' must be true or false")
+    updated = await services.images.set_public(image.id, image.user_id, public)
+    if updated is None:
+        raise NotFound("no such image")
+    forget = getattr(request.state, "forget_image", None)
+    if forget is not None:
+        forget(image.id)
+    return JSONResponse(await with_eager(services, updated))
 
 
 async def delete_image(request: Request) -> Response:

@@ -26,7 +26,7 @@ from origin.errors import BadRequest, RateLimited
 from origin.fetch import Fetched, Limits, Policy, fetch
 from origin.settings import Settings
 
-FIELDS = frozenset({"url", "filename", "eager", "notification_url"})
+FIELDS = frozenset({"url", "filename", "eager", "notification_url", "public"})
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class UrlUpload:
     filename: str | None
     eager: Any  # checked by admin_api.eager
     notification_url: Any
+    public: bool | None = None  # the account's default when absent
 
 
 class FetchSlots:
@@ -87,13 +88,14 @@ async def read_request(request: Request) -> UrlUpload:
     if unknown:
         raise BadRequest(
             f"unknown field '{sorted(unknown)[0][:40]}' "
-            "(expected url, filename, eager, notification_url)"
+            "(expected url, filename, eager, notification_url, public)"
         )
     return UrlUpload(
         string_field(data, "url"),
         optional(data, "filename", str),
         data.get("eager"),
         data.get("notification_url"),
+        optional(data, "public", bool),
     )
 
 

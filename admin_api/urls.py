@@ -11,7 +11,7 @@ answers; a derivative's ``bytes`` come from the same key the origin stores it un
 from __future__ import annotations
 
 import re
-import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -20,11 +20,13 @@ from starlette.responses import JSONResponse, Response
 
 from admin_api import srcset
 from admin_api.requests import optional, owned_image, read_json, read_object
+from admin_api.transformations import owner_presets
 from origin.analysis import source_summary
 from origin.blurhash import data_uri, placeholder_png
 from origin.cache import key_of
 from origin.errors import BadRequest, BadTransform
 from origin.http import PRIVATE
+from origin.public import url_name
 from origin.records import ImageRecord
 from origin.services import Services
 from origin.signing import sign_url
@@ -36,14 +38,6 @@ from origin.transforms.plan import Plan
 
 URL_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}", re.ASCII)
 MAX_EXPIRES_IN = 10 * 365 * 24 * 3600
-
-
-def url_name(filename: str) -> str:
-    """A URL-safe SEO name from an original filename (``My Cat.JPG`` → ``My-Cat``)."""
-    stem = filename.rsplit("/", 1)[-1].rsplit("\\", 1)[-1].rsplit(".", 1)[0]
-    ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", ascii_stem).strip("-._")[:80]
-    return slug or "image"
 
 
 def image_path(image: ImageRecord, chain: str = "", ext: str | None = None) -> str:
@@ -79,11 +73,16 @@ def chain_path(image_id: str, chain: str, name: str, ext: str) -> str:
 
 
 def origin_path(
-    services: Services, image: ImageRecord, chain: str, name: str, ext: str
+    services: Services,
+    image: ImageRecord,
+    chain: str,
+    name: str,
+    ext: str,
+    presets: Mapping[str, str],
 ) -> tuple[str, Plan]:
     """The origin path of ``chain`` on the image served as ``name.ext``, and its plan, parsed
-    as the origin will parse it (else 400 ``bad_transform`` / ``limit_exceeded``)."""
-    presets = services.settings.presets
+    as the origin will parse it with the owner's ``presets`` (admin_api.transformations;
+    else 400 ``bad_transform`` / ``limit_exceeded``)."""
     parse_chain(chain, presets=presets, limits=services.limits)
     path = chain_path(image.id, chain, name, ext)
     return path, parse_path(path, presets=presets, limits=services.limits)
@@ -98,7 +97,8 @@ async def mint_url(request: Request) -> Response:
     expires_in = optional(data, "expires_in", int)
     check_url_options(name, expires_in)
     check_format(ext)
-    path, _ = origin_path(services, image, chain, name, ext)
+    presets = await owner_presets(services, image.user_id)
+    path, _ = origin_path(services, image, chain, name, ext, presets)
     return JSONResponse({"url": signed(services, path, expires_in)})
 
 
@@ -120,10 +120,11 @@ def plan_variant(
     name: str,
     ext: str,
     width: int,
+    presets: Mapping[str, str],
 ) -> PlannedVariant:
     """One URL of the answer, sized by a dry run of its chain's geometry (nothing rendered)."""
     chain = srcset.chain_with_width(query.transform, width)
-    path, plan = origin_path(services, image, chain, name, ext)
+    path, plan = origin_path(services, image, chain, name, ext, presets)
     if plan.negotiated or plan.format != EXTENSIONS[ext]:
         raise BadRequest("'transform' must not set f_: list the formats in 'formats'")
     if plan.client_hints:
@@ -159,11 +160,12 @@ async def srcset_variants(
     (``c_limit``, a small source) is dropped when the previous one has it already."""
     name = query.name or url_name(image.original_filename)
     check_url_options(name, query.expires_in)
-    stages = parse_chain(query.transform, presets=services.settings.presets, limits=services.limits)
+    presets = await owner_presets(services, image.user_id)
+    stages = parse_chain(query.transform, presets=presets, limits=services.limits)
     natural = output_size(image.width, image.height, stages, services.limits)
     widths = query.widths or srcset.default_widths(natural[0])
     planned = [
-        plan_variant(services, image, query, name, ext, width)
+        plan_variant(services, image, query, name, ext, width, presets)
         for ext in query.formats
         for width in widths
     ]

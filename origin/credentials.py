@@ -8,7 +8,9 @@ In the order imgproxy checks them (the signature before anything is parsed):
    (``/api/keys``, through origin.lookup); each compared in constant time with every key of
    its kind. Neither: 403 ``bad_signature``, whatever the path says.
 2. Without ``s``: the owner's ``Authorization: Bearer`` access token (the answer is private);
-   an invalid one is 403 ``bad_signature`` too, another user's image is 404.
+   an invalid one is 403 ``bad_signature`` too, another user's image is 404. With neither
+   (and no query at all): strict public delivery (origin.public) — a public image through
+   an unsigned transformation, else 403 ``bad_signature`` (even for an unknown image).
 3. A policy URL (``p``): the signature covers the policy's template, then each value the
    request filled in must be one the policy allows (origin.policy).
 4. ``exp`` (or the policy's ``exp_``): passed → 403 ``url_expired`` (a URL is good through
@@ -36,6 +38,7 @@ from origin.policy import (
     signed_text,
     template_of,
 )
+from origin.public import unsigned_allowed
 from origin.records import ImageRecord
 from origin.request import Query, image_id_of
 from origin.signing import verify
@@ -45,13 +48,15 @@ SIGNED_URLS = 16384  # operator-verified URLs remembered (cleared when full)
 
 @dataclass(frozen=True)
 class Access:
-    """What a request may see: the image, whether the answer is public (signed) or private
-    (the owner's token), the expiry it is good until (unix seconds) and when it was checked."""
+    """What a request may see: the image, whether the answer is public (signed, or unsigned
+    through strict public delivery) or private (the owner's token), the expiry it is good until
+    (unix seconds) and when it was checked."""
 
     image: ImageRecord
     public: bool
     exp: str | None
     now: float
+    unsigned: bool = False
 
 
 class Credentials:
@@ -66,6 +71,8 @@ class Credentials:
     async def check(self, path: str, query: Query, authorization: str | None) -> Access:
         """The access this request has to the image its path names (errors as above)."""
         exp = query.exp
+        if query.s is None and exp is None and authorization is None:
+            return Access(await self._unsigned(path), True, None, time.time(), unsigned=True)
         if query.p is None:
             image, public = await self._signed(path, query.s, exp, authorization)
         else:
@@ -92,6 +99,15 @@ class Credentials:
         if user is None:
             raise BadSignature("the URL has no valid signature (s) and no valid access token")
         return (image if image is not None and image.user_id == user else None), False
+
+    async def _unsigned(self, path: str) -> ImageRecord:
+        """A public image through one of its unsigned transformations (origin.public)."""
+        image = await self.lookup.image(image_id_of(path))
+        if image is not None and image.public:
+            named = await self.lookup.named(image.user_id)
+            if unsigned_allowed(path, image.original_filename, named):
+                return image
+        raise BadSignature("the URL has no valid signature (s) and no valid access token")
 
     async def _policy(
         self, path: str, p: str, s: str

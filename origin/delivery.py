@@ -4,14 +4,15 @@
 
 1. the request's shape — raw path, query, the headers read (origin.request): a query other
    than ``s``/``exp``/``p`` is 400 before anything else;
-2. credentials (origin.credentials): the signature, a policy or the owner's token, the
-   expiry, the image — 403 / 404;
+2. credentials (origin.credentials): the signature, a policy, the owner's token or strict
+   public delivery (origin.public), the expiry, the image — 403 / 404;
 3. the plan (origin.plans: the registry's parser behind an LRU) for this request's
-   ``Accept`` and Client Hints — 400 ``bad_transform`` / ``limit_exceeded``; image
-   overlays must be the same owner's;
+   ``Accept`` and Client Hints, ``t_`` meaning what it means for the owner (origin.named) —
+   400 ``bad_transform`` / ``limit_exceeded``; image overlays must be the same owner's;
 4. the derivative's key and ETag; ``If-None-Match`` → 304, before any byte is loaded;
 5. the derivative (origin.derivatives): memory, else — one flight per derivative — the
-   persistent store, else a render in the pool; a client gone while it waits costs no
+   persistent store, else a render in the pool (an unsigned URL's within its per-image and
+   per-owner rate limits: 429 ``rate_limited``); a client gone while it waits costs no
    render;
 6. the answer: the body with its ETag, ``Cache-Control``, CSP, ``Vary``, type and length.
 
@@ -22,7 +23,8 @@ no task, and sends the cached body as it is (no copy).
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+import re
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,11 +34,12 @@ from origin.access_log import TIMINGS, Timings
 from origin.cache import matches
 from origin.credentials import Access, Credentials
 from origin.derivatives import Derivatives, Wanted
-from origin.errors import BadTransform
+from origin.errors import BadTransform, RateLimited
 from origin.hints import ACCEPT_CH, vary
 from origin.http import CSP, IMMUTABLE, PRIVATE
 from origin.lookup import Lookup
 from origin.metrics import Metrics
+from origin.named import Named, Presets
 from origin.plans import Plans
 from origin.records import ImageRecord
 from origin.render_pool import ClientGone, unless_gone
@@ -46,6 +49,7 @@ from origin.transforms.plan import Plan
 
 CLIENT_CLOSED = 499  # nginx's "client closed request": logged, never seen by the client
 CSP_BYTES = CSP.encode("ascii")
+NAMES = re.compile(r"(?:^|[/,])t_([^/,]+)")  # the t_ names a path uses
 
 
 @dataclass
@@ -69,6 +73,28 @@ class Origin:
             found.append(overlay)
         return tuple(found)
 
+    def admission(self, image: ImageRecord) -> Callable[[], Awaitable[None]]:
+        """The check before an unsigned URL's render: within the image's and the owner's
+        per-minute limits (``UNSIGNED_RENDERS_PER_IMAGE`` / ``_PER_USER``), else 429."""
+        settings = self.services.settings
+        limiter = self.services.limiter
+        bounds = (
+            (f"unsigned:image:{image.id}", settings.unsigned_renders_per_image),
+            (f"unsigned:user:{image.user_id}", settings.unsigned_renders_per_user),
+        )
+
+        async def admit() -> None:
+            for key, limit in bounds:
+                decision = await limiter.hit(key, limit)
+                if not decision.allowed:
+                    self.metrics.unsigned_refused.inc()
+                    raise RateLimited(
+                        "too many new renders of unsigned URLs: try again later",
+                        headers={**decision.refusal_headers(), "Cache-Control": "no-store"},
+                    )
+
+        return admit
+
     # ---- hooks for the admin API (request.state.forget_image / forget_user_keys) ----------
 
     def forget_image(self, image_id: str) -> None:
@@ -78,16 +104,33 @@ class Origin:
     def forget_user_keys(self, user_id: str) -> None:
         self.lookup.forget_user_keys(user_id)
 
+    def forget_user_transformations(self, user_id: str) -> None:
+        self.lookup.forget_user_transformations(user_id)
 
-def cache_control(access: Access) -> str:
+
+def changeable(path: str, access: Access, named: Named | None) -> bool:
+    """Whether the answer at this URL can change without the URL changing: an unsigned one
+    (the image may stop being public, the definition be edited) or one through a user's
+    own transformation (its definition may be edited)."""
+    if access.unsigned:
+        return True
+    if named is None or not named.version:
+        return False
+    return any(name in named.own for name in NAMES.findall(path))
+
+
+def cache_control(access: Access, max_age: int | None = None) -> str:
     """``Cache-Control`` of a 200/304. An answer with an expiry (``exp``, a policy's ``exp_``)
     is fresh for the seconds left and ``must-revalidate``: no cache may serve it stale, since
-    the origin's answer after the expiry is 403 ``url_expired``."""
+    the origin's answer after the expiry is 403 ``url_expired``. One whose URL can keep
+    answering differently (``changeable``) is fresh for ``max_age``
+    (``TRANSFORMATION_MAX_AGE_SECONDS``), not a year."""
     if not access.public:
         return PRIVATE
     if access.exp is None:
-        return IMMUTABLE
-    return f"public, max-age={max(0, int(access.exp) - int(access.now))}, must-revalidate"
+        return IMMUTABLE if max_age is None else f"public, max-age={max_age}"
+    left = max(0, int(access.exp) - int(access.now))
+    return f"public, max-age={min(left, left if max_age is None else max_age)}, must-revalidate"
 
 
 @functools.cache
@@ -110,12 +153,18 @@ class ServeImage:
         headers = read_headers(scope)
         access = await origin.credentials.check(path, query, headers.authorization)
         image = access.image
-        prepared = origin.plans.prepared(path, headers)
+        named = await origin.lookup.named(image.user_id) if "t_" in path else None
+        prepared = origin.plans.prepared(path, headers, named)
         plan = prepared.plan
         overlays = await origin.overlays(image, plan) if plan.overlay_ids else ()
         key = prepared.key_for(image, overlays)
-        wanted = Wanted(key, image, plan, overlays)
-        await deliver(origin, scope, receive, send, wanted, cache_control(access), headers)
+        admit = origin.admission(image) if access.unsigned else None
+        wanted = Wanted(key, image, plan, overlays, admit=admit)
+        max_age = None
+        if changeable(path, access, named):
+            max_age = origin.services.settings.transformation_max_age_seconds
+        control = cache_control(access, max_age)
+        await deliver(origin, scope, receive, send, wanted, control, headers)
 
 
 async def deliver(
@@ -181,7 +230,12 @@ serve_image = ServeImage()
 
 def start_origin(services: Services, metrics: Metrics) -> Origin:
     settings = services.settings
-    lookup = Lookup(services.images, services.keys)
+    lookup = Lookup(
+        services.images,
+        services.keys,
+        services.transformations,
+        Presets(settings.presets, settings.unsigned_presets),
+    )
     origin = Origin(
         services=services,
         metrics=metrics,
@@ -202,4 +256,5 @@ def state_of(origin: Origin) -> Mapping[str, Any]:
         "origin": origin,
         "forget_image": origin.forget_image,
         "forget_user_keys": origin.forget_user_keys,
+        "forget_user_transformations": origin.forget_user_transformations,
     }

@@ -28,7 +28,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -75,6 +75,9 @@ class Wanted:
     overlays: tuple[ImageRecord, ...] = ()
     rows: DerivativeRows | None = None
     kept: bool = True  # False: an image no row stands for (a source's fallback): memory only
+    # Awaited before a render (never before a memory or store hit): may refuse it, e.g. an
+    # unsigned URL's render over its rate limit (origin.delivery).
+    admit: Callable[[], Awaitable[None]] | None = None
 
 
 class Derivatives:
@@ -143,6 +146,8 @@ class Derivatives:
                 self.metrics.hit["store"].inc()
                 self.memory.put(key, stored)
             return stored
+        if wanted.admit is not None:
+            await wanted.admit()
         made = await self._render(wanted, rows, t, background)
         t.tier = "render"
         if not background:

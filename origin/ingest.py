@@ -69,7 +69,9 @@ def inspect_upload(data: bytes, limits: Limits) -> Inspected:
     return Inspected(probe, levels, analysis, hashlib.sha256(data).hexdigest())
 
 
-def image_record(user_id: str, filename: str, data: bytes, inspected: Inspected) -> ImageRecord:
+def image_record(
+    user_id: str, filename: str, data: bytes, inspected: Inspected, public: bool = False
+) -> ImageRecord:
     """The row of a new image (its working copies are added by ``store_image``)."""
     probe = inspected.probe
     image_id = new_id()
@@ -87,6 +89,7 @@ def image_record(user_id: str, filename: str, data: bytes, inspected: Inspected)
         created_at=datetime.now(UTC),
         metadata=dict(probe.metadata),
         analysis=inspected.analysis,
+        public=public,
     )
 
 
@@ -98,8 +101,10 @@ async def ingest_upload(
     *,
     check: Callable[[ImageRecord], None] | None = None,
     also: Callable[[Transaction, ImageRecord], Awaitable[None]] | None = None,
+    public: bool | None = None,
 ) -> ImageRecord:
     """Validate, inspect and store ``data`` as a new image of ``user``; the row as stored.
+    ``public`` is the account's default when None.
     ``check`` may refuse the image once inspected, before anything is stored (an eager
     chain over its budget); ``also`` writes in the row's transaction (its jobs and events)."""
     settings = services.settings
@@ -108,7 +113,8 @@ async def ingest_upload(
     if user.storage_used_bytes + len(data) > settings.user_quota_bytes:
         raise QuotaExceeded(OVER_QUOTA)
     inspected = await services.pool.run(lambda: inspect_upload(data, services.limits))
-    image = image_record(user.id, filename, data, inspected)
+    public = user.public if public is None else public
+    image = image_record(user.id, filename, data, inspected, public)
     if check is not None:
         check(image)
     return await store_image(services, image, data, inspected.levels, also)

@@ -5,11 +5,15 @@ Two small ``TTLCache``s sit in front of the repository:
 - image id → its ``ImageRecord`` (owner, storage key, content hash, format, size, analysis,
   working copies),
   or ``None`` (absent: cached too, so a flood of unknown ids costs one query per id per TTL);
-- owner → the UTF-8 bytes of their signing keys.
+- owner → the UTF-8 bytes of their signing keys;
+- owner → what ``t_`` means for their images (origin.named: the operator's presets over the
+  owner's transformations).
 
 ``TTL_SECONDS`` (3 s) bounds how long another process keeps answering for a deleted image,
-accepting a deleted key or refusing a new one. The process that deletes an image or adds or
-deletes a key calls ``forget_image`` / ``forget_user_keys`` and is up to date at once. A
+accepting a deleted key or refusing a new one, or answering with an edited transformation's
+old definition. The process that changes an image, a key or a transformation calls
+``forget_image`` / ``forget_user_keys`` / ``forget_user_transformations`` and is up to date
+at once. A
 lookup that started before a ``forget`` does not store what it read (``_epoch``), so a read
 racing the change cannot put the stale row (or key list) back.
 """
@@ -22,7 +26,8 @@ from typing import Protocol
 from cachetools import TTLCache
 
 from origin.cache import Flights
-from origin.records import ImageRecord, SigningKeyRecord
+from origin.named import Named, Presets, named_for
+from origin.records import ImageRecord, SigningKeyRecord, TransformationRecord
 
 TTL_SECONDS = 3.0
 MAX_ENTRIES = 100_000
@@ -37,16 +42,26 @@ class Keys(Protocol):  # origin.store.keys
     async def of_user(self, user_id: str) -> list[SigningKeyRecord]: ...
 
 
+class Transformations(Protocol):  # origin.store.transformations
+    async def of_user(self, user_id: str) -> list[TransformationRecord]: ...
+
+
 class Lookup:
     def __init__(
         self,
         images: Images,
         keys: Keys,
+        transformations: Transformations | None = None,
+        presets: Presets | None = None,
         ttl: float = TTL_SECONDS,
         max_entries: int = MAX_ENTRIES,
     ) -> None:
         self.image_rows = images
         self.key_rows = keys
+        self.transformation_rows = transformations
+        self.presets = presets or Presets()
+        self._named: TTLCache[str, Named] = TTLCache(max_entries, ttl)
+        self._named_reads: Flights[Named] = Flights()
         self._images: TTLCache[str, ImageRecord | None] = TTLCache(max_entries, ttl)
         self._keys: TTLCache[str, tuple[bytes, ...]] = TTLCache(max_entries, ttl)
         self._epoch = 0
@@ -91,6 +106,27 @@ class Lookup:
             self._keys[user_id] = keys
         return keys
 
+    async def named(self, user_id: str) -> Named:
+        """What ``t_`` means for the owner's images (operator presets over their own)."""
+        try:
+            return self._named[user_id]
+        except KeyError:
+            pass
+        epoch = self._epoch
+        return await self._named_reads.join(
+            (user_id, epoch), lambda: self._read_named(user_id, epoch)
+        )
+
+    async def _read_named(self, user_id: str, epoch: int) -> Named:
+        records = []
+        if self.transformation_rows is not None:
+            self.queries += 1
+            records = await self.transformation_rows.of_user(user_id)
+        named = named_for(self.presets, records)
+        if epoch == self._epoch:
+            self._named[user_id] = named
+        return named
+
     @property
     def epoch(self) -> int:
         """Bumped by every ``forget_*``: whatever was derived from earlier reads is stale."""
@@ -103,3 +139,7 @@ class Lookup:
     def forget_user_keys(self, user_id: str) -> None:
         self._epoch += 1
         self._keys.pop(user_id, None)
+
+    def forget_user_transformations(self, user_id: str) -> None:
+        self._epoch += 1
+        self._named.pop(user_id, None)

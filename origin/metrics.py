@@ -57,6 +57,7 @@ class Metrics:
         self.bytes_out = Count()
         self.ratelimit_store_failures = Count()
         self.writes_skipped = Count()  # derivatives not stored: too many writes pending
+        self.unsigned_refused = Count()  # unsigned renders over their rate limit (429)
         self.auto_quality_searches: Tally[str] = Tally()  # by output format
         # reads of remote source objects, by (source, result): origin.sources.cache
         self.source_reads: Tally[tuple[str, str]] = Tally()
@@ -272,6 +273,13 @@ class _Counters(Collector):
         )
         failures.add_metric((), m.ratelimit_store_failures.value)
         yield failures
+        refused = CounterMetricFamily(
+            "imgorigin_unsigned_renders_refused",
+            "Renders for unsigned URLs refused (429) by UNSIGNED_RENDERS_PER_IMAGE or "
+            "UNSIGNED_RENDERS_PER_USER; cache hits are never counted.",
+        )
+        refused.add_metric((), m.unsigned_refused.value)
+        yield refused
         searches = CounterMetricFamily(
             "imgorigin_auto_quality_searches",
             "q_auto quality searches run (a choice remembered in the database is not searched "

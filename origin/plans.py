@@ -5,7 +5,9 @@ canonical string and the last derivative key made from it (reused while the imag
 overlays stay the same). ``Accept`` matters only to an ``f_auto`` path, and only through the
 format it negotiates: a plan per format, not per browser's ``Accept`` (at most two others:
 AVIF, WebP). A ``w_auto``/``dpr_auto`` path has a plan per snapped Client Hints (at most
-AUTO_WIDTHS + 1 times 6).
+AUTO_WIDTHS + 1 times 6). A path that names a user's transformation (``t_``) is kept per
+version of the owner's definitions (origin.named), so an edit is never answered from the
+old plan.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from cachetools import LRUCache
 
 from origin.cache import Key, key_of
 from origin.hints import NO_HINTS, Hints, resolve
+from origin.named import Named
 from origin.records import ImageRecord
 from origin.request import Headers
 from origin.transforms.formats import negotiated_format
@@ -60,18 +63,24 @@ class Plans:
         self.auto_widths = auto_widths
         self.paths: LRUCache[str, Prepared] = LRUCache(PLAN_CACHE_ENTRIES)
 
-    def prepared(self, path: str, headers: Headers) -> Prepared:
-        """The plan of a verified ``path`` for this request's ``Accept`` and Client Hints."""
-        prepared = self._negotiated(path, headers.accept)
+    def prepared(self, path: str, headers: Headers, named: Named | None = None) -> Prepared:
+        """The plan of a verified ``path`` for this request's ``Accept`` and Client Hints;
+        ``named``: what ``t_`` means for the image's owner (the operator's presets if None)."""
+        presets, entry = self.presets, path
+        if named is not None and named.version:
+            presets, entry = named.chains, f"{path}\n{named.version}"
+        prepared = self._negotiated(path, entry, presets, headers.accept)
         if prepared.plan.client_hints:
-            prepared = self._hinted(prepared, path, headers)
+            prepared = self._hinted(prepared, path, presets, headers)
         return prepared
 
-    def _negotiated(self, path: str, accept: str | None) -> Prepared:
-        cached = self.paths.get(path)
+    def _negotiated(
+        self, path: str, entry: str, presets: Mapping[str, str], accept: str | None
+    ) -> Prepared:
+        cached = self.paths.get(entry)
         if cached is None:
-            plan = parse_path(path, presets=self.presets, limits=self.limits)
-            cached = self.paths[path] = Prepared(plan)
+            plan = parse_path(path, presets=presets, limits=self.limits)
+            cached = self.paths[entry] = Prepared(plan)
         plan = cached.plan
         if not plan.negotiated:
             return cached
@@ -85,7 +94,9 @@ class Plans:
             found = cached.formats[fmt] = Prepared(dataclasses.replace(plan, format=fmt))
         return found
 
-    def _hinted(self, prepared: Prepared, path: str, headers: Headers) -> Prepared:
+    def _hinted(
+        self, prepared: Prepared, path: str, presets: Mapping[str, str], headers: Headers
+    ) -> Prepared:
         """The plan for this request's snapped hints (``prepared`` itself, parsed without
         hints, when the request gave none)."""
         hints = resolve(prepared.plan.client_hints, headers.width, headers.dpr, self.auto_widths)
@@ -98,7 +109,7 @@ class Plans:
             plan = parse_path(
                 path,
                 accept=headers.accept,
-                presets=self.presets,
+                presets=presets,
                 limits=self.limits,
                 hints=hints,
             )

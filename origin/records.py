@@ -35,6 +35,7 @@ class UserRecord:
     storage_used_bytes: int
     image_count: int
     created_at: datetime
+    public: bool = False  # the default of the account's new uploads (strict public delivery)
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class ImageRecord:
     metadata: dict[str, Any] = field(default_factory=dict, compare=False)
     analysis: Analysis | None = None  # None for rows stored before migration 2
     working_copies: tuple[WorkingCopy, ...] = ()  # smallest first; not counted in the quota
+    public: bool = False  # may be served unsigned through its owner's unsigned t_ (origin.public)
 
 
 @dataclass(frozen=True)
@@ -172,3 +174,19 @@ class SourceObjectRecord:
             analysis=self.analysis,
             working_copies=self.working_copies,
         )
+
+
+@dataclass(frozen=True)
+class TransformationRecord:
+    """A user's named transformation (``/api/transformations/{name}``, used as ``t_<name>``).
+
+    ``chain`` is written as the URL grammar writes it; ``unsigned`` lets a public image be
+    served through it without a signature, in one of ``formats`` (output extensions)."""
+
+    user_id: str
+    name: str
+    chain: str
+    unsigned: bool
+    formats: tuple[str, ...]
+    created_at: datetime
+    updated_at: datetime

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
+from origin.ratelimit import InProcessLimiter, Limiter, RedisLimiter, redis_client
 from origin.render_pool import RenderPool
 from origin.settings import Settings
 from origin.store.database import Database
@@ -16,6 +17,7 @@ from origin.store.images import Images
 from origin.store.keys import SigningKeys
 from origin.store.objects import Storage, open_storage
 from origin.store.sources import SourceObjects
+from origin.store.transformations import Transformations
 from origin.store.users import Users
 from origin.transforms.limits import Limits
 
@@ -28,11 +30,13 @@ class Services:
     images: Images
     derivatives: Derivatives
     keys: SigningKeys
+    transformations: Transformations
     sources: SourceObjects  # the source cache's rows (origin.sources)
     source_derivatives: Derivatives  # their derivatives and q_auto choices
     storage: Storage
     pool: RenderPool
     limits: Limits
+    limiter: Limiter  # rate-limit counters: this process's, or shared through REDIS_URL
 
 
 @asynccontextmanager
@@ -42,6 +46,11 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         stack.push_async_callback(db.close)
         storage = await open_storage(stack, settings)
         stack.push_async_callback(storage.close)
+        limiter: Limiter = InProcessLimiter()
+        if settings.redis_url:
+            client = redis_client(settings.redis_url)
+            stack.push_async_callback(client.aclose)
+            limiter = RedisLimiter(client)
         yield Services(
             settings=settings,
             db=db,
@@ -49,6 +58,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             images=Images(db),
             derivatives=Derivatives(db),
             keys=SigningKeys(db),
+            transformations=Transformations(db),
             sources=SourceObjects(db),
             source_derivatives=Derivatives(db, SOURCES),
             storage=storage,
@@ -59,6 +69,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 settings.background.job_render_share,
             ),
             limits=limits_of(settings),
+            limiter=limiter,
         )
 
 

@@ -31,6 +31,7 @@ from origin.environ import (
     _schedule,
     _url,
 )
+from origin.named import Presets, load_presets
 from origin.permissions import make_private_dirs
 from origin.sources.config import Source, SourceError, load_sources
 
@@ -103,7 +104,15 @@ class Settings:
     auth_rate_limit_per_minute: int = 20
     login_failures_per_minute: int = 5
     account_login_failures_per_minute: int = 100
+    # Named transformations and strict public delivery (origin.named, origin.public).
     presets: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    unsigned_presets: Mapping[str, frozenset[str]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    transformations_max_per_user: int = 100
+    unsigned_renders_per_image: int = 60  # a minute, renders (not cache hits) of unsigned URLs
+    unsigned_renders_per_user: int = 600  # a minute, the same for all of an owner's images
+    transformation_max_age_seconds: int = 86400  # answers whose URL a definition can change
     max_source_pixels: int = 100_000_000
     max_output_dimension: int = 8192
     # The work budget of one request (docs/url-api.md#work-budget, docs/origin.md).
@@ -190,7 +199,6 @@ class Settings:
             account_login_failures_per_minute=_integer(
                 environ, "ACCOUNT_LOGIN_FAILURES_PER_MINUTE", 100, 1
             ),
-            presets=_presets(environ),
             max_source_pixels=_integer(environ, "MAX_SOURCE_PIXELS", 100_000_000, 1),
             max_output_dimension=_integer(environ, "MAX_OUTPUT_DIMENSION", 8192, 1, 65535),
             max_output_pixels=_integer(environ, "MAX_OUTPUT_PIXELS", 25_000_000, 1),
@@ -210,6 +218,7 @@ class Settings:
             **_exposure(environ),
             **_fetching(environ, env),
             **_sources(environ),
+            **_public(environ),
         )
         values["background"] = _background(environ, values["render_timeout_seconds"])
         values["auto_widths"] = _auto_widths(environ, values["max_output_dimension"])
@@ -465,18 +474,22 @@ def _sources(environ: Mapping[str, str]) -> dict[str, Any]:
     )
 
 
-def _presets(environ: Mapping[str, str]) -> Mapping[str, str]:
+def _public(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``PRESETS_FILE`` (origin.named) and strict public delivery's bounds (origin.public)."""
     name = environ.get("PRESETS_FILE", "").strip()
-    if not name:
-        return MappingProxyType({})
     try:
-        data = json.loads(Path(name).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SettingsError("PRESETS_FILE", f"cannot read {name}: {exc.strerror}") from None
-    except ValueError:
-        raise SettingsError("PRESETS_FILE", f"{name} is not valid JSON") from None
-    if not isinstance(data, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) and k for k, v in data.items()
-    ):
-        raise SettingsError("PRESETS_FILE", 'expected a JSON object {"name": "chain"}')
-    return MappingProxyType(dict(data))
+        presets = load_presets(Path(name)) if name else Presets()
+    except ValueError as exc:
+        raise SettingsError("PRESETS_FILE", str(exc)) from None
+    return dict(
+        presets=presets.chains,
+        unsigned_presets=presets.unsigned,
+        transformations_max_per_user=_integer(
+            environ, "TRANSFORMATIONS_MAX_PER_USER", 100, 0, 100_000
+        ),
+        unsigned_renders_per_image=_integer(environ, "UNSIGNED_RENDERS_PER_IMAGE", 60, 1),
+        unsigned_renders_per_user=_integer(environ, "UNSIGNED_RENDERS_PER_USER", 600, 1),
+        transformation_max_age_seconds=_integer(
+            environ, "TRANSFORMATION_MAX_AGE_SECONDS", 86400, 0, 31_536_000
+        ),
+    )

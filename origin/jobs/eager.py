@@ -63,7 +63,8 @@ class EagerJobs:
         if image is None:
             return None
         await rows.set_state(services.db, record.id, RUNNING)
-        prepared = self.origin.plans.prepared(record.path, NO_HEADERS)
+        named = await self.origin.lookup.named(image.user_id)
+        prepared = self.origin.plans.prepared(record.path, NO_HEADERS, named)
         plan = prepared.plan
         overlays = await self.origin.overlays(image, plan) if plan.overlay_ids else ()
         key = prepared.key_for(image, overlays)

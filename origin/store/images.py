@@ -60,6 +60,7 @@ class Images:
                     created_at=image.created_at,
                     **analysis_values(image.analysis),
                     working_copies=working_copies_json(image.working_copies),
+                    public=image.public,
                 )
             )
             if also is not None:  # the jobs and events of the upload, committed with it
@@ -72,6 +73,24 @@ class Images:
             query = query.where(images.c.user_id == user_id)
         async with self.db.read() as conn:
             row = (await conn.execute(query)).first()
+        return _image(row) if row else None
+
+    async def set_public(self, image_id: str, user_id: str, public: bool) -> ImageRecord | None:
+        """Set the image's ``public``; the row as it now is, or None when not the user's."""
+        async with self.db.write() as conn:
+            await conn.execute(
+                images.update()
+                .where(images.c.id == image_id)
+                .where(images.c.user_id == user_id)
+                .values(public=public)
+            )
+            row = (
+                await conn.execute(
+                    sa.select(*IMAGE_COLUMNS)
+                    .where(images.c.id == image_id)
+                    .where(images.c.user_id == user_id)
+                )
+            ).first()
         return _image(row) if row else None
 
     async def page(self, user_id: str, *, offset: int, limit: int) -> tuple[list[ImageRecord], int]:
@@ -167,6 +186,7 @@ def _image(row: sa.Row[Any]) -> ImageRecord:
         metadata=json.loads(row.metadata_json or "{}"),
         analysis=analysis_of(row),
         working_copies=working_copies_of(row.working_copies),
+        public=bool(row.public),
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -43,9 +44,19 @@ def add_missing_columns(conn: Connection, table: sa.Table, names: tuple[str, ...
         conn.execute(
             sa.text(
                 f"ALTER TABLE {preparer.format_table(table)} "
-                f"ADD COLUMN {preparer.format_column(column)} {kind}"
+                f"ADD COLUMN {preparer.format_column(column)} {kind}{_default(conn, column)}"
             )
         )
+
+
+def _default(conn: Connection, column: sa.Column[Any]) -> str:
+    """`` NOT NULL DEFAULT …`` for a column with a server default (existing rows get it)."""
+    default = column.server_default
+    if not isinstance(default, sa.DefaultClause):
+        return ""
+    arg = default.arg
+    value = arg if isinstance(arg, str) else str(arg.compile(dialect=conn.dialect))
+    return f"{'' if column.nullable else ' NOT NULL'} DEFAULT {value}"
 
 
 def _add_analysis(conn: Connection) -> None:
@@ -75,6 +86,12 @@ def _add_background(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _add_public_delivery(conn: Connection) -> None:
+    add_missing_columns(conn, tables.users, ("public",))
+    add_missing_columns(conn, tables.images, ("public",))
+    tables.transformations.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (1, "users, images, transformed images, refresh tokens, signing keys", _create_tables),
     (2, "upload-time analysis: blurhash, dominant colour, focal point", _add_analysis),
@@ -82,6 +99,7 @@ MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (4, "working copies of large originals (a pyramid)", _add_working_copies),
     (5, "remote sources: cached objects, their derivatives and q_auto choices", _add_sources),
     (6, "background work: jobs, eager derivatives, webhooks and their deliveries", _add_background),
+    (7, "public delivery: named transformations, public images and accounts", _add_public_delivery),
 )
 
 LATEST = MIGRATIONS[-1][0]

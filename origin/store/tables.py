@@ -58,6 +58,8 @@ users = sa.Table(
     sa.Column("storage_used_bytes", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("image_count", sa.Integer, nullable=False, server_default="0"),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    # The default of new uploads' `public` (migration 7; strict public delivery).
+    sa.Column("public", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 images = sa.Table(
@@ -86,7 +88,22 @@ images = sa.Table(
     # Working copies (migration 4; origin/working_copies.py): JSON [[width, height, storage_key], …]
     # of the reduced versions stored under the image's prefix; NULL: none.
     sa.Column("working_copies", sa.Text, nullable=True),
+    # Served unsigned through its owner's `unsigned` transformations (migration 7).
+    sa.Column("public", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_images_user_created", "user_id", "created_at"),
+)
+
+# Users' named transformations (migration 7; origin/named.py): `t_<name>` in their URLs.
+transformations = sa.Table(
+    "transformations",
+    metadata,
+    sa.Column("user_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("chain", sa.Text, nullable=False),
+    sa.Column("unsigned", sa.Boolean, nullable=False),
+    sa.Column("formats", sa.String(100), nullable=False),  # "webp,jpg": unsigned extensions
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
 )
 
 

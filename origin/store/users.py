@@ -46,6 +46,13 @@ class Users:
             row = (await conn.execute(users.select().where(users.c.id == user_id))).first()
         return _user(row) if row else None
 
+    async def set_public(self, user_id: str, public: bool) -> UserRecord | None:
+        """Set the account's default for new uploads; the account as it now is."""
+        async with self.db.write() as conn:
+            await conn.execute(users.update().where(users.c.id == user_id).values(public=public))
+            row = (await conn.execute(users.select().where(users.c.id == user_id))).first()
+        return _user(row) if row else None
+
     # ---- refresh tokens ----------------------------------------------------------------
 
     async def add_refresh_token(self, token: RefreshTokenRecord) -> None:
@@ -117,6 +124,7 @@ def _user(row: sa.Row[Any]) -> UserRecord:
         storage_used_bytes=int(row.storage_used_bytes),
         image_count=int(row.image_count),
         created_at=row.created_at,
+        public=bool(row.public),
     )
 
 

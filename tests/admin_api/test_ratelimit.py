@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from admin_api.ratelimit import InProcessLimiter
+from origin.ratelimit import InProcessLimiter
 
 
 async def test_window_opens_at_first_hit_and_resets() -> None:

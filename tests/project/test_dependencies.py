@@ -45,7 +45,7 @@ def test_settings_depend_on_nothing_of_the_core() -> None:
     # origin.environ: the variables' parsers; origin.permissions: file modes, standard library
     # only (the development secrets file);
     # origin.sources.config reads SOURCES_FILE, origin.magic tells a fallback image's format:
-    # both standard library only.
+    # both standard library only; origin.named reads PRESETS_FILE, standard library only.
     assert ours(loaded_by("origin.settings")) == {
         "origin",
         "origin.settings",
@@ -54,6 +54,7 @@ def test_settings_depend_on_nothing_of_the_core() -> None:
         "origin.sources",
         "origin.sources.config",
         "origin.magic",
+        "origin.named",
     }
 
 

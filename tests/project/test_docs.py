@@ -39,6 +39,7 @@ def test_every_settings_field_comes_from_a_variable() -> None:
         "aws_secret_access_key",
         "url_signing_keys",
         "presets",
+        "unsigned_presets",  # PRESETS_FILE
         "sources",  # SOURCES_FILE
         "metrics_dir",  # IMGORIGIN_METRICS_DIR, set by `imgorigin serve --workers N`
         "background",  # a group: its own fields, below

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-log = logging.getLogger("imgorigin.admin")
+log = logging.getLogger("imgorigin")
 
 WINDOW_SECONDS = 60
 
