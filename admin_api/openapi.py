@@ -12,6 +12,7 @@ from functools import cache
 from typing import Any
 
 from admin_api.openapi_background import EAGER_LIST, background_paths
+from admin_api.openapi_public import TRANSFORMATION_SCHEMA, public_paths
 from admin_api.openapi_schemas import (
     AUTH,
     CREDENTIALS,
@@ -40,6 +41,9 @@ TRANSFORM_PARAMS = [
 def openapi_document() -> dict[str, Any]:
     document = _document()
     document["paths"].update(background_paths())
+    for path, methods in public_paths().items():
+        document["paths"].setdefault(path, {}).update(methods)
+    document["components"]["schemas"]["Transformation"] = TRANSFORMATION_SCHEMA
     return document
 
 
@@ -120,6 +124,8 @@ def _document() -> dict[str, Any]:
                                         "image_count",
                                         "storage_used_bytes",
                                         "storage_quota_bytes",
+                                        "operator",
+                                        "public",
                                     )
                                 },
                             },
@@ -146,6 +152,10 @@ def _document() -> dict[str, Any]:
                                             "description": "a JSON array of {transform, format}",
                                         },
                                         "notification_url": {"type": "string"},
+                                        "public": {
+                                            "enum": ["true", "false", "1", "0"],
+                                            "description": "default: the account's `public`",
+                                        },
                                     },
                                 }
                             },
@@ -158,6 +168,7 @@ def _document() -> dict[str, Any]:
                                         "filename": {"type": "string"},
                                         "eager": EAGER_LIST,
                                         "notification_url": {"type": "string"},
+                                        "public": {"type": "boolean"},
                                     },
                                 }
                             },

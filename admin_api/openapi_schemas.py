@@ -112,6 +112,10 @@ SCHEMAS: dict[str, Any] = {
                 "description": "signed origin URL, root-relative",
             },
             "thumbnail_url": {"type": "string"},
+            "public": {
+                "type": "boolean",
+                "description": "served unsigned through its owner's unsigned transformations",
+            },
             "eager": {"type": "array", "items": {"$ref": "#/components/schemas/Eager"}},
         }
     ),
