@@ -86,6 +86,8 @@ class Origin:
         async def admit() -> None:
             for key, limit in bounds:
                 decision = await limiter.hit(key, limit)
+                if decision.degraded:  # the shared store failed: let through, counted
+                    self.metrics.ratelimit_store_failures.inc()
                 if not decision.allowed:
                     self.metrics.unsigned_refused.inc()
                     raise RateLimited(

@@ -291,3 +291,23 @@ async def test_unsigned_renders_are_rate_limited_and_hits_are_not(local_api: Api
     assert_error(await local_api.http.get(f"/i/{other_id}/t_wide/Dog.jpg"), 429, "rate_limited")
     metrics = (await local_api.http.get("/metrics")).text
     assert "imgorigin_unsigned_renders_refused_total 2.0" in metrics
+
+
+async def test_w_auto_in_an_unsigned_transformation_snaps(local_api: Api) -> None:
+    _, headers = await local_api.user()
+    uploaded = await local_api.http.post(
+        "/api/images",
+        headers=headers,
+        files={"file": ("Wide.jpg", make_image(width=800, height=600), "image/jpeg")},
+        data={"public": "true"},
+    )
+    image_id = uploaded.json()["id"]
+    body = {"transform": "w_auto:200", "unsigned": True, "formats": ["png"]}
+    assert (await put(local_api, headers, "resp", body)).status_code == 201
+    url = f"/i/{image_id}/t_resp/Wide.png"
+    assert size_of(await local_api.http.get(url))[0] == 200  # no hint: the default
+    hinted = await local_api.http.get(url, headers={"Sec-CH-Width": "333"})
+    assert size_of(hinted)[0] == 480  # snapped up to AUTO_WIDTHS, never 333
+    assert "Sec-CH-Width" in hinted.headers["vary"]
+    odd = await local_api.http.get(url, headers={"Sec-CH-Width": "334"})
+    assert odd.headers["etag"] == hinted.headers["etag"]  # one variant per snapped width

@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Callable
 
 from origin.settings import Settings
-from tests.admin_api.conftest import PASSWORD, Api, start_api
+from tests.admin_api.conftest import PASSWORD, Api, make_image, start_api
 
 
 async def test_two_processes_share_one_limit(
@@ -125,3 +125,33 @@ async def test_unreachable_redis_is_counted_for_every_login_check(
         assert limiter.failures == 8
         metrics = (await api.http.get("/metrics")).text
         assert "imgorigin_ratelimit_store_failures_total 8.0" in metrics
+
+
+async def test_two_processes_share_the_unsigned_render_limit(
+    redis_server: str, make_settings: Callable[..., Settings], password_hash: str
+) -> None:
+    settings = make_settings(REDIS_URL=redis_server, UNSIGNED_RENDERS_PER_IMAGE="2")
+    first = start_api(settings, password_hash)
+    second = start_api(settings, password_hash)
+    api_a = await anext(first)
+    api_b = await anext(second)
+    try:
+        _, headers = await api_a.user()
+        card = {"transform": "w_20", "unsigned": True, "formats": ["webp", "jpg", "png"]}
+        made = await api_a.http.put("/api/transformations/card", headers=headers, json=card)
+        assert made.status_code == 201
+        uploaded = await api_a.http.post(
+            "/api/images",
+            headers=headers,
+            files={"file": ("Cat.jpg", make_image(), "image/jpeg")},
+            data={"public": "true"},
+        )
+        image_id = uploaded.json()["id"]
+        statuses = [
+            (await api.http.get(f"/i/{image_id}/t_card/Cat.{ext}")).status_code
+            for api, ext in ((api_a, "webp"), (api_b, "jpg"), (api_a, "png"))
+        ]
+        assert statuses == [200, 200, 429]
+    finally:
+        for generator in (first, second):
+            await generator.aclose()
