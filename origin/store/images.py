@@ -84,13 +84,7 @@ class Images:
                 .where(images.c.user_id == user_id)
                 .values(public=public)
             )
-            row = (
-                await conn.execute(
-                    sa.select(*IMAGE_COLUMNS)
-                    .where(images.c.id == image_id)
-                    .where(images.c.user_id == user_id)
-                )
-            ).first()
+            row = (await conn.execute(_owned(image_id, user_id))).first()
         return _image(row) if row else None
 
     async def page(self, user_id: str, *, offset: int, limit: int) -> tuple[list[ImageRecord], int]:
@@ -121,13 +115,7 @@ class Images:
         ``imgorigin gc``, never a row without its object.
         """
         async with self.db.write() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(*IMAGE_COLUMNS)
-                    .where(images.c.id == image_id)
-                    .where(images.c.user_id == user_id)
-                )
-            ).first()
+            row = (await conn.execute(_owned(image_id, user_id))).first()
             if row is None:
                 return None
             image = _image(row)
@@ -168,6 +156,12 @@ class Images:
             derived = (await conn.execute(sa.select(transformed_images.c.storage_key))).scalars()
             keys.update(derived)
         return keys
+
+
+def _owned(image_id: str, user_id: str) -> sa.Select[Any]:
+    return (
+        sa.select(*IMAGE_COLUMNS).where(images.c.id == image_id).where(images.c.user_id == user_id)
+    )
 
 
 def _image(row: sa.Row[Any]) -> ImageRecord:
