@@ -177,6 +177,9 @@ function signedOut(message) {
   $("#gallery").replaceChildren();
   $("#uploads").replaceChildren();
   forgetWebhooks();
+  forgetTransformations();
+  $("#account-public").checked = false;
+  $("#account-public-error").textContent = "";
   $("#auth-view").hidden = false;
   if (message) say(message);
   $("#email").focus();
@@ -190,6 +193,7 @@ async function signedIn() {
   say(`Signed in as ${session.email}.`);
   $("#main").focus();
   loadWebhooks().catch((err) => ($("#webhooks-status").textContent = err.message));
+  loadTransformations().catch((err) => ($("#transformations-status").textContent = err.message));
   const [me] = await Promise.all([loadMe(), loadGallery()]);
   // once per sign-in: loadMe runs again after each upload, and would reset the choice
   if (me.operator) await loadSources();
@@ -206,7 +210,32 @@ async function loadMe() {
   meter.optimum = 0;
   $("#quota-text").textContent =
     `${formatBytes(me.storage_used_bytes)} of ${formatBytes(me.storage_quota_bytes)} used`;
+  if (!account.saving) $("#account-public").checked = Boolean(me.public);
   return me;
+}
+
+// ---- the account's default for new uploads (PATCH /api/me {"public"}) ---------------------------
+
+const account = { saving: false };
+
+async function setAccountPublic() {
+  const box = $("#account-public");
+  const wanted = box.checked;
+  const error = $("#account-public-error");
+  error.textContent = "";
+  account.saving = true;
+  box.setAttribute("aria-busy", "true");
+  try {
+    const me = await api("/me", { method: "PATCH", json: { public: wanted } });
+    box.checked = Boolean(me.public);
+    say(me.public ? "New uploads are public from now on." : "New uploads are private from now on.");
+  } catch (err) {
+    box.checked = !wanted;
+    error.textContent = err.message;
+  } finally {
+    account.saving = false;
+    box.removeAttribute("aria-busy");
+  }
 }
 
 // ---- remote sources (operator accounts) --------------------------------------------------------
@@ -258,7 +287,7 @@ function uploadOne(file, item, retry = true) {
     xhr.addEventListener("load", async () => {
       if (xhr.status === 201) {
         bar.value = 1;
-        note.textContent = "Uploaded";
+        note.textContent = xhr.response && xhr.response.public ? "Uploaded · public" : "Uploaded";
         item.dataset.state = "done";
         resolve(true);
         return;
@@ -319,7 +348,7 @@ async function uploadUrl(url) {
   $("#uploads").prepend(item);
   try {
     const image = await api("/images", { method: "POST", json: { url } });
-    note.textContent = `Uploaded as ${image.original_filename}`;
+    note.textContent = `Uploaded as ${image.original_filename}${image.public ? " · public" : ""}`;
     item.dataset.state = "done";
     say("1 image uploaded from a URL.");
     state.page = 1;
@@ -418,15 +447,70 @@ function card(image) {
   remove.setAttribute("aria-label", `Delete ${image.original_filename}`);
   edit.setAttribute("aria-label", `Build a URL for ${image.original_filename}`);
   remove.addEventListener("click", () => confirmDelete(image, remove));
+  const box = el("input", { type: "checkbox", name: "public" });
+  box.checked = Boolean(image.public);
+  box.setAttribute("aria-label", `Public: ${image.original_filename}`);
+  box.addEventListener("change", () => setPublic(image, box.checked, box));
+  const publicSwitch = el(
+    "label",
+    { class: "check small public-switch", title: "Public: its unsigned URLs load without a signature" },
+    box,
+    " Public",
+  );
   return el(
     "li",
-    { class: "tile", "data-id": image.id },
+    { class: "tile", "data-id": image.id, "data-public": String(Boolean(image.public)) },
     el("div", { class: "thumb checker" }, thumb),
     el("h3", { class: "name", text: image.original_filename, title: image.original_filename }),
     details,
+    publicSwitch,
     el("div", { class: "row" }, edit, remove),
   );
 }
+
+// ---- public or private (PATCH /api/images/{id} {"public"}) ------------------------------------
+
+const publicPending = new Set(); // image ids with a change on its way
+
+async function setPublic(image, wanted, box) {
+  if (publicPending.has(image.id)) {
+    box.checked = !wanted; // one change at a time
+    return;
+  }
+  publicPending.add(image.id);
+  box.setAttribute("aria-busy", "true");
+  if (state.selected && state.selected.id === image.id) $("#public-error").textContent = "";
+  try {
+    const updated = await api(`/images/${image.id}`, { method: "PATCH", json: { public: wanted } });
+    imageChanged(updated);
+    say(
+      updated.public
+        ? `${updated.original_filename} is public: its unsigned URLs load without a signature.`
+        : `${updated.original_filename} is private: only signed URLs load it.`,
+    );
+  } catch (err) {
+    box.checked = !wanted;
+    say(`${image.original_filename} was not changed: ${err.message}`);
+    if (state.selected && state.selected.id === image.id) $("#public-error").textContent = err.message;
+  } finally {
+    publicPending.delete(image.id);
+    box.removeAttribute("aria-busy");
+  }
+}
+
+// An image's new JSON: every copy of it (the gallery page's, the builder's) and their views.
+function imageChanged(updated) {
+  for (const image of [...state.items, state.selected]) {
+    if (image && image.kind !== "source" && image.id === updated.id) Object.assign(image, updated);
+  }
+  const tile = $(`#gallery li.tile[data-id="${updated.id}"]`);
+  if (tile) {
+    tile.dataset.public = String(Boolean(updated.public));
+    $('input[name="public"]', tile).checked = Boolean(updated.public);
+  }
+  if (state.selected && state.selected.id === updated.id) renderPublic();
+}
+
 
 function renderGallery() {
   const pages = Math.max(1, Math.ceil(state.total / state.limit));
@@ -834,6 +918,8 @@ function openBuilder(image) {
   if ($("#controls").dataset.grammar === "error") loadGrammar();
   fillOverlayChoices();
   onControlsChanged();
+  $("#public-error").textContent = "";
+  renderPublic();
   showEager(image);
   $("#builder-title").focus();
   $("#builder").scrollIntoView({ block: "start" });
@@ -842,6 +928,7 @@ function openBuilder(image) {
 function closeBuilder() {
   state.selected = null;
   $("#builder").hidden = true;
+  renderPublic();
   hideEager();
 }
 
@@ -1182,6 +1269,266 @@ function setUpEager() {
   $("#eager-form").addEventListener("submit", requestEager);
 }
 
+// ---- public delivery (in the builder) -----------------------------------------------------------
+
+// The seo name of an image's URLs: the last segment of its signed `url`, without the extension
+// (the origin's url_name of the original filename: the only one an unsigned URL may use).
+function seoName(image) {
+  const path = new URL(image.url, location.origin).pathname;
+  const last = path.slice(path.lastIndexOf("/") + 1);
+  const dot = last.lastIndexOf(".");
+  return dot > 0 ? last.slice(0, dot) : last;
+}
+
+// The unsigned URL of a public image through one of the user's transformations (root-relative).
+function unsignedUrl(image, transformation) {
+  return `/i/${image.id}/t_${transformation.name}/${seoName(image)}.${transformation.formats[0]}`;
+}
+
+// Those serving a public image unsigned: marked so, and not hidden by an operator preset
+// (whose definition, and whose own `unsigned`, the URL would get instead).
+function unsignedTransformations() {
+  return named.items.filter((t) => t.unsigned && !t.shadowed && t.formats.length);
+}
+
+function unsignedItem(image, transformation) {
+  const url = unsignedUrl(image, transformation);
+  const absolute = new URL(url, location.origin).href;
+  const ext = transformation.formats[0];
+  const link = { href: url, target: "_blank", rel: "noopener noreferrer" };
+  const thumb =
+    ext === "json"
+      ? el("div", { class: "thumb checker", "aria-hidden": "true" }, el("code", { text: "json" }))
+      : el(
+          "a",
+          { class: "thumb checker", ...link, tabindex: "-1", "aria-hidden": "true" },
+          el("img", { src: url, alt: "", loading: "lazy" }),
+        );
+  const open = el("a", { class: "open", ...link, text: "Open" });
+  open.setAttribute("aria-label", `Open the unsigned URL of t_${transformation.name}`);
+  const copyUrl = el("button", { type: "button", class: "ghost", text: "Copy URL" });
+  copyUrl.setAttribute("aria-label", `Copy the unsigned URL of t_${transformation.name}`);
+  copyUrl.addEventListener("click", () => copy(absolute, "Unsigned URL"));
+  return el(
+    "li",
+    { class: "derivative unsigned-url", "data-name": transformation.name },
+    thumb,
+    el(
+      "div",
+      { class: "about" },
+      el("code", { class: "chain", text: `t_${transformation.name}` }),
+      el("code", { class: "url small", text: url }),
+      el("div", { class: "row" }, open, copyUrl),
+    ),
+  );
+}
+
+// The builder's uploaded image: public or private, and its unsigned URLs when public.
+function renderPublic() {
+  const image = state.selected;
+  const section = $("#public");
+  if (!image || image.kind === "source") {
+    section.hidden = true;
+    $("#public-urls").replaceChildren();
+    return;
+  }
+  section.hidden = false;
+  const isPublic = Boolean(image.public);
+  $("#public-toggle").checked = isPublic;
+  section.dataset.public = String(isPublic);
+  $("#public-state").textContent = isPublic
+    ? "Public: besides its signed URLs, it loads without a signature through your transformations marked “unsigned URLs”, as below."
+    : "Private: only signed URLs load it. Make it public to link it from pages that cannot sign URLs.";
+  const usable = isPublic ? unsignedTransformations() : [];
+  const shown = new Map([...$("#public-urls").children].map((li) => [li.dataset.key, li]));
+  $("#public-urls").replaceChildren(
+    ...usable.map((t) => {
+      const key = unsignedUrl(image, t);
+      const old = shown.get(key);
+      if (old && old.dataset.updated === t.updated_at) return old; // keeps its loaded preview
+      const item = unsignedItem(image, t);
+      item.dataset.key = key;
+      item.dataset.updated = t.updated_at;
+      return item;
+    }),
+  );
+  const empty = $("#public-empty");
+  empty.hidden = !isPublic || usable.length > 0;
+  empty.textContent = isPublic
+    ? "None of your named transformations is marked “unsigned URLs”: save one below to link this image without a signature."
+    : "";
+}
+
+function setUpPublic() {
+  const box = $("#public-toggle");
+  box.addEventListener("change", () => {
+    if (state.selected && state.selected.kind !== "source") setPublic(state.selected, box.checked, box);
+  });
+  $("#account-public").addEventListener("change", setAccountPublic);
+}
+
+// ---- named transformations -------------------------------------------------------------------
+
+// The account's transformations (GET /api/transformations), saved with PUT (201 made, 200
+// replaced) and removed with DELETE. A shadowed one is hidden by an operator preset of the
+// same name: t_<name> in a URL means the preset.
+const TRANSFORMATION_NAME = /^[a-z0-9_-]{1,64}$/;
+const named = { items: [], seq: 0 };
+
+async function loadTransformations() {
+  const seq = named.seq;
+  const { items } = await api("/transformations");
+  if (seq !== named.seq) return;
+  named.items = items;
+  $("#transformations-status").textContent = "";
+  renderTransformations();
+  renderPublic();
+}
+
+function renderTransformations() {
+  $("#transformation-list").replaceChildren(...named.items.map(transformationItem));
+  $("#transformations-empty").hidden = named.items.length > 0;
+  $("#transformations-count").textContent = `(${named.items.length})`;
+}
+
+function transformationItem(t) {
+  const label = `t_${t.name}`;
+  const button = (text, what, extra = {}) => {
+    const b = el("button", { type: "button", text, ...extra });
+    b.setAttribute("aria-label", `${what} ${label}`);
+    return b;
+  };
+  const edit = button("Edit", "Edit");
+  const remove = button("Delete", "Delete", { class: "danger ghost" });
+  const error = el("p", { class: "error", role: "alert" });
+  edit.addEventListener("click", () => editTransformation(t));
+  remove.addEventListener("click", () => deleteTransformation(t, remove, error));
+  const badges = el(
+    "div",
+    { class: "row" },
+    el("span", {
+      class: "badge",
+      "data-state": t.unsigned ? "unsigned" : "signed",
+      text: t.unsigned ? "unsigned URLs" : "signed only",
+    }),
+  );
+  if (t.shadowed) badges.append(el("span", { class: "badge", "data-state": "shadowed", text: "shadowed" }));
+  const facts = [
+    t.unsigned ? `Unsigned as ${t.formats.join(", ")}` : `Formats ${t.formats.join(", ")}`,
+    `updated ${formatDate(t.updated_at)}`,
+  ];
+  const item = el(
+    "li",
+    { class: "transformation", "data-name": t.name, "data-shadowed": String(Boolean(t.shadowed)) },
+    el(
+      "div",
+      { class: "hook-head" },
+      el("code", { class: "t-name", text: label }),
+      el("div", { class: "row" }, edit, remove),
+    ),
+    el("code", { class: "t-chain", text: t.transform }),
+    badges,
+    el("p", { class: "muted small", text: facts.join(" · ") }),
+  );
+  if (t.shadowed) {
+    item.append(
+      el("p", {
+        class: "warning shadowed",
+        text: `Shadowed: hidden by an operator preset of the same name. ${label} in a URL means the preset, not this chain; choose another name to use it.`,
+      }),
+    );
+  }
+  item.append(error);
+  return item;
+}
+
+function editTransformation(t) {
+  $("#transformation-error").textContent = "";
+  $("#transformation-name").value = t.name;
+  $("#transformation-transform").value = t.transform;
+  $("#transformation-formats").value = t.formats.join(", ");
+  $("#transformation-unsigned").checked = Boolean(t.unsigned);
+  $("#transformation-form").scrollIntoView({ block: "nearest" });
+  $("#transformation-transform").focus();
+  say(`Editing t_${t.name}: save to replace it.`);
+}
+
+async function saveTransformation(event) {
+  event.preventDefault();
+  const name = $("#transformation-name").value.trim();
+  const transform = $("#transformation-transform").value.trim().replace(/^\/+|\/+$/g, "");
+  const formats = $("#transformation-formats")
+    .value.split(/[\s,]+/)
+    .map((f) => f.toLowerCase())
+    .filter(Boolean);
+  const error = $("#transformation-error");
+  error.textContent = "";
+  if (!TRANSFORMATION_NAME.test(name)) {
+    error.textContent = "A name is 1 to 64 characters of a–z, 0–9, _ and -.";
+    $("#transformation-name").focus();
+    return;
+  }
+  const body = { transform, unsigned: $("#transformation-unsigned").checked };
+  if (formats.length) body.formats = formats; // none: the API's default
+  const form = $("#transformation-form");
+  const button = $("#transformation-save");
+  form.setAttribute("aria-busy", "true");
+  button.disabled = true;
+  try {
+    const saved = await api(`/transformations/${encodeURIComponent(name)}`, { method: "PUT", json: body });
+    form.reset();
+    const made = saved.created_at === saved.updated_at; // as the API tells 201 from 200
+    say(`${made ? "Created" : "Replaced"} t_${saved.name}: ${saved.transform}.`);
+    await loadTransformations();
+  } catch (err) {
+    error.textContent = err.message;
+  } finally {
+    form.removeAttribute("aria-busy");
+    button.disabled = false;
+  }
+}
+
+async function deleteTransformation(t, button, error) {
+  const yes = await confirmed(
+    "Delete this transformation?",
+    `t_${t.name} (${t.transform}) stops working in every URL that uses it, signed or unsigned.`,
+    "Delete",
+  );
+  if (!yes) {
+    button.focus();
+    return;
+  }
+  error.textContent = "";
+  try {
+    await api(`/transformations/${encodeURIComponent(t.name)}`, { method: "DELETE" });
+    say(`Deleted t_${t.name}.`);
+    await loadTransformations();
+    $("#transformations-title").focus();
+  } catch (err) {
+    error.textContent = err.message;
+  }
+}
+
+function forgetTransformations() {
+  Object.assign(named, { items: [], seq: named.seq + 1 });
+  $("#transformation-form").reset();
+  $("#transformation-list").replaceChildren();
+  $("#transformations-empty").hidden = true;
+  $("#transformations-count").textContent = "";
+  $("#transformation-error").textContent = "";
+  $("#transformations-status").textContent = "";
+}
+
+function setUpTransformations() {
+  $("#transformation-form").addEventListener("submit", saveTransformation);
+  $("#transformation-form").addEventListener("reset", () => {
+    $("#transformation-error").textContent = "";
+  });
+  $("#transformations-reload").addEventListener("click", () =>
+    loadTransformations().catch((err) => ($("#transformations-status").textContent = err.message)),
+  );
+}
+
 // ---- webhooks ------------------------------------------------------------------------------
 
 // The account's endpoints (GET /api/webhooks). A secret, made when an endpoint is registered
@@ -1511,11 +1858,14 @@ function start() {
   $("#gallery-title").tabIndex = -1;
   $("#builder-title").tabIndex = -1;
   $("#webhooks-title").tabIndex = -1;
+  $("#transformations-title").tabIndex = -1;
   setUpDropzone();
   setUpUrlForm();
   setUpSourceForm();
   setUpBuilder();
   setUpEager();
+  setUpPublic();
+  setUpTransformations();
   setUpWebhooks();
   signedOut("");
   document.body.dataset.ready = "true";
