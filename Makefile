@@ -32,12 +32,16 @@ lint: $(VENV)/.installed-dev
 test: $(VENV)/.installed-dev lint
 	$(BIN)/pytest
 
+# The harness's own end-to-end checks first (tests marked bench, ~2 minutes), then the run.
 bench: $(VENV)/.installed-dev
+	$(BIN)/pytest -m bench -q
 	$(BIN)/python -m benchmarks
 
 # Memory: 10,500 distinct W1/W3/W5 renders at 16 connections, every worker's RSS sampled
 # (benchmarks/soak.py; about 10 minutes on 2 cores).
+# The tests marked soak (10,000 mixed requests on one server) run first.
 soak: $(VENV)/.installed-dev
+	$(BIN)/pytest -m soak -q
 	$(BIN)/python -m benchmarks.soak
 
 clean:

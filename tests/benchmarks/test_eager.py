@@ -8,6 +8,8 @@ the latest run's files, which an EAGER-only run leaves as they were. No wrk, no 
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import subprocess
 import sys
@@ -36,6 +38,7 @@ def test_eager_percentiles_interpolate_between_ranks() -> None:
     assert eager.percentile([0.25], 0.9) == 0.25
 
 
+@pytest.mark.bench
 def test_eager_step_runs_against_imgorigin(tmp_path: Path) -> None:
     out = tmp_path / "results"
     out.mkdir()

@@ -218,6 +218,7 @@ def test_w6_urls_answer_on_ipx(registry: Registry, photo: Path, tmp_path: Path) 
     assert http_get(port, elsewhere)[0] == 403
 
 
+@pytest.mark.bench
 def test_harness_runs_w6_against_imgorigin(tmp_path: Path) -> None:
     """``python -m benchmarks --only imgorigin --workloads W6`` with 1-second runs: the
     upstream started and recorded, both rows measured without errors or repeated URLs, the

@@ -1,4 +1,5 @@
-"""The benchmark harness runs end to end against imgorigin alone, so it cannot rot.
+"""The benchmark harness runs end to end against imgorigin alone, so it cannot rot: marked
+``bench``, these run first in ``make bench`` (about two minutes), not in ``make test``.
 
 ``python -m benchmarks --only imgorigin`` with 2-second runs of W1 (cold render) and W4
 (cache hit): no network (no peers), every server it started is gone afterwards, and the
@@ -26,6 +27,7 @@ from benchmarks.procs import group_alive
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.bench
 def test_harness_runs_against_imgorigin(tmp_path: Path) -> None:
     if shutil.which("wrk") is None:
         if os.environ.get("REQUIRE_ALL_BACKENDS") == "1":
@@ -98,6 +100,7 @@ def test_harness_runs_against_imgorigin(tmp_path: Path) -> None:
 THUMBOR = ROOT / "benchmarks" / ".peers" / "thumbor" / "bin" / "thumbor"
 
 
+@pytest.mark.bench
 @pytest.mark.slow
 def test_harness_runs_against_strong_thumbor(tmp_path: Path) -> None:
     """The strong peer layout end to end: one thumbor instance per core behind the nginx the
@@ -145,6 +148,7 @@ def test_harness_runs_against_strong_thumbor(tmp_path: Path) -> None:
     assert not [g for g in groups if group_alive(g)], "a thumbor or nginx outlived the harness"
 
 
+@pytest.mark.bench
 def test_thread_profile_runs(tmp_path: Path) -> None:
     """``python -m benchmarks.threads`` (docs/performance.md, "where the time goes") answers
     with a CPU figure per kind of thread; the render's threads do most of the work."""
@@ -165,6 +169,7 @@ def test_thread_profile_runs(tmp_path: Path) -> None:
     assert 0 < figures["event loop"] < render < figures["total"]
 
 
+@pytest.mark.bench
 def test_memory_soak_runs(tmp_path: Path) -> None:
     """``python -m benchmarks.soak`` (``make soak``; docs/deploy.md, *Memory*) on a few
     requests: every answer 200, each worker's RSS recorded by decile, the verdict written."""
