@@ -8,12 +8,12 @@ the latest run's files, which an EAGER-only run leaves as they were. No wrk, no 
 
 from __future__ import annotations
 
-import pytest
-
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from benchmarks import eager
 from benchmarks.__main__ import parse_args
