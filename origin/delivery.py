@@ -132,7 +132,9 @@ def cache_control(access: Access, max_age: int | None = None) -> str:
     if access.exp is None:
         return IMMUTABLE if max_age is None else f"public, max-age={max_age}"
     left = max(0, int(access.exp) - int(access.now))
-    return f"public, max-age={min(left, left if max_age is None else max_age)}, must-revalidate"
+    if max_age is not None:
+        left = min(left, max_age)
+    return f"public, max-age={left}, must-revalidate"
 
 
 @functools.cache
