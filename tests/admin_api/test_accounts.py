@@ -47,6 +47,7 @@ async def test_signup_login_me(local_api: Api) -> None:
         "storage_used_bytes": 0,
         "storage_quota_bytes": 5368709120,
         "operator": False,
+        "public": False,
     }
     claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
     assert set(claims) == {"sub", "exp", "iat", "jti", "type"}

@@ -64,8 +64,10 @@ async def test_upload_each_format(api: Api, fmt: str) -> None:
         "metadata",
         "url",
         "thumbnail_url",
+        "public",
         "eager",
     }
+    assert image["public"] is False  # the account's default
     assert (image["format"], image["mime_type"]) == (fmt, FORMATS[fmt][0])
     assert (image["width"], image["height"], image["size_bytes"]) == (64, 48, len(data))
     assert image["original_filename"] == f"holiday photo.{FORMATS[fmt][1]}"
