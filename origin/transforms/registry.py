@@ -19,8 +19,9 @@ PRESET = Token(
     "t",
     "preset",
     Name(r"[A-Za-z0-9_.-]{1,64}", "malformed preset name"),
-    "A named chain (PRESETS_FILE), expanded in place: a one-stage preset joins its stage, a "
-    "longer one must be alone in its stage; presets cannot name presets.",
+    "A named chain (the operator's PRESETS_FILE, or the image owner's /api/transformations; "
+    "presets win), expanded in place: a one-stage chain joins its stage, a longer one must be "
+    "alone in its stage; a named chain cannot use t_.",
     scope=Scope.PRESET,
 )
 
