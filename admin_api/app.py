@@ -52,6 +52,7 @@ def api_routes() -> list[Route]:
         Route("/images/{image_id}", images.get_image, methods=["GET"]),
         Route("/images/{image_id}", images.delete_image, methods=["DELETE"]),
         Route("/images/{image_id}", images.update_image, methods=["PATCH"]),
+        Route("/images/{image_id}", images.replace_image, methods=["PUT"]),
         Route("/images/{image_id}/download", images.download, methods=["GET"]),
         Route("/images/{image_id}/transform", transform.transform, methods=["GET"]),
         Route("/images/{image_id}/url", urls.mint_url, methods=["POST"]),

@@ -12,6 +12,7 @@ What is queued is origin.jobs.eager's.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ from admin_api.requests import owned_image, read_json
 from admin_api.transformations import owner_presets
 from admin_api.urls import chain_path, check_format
 from origin.cache import key_of
-from origin.errors import BadRequest, BadTransform
+from origin.errors import BadRequest, BadTransform, OriginError
 from origin.public import url_name
 from origin.records import ImageRecord
 from origin.services import Services
@@ -35,6 +36,8 @@ from origin.transforms.budget import output_size
 from origin.transforms.parse import parse_chain, parse_path
 from origin.transforms.plan import Plan
 from origin.webhooks.events import image_data
+
+log = logging.getLogger("imgorigin.admin")
 
 MAX_ENTRIES = 16
 MAX_FIELD_BYTES = 8 * 1024
@@ -54,7 +57,8 @@ class Entry:
     overlays: tuple[str, ...]
 
     def planned(self, image: ImageRecord) -> EagerPlan:
-        path = chain_path(image.id, self.transform, url_name(image.original_filename), self.format)
+        name = url_name(image.original_filename)
+        path = chain_path(image.id, self.transform, name, self.format, image.version)
         fmt = self.plan.format or image.format
         key = key_of(image, self.plan.canonical(), fmt, self.overlays)
         return EagerPlan(self.transform, self.format, path, key.variant)
@@ -182,6 +186,39 @@ async def upload_events(
     await emit(conn, background, image.user_id, "image.uploaded", data, wanted.notification_url)
     await quota_crossed(
         conn, background, image.user_id, image.size_bytes, services.settings.user_quota_bytes
+    )
+
+
+async def asked_again(services: Services, image: ImageRecord) -> list[EagerRequest]:
+    """The image's eager derivatives as they were asked (by notification URL), to ask again
+    after a replace; an entry that no longer parses (its t_ deleted) is dropped."""
+    groups: dict[str | None, list[Entry]] = {}
+    for transform, ext, url in await eager.asked_for(services.db, image.id):
+        try:
+            entry = await parse_entry(services, image.user_id, transform, ext)
+        except OriginError as exc:
+            log.info("eager %s of image %s dropped at replace: %s", transform, image.id, exc)
+            continue
+        groups.setdefault(url, []).append(entry)
+    return [EagerRequest(tuple(entries), url) for url, entries in groups.items()]
+
+
+async def replace_events(
+    conn: Transaction,
+    services: Services,
+    image: ImageRecord,
+    again: Sequence[EagerRequest],
+    grew: int,
+) -> None:
+    """What a replace's transaction adds: its eager derivatives queued again for the new
+    pixels, ``image.replaced`` and, when it took the owner over 90 %, ``quota.warning``."""
+    background = services.settings.background
+    await eager.remove_all(conn, image.id)
+    for wanted in again:
+        await wanted.add(conn, services, image)
+    await emit(conn, background, image.user_id, "image.replaced", {"image": image_data(image)})
+    await quota_crossed(
+        conn, background, image.user_id, max(0, grew), services.settings.user_quota_bytes
     )
 
 

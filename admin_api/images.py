@@ -23,8 +23,10 @@ from admin_api.eager import (
     THUMBNAIL_CHAIN,
     THUMBNAIL_FORMAT,
     EagerRequest,
+    asked_again,
     nudge,
     read_eager,
+    replace_events,
     upload_events,
 )
 from admin_api.guards import require_user
@@ -39,10 +41,10 @@ from admin_api.requests import (
     services_of,
 )
 from admin_api.urls import image_path, signed
-from origin.errors import BadRequest, NotFound, OriginError, PayloadTooLarge
+from origin.errors import BadRequest, Conflict, NotFound, OriginError, PayloadTooLarge
 from origin.http import PRIVATE_IMAGE
-from origin.ingest import ingest_upload
-from origin.records import ImageRecord, UserRecord
+from origin.ingest import ingest_upload, replace_upload
+from origin.records import ImageRecord, ReplacedMeanwhile, UserRecord
 from origin.services import Services
 from origin.store import eager
 from origin.store.database import Transaction
@@ -74,6 +76,7 @@ def image_json(
         "url": signed(services, image_path(image)),
         "thumbnail_url": signed(services, image_path(image, THUMBNAIL_CHAIN, THUMBNAIL_FORMAT)),
         "public": image.public,
+        "version": image.version,
         "eager": [e.json(key) for e in eager_of],
     }
 
@@ -215,6 +218,49 @@ async def download(request: Request) -> Response:
     data = await read_object(services, image.storage_key)
     headers = {"Content-Disposition": content_disposition(image.original_filename), **PRIVATE_IMAGE}
     return Response(data, media_type=image.mime_type, headers=headers)
+
+
+async def replace_image(request: Request) -> Response:
+    """``PUT /api/images/{id}``: a multipart ``file``, or JSON ``{"url"}`` fetched by the
+    guarded fetcher; the image's next version (admin_api docs: Replace)."""
+    services, image = await owned_image(request)
+    settings = services.settings
+    user = await caller_account(services, image.user_id)
+    again = await asked_again(services, image)
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() == JSON:
+        body = await url_upload.read_request(request)
+        if body.eager is not None or body.notification_url is not None or body.public is not None:
+            raise BadRequest("a replace takes only 'url' (and 'filename', which is ignored)")
+        async with url_upload.budget(request, settings, image.user_id):
+            data = (await url_upload.fetch_image(request, settings, body.url)).body
+    else:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > settings.max_upload_size + ENVELOPE_BYTES:
+            raise PayloadTooLarge(
+                f"the file is larger than the {settings.max_upload_size}-byte upload limit"
+            )
+        uploaded = await read_file_field(
+            request.headers.get("content-type", ""),
+            request.stream(),
+            max_bytes=settings.max_upload_size,
+        )
+        data = uploaded.data
+    grew = len(data) - image.size_bytes
+    try:
+        new = await replace_upload(
+            services,
+            user,
+            image,
+            data,
+            also=lambda conn, new: replace_events(conn, services, new, again, grew),
+        )
+    except ReplacedMeanwhile:
+        raise Conflict("the image was replaced or deleted meanwhile: read it again") from None
+    forget = getattr(request.state, "forget_image", None)
+    if forget is not None:
+        forget(image.id)
+    nudge(request)
+    return JSONResponse(await with_eager(services, new))
 
 
 async def update_image(request: Request) -> Response:

@@ -116,6 +116,11 @@ SCHEMAS: dict[str, Any] = {
                 "type": "boolean",
                 "description": "served unsigned through its owner's unsigned transformations",
             },
+            "version": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "1, and one more at each replace (minted URLs carry v_<n>)",
+            },
             "eager": {"type": "array", "items": {"$ref": "#/components/schemas/Eager"}},
         }
     ),

@@ -42,6 +42,8 @@ MAX_EXPIRES_IN = 10 * 365 * 24 * 3600
 
 def image_path(image: ImageRecord, chain: str = "", ext: str | None = None) -> str:
     stages = f"/{chain}" if chain else ""
+    if image.version > 1:
+        stages = f"/v_{image.version}{stages}"
     return f"/i/{image.id}{stages}/{url_name(image.original_filename)}.{ext or FILE_EXTENSIONS[image.format]}"
 
 
@@ -65,11 +67,13 @@ def check_expires_in(expires_in: int | None) -> None:
         raise BadRequest(f"'expires_in' must be between 1 and {MAX_EXPIRES_IN} seconds")
 
 
-def chain_path(image_id: str, chain: str, name: str, ext: str) -> str:
-    """The (unsigned) origin path of ``chain`` on an image served as ``name.ext``."""
-    if not chain:
-        return f"/i/{image_id}/{name}.{ext}"
-    return f"/i/{image_id}/{quote(chain, safe=CHAIN_SAFE)}/{name}.{ext}"
+def chain_path(image_id: str, chain: str, name: str, ext: str, version: int = 1) -> str:
+    """The (unsigned) origin path of ``chain`` on an image served as ``name.ext``; a
+    replaced image's version goes first, as its own stage (``v_2``: only a new URL)."""
+    stages = f"/{quote(chain, safe=CHAIN_SAFE)}" if chain else ""
+    if version > 1:
+        stages = f"/v_{version}{stages}"
+    return f"/i/{image_id}{stages}/{name}.{ext}"
 
 
 def origin_path(
@@ -84,7 +88,7 @@ def origin_path(
     as the origin will parse it with the owner's ``presets`` (admin_api.transformations;
     else 400 ``bad_transform`` / ``limit_exceeded``)."""
     parse_chain(chain, presets=presets, limits=services.limits)
-    path = chain_path(image.id, chain, name, ext)
+    path = chain_path(image.id, chain, name, ext, image.version)
     return path, parse_path(path, presets=presets, limits=services.limits)
 
 

@@ -69,6 +69,13 @@ def inspect_upload(data: bytes, limits: Limits) -> Inspected:
     return Inspected(probe, levels, analysis, hashlib.sha256(data).hexdigest())
 
 
+def original_key(user_id: str, image_id: str, fmt: str, version: int = 1) -> str:
+    """Where an original is stored: ``original.{ext}``, a replaced image's version ``n``
+    ``original.v{n}.{ext}`` (a new object: readers of the old row still find theirs)."""
+    name = "original" if version == 1 else f"original.v{version}"
+    return f"{user_id}/{image_id}/{name}.{FILE_EXTENSIONS[fmt]}"
+
+
 def image_record(
     user_id: str, filename: str, data: bytes, inspected: Inspected, public: bool = False
 ) -> ImageRecord:
@@ -84,7 +91,7 @@ def image_record(
         size_bytes=len(data),
         width=probe.width,
         height=probe.height,
-        storage_key=f"{user_id}/{image_id}/original.{FILE_EXTENSIONS[probe.format]}",
+        storage_key=original_key(user_id, image_id, probe.format),
         content_hash=inspected.content_hash,
         created_at=datetime.now(UTC),
         metadata=dict(probe.metadata),
@@ -129,27 +136,105 @@ async def store_image(
 ) -> ImageRecord:
     """Objects first (the original, then its working copies), row second; on any failure
     every object is removed again. Returns the row as stored (with its working copies)."""
-    copies = tuple(working_copies.working_copy(image.user_id, image.id, level) for level in levels)
-    image = dataclasses.replace(image, working_copies=copies)
+    image = with_copies(image, levels)
+
+    async def row() -> None:
+        await services.images.add(
+            image,
+            services.settings.user_quota_bytes,
+            None if also is None else (lambda conn: also(conn, image)),
+        )
+
+    await objects_then_row(services, image, data, levels, row)
+    return image
+
+
+def with_copies(image: ImageRecord, levels: Sequence[working_copies.Level]) -> ImageRecord:
+    copies = tuple(
+        working_copies.working_copy(image.user_id, image.id, level, image.version)
+        for level in levels
+    )
+    return dataclasses.replace(image, working_copies=copies)
+
+
+async def objects_then_row(
+    services: Services,
+    image: ImageRecord,
+    data: bytes,
+    levels: Sequence[working_copies.Level],
+    row: Callable[[], Awaitable[object]],
+) -> None:
+    """Write the original and its working copies, then ``row()``; on any failure remove
+    every object written (a write that failed is not removed: gc takes what lands late)."""
     objects = [(image.storage_key, data, image.mime_type)]
-    objects += [(c.storage_key, v.body, v.media_type) for c, v in zip(copies, levels, strict=True)]
-    written: list[str] = []  # a write that failed is not removed (gc takes what lands late)
+    objects += [
+        (c.storage_key, v.body, v.media_type)
+        for c, v in zip(image.working_copies, levels, strict=True)
+    ]
+    written: list[str] = []
     try:
         for key, body, media_type in objects:
             await services.storage.put(key, body, content_type=media_type)
             written.append(key)
-        stored = image
-        await services.images.add(
-            image,
-            services.settings.user_quota_bytes,
-            None if also is None else (lambda conn: also(conn, stored)),
-        )
+        await row()
     except BaseException as exc:
         await remove_objects(services, written)
         if isinstance(exc, QuotaWouldBeExceeded):
             raise QuotaExceeded(OVER_QUOTA) from None
         raise
-    return image
+
+
+async def replace_upload(
+    services: Services,
+    user: UserRecord,
+    old: ImageRecord,
+    data: bytes,
+    also: Callable[[Transaction, ImageRecord], Awaitable[None]] | None = None,
+) -> ImageRecord:
+    """Replace ``old``'s original with ``data`` (``PUT /api/images/{id}``): validated,
+    inspected and stored as an upload is, as version ``old.version + 1`` under new keys; the
+    row moves to it with the quota charged the difference, and everything derived from the
+    old pixels (derivative rows, q_auto choices) goes in the same transaction (with what
+    ``also`` writes: the eager jobs, the event). Then the old objects are removed (what
+    cannot be, ``gc`` removes later). ``ReplacedMeanwhile`` when another replace won."""
+    settings = services.settings
+    if not data:
+        raise BadRequest("the file is empty")
+    if user.storage_used_bytes + len(data) - old.size_bytes > settings.user_quota_bytes:
+        raise QuotaExceeded(OVER_QUOTA)
+    inspected = await services.pool.run(lambda: inspect_upload(data, services.limits))
+    probe = inspected.probe
+    version = old.version + 1
+    new = dataclasses.replace(
+        old,
+        mime_type=probe.mime_type,
+        format=probe.format,
+        size_bytes=len(data),
+        width=probe.width,
+        height=probe.height,
+        storage_key=original_key(old.user_id, old.id, probe.format, version),
+        content_hash=inspected.content_hash,
+        metadata=dict(probe.metadata),
+        analysis=inspected.analysis,
+        version=version,
+    )
+    new = with_copies(new, inspected.levels)
+    derived: list[str] = []
+
+    async def row() -> None:
+        derived.extend(
+            await services.images.replace(
+                old,
+                new,
+                settings.user_quota_bytes,
+                None if also is None else (lambda conn: also(conn, new)),
+            )
+        )
+
+    await objects_then_row(services, new, data, inspected.levels, row)
+    old_objects = [old.storage_key, *(c.storage_key for c in old.working_copies), *derived]
+    await remove_objects(services, old_objects)
+    return new
 
 
 async def remove_objects(services: Services, keys: Sequence[str]) -> None:

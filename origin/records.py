@@ -23,6 +23,10 @@ class EmailTaken(Exception):
     """An account with this email (compared without case) exists."""
 
 
+class ReplacedMeanwhile(Exception):
+    """The image was replaced (or deleted) by another request since it was read."""
+
+
 class QuotaWouldBeExceeded(Exception):
     """Adding the image would put the user's stored bytes over the quota."""
 
@@ -78,6 +82,7 @@ class ImageRecord:
     analysis: Analysis | None = None  # None for rows stored before migration 2
     working_copies: tuple[WorkingCopy, ...] = ()  # smallest first; not counted in the quota
     public: bool = False  # may be served unsigned through its owner's unsigned t_ (origin.public)
+    version: int = 1  # one more at each replace (PUT /api/images/{id})
 
 
 @dataclass(frozen=True)

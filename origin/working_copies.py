@@ -119,9 +119,11 @@ def build_for(data: bytes, probe: Probe) -> list[Level]:
     return build(data, level_sizes(probe.format, probe.frames, probe.width, probe.height))
 
 
-def working_copy(user_id: str, image_id: str, level: Level) -> WorkingCopy:
-    """The record of ``level`` stored under the image's prefix."""
-    key = f"{user_id}/{image_id}/work/{level.width}x{level.height}.{level.ext}"
+def working_copy(user_id: str, image_id: str, level: Level, version: int = 1) -> WorkingCopy:
+    """The record of ``level`` stored under the image's prefix (a replaced image's version
+    ``n`` under ``work/v{n}/``, so the old copies stay whole until the row moves on)."""
+    folder = "work" if version == 1 else f"work/v{version}"
+    key = f"{user_id}/{image_id}/{folder}/{level.width}x{level.height}.{level.ext}"
     return WorkingCopy(level.width, level.height, key)
 
 

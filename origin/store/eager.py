@@ -190,3 +190,25 @@ async def mark_failed(
     if found is not None:
         await update(conn, eager_id, state=FAILED, error_code=code[:40])
     return found
+
+
+async def asked_for(db: Database, image_id: str) -> list[tuple[str, str, str | None]]:
+    """What the image's eager derivatives were asked as: (transform, format, notification
+    URL), oldest first — to ask for them again after a replace."""
+    async with db.read() as conn:
+        rows = await conn.execute(
+            sa.select(
+                eager_derivatives.c.transform,
+                eager_derivatives.c.format,
+                eager_derivatives.c.notification_url,
+            )
+            .where(eager_derivatives.c.image_id == image_id)
+            .order_by(eager_derivatives.c.created_at, eager_derivatives.c.id)
+        )
+        return [(r.transform, r.format, r.notification_url) for r in rows]
+
+
+async def remove_all(conn: AsyncConnection, image_id: str) -> None:
+    """Forget the image's eager derivatives (their queued jobs find nothing and end). The
+    caller's transaction."""
+    await conn.execute(eager_derivatives.delete().where(eager_derivatives.c.image_id == image_id))

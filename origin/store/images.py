@@ -12,9 +12,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from origin.records import Analysis, ImageRecord, QuotaWouldBeExceeded, WorkingCopy
+from origin.records import (
+    Analysis,
+    ImageRecord,
+    QuotaWouldBeExceeded,
+    ReplacedMeanwhile,
+    WorkingCopy,
+)
 from origin.store.database import Database
-from origin.store.tables import images, transformed_images, users
+from origin.store.tables import auto_qualities, images, transformed_images, users
 
 IMAGE_COLUMNS = [c for c in images.c if c.name != "seq"]
 # What a caller adds to an upload's transaction (its eager jobs, its events).
@@ -61,6 +67,7 @@ class Images:
                     **analysis_values(image.analysis),
                     working_copies=working_copies_json(image.working_copies),
                     public=image.public,
+                    version=image.version,
                 )
             )
             if also is not None:  # the jobs and events of the upload, committed with it
@@ -86,6 +93,59 @@ class Images:
             )
             row = (await conn.execute(_owned(image_id, user_id))).first()
         return _image(row) if row else None
+
+    async def replace(
+        self, old: ImageRecord, new: ImageRecord, quota_bytes: int, also: Also | None = None
+    ) -> list[str]:
+        """Move the row from ``old`` to ``new`` (its next version), charge the owner the
+        difference and drop what the old pixels made — derivative rows, q_auto choices — in
+        one transaction; the derivatives' storage keys, to remove once committed.
+
+        ``QuotaWouldBeExceeded`` when a larger file does not fit; ``ReplacedMeanwhile`` when
+        the row is no longer at ``old.version`` (a concurrent replace or delete won).
+        Nothing is written in either case.
+        """
+        grows = new.size_bytes - old.size_bytes
+        charge = users.update().where(users.c.id == old.user_id)
+        if grows > 0:
+            charge = charge.where(users.c.storage_used_bytes + grows <= quota_bytes)
+        async with self.db.write() as conn:
+            moved = await conn.execute(
+                images.update()
+                .where(images.c.id == old.id)
+                .where(images.c.version == old.version)
+                .values(
+                    mime_type=new.mime_type,
+                    format=new.format,
+                    size_bytes=new.size_bytes,
+                    width=new.width,
+                    height=new.height,
+                    storage_key=new.storage_key,
+                    content_hash=new.content_hash,
+                    metadata_json=json.dumps(new.metadata, separators=(",", ":")),
+                    **analysis_values(new.analysis),
+                    working_copies=working_copies_json(new.working_copies),
+                    version=new.version,
+                )
+            )
+            if moved.rowcount != 1:
+                raise ReplacedMeanwhile(old.id)
+            charged = await conn.execute(
+                charge.values(storage_used_bytes=users.c.storage_used_bytes + grows)
+            )
+            if charged.rowcount != 1:
+                raise QuotaWouldBeExceeded(old.user_id)
+            derived = transformed_images.c.image_id == old.id
+            keys = list(
+                (
+                    await conn.execute(sa.select(transformed_images.c.storage_key).where(derived))
+                ).scalars()
+            )
+            await conn.execute(transformed_images.delete().where(derived))
+            await conn.execute(auto_qualities.delete().where(auto_qualities.c.image_id == old.id))
+            if also is not None:  # the eager jobs and events of the replace, committed with it
+                await also(conn)
+        return keys
 
     async def page(self, user_id: str, *, offset: int, limit: int) -> tuple[list[ImageRecord], int]:
         """A page of the user's images, newest first (same-second uploads keep their order),
@@ -181,6 +241,7 @@ def _image(row: sa.Row[Any]) -> ImageRecord:
         analysis=analysis_of(row),
         working_copies=working_copies_of(row.working_copies),
         public=bool(row.public),
+        version=int(row.version),
     )
 
 

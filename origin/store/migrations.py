@@ -92,6 +92,10 @@ def _add_public_delivery(conn: Connection) -> None:
     tables.transformations.create(conn, checkfirst=True)
 
 
+def _add_versions(conn: Connection) -> None:
+    add_missing_columns(conn, tables.images, ("version",))
+
+
 MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (1, "users, images, transformed images, refresh tokens, signing keys", _create_tables),
     (2, "upload-time analysis: blurhash, dominant colour, focal point", _add_analysis),
@@ -100,6 +104,7 @@ MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (5, "remote sources: cached objects, their derivatives and q_auto choices", _add_sources),
     (6, "background work: jobs, eager derivatives, webhooks and their deliveries", _add_background),
     (7, "public delivery: named transformations, public images and accounts", _add_public_delivery),
+    (8, "image versions: replace", _add_versions),
 )
 
 LATEST = MIGRATIONS[-1][0]

@@ -90,6 +90,9 @@ images = sa.Table(
     sa.Column("working_copies", sa.Text, nullable=True),
     # Served unsigned through its owner's `unsigned` transformations (migration 7).
     sa.Column("public", sa.Boolean, nullable=False, server_default=sa.false()),
+    # 1, and one more at each replace (migration 8): objects of version n > 1 are stored
+    # as original.v{n}.{ext} and work/v{n}/…; minted URLs carry v_{n}.
+    sa.Column("version", sa.Integer, nullable=False, server_default=sa.text("1")),
     sa.Index("ix_images_user_created", "user_id", "created_at"),
 )
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from origin.transforms.arguments import Choice, ColourArg, integer, spell_colour
+from origin.transforms.arguments import Choice, ColourArg, Int, integer, spell_colour
 from origin.transforms.declarations import Phase, Scope, Token, Transform
 from origin.transforms.formats import FORMATS
 from origin.transforms.limits import Limits
@@ -37,6 +37,14 @@ QUALITY = Token(
     "quality",
     QualityArgument(),
     "Encoder quality 1–100, or auto: the lowest that keeps the image visually the same.",
+    scope=Scope.PLAN,
+)
+VERSION = Token(
+    "v",
+    "version",
+    Int(1, 1_000_000_000),
+    "The image's version (minted URLs of a replaced image carry it): it only makes the URL "
+    "new for caches; any version answers the current image.",
     scope=Scope.PLAN,
 )
 BACKGROUND_TOKEN = Token(

@@ -49,6 +49,7 @@ TOKENS: Mapping[str, Token] = MappingProxyType(
             *overlay.OVERLAY.tokens,
             output.FORMAT,
             output.QUALITY,
+            output.VERSION,
             PRESET,
         )
     }

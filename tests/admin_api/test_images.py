@@ -65,6 +65,7 @@ async def test_upload_each_format(api: Api, fmt: str) -> None:
         "url",
         "thumbnail_url",
         "public",
+        "version",
         "eager",
     }
     assert image["public"] is False  # the account's default

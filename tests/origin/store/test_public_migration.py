@@ -1,6 +1,7 @@
-"""Migration 7 (public delivery) on SQLite and PostgreSQL: a database from before it gets
-``public`` on users and images (false for every existing row, NOT NULL with a default) and
-the transformations table; rows old and new read back as written."""
+"""Migrations 7 (public delivery) and 8 (image versions) on SQLite and PostgreSQL: a database
+from before 7 gets ``public`` on users and images (false for every existing row, NOT NULL
+with a default) and the transformations table, one from before 8 version 1 for every image;
+rows old and new read back as written."""
 
 from __future__ import annotations
 
@@ -82,3 +83,18 @@ async def test_transformations_are_kept_per_user_and_bounded(database: Database)
     assert not await rows.delete(other, "card")
     assert await rows.delete(owner, "card")
     assert [r.name for r in await rows.of_user(owner)] == ["b"]
+
+
+async def test_migration_8_gives_every_image_version_1(database: Database) -> None:
+    users, images = Users(database), Images(database)
+    user_id = secrets.token_hex(16)
+    await users.create(user_id, "v@example.com", "hash", NOW)
+    async with database.write() as conn:
+        await conn.execute(sa.text("ALTER TABLE images DROP COLUMN version"))
+        await conn.execute(schema_version.delete().where(schema_version.c.version == 8))
+    old = image_record(user_id)
+    async with database.write() as conn:  # a row written by the code before it
+        await insert_old_row(conn, old)
+    assert await migrate(database) == [8]
+    stored = await images.get(old.id)
+    assert stored is not None and stored.version == 1

@@ -205,6 +205,8 @@ def test_negotiate_format_fallback() -> None:
         ("w_10,c_crop,x_5,g_north/x.jpg", "w_10,c_crop,x_5/x.jpg"),
         ("f_jpg/x.png", "x.jpg"),
         ("e_blur/x.jpg", "e_blur:100/x.jpg"),
+        ("v_2/w_300/x.jpg", "w_300/x.jpg"),  # a version only makes the URL new
+        ("v_7,w_300/x.jpg", "w_300/x.jpg"),
     ],
 )
 def test_canonical_equal(a: str, b: str) -> None:
@@ -306,6 +308,9 @@ def test_parse_chain_matches_parse_path() -> None:
         ("b_red", BadTransform, "b_red"),
         ("b_ff00", BadTransform, "b_ff00"),
         ("q_0", BadTransform, "q_0"),
+        ("v_0", BadTransform, "v_0"),
+        ("v_two", BadTransform, "v_two"),
+        ("v_2/v_3", BadTransform, "v_3"),
         ("q_101", BadTransform, "q_101"),
         ("q_high", BadTransform, "q_high"),
         ("q_80/q_70", BadTransform, "q_70"),
@@ -413,6 +418,7 @@ def test_every_token_has_a_parser_and_an_error_row() -> None:
         "b",
         "q",
         "f",
+        "v",
         "t",
         "l",
         "o",
