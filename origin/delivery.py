@@ -14,7 +14,8 @@
    persistent store, else a render in the pool (an unsigned URL's within its per-image and
    per-owner rate limits: 429 ``rate_limited``); a client gone while it waits costs no
    render;
-6. the answer: the body with its ETag, ``Cache-Control``, CSP, ``Vary``, type and length.
+6. the answer: the body with its ETag, ``Cache-Control``, CSP, ``Vary``, type, length and
+   cache tags for the image and its owner (origin.cache_tags).
 
 The endpoint is a plain ASGI app: the memory-hit path builds no Request, no Response and
 no task, and sends the cached body as it is (no copy).
@@ -32,6 +33,7 @@ from starlette.types import Receive, Scope, Send
 
 from origin.access_log import TIMINGS, Timings
 from origin.cache import matches
+from origin.cache_tags import CacheTags, tag_key
 from origin.credentials import Access, Credentials
 from origin.derivatives import Derivatives, Wanted
 from origin.errors import BadTransform, RateLimited
@@ -62,6 +64,7 @@ class Origin:
     credentials: Credentials
     plans: Plans
     derivatives: Derivatives
+    tags: CacheTags
 
     async def overlays(self, image: ImageRecord, plan: Plan) -> tuple[ImageRecord, ...]:
         """The images ``l_<id>`` names: each must be the same owner's."""
@@ -168,7 +171,8 @@ class ServeImage:
         if changeable(path, access, named):
             max_age = origin.services.settings.transformation_max_age_seconds
         control = cache_control(access, max_age)
-        await deliver(origin, scope, receive, send, wanted, control, headers)
+        tags = origin.tags.headers(image.id, image.user_id)
+        await deliver(origin, scope, receive, send, wanted, control, headers, tags)
 
 
 async def deliver(
@@ -249,6 +253,7 @@ def start_origin(services: Services, metrics: Metrics) -> Origin:
         ),
         plans=Plans(settings.presets, services.limits, settings.auto_widths),
         derivatives=Derivatives(services, metrics),
+        tags=CacheTags(tag_key(settings.jwt_secret)),
     )
     pool = services.pool
     metrics.watch_queue(lambda: pool.waiting, lambda: pool.busy)

@@ -61,3 +61,18 @@ def test_an_unsigned_public_url_is_kept_at_the_edge(edge: Edge) -> None:
         assert [a.status_code for a in twice] == [403, 403]
         assert twice[1].json()["error"]["code"] == "bad_signature"
         assert twice[1].headers["x-cache-status"] == "MISS"  # never stored
+
+
+def test_cache_tags_reach_nginx_and_never_a_client(edge: Edge) -> None:
+    image_id = public_image_with_card(edge.origin)
+    path = f"/i/{image_id}/t_card/Cat.webp"
+    direct = httpx.get(edge.origin + path, timeout=30)
+    tags = direct.headers["cache-tag"].split(",")
+    assert [t[0] for t in tags] == ["i", "u"] and all(len(t) == 21 for t in tags)
+    assert direct.headers["surrogate-key"] == " ".join(tags)
+    assert direct.headers["edge-cache-tag"] == ",".join(tags)
+    assert image_id not in direct.headers["cache-tag"]
+    for _ in range(2):  # a miss and a hit
+        through = httpx.get(edge.url + path, timeout=30)
+        assert through.status_code == 200
+        assert not {"cache-tag", "surrogate-key", "edge-cache-tag"} & set(through.headers)
