@@ -24,6 +24,7 @@ a user's key or token never reads the operator's sources.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 
@@ -41,7 +42,7 @@ from origin.policy import (
 from origin.public import unsigned_allowed
 from origin.records import ImageRecord
 from origin.request import Query, image_id_of
-from origin.signing import verify
+from origin.signing import matching, verify
 
 SIGNED_URLS = 16384  # operator-verified URLs remembered (cleared when full)
 
@@ -57,6 +58,7 @@ class Access:
     exp: str | None
     now: float
     unsigned: bool = False
+    signer: str | None = None  # a user key's fingerprint, when one signed the URL
 
 
 class Credentials:
@@ -74,31 +76,33 @@ class Credentials:
         if query.s is None and exp is None and authorization is None:
             return Access(await self._unsigned(path), True, None, time.time(), unsigned=True)
         if query.p is None:
-            image, public = await self._signed(path, query.s, exp, authorization)
+            image, public, signer = await self._signed(path, query.s, exp, authorization)
         else:
             assert query.s is not None  # split_query: p comes with s
-            image, public, exp = await self._policy(path, query.p, query.s)
+            image, public, exp, signer = await self._policy(path, query.p, query.s)
         now = unexpired(exp)
         if image is None:
             raise NotFound("no such image")
-        return Access(image, public, exp, now)
+        return Access(image, public, exp, now, signer=signer)
 
     async def _signed(
         self, path: str, s: str | None, exp: str | None, authorization: str | None
-    ) -> tuple[ImageRecord | None, bool]:
+    ) -> tuple[ImageRecord | None, bool, str | None]:
+        """The image, whether the answer is public, and the fingerprint of the user key that
+        signed (None for an operator key or a token)."""
         image = await self.lookup.image(image_id_of(path))
         if s is not None:
             if self._operator_signed(path, exp, s):
-                return image, True
-            if image is not None and verify(
-                path, exp, s, await self.lookup.user_keys(image.user_id)
-            ):
-                return image, True
+                return image, True, None
+            if image is not None:
+                key = matching(path, exp, s, await self.lookup.user_keys(image.user_id))
+                if key is not None:
+                    return image, True, fingerprint(key)
             raise BadSignature("the URL signature does not match")
         user = bearer_user(authorization, self.jwt_secret)
         if user is None:
             raise BadSignature("the URL has no valid signature (s) and no valid access token")
-        return (image if image is not None and image.user_id == user else None), False
+        return (image if image is not None and image.user_id == user else None), False, None
 
     async def _unsigned(self, path: str) -> ImageRecord:
         """A public image through one of its unsigned transformations (origin.public)."""
@@ -111,13 +115,13 @@ class Credentials:
 
     async def _policy(
         self, path: str, p: str, s: str
-    ) -> tuple[ImageRecord | None, bool, str | None]:
+    ) -> tuple[ImageRecord | None, bool, str | None, str | None]:
         """The signature over the policy's template, then the values the request put in the
-        placeholders; also the policy's exp."""
+        placeholders; also the policy's exp and the signing user key's fingerprint."""
         policy, filled, text = policy_parts(path, p)
-        image, public = await self._signed(text, s, None, None)
+        image, public, signer = await self._signed(text, s, None, None)
         check_allowed(policy, filled)
-        return image, public, policy_exp(policy)
+        return image, public, policy_exp(policy), signer
 
     def check_source(self, path: str, query: Query) -> tuple[str | None, float]:
         """A ``/r/`` URL's operator signature (``s`` with ``exp``, or a policy): its expiry and
@@ -148,6 +152,12 @@ class Credentials:
             self.signed_urls.clear()
         self.signed_urls[url] = True
         return True
+
+
+def fingerprint(key: bytes | str) -> str:
+    """A user key's name for its render limit: not the secret, the same in every process."""
+    data = key.encode("utf-8") if isinstance(key, str) else key
+    return hashlib.sha256(b"imgorigin key:" + data).hexdigest()[:16]
 
 
 def unexpired(exp: str | None) -> float:

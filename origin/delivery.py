@@ -52,6 +52,7 @@ from origin.transforms.plan import Plan
 CLIENT_CLOSED = 499  # nginx's "client closed request": logged, never seen by the client
 CSP_BYTES = CSP.encode("ascii")
 NAMES = re.compile(r"(?:^|[/,])t_([^/,]+)")  # the t_ names a path uses
+REFUSED = {"unsigned": "image's unsigned URLs", "user_key": "signing key"}
 
 
 @dataclass
@@ -76,15 +77,25 @@ class Origin:
             found.append(overlay)
         return tuple(found)
 
-    def admission(self, image: ImageRecord) -> Callable[[], Awaitable[None]]:
-        """The check before an unsigned URL's render: within the image's and the owner's
-        per-minute limits (``UNSIGNED_RENDERS_PER_IMAGE`` / ``_PER_USER``), else 429."""
+    def admission(self, access: Access) -> Callable[[], Awaitable[None]] | None:
+        """The check before a render, if the request has one: an unsigned URL's within the
+        image's and the owner's per-minute limits (``UNSIGNED_RENDERS_PER_IMAGE`` /
+        ``_PER_USER``), a user key's within ``USER_KEY_RENDERS_PER_MINUTE``; else 429."""
         settings = self.services.settings
+        image = access.image
+        bounds: tuple[tuple[str, int], ...]
+        if access.unsigned:
+            by = "unsigned"
+            bounds = (
+                (f"unsigned:image:{image.id}", settings.unsigned_renders_per_image),
+                (f"unsigned:user:{image.user_id}", settings.unsigned_renders_per_user),
+            )
+        elif access.signer is not None:
+            by = "user_key"
+            bounds = ((f"key:{access.signer}", settings.user_key_renders_per_minute),)
+        else:
+            return None
         limiter = self.services.limiter
-        bounds = (
-            (f"unsigned:image:{image.id}", settings.unsigned_renders_per_image),
-            (f"unsigned:user:{image.user_id}", settings.unsigned_renders_per_user),
-        )
 
         async def admit() -> None:
             for key, limit in bounds:
@@ -92,9 +103,9 @@ class Origin:
                 if decision.degraded:  # the shared store failed: let through, counted
                     self.metrics.ratelimit_store_failures.inc()
                 if not decision.allowed:
-                    self.metrics.unsigned_refused.inc()
+                    self.metrics.renders_refused[by] += 1
                     raise RateLimited(
-                        "too many new renders of unsigned URLs: try again later",
+                        f"too many new renders for this {REFUSED[by]}: try again later",
                         headers={**decision.refusal_headers(), "Cache-Control": "no-store"},
                     )
 
@@ -165,8 +176,7 @@ class ServeImage:
         plan = prepared.plan
         overlays = await origin.overlays(image, plan) if plan.overlay_ids else ()
         key = prepared.key_for(image, overlays)
-        admit = origin.admission(image) if access.unsigned else None
-        wanted = Wanted(key, image, plan, overlays, admit=admit)
+        wanted = Wanted(key, image, plan, overlays, admit=origin.admission(access))
         max_age = None
         if changeable(path, access, named):
             max_age = origin.services.settings.transformation_max_age_seconds

@@ -57,7 +57,8 @@ class Metrics:
         self.bytes_out = Count()
         self.ratelimit_store_failures = Count()
         self.writes_skipped = Count()  # derivatives not stored: too many writes pending
-        self.unsigned_refused = Count()  # unsigned renders over their rate limit (429)
+        # renders refused (429) by their limit: by "unsigned" URL or "user_key" (origin.delivery)
+        self.renders_refused: Tally[str] = Tally()
         self.auto_quality_searches: Tally[str] = Tally()  # by output format
         # reads of remote source objects, by (source, result): origin.sources.cache
         self.source_reads: Tally[tuple[str, str]] = Tally()
@@ -274,11 +275,14 @@ class _Counters(Collector):
         failures.add_metric((), m.ratelimit_store_failures.value)
         yield failures
         refused = CounterMetricFamily(
-            "imgorigin_unsigned_renders_refused",
-            "Renders for unsigned URLs refused (429) by UNSIGNED_RENDERS_PER_IMAGE or "
-            "UNSIGNED_RENDERS_PER_USER; cache hits are never counted.",
+            "imgorigin_renders_refused",
+            "Renders refused (429) by their per-minute limit, by what asked: an unsigned URL "
+            "(UNSIGNED_RENDERS_PER_IMAGE / _PER_USER) or a user's signing key "
+            "(USER_KEY_RENDERS_PER_MINUTE); cache and store hits are never counted.",
+            labels=("by",),
         )
-        refused.add_metric((), m.unsigned_refused.value)
+        for by, count in sorted(m.renders_refused.items()):
+            refused.add_metric((by,), count)
         yield refused
         searches = CounterMetricFamily(
             "imgorigin_auto_quality_searches",

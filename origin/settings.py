@@ -113,6 +113,7 @@ class Settings:
     unsigned_renders_per_image: int = 60  # a minute, renders (not cache hits) of unsigned URLs
     unsigned_renders_per_user: int = 600  # a minute, the same for all of an owner's images
     transformation_max_age_seconds: int = 86400  # answers whose URL a definition can change
+    user_key_renders_per_minute: int = 300  # renders (not hits) one user signing key may cause
     max_source_pixels: int = 100_000_000
     max_output_dimension: int = 8192
     # The work budget of one request (docs/url-api.md#work-budget, docs/origin.md).
@@ -492,4 +493,5 @@ def _public(environ: Mapping[str, str]) -> dict[str, Any]:
         transformation_max_age_seconds=_integer(
             environ, "TRANSFORMATION_MAX_AGE_SECONDS", 86400, 0, 31_536_000
         ),
+        user_key_renders_per_minute=_integer(environ, "USER_KEY_RENDERS_PER_MINUTE", 300, 1),
     )

@@ -86,9 +86,16 @@ def verify(path: str, exp: str | None, s: str, keys: Iterable[bytes | str]) -> b
 
     Every key is tried (no early exit), each with ``hmac.compare_digest``.
     """
+    return matching(path, exp, s, keys) is not None
+
+
+def matching(path: str, exp: str | None, s: str, keys: Iterable[bytes | str]) -> bytes | str | None:
+    """The key of ``keys`` that ``s`` is the signature of (path, exp) under, else None;
+    every key is tried (no early exit), each with ``hmac.compare_digest``."""
     given = s.encode("ascii", "replace")
-    matched = False
+    found: bytes | str | None = None
     for key in keys:
         expected = signature(key, path, exp).encode("ascii")
-        matched |= hmac.compare_digest(expected, given)
-    return matched
+        if hmac.compare_digest(expected, given):
+            found = key
+    return found

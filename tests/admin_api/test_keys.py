@@ -11,12 +11,14 @@ import time
 from datetime import UTC, datetime
 
 import httpx
+import pytest
 import pyvips
 
 from origin.lookup import TTL_SECONDS
 from origin.records import SigningKeyRecord
 from origin.signing import sign_url
 from tests.admin_api.conftest import Api, assert_error, make_image
+from tests.conftest import OPERATOR_SECRET
 
 
 async def owned_image(api: Api) -> tuple[str, dict[str, str]]:
@@ -85,3 +87,24 @@ async def test_signing_keys(local_api: Api) -> None:
     ).status_code == 204
     assert (await local_api.http.get("/api/keys", headers=headers)).json() == {"items": []}
     assert_error(await local_api.http.delete(f"/api/keys/{key['id']}", headers=headers), 404)
+
+
+@pytest.mark.parametrize("api_env", [{"USER_KEY_RENDERS_PER_MINUTE": "2"}])
+async def test_renders_a_user_key_causes_are_limited_and_hits_are_not(local_api: Api) -> None:
+    image_id, headers = await owned_image(local_api)
+    secret = (await local_api.http.post("/api/keys", headers=headers)).json()["secret"]
+    first = sign_url(f"/i/{image_id}/w_16/a.png", secret)
+    assert_rendered(await local_api.http.get(first), 16)
+    assert_rendered(await local_api.http.get(sign_url(f"/i/{image_id}/w_20/a.png", secret)), 20)
+    refused = await local_api.http.get(sign_url(f"/i/{image_id}/w_24/a.png", secret))
+    assert_error(refused, 429, "rate_limited")
+    assert int(refused.headers["retry-after"]) > 0
+    for _ in range(3):  # what the key already made is a cache hit: never limited
+        assert_rendered(await local_api.http.get(first), 16)
+    # another key of the same user has its own count; the operator's keys have none
+    other = (await local_api.http.post("/api/keys", headers=headers)).json()["secret"]
+    assert_rendered(await local_api.http.get(sign_url(f"/i/{image_id}/w_24/a.png", other)), 24)
+    operator = sign_url(f"/i/{image_id}/w_28/a.png", OPERATOR_SECRET)
+    assert_rendered(await local_api.http.get(operator), 28)
+    metrics = (await local_api.http.get("/metrics")).text
+    assert 'imgorigin_renders_refused_total{by="user_key"} 1.0' in metrics

@@ -290,7 +290,7 @@ async def test_unsigned_renders_are_rate_limited_and_hits_are_not(local_api: Api
     assert size_of(await local_api.http.get(f"/i/{other_id}/t_wide/Dog.webp"))[0] == 40
     assert_error(await local_api.http.get(f"/i/{other_id}/t_wide/Dog.jpg"), 429, "rate_limited")
     metrics = (await local_api.http.get("/metrics")).text
-    assert "imgorigin_unsigned_renders_refused_total 2.0" in metrics
+    assert 'imgorigin_renders_refused_total{by="unsigned"} 2.0' in metrics
 
 
 async def test_w_auto_in_an_unsigned_transformation_snaps(local_api: Api) -> None:
