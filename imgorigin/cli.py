@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from imgorigin.orphans import DEFAULT_MIN_AGE_SECONDS, collect_garbage
+from imgorigin.orphans import DEFAULT_MIN_AGE_SECONDS, collect_garbage, remove_dangling_rows
 from imgorigin.protocol import Deadlines
 from imgorigin.rewrite import rewrite as rewrite_urls
 from imgorigin.supervisor import GRACEFUL_SECONDS, Listen, Supervisor
@@ -112,10 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "rewrite-urls":
         return _rewrite(settings, args)
     if args.command == "gc":
-        removed = asyncio.run(_gc(settings, args.min_age))
+        removed, rows = asyncio.run(_gc(settings, args.min_age))
         for name in removed:
             print(f"removed {name}")
         print(f"{len(removed)} orphan object(s) removed")
+        print(f"{rows} derivative row(s) without their object removed")
         return 0
     return 2
 
@@ -168,9 +169,10 @@ async def _migrate(settings: Settings) -> list[int]:
         await db.close()
 
 
-async def _gc(settings: Settings, min_age: float) -> list[str]:
+async def _gc(settings: Settings, min_age: float) -> tuple[list[str], int]:
     async with open_services(settings) as services:
-        return await collect_garbage(services, min_age=min_age)
+        removed = await collect_garbage(services, min_age=min_age)
+        return removed, await remove_dangling_rows(services)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,6 @@
-"""``imgorigin gc``: remove stored objects that no row refers to.
+"""``imgorigin gc``: remove stored objects that no row refers to, and derivative rows whose
+object is gone (a store emptied by hand, a lost bucket prefix: the next request renders
+again instead of answering 500 from a row that points nowhere).
 
 An upload writes its objects (the original, then its working copies) before its row, so an
 object younger than ``min_age`` may belong to an upload still in flight and is left alone.
@@ -41,6 +43,15 @@ async def collect_garbage(
                     part.unlink()
                     removed.append(f"{part.parent.name}/{part.name}")
     return removed
+
+
+async def remove_dangling_rows(services: Services) -> int:
+    """Delete the derivative rows (uploads' and sources') whose object is not in storage;
+    how many. Storage is listed first: an object written meanwhile has no row yet (objects
+    are written before their rows), so a live derivative is never removed."""
+    present = {info.key async for info in services.storage.objects()}
+    uploads = await services.derivatives.remove_missing(present)
+    return uploads + await services.source_derivatives.remove_missing(present)
 
 
 async def source_keys(services: Services) -> set[str]:

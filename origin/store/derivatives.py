@@ -45,6 +45,24 @@ class Derivatives:
         (the request path: origin.store.derivative_index)."""
         return await self.db.direct.insert(self.index.add, vars(record))
 
+    async def remove_missing(self, present: Collection[str]) -> int:
+        """Delete the rows whose object is not among ``present`` (every key in storage,
+        listed before this is called); how many (``imgorigin gc``). A derivative's object is
+        written before its row, so a row without one is never a render in flight."""
+        table = self.index.rows
+        async with self.db.write() as conn:
+            rows = await conn.execute(
+                sa.select(table.c.image_id, table.c.variant, table.c.storage_key)
+            )
+            gone = [(r.image_id, r.variant) for r in rows if r.storage_key not in present]
+            for image_id, variant in gone:
+                await conn.execute(
+                    table.delete()
+                    .where(table.c.image_id == image_id)
+                    .where(table.c.variant == variant)
+                )
+        return len(gone)
+
     # ---- q_auto choices ----------------------------------------------------------------
 
     async def auto_quality(self, image_id: str, variant: str) -> AutoQualityRecord | None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from origin.records import ImageRecord
+from origin.records import DerivativeRecord, ImageRecord
 from origin.services import open_services
 from origin.settings import Settings
 from origin.signing import signature
@@ -152,3 +152,40 @@ def test_gc_removes_only_orphans(base_env: dict[str, str]) -> None:
     storage_root = Path(base_env["STORAGE_PATH"])
     assert (storage_root / kept_key).read_bytes() == b"kept"
     assert not (storage_root / orphan_key).exists()
+
+
+def test_gc_removes_derivative_rows_whose_object_is_gone(base_env: dict[str, str]) -> None:
+    settings = Settings.from_environ(base_env)
+    user_id, image_id = secrets.token_hex(16), secrets.token_hex(16)
+    prefix = f"{user_id}/{image_id}"
+
+    def derivative(variant: str) -> DerivativeRecord:
+        key = f"{prefix}/d/{variant}.webp"
+        return DerivativeRecord(image_id, variant, key, "image/webp", 4, 1, 1, datetime.now(UTC))
+
+    kept, lost = derivative("a" * 64), derivative("b" * 64)
+
+    async def prepare() -> None:
+        async with open_services(settings) as services:
+            await services.users.create(user_id, "gc2@example.com", "h", datetime.now(UTC))
+            await services.storage.put(f"{prefix}/original.png", b"orig")
+            record = ImageRecord(
+                image_id, user_id, "a.png", "image/png", "png", 4, 1, 1,
+                f"{prefix}/original.png", "0" * 64, datetime.now(UTC),
+            )  # fmt: skip
+            await services.images.add(record, quota_bytes=100)
+            await services.storage.put(kept.storage_key, b"kept")
+            for row in (kept, lost):  # the lost one's object was never there (or went)
+                assert await services.derivatives.add(row)
+
+    async def rows() -> set[str]:
+        async with open_services(settings) as services:
+            found = await services.derivatives.among(image_id, ["a" * 64, "b" * 64])
+            return set(found)
+
+    assert command(base_env, "migrate").returncode == 0
+    asyncio.run(prepare())
+    result = command(base_env, "gc")
+    assert result.returncode == 0, result.stderr
+    assert "1 derivative row(s) without their object removed" in result.stdout
+    assert asyncio.run(rows()) == {"a" * 64}
