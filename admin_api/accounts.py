@@ -26,6 +26,7 @@ from admin_api.requests import (
 from origin.errors import BadRequest, Conflict, RateLimited, Unauthorized
 from origin.records import EmailTaken, RefreshTokenRecord, Rotation, UserRecord, new_id
 from origin.services import Services
+from origin.store import budget
 
 log = logging.getLogger("imgorigin.admin")
 
@@ -178,7 +179,10 @@ async def logout(request: Request) -> Response:
 async def me(request: Request) -> Response:
     user_id = require_user(request)
     services = services_of(request)
-    return JSONResponse(account_json(services, await caller_account(services, user_id)))
+    user = await caller_account(services, user_id)
+    return JSONResponse(
+        {**account_json(services, user), **await derivative_usage(services, user_id)}
+    )
 
 
 async def update_me(request: Request) -> Response:
@@ -193,6 +197,14 @@ async def update_me(request: Request) -> Response:
     if user is None:
         raise Unauthorized("the account no longer exists")
     return JSONResponse(account_json(services, user))
+
+
+async def derivative_usage(services: Services, user_id: str) -> dict[str, int]:
+    """The user's derivative bytes against their budget (the bounded derivative store)."""
+    return {
+        "derivative_bytes": await budget.usage(services.db, user_id),
+        "derivative_budget_bytes": services.settings.user_derivative_bytes,
+    }
 
 
 def account_json(services: Services, user: UserRecord) -> dict[str, Any]:

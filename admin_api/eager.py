@@ -11,6 +11,7 @@ What is queued is origin.jobs.eager's.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Sequence
@@ -60,7 +61,9 @@ class Entry:
         name = url_name(image.original_filename)
         path = chain_path(image.id, self.transform, name, self.format, image.version)
         fmt = self.plan.format or image.format
-        key = key_of(image, self.plan.canonical(), fmt, self.overlays)
+        # the plan was parsed before the image existed: its canonical form names the image
+        plan = dataclasses.replace(self.plan, image_id=image.id)
+        key = key_of(image, plan.canonical(), fmt, self.overlays)
         return EagerPlan(self.transform, self.format, path, key.variant)
 
 

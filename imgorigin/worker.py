@@ -15,8 +15,9 @@ import os
 import signal
 from contextlib import AsyncExitStack
 
-from origin.background import run_until_stopped, runner_for
+from origin.background import run_task, run_until_stopped, runner_for
 from origin.delivery import start_origin
+from origin.jobs.sweep import run_sweeps
 from origin.memory import cap_arenas
 from origin.metrics import Metrics
 from origin.services import open_services
@@ -40,6 +41,8 @@ async def run_worker(settings: Settings) -> None:
         origin = start_origin(services, Metrics())
         stack.push_async_callback(origin.derivatives.drain)
         await run_until_stopped(runner_for(origin), stack)
+        run_task(run_sweeps(services, origin.metrics), stack)
+        run_task(origin.derivatives.uses.run(), stack)
         log.info("imgorigin worker: running background jobs (pid %d)", os.getpid())
         await stopped.wait()
         log.info("imgorigin worker: stopping")

@@ -1,19 +1,21 @@
 """Background work in a process: the job queue's handle for ``/metrics`` and the admin API,
 and — in ``imgorigin serve`` unless ``JOBS_IN_SERVE=0``, and in ``imgorigin worker`` — the
 runner with its two kinds of jobs, eager derivatives and webhook deliveries
-(docs/background.md)."""
+(docs/background.md), and the derivative store's sweep (origin.jobs.sweep); in every
+serving process, the writer of derivatives' last uses (origin.derivative_use)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from contextlib import AsyncExitStack
 from typing import Any
 
 from origin.delivery import Origin
 from origin.jobs import eager
 from origin.jobs.runner import Handler, Runner
+from origin.jobs.sweep import run_sweeps
 from origin.store.eager import KIND as EAGER
 from origin.store.queue import JobQueue
 from origin.webhooks import events
@@ -29,6 +31,18 @@ def runner_for(origin: Origin) -> Runner:
         events.KIND: WebhookDeliveries(services.db, settings, webhook_policy(settings)),
     }
     return Runner(services.db, handlers, background, origin.metrics)
+
+
+def run_task(work: Coroutine[Any, Any, None], stack: AsyncExitStack) -> None:
+    """Run ``work`` until the stack's exit cancels it."""
+    task = asyncio.create_task(work)
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    stack.push_async_callback(stop)
 
 
 async def run_until_stopped(runner: Runner, stack: AsyncExitStack) -> None:
@@ -52,8 +66,10 @@ async def start_background(
     state: dict[str, Any] = {
         "job_queue": JobQueue(services.db, services.settings.background.job_lease_seconds)
     }
+    run_task(origin.derivatives.uses.run(), stack)
     if run_jobs:
         runner = runner_for(origin)
         await run_until_stopped(runner, stack)
         state["job_runner"] = runner
+        run_task(run_sweeps(services, origin.metrics), stack)
     return state

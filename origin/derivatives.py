@@ -39,6 +39,7 @@ from origin import quality, render, working_copies
 from origin.access_log import Timings
 from origin.cache import Derivative, Flights, Key, MemoryCache, etag_of
 from origin.deadline import Deadline
+from origin.derivative_use import Uses
 from origin.errors import NotFound, RenderTimeout
 from origin.metrics import Metrics
 from origin.records import Analysis, AutoQualityRecord, DerivativeRecord, ImageRecord
@@ -88,6 +89,7 @@ class Derivatives:
         self.metrics = metrics
         self.memory = MemoryCache(services.settings.cache_max_bytes)
         self.flights: Flights[Derivative] = Flights()
+        self.uses = Uses(services.db)  # last uses, for the derivative store's sweep
         self.pending: set[asyncio.Task[None]] = set()
         self.pending_max = PENDING_WRITES_MAX
         # variant -> until when (monotonic) its renders are refused: they passed the deadline
@@ -98,6 +100,7 @@ class Derivatives:
         made = self.memory.get(key)
         if made is not None:
             self.metrics.hit["memory"].inc()
+            self.uses.hit(key.image_id, key.variant)
         elif self.memory.enabled:
             self.metrics.miss["memory"].inc()
         return made
@@ -142,6 +145,8 @@ class Derivatives:
         t.load += time.perf_counter() - began
         if stored is not None:
             t.tier = "store"
+            if wanted.rows is None:  # an upload's: its last use, for the sweep
+                self.uses.touch(key.image_id, key.variant)
             if not background:
                 self.metrics.hit["store"].inc()
                 self.memory.put(key, stored)

@@ -59,6 +59,7 @@ class Metrics:
         self.writes_skipped = Count()  # derivatives not stored: too many writes pending
         # renders refused (429) by their limit: by "unsigned" URL or "user_key" (origin.delivery)
         self.renders_refused: Tally[str] = Tally()
+        self.evicted = Count()  # derivatives the derivative store's sweep removed
         self.auto_quality_searches: Tally[str] = Tally()  # by output format
         # reads of remote source objects, by (source, result): origin.sources.cache
         self.source_reads: Tally[tuple[str, str]] = Tally()
@@ -284,6 +285,13 @@ class _Counters(Collector):
         for by, count in sorted(m.renders_refused.items()):
             refused.add_metric((by,), count)
         yield refused
+        evicted = CounterMetricFamily(
+            "imgorigin_derivatives_evicted",
+            "Derivatives (rows and objects) the derivative store's sweep removed from users "
+            "over USER_DERIVATIVE_BYTES, least recently used first.",
+        )
+        evicted.add_metric((), m.evicted.value)
+        yield evicted
         searches = CounterMetricFamily(
             "imgorigin_auto_quality_searches",
             "q_auto quality searches run (a choice remembered in the database is not searched "

@@ -114,6 +114,9 @@ class Settings:
     unsigned_renders_per_user: int = 600  # a minute, the same for all of an owner's images
     transformation_max_age_seconds: int = 86400  # answers whose URL a definition can change
     user_key_renders_per_minute: int = 300  # renders (not hits) one user signing key may cause
+    # The bounded derivative store (docs/admin-api.md#derivative-budget).
+    user_derivative_bytes: int = 1_073_741_824  # default: a fifth of USER_QUOTA_BYTES
+    derivative_sweep_seconds: float = 60.0
     max_source_pixels: int = 100_000_000
     max_output_dimension: int = 8192
     # The work budget of one request (docs/url-api.md#work-budget, docs/origin.md).
@@ -222,6 +225,12 @@ class Settings:
             **_public(environ),
         )
         values["background"] = _background(environ, values["render_timeout_seconds"])
+        values["user_derivative_bytes"] = _integer(
+            environ, "USER_DERIVATIVE_BYTES", values["user_quota_bytes"] // 5, 0
+        )
+        values["derivative_sweep_seconds"] = _number(
+            environ, "DERIVATIVE_SWEEP_SECONDS", 60.0, 0.05, 86400
+        )
         values["auto_widths"] = _auto_widths(environ, values["max_output_dimension"])
         # Secrets last: a bad value elsewhere must not leave a generated secrets file behind.
         jwt_secret = environ.get("JWT_SECRET", "")

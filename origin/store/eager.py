@@ -20,6 +20,7 @@ from origin.store.tables import eager_derivatives, images
 
 KIND = "eager"  # the job kind
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+EVICTED = "evicted"  # done, then removed by the derivative store's sweep (origin.store.budget)
 
 
 @dataclass(frozen=True)

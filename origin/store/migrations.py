@@ -96,6 +96,10 @@ def _add_versions(conn: Connection) -> None:
     add_missing_columns(conn, tables.images, ("version",))
 
 
+def _add_last_use(conn: Connection) -> None:
+    add_missing_columns(conn, tables.transformed_images, ("last_used_at",))
+
+
 MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (1, "users, images, transformed images, refresh tokens, signing keys", _create_tables),
     (2, "upload-time analysis: blurhash, dominant colour, focal point", _add_analysis),
@@ -105,6 +109,7 @@ MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (6, "background work: jobs, eager derivatives, webhooks and their deliveries", _add_background),
     (7, "public delivery: named transformations, public images and accounts", _add_public_delivery),
     (8, "image versions: replace", _add_versions),
+    (9, "derivatives' last use: the bounded derivative store", _add_last_use),
 )
 
 LATEST = MIGRATIONS[-1][0]

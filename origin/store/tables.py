@@ -141,6 +141,9 @@ transformed_images = sa.Table(
     sa.Column("seq", SERIAL, primary_key=True, autoincrement=True),
     sa.Column("image_id", ID, sa.ForeignKey("images.id", ondelete="CASCADE"), nullable=False),
     *derivative_columns(),
+    # When a request last used it (migration 9; written in batches, memory hits sampled):
+    # the derivative store's sweep evicts the least recently used first. NULL: created_at.
+    sa.Column("last_used_at", UTCDateTime, nullable=True),
     sa.UniqueConstraint("image_id", "variant", name="uq_transformed_variant"),
 )
 

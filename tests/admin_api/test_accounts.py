@@ -48,6 +48,8 @@ async def test_signup_login_me(local_api: Api) -> None:
         "storage_quota_bytes": 5368709120,
         "operator": False,
         "public": False,
+        "derivative_bytes": 0,
+        "derivative_budget_bytes": 5368709120 // 5,
     }
     claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
     assert set(claims) == {"sub", "exp", "iat", "jti", "type"}
