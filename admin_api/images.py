@@ -24,16 +24,17 @@ from admin_api.eager import (
     THUMBNAIL_FORMAT,
     EagerRequest,
     asked_again,
-    nudge,
     read_eager,
     replace_events,
     upload_events,
 )
 from admin_api.guards import require_user
 from admin_api.multipart import ENVELOPE_BYTES, read_file_field
+from admin_api.purges import purge_image
 from admin_api.requests import (
     caller_account,
     image_id_of,
+    nudge,
     optional,
     owned_image,
     read_json,
@@ -273,12 +274,20 @@ async def update_image(request: Request) -> Response:
     public = optional(data, "public", bool)
     if public is None:
         raise BadRequest("'public' must be true or false")
-    updated = await services.images.set_public(image.id, image.user_id, public)
+
+    async def purged(conn: Transaction) -> None:  # its unsigned answers change
+        await purge_image(conn, services, image)
+
+    changed = public != image.public
+    updated = await services.images.set_public(
+        image.id, image.user_id, public, purged if changed else None
+    )
     if updated is None:
         raise NotFound("no such image")
     forget = getattr(request.state, "forget_image", None)
     if forget is not None:
         forget(image.id)
+    nudge(request)
     return JSONResponse(await with_eager(services, updated))
 
 
@@ -289,6 +298,7 @@ async def delete_image(request: Request) -> Response:
 
     async def deleted(conn: Transaction, image: ImageRecord) -> None:
         await emit(conn, background, user_id, "image.deleted", {"image": image_data(image)})
+        await purge_image(conn, services, image)
 
     removed = await services.images.delete(image_id_of(request), user_id, deleted)
     if removed is None:
@@ -297,6 +307,7 @@ async def delete_image(request: Request) -> Response:
     forget = getattr(request.state, "forget_image", None)
     if forget is not None:
         forget(image.id)
+    nudge(request)
     try:
         await services.storage.delete_prefix(f"{image.user_id}/{image.id}/")
     except OriginError:

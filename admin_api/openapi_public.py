@@ -122,6 +122,28 @@ def public_paths() -> dict[str, dict[str, Any]]:
                 },
             }
         },
+        "/api/images/{image_id}/purge": {
+            "post": {
+                "summary": "Purge the image's answers from the caches in front (deploy.md#purge)",
+                "security": AUTH,
+                "parameters": [IMAGE_ID],
+                "responses": {
+                    "202": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "queued": {"type": "boolean"},
+                                "nginx_keys": {"type": "integer"},
+                            },
+                        },
+                        "the purge is queued",
+                    ),
+                    "401": UNAUTHORIZED,
+                    "404": NOT_FOUND,
+                    "429": _error("rate_limited (PURGES_PER_MINUTE)"),
+                },
+            }
+        },
         "/api/me": {
             "patch": {
                 "summary": "Set the account's default `public` for new uploads",

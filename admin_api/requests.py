@@ -113,3 +113,10 @@ async def read_object(services: Services, key: str) -> bytes:
         return await services.storage.get(key)
     except ObjectMissing:
         raise NotFound("no such image") from None
+
+
+def nudge(request: Request) -> None:
+    """Tell this process's runner (when it runs one) that jobs were queued."""
+    runner = getattr(request.state, "job_runner", None)
+    if runner is not None:
+        runner.nudge()

@@ -19,7 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from admin_api.guards import require_user
-from admin_api.requests import now, optional, read_json, services_of
+from admin_api.purges import purge_transformation
+from admin_api.requests import now, nudge, optional, read_json, services_of
 from origin.errors import BadRequest, BadTransform, Conflict, LimitExceeded, NotFound
 from origin.named import DEFAULT_FORMATS, NAME, Presets, check_formats, named_for
 from origin.records import TransformationRecord
@@ -112,6 +113,9 @@ async def put_transformation(request: Request) -> Response:
         raise LimitExceeded(f"at most {limit} named transformations per account") from None
     forget_user_transformations(request, user_id)
     created = stored.created_at == stored.updated_at
+    if not created:  # answers made from the old definition are stale in caches
+        await purge_transformation(services, user_id, name)
+        nudge(request)
     body = transformation_json(stored, services.settings.presets)
     return JSONResponse(body, status_code=201 if created else 200)
 
@@ -136,9 +140,12 @@ async def list_transformations(request: Request) -> Response:
 async def delete_transformation(request: Request) -> Response:
     user_id = require_user(request)
     services = services_of(request)
-    if not await services.transformations.delete(user_id, name_of(request)):
+    name = name_of(request)
+    if not await services.transformations.delete(user_id, name):
         raise NotFound("no such transformation")
     forget_user_transformations(request, user_id)
+    await purge_transformation(services, user_id, name)
+    nudge(request)
     return Response(status_code=204)
 
 

@@ -16,9 +16,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from admin_api.eager import nudge
 from admin_api.guards import require_user
-from admin_api.requests import read_json, services_of, string_field
+from admin_api.requests import nudge, read_json, services_of, string_field
 from origin.errors import BadRequest, LimitExceeded, NotFound, SourceUnavailable
 from origin.fetch import vet
 from origin.services import Services

@@ -12,6 +12,7 @@ from collections.abc import Coroutine, Mapping
 from contextlib import AsyncExitStack
 from typing import Any
 
+from origin import purge
 from origin.delivery import Origin
 from origin.jobs import eager
 from origin.jobs.runner import Handler, Runner
@@ -29,6 +30,7 @@ def runner_for(origin: Origin) -> Runner:
     handlers: dict[str, Handler] = {
         EAGER: eager.EagerJobs(origin, background),
         events.KIND: WebhookDeliveries(services.db, settings, webhook_policy(settings)),
+        purge.KIND: purge.PurgeJobs(settings, origin.metrics),
     }
     return Runner(services.db, handlers, background, origin.metrics)
 
@@ -67,6 +69,7 @@ async def start_background(
         "job_queue": JobQueue(services.db, services.settings.background.job_lease_seconds)
     }
     run_task(origin.derivatives.uses.run(), stack)
+    run_task(origin.edge_keys.run(), stack)
     if run_jobs:
         runner = runner_for(origin)
         await run_until_stopped(runner, stack)

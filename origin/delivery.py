@@ -36,6 +36,7 @@ from origin.cache import matches
 from origin.cache_tags import CacheTags, tag_key
 from origin.credentials import Access, Credentials
 from origin.derivatives import Derivatives, Wanted
+from origin.edge_keys import EdgeKeys
 from origin.errors import BadTransform, RateLimited
 from origin.hints import ACCEPT_CH, vary
 from origin.http import CSP, IMMUTABLE, PRIVATE
@@ -66,6 +67,7 @@ class Origin:
     plans: Plans
     derivatives: Derivatives
     tags: CacheTags
+    edge_keys: EdgeKeys  # the keys nginx stored answers under (origin.edge_keys)
 
     async def overlays(self, image: ImageRecord, plan: Plan) -> tuple[ImageRecord, ...]:
         """The images ``l_<id>`` names: each must be the same owner's."""
@@ -182,6 +184,10 @@ class ServeImage:
             max_age = origin.services.settings.transformation_max_age_seconds
         control = cache_control(access, max_age)
         tags = origin.tags.headers(image.id, image.user_id)
+        if headers.edge_key is not None and access.public:
+            query = scope["query_string"]
+            uri = f"{path}?{query.decode('latin-1')}" if query else path
+            origin.edge_keys.note(image.id, uri, headers.edge_key)
         await deliver(origin, scope, receive, send, wanted, control, headers, tags)
 
 
@@ -264,6 +270,7 @@ def start_origin(services: Services, metrics: Metrics) -> Origin:
         plans=Plans(settings.presets, services.limits, settings.auto_widths),
         derivatives=Derivatives(services, metrics),
         tags=CacheTags(tag_key(settings.jwt_secret)),
+        edge_keys=EdgeKeys(services.db),
     )
     pool = services.pool
     metrics.watch_queue(lambda: pool.waiting, lambda: pool.busy)

@@ -60,6 +60,8 @@ class Metrics:
         # renders refused (429) by their limit: by "unsigned" URL or "user_key" (origin.delivery)
         self.renders_refused: Tally[str] = Tally()
         self.evicted = Count()  # derivatives the derivative store's sweep removed
+        # purge tries at the edge, by (target: nginx, cloudflare, fastly, webhook; outcome)
+        self.purges: Tally[tuple[str, str]] = Tally()
         self.auto_quality_searches: Tally[str] = Tally()  # by output format
         # reads of remote source objects, by (source, result): origin.sources.cache
         self.source_reads: Tally[tuple[str, str]] = Tally()
@@ -292,6 +294,15 @@ class _Counters(Collector):
         )
         evicted.add_metric((), m.evicted.value)
         yield evicted
+        purges = CounterMetricFamily(
+            "imgorigin_purges",
+            "Purge tries at the edge, by target (nginx, cloudflare, fastly, webhook) and "
+            "outcome (done, failed: the job retries on JOB_RETRY_SCHEDULE).",
+            labels=("target", "outcome"),
+        )
+        for (target, outcome), count in sorted(m.purges.items()):
+            purges.add_metric((target, outcome), count)
+        yield purges
         searches = CounterMetricFamily(
             "imgorigin_auto_quality_searches",
             "q_auto quality searches run (a choice remembered in the database is not searched "

@@ -31,6 +31,7 @@ class Headers(NamedTuple):
     authorization: str | None
     width: bytes | None  # the raw width hint (Sec-CH-Width, else Width)
     dpr: bytes | None  # the raw DPR hint (Sec-CH-DPR, else DPR)
+    edge_key: str | None = None  # the shipped nginx's cache key for this request (edge_keys)
 
 
 NO_QUERY = Query(None, None, None)
@@ -87,26 +88,30 @@ def image_id_of(path: str) -> str:
 
 # The request headers read, by their place in read_headers' list.
 HEADER_NAMES = (b"accept", b"if-none-match", b"authorization")
-WANTED_HEADERS = {name: index for index, name in enumerate((*HEADER_NAMES, *HINT_HEADERS))}
+EDGE_KEY = b"x-imgorigin-cache-key"
+WANTED_HEADERS = {
+    name: index for index, name in enumerate((*HEADER_NAMES, *HINT_HEADERS, EDGE_KEY))
+}
 
 
 def read_headers(scope: Scope) -> Headers:
     """``Accept``, ``If-None-Match``, ``Authorization`` and the raw width and DPR hints
     (``Sec-CH-*`` before the legacy name), in one pass over the raw headers: one dict
     look-up per header (measured: no slower than three comparisons)."""
-    found: list[bytes | None] = [None] * 7
+    found: list[bytes | None] = [None] * 8
     wanted = WANTED_HEADERS.get
     for name, value in scope["headers"]:
         index = wanted(name)
         if index is not None:
             found[index] = value
-    accept, if_none_match, authorization, ch_width, width, ch_dpr, dpr = found
+    accept, if_none_match, authorization, ch_width, width, ch_dpr, dpr, edge_key = found
     return Headers(
         None if accept is None else accept.decode("latin-1"),
         None if if_none_match is None else if_none_match.decode("latin-1"),
         None if authorization is None else authorization.decode("latin-1"),
         ch_width or width,
         ch_dpr or dpr,
+        None if edge_key is None else edge_key.decode("latin-1"),
     )
 
 

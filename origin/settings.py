@@ -83,6 +83,22 @@ class Background:
 
 
 @dataclass(frozen=True)
+class Purging:
+    """Where the origin purges changed answers (origin.purge, docs/deploy.md#purge)."""
+
+    nginx_urls: tuple[str, ...] = ()  # every nginx of the shipped tier, e.g. http://10.0.0.5:8080
+    cloudflare_zone: str | None = None
+    cloudflare_token: str | None = field(default=None, repr=False)
+    cloudflare_api_url: str = "https://api.cloudflare.com/client/v4"
+    fastly_service: str | None = None
+    fastly_token: str | None = field(default=None, repr=False)
+    fastly_api_url: str = "https://api.fastly.com"
+    webhook_url: str | None = None
+    webhook_secret: str | None = field(default=None, repr=False)
+    purges_per_minute: int = 10  # POST /api/images/{id}/purge, per user
+
+
+@dataclass(frozen=True)
 class Settings:
     env: Literal["development", "production"] = "development"
     database_url: str = "sqlite:///./data/imgorigin.db"
@@ -154,6 +170,7 @@ class Settings:
     operator_emails: frozenset[str] = frozenset()
     # Background work: the job queue, eager derivatives and webhooks (docs/background.md).
     background: Background = field(default_factory=lambda: Background())
+    purging: Purging = field(default_factory=lambda: Purging())
     # Set by `imgorigin serve --workers N` for its workers (imgorigin.supervisor): the
     # private folder where each writes its metrics, so /metrics sums them.
     metrics_dir: Path | None = None
@@ -228,6 +245,7 @@ class Settings:
         values["user_derivative_bytes"] = _integer(
             environ, "USER_DERIVATIVE_BYTES", values["user_quota_bytes"] // 5, 0
         )
+        values["purging"] = _purging(environ)
         values["derivative_sweep_seconds"] = _number(
             environ, "DERIVATIVE_SWEEP_SECONDS", 60.0, 0.05, 86400
         )
@@ -467,6 +485,41 @@ def _background(environ: Mapping[str, str], render_timeout: float) -> Background
             environ, "WEBHOOK_SECRET_OVERLAP_SECONDS", 86400.0, 0, 30 * 86400
         ),
         eager_thumbnail=_flag(environ, "EAGER_THUMBNAIL", True),
+    )
+
+
+def _purging(environ: Mapping[str, str]) -> Purging:
+    """The purge targets: nginx hosts, and the CDN adapters whose settings are all given."""
+    nginx = _list(environ, "PURGE_NGINX_URLS")
+    for url in nginx:
+        if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+            raise SettingsError("PURGE_NGINX_URLS", f"expected http(s)://host[:port], got {url!r}")
+    defaults = Purging()
+    pairs = {
+        "cloudflare": ("PURGE_CLOUDFLARE_ZONE", "PURGE_CLOUDFLARE_TOKEN"),
+        "fastly": ("PURGE_FASTLY_SERVICE", "PURGE_FASTLY_TOKEN"),
+        "webhook": ("PURGE_WEBHOOK_URL", "PURGE_WEBHOOK_SECRET"),
+    }
+    for first, second in pairs.values():
+        if bool(environ.get(first)) != bool(environ.get(second)):
+            raise SettingsError(
+                second if environ.get(first) else first,
+                f"set it with {first if environ.get(second) else second}",
+            )
+    secret = environ.get("PURGE_WEBHOOK_SECRET") or None
+    if secret is not None and not secret.startswith("whsec_"):
+        raise SettingsError("PURGE_WEBHOOK_SECRET", "a Standard Webhooks secret: whsec_<base64>")
+    return Purging(
+        nginx_urls=tuple(u.rstrip("/") for u in nginx),
+        cloudflare_zone=environ.get("PURGE_CLOUDFLARE_ZONE") or None,
+        cloudflare_token=environ.get("PURGE_CLOUDFLARE_TOKEN") or None,
+        cloudflare_api_url=_url(environ, "PURGE_CLOUDFLARE_API_URL") or defaults.cloudflare_api_url,
+        fastly_service=environ.get("PURGE_FASTLY_SERVICE") or None,
+        fastly_token=environ.get("PURGE_FASTLY_TOKEN") or None,
+        fastly_api_url=_url(environ, "PURGE_FASTLY_API_URL") or defaults.fastly_api_url,
+        webhook_url=_url(environ, "PURGE_WEBHOOK_URL"),
+        webhook_secret=secret,
+        purges_per_minute=_integer(environ, "PURGES_PER_MINUTE", 10, 1),
     )
 
 

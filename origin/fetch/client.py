@@ -162,8 +162,9 @@ async def post(
     headers: Mapping[str, str],
     *,
     resolve: Resolve = system_resolve,
+    method: str = "POST",
 ) -> int:
-    """POST ``body`` to ``url`` under ``policy`` and ``limits``; the answer's status (a
+    """POST (or ``method``) ``body`` to ``url`` under ``policy`` and ``limits``; the answer's status (a
     redirect is a status like any other: never followed). At most ``limits.max_bytes`` of
     the answer are read and dropped. Raises SourceRefused for an address or URL the policy
     refuses, and SourceUnavailable or SourceTimeout when no answer came (one message for
@@ -178,7 +179,8 @@ async def post(
             addresses = await _vetted(host, target.port or 0, policy, resolve)
             async with (
                 _session(host, addresses, limits) as session,
-                session.post(
+                session.request(
+                    method,
                     target,
                     data=body,
                     headers={**headers, "User-Agent": USER_AGENT},

@@ -82,8 +82,11 @@ class Images:
             row = (await conn.execute(query)).first()
         return _image(row) if row else None
 
-    async def set_public(self, image_id: str, user_id: str, public: bool) -> ImageRecord | None:
-        """Set the image's ``public``; the row as it now is, or None when not the user's."""
+    async def set_public(
+        self, image_id: str, user_id: str, public: bool, also: Also | None = None
+    ) -> ImageRecord | None:
+        """Set the image's ``public``; the row as it now is, or None when not the user's.
+        ``also`` (its purge) runs in the same transaction when the image is the user's."""
         async with self.db.write() as conn:
             await conn.execute(
                 images.update()
@@ -92,6 +95,8 @@ class Images:
                 .values(public=public)
             )
             row = (await conn.execute(_owned(image_id, user_id))).first()
+            if row is not None and also is not None:
+                await also(conn)
         return _image(row) if row else None
 
     async def replace(
@@ -179,6 +184,8 @@ class Images:
             if row is None:
                 return None
             image = _image(row)
+            if also is not None:  # its events and purge, committed with it (before the
+                await also(conn, image)  # cascade removes what the purge must name)
             derived = list(
                 (
                     await conn.execute(
@@ -200,8 +207,6 @@ class Images:
                     image_count=users.c.image_count - 1,
                 )
             )
-            if also is not None:  # the events of the deletion, committed with it
-                await also(conn, image)
         return image, derived
 
     async def referenced_keys(self) -> set[str]:

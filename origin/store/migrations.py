@@ -100,6 +100,10 @@ def _add_last_use(conn: Connection) -> None:
     add_missing_columns(conn, tables.transformed_images, ("last_used_at",))
 
 
+def _add_edge_keys(conn: Connection) -> None:
+    tables.edge_keys.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (1, "users, images, transformed images, refresh tokens, signing keys", _create_tables),
     (2, "upload-time analysis: blurhash, dominant colour, focal point", _add_analysis),
@@ -110,6 +114,7 @@ MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (7, "public delivery: named transformations, public images and accounts", _add_public_delivery),
     (8, "image versions: replace", _add_versions),
     (9, "derivatives' last use: the bounded derivative store", _add_last_use),
+    (10, "the cache keys nginx stored answers under: purge at the edge", _add_edge_keys),
 )
 
 LATEST = MIGRATIONS[-1][0]

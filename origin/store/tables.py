@@ -332,3 +332,16 @@ webhook_deliveries = sa.Table(
     sa.Index("ix_deliveries_webhook", "webhook_id", "seq"),
     sa.Index("ix_deliveries_user_state", "user_id", "state"),
 )
+
+
+# The cache keys the shipped nginx stored an image's answers under (migration 10;
+# origin.edge_keys): sent by nginx with each request it proxies, so a purge names each entry
+# exactly. `key_hash` (sha256 of `key`) keeps the unique index short.
+edge_keys = sa.Table(
+    "edge_keys",
+    metadata,
+    sa.Column("image_id", ID, sa.ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key_hash", sa.String(64), primary_key=True),
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)

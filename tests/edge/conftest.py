@@ -52,7 +52,7 @@ class Edge:
 
 @contextmanager
 def nginx_in_front_of(
-    origin_url: str, edit: Callable[[str], str] | None = None
+    origin_url: str, edit: Callable[[str], str] | None = None, port: int | None = None
 ) -> Iterator[tuple[str, Path]]:
     """nginx with the project's nginx.conf, only the listen and upstream ports replaced (and
     ``edit`` applied, for a test that takes one safeguard out to check the next one)."""
@@ -62,7 +62,7 @@ def nginx_in_front_of(
     for folder in ("logs", "tmp", "cache"):
         (prefix / folder).mkdir()
         (prefix / folder).chmod(0o777)
-    port = free_port()
+    port = port or free_port()
     origin_port = origin_url.rsplit(":", 1)[1]
     conf = (ROOT / "nginx.conf").read_text()
     if edit is not None:

@@ -26,6 +26,7 @@ class Delivery:
     path: str
     headers: dict[str, str]
     body: bytes
+    method: str = "POST"
 
     @property
     def event(self) -> dict[str, Any]:
@@ -48,7 +49,12 @@ class Receiver:
         async def answer(request: web.Request) -> web.StreamResponse:
             body = await request.read()
             self.got.append(
-                Delivery(path, {k.lower(): v for k, v in request.headers.items()}, body)
+                Delivery(
+                    path,
+                    {k.lower(): v for k, v in request.headers.items()},
+                    body,
+                    request.method,
+                )
             )
             if gate is not None:
                 await gate.wait()

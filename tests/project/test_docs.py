@@ -43,6 +43,7 @@ def test_every_settings_field_comes_from_a_variable() -> None:
         "sources",  # SOURCES_FILE
         "metrics_dir",  # IMGORIGIN_METRICS_DIR, set by `imgorigin serve --workers N`
         "background",  # a group: its own fields, below
+        "purging",  # PURGE_* and PURGES_PER_MINUTE
     }
     variables = {v.lower() for v in environment_variables()}
     assert sorted(fields - derived - variables) == []

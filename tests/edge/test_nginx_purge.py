@@ -1,0 +1,127 @@
+"""Purge at the edge with the shipped nginx.conf and the cache-purge module: the origin
+records the keys nginx stored an image's answers under, and on a delete or a replace its
+purge job removes every one of them (each Accept bucket of an f_auto URL too) within a
+second; /imgorigin-purge answers only the origin's addresses."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import pyvips
+
+from origin.edge_keys import FLUSH_SECONDS
+from origin.signing import sign_url
+from tests.admin_api.conftest import make_image
+from tests.conftest import free_port, migrate_with, serving
+from tests.edge.conftest import metric, nginx_in_front_of, origin_metrics
+
+pytestmark = pytest.mark.slow
+KEY = "edge-operator-secret"
+
+
+@pytest.fixture(scope="module")
+def purging() -> Iterator[tuple[str, str]]:
+    folder = Path(tempfile.mkdtemp(prefix="imgorigin-purge-"))
+    port = free_port()
+    env = {
+        "DATABASE_URL": f"sqlite:///{folder / 'meta.db'}",
+        "STORAGE_PATH": str(folder / "storage"),
+        "SECRETS_FILE": str(folder / "secrets.json"),
+        "JWT_SECRET": "edge-jwt-secret-" + "e" * 32,
+        "URL_SIGNING_KEYS": f"edge:{KEY}",
+        "PURGE_NGINX_URLS": f"http://127.0.0.1:{port}",
+        "JOB_POLL_SECONDS": "0.05",
+        "EAGER_THUMBNAIL": "0",
+    }
+    migrate_with(env)
+    with serving(env) as origin, nginx_in_front_of(origin, port=port) as (edge, _):
+        yield origin, edge
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def account(origin: str) -> dict[str, str]:
+    email, password = f"{secrets.token_hex(4)}@example.com", "edge password 1"
+    with httpx.Client(base_url=origin, timeout=30) as http:
+        http.post("/api/auth/signup", json={"email": email, "password": password})
+        login = http.post("/api/auth/login", json={"email": email, "password": password})
+    return {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+
+def upload(origin: str, auth: dict[str, str], width: int, height: int) -> dict[str, object]:
+    data = make_image(width=width, height=height)
+    answer = httpx.post(f"{origin}/api/images", headers=auth, files={"file": ("a.jpg", data)})
+    assert answer.status_code == 201, answer.text
+    return answer.json()  # type: ignore[no-any-return]
+
+
+def until(condition, seconds: float = 1.0) -> float:  # type: ignore[no-untyped-def]
+    began = time.monotonic()
+    while not condition():
+        assert time.monotonic() - began < seconds, "not within the time allowed"
+        time.sleep(0.02)
+    return time.monotonic() - began
+
+
+def test_a_deleted_image_is_purged_from_nginx(purging: tuple[str, str]) -> None:
+    origin, edge = purging
+    auth = account(origin)
+    image_id = str(upload(origin, auth, 64, 48)["id"])
+    plain = edge + sign_url(f"/i/{image_id}/w_40/a.png", KEY)
+    negotiated = edge + sign_url(f"/i/{image_id}/w_40,f_auto/a.jpg", KEY)
+    for url, accept in ((plain, "*/*"), (negotiated, "image/avif"), (negotiated, "image/webp")):
+        got = [httpx.get(url, headers={"Accept": accept}, timeout=30) for _ in range(2)]
+        assert [a.headers["x-cache-status"] for a in got] == ["MISS", "HIT"]
+    time.sleep(FLUSH_SECONDS + 0.5)  # the origin writes the keys it saw once a second
+
+    assert httpx.delete(f"{origin}/api/images/{image_id}", headers=auth).status_code == 204
+    took = until(lambda: httpx.get(plain, timeout=30).status_code == 404)
+    for accept in ("image/avif", "image/webp"):
+        answer = httpx.get(negotiated, headers={"Accept": accept}, timeout=30)
+        assert answer.status_code == 404, accept
+    print(f"\ngone from nginx {took * 1000:.0f} ms after the DELETE answered")
+    done = metric(origin_metrics(origin), "imgorigin_purges_total", target="nginx", outcome="done")
+    assert done >= 1
+
+
+def test_a_replaced_image_is_purged_and_new_urls_show_it(purging: tuple[str, str]) -> None:
+    origin, edge = purging
+    auth = account(origin)
+    image = upload(origin, auth, 64, 48)
+    image_id = str(image["id"])
+    old = edge + str(image["url"])
+    first = [httpx.get(old, timeout=30) for _ in range(2)]
+    assert [a.headers["x-cache-status"] for a in first] == ["MISS", "HIT"]
+    time.sleep(FLUSH_SECONDS + 0.5)
+
+    new_png = make_image("png", 80, 40)
+    replaced = httpx.put(
+        f"{origin}/api/images/{image_id}", headers=auth, files={"file": ("b.png", new_png)}
+    )
+    assert replaced.status_code == 200, replaced.text
+    minted = edge + str(replaced.json()["url"])
+    assert "/v_2/" in minted
+    fresh = httpx.get(minted, timeout=30)
+    shown = pyvips.Image.new_from_buffer(fresh.content, "")
+    assert (shown.width, shown.height) == (80, 40)
+
+    def old_url_shows_the_new_pixels() -> bool:
+        answer = httpx.get(old, timeout=30)
+        return pyvips.Image.new_from_buffer(answer.content, "").width == 80
+
+    until(old_url_shows_the_new_pixels)  # purged: the old URL answers the current image
+
+
+def test_the_purge_location_answers_only_the_origins_addresses(purging: tuple[str, str]) -> None:
+    _, edge = purging
+    conf = (Path(__file__).resolve().parents[2] / "nginx.conf").read_text()
+    block = conf.split("location = /imgorigin-purge {", 1)[1].split("}", 1)[0]
+    assert "deny all;" in block and "allow 127.0.0.1;" in block
+    answer = httpx.get(edge + "/imgorigin-purge", headers={"X-Imgorigin-Purge-Key": "x"})
+    assert answer.status_code == 404  # from 127.0.0.1: allowed, and no such entry
