@@ -1471,15 +1471,22 @@ async function saveTransformation(event) {
   const body = { transform, unsigned: $("#transformation-unsigned").checked };
   if (formats.length) body.formats = formats; // none: the API's default
   const form = $("#transformation-form");
-  const button = $("#transformation-save");
-  form.setAttribute("aria-busy", "true");
-  button.disabled = true;
-  try {
+  await submitting(form, $("#transformation-save"), error, async () => {
     const saved = await api(`/transformations/${encodeURIComponent(name)}`, { method: "PUT", json: body });
     form.reset();
     const made = saved.created_at === saved.updated_at; // as the API tells 201 from 200
     say(`${made ? "Created" : "Replaced"} t_${saved.name}: ${saved.transform}.`);
     await loadTransformations();
+  });
+}
+
+/** Run a form's request: the form busy and its button off meanwhile, a refusal shown
+ * under it in the API's words. */
+async function submitting(form, button, error, work) {
+  form.setAttribute("aria-busy", "true");
+  button.disabled = true;
+  try {
+    await work();
   } catch (err) {
     error.textContent = err.message;
   } finally {
@@ -1707,21 +1714,13 @@ async function registerWebhook(event) {
   const body = { url };
   if (events.length < boxes.length) body.events = events; // all of them: the API's default
   const form = $("#webhook-form");
-  const button = $("#webhook-add");
-  form.setAttribute("aria-busy", "true");
-  button.disabled = true;
-  try {
+  await submitting(form, $("#webhook-add"), error, async () => {
     const made = await api("/webhooks", { method: "POST", json: body });
     form.reset();
     say(`Registered the endpoint ${made.url}.`);
     showSecret("Signing secret", `For the new endpoint ${made.url}.`, made.secret, "");
     await loadWebhooks();
-  } catch (err) {
-    error.textContent = err.message;
-  } finally {
-    form.removeAttribute("aria-busy");
-    button.disabled = false;
-  }
+  });
 }
 
 async function sendTest(hook, button, error) {
