@@ -21,17 +21,16 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from admin_api.purges import purge_image
 from admin_api.requests import nudge, owned_image, read_json
 from admin_api.transformations import owner_presets
 from admin_api.urls import chain_path, check_format
 from origin.cache import key_of
-from origin.cache_tags import tag, tag_key
 from origin.errors import BadRequest, BadTransform, OriginError
 from origin.public import url_name
-from origin.purge import queue_purge
 from origin.records import ImageRecord
 from origin.services import Services
-from origin.store import eager, edge_keys
+from origin.store import eager
 from origin.store.database import Transaction
 from origin.store.eager import EagerPlan
 from origin.store.webhooks import emit, has_endpoint, quota_crossed
@@ -222,16 +221,10 @@ async def replace_events(
     for wanted in again:
         await wanted.add(conn, services, image)
     await emit(conn, background, image.user_id, "image.replaced", {"image": image_data(image)})
-    keys = await edge_keys.take_of_image(conn, image.id)
-    tag = tag_of_image(services, image.id)
-    await queue_purge(conn, services.settings, image.user_id, keys, [tag])
+    await purge_image(conn, services, image)
     await quota_crossed(
         conn, background, image.user_id, max(0, grew), services.settings.user_quota_bytes
     )
-
-
-def tag_of_image(services: Services, image_id: str) -> str:
-    return tag(tag_key(services.settings.jwt_secret), "image", image_id)
 
 
 async def add_eager(request: Request) -> Response:
