@@ -1,6 +1,6 @@
-"""The OpenAPI paths of public delivery: named transformations, and ``public`` on images and
-accounts (docs/admin-api.md#transformations, docs/url-api.md#public-delivery);
-admin_api.openapi adds them to the document."""
+"""The OpenAPI paths of public delivery and change at the edge: named transformations,
+``public`` on images and accounts, replace and purge (docs/admin-api.md); admin_api.openapi
+merges them into the document."""
 
 from __future__ import annotations
 
@@ -109,6 +109,43 @@ def public_paths() -> dict[str, dict[str, Any]]:
             },
         },
         "/api/images/{image_id}": {
+            "put": {
+                "summary": "Replace the original: the image's next version (same id)",
+                "security": AUTH,
+                "parameters": [IMAGE_ID],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["file"],
+                                "properties": {"file": {"type": "string", "format": "binary"}},
+                            }
+                        },
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["url"],
+                                "properties": {"url": {"type": "string", "format": "uri"}},
+                            }
+                        },
+                    },
+                },
+                "responses": {
+                    "200": _json(_ref("Image"), "the image at its next version"),
+                    "400": _error("malformed body, or source_refused"),
+                    "401": UNAUTHORIZED,
+                    "404": NOT_FOUND,
+                    "409": _error("conflict: another replace of the image won"),
+                    "413": _error("file_too_large or quota_exceeded (the difference)"),
+                    "415": _error("unsupported_media_type"),
+                    "422": _error("invalid_image"),
+                    "429": _error("rate_limited (a replace from a URL)"),
+                    "502": _error("source_unavailable"),
+                    "504": _error("source_timeout"),
+                },
+            },
             "patch": {
                 "summary": "Make an image public (served unsigned through unsigned t_) or not",
                 "security": AUTH,
@@ -120,7 +157,7 @@ def public_paths() -> dict[str, dict[str, Any]]:
                     "401": UNAUTHORIZED,
                     "404": NOT_FOUND,
                 },
-            }
+            },
         },
         "/api/images/{image_id}/purge": {
             "post": {
