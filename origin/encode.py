@@ -5,7 +5,9 @@
   GIF: opaque animations through origin.gif (shared palettes), anything else libvips'.
 - Output formats without alpha (JPEG) are flattened onto the chain's last ``b_``, else white.
 - Animated frames are joined into one strip with their delays and loop count.
-- Only the ICC profile of an sRGB-converted source is kept; EXIF, XMP, IPTC, GPS never.
+- Only the ICC profile of an sRGB-converted source is kept (its own with ``fl_keep_icc``);
+  EXIF, XMP, IPTC, GPS never — but the rights fields with ``fl_keep_copyright``
+  (origin.rights).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pyvips
 
 from origin import gif, quality
 from origin.pixels import has_alpha
+from origin.rights import Rights, with_rights
 from origin.transforms.declarations import Frames
 from origin.transforms.formats import FORMATS
 from origin.transforms.plan import Plan
@@ -90,6 +93,7 @@ def encode(
     plan: Plan,
     icc: bool,
     auto: quality.AutoQuality,
+    rights: Rights | None = None,
 ) -> tuple[bytes, quality.Choice | None]:
     encoder = ENCODERS[fmt]
     background = (plan.flatten or (255, 255, 255, 255))[:3]
@@ -112,6 +116,9 @@ def encode(
         loop = meta.get("loop")
         if isinstance(loop, int):
             img.set_type(pyvips.GValue.gint_type, "loop", loop)
+    if rights:
+        img, kept = with_rights(img, rights)
+        keep |= kept
     if plan.auto_quality and fmt in quality.RANGES and len(frames) == 1:
         return _encode_auto(img, fmt, keep, auto, background)
     return encoder.save(img, None if plan.auto_quality else plan.quality, keep), None

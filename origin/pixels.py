@@ -19,16 +19,23 @@ def has_alpha(img: pyvips.Image) -> bool:
     return bool(img.bands in (2, 4))
 
 
-def to_srgb(img: pyvips.Image) -> pyvips.Image:
+def to_srgb(img: pyvips.Image, keep_profile: bool = False) -> pyvips.Image:
     """Embedded ICC profile -> sRGB; any interpretation or depth -> 8-bit sRGB, 3 or 4 bands.
-    Every source passes here first: a render's deadline watches it (origin.deadline)."""
+    Every source passes here first: a render's deadline watches it (origin.deadline).
+    With ``keep_profile`` (``fl_keep_icc``), an 8-bit RGB source keeps its pixels and its
+    embedded profile (the encoder embeds it); CMYK and grey are converted all the same.
+    A CMYK source without a profile is converted through libvips' default CMYK profile."""
     deadline.watch((img,), replace=False)
+    if keep_profile and is_rgb_with_profile(img):
+        return img
     if img.get_typeof("icc-profile-data"):
         try:
             img = img.icc_transform("srgb", embedded=True, intent="perceptual")
         except pyvips.Error:
             img = img.copy()
             img.remove("icc-profile-data")  # a broken profile: fall back to plain conversion
+    elif img.interpretation == "cmyk":  # no profile: libvips' default CMYK one, same intent
+        img = img.icc_transform("srgb", input_profile="cmyk", intent="perceptual")
     if img.interpretation != "srgb" or img.format != "uchar":
         if img.interpretation in ("multiband", "fourier", "histogram", "matrix"):
             img = img.copy(interpretation="b-w" if img.bands < 3 else "srgb")
@@ -38,6 +45,15 @@ def to_srgb(img: pyvips.Image) -> pyvips.Image:
     if img.bands > 4:
         img = img.extract_band(0, n=4)
     return img
+
+
+def is_rgb_with_profile(img: pyvips.Image) -> bool:
+    return bool(
+        img.get_typeof("icc-profile-data")
+        and img.interpretation in ("srgb", "rgb")
+        and img.format == "uchar"
+        and img.bands in (3, 4)
+    )
 
 
 def background_for(img: pyvips.Image, colour: Colour | None) -> tuple[pyvips.Image, list[float]]:

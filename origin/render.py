@@ -37,12 +37,15 @@ from origin.analysis import source_summary
 from origin.decode import Header, load_frames, read_header
 from origin.encode import encode
 from origin.errors import LimitExceeded
+from origin.palette import palette
 from origin.pixels import scale_to, to_srgb
+from origin.rights import rights_of
 from origin.transforms.budget import output_size
 from origin.transforms.declarations import Frames, Phase, StageContext
 from origin.transforms.formats import ANIMATED_FORMATS, MEDIA_TYPES
 from origin.transforms.geometry import Resize, plan_geometry
 from origin.transforms.limits import DEFAULT_LIMITS, Limits
+from origin.transforms.padding import colour_of, fill_of
 from origin.transforms.plan import Plan, Stage
 
 NO_OVERLAYS: Mapping[str, bytes] = MappingProxyType({})
@@ -119,6 +122,7 @@ def load(
     source: bytes, header: Header, plan: Plan, fmt: str, limits: Limits, stand_in: StandIn | None
 ) -> Loaded:
     """The LOAD phase (see the module's docstring)."""
+    keep = "keep_icc" in plan.flags
     if output_frames(header, fmt) > 1:
         frames, meta = load_frames(source, header)
         return Loaded(frames, MappingProxyType(meta))
@@ -135,7 +139,7 @@ def load(
             img = _scaled_load(source, header, width, height, stand_in is not None)
             # thumbnail reads sequentially; later steps (smartcrop, rotate, flip) need random
             # access, and the scaled image is small: keep it in memory.
-            img = to_srgb(img).copy_memory()
+            img = to_srgb(img, keep).copy_memory()
             if (img.width, img.height) != geometry.scaled:  # rounding inside libvips
                 img = scale_to(img, geometry.scaled)
             return Loaded((img,), planned_from=size)
@@ -144,8 +148,8 @@ def load(
         # A crop of a still JPEG/PNG decoded top to bottom stops at the cut's last row
         # (W3: 700 of 1080 rows, 10 ms of 28), and only the cut is held.
         img = vips.load(source, header.format, access="sequential").extract_area(*cut)
-        return Loaded((to_srgb(img).copy_memory(),), cut=True)
-    return Loaded((to_srgb(vips.load(source, header.format).autorot()),))
+        return Loaded((to_srgb(img, keep).copy_memory(),), cut=True)
+    return Loaded((to_srgb(vips.load(source, header.format).autorot(), keep),))
 
 
 def fixed_cut(header: Header, plan: Plan, limits: Limits) -> tuple[int, int, int, int] | None:
@@ -235,11 +239,14 @@ def _render(
     frames = loaded.frames
     deadline.watch(frames)
     icc = bool(frames[0].get_typeof("icc-profile-data"))
+    rights = rights_of(frames[0]) if "keep_copyright" in plan.flags else None
+    as_is = "smaller" in plan.flags and stand_in is None and answers_as_is(frames[0], plan)
     last = len(plan.stages) - 1
     for index, stage in enumerate(plan.stages):
         ctx = StageContext(
             limits,
-            background=stage.value("background"),
+            background=colour_of(stage.value("background")),
+            fill=fill_of(stage.value("background")),
             overlays=overlays,
             planned_from=loaded.planned_from if index == 0 else None,
             cut_at_load=loaded.cut and index == 0,
@@ -248,8 +255,21 @@ def _render(
         frames = run_stage(frames, stage, ctx, later_stages=index < last)
     check_size(frames[0], limits)
     deadline.check()
-    body, choice = encode(frames, loaded.meta, fmt, plan, icc, auto)
-    return Rendered(body, MEDIA_TYPES[fmt], frames[0].width, frames[0].height, fmt, choice)
+    body, choice = encode(frames, loaded.meta, fmt, plan, icc, auto, rights)
+    width, height = frames[0].width, frames[0].height
+    same = (fmt, width, height) == (header.format, header.width, header.height)
+    if as_is and same and len(body) > len(source):
+        return Rendered(source, MEDIA_TYPES[fmt], width, height, fmt)  # fl_smaller
+    return Rendered(body, MEDIA_TYPES[fmt], width, height, fmt, choice)
+
+
+def answers_as_is(first: pyvips.Image, plan: Plan) -> bool:
+    """``fl_smaller`` may answer the original's bytes: every step of the plan is a resize
+    (one that leaves the size as it is shows nothing changed; the caller compares sizes),
+    and the source carries no EXIF, XMP or IPTC a derivative would strip."""
+    only_resizes = all(step.transform.name == "resize" for stage in plan.stages for step in stage)
+    metadata = any(first.get_typeof(f) for f in ("exif-data", "xmp-data", "iptc-data"))
+    return only_resizes and not metadata
 
 
 def render(
@@ -279,12 +299,14 @@ def facts(
     summary: Mapping[str, object] | None = None,
 ) -> dict[str, object]:
     """The ``.json`` answer for a derivative rendered from ``source``: its size, format and
-    byte count (in the plan's format, else the source's), plus the source's blurhash and
-    dominant colour (``summary`` when stored at upload, else computed now)."""
+    byte count (in the plan's format, else the source's), its palette (origin.palette), plus
+    the source's blurhash and dominant colour (``summary`` when stored at upload, else
+    computed now)."""
     return {
         "width": rendered.width,
         "height": rendered.height,
         "format": rendered.format,
         "bytes": len(rendered.body),
         **(summary if summary is not None else source_summary(source, limits=limits)),
+        "palette": palette(rendered.body, rendered.format),
     }

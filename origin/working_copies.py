@@ -131,9 +131,12 @@ def choose(
     plan: Plan, width: int, height: int, levels: Sequence[WorkingCopy], limits: Limits
 ) -> WorkingCopy | None:
     """The smallest level at least ``LEVEL_MARGIN`` times the size the plan's first stage
-    scales a ``width``×``height`` original to, on both axes; None: use the original."""
+    scales a ``width``×``height`` original to, on both axes; None: use the original.
+    A plan that keeps the source's profile or rights fields (``fl_keep_icc``,
+    ``fl_keep_copyright``) or may answer the original (``fl_smaller``) reads the original:
+    working copies are sRGB and carry no metadata."""
     stage = first_resize(plan)
-    if stage is None or not levels:
+    if stage is None or not levels or plan.flags:
         return None
     try:
         scaled_w, scaled_h = plan_geometry(width, height, stage, limits).scaled

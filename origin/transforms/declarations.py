@@ -122,6 +122,7 @@ class StageContext:
 
     limits: Limits
     background: Colour | None = None
+    fill: Any = None  # c_pad's b_auto / b_blurred (origin.transforms.padding.Fill)
     overlays: Mapping[str, bytes] = field(default_factory=lambda: MappingProxyType({}))
     planned_from: Size | None = None
     cut_at_load: bool = False

@@ -13,6 +13,9 @@ effects run in the order written. Scales follow Cloudinary's:
 - pixelate:1..200 (default 5): square blocks of that many px, each its average colour;
 - vignette:1..100 (default 50): darken towards the corners, which lose amount % of their
   light (a quadratic fall-off from the centre, which keeps its own).
+- trim:0..100 (default 10): cut away a uniform border, the colour of the top-left pixel,
+  within that tolerance (libvips ``find_trim``'s threshold); an animation is cut the same
+  for every frame, found on the first. Its size depends on pixels: see ``trim``.
 
 ``cost`` is the effect's weight per pixel in the work budget (docs/url-api.md#work-budget):
 about its CPU time per pixel in units of a Gaussian blur's per sigma, measured on 2600×1950
@@ -46,6 +49,7 @@ from origin.transforms.declarations import (
 from origin.transforms.limits import Limits
 
 OneFrame = Callable[[pyvips.Image, int], pyvips.Image]
+AllFrames = Callable[[Frames, int], Frames]
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,10 @@ def _each_frame(one: OneFrame) -> Callable[[Frames, int | None, StageContext], F
     return lambda frames, amount, ctx: tuple(one(f, amount or 0) for f in frames)
 
 
+def _whole(every: AllFrames) -> Callable[[Frames, int | None, StageContext], Frames]:
+    return lambda frames, amount, ctx: every(frames, amount or 0)
+
+
 def effect(
     name: str,
     doc: str,
@@ -81,11 +89,13 @@ def effect(
     cost: Callable[[int], float] | None = None,
     held: bool = False,
     examples: Mapping[str, str] = MappingProxyType({}),
-) -> Callable[[OneFrame], OneFrame]:
+    whole: bool = False,
+) -> Callable[[Any], Any]:
     """Declare ``e_<name>``: its amount (None: it takes none), doc, budget weight, whether
-    it is held, the pictures of docs/url-api.md, and (decorated) what it does to a frame."""
+    it is held, the pictures of docs/url-api.md, and (decorated) what it does to a frame —
+    or, with ``whole``, to all the frames at once (one decision for every frame)."""
 
-    def declare(one: OneFrame) -> OneFrame:
+    def declare(one: Any) -> Any:
         EFFECTS[name] = Transform(
             name=name,
             phase=Phase.EFFECT,
@@ -93,7 +103,7 @@ def effect(
             tokens=(EFFECT_TOKEN,),
             build=_never,
             spell=_spell(name),
-            apply=_each_frame(one),
+            apply=_whole(one) if whole else _each_frame(one),
             cost=None if cost is None else (lambda value: cost(value or 0)),
             held=held,
             examples=examples,
@@ -265,3 +275,25 @@ def vignette(img: pyvips.Image, amount: int) -> pyvips.Image:
     xy = pyvips.Image.xyz(img.width, img.height) - [half_w - 0.5, half_h - 0.5]
     reach = (xy[0] * xy[0] + xy[1] * xy[1]) / (half_w * half_w + half_h * half_h)
     return join_alpha(rgb * (1 - amount / 100 * reach), alpha)
+
+
+@effect(
+    "trim",
+    "Cut away a uniform border (the top-left pixel's colour, within the tolerance).",
+    amount=Amount(0, 100, 10),
+    whole=True,
+    examples={"e_trim": "w_200,h_200,c_pad,b_ffffff/e_trim"},
+)
+def trim(frames: Frames, tolerance: int) -> Frames:
+    """The box ``find_trim`` finds on the first frame (flattened, its corner the background),
+    cut from every frame; an image that is all border is left as it is.
+
+    The size without pixels (the work budget, srcset, ``/url``) is the untrimmed size, an
+    upper bound; ``.json`` renders, so it tells the trimmed size."""
+    first = frames[0]
+    rgb, _ = split_alpha(first.flatten(background=[255, 255, 255]) if has_alpha(first) else first)
+    corner = rgb.getpoint(0, 0)
+    left, top, width, height = rgb.find_trim(threshold=tolerance, background=corner)
+    if width <= 0 or height <= 0 or (width, height) == (first.width, first.height):
+        return frames
+    return tuple(f.extract_area(left, top, width, height) for f in frames)

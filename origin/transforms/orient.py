@@ -7,7 +7,7 @@ the corners with the stage's ``b_`` (default white, transparent when there is al
 from __future__ import annotations
 
 from origin.pixels import background_for
-from origin.transforms.arguments import Choice, Int
+from origin.transforms.arguments import Int
 from origin.transforms.declarations import (
     Building,
     Frames,
@@ -17,6 +17,7 @@ from origin.transforms.declarations import (
     Token,
     Transform,
 )
+from origin.transforms.flags import FlipOrFlags
 from origin.transforms.geometry import turned_size
 from origin.transforms.limits import Limits
 
@@ -30,8 +31,9 @@ ROTATE_TOKEN = Token(
 FLIP_TOKEN = Token(
     "fl",
     "flip",
-    Choice(("h", "v", "hv"), why="expected h, v or hv"),
-    "Mirror: h (left-right), v (top-bottom) or hv (both).",
+    FlipOrFlags(),
+    "Mirror: h (left-right), v (top-bottom) or hv (both); or output flags "
+    "(keep_icc, keep_copyright, smaller, joined with '.'), for the whole plan.",
 )
 
 RIGHT_ANGLES = {90: "rot90", 180: "rot180", 270: "rot270"}

@@ -8,10 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from origin.transforms.arguments import Choice, ColourArg, Int, integer, spell_colour
-from origin.transforms.declarations import Phase, Scope, Token, Transform
+from origin.transforms.arguments import Choice, Int, integer
+from origin.transforms.declarations import Phase, Rule, Scope, Token, Transform
 from origin.transforms.formats import FORMATS
 from origin.transforms.limits import Limits
+from origin.transforms.padding import BackgroundArg, Fill, spell_background
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,17 @@ VERSION = Token(
 BACKGROUND_TOKEN = Token(
     "b",
     "background",
-    ColourArg(),
+    BackgroundArg(),
     "rrggbb, rrggbbaa, white, black or transparent: the background for c_pad, a turn, and "
-    "(the chain's last) flattening for formats without alpha.",
+    "(the chain's last) flattening for formats without alpha. For c_pad also auto (the "
+    "border's dominant colour) or blurred[:1..2000] (a blurred, enlarged copy of the image).",
+    rules=(
+        Rule(
+            14,
+            "b_auto and b_blurred need c_pad",
+            lambda s: isinstance(s.value("b"), Fill) and s.value("c") != "pad",
+        ),
+    ),
 )
 
 BACKGROUND = Transform(
@@ -61,6 +70,10 @@ BACKGROUND = Transform(
     doc="The stage's background colour (read by pad, rotate and the output).",
     tokens=(BACKGROUND_TOKEN,),
     build=lambda s, b: s.value("b"),
-    spell=lambda colour: [f"b_{spell_colour(colour)}"],
-    examples={"b": "w_200,h_100,c_pad,b_ff6600"},
+    spell=lambda value: [f"b_{spell_background(value)}"],
+    examples={
+        "b": "w_200,h_100,c_pad,b_ff6600",
+        "b_auto": "w_200,h_100,c_pad,b_auto",
+        "b_blurred": "w_200,h_100,c_pad,b_blurred",
+    },
 )

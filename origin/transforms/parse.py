@@ -26,6 +26,7 @@ from origin.transforms.arguments import IMAGE_ID, Colour, bad
 from origin.transforms.declarations import Applied, Building, Scope, Seen, Written
 from origin.transforms.formats import EXTENSIONS, negotiated_format
 from origin.transforms.limits import DEFAULT_LIMITS, Limits
+from origin.transforms.padding import colour_of
 from origin.transforms.plan import Plan, Stage
 from origin.transforms.registry import PLAN_KEYS, RULES, STAGE_ORDER, TOKENS
 
@@ -49,7 +50,9 @@ def split_tokens(stage: str, limits: Limits) -> list[Written]:
             text = unquote_to_bytes(encoded).decode("utf-8")
         except UnicodeDecodeError:
             raise bad(raw, "value is not UTF-8") from None
-        out.append(Written(key, raw, token.argument.parse(raw, text, limits)))
+        value = token.argument.parse(raw, text, limits)
+        # A value may file its token under another key (fl_keep_icc: the plan's flags).
+        out.append(Written(getattr(value, "token_key", key), raw, value))
     return out
 
 
@@ -178,9 +181,9 @@ def parse_chain(
 def flatten_colour(stages: tuple[Stage, ...]) -> Colour | None:
     """The chain's last ``b_``: what an output without alpha is flattened onto."""
     for stage in reversed(stages):
-        colour = stage.value("background")
+        colour = colour_of(stage.value("background"))
         if colour is not None:
-            return colour  # type: ignore[no-any-return]
+            return colour
     return None
 
 
@@ -195,6 +198,7 @@ def build_plan(
     auto_quality: bool,
     negotiated: bool,
     client_hints: tuple[str, ...] = (),
+    flags: tuple[str, ...] = (),
 ) -> Plan:
     """Assemble a Plan (shared with the /transform query API)."""
     overlay_ids = tuple(
@@ -217,6 +221,7 @@ def build_plan(
         overlay_ids=overlay_ids,
         flatten=flatten_colour(stages),
         client_hints=client_hints,
+        flags=flags,
     )
 
 
@@ -255,6 +260,7 @@ def parse_path(
             fmt = negotiated_format(accept, fmt)
         else:
             fmt = requested
+    flags = plan_tokens["flags"].value.names if "flags" in plan_tokens else ()
     quality: int | None = None
     auto_quality = False
     if "q" in plan_tokens:
@@ -271,4 +277,5 @@ def parse_path(
         auto_quality=auto_quality,
         negotiated=negotiated,
         client_hints=uses,
+        flags=flags,
     )

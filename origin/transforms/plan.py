@@ -56,6 +56,7 @@ class Plan:
     overlay_ids: tuple[str, ...]
     flatten: Colour | None = field(default=None)  # last `b_` of the chain, for alpha-less output
     client_hints: tuple[str, ...] = ()  # "width" for w_auto, "dpr" for dpr_auto (hints.py)
+    flags: tuple[str, ...] = ()  # fl_ output flags, sorted (origin.transforms.flags)
 
     def canonical(self) -> str:
         """Equal for equal meaning; the SEO `name` is not part of it."""
@@ -65,6 +66,8 @@ class Plan:
             out.append("q_auto")
         elif self.quality is not None:
             out.append(f"q_{self.quality}")
+        if self.flags:
+            out.append("fl_" + ".".join(self.flags))
         if self.metadata_only:
             out.append("json")
         parts.append(",".join(out))

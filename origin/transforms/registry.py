@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from origin.transforms import effects, orient, output, overlay, resize
+from origin.transforms import effects, flags, orient, output, overlay, resize
 from origin.transforms.arguments import Name
 from origin.transforms.declarations import Rule, Scope, Token, Transform
 
@@ -50,6 +50,7 @@ TOKENS: Mapping[str, Token] = MappingProxyType(
             output.FORMAT,
             output.QUALITY,
             output.VERSION,
+            flags.FLAGS,
             PRESET,
         )
     }

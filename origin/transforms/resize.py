@@ -43,6 +43,7 @@ from origin.transforms.declarations import (
 )
 from origin.transforms.geometry import Resize, centre_on, plan_geometry
 from origin.transforms.limits import Limits
+from origin.transforms.padding import fill_box
 
 CROPS = ("fit", "fill", "limit", "pad", "scale", "crop")
 COMPASS = (
@@ -297,6 +298,8 @@ def apply(frames: Frames, r: Resize, ctx: StageContext) -> Frames:
         frames = _cut(frames, g.cut, g.smart, g.scaled, ctx.focal)
     if g.canvas is not None:
         left, top, w, h = g.canvas
+        if ctx.fill is not None:
+            return tuple(fill_box(f, ctx.fill, g.canvas) for f in frames)
         padded = []
         for f in frames:
             f, bg = background_for(f, ctx.background)

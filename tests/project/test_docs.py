@@ -58,11 +58,15 @@ def test_readme_shows_the_two_commands() -> None:
 
 def test_every_token_and_effect_is_documented() -> None:
     from origin.transforms.effects import EFFECTS
+    from origin.transforms.flags import FLAG_NAMES
     from origin.transforms.query import parameters
     from origin.transforms.registry import TOKENS
 
     url_api = (ROOT / "docs" / "url-api.md").read_text()
-    missing = [f"{key}_" for key in TOKENS if f"`{key}_" not in url_api]
+    # A token without an argument is written under another key (flags: fl_<name>).
+    written = [key for key, token in TOKENS.items() if token.argument is not None]
+    missing = [f"{key}_" for key in written if f"`{key}_" not in url_api]
+    missing += [f"fl_{name}" for name in FLAG_NAMES if f"fl_{name}" not in url_api]
     missing += [name for name in EFFECTS if name not in url_api]
     missing += [name for name in parameters() if f"`{name}" not in url_api]
     assert missing == []

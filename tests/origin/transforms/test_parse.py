@@ -424,6 +424,7 @@ def test_every_token_has_a_parser_and_an_error_row() -> None:
         "o",
         "co",
         "fs",
+        "flags",  # written fl_<flag>: the fl_ token files flags under it
     }
 
 
