@@ -31,7 +31,7 @@ def _token(token: Token) -> dict[str, Any]:
         "title": token.title,
         "scope": token.scope.value,
         "doc": token.doc,
-        "argument": None if token.argument is None else token.argument.describe(),
+        "argument": token.argument.describe() if token.argument is not None else None,
         "transforms": readers,
         "rules": [rule.message for rule, keys in RULES if token.key in keys],
     }
@@ -72,7 +72,8 @@ def grammar(limits: Limits) -> dict[str, Any]:
         "version": GRAMMAR_VERSION,
         "url": "/i/{image_id}[/{stage}…]/{name}.{ext}",
         "phases": [phase.name.lower() for phase in Phase],
-        "tokens": [_token(token) for token in TOKENS.values()],
+        # a token without an argument is written under another key (flags: fl_'s)
+        "tokens": [_token(token) for token in TOKENS.values() if token.argument is not None],
         "transforms": [_transform(t) for t in STAGE_TRANSFORMS],
         "effects": [_effect(name, t) for name, t in EFFECTS.items()],
         "formats": list(FORMATS),

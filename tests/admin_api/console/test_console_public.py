@@ -114,6 +114,9 @@ def test_named_transformations_and_a_public_image(
         href = page.get_attribute("#public-urls li[data-name=card] a.open", "href")
         assert href == f"/i/{image_id}/t_card/astronaut.webp"  # no signature
         assert href in page.inner_text("#public-urls li[data-name=card]")
+        # the preview loads lazily: scrolled to, as a user would (the builder above grows
+        # with every declared effect)
+        page.locator("#public-urls li[data-name=card] img").scroll_into_view_if_needed()
         page.wait_for_function(
             "() => { const i = document.querySelector('#public-urls li[data-name=card] img');"
             " return i && i.complete && i.naturalWidth > 0; }"
