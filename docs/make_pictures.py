@@ -24,7 +24,8 @@ MARK_ID = "1" * 32
 
 def pictures() -> dict[str, str]:
     """Every picture the transform declarations ask for (origin.transforms.registry), each
-    chain rendered from chelsea.png (451x300); ``w_200`` is appended as a last stage when
+    chain rendered from chelsea.png (451x300), or astronaut.png (512x512) when the picture
+    is about faces (its name says ``face``); ``w_200`` is appended as a last stage when
     the chain leaves the picture larger than that, so pages stay small."""
     return {name: chain.format(overlay=MARK_ID) for name, chain in examples().items()}
 
@@ -39,13 +40,14 @@ def main() -> None:
     os.makedirs(out_dir, exist_ok=True)
     source = data("chelsea")
     mark = data("coffee")
+    person = data("astronaut")
     total = 0
     for name, chain in pictures().items():
         if name in ("original", "c_limit"):
             chain = "/".join(p for p in (chain, "w_200") if p)
         path = f"/i/{IMAGE_ID}/{chain}/{name}.jpg" if chain else f"/i/{IMAGE_ID}/{name}.jpg"
         plan = parse_path(path)
-        rendered = render(source, plan, overlays={MARK_ID: mark})
+        rendered = render(person if "face" in name else source, plan, overlays={MARK_ID: mark})
         with open(os.path.join(out_dir, f"{name}.jpg"), "wb") as f:
             f.write(rendered.body)
         total += len(rendered.body)

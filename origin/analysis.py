@@ -7,7 +7,9 @@ One shrink-on-load thumbnail (``ANALYSIS_SIZE`` px box, upright, sRGB) gives:
   same on a 32 px thumbnail, for rows stored before this existed);
 - the libvips attention focal point: ``smartcrop(interesting="attention")`` reports where
   it found the most interest (``attention_x``/``attention_y``, in the thumbnail's pixels),
-  stored as fractions (0..1) of the width and height so it holds at any scale.
+  stored as fractions (0..1) of the width and height so it holds at any scale;
+- the faces (origin.faces), found on a thumbnail of its own (``FACE_SIZE`` px: a 256 px one
+  misses the smaller faces of a group), as fractions too.
 
 libvips places attention on a 32 × 32 reduction of whatever it is given, blurred in
 proportion to the crop window; the window used here is the square on the short side (one
@@ -25,10 +27,11 @@ import logging
 import numpy as np
 import pyvips
 
-from origin import vips
+from origin import faces, vips
 from origin.blurhash import blurhash
 from origin.decode import read_header
 from origin.errors import OriginError
+from origin.faces import FACE_SIZE
 from origin.pixels import has_alpha, to_srgb
 from origin.records import Analysis
 from origin.transforms.limits import DEFAULT_LIMITS, Limits
@@ -67,7 +70,10 @@ def _analyse(source: bytes, limits: Limits) -> Analysis:
     thumb = to_srgb(thumb).copy_memory()
     summary = summarise(thumb)
     fx, fy = focal_point(thumb)
-    return Analysis(str(summary["blurhash"]), str(summary["dominant_color"]), fx, fy)
+    found = faces.detect(
+        to_srgb(vips.thumbnail(source, header.format, FACE_SIZE, height=FACE_SIZE))
+    )
+    return Analysis(str(summary["blurhash"]), str(summary["dominant_color"]), fx, fy, found)
 
 
 def analyse(source: bytes, *, limits: Limits = DEFAULT_LIMITS) -> Analysis | None:

@@ -243,6 +243,7 @@ class Derivatives:
                     limits=limits,
                     stand_in=stand_in,
                     focal=None if analysis is None else analysis.focal,
+                    faces=None if analysis is None else analysis.faces,
                     auto=auto,
                 )
                 body, media_type = made.body, made.media_type

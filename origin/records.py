@@ -50,6 +50,9 @@ class Analysis:
     dominant_color: str  # "#rrggbb"
     focal_x: float  # the libvips attention focal point, as fractions (0..1)
     focal_y: float  # of the upright original's width and height
+    # The faces found (origin.faces): (x, y, width, height) as fractions of the upright
+    # original, largest first; None: not looked for (a row from before migration 11).
+    faces: tuple[tuple[float, float, float, float], ...] | None = None
 
     @property
     def focal(self) -> tuple[float, float]:

@@ -37,6 +37,7 @@ from origin.analysis import source_summary
 from origin.decode import Header, load_frames, read_header
 from origin.encode import encode
 from origin.errors import LimitExceeded
+from origin.faces import Faces
 from origin.palette import palette
 from origin.pixels import scale_to, to_srgb
 from origin.rights import rights_of
@@ -230,6 +231,7 @@ def _render(
     limits: Limits,
     stand_in: StandIn | None,
     focal: tuple[float, float] | None,
+    faces: Faces | None,
     auto: quality.AutoQuality,
 ) -> Rendered:
     header = read_header(source, limits.max_source_pixels)
@@ -251,6 +253,7 @@ def _render(
             planned_from=loaded.planned_from if index == 0 else None,
             cut_at_load=loaded.cut and index == 0,
             focal=focal if index == 0 else None,
+            faces=faces if index == 0 and not loaded.cut else None,
         )
         frames = run_stage(frames, stage, ctx, later_stages=index < last)
     check_size(frames[0], limits)
@@ -280,15 +283,18 @@ def render(
     limits: Limits = DEFAULT_LIMITS,
     stand_in: StandIn | None = None,
     focal: tuple[float, float] | None = None,
+    faces: Faces | None = None,
     auto: quality.AutoQuality = quality.SEARCH,
 ) -> Rendered:
     """The derivative ``plan`` describes, encoded. Raises only OriginError subclasses.
     With ``stand_in``, ``source`` is a working copy of that original (origin.working_copies).
     With ``focal`` (the source's stored attention point, as fractions), a first-stage
-    ``g_auto`` cut is centred on it instead of running libvips attention.
+    ``g_auto`` cut is centred on it instead of running libvips attention; with ``faces``
+    (its stored faces, origin.faces), ``g_face`` and the face effects of the first stage do
+    not look for them again.
     ``auto`` resolves ``q_auto`` (origin.quality): a quality chosen before, else a search."""
     found = MappingProxyType(dict(overlays)) if overlays else NO_OVERLAYS
-    return vips.guarded(lambda: _render(source, plan, found, limits, stand_in, focal, auto))
+    return vips.guarded(lambda: _render(source, plan, found, limits, stand_in, focal, faces, auto))
 
 
 def facts(

@@ -266,7 +266,8 @@ def analysis_of(row: sa.Row[Any]) -> Analysis | None:
     values = (row.blurhash, row.dominant_color, row.focal_x, row.focal_y)
     if any(v is None for v in values):
         return None
-    return Analysis(row.blurhash, row.dominant_color, float(row.focal_x), float(row.focal_y))
+    faces = None if row.faces is None else tuple(tuple(box) for box in json.loads(row.faces))
+    return Analysis(row.blurhash, row.dominant_color, float(row.focal_x), float(row.focal_y), faces)
 
 
 def analysis_values(analysis: Analysis | None) -> dict[str, Any]:
@@ -277,4 +278,5 @@ def analysis_values(analysis: Analysis | None) -> dict[str, Any]:
         "dominant_color": analysis.dominant_color,
         "focal_x": analysis.focal_x,
         "focal_y": analysis.focal_y,
+        "faces": None if analysis.faces is None else json.dumps(analysis.faces),
     }

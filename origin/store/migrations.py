@@ -104,6 +104,11 @@ def _add_edge_keys(conn: Connection) -> None:
     tables.edge_keys.create(conn, checkfirst=True)
 
 
+def _add_faces(conn: Connection) -> None:
+    add_missing_columns(conn, tables.images, ("faces",))
+    add_missing_columns(conn, tables.source_objects, ("faces",))
+
+
 MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (1, "users, images, transformed images, refresh tokens, signing keys", _create_tables),
     (2, "upload-time analysis: blurhash, dominant colour, focal point", _add_analysis),
@@ -115,6 +120,7 @@ MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (8, "image versions: replace", _add_versions),
     (9, "derivatives' last use: the bounded derivative store", _add_last_use),
     (10, "the cache keys nginx stored answers under: purge at the edge", _add_edge_keys),
+    (11, "the faces the upload-time analysis found", _add_faces),
 )
 
 LATEST = MIGRATIONS[-1][0]

@@ -144,6 +144,7 @@ def _values(record: SourceObjectRecord) -> dict[str, Any]:
         dominant_color=None,
         focal_x=None,
         focal_y=None,
+        faces=None,
         working_copies=working_copies_json(record.working_copies),
         copies_bytes=0,
     )

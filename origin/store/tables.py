@@ -85,6 +85,9 @@ images = sa.Table(
     sa.Column("dominant_color", sa.String(7), nullable=True),
     sa.Column("focal_x", sa.Float, nullable=True),
     sa.Column("focal_y", sa.Float, nullable=True),
+    # The faces found (migration 11; origin/faces.py): JSON [[x, y, w, h], …] as fractions of
+    # the upright original, largest first; NULL: not looked for (detected per request then).
+    sa.Column("faces", sa.Text, nullable=True),
     # Working copies (migration 4; origin/working_copies.py): JSON [[width, height, storage_key], …]
     # of the reduced versions stored under the image's prefix; NULL: none.
     sa.Column("working_copies", sa.Text, nullable=True),
@@ -208,6 +211,7 @@ source_objects = sa.Table(
     sa.Column("dominant_color", sa.String(7), nullable=True),
     sa.Column("focal_x", sa.Float, nullable=True),
     sa.Column("focal_y", sa.Float, nullable=True),
+    sa.Column("faces", sa.Text, nullable=True),  # as images.faces
     # Working copies, as images.working_copies, and their bytes (counted in the cache's bound);
     # made once the object is asked for again (origin.sources.cache).
     sa.Column("working_copies", sa.Text, nullable=True),

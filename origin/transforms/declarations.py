@@ -116,9 +116,10 @@ class Building:
 class StageContext:
     """What a step receives besides the frames and its value. Immutable; one per stage.
 
-    ``planned_from``, ``cut_at_load`` and ``focal`` are set for the first stage only: the
-    size the source was scaled from while loading (shrink-on-load), whether loading already
-    cut the stage's fixed crop (origin.render.fixed_cut), and its stored attention point."""
+    ``planned_from``, ``cut_at_load``, ``focal`` and ``faces`` are set for the first stage
+    only: the size the source was scaled from while loading (shrink-on-load), whether loading
+    already cut the stage's fixed crop (origin.render.fixed_cut), its stored attention point
+    and its stored faces (origin.faces; None: not known, found when a step needs them)."""
 
     limits: Limits
     background: Colour | None = None
@@ -127,6 +128,7 @@ class StageContext:
     planned_from: Size | None = None
     cut_at_load: bool = False
     focal: tuple[float, float] | None = None
+    faces: tuple[tuple[float, float, float, float], ...] | None = None
 
 
 Apply = Callable[[Frames, Any, StageContext], Frames]

@@ -16,6 +16,11 @@ effects run in the order written. Scales follow Cloudinary's:
 - trim:0..100 (default 10): cut away a uniform border, the colour of the top-left pixel,
   within that tolerance (libvips ``find_trim``'s threshold); an animation is cut the same
   for every frame, found on the first. Its size depends on pixels: see ``trim``.
+- blur_faces:1..2000 (default 500), pixelate_faces:1..100 (default 10): every face found
+  (origin.faces) blurred (sigma = strength / 5000 of the face's side, so 500 is a tenth of
+  it) or cut into squares of size % of its side. They are sized by the face, not in px,
+  and run first in their stage, on the stage's input, where the stored faces hold
+  (``ON_FACES``): the look is the same at every output size.
 
 ``cost`` is the effect's weight per pixel in the work budget (docs/url-api.md#work-budget):
 about its CPU time per pixel in units of a Gaussian blur's per sigma, measured on 2600×1950
@@ -35,7 +40,8 @@ from typing import Any
 
 import pyvips
 
-from origin.pixels import has_alpha, join_alpha, split_alpha
+from origin import faces
+from origin.pixels import has_alpha, join_alpha, scale_to, split_alpha
 from origin.transforms.arguments import bad, integer
 from origin.transforms.declarations import (
     Building,
@@ -50,6 +56,7 @@ from origin.transforms.limits import Limits
 
 OneFrame = Callable[[pyvips.Image, int], pyvips.Image]
 AllFrames = Callable[[Frames, int], Frames]
+OnFaces = Callable[[pyvips.Image, int, faces.Faces], pyvips.Image]
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,7 @@ class Amount:
 
 EFFECTS: dict[str, Transform] = {}  # name -> its declaration, in declaration order
 AMOUNTS: dict[str, Amount | None] = {}
+ON_FACES: set[str] = set()  # effects that run first in their stage (see the docstring)
 
 
 def _spell(name: str) -> Callable[[int | None], list[str]]:
@@ -81,6 +89,16 @@ def _whole(every: AllFrames) -> Callable[[Frames, int | None, StageContext], Fra
     return lambda frames, amount, ctx: every(frames, amount or 0)
 
 
+def _on_faces(each: OnFaces) -> Callable[[Frames, int | None, StageContext], Frames]:
+    def apply(frames: Frames, amount: int | None, ctx: StageContext) -> Frames:
+        found = faces.detect(frames[0]) if ctx.faces is None else ctx.faces
+        if not found:
+            return frames
+        return tuple(each(f, amount or 0, found) for f in frames)
+
+    return apply
+
+
 def effect(
     name: str,
     doc: str,
@@ -90,12 +108,15 @@ def effect(
     held: bool = False,
     examples: Mapping[str, str] = MappingProxyType({}),
     whole: bool = False,
+    on_faces: bool = False,
 ) -> Callable[[Any], Any]:
     """Declare ``e_<name>``: its amount (None: it takes none), doc, budget weight, whether
     it is held, the pictures of docs/url-api.md, and (decorated) what it does to a frame —
-    or, with ``whole``, to all the frames at once (one decision for every frame)."""
+    or, with ``whole``, to all the frames at once (one decision for every frame), or, with
+    ``on_faces``, to a frame and the faces found in it (it then runs first in its stage)."""
 
     def declare(one: Any) -> Any:
+        apply = _whole(one) if whole else _on_faces(one) if on_faces else _each_frame(one)
         EFFECTS[name] = Transform(
             name=name,
             phase=Phase.EFFECT,
@@ -103,12 +124,14 @@ def effect(
             tokens=(EFFECT_TOKEN,),
             build=_never,
             spell=_spell(name),
-            apply=_whole(one) if whole else _each_frame(one),
+            apply=apply,
             cost=None if cost is None else (lambda value: cost(value or 0)),
             held=held,
             examples=examples,
         )
         AMOUNTS[name] = amount
+        if on_faces:
+            ON_FACES.add(name)
         return one
 
     return declare
@@ -297,3 +320,67 @@ def trim(frames: Frames, tolerance: int) -> Frames:
     if width <= 0 or height <= 0 or (width, height) == (first.width, first.height):
         return frames
     return tuple(f.extract_area(left, top, width, height) for f in frames)
+
+
+FACE_MARGIN = 0.3  # a face's box grows by this much of its size on every side
+FEATHER = 0.2  # the blur fades out over the last fifth of the ellipse in that box
+
+
+@effect(
+    "blur_faces",
+    "Blur every face found: sigma = strength / 5000 of the face's side.",
+    amount=Amount(1, 2000, 500),
+    cost=lambda amount: PIXELATE_COST,
+    on_faces=True,
+    examples={"e_blur_faces": "w_200,e_blur_faces"},
+)
+def blur_faces(img: pyvips.Image, strength: int, found: faces.Faces) -> pyvips.Image:
+    """Each face's grown box blurred inside an ellipse that fades out at its rim."""
+    for left, top, w, h in faces.in_pixels(found, img.width, img.height, grow=FACE_MARGIN):
+        region = img.extract_area(left, top, w, h)
+        blurred = _soften(region, max(w, h) * strength / 5000)
+        img = img.insert(_oval_blend(region, blurred), left, top)
+    return img
+
+
+def _soften(region: pyvips.Image, sigma: float) -> pyvips.Image:
+    """A Gaussian blur of ``sigma`` px, run on a copy reduced so that its sigma is at most 4
+    (a blur that wide has nothing a reduction loses), then scaled back."""
+    factor = max(1.0, sigma / 4)
+    small = region if factor == 1 else scale_to(region, _reduced(region, factor))
+    work = small.premultiply() if has_alpha(small) else small
+    work = work.gaussblur(max(0.5, sigma / factor))
+    if has_alpha(small):
+        work = work.unpremultiply()
+    work = work.cast("uchar").copy(interpretation="srgb")
+    return scale_to(work, (region.width, region.height))
+
+
+def _reduced(region: pyvips.Image, factor: float) -> tuple[int, int]:
+    return max(1, round(region.width / factor)), max(1, round(region.height / factor))
+
+
+def _oval_blend(under: pyvips.Image, over: pyvips.Image) -> pyvips.Image:
+    """``over`` inside the ellipse of the box, ``under`` outside, faded across ``FEATHER``."""
+    w, h = under.width, under.height
+    xy = pyvips.Image.xyz(w, h) - [w / 2 - 0.5, h / 2 - 0.5]
+    reach = ((xy[0] / (w / 2)) ** 2 + (xy[1] / (h / 2)) ** 2) ** 0.5
+    weight = (1 - reach) / FEATHER
+    weight = (weight < 0).ifthenelse(0, (weight > 1).ifthenelse(1, weight))  # 1 in, 0 out
+    mixed = over * weight + under * (1 - weight)
+    return mixed.cast("uchar").copy(interpretation=under.interpretation)
+
+
+@effect(
+    "pixelate_faces",
+    "Pixelate every face found: squares of size % of the face's side.",
+    amount=Amount(1, 100, 10),
+    cost=lambda amount: PIXELATE_COST,
+    on_faces=True,
+    examples={"e_pixelate_faces": "w_200,e_pixelate_faces"},
+)
+def pixelate_faces(img: pyvips.Image, size: int, found: faces.Faces) -> pyvips.Image:
+    for left, top, w, h in faces.in_pixels(found, img.width, img.height, grow=FACE_MARGIN / 3):
+        block = max(1, round(max(w, h) * size / 100))
+        img = img.insert(pixelate(img.extract_area(left, top, w, h), block), left, top)
+    return img

@@ -13,7 +13,11 @@ from origin.errors import BadTransform, LimitExceeded
 from origin.transforms.arguments import Length
 from origin.transforms.limits import Limits
 
-SMART = {"auto": "attention", "entropy": "entropy"}  # g_ → libvips' smartcrop interest
+SMART = {
+    "auto": "attention",
+    "entropy": "entropy",
+    "face": "face",
+}  # g_ → libvips' smartcrop interest
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,8 @@ class Geometry:
 
     scaled: tuple[int, int]  # size after scaling
     cut: tuple[int, int, int, int] | None = None  # left, top, width, height on the scaled image
-    smart: str | None = None  # "attention" / "entropy": the cut is placed by libvips smartcrop
+    # "attention" / "entropy": the cut is placed by libvips smartcrop; "face": on the faces
+    smart: str | None = None
     canvas: tuple[int, int, int, int] | None = None  # pad: left, top, width, height of the box
 
     @property

@@ -28,7 +28,7 @@ from origin.transforms.formats import EXTENSIONS, negotiated_format
 from origin.transforms.limits import DEFAULT_LIMITS, Limits
 from origin.transforms.padding import colour_of
 from origin.transforms.plan import Plan, Stage
-from origin.transforms.registry import PLAN_KEYS, RULES, STAGE_ORDER, TOKENS
+from origin.transforms.registry import PLAN_KEYS, RULES, STAGE_ORDER, TOKENS, in_slot
 
 _KEY = re.compile(r"[a-z]{1,4}", re.ASCII)
 EMPTY = Stage()
@@ -127,8 +127,9 @@ def build_stage(
     building = Building(limits, hints)
     steps: list[Applied] = []
     for entry in STAGE_ORDER:
-        if isinstance(entry, str):  # the effects, as written
-            steps.extend(Applied(*e.value) for e in seen.effects)
+        if isinstance(entry, str):  # the slot's effects, as written
+            written = {e.value[0]: e.value for e in seen.effects}
+            steps.extend(Applied(*written[t]) for t in in_slot(entry, written))
             continue
         value = entry.build(seen, building)
         if value is not None:

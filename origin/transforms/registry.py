@@ -1,14 +1,15 @@
 """The registry: every token and every transform, in one literal order.
 
 ``STAGE_ORDER`` is both how a stage is spelled canonically and the order its steps run in:
-resize, rotate, flip, the effects (as written), background, overlay. ``TOKENS`` maps each
+the effects on faces (they see the stage's input, where the stored faces hold), resize,
+rotate, flip, the other effects (as written), background, overlay. ``TOKENS`` maps each
 key of the URL grammar to its declaration; ``RULES`` has every rule with the tokens that
 declare it, in the order a stage's rules are checked (the first broken one is the answer).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from origin.transforms import effects, flags, orient, output, overlay, resize
@@ -26,8 +27,10 @@ PRESET = Token(
 )
 
 # Where the effects go in a stage: each is a transform of its own (effects.EFFECTS).
-EFFECTS_SLOT = "effects"
+FACE_EFFECTS_SLOT = "face effects"  # effects.ON_FACES
+EFFECTS_SLOT = "effects"  # every other effect
 STAGE_ORDER: tuple[Transform | str, ...] = (
+    FACE_EFFECTS_SLOT,
     resize.RESIZE,
     orient.ROTATE,
     orient.FLIP,
@@ -77,6 +80,12 @@ GENERAL_EXAMPLES: Mapping[str, str] = MappingProxyType(
 )
 
 
+def in_slot(slot: str, declared: Iterable[Transform]) -> list[Transform]:
+    """The effects of ``declared`` that go in ``slot`` (in their order)."""
+    first = slot == FACE_EFFECTS_SLOT
+    return [t for t in declared if (t.name in effects.ON_FACES) == first]
+
+
 def transforms() -> tuple[Transform, ...]:
     """Every transform: the stage's, with the effects where they go."""
     found: list[Transform] = []
@@ -84,7 +93,7 @@ def transforms() -> tuple[Transform, ...]:
         if isinstance(entry, Transform):
             found.append(entry)
         else:
-            found.extend(effects.EFFECTS.values())
+            found.extend(in_slot(entry, effects.EFFECTS.values()))
     return tuple(found)
 
 

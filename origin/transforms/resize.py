@@ -8,13 +8,16 @@
 - ``w_auto[:fallback]`` and ``dpr_auto`` take their values from the request's snapped Client
   Hints (origin.hints), so a plan holds plain numbers.
 - ``g_auto`` centres the cut on the stored attention point in the first stage, else libvips
-  attention; ``g_entropy`` uses libvips entropy.
+  attention; ``g_entropy`` uses libvips entropy; ``g_face`` centres it on the box around
+  every face (the stored faces in the first stage, else found now: origin.faces), and is
+  ``g_auto`` when there is none.
 """
 
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
 
+from origin import faces
 from origin.errors import LimitExceeded
 from origin.errors import shown as show
 from origin.hints import DPR, WIDTH, Hints
@@ -57,7 +60,8 @@ COMPASS = (
     "south_east",
     "south_west",
 )
-GRAVITIES = (*COMPASS, "auto", "entropy")
+SMART_GRAVITIES = ("auto", "entropy", "face")  # placed by what is in the picture
+GRAVITIES = (*COMPASS, *SMART_GRAVITIES)
 CUTS = ("fill", "crop", "pad")  # the modes g_ places a cut or a box in
 
 
@@ -131,13 +135,13 @@ GRAVITY = Token(
     "gravity",
     Choice(GRAVITIES, default="center", why="unknown gravity"),
     "Which part c_fill / c_crop / c_pad keep or use; auto = libvips attention (the stored "
-    "focal point in the first stage), entropy. In a stage with `l_`: where the overlay goes "
-    "(a compass point, default south_east).",
+    "focal point in the first stage), entropy; face = centred on the faces found (else auto). "
+    "In a stage with `l_`: where the overlay goes (a compass point, default south_east).",
     rules=(
         Rule(
             5,
             "overlays take a compass gravity",
-            lambda s: _overlaid(s) and s.value("g") in ("auto", "entropy"),
+            lambda s: _overlaid(s) and s.value("g") in SMART_GRAVITIES,
         ),
         Rule(
             14,
@@ -147,9 +151,7 @@ GRAVITY = Token(
         Rule(
             15,
             "c_pad takes a compass gravity",
-            lambda s: (
-                not _overlaid(s) and _crop(s) == "pad" and s.value("g") in ("auto", "entropy")
-            ),
+            lambda s: not _overlaid(s) and _crop(s) == "pad" and s.value("g") in SMART_GRAVITIES,
         ),
     ),
 )
@@ -295,7 +297,7 @@ def apply(frames: Frames, r: Resize, ctx: StageContext) -> Frames:
     g = plan_geometry(iw, ih, r, ctx.limits, ",".join(spell(r)))
     frames = scale_frames(frames, g.scaled)
     if g.cut is not None:
-        frames = _cut(frames, g.cut, g.smart, g.scaled, ctx.focal)
+        frames = _cut(frames, g.cut, g.smart, g.scaled, ctx)
     if g.canvas is not None:
         left, top, w, h = g.canvas
         if ctx.fill is not None:
@@ -313,11 +315,17 @@ def _cut(
     cut: tuple[int, int, int, int],
     smart: str | None,
     scaled: tuple[int, int],
-    focal: tuple[float, float] | None,
+    ctx: StageContext,
 ) -> Frames:
     left, top, cw, ch = cut
-    if smart == "attention" and focal is not None:
-        left, top = centre_on(focal, scaled, (cw, ch))
+    if smart == "face":
+        found = faces.detect(frames[0]) if ctx.faces is None else ctx.faces
+        if found:
+            left, top = centre_on(faces.centre(found), scaled, (cw, ch))
+            return tuple(f.extract_area(left, top, cw, ch) for f in frames)
+        smart = "attention"  # no face: g_auto
+    if smart == "attention" and ctx.focal is not None:
+        left, top = centre_on(ctx.focal, scaled, (cw, ch))
         return tuple(f.extract_area(left, top, cw, ch) for f in frames)
     if smart is not None and len(frames) == 1:
         return (frames[0].smartcrop(cw, ch, interesting=smart),)
@@ -353,6 +361,7 @@ RESIZE = Transform(
         "g_south": "w_200,h_80,c_fill,g_south",
         "g_auto": "w_100,h_150,c_fill,g_auto",
         "g_entropy": "w_100,h_150,c_fill,g_entropy",
+        "g_face": "w_200,h_120,c_fill,g_face",
         "ar": "w_200,ar_1:1,c_fill",
         "dpr": "w_100,dpr_2",
     },
