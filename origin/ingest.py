@@ -3,9 +3,10 @@
 ``ingest_upload`` takes the owner, the client's filename and the file, and:
 
 1. refuses an empty file (400) and one that would put the owner over the quota (413);
-2. in one render-pool job (off the event loop): validates it (origin.probe), builds its
-   working copies (origin.working_copies), analyses it (origin.analysis: blurhash, colour,
-   focal point) and hashes it;
+2. in one render-pool job (off the event loop): rasterises an SVG to the PNG stored in its
+   place (origin.svg), validates it (origin.probe), builds its working copies
+   (origin.working_copies), analyses it (origin.analysis: blurhash, colour, focal point,
+   faces) and hashes it;
 3. stores it (``store_image``): the objects first (the original, then its working copies),
    the row second with the quota accounted in the same transaction; on any failure every
    object written is removed again, so a failed upload leaves no row and no object.
@@ -24,7 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from origin import working_copies
+from origin import svg, working_copies
 from origin.analysis import analyse
 from origin.errors import BadRequest, QuotaExceeded
 from origin.probe import Probe, probe_upload
@@ -41,8 +42,10 @@ OVER_QUOTA = "this upload would exceed your storage quota"
 
 @dataclass(frozen=True)
 class Inspected:
-    """What the pool job found in an upload."""
+    """What the pool job found in an upload, and the bytes stored as its original (the
+    upload's, or the PNG an SVG became)."""
 
+    data: bytes
     probe: Probe
     levels: list[working_copies.Level]
     analysis: Analysis | None
@@ -57,16 +60,18 @@ def stored_filename(filename: str) -> str:
 
 
 def inspect_upload(data: bytes, limits: Limits) -> Inspected:
-    """One pool job: validate the upload, build its working copies, analyse it from the
-    smallest of them — the same upright sRGB picture with far fewer pixels to decode — or
-    from the original when there are none, and hash it."""
+    """One pool job: rasterise an SVG, validate the upload, build its working copies, analyse
+    it from the smallest of them — the same upright sRGB picture with far fewer pixels to
+    decode — or from the original when there are none, and hash it."""
+    if svg.is_svg(data):
+        data = svg.rasterise(data, limits.max_source_pixels)
     probe = probe_upload(
         data, max_source_pixels=limits.max_source_pixels, max_frames=limits.max_frames
     )
     levels = working_copies.build_for(data, probe)
     smallest = min(levels, key=lambda lv: lv.width * lv.height).body if levels else data
     analysis = analyse(smallest, limits=limits)
-    return Inspected(probe, levels, analysis, hashlib.sha256(data).hexdigest())
+    return Inspected(data, probe, levels, analysis, hashlib.sha256(data).hexdigest())
 
 
 def original_key(user_id: str, image_id: str, fmt: str, version: int = 1) -> str:
@@ -77,7 +82,7 @@ def original_key(user_id: str, image_id: str, fmt: str, version: int = 1) -> str
 
 
 def image_record(
-    user_id: str, filename: str, data: bytes, inspected: Inspected, public: bool = False
+    user_id: str, filename: str, inspected: Inspected, public: bool = False
 ) -> ImageRecord:
     """The row of a new image (its working copies are added by ``store_image``)."""
     probe = inspected.probe
@@ -88,7 +93,7 @@ def image_record(
         original_filename=stored_filename(filename),
         mime_type=probe.mime_type,
         format=probe.format,
-        size_bytes=len(data),
+        size_bytes=len(inspected.data),
         width=probe.width,
         height=probe.height,
         storage_key=original_key(user_id, image_id, probe.format),
@@ -121,10 +126,10 @@ async def ingest_upload(
         raise QuotaExceeded(OVER_QUOTA)
     inspected = await services.pool.run(lambda: inspect_upload(data, services.limits))
     public = user.public if public is None else public
-    image = image_record(user.id, filename, data, inspected, public)
+    image = image_record(user.id, filename, inspected, public)
     if check is not None:
         check(image)
-    return await store_image(services, image, data, inspected.levels, also)
+    return await store_image(services, image, inspected.data, inspected.levels, also)
 
 
 async def store_image(
@@ -209,7 +214,7 @@ async def replace_upload(
         old,
         mime_type=probe.mime_type,
         format=probe.format,
-        size_bytes=len(data),
+        size_bytes=len(inspected.data),
         width=probe.width,
         height=probe.height,
         storage_key=original_key(old.user_id, old.id, probe.format, version),
@@ -231,7 +236,7 @@ async def replace_upload(
             )
         )
 
-    await objects_then_row(services, new, data, inspected.levels, row)
+    await objects_then_row(services, new, inspected.data, inspected.levels, row)
     old_objects = [old.storage_key, *(c.storage_key for c in old.working_copies), *derived]
     await remove_objects(services, old_objects)
     return new

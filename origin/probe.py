@@ -41,7 +41,7 @@ FORMAT_MEDIA_TYPES: Mapping[str, str] = {
     "webp": "image/webp",
     "avif": "image/avif",
 }
-UNSUPPORTED = "the file is not a JPEG, PNG, GIF, WebP or AVIF image"
+UNSUPPORTED = "the file is not a JPEG, PNG, GIF, WebP, AVIF or SVG image"
 
 
 @dataclass(frozen=True)

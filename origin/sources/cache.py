@@ -44,7 +44,7 @@ from datetime import UTC, datetime
 
 from cachetools import LRUCache, TTLCache
 
-from origin import working_copies
+from origin import svg, working_copies
 from origin.analysis import analyse
 from origin.cache import Flights
 from origin.decode import Header, read_header
@@ -167,9 +167,10 @@ class SourceCache:
     ) -> SourceObjectRecord:
         body = read.body
         record = None
-        if body is not None:  # hashed and inspected once, in the pool
-            record = await self.services.pool.run(
-                lambda: inspect(source, key, object_id, body, read, self.services)
+        if body is not None:  # hashed and inspected once, in the pool (an SVG rasterised)
+            fetched = body
+            body, record = await self.services.pool.run(
+                lambda: inspect(source, key, object_id, fetched, read, self.services)
             )
         if record is None or (row is not None and record.content_hash == row.content_hash):
             assert row is not None  # a 304 answers a conditional read, which needs a row
@@ -302,11 +303,14 @@ class SourceCache:
 
 def inspect(
     source: Source, key: str, object_id: str, body: bytes, read: Read, services: Services
-) -> SourceObjectRecord:
-    """In a pool thread: what the new bytes are (422 when not an image) and their hash — a
-    header read only: the request's render decodes them once, and nothing else does yet."""
+) -> tuple[bytes, SourceObjectRecord]:
+    """In a pool thread: the bytes kept (an SVG becomes the PNG origin.svg draws), what they
+    are (422 when not an image) and their hash — a header read only: the request's render
+    decodes them once, and nothing else does yet."""
+    if svg.is_svg(body):
+        body = svg.rasterise(body, services.limits.max_source_pixels)
     header = read_header(body, services.limits.max_source_pixels)
-    return kept_object(source.name, object_id, key, body, header, read)
+    return body, kept_object(source.name, object_id, key, body, header, read)
 
 
 def improve(body: bytes, limits: Limits) -> tuple[list[working_copies.Level], Analysis | None]:

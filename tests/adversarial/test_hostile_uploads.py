@@ -55,10 +55,13 @@ HOSTILE: dict[str, tuple[Callable[[], bytes], int, str]] = {
         422,
         "invalid_image",
     ),
-    "SVG": (
-        lambda: b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>',
-        415,
-        "unsupported_media_type",
+    "SVG with an entity (XXE)": (  # a scripted SVG is drawn inert: tests/origin/test_svg.py
+        lambda: (
+            b'<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+            b'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"><text>&x;</text></svg>'
+        ),
+        422,
+        "invalid_image",
     ),
     "MVG script": (
         lambda: (

@@ -136,7 +136,7 @@ async def test_the_quota_refused_by_the_row_removes_the_objects(
     async with migrated_services(ingest_settings(USER_QUOTA_BYTES=quota)) as services:
         user = await new_user(services)
         first = await ingest_upload(services, user, "first.png", data)
-        second = image_record(user.id, "second.png", data, inspect_upload(data, services.limits))
+        second = image_record(user.id, "second.png", inspect_upload(data, services.limits))
         with pytest.raises(QuotaExceeded, match="would exceed your storage quota"):
             await store_image(services, second, data)
         assert await services.images.get(second.id) is None
@@ -150,7 +150,7 @@ async def test_a_failed_working_copy_write_removes_the_original(local_services: 
     data = encode(quadrant_image(2000, 1500), "jpeg")  # working copies 1000×750 and 500×375
     inspected = inspect_upload(data, services.limits)
     assert [(lv.width, lv.height) for lv in inspected.levels] == [(1000, 750), (500, 375)]
-    image = image_record(user.id, "photo.jpg", data, inspected)
+    image = image_record(user.id, "photo.jpg", inspected)
     # an empty folder where the working copy goes: its write fails after the original's
     Path(services.settings.storage_path, user.id, image.id, "work", "1000x750.jpg").mkdir(
         parents=True

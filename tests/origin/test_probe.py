@@ -592,7 +592,7 @@ def test_a_gif_ends_where_libnsgif_stops_reading_it() -> None:
 )
 def test_other_types_are_unsupported(make: Callable[[], bytes]) -> None:
     error = refused(make(), UnsupportedMediaType)
-    assert str(error) == "the file is not a JPEG, PNG, GIF, WebP or AVIF image"
+    assert str(error) == "the file is not a JPEG, PNG, GIF, WebP, AVIF or SVG image"
 
 
 # ---------------------------------------------------------------- bombs: time and memory

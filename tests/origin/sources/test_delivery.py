@@ -142,3 +142,19 @@ async def test_q_auto_and_the_stored_tier(photo: Remote) -> None:
     assert again.content == answer.content
     assert await service.metric("imgorigin_cache_hits_total", tier="store") == before + 1
     assert photo.web.count(PHOTO) == 1
+
+
+async def test_an_svg_object_is_drawn_then_transformed(remote: Remote) -> None:
+    from tests.origin.test_svg import FLAG  # a red square, a blue circle: 200×100
+
+    remote.web.conditional("/media/flag.svg", FLAG)
+    for suffix, media in (("@png", "image/png"), ("", "image/png"), ("@webp", "image/webp")):
+        answer = await remote.get(f"/r/web/w_100/-/flag.svg{suffix}")
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-type"] == media
+        image = decode(answer.content)
+        assert (image.width, image.height) == (100, 50)
+        red, blue = pixel(image, 10, 25), pixel(image, 75, 25)
+        assert red[0] > 240 and max(red[1:3]) < 15, red  # webp is lossy
+        assert blue[2] > 240 and max(blue[:2]) < 15, blue
+    assert remote.web.count("/media/flag.svg") == 1

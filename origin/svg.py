@@ -1,0 +1,238 @@
+"""SVG in, safely: an SVG upload (or remote object) is rasterised once to a PNG, which is then
+what is stored and served; SVG itself is never stored, passed through or answered.
+
+``rasterise`` (synchronous: run it in the pool) takes the bytes ``is_svg`` recognised and:
+
+1. **refuses entities**: a DOCTYPE with an internal subset (where entities are declared:
+   XXE, billion laughs) is refused; a plain ``<!DOCTYPE svg PUBLIC …>`` (what editors write)
+   is dropped; any entity reference left is an XML error, so refused too;
+2. **parses** with the standard library's expat (no DTD, no network, no file);
+3. **keeps only SVG**: elements outside the SVG namespace (XInclude, RDF, editors' own) and
+   ``script``, ``foreignObject`` and the media elements are removed; so is every attribute
+   that could reach outside the document: ``href``/``xlink:href`` not starting with ``#``
+   (an ``<image>`` of a URL, a file or a ``data:`` URI, a ``<use>`` of another file), any
+   ``url(…)`` not of a ``#`` fragment, ``xml:base`` and ``on*`` handlers; a ``<style>``
+   with ``@import`` or an outside ``url(…)`` is removed whole;
+4. **bounds the work**: at most ``MAX_ELEMENTS`` elements, and what ``<use>`` instancing
+   would expand them to (counted through every reference, a cycle refused) at most
+   ``MAX_EXPANDED``;
+5. **rasterises** with libvips' ``svgload`` (librsvg) — allowed only for this call, every
+   other decode keeps its five loaders (origin.vips) — at ``RASTER_SIZE`` px on the longer
+   side whatever the canvas says, so a giant ``viewBox`` or ``width`` costs no more than a
+   small one, and writes a PNG (alpha kept).
+
+librsvg itself is a second fence: given a buffer and no base URL it loads no external
+resource at all. What is refused leaves as ``InvalidImage`` (422) with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+
+import pyvips
+
+from origin.errors import InvalidImage
+
+SVG_NS = "http://www.w3.org/2000/svg"
+XLINK_NS = "http://www.w3.org/1999/xlink"
+XML_NS = "http://www.w3.org/XML/1998/namespace"
+
+RASTER_SIZE = 2048  # px: the longer side of the PNG an SVG becomes
+MAX_SVG_BYTES = 10 * 1024 * 1024
+MAX_ELEMENTS = 20_000
+MAX_EXPANDED = 100_000  # elements once every <use> is expanded
+SNIFF_BYTES = 4096
+DEFAULT_SIZE = (300.0, 150.0)  # a browser's size for an SVG that states none
+
+DROPPED = frozenset(
+    {"script", "foreignObject", "iframe", "object", "embed", "audio", "video", "canvas"}
+)
+_DOCTYPE = re.compile(rb"<!DOCTYPE[^>\[]*(\[)?", re.IGNORECASE)
+_URL = re.compile(r"url\(\s*['\"]?\s*([^)'\"\s]*)", re.IGNORECASE)
+_XML_START = re.compile(
+    rb"^(\xef\xbb\xbf)?\s*(<\?xml|<!DOCTYPE\s+svg|<!--|<svg[\s>])", re.IGNORECASE
+)
+_SVG_ELEMENT = re.compile(rb"<svg[\s>]", re.IGNORECASE)
+_LENGTH = re.compile(
+    r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*(px|pt|pc|mm|cm|in)?\s*$", re.IGNORECASE
+)
+PX_PER = {"px": 1.0, "pt": 4 / 3, "pc": 16.0, "mm": 96 / 25.4, "cm": 96 / 2.54, "in": 96.0}
+
+ET.register_namespace("", SVG_NS)  # written back without prefixes, as librsvg expects
+ET.register_namespace("xlink", XLINK_NS)
+_svgload = threading.Lock()  # svgload is unblocked only while one of these calls runs
+
+
+def is_svg(data: bytes) -> bool:
+    """Whether ``data`` starts as an SVG document does (an XML prolog, comments or a DOCTYPE,
+    then ``<svg``), within its first 4 KiB."""
+    head = data[:SNIFF_BYTES]
+    return _XML_START.match(head) is not None and _SVG_ELEMENT.search(head) is not None
+
+
+def rasterise(data: bytes, max_pixels: int) -> bytes:
+    """The PNG an SVG document becomes (see the module's docstring); ``InvalidImage`` when it
+    is refused."""
+    if len(data) > MAX_SVG_BYTES:
+        raise InvalidImage(f"the SVG is larger than {MAX_SVG_BYTES // (1024 * 1024)} MB")
+    root = _parse(_without_doctype(data))
+    _clean(root)
+    _check_size(root)
+    _fit_canvas(root, max_pixels)
+    return _draw(ET.tostring(root, encoding="utf-8"))
+
+
+def _without_doctype(data: bytes) -> bytes:
+    found = _DOCTYPE.search(data)
+    if found is None:
+        return data
+    if found.group(1) is not None:
+        raise InvalidImage("an SVG declaring entities (a DOCTYPE with an internal subset)")
+    end = data.index(b">", found.end() - 1)
+    return data[: found.start()] + data[end + 1 :]
+
+
+def _parse(data: bytes) -> ET.Element:
+    parser = ET.XMLParser()
+    try:
+        parser.feed(data)
+        root = parser.close()
+    except ET.ParseError as exc:
+        raise InvalidImage(f"not a well-formed SVG: {str(exc)[:100]}") from None
+    if root.tag != f"{{{SVG_NS}}}svg":
+        raise InvalidImage(
+            "not an SVG document (its root is not an svg element in the SVG namespace)"
+        )
+    return root
+
+
+def _local(tag: str) -> tuple[str, str]:
+    """(namespace, local name) of an ElementTree tag or attribute name."""
+    if tag.startswith("{"):
+        ns, _, name = tag[1:].partition("}")
+        return ns, name
+    return "", tag
+
+
+def _clean(element: ET.Element) -> None:
+    for child in list(element):
+        if not isinstance(child.tag, str):  # a comment or processing instruction
+            element.remove(child)
+            continue
+        ns, name = _local(child.tag)
+        if ns != SVG_NS or name in DROPPED or (name == "style" and _outside_css(child.text)):
+            element.remove(child)
+            continue
+        _clean(child)
+    for attribute in list(element.attrib):
+        if not _safe_attribute(attribute, element.attrib[attribute]):
+            del element.attrib[attribute]
+
+
+def _safe_attribute(name: str, value: str) -> bool:
+    ns, local = _local(name)
+    if ns == XML_NS and local == "base":
+        return False
+    if local.lower().startswith("on"):
+        return False
+    if local == "href" and not value.strip().startswith("#"):
+        return False
+    return all(target.startswith("#") for target in _URL.findall(value))
+
+
+def _outside_css(text: str | None) -> bool:
+    css = text or ""
+    return "@import" in css.lower() or not all(t.startswith("#") for t in _URL.findall(css))
+
+
+def _check_size(root: ET.Element) -> None:
+    elements = sum(1 for _ in root.iter())
+    if elements > MAX_ELEMENTS:
+        raise InvalidImage(f"the SVG has more than {MAX_ELEMENTS} elements")
+    by_id = {e.get("id"): e for e in root.iter() if e.get("id")}
+    sizes: dict[int, int] = {}
+    if _expanded(root, by_id, sizes, set()) > MAX_EXPANDED:
+        raise InvalidImage(
+            f"the SVG's <use> references expand to more than {MAX_EXPANDED} elements"
+        )
+
+
+def _expanded(
+    element: ET.Element, by_id: dict[str | None, ET.Element], sizes: dict[int, int], path: set[int]
+) -> int:
+    """Elements ``element`` draws once each ``<use>`` is replaced by what it references."""
+    key = id(element)
+    if key in sizes:
+        return sizes[key]
+    if key in path:
+        raise InvalidImage("the SVG's <use> references form a cycle")
+    path.add(key)
+    total = 1
+    for child in _children_and_references(element, by_id):
+        total += _expanded(child, by_id, sizes, path)
+        if total > MAX_EXPANDED:
+            break
+    path.discard(key)
+    sizes[key] = total
+    return total
+
+
+def _children_and_references(
+    element: ET.Element, by_id: dict[str | None, ET.Element]
+) -> Iterator[ET.Element]:
+    yield from element
+    href = element.get("href") or element.get(f"{{{XLINK_NS}}}href")
+    if href and href.startswith("#") and href[1:] in by_id:
+        yield by_id[href[1:]]
+
+
+def _fit_canvas(root: ET.Element, max_pixels: int) -> None:
+    """Give the root the size it is drawn at: ``RASTER_SIZE`` px on its longer side (fewer
+    when ``max_pixels`` says so), the aspect ratio of its ``width``/``height`` or else its
+    ``viewBox``, whose coordinates then scale into it. A canvas of any stated size costs the
+    same; one with no size at all is 300 × 150, as a browser draws it."""
+    box = _view_box(root.get("viewBox"))
+    width, height = _length(root.get("width")), _length(root.get("height"))
+    if width is None or height is None:
+        if box is None:
+            box = (0.0, 0.0, width or DEFAULT_SIZE[0], height or DEFAULT_SIZE[1])
+        width = width or box[2] * (height / box[3] if height else 1)
+        height = height or box[3] * (width / box[2])
+    scale = RASTER_SIZE / max(width, height)
+    if width * height * scale * scale > max_pixels:
+        scale = (max_pixels / (width * height)) ** 0.5
+    if box is None:
+        root.set("viewBox", f"0 0 {width!r} {height!r}")
+    root.set("width", str(max(1, round(width * scale))))
+    root.set("height", str(max(1, round(height * scale))))
+
+
+def _length(value: str | None) -> float | None:
+    found = _LENGTH.match(value or "")
+    if found is None:
+        return None  # absent, a percentage or a font-relative unit: not a size
+    px = float(found.group(1)) * PX_PER[(found.group(2) or "px").lower()]
+    return px if 0 < px < float("inf") else None
+
+
+def _view_box(value: str | None) -> tuple[float, float, float, float] | None:
+    try:
+        x, y, w, h = (float(v) for v in (value or "").replace(",", " ").split())
+    except ValueError:
+        return None
+    return (x, y, w, h) if 0 < w < float("inf") and 0 < h < float("inf") else None
+
+
+def _draw(document: bytes) -> bytes:
+    with _svgload:
+        pyvips.operation_block_set("VipsForeignLoadSvg", False)
+        try:
+            img = pyvips.Image.svgload_buffer(document, unlimited=False)
+            return bytes(img.pngsave_buffer(compression=6, keep="none"))
+        except pyvips.Error as exc:
+            raise InvalidImage("an SVG librsvg cannot draw") from exc
+        finally:
+            pyvips.operation_block_set("VipsForeignLoadSvg", True)

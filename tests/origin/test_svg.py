@@ -1,0 +1,247 @@
+"""SVG in, safely (origin.svg): a document is rasterised to a PNG with the right pixels; a
+corpus of hostile documents is each refused or drawn inert, while an HTTP server on
+127.0.0.1 — the address every external reference names — proves nothing was fetched."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import pyvips
+
+from origin import svg
+from origin.errors import InvalidImage
+from origin.vips import configure_libvips, sniff_format
+from tests.sources import SourceServer, source_server
+
+XMLNS = 'xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"'
+MAX_PIXELS = 100_000_000
+
+# a red left half and a blue circle on the right; transparent elsewhere
+FLAG = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    b'<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" '
+    b'"http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd">\n'
+    b'<svg xmlns="http://www.w3.org/2000/svg" width="200" height="100" viewBox="0 0 200 100">'
+    b'<rect width="100" height="100" fill="#ff0000"/>'
+    b'<circle cx="150" cy="50" r="40" fill="#0000ff"/></svg>'
+)
+
+
+def document(body: str, size: str = 'width="100" height="100"', head: str = "") -> bytes:
+    return f"{head}<svg {XMLNS} {size}>{body}</svg>".encode()
+
+
+def drawn(png: bytes) -> pyvips.Image:
+    assert sniff_format(png) == "png"
+    return pyvips.Image.new_from_buffer(png, "")
+
+
+@pytest.fixture(autouse=True)
+def libvips() -> None:
+    configure_libvips()  # as every process does: svgload blocked but for origin.svg's call
+
+
+@pytest.fixture
+async def trap() -> AsyncIterator[SourceServer]:
+    async with source_server() as server:
+        yield server
+
+
+def test_a_document_becomes_a_png_with_its_pixels() -> None:
+    img = drawn(svg.rasterise(FLAG, MAX_PIXELS))
+    assert (img.width, img.height, img.bands) == (2048, 1024, 4)  # 2048 on the longer side
+    assert img.getpoint(200, 500) == [255, 0, 0, 255]
+    assert img.getpoint(1536, 512) == [0, 0, 255, 255]
+    assert img.getpoint(1536, 40)[3] == 0  # transparent where nothing is drawn
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [
+        ('width="2in" height="1in"', (2048, 1024)),  # units
+        ('viewBox="0 0 50 100"', (1024, 2048)),  # the viewBox alone
+        ('width="300"', (2048, 2048)),  # one side: the other from the viewBox
+        ("", (2048, 1024)),  # nothing: 300 x 150, as a browser
+        ('width="100000000" height="50000000"', (2048, 1024)),  # a giant canvas costs the same
+        ('viewBox="0 0 1000000000 1000000000"', (2048, 2048)),
+    ],
+)
+def test_the_canvas_is_fitted_to_the_raster_size(size: str, expected: tuple[int, int]) -> None:
+    if "viewBox" not in size and 'width="300"' in size:
+        size += ' viewBox="0 0 10 10"'
+    started = time.perf_counter()
+    img = drawn(
+        svg.rasterise(document('<rect width="100%" height="100%" fill="red"/>', size), MAX_PIXELS)
+    )
+    assert (img.width, img.height) == expected
+    assert img.getpoint(img.width // 2, img.height // 2)[:3] == [255, 0, 0]
+    assert time.perf_counter() - started < 2.0
+
+
+def test_the_pixel_limit_bounds_the_raster() -> None:
+    img = drawn(svg.rasterise(FLAG, 20_000))
+    assert img.width * img.height <= 20_000 and img.width == 2 * img.height
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        FLAG,
+        b"\xef\xbb\xbf  <svg xmlns='http://www.w3.org/2000/svg'/>",
+        b"<!-- made by hand -->\n<svg xmlns='http://www.w3.org/2000/svg'/>",
+    ],
+)
+def test_svg_is_recognised(data: bytes) -> None:
+    assert svg.is_svg(data)
+
+
+@pytest.mark.parametrize(
+    "data", [b"<html><body><svg></svg></body></html>", b"<?xml version='1.0'?><note/>", b"\x89PNG"]
+)
+def test_other_documents_are_not_svg(data: bytes) -> None:
+    assert not svg.is_svg(data)
+
+
+# ---- the hostile corpus ----------------------------------------------------------------------
+
+LAUGHS = (
+    '<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY a "lol">'
+    + "".join(f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">' for i in range(9))
+    + "]>"
+)
+
+
+def hostile(trap: SourceServer) -> dict[str, tuple[bytes, str | None]]:
+    """name -> (the document, None when it is drawn inert or the refusal's start)."""
+    url = trap.url("/trap")
+    red = '<rect width="100" height="100" fill="#ff0000"/>'
+    return {
+        "image href": (
+            document(f'{red}<image href="{url}/i.png" width="100" height="100"/>'),
+            None,
+        ),
+        "image xlink:href": (
+            document(f'{red}<image xlink:href="{url}/x.png" width="100" height="100"/>'),
+            None,
+        ),
+        "image of a file": (document(f'{red}<image href="file:///etc/passwd"/>'), None),
+        "image of a data: URI": (
+            document(f'{red}<image href="data:image/svg+xml,&lt;svg/&gt;" width="9" height="9"/>'),
+            None,
+        ),
+        "use of another file": (document(f'{red}<use href="{url}/u.svg#a"/>'), None),
+        "CSS @import": (document(f"<style>@import url({url}/c.css);</style>{red}"), None),
+        "CSS url()": (document(f"<style>rect {{ fill: url({url}/p.svg#p) }}</style>{red}"), None),
+        "fill url()": (
+            document(f'{red}<rect x="50" y="50" width="9" height="9" fill="url({url}/f.svg#g)"/>'),
+            None,
+        ),
+        "style url()": (
+            document(
+                f'{red}<rect x="50" y="50" width="9" height="9" style="fill:url({url}/s.svg#g)"/>'
+            ),
+            None,
+        ),
+        "filter feImage": (
+            document(
+                f'<filter id="f"><feImage href="{url}/fe.png"/></filter>{red}'
+                '<rect width="9" height="9" filter="url(#f)"/>'
+            ),
+            None,
+        ),
+        "XInclude": (
+            document(
+                f'{red}<xi:include xmlns:xi="http://www.w3.org/2001/XInclude" href="{url}/x.xml"/>'
+            ),
+            None,
+        ),
+        "xml:base": (document(red.replace("<rect", f'<rect xml:base="{url}/"')), None),
+        "script": (
+            document(f'{red}<script>fetch("{url}/js")</script>').replace(
+                b"<svg", b'<svg onload="x()"'
+            ),
+            None,
+        ),
+        "foreignObject": (
+            document(
+                f'{red}<foreignObject><iframe xmlns="http://www.w3.org/1999/xhtml" src="{url}/f"/></foreignObject>'
+            ),
+            None,
+        ),
+        "giant viewBox": (
+            document(red.replace("100", "1000000000"), 'viewBox="0 0 1000000000 1000000000"'),
+            None,
+        ),
+        "XXE of a file": (
+            document(
+                "<text>&x;</text>", head='<!DOCTYPE svg [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+            ),
+            "an SVG declaring entities",
+        ),
+        "XXE of a URL": (
+            document("<text>&x;</text>", head=f'<!DOCTYPE svg [<!ENTITY x SYSTEM "{url}/xxe">]>'),
+            "an SVG declaring entities",
+        ),
+        "parameter entity": (
+            document("", head=f'<!DOCTYPE svg [<!ENTITY % p SYSTEM "{url}/dtd"> %p;]>'),
+            "an SVG declaring entities",
+        ),
+        "external DTD": (
+            document("<text>&x;</text>", head=f'<!DOCTYPE svg SYSTEM "{url}/svg.dtd">'),
+            "not a well-formed SVG",
+        ),
+        "billion laughs": (document("<text>&j;</text>", head=LAUGHS), "an SVG declaring entities"),
+        "recursive use": (
+            document('<g id="a"><use href="#b"/></g><g id="b"><use xlink:href="#a"/></g>'),
+            "the SVG's <use> references form a cycle",
+        ),
+        "use fan-out": (
+            document(
+                '<defs><rect id="l0" width="1" height="1"/>'
+                + "".join(
+                    f'<g id="l{i}">' + f'<use href="#l{i - 1}"/>' * 10 + "</g>"
+                    for i in range(1, 10)
+                )
+                + '</defs><use href="#l9"/>'
+            ),
+            "the SVG's <use> references expand",
+        ),
+        "too many elements": (
+            document('<rect width="1" height="1"/>' * (svg.MAX_ELEMENTS + 1)),
+            "the SVG has more than",
+        ),
+    }
+
+
+async def test_every_hostile_document_is_refused_or_inert(trap: SourceServer) -> None:
+    for name, (data, refusal) in hostile(trap).items():
+        assert svg.is_svg(data), name
+        started = time.perf_counter()
+        try:
+            png = await asyncio.to_thread(svg.rasterise, data, MAX_PIXELS)
+        except InvalidImage as exc:
+            assert refusal is not None and str(exc).startswith(refusal), (name, str(exc))
+        else:
+            assert refusal is None, (name, "was drawn")
+            img = drawn(png)
+            assert img.getpoint(1, 1)[:3] == [255, 0, 0], name  # what is left is drawn
+        assert time.perf_counter() - started < 3.0, name
+    await asyncio.sleep(0.2)  # anything in flight would have arrived
+    assert trap.seen == []  # nothing, ever, was fetched
+
+
+def test_what_leaves_the_cleaning_is_only_svg() -> None:
+    root = svg._parse(
+        document(
+            '<script>x</script><rect onclick="x()" fill="url(#g)" width="1" height="1"/>'
+            '<a href="https://example.com"><rect width="1" height="1"/></a>'
+            '<use href="#g"/><metadata><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"/></metadata>'
+        )
+    )
+    svg._clean(root)
+    text = svg.ET.tostring(root, encoding="unicode")
+    assert "script" not in text and "onclick" not in text and "example.com" not in text
+    assert 'fill="url(#g)"' in text and 'href="#g"' in text and "rdf" not in text
