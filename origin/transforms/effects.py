@@ -336,10 +336,23 @@ FEATHER = 0.2  # the blur fades out over the last fifth of the ellipse in that b
 )
 def blur_faces(img: pyvips.Image, strength: int, found: faces.Faces) -> pyvips.Image:
     """Each face's grown box blurred inside an ellipse that fades out at its rim."""
-    for left, top, w, h in faces.in_pixels(found, img.width, img.height, grow=FACE_MARGIN):
-        region = img.extract_area(left, top, w, h)
-        blurred = _soften(region, max(w, h) * strength / 5000)
-        img = img.insert(_oval_blend(region, blurred), left, top)
+
+    def blur(region: pyvips.Image) -> pyvips.Image:
+        sigma = max(region.width, region.height) * strength / 5000
+        return _oval_blend(region, _soften(region, sigma))
+
+    return _each_face(img, found, FACE_MARGIN, blur)
+
+
+def _each_face(
+    img: pyvips.Image,
+    found: faces.Faces,
+    grow: float,
+    redraw: Callable[[pyvips.Image], pyvips.Image],
+) -> pyvips.Image:
+    """``img`` with each face's box (grown by ``grow`` of its size a side) redrawn."""
+    for left, top, w, h in faces.in_pixels(found, img.width, img.height, grow=grow):
+        img = img.insert(redraw(img.extract_area(left, top, w, h)), left, top)
     return img
 
 
@@ -380,7 +393,7 @@ def _oval_blend(under: pyvips.Image, over: pyvips.Image) -> pyvips.Image:
     examples={"e_pixelate_faces": "w_200,e_pixelate_faces"},
 )
 def pixelate_faces(img: pyvips.Image, size: int, found: faces.Faces) -> pyvips.Image:
-    for left, top, w, h in faces.in_pixels(found, img.width, img.height, grow=FACE_MARGIN / 3):
-        block = max(1, round(max(w, h) * size / 100))
-        img = img.insert(pixelate(img.extract_area(left, top, w, h), block), left, top)
-    return img
+    def squares(region: pyvips.Image) -> pyvips.Image:
+        return pixelate(region, max(1, round(max(region.width, region.height) * size / 100)))
+
+    return _each_face(img, found, FACE_MARGIN / 3, squares)
