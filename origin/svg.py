@@ -16,8 +16,8 @@ what is stored and served; SVG itself is never stored, passed through or answere
 4. **bounds the work**: at most ``MAX_ELEMENTS`` elements, and what ``<use>`` instancing
    would expand them to (counted through every reference, a cycle refused) at most
    ``MAX_EXPANDED``;
-5. **rasterises** with libvips' ``svgload`` (librsvg) — allowed only for this call, every
-   other decode keeps its five loaders (origin.vips) — at ``RASTER_SIZE`` px on the longer
+5. **rasterises** with libvips' ``svgload`` (librsvg), allowed only inside
+   ``origin.vips.draw_svg`` (every other decode keeps its five loaders), at ``RASTER_SIZE`` px on the longer
    side whatever the canvas says, so a giant ``viewBox`` or ``width`` costs no more than a
    small one, and writes a PNG (alpha kept).
 
@@ -28,13 +28,11 @@ resource at all. What is refused leaves as ``InvalidImage`` (422) with a one-lin
 from __future__ import annotations
 
 import re
-import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 
-import pyvips
-
 from origin.errors import InvalidImage
+from origin.vips import draw_svg
 
 SVG_NS = "http://www.w3.org/2000/svg"
 XLINK_NS = "http://www.w3.org/1999/xlink"
@@ -63,7 +61,6 @@ PX_PER = {"px": 1.0, "pt": 4 / 3, "pc": 16.0, "mm": 96 / 25.4, "cm": 96 / 2.54, 
 
 ET.register_namespace("", SVG_NS)  # written back without prefixes, as librsvg expects
 ET.register_namespace("xlink", XLINK_NS)
-_svgload = threading.Lock()  # svgload is unblocked only while one of these calls runs
 
 
 def is_svg(data: bytes) -> bool:
@@ -82,7 +79,7 @@ def rasterise(data: bytes, max_pixels: int) -> bytes:
     _clean(root)
     _check_size(root)
     _fit_canvas(root, max_pixels)
-    return _draw(ET.tostring(root, encoding="utf-8"))
+    return draw_svg(ET.tostring(root, encoding="utf-8"))
 
 
 def _without_doctype(data: bytes) -> bytes:
@@ -224,15 +221,3 @@ def _view_box(value: str | None) -> tuple[float, float, float, float] | None:
     except ValueError:
         return None
     return (x, y, w, h) if 0 < w < float("inf") and 0 < h < float("inf") else None
-
-
-def _draw(document: bytes) -> bytes:
-    with _svgload:
-        pyvips.operation_block_set("VipsForeignLoadSvg", False)
-        try:
-            img = pyvips.Image.svgload_buffer(document, unlimited=False)
-            return bytes(img.pngsave_buffer(compression=6, keep="none"))
-        except pyvips.Error as exc:
-            raise InvalidImage("an SVG librsvg cannot draw") from exc
-        finally:
-            pyvips.operation_block_set("VipsForeignLoadSvg", True)

@@ -21,11 +21,16 @@ decoded, a render decodes the same way. libvips' own sniffing (`new_from_buffer`
 is `avis` (an image sequence with a still image, as libavif writes animations), which its
 `heifload` reads. `thumbnail` still uses `thumbnail_buffer` (shrink-on-load) whenever libvips'
 sniffing picks the same loader, which is every JPEG, PNG, GIF and WebP.
+
+The one exception is `draw_svg`: an SVG document origin/svg.py has already cleaned is drawn
+by librsvg's loader, unblocked only for that call and under a lock, so one document at a time
+and never by sniffing (our magic bytes never answer "svg": a stored image is never an SVG).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -96,6 +101,23 @@ def thumbnail(data: bytes, fmt: str, width: int, **options: Any) -> pyvips.Image
     if sniffed_loader(data) == LOADERS[fmt]:
         return pyvips.Image.thumbnail_buffer(data, width, **options)
     return load(data, fmt).thumbnail_image(width, **options)
+
+
+_svgload = threading.Lock()  # svgload is unblocked only while one `draw_svg` runs
+
+
+def draw_svg(document: bytes) -> bytes:
+    """The PNG librsvg draws of ``document`` (cleaned by origin/svg.py first), with libvips'
+    limits on (``unlimited=False``); ``InvalidImage`` when it cannot be drawn."""
+    with _svgload:
+        pyvips.operation_block_set("VipsForeignLoadSvg", False)
+        try:
+            img = pyvips.Image.svgload_buffer(document, unlimited=False)
+            return bytes(img.pngsave_buffer(compression=6, keep="none"))
+        except pyvips.Error as exc:
+            raise InvalidImage("an SVG librsvg cannot draw") from exc
+        finally:
+            pyvips.operation_block_set("VipsForeignLoadSvg", True)
 
 
 # ---------------------------------------------------------------- failures
