@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -139,15 +140,73 @@ async def _reset_postgres(url: str) -> None:
         await conn.close()
 
 
+# A test that asks for a migrated database (``database``, ``api``, ``local_api``) gets it
+# made cheaply: a copy of a SQLite file migrated once per session, or PostgreSQL's tables
+# emptied when the schema is the one a fresh migration makes (about 0.1 s less a test over
+# ~900 tests; a schema a test changed is dropped and migrated again).
+MIGRATED_FIXTURES = frozenset({"database", "api", "local_api"})
+_SCHEMA = """
+    SELECT string_agg(x, ';' ORDER BY x) FROM (
+        SELECT table_name || '.' || column_name || ':' || data_type || ':' || is_nullable
+            || ':' || coalesce(column_default, '') AS x
+        FROM information_schema.columns WHERE table_schema = 'public'
+        UNION ALL SELECT indexdef FROM pg_indexes WHERE schemaname = 'public'
+        UNION ALL SELECT 'v' || version FROM schema_version
+    ) s"""
+_migrated: dict[str, str] = {}  # "schema": the fingerprint; "sqlite": the template's path
+
+
+async def _migrated_postgres(url: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        has_versions = await conn.fetchval("SELECT to_regclass('public.schema_version')")
+        schema = await conn.fetchval(_SCHEMA) if has_versions else None
+        if schema is not None and schema == _migrated.get("schema"):
+            names = await conn.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                " AND tablename <> 'schema_version'"
+            )
+            listed = ", ".join(f'"{row[0]}"' for row in names)
+            await conn.execute(f"TRUNCATE {listed} RESTART IDENTITY CASCADE")
+            return
+        await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;")
+        db = Database(url)
+        await migrate(db)
+        await db.close()
+        _migrated["schema"] = await conn.fetchval(_SCHEMA)
+    finally:
+        await conn.close()
+
+
+async def _migrated_sqlite(path: Path, session_tmp: Path) -> None:
+    template = _migrated.get("sqlite")
+    if template is None:
+        template = str(session_tmp / "migrated.db")
+        db = Database(f"sqlite:///{template}")
+        await migrate(db)
+        await db.close()
+        _migrated["sqlite"] = template
+    shutil.copyfile(template, path)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+async def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """An empty database; migrated already when the test asks for a migrated one."""
+    migrated = not MIGRATED_FIXTURES.isdisjoint(request.fixturenames)
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'meta.db'}"
+        path = tmp_path / "meta.db"
+        if migrated:
+            await _migrated_sqlite(path, tmp_path_factory.getbasetemp())
+        return f"sqlite:///{path}"
     url = os.environ.get("TEST_DATABASE_URL")
     if not url:
         missing_backend("TEST_DATABASE_URL is not set: PostgreSQL tests skipped")
     assert url is not None
-    await _reset_postgres(url)
+    await (_migrated_postgres(url) if migrated else _reset_postgres(url))
     return url
 
 
