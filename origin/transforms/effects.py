@@ -33,6 +33,7 @@ regions would compute them again (two chained ``e_blur:2000`` at 1024² took 14 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -350,8 +351,14 @@ def _each_face(
     grow: float,
     redraw: Callable[[pyvips.Image], pyvips.Image],
 ) -> pyvips.Image:
-    """``img`` with each face's box (grown by ``grow`` of its size a side) redrawn."""
-    for left, top, w, h in faces.in_pixels(found, img.width, img.height, grow=grow):
+    """``img`` with each face's box (grown by ``grow`` of its size a side) redrawn. The
+    pixels are computed once first: each box read from the lazy pipeline would run it again
+    (W7, eight faces: 77 ms a request instead of 14)."""
+    boxes = faces.in_pixels(found, img.width, img.height, grow=grow)
+    if not boxes:
+        return img
+    img = img.copy_memory()
+    for left, top, w, h in boxes:
         img = img.insert(redraw(img.extract_area(left, top, w, h)), left, top)
     return img
 
@@ -374,14 +381,26 @@ def _reduced(region: pyvips.Image, factor: float) -> tuple[int, int]:
 
 
 def _oval_blend(under: pyvips.Image, over: pyvips.Image) -> pyvips.Image:
-    """``over`` inside the ellipse of the box, ``under`` outside, faded across ``FEATHER``."""
-    w, h = under.width, under.height
-    xy = pyvips.Image.xyz(w, h) - [w / 2 - 0.5, h / 2 - 0.5]
-    reach = ((xy[0] / (w / 2)) ** 2 + (xy[1] / (h / 2)) ** 2) ** 0.5
-    weight = (1 - reach) / FEATHER
-    weight = (weight < 0).ifthenelse(0, (weight > 1).ifthenelse(1, weight))  # 1 in, 0 out
-    mixed = over * weight + under * (1 - weight)
-    return mixed.cast("uchar").copy(interpretation=under.interpretation)
+    """``over`` inside the ellipse of the box, ``under`` outside, faded across ``FEATHER``:
+    one shared mask stretched to the box, so a face costs two operations, not twenty."""
+    mask = _oval_mask().resize(under.width / OVAL_SIZE, vscale=under.height / OVAL_SIZE)
+    if (mask.width, mask.height) != (under.width, under.height):
+        mask = mask.embed(0, 0, under.width, under.height, extend="copy")
+    return mask.ifthenelse(over, under, blend=True).copy(interpretation=under.interpretation)
+
+
+OVAL_SIZE = 256
+
+
+@functools.cache
+def _oval_mask() -> pyvips.Image:
+    """255 inside the ellipse of an ``OVAL_SIZE`` square, 0 outside, faded across
+    ``FEATHER`` (made once a process; libvips images are immutable and shared by threads)."""
+    half = OVAL_SIZE / 2
+    xy = pyvips.Image.xyz(OVAL_SIZE, OVAL_SIZE) - [half - 0.5, half - 0.5]
+    reach = ((xy[0] / half) ** 2 + (xy[1] / half) ** 2) ** 0.5
+    weight = ((1 - reach) / FEATHER * 255).cast("uchar")  # cast clips: 0 out, 255 in
+    return weight.copy_memory()
 
 
 @effect(
