@@ -5,6 +5,8 @@
   baseline JPEG q90, about 4 MB.
 - ``w3.png``: the noise-free mosaic cut to 16:9 and scaled to 1920×1080, PNG (compression 6).
 - ``w5.gif``: 24 frames of 480×270, each a window panning across the mosaic, 80 ms apart.
+- ``w7.jpg``: the group photograph of eight faces (``benchmarks/people.py``), scaled to
+  2400×1600, JPEG q90.
 
 The same inputs give the same bytes (libvips and numpy versions permitting); a stamp file
 records the recipe so a changed recipe rebuilds.
@@ -19,8 +21,8 @@ from pathlib import Path
 PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg")
 NOISE_SIGMA = 5.5
 SEED = 20240611
-RECIPE = {"photos": PHOTOS, "noise": NOISE_SIGMA, "seed": SEED, "version": 2}
-NAMES = ("w1.jpg", "w3.png", "w5.gif")
+RECIPE = {"photos": PHOTOS, "noise": NOISE_SIGMA, "seed": SEED, "version": 3}
+NAMES = ("w1.jpg", "w3.png", "w5.gif", "w7.jpg")
 
 
 def skimage_data() -> Path:
@@ -77,8 +79,18 @@ def build(folder: Path) -> dict[str, Path]:
     wide = base.extract_area(0, (3000 - 2250) // 2, 4000, 2250).resize(1920 / 4000)
     wide.pngsave(str(paths["w3.png"]), compression=6, keep="none")
     _gif(base, paths["w5.gif"])
+    _group(paths["w7.jpg"])
     stamp.write_text(recipe)
     return paths
+
+
+def _group(path: Path) -> None:
+    import pyvips
+
+    from benchmarks.people import group
+
+    img = pyvips.Image.new_from_buffer(group().png, "").resize(2.0, kernel="lanczos3")
+    img.jpegsave(str(path), Q=90, keep="none")
 
 
 def _gif(base, path: Path) -> None:

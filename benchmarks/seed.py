@@ -10,7 +10,7 @@ from pathlib import Path
 
 IMAGE_IDS = {
     name: hashlib.sha256(f"bench/{name}".encode()).hexdigest()[:32]
-    for name in ("w1.jpg", "w3.png", "w5.gif")
+    for name in ("w1.jpg", "w3.png", "w5.gif", "w7.jpg")
 }
 
 
@@ -18,6 +18,7 @@ def seed(env: dict[str, str], images: dict[str, Path], working_copies: bool = Tr
     """Store the originals, their working copies and rows as an upload does (the upload's
     own ``store_image``); ``working_copies=False`` stores the originals alone."""
     from origin import working_copies
+    from origin.analysis import analyse
     from origin.ingest import store_image
     from origin.probe import probe_upload
     from origin.records import ImageRecord
@@ -46,6 +47,7 @@ def seed(env: dict[str, str], images: dict[str, Path], working_copies: bool = Tr
                     storage_key=f"{user_id}/{IMAGE_IDS[name]}/original.{name.rsplit('.', 1)[1]}",
                     content_hash=hashlib.sha256(data).hexdigest(),
                     created_at=now,
+                    analysis=analyse(data),  # W7's faces, found once as an upload does
                 )
                 levels = working_copies.build_for(data, probe) if working_copies else []
                 await store_image(services, image, data, levels)

@@ -118,7 +118,7 @@ class Server(ABC):
         return None
 
     def supports(self, workload: Workload) -> bool:
-        return True
+        return not workload.ours_only
 
     def params(self, workload: Workload) -> list[Params]:
         """The parameter sets of a run (the varied pool unless this server cannot take it)."""
@@ -137,6 +137,9 @@ class Server(ABC):
 
 
 class Imgorigin(Server):
+    def supports(self, workload: Workload) -> bool:
+        return True
+
     def __init__(self, working_copies: bool = True, settings: dict[str, str] | None = None) -> None:
         super().__init__(
             name="imgorigin",
@@ -224,6 +227,8 @@ class Imgorigin(Server):
             chain = f"w_{p['w']},h_{p['h']},c_fit"
             if "q" in p:
                 chain += f",q_{p['q']}"
+        elif workload.kind == "face":
+            chain = f"w_{p['w']},h_{p['h']},c_fill,g_face,e_blur_faces,q_{p['q']}"
         else:
             chain = f"x_{p['x']},y_{p['y']},w_{p['cw']},h_{p['ch']},c_crop,r_{p['r']}"
         if workload.remote:  # /r/<source>/<stages>/-/<object path>@<format>
@@ -394,7 +399,7 @@ class Ipx(Server):
         return None
 
     def supports(self, workload: Workload) -> bool:
-        return workload.mode == "cold"  # IPX keeps no result cache: no W4
+        return workload.mode == "cold" and not workload.ours_only  # no result cache: no W4
 
     def start(self, registry: Registry, work: Path, images: dict[str, Path], mode: str) -> int:
         port = free_port()

@@ -2,11 +2,15 @@
 
 A cold workload's URL list is ``POOL`` parameter sets drawn without replacement (fixed seed)
 from a grid around the nominal request: fit boxes of 280–320 × 180–220 with q 76–84 for
-W1/W2, crop corners 80–179 × 80–179 for W3, fit boxes 220–259 × 120–149 for W5. Each
+W1/W2, crop corners 80–179 × 80–179 for W3, fit boxes 220–259 × 120–149 for W5, fill
+boxes 180–220 × 280–320 with q 76–84 for W7. Each
 distinct set is a distinct canonical plan (a distinct derivative key for imgorigin), and
 the harness starts every run where the previous one stopped, so no URL repeats within a
 server's runs. The first entry is always the nominal request (the one probed for bytes).
-W4 is the nominal W1 URL, repeated: a cache hit after the first request.
+W4 is the nominal W1 URL, repeated: a cache hit after the first request. W7 (imgorigin
+only: no peer detects faces out of the box) is a group photograph, each request a portrait
+``g_face`` fill with ``e_blur_faces`` over the faces the upload stored: its CPU per request
+is the table's, beside W1's.
 
 W6 is W1 from a remote source (``benchmarks/upstream.py``: a loopback static server that
 serves W1's photo under any ``/photos/<object>/w1.jpg``), in two rows. Each parameter set
@@ -42,6 +46,7 @@ class Workload:
     mode: str  # "cold" (caches off, URLs never repeat) or "hot" (one URL, caches on)
     nominal: Params
     remote: str = ""  # W6: "cold" (a new remote object per request) or "warm" (a few, kept)
+    ours_only: bool = False  # W7: no peer runs it, and it has no floor row or target
 
     @property
     def server_mode(self) -> str:
@@ -55,7 +60,7 @@ class Workload:
     def local_cold(self) -> bool:
         """A cold workload on an upload (W1–W3, W5): the ones with a floor row and the p99
         target; W6 renders W1's pipeline from a remote source and has neither."""
-        return self.mode == "cold" and not self.remote
+        return self.mode == "cold" and not self.remote and not self.ours_only
 
     def params(self) -> list[Params]:
         if self.mode == "hot":
@@ -96,6 +101,8 @@ class Workload:
     def _axes(self) -> list[tuple[str, range]]:
         if self.kind == "crop":
             return [("x", range(80, 180)), ("y", range(80, 180))]
+        if self.kind == "face":  # portrait boxes: g_face decides what a cut keeps
+            return [("w", range(180, 221)), ("h", range(280, 321)), ("q", range(76, 85))]
         if self.ext == "gif":
             return [("w", range(220, 260)), ("h", range(120, 150))]
         return [("w", range(280, 321)), ("h", range(180, 221)), ("q", range(76, 85))]
@@ -148,6 +155,16 @@ WORKLOADS: dict[str, Workload] = {
             "fit",
             "cold",
             {"w": 240, "h": 135},
+        ),
+        Workload(
+            "W7",
+            "2400×1600 JPEG, 8 faces → fill 200×300 on the faces, faces blurred → JPEG q80",
+            "w7.jpg",
+            "jpg",
+            "face",
+            "cold",
+            {"w": 200, "h": 300, "q": 80},
+            ours_only=True,
         ),
     )
 }

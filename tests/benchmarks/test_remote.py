@@ -107,7 +107,7 @@ def test_w6_walks_new_objects_cold_and_a_few_kept_ones_warm() -> None:
     assert select("w6") == ["W6-cold", "W6-warm"]
     assert select("W1,w6-warm,W1") == ["W1", "W6-warm"]
     with pytest.raises(ValueError):
-        select("W7")
+        select("W8")
     grid = [{k: v for k, v in p.items() if k != "object"} for p in COLD.params()]
     assert grid == WORKLOADS["W1"].params()
     assert [{k: v for k, v in p.items() if k != "object"} for p in WARM.params()] == grid

@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
-from benchmarks.servers import Thumbor, all_servers, thumbor_signature
+import pytest
+import pyvips
+
+from benchmarks import images
+from benchmarks.procs import Registry
+from benchmarks.servers import (
+    SIGNING_SECRET,
+    Imgorigin,
+    Thumbor,
+    all_servers,
+    http_get,
+    thumbor_signature,
+)
 from benchmarks.workloads import WORKLOADS
+from origin.signing import sign_url
 
 
 def test_thumbor_signature_is_libthumbor_s() -> None:
@@ -49,3 +63,40 @@ def test_strong_thumbor_is_one_instance_per_core() -> None:
     assert strong.instances == (os.cpu_count() or 1) and strong.threadpool == 1
     assert (single.instances, single.threadpool) == (1, 2)
     assert "behind nginx" in strong.note and single.note.startswith("1 process")
+
+
+@pytest.mark.bench  # starts the server as the harness does: make bench runs it first
+def test_w7_is_ours_alone_and_blurs_the_faces_it_cuts_around(tmp_path: Path) -> None:
+    """W7 (faces) runs on imgorigin only — no peer finds faces out of the box — and is not a
+    floor or p99 row; as the harness starts imgorigin (the upload's analysis stored by the
+    seed), its nominal URL is a 200×300 fill whose faces are blurred: where the same cut
+    without ``e_blur_faces`` has a face's detail, the answer has a fraction of it."""
+    w7 = WORKLOADS["W7"]
+    assert not w7.local_cold and w7.kind == "face"
+    assert [s.name for s in all_servers() if s.supports(w7)] == ["imgorigin"]
+
+    photo = tmp_path / "w7.jpg"
+    images._group(photo)
+    registry = Registry()
+    try:
+        server = Imgorigin()
+        port = server.start(registry, tmp_path, {"w7.jpg": photo}, w7.server_mode)
+        nominal = w7.params()[0]
+        path = server.path(w7, nominal)
+        assert ",g_face,e_blur_faces," in path
+        status, headers, body = http_get(port, path, timeout=60)
+        assert status == 200 and headers["content-type"] == "image/jpeg", body[:300]
+        blurred = pyvips.Image.new_from_buffer(body, "")
+        assert (blurred.width, blurred.height) == (nominal["w"], nominal["h"])
+        plain_path = sign_url(path.split("?")[0].replace(",e_blur_faces", ""), SIGNING_SECRET)
+        status, _, plain_body = http_get(port, plain_path, timeout=60)
+        assert status == 200
+        plain = pyvips.Image.new_from_buffer(plain_body, "")
+    finally:
+        registry.stop_all()
+
+    def detail(img: pyvips.Image) -> float:  # mean gradient magnitude
+        grey = img.colourspace("b-w")[0].cast("float")
+        return float((grey - grey.gaussblur(1.0)).abs().avg())
+
+    assert detail(blurred) < 0.7 * detail(plain), (detail(blurred), detail(plain))
