@@ -143,7 +143,9 @@ async def _reset_postgres(url: str) -> None:
 # A test that asks for a migrated database (``database``, ``api``, ``local_api``) gets it
 # made cheaply: a copy of a SQLite file migrated once per session, or PostgreSQL's tables
 # emptied when the schema is the one a fresh migration makes (about 0.1 s less a test over
-# ~900 tests; a schema a test changed is dropped and migrated again).
+# ~900 tests). The schema's fingerprint (columns, indexes, constraints, triggers, functions,
+# versions) tells a schema a test changed (tests/admin_api/test_failures.py adds a failing
+# trigger): that one is dropped and migrated again.
 MIGRATED_FIXTURES = frozenset({"database", "api", "local_api"})
 _SCHEMA = """
     SELECT string_agg(x, ';' ORDER BY x) FROM (
@@ -151,6 +153,12 @@ _SCHEMA = """
             || ':' || coalesce(column_default, '') AS x
         FROM information_schema.columns WHERE table_schema = 'public'
         UNION ALL SELECT indexdef FROM pg_indexes WHERE schemaname = 'public'
+        UNION ALL SELECT conrelid::regclass || ':' || pg_get_constraintdef(oid)
+            FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+        UNION ALL SELECT 'trigger:' || tgrelid::regclass || ':' || tgname
+            FROM pg_trigger WHERE NOT tgisinternal
+        UNION ALL SELECT 'function:' || proname
+            FROM pg_proc WHERE pronamespace = 'public'::regnamespace
         UNION ALL SELECT 'v' || version FROM schema_version
     ) s"""
 _migrated: dict[str, str] = {}  # "schema": the fingerprint; "sqlite": the template's path
