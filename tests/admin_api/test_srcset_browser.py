@@ -155,6 +155,7 @@ def load_at(
     return seen, asked, problems
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the page, not the database
 def test_the_browser_loads_the_expected_variant(live: str, chromium: Any) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     answer = picture_answer(live)

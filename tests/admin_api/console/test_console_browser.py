@@ -122,6 +122,7 @@ def browser(tmp_path: Path) -> Iterator[Any]:
             context.close()
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the page, not the database
 def test_console_end_to_end(live: str, browser: Any, tmp_path: Path) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page = browser.pages[0] if browser.pages else browser.new_page()
@@ -339,6 +340,7 @@ def fetch_pixels(url: str) -> Any:
     ).astype(float)
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the page, not the database
 def test_the_builder_is_built_from_the_grammar(live: str, browser: Any, tmp_path: Path) -> None:
     import numpy as np
 
@@ -488,6 +490,7 @@ class QuietHandler(SimpleHTTPRequestHandler):
         return None
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the page, not the database
 def test_an_image_address_pasted_into_the_upload_box(
     base_env: dict[str, str], database_url: str, browser: Any, tmp_path: Path
 ) -> None:

@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.admin_api.console.test_console_browser import (  # noqa: F401  (the fixture)
     ARTIFACTS,
     browser,
@@ -26,6 +28,7 @@ def sign_up(page: Any, base: str, email: str) -> None:
     )
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the page, not the database
 def test_an_operator_previews_a_source_object(
     base_env: dict[str, str],
     database_url: str,
