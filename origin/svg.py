@@ -17,9 +17,9 @@ what is stored and served; SVG itself is never stored, passed through or answere
    would expand them to (counted through every reference, a cycle refused) at most
    ``MAX_EXPANDED``;
 5. **rasterises** with libvips' ``svgload`` (librsvg), allowed only inside
-   ``origin.vips.draw_svg`` (every other decode keeps its five loaders), at ``RASTER_SIZE`` px on the longer
-   side whatever the canvas says, so a giant ``viewBox`` or ``width`` costs no more than a
-   small one, and writes a PNG (alpha kept).
+   ``origin.vips.draw_svg`` (every other decode keeps its five loaders), at ``RASTER_SIZE``
+   px on the longer side whatever the canvas says, so a giant ``viewBox`` or ``width`` costs
+   no more than a small one, and writes a PNG (alpha kept).
 
 librsvg itself is a second fence: given a buffer and no base URL it loads no external
 resource at all. What is refused leaves as ``InvalidImage`` (422) with a one-line reason.
