@@ -1,23 +1,26 @@
-"""The in-process cache-hit path against a bare Starlette app returning the same bytes.
+"""The cache-hit path against a bare Starlette app returning the same bytes.
 
-Both run as live uvicorn servers with uvloop and httptools, one worker each, no uvicorn
-access log, in this one run; the same load generator hits both, alternately, ``ROUNDS`` times
-(best round counts). The generator is ``wrk`` when installed, else a small asyncio httpx loop.
+Three live servers, one worker each, uvloop and httptools, in this one run; the same load
+generator hits each in turn, ``ROUNDS`` times (best round counts). The generator is ``wrk``
+when installed, else a small asyncio httpx loop.
 
-- ``bare``: ``Starlette(routes=[Route("/b", …)])`` answering the derivative's bytes with the
-  same media type.
-- ``hit``: the origin app (``IMGORIGIN_APP=origin``) on SQLite and local storage, the signed
-  URL warmed once so every measured request is a cache hit: the hot tier (``origin/recent_answers.py``:
-  the exact path, query and ``Accept`` → the answer with its headers, refreshed through the
-  whole path — query check, id lookup, HMAC verification, plan, ETag, memory LRU — once a
-  second), the request id, the contract's seven headers, the metrics and one
-  ``imgorigin.access`` log line (to a file) per request.
+- ``bare``: ``Starlette(routes=[Route("/b", …)])`` under uvicorn, answering the derivative's
+  bytes with the same media type.
+- ``asgi``: the origin app (``IMGORIGIN_APP=origin``) under plain uvicorn, on SQLite and local
+  storage, the signed URL warmed once so every measured request is a cache hit through the
+  ASGI path: the hot tier (``origin/recent_answers.py``: the exact path, query and ``Accept``
+  → the answer with its headers, refreshed through the whole path — query check, id lookup,
+  HMAC verification, plan, ETag, memory LRU — once a second), the request id, the
+  contract's seven headers, the metrics and one ``imgorigin.access`` log line (to a file)
+  per request.
+- ``hit``: the same app as ``imgorigin serve`` runs it (its protocol, imgorigin/protocol.py),
+  which answers such a repeat itself (``AtOnce``): the same answer, counters and line.
 
 Besides req/s it prints each server's CPU time per request and how busy its core was (from
-``/proc``): with both servers at ~1.0 the req/s ratio is the servers' ratio, not the load
+``/proc``): with every server at ~1.0 the req/s ratio is the servers' ratio, not the load
 generator's.
 
-Run: ``.venv/bin/python benchmarks/cache_hit.py [seconds] [connections]``. Needs ~60 s.
+Run: ``.venv/bin/python benchmarks/cache_hit.py [seconds] [connections]``. Needs ~90 s.
 """
 
 from __future__ import annotations
@@ -158,7 +161,21 @@ async def prepare(env: dict[str, str]) -> str:
     return sign_url(f"/i/{image_id}/w_300,h_200,c_fill/bench.webp", OPERATOR_SECRET)
 
 
+def imgorigin_serve(port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``imgorigin serve`` (one worker), as a deployment runs it."""
+    command = [*pinned(SERVER_CPU), str(Path(sys.executable).parent / "imgorigin"), "serve"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            command, env={**os.environ, **env}, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
+        )
+    wait_for_port(port, timeout=30)
+    return process
+
+
 def main() -> None:
+    import httpx
+
     seconds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     connections = int(sys.argv[2]) if len(sys.argv) > 2 else 32
     generator, load = ("wrk", load_wrk) if shutil.which("wrk") else ("httpx", load_httpx)
@@ -173,55 +190,64 @@ def main() -> None:
             "IMGORIGIN_APP": "origin",
         }
         url_path = asyncio.run(prepare(env))
-        hit_port, bare_port = free_port(), free_port()
-        hit = uvicorn("imgorigin.app:app_from_environ", hit_port, env, tmp / "hit.log")
+        ports = {name: free_port() for name in ("bare", "asgi", "hit")}
+        servers: dict[str, subprocess.Popen[bytes]] = {}
         try:
-            import httpx
-
-            warm = httpx.get(f"http://127.0.0.1:{hit_port}{url_path}")
+            servers["asgi"] = uvicorn(
+                "imgorigin.app:app_from_environ", ports["asgi"], env, tmp / "asgi.log"
+            )
+            servers["hit"] = imgorigin_serve(ports["hit"], env, tmp / "hit.log")
+            urls = {name: f"http://127.0.0.1:{ports[name]}{url_path}" for name in ("asgi", "hit")}
+            warm = httpx.get(urls["asgi"])
             assert warm.status_code == 200, warm.text
+            assert httpx.get(urls["hit"]).content == warm.content
             (tmp / "body").write_bytes(warm.content)
             bare_env = {"BENCH_BODY": str(tmp / "body"), "BENCH_MEDIA_TYPE": "image/webp"}
-            bare = uvicorn("benchmarks.cache_hit:bare_app", bare_port, bare_env, tmp / "b.log")
-            try:
-                results: dict[str, list[float]] = {"bare": [], "hit": []}
-                busy: dict[str, list[float]] = {"bare": [], "hit": []}  # server CPU share
-                cpu_us: dict[str, list[float]] = {"bare": [], "hit": []}  # per request
-                targets = {
-                    "bare": (bare, f"http://127.0.0.1:{bare_port}/b"),
-                    "hit": (hit, f"http://127.0.0.1:{hit_port}{url_path}"),
-                }
-                for _ in range(ROUNDS):
-                    for name, (server, url) in targets.items():
-                        cpu0, began = cpu_seconds(server.pid), time.monotonic()
-                        rate = load(url, seconds, connections)
-                        used, took = cpu_seconds(server.pid) - cpu0, time.monotonic() - began
-                        results[name].append(rate)
-                        busy[name].append(used / took)
-                        cpu_us[name].append(used / (rate * took) * 1e6)
-            finally:
-                bare.terminate()
-                bare.wait(10)
-            renders = httpx.get(f"http://127.0.0.1:{hit_port}/metrics").text
+            servers["bare"] = uvicorn(
+                "benchmarks.cache_hit:bare_app", ports["bare"], bare_env, tmp / "b.log"
+            )
+            urls["bare"] = f"http://127.0.0.1:{ports['bare']}/b"
+            names = ("bare", "asgi", "hit")
+            results: dict[str, list[float]] = {name: [] for name in names}
+            busy: dict[str, list[float]] = {name: [] for name in names}  # server CPU share
+            cpu_us: dict[str, list[float]] = {name: [] for name in names}  # per request
+            for _ in range(ROUNDS):
+                for name in names:
+                    pid = servers[name].pid
+                    cpu0, began = cpu_seconds(pid), time.monotonic()
+                    rate = load(urls[name], seconds, connections)
+                    used, took = cpu_seconds(pid) - cpu0, time.monotonic() - began
+                    results[name].append(rate)
+                    busy[name].append(used / took)
+                    cpu_us[name].append(used / (rate * took) * 1e6)
+            renders = [
+                httpx.get(f"http://127.0.0.1:{ports[name]}/metrics").text
+                for name in ("asgi", "hit")
+            ]
         finally:
-            hit.terminate()
-            hit.wait(10)
-    rendered = re.search(r'imgorigin_cache_hits_total\{tier="render"\} ([\d.e+]+)', renders)
-    bare_best, hit_best = max(results["bare"]), max(results["hit"])
-    paired = sorted(h / b for b, h in zip(results["bare"], results["hit"], strict=True))
+            for server in servers.values():
+                server.terminate()
+                server.wait(10)
+    rendered = [
+        re.search(r'imgorigin_cache_hits_total\{tier="render"\} ([\d.e+]+)', r) for r in renders
+    ]
     print(f"generator: {generator}, {connections} connections, {seconds} s x {ROUNDS} rounds")
-    print(f"body: {len(warm.content)} bytes image/webp; renders during the run: ", end="")
-    print(rendered.group(1) if rendered else "?")
+    print(
+        f"body: {len(warm.content)} bytes image/webp; renders during the run (asgi, hit): ", end=""
+    )
+    print(", ".join(found.group(1) if found else "?" for found in rendered))
     for name, values in results.items():
         print(f"{name:5} req/s: " + ", ".join(f"{v:,.0f}" for v in values))
         print(f"{name:5} server CPU µs per request: " + ", ".join(f"{v:.1f}" for v in cpu_us[name]))
         print(
             f"{name:5} server busy (share of a core): " + ", ".join(f"{v:.2f}" for v in busy[name])
         )
-    print(f"best: bare {bare_best:,.0f} req/s, hit {hit_best:,.0f} req/s, ", end="")
-    print(f"ratio {hit_best / bare_best:.2f}")
-    print(f"median of the {ROUNDS} paired ratios (hit / bare of the same round): ", end="")
-    print(f"{paired[len(paired) // 2]:.2f}")
+    bare_best = max(results["bare"])
+    for name in ("asgi", "hit"):
+        paired = sorted(h / b for b, h in zip(results["bare"], results[name], strict=True))
+        print(f"{name}: best {max(results[name]):,.0f} req/s, ratio to bare ", end="")
+        print(f"{max(results[name]) / bare_best:.2f}, median of paired ratios ", end="")
+        print(f"{paired[len(paired) // 2]:.2f}")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,11 @@ a process. ``GuardedProtocol`` adds, per connection:
 
 The time between requests on a kept-alive connection stays uvicorn's ``timeout_keep_alive``
 (5 s), and nothing limits how long the app takes to answer.
+
+And one shortcut: a ``GET`` that arrives whole on an idle kept-alive HTTP/1.1 connection is
+offered to the app's ``AT_ONCE`` (origin.recent_answers.AtOnce, in the lifespan state); a
+repeat of a recent answer is written here, without an ASGI cycle or task (about half the
+CPU of a cache hit), anything else goes on to uvicorn's ASGI cycle as before.
 """
 
 from __future__ import annotations
@@ -26,14 +31,16 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from origin.http import error_json
+from origin.recent_answers import AT_ONCE
 from origin.settings import Settings
 
 
@@ -87,6 +94,20 @@ async def _overloaded(scope: Any, receive: Any, send: Any) -> None:
     await answer(scope, receive, send)
 
 
+AnswerNow = Callable[[bytes, list[tuple[bytes, bytes]]], tuple[bytes, bytes] | None]
+_SERVER_LINES: list[Any] = [None, b""]  # the server's default headers, and their lines
+
+
+def _server_lines(state: ServerState) -> bytes:
+    """``HTTP/1.1 200 OK`` and uvicorn's own headers (``date``, ``server``) as uvicorn sends
+    them; made again when uvicorn renews its list (every second, for the date)."""
+    headers = state.default_headers
+    if _SERVER_LINES[0] is not headers:
+        lines = b"".join(b"%s: %s\r\n" % header for header in headers)
+        _SERVER_LINES[:] = [headers, STATUS_LINE[200] + lines]
+    return cast(bytes, _SERVER_LINES[1])
+
+
 IDLE, HEADERS, BODY = 0, 1, 2  # where the connection is in reading a request
 
 
@@ -110,6 +131,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self.phase = IDLE
         self.phase_began = 0.0
         self.header_bytes = 0
+        self.at_once = False  # this request was answered by _answered_at_once
 
     # -- the deadline timer: one at a time, for the headers or for the body ------------------
 
@@ -190,19 +212,62 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm()
-        app = self.app
-        if len(self.connections) > self.deadlines.max_connections:
-            self.logger.warning("more than MAX_CONNECTIONS open: answering 503")
-            self.app = _overloaded
-        try:
-            super().on_headers_complete()
-        finally:
-            self.app = app
+        self.at_once = self._answered_at_once()
+        if not self.at_once:
+            app = self.app
+            if len(self.connections) > self.deadlines.max_connections:
+                self.logger.warning("more than MAX_CONNECTIONS open: answering 503")
+                self.app = _overloaded
+            try:
+                super().on_headers_complete()
+            finally:
+                self.app = app
         upgrade = self.parser.should_upgrade() and self._should_upgrade()
         self.phase = IDLE if upgrade else BODY  # an upgraded connection is no longer ours
         self.phase_began = self.loop.time()
 
+    def on_body(self, body: bytes) -> None:
+        if not self.at_once:  # else the answer is sent: the body is read and dropped
+            super().on_body(body)
+
     def on_message_complete(self) -> None:
         self._disarm()
         self.phase = IDLE
-        super().on_message_complete()
+        if not self.at_once:
+            super().on_message_complete()
+            return
+        # What uvicorn does when an answer is complete: count it, wait for the next request.
+        self.at_once = False
+        self.server_state.total_requests += 1
+        if not self.transport.is_closing():
+            self._unset_keepalive_if_required()
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+
+    # -- answers at once ----------------------------------------------------------------------
+
+    def _answered_at_once(self) -> bool:
+        """Answer a kept repeat here, without an ASGI cycle (origin.recent_answers.AtOnce):
+        only a ``GET`` on a kept-alive HTTP/1.1 connection with nothing else in flight, so
+        answers keep their order and uvicorn's flow control has nothing to wait for."""
+        answer_now: AnswerNow | None = self.app_state.get(AT_ONCE)
+        if answer_now is None or self.pipeline or self.flow.write_paused:
+            return False
+        cycle = self.cycle
+        parser = self.parser
+        if (
+            (cycle is not None and not cycle.response_complete)
+            or parser.get_method() != b"GET"
+            or parser.get_http_version() != "1.1"
+            or not parser.should_keep_alive()
+            or parser.should_upgrade()
+            or len(self.connections) > self.deadlines.max_connections
+        ):
+            return False
+        answer = answer_now(self.url, self.headers)
+        if answer is None:
+            return False
+        lines, body = answer
+        self.transport.writelines((_server_lines(self.server_state), lines, b"\r\n", body))
+        return True

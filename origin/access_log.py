@@ -18,6 +18,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -65,10 +66,10 @@ _REQUEST_PREFIX = os.urandom(4).hex()
 _requests = itertools.count(1)
 
 
-def request_id(scope: Scope) -> bytes:
+def request_id(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
     """The client's ``X-Request-ID`` when sane, else this process's prefix and a counter
     (16 hex digits; a counter, not ``os.urandom``: a system call per request shows)."""
-    for name, value in scope["headers"]:
+    for name, value in headers:
         if name == b"x-request-id" and REQUEST_ID.fullmatch(value):
             return bytes(value)
     return f"{_REQUEST_PREFIX}{next(_requests) & 0xFFFFFFFF:08x}".encode("ascii")
@@ -76,9 +77,13 @@ def request_id(scope: Scope) -> bytes:
 
 def begin(scope: Scope) -> Timings:
     """The request's Timings, kept in its scope, with the answer's own headers."""
-    rid = request_id(scope)
-    t = scope[TIMINGS] = Timings(rid.decode("ascii"), [NOSNIFF, (b"x-request-id", rid)])
+    t = scope[TIMINGS] = own_timings(request_id(scope["headers"]))
     return t
+
+
+def own_timings(rid: bytes) -> Timings:
+    """A request's Timings with the answer's own headers (nosniff, the request id)."""
+    return Timings(rid.decode("ascii"), [NOSNIFF, (b"x-request-id", rid)])
 
 
 def marked(t: Timings, send: Send) -> Send:
@@ -95,8 +100,7 @@ def marked(t: Timings, send: Send) -> Send:
     return marking
 
 
-def line(scope: Scope, method: str, t: Timings) -> str:
-    path = scope["path"]
+def line(path: str, method: str, t: Timings) -> str:
     if len(path) > 200 or not path.isprintable() or " " in path:
         path = repr(path[:200])
     return (
@@ -129,9 +133,13 @@ class AccessLog:
         route = scope.get("route")
         template = getattr(route, "path", "unmatched")
         method = scope["method"] if scope["method"] in METHODS else "other"
+        self.note(template, method, scope["path"], t)
+
+    def note(self, template: str, method: str, path: str, t: Timings) -> None:
+        """``finish`` for a request answered without a scope (imgorigin.protocol)."""
         self.metrics.count_request(template, method, t.status)
         if self.logger.isEnabledFor(logging.INFO):
-            self.lines.append(line(scope, method, t))
+            self.lines.append(line(path, method, t))
             if len(self.lines) >= self.MAX_LINES:
                 self.flush()
 

@@ -34,7 +34,14 @@ from origin.errors import OriginError
 from origin.http import EXCEPTION_HANDLERS, NO_STORE, error_json, error_response, log
 from origin.memory import cap_arenas
 from origin.metrics import CONTENT_TYPE, Metrics, Shared, job_counts_exposition
-from origin.recent_answers import Answer, RecentAnswers, answer_key, capturing
+from origin.recent_answers import (
+    AT_ONCE,
+    Answer,
+    AtOnce,
+    RecentAnswers,
+    answer_key,
+    capturing,
+)
 from origin.services import Services, open_services
 from origin.settings import Settings
 from origin.sources.delivery import serve_source, start_sources
@@ -130,6 +137,11 @@ class Part:
 def build_app(settings: Settings, parts: Sequence[Part]) -> Starlette:
     metrics = next((p.metrics for p in parts if p.metrics is not None), None) or Metrics()
     log = AccessLog(metrics)
+    fast = [
+        (prefix, route)
+        for part in parts
+        for prefix, route in zip(part.fast_prefixes, part.routes, strict=False)
+    ]
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -146,13 +158,12 @@ def build_app(settings: Settings, parts: Sequence[Part]) -> Starlette:
             for part in parts:
                 if part.start is not None:
                     state.update(await part.start(services, stack))
+            recent = state.get("recent_answers")
+            if recent is not None:  # repeats answered by imgorigin serve's protocol itself
+                templates = [(prefix, getattr(route, "path")) for prefix, route in fast]  # noqa: B009
+                state[AT_ONCE] = AtOnce(recent, log, templates)
             yield state
 
-    fast = [
-        (prefix, route)
-        for part in parts
-        for prefix, route in zip(part.fast_prefixes, part.routes, strict=False)
-    ]
     return App(
         routes=[
             *health_routes(metrics, settings),

@@ -21,14 +21,17 @@ their headers; the per-request headers (``X-Request-ID``, nosniff) are added per
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from urllib.parse import unquote
 
 from starlette.types import Message, Scope, Send
 
+from origin.access_log import AccessLog, own_timings, request_id
 from origin.hints import HEADERS as HINT_HEADERS
 from origin.http import IMMUTABLE as IMMUTABLE_TEXT
 
 SECONDS = 1.0
+AT_ONCE = "answer_at_once"  # the lifespan state's AtOnce, read by imgorigin.protocol
 MAX_ENTRIES = 4096
 IMMUTABLE = IMMUTABLE_TEXT.encode("ascii")  # the one Cache-Control a kept answer has
 # Request headers that make an answer personal or conditional: never from the table.
@@ -37,39 +40,49 @@ PERSONAL = frozenset((b"authorization", b"if-none-match"))
 # never kept; one that does not is kept once per distinct set of hints, bounded by MAX_ENTRIES).
 HINTS = frozenset(HINT_HEADERS)
 
+Wire = tuple[bytes, bytes]  # the header lines of an answer, and its body
 AnswerKey = tuple[bytes, bytes, bytes | None, tuple[tuple[bytes, bytes], ...]]
 
 
 class Answer:
-    __slots__ = ("body", "epoch", "head", "length", "until")
+    __slots__ = ("body", "epoch", "head", "length", "until", "wire")
 
     def __init__(
         self, head: list[tuple[bytes, bytes]], body: bytes, until: float, epoch: int
     ) -> None:
         self.head = head
+        self.wire = wire(head)
         self.body = body
         self.length = len(body)
         self.until = until
         self.epoch = epoch
 
 
+def wire(head: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """Header lines as HTTP/1.1 sends them."""
+    return b"".join(b"%s: %s\r\n" % header for header in head)
+
+
 def answer_key(scope: Scope) -> AnswerKey | None:
     """``(raw path, query, Accept, hints)``, or None when the request may not use the table."""
-    if scope["method"] != "GET":
+    raw: bytes | None = scope.get("raw_path")
+    if scope["method"] != "GET" or raw is None:
         return None
+    return key_of(raw, scope["query_string"], scope["headers"])
+
+
+def key_of(raw: bytes, query: bytes, headers: Iterable[tuple[bytes, bytes]]) -> AnswerKey | None:
+    """``answer_key`` of a ``GET`` from its raw path, query and headers (lower-case names)."""
     accept = None
     hints: tuple[tuple[bytes, bytes], ...] = ()
-    for name, value in scope["headers"]:
+    for name, value in headers:
         if name == b"accept":
             accept = value
         elif name in HINTS:
             hints += ((name, value),)
         elif name in PERSONAL:
             return None
-    raw: bytes | None = scope.get("raw_path")
-    if raw is None:
-        return None
-    return raw, scope["query_string"], accept, hints
+    return raw, query, accept, hints
 
 
 class RecentAnswers:
@@ -138,4 +151,42 @@ def capturing(
     return capture
 
 
-__all__ = ["Answer", "AnswerKey", "RecentAnswers", "answer_key", "capturing"]
+class AtOnce:
+    """A repeat answered by the HTTP server's protocol itself (``imgorigin serve``, whose
+    protocol calls this from the lifespan state's ``AT_ONCE`` for a ``GET`` that arrived
+    whole on an idle kept-alive HTTP/1.1 connection): no ASGI scope, task or ``send``.
+
+    It answers exactly what the ASGI path (origin.app.FastObserve) would answer from the
+    table — the same headers, the same body object, the request's own id and nosniff — and
+    is observed the same way (the memory-tier counters, the request counter, the access
+    line), or returns None and the request takes the ASGI path.
+    """
+
+    def __init__(self, recent: RecentAnswers, log: AccessLog, routes: Sequence[tuple[str, str]]):
+        self.recent = recent
+        self.log = log
+        self.routes = tuple((prefix.encode("ascii"), template) for prefix, template in routes)
+
+    def __call__(self, target: bytes, headers: list[tuple[bytes, bytes]]) -> Wire | None:
+        """``target``: the request target as sent; ``headers`` with lower-case names. The
+        answer's headers after the status line and the server's own, and its body."""
+        raw, _, query = target.partition(b"?")
+        template = next((t for prefix, t in self.routes if raw.startswith(prefix)), None)
+        if template is None or b"#" in query or not self.recent.enabled:
+            return None
+        key = key_of(raw, query, headers)
+        kept = None if key is None else self.recent.get(key)
+        if kept is None:
+            return None
+        rid = request_id(headers)
+        t = own_timings(rid)
+        t.tier, t.status, t.sent = "memory", 200, kept.length
+        metrics = self.log.metrics
+        metrics.hit["memory"].inc()
+        metrics.bytes_out.inc(kept.length)
+        path = raw.decode("ascii")  # a kept answer's path was ASCII (origin.request.raw_path)
+        self.log.note(template, "GET", unquote(path) if "%" in path else path, t)
+        return kept.wire + wire(t.headers), kept.body
+
+
+__all__ = ["AT_ONCE", "Answer", "AnswerKey", "AtOnce", "RecentAnswers", "answer_key", "capturing"]
