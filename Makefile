@@ -34,6 +34,11 @@ test: $(VENV)/.installed-dev lint
 
 # The harness's own end-to-end checks first (tests marked bench, ~2 minutes), then the run.
 bench: $(VENV)/.installed-dev
+	@need=""; for tool in wrk gifsicle; do command -v $$tool >/dev/null 2>&1 || need="$$need $$tool"; done; \
+	if [ -n "$$need" ]; then \
+	  echo "installing$$need (the load generator; thumbor's GIF engine)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \
+	fi
 	$(BIN)/pytest -m bench -q
 	$(BIN)/python -m benchmarks
 
