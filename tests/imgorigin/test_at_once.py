@@ -138,6 +138,16 @@ def request(path: str, *extra: str, version: str = "1.1") -> bytes:
     return "\r\n".join(lines).encode("latin-1")
 
 
+def warmed(live: Live, side: int, width: int) -> tuple[str, Raw]:
+    """A new image's signed ``w_<width>`` path, answered once (so kept), and that answer."""
+    image_id = live.upload(side, side)
+    hot = sign_url(f"/i/{image_id}/w_{width}/a.png", OPERATOR_SECRET)
+    with socket.create_connection(("127.0.0.1", live.port)) as sock:
+        sock.sendall(request(hot))
+        (kept,) = read_answers(sock, 1)
+    return hot, kept
+
+
 def test_a_repeat_is_the_same_answer_sent_by_the_protocol(live: Live) -> None:
     image_id = live.upload(90, 60)
     path = sign_url(f"/i/{image_id}/w_45/a.png", OPERATOR_SECRET)
@@ -182,11 +192,7 @@ def test_pipelined_requests_are_answered_in_order(live: Live) -> None:
 
 
 def test_a_closing_or_old_client_gets_the_asgi_path(live: Live) -> None:
-    image_id = live.upload(60, 60)
-    hot = sign_url(f"/i/{image_id}/w_30/a.png", OPERATOR_SECRET)
-    with socket.create_connection(("127.0.0.1", live.port)) as sock:
-        sock.sendall(request(hot))
-        (kept,) = read_answers(sock, 1)
+    hot, kept = warmed(live, 60, 30)
     for extra, version in ((("Connection: close",), "1.1"), ((), "1.0")):
         with socket.create_connection(("127.0.0.1", live.port)) as sock:
             sock.sendall(request(hot, *extra, version=version))
@@ -200,11 +206,7 @@ def test_a_closing_or_old_client_gets_the_asgi_path(live: Live) -> None:
 
 def test_a_get_with_a_body_then_another_request(live: Live) -> None:
     """The body of a GET answered at once is read and dropped; the connection goes on."""
-    image_id = live.upload(50, 50)
-    hot = sign_url(f"/i/{image_id}/w_25/a.png", OPERATOR_SECRET)
-    with socket.create_connection(("127.0.0.1", live.port)) as sock:
-        sock.sendall(request(hot))
-        (kept,) = read_answers(sock, 1)
+    hot, kept = warmed(live, 50, 25)
     with socket.create_connection(("127.0.0.1", live.port)) as sock:
         sock.sendall(request(hot, "Content-Length: 5") + b"hello")
         sock.sendall(request("/healthz"))
