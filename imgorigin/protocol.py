@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -40,7 +39,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from origin.http import error_json
-from origin.recent_answers import AT_ONCE
+from origin.recent_answers import AT_ONCE, AnswerNow, wire
 from origin.settings import Settings
 
 
@@ -94,7 +93,6 @@ async def _overloaded(scope: Any, receive: Any, send: Any) -> None:
     await answer(scope, receive, send)
 
 
-AnswerNow = Callable[[bytes, list[tuple[bytes, bytes]]], tuple[bytes, bytes] | None]
 _SERVER_LINES: list[Any] = [None, b""]  # the server's default headers, and their lines
 
 
@@ -103,8 +101,7 @@ def _server_lines(state: ServerState) -> bytes:
     them; made again when uvicorn renews its list (every second, for the date)."""
     headers = state.default_headers
     if _SERVER_LINES[0] is not headers:
-        lines = b"".join(b"%s: %s\r\n" % header for header in headers)
-        _SERVER_LINES[:] = [headers, STATUS_LINE[200] + lines]
+        _SERVER_LINES[:] = [headers, STATUS_LINE[200] + wire(headers)]
     return cast(bytes, _SERVER_LINES[1])
 
 
@@ -212,10 +209,11 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm()
-        self.at_once = self._answered_at_once()
+        overloaded = len(self.connections) > self.deadlines.max_connections
+        self.at_once = not overloaded and self._answered_at_once()
         if not self.at_once:
             app = self.app
-            if len(self.connections) > self.deadlines.max_connections:
+            if overloaded:
                 self.logger.warning("more than MAX_CONNECTIONS open: answering 503")
                 self.app = _overloaded
             try:
@@ -262,7 +260,6 @@ class GuardedProtocol(HttpToolsProtocol):
             or parser.get_http_version() != "1.1"
             or not parser.should_keep_alive()
             or parser.should_upgrade()
-            or len(self.connections) > self.deadlines.max_connections
         ):
             return False
         answer = answer_now(self.url, self.headers)

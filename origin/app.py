@@ -41,6 +41,7 @@ from origin.recent_answers import (
     RecentAnswers,
     answer_key,
     capturing,
+    served,
 )
 from origin.services import Services, open_services
 from origin.settings import Settings
@@ -225,11 +226,7 @@ class FastObserve:
             self.log.finish(scope, t)
 
     async def recent_answer(self, kept: Answer, t: Timings, send: Send) -> None:
-        self.log.metrics.hit["memory"].inc()
-        self.log.metrics.bytes_out.inc(kept.length)
-        t.tier = "memory"
-        t.status = 200
-        t.sent = kept.length
+        served(kept, t, self.log.metrics)
         await send(
             {"type": "http.response.start", "status": 200, "headers": [*kept.head, *t.headers]}
         )

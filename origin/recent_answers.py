@@ -26,9 +26,10 @@ from urllib.parse import unquote
 
 from starlette.types import Message, Scope, Send
 
-from origin.access_log import AccessLog, own_timings, request_id
+from origin.access_log import AccessLog, Timings, own_timings, request_id
 from origin.hints import HEADERS as HINT_HEADERS
 from origin.http import IMMUTABLE as IMMUTABLE_TEXT
+from origin.metrics import Metrics
 
 SECONDS = 1.0
 AT_ONCE = "answer_at_once"  # the lifespan state's AtOnce, read by imgorigin.protocol
@@ -41,6 +42,8 @@ PERSONAL = frozenset((b"authorization", b"if-none-match"))
 HINTS = frozenset(HINT_HEADERS)
 
 Wire = tuple[bytes, bytes]  # the header lines of an answer, and its body
+# AtOnce as imgorigin.protocol calls it: (request target, headers) -> the answer, or None
+AnswerNow = Callable[[bytes, list[tuple[bytes, bytes]]], Wire | None]
 AnswerKey = tuple[bytes, bytes, bytes | None, tuple[tuple[bytes, bytes], ...]]
 
 
@@ -169,24 +172,51 @@ class AtOnce:
 
     def __call__(self, target: bytes, headers: list[tuple[bytes, bytes]]) -> Wire | None:
         """``target``: the request target as sent; ``headers`` with lower-case names. The
-        answer's headers after the status line and the server's own, and its body."""
+        answer's headers after the status line and the server's own, and its body.
+
+        The key is the target split at ``?``: a kept key's path and query came from uvicorn's
+        parse of an origin-form target, so a target with a fragment or in absolute form
+        never equals one and takes the ASGI path."""
+        if not self.recent.enabled:
+            return None
         raw, _, query = target.partition(b"?")
-        template = next((t for prefix, t in self.routes if raw.startswith(prefix)), None)
-        if template is None or b"#" in query or not self.recent.enabled:
+        template = self._template(raw)
+        if template is None:
             return None
         key = key_of(raw, query, headers)
         kept = None if key is None else self.recent.get(key)
         if kept is None:
             return None
-        rid = request_id(headers)
-        t = own_timings(rid)
-        t.tier, t.status, t.sent = "memory", 200, kept.length
-        metrics = self.log.metrics
-        metrics.hit["memory"].inc()
-        metrics.bytes_out.inc(kept.length)
+        t = own_timings(request_id(headers))
+        served(kept, t, self.log.metrics)
         path = raw.decode("ascii")  # a kept answer's path was ASCII (origin.request.raw_path)
         self.log.note(template, "GET", unquote(path) if "%" in path else path, t)
         return kept.wire + wire(t.headers), kept.body
 
+    def _template(self, raw: bytes) -> str | None:
+        """The route template of a fast path (``/i/{path:path}``), as the router names it."""
+        for prefix, template in self.routes:
+            if raw.startswith(prefix):
+                return template
+        return None
 
-__all__ = ["AT_ONCE", "Answer", "AnswerKey", "AtOnce", "RecentAnswers", "answer_key", "capturing"]
+
+def served(kept: Answer, t: Timings, metrics: Metrics) -> None:
+    """Note a kept answer as sent (by either path): a memory hit, its bytes, its status."""
+    metrics.hit["memory"].inc()
+    metrics.bytes_out.inc(kept.length)
+    t.tier, t.status, t.sent = "memory", 200, kept.length
+
+
+__all__ = [
+    "AT_ONCE",
+    "Answer",
+    "AnswerKey",
+    "AnswerNow",
+    "AtOnce",
+    "RecentAnswers",
+    "answer_key",
+    "capturing",
+    "served",
+    "wire",
+]
