@@ -29,8 +29,11 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy origin admin_api imgorigin
 
+# The suite in TEST_WORKERS processes (pytest-xdist), a test file per worker at a time; each
+# worker has its own PostgreSQL database beside TEST_DATABASE_URL's (tests/conftest.py).
+TEST_WORKERS ?= 2
 test: $(VENV)/.installed-dev lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The harness's own end-to-end checks first (tests marked bench, ~2 minutes), then the run.
 bench: $(VENV)/.installed-dev

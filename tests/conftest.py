@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import shutil
@@ -17,11 +18,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -129,13 +132,70 @@ def stop_group(process: subprocess.Popen[bytes]) -> None:
 
 # ---- databases ---------------------------------------------------------------------------
 
+RESET_SCHEMA = "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``make test`` runs two workers), each worker gets a database of its
+    own beside ``TEST_DATABASE_URL``'s, named after it (``<name>_gw0``, ...): the tests reset
+    the public schema as they go, so two workers must never share one. The role needs
+    CREATEDB (.ci/run's has it). ``TEST_DATABASE_URL`` is rewritten for the worker, so servers
+    a test starts use the worker's database too."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    url = os.environ.get("TEST_DATABASE_URL")
+    if worker and url:
+        base, _, name = url.rpartition("/")
+        own = f"{name}_{worker}"
+        _in_thread(_recreate_database(url, own, create=True))
+        os.environ["TEST_DATABASE_URL"] = f"{base}/{own}"
+        config.stash[_WORKER_DATABASE] = (url, own)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    made = config.stash.get(_WORKER_DATABASE, None)
+    if made is not None:
+        _in_thread(_recreate_database(made[0], made[1], create=False))
+
+
+_WORKER_DATABASE = pytest.StashKey[tuple[str, str]]()
+
+
+async def _recreate_database(url: str, name: str, *, create: bool) -> None:
+    """Drop the database ``name`` (connected through ``url``'s), and make it again."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if create:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+def _in_thread(work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` on a loop of its own in another thread (pytest's loop is not touched)."""
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(work)
+        except BaseException as exc:  # re-raised in the caller's thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if failed:
+        raise failed[0]
+
 
 async def _reset_postgres(url: str) -> None:
     import asyncpg
 
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
     try:
-        await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;")
+        await conn.execute(RESET_SCHEMA)
     finally:
         await conn.close()
 
@@ -179,7 +239,7 @@ async def _migrated_postgres(url: str) -> None:
             listed = ", ".join(f'"{row[0]}"' for row in names)
             await conn.execute(f"TRUNCATE {listed} RESTART IDENTITY CASCADE")
             return
-        await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;")
+        await conn.execute(RESET_SCHEMA)
         db = Database(url)
         await migrate(db)
         await db.close()
