@@ -9,58 +9,53 @@
    ``TIMED_OUT_SECONDS``, so replaying its URL cannot keep slots busy). The job reads its
    source itself — the smallest working copy that serves the plan, else the original — and,
    with local storage, writes the derivative's object too, in the thread already running;
-3. after the answer, the object (if not written yet) and then its row: a row always has its
-   object, an object alone is junk (``imgorigin gc``). ``drain`` waits for these at shutdown.
-   At most ``PENDING_WRITES_MAX`` such writes wait at once per process, each holding its
+3. after the answer, the object (if not written yet) and then its row
+   (origin.stored_derivatives). ``drain`` waits for these at shutdown. At most
+   ``PENDING_WRITES_MAX`` such writes wait at once per process, each holding its
    derivative's bytes: past it a derivative is answered and not stored (counted in
    ``imgorigin_derivative_writes_skipped_total``), so a slow store bounds memory instead of
-   filling it; the next miss renders it again.
+   filling it; the next miss renders it again (origin.after_answer).
 
-``q_auto``: a quality chosen for this image, chain and format is read before the render and
-a search's choice stored after the answer (origin.quality).
+The render reads its bytes through origin.source_bytes; ``q_auto``'s remembered choices are
+origin.quality_choices.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
 
 from cachetools import TTLCache
 
-from origin import quality, render, working_copies
+from origin import quality, quality_choices, render, source_bytes, stored_derivatives
 from origin.access_log import Timings
+from origin.after_answer import AfterAnswer
 from origin.cache import Derivative, Flights, Key, MemoryCache, etag_of
 from origin.deadline import Deadline
 from origin.derivative_use import Uses
-from origin.errors import NotFound, RenderTimeout
+from origin.errors import RenderTimeout
 from origin.metrics import Metrics
-from origin.records import Analysis, AutoQualityRecord, DerivativeRecord, ImageRecord
+from origin.records import Analysis, ImageRecord
 from origin.services import Services
+from origin.source_bytes import Read
 from origin.store.derivatives import Derivatives as DerivativeRows
-from origin.store.objects import Blocking, ObjectMissing
 from origin.transforms.budget import output_size
-from origin.transforms.formats import FILE_EXTENSIONS, MEDIA_TYPES
+from origin.transforms.formats import MEDIA_TYPES
 from origin.transforms.plan import Plan
-from origin.vips import sniff_format
 
 log = logging.getLogger("imgorigin.origin")
 
-DRAIN_SECONDS = 10.0  # at shutdown, for derivatives still being written to the store
+PENDING_WRITES_MAX = 256  # writes after the answer, per process (each holds its bytes)
 # A derivative whose render passed RENDER_TIMEOUT_SECONDS is refused at once for this long,
 # so replaying its URL cannot keep slots busy; at most this many are remembered.
-PENDING_WRITES_MAX = 256  # writes after the answer, per process (each holds its bytes)
 TIMED_OUT_SECONDS = 600
 TIMED_OUT_ENTRIES = 10_000
 
-Read = tuple[bytes, "render.StandIn | None"]
 Made = tuple[bytes, str, int, int, "quality.Choice | None", bool]
 
 
@@ -90,8 +85,7 @@ class Derivatives:
         self.memory = MemoryCache(services.settings.cache_max_bytes)
         self.flights: Flights[Derivative] = Flights()
         self.uses = Uses(services.db)  # last uses, for the derivative store's sweep
-        self.pending: set[asyncio.Task[None]] = set()
-        self.pending_max = PENDING_WRITES_MAX
+        self.after = AfterAnswer(PENDING_WRITES_MAX)  # writes and q_auto choices
         # variant -> until when (monotonic) its renders are refused: they passed the deadline
         self.timed_out: TTLCache[str, float] = TTLCache(TIMED_OUT_ENTRIES, TIMED_OUT_SECONDS)
 
@@ -120,7 +114,9 @@ class Derivatives:
         if t.tier == "-":  # joined a request's flight, whose write may still be pending
             rows = wanted.rows or self.services.derivatives
             if await rows.get(wanted.image.id, wanted.key.variant) is None:
-                await self._persist(wanted.key, wanted.image, made, False, rows)
+                await stored_derivatives.write(
+                    self.services, wanted.key, wanted.image, made, False, rows
+                )
             t.tier = "render"
         return made, t.tier
 
@@ -129,8 +125,7 @@ class Derivatives:
 
     async def drain(self) -> None:
         """Wait (bounded) for derivatives still being written to the store."""
-        if self.pending:
-            await asyncio.wait(set(self.pending), timeout=DRAIN_SECONDS)
+        await self.after.drain()
 
     # ---- the tiers ----------------------------------------------------------------------
 
@@ -141,7 +136,11 @@ class Derivatives:
         key = wanted.key
         began = time.perf_counter()
         rows = wanted.rows or self.services.derivatives
-        stored = await self._from_store(key, wanted.image, rows) if wanted.kept else None
+        stored = (
+            await stored_derivatives.read(self.services, key, wanted.image, rows)
+            if wanted.kept
+            else None
+        )
         t.load += time.perf_counter() - began
         if stored is not None:
             t.tier = "store"
@@ -161,25 +160,6 @@ class Derivatives:
             self.memory.put(key, made)
         return made
 
-    async def _from_store(
-        self, key: Key, image: ImageRecord, rows: DerivativeRows
-    ) -> Derivative | None:
-        """A derivative recorded in the index whose object is there and whole."""
-        services = self.services
-        record = await rows.get(image.id, key.variant)
-        if record is None:
-            return None
-        try:
-            body = await services.storage.get(record.storage_key)
-        except ObjectMissing:
-            return None
-        if len(body) != record.size_bytes or not whole(body, record.media_type):
-            log.warning("stored derivative %s is not whole; rendering", record.storage_key)
-            return None
-        return Derivative(
-            body, record.media_type, record.width, record.height, etag_of(key.variant)
-        )
-
     async def _render(
         self, wanted: Wanted, rows: DerivativeRows, t: Timings, background: bool = False
     ) -> Derivative:
@@ -191,15 +171,17 @@ class Derivatives:
         if image.width and image.height:  # the budget for one frame, before anything is read
             output_size(image.width, image.height, plan.stages, limits)
         began = time.perf_counter()
-        read = await self._reader(image, plan)
-        extra = {o.id: await self._fetch(o) for o in wanted.overlays}
-        auto = await self._auto_quality(key, image, plan, rows)
+        services = self.services
+        read = await source_bytes.reader(services, image, plan)
+        extra = {o.id: await source_bytes.original(services.storage, o) for o in wanted.overlays}
+        target = services.settings.auto_quality_ssim
+        auto = await quality_choices.known(target, key, image, plan, rows)
         t.load += time.perf_counter() - began
-        deadline = Deadline(self.services.settings.render_timeout_seconds)
+        deadline = Deadline(services.settings.render_timeout_seconds)
         started: list[float] = []
         job = functools.partial(self._job, wanted, read, extra, auto, deadline, started)
         queued = time.perf_counter()
-        pool = self.services.pool
+        pool = services.pool
         run = pool.run_background if background else pool.run
         try:
             ran = await run(job, on_cancel=deadline.cancel)
@@ -211,12 +193,16 @@ class Derivatives:
         t.wait += started[0] - queued
         t.render += time.perf_counter() - started[0]
         if choice is not None and choice.searched:
-            self._remember(key, image, choice, rows)
+            self.metrics.auto_quality_searches[key.format] += 1
+            record = quality_choices.searched(key, image, choice)
+            self.after.start(quality_choices.keep(record, rows))  # a few bytes: never skipped
         made = Derivative(body, media_type, width, height, etag_of(key.variant))
         if wanted.kept and background:
-            await self._persist(key, image, made, stored, rows, raising=True)
+            await stored_derivatives.write(services, key, image, made, stored, rows, raising=True)
         elif wanted.kept:
-            self._later(self._persist(key, image, made, stored, rows))
+            write = stored_derivatives.write(services, key, image, made, stored, rows)
+            if not self.after.start(write, bounded=True):
+                self.metrics.writes_skipped.inc()
         return made
 
     def _job(
@@ -255,66 +241,16 @@ class Derivatives:
         finally:
             self.metrics.render_seconds.labels(key.format).observe(time.perf_counter() - started[0])
         # Local files: the object is written here, in the thread already running, and only
-        # its row after the answer (``_persist``).
+        # its row after the answer (``stored_derivatives.write``).
         blocking = self.services.storage.blocking
         stored = (
             wanted.kept
             and blocking is not None
-            and put_now(blocking, stored_key(image, key, media_type), body)
+            and stored_derivatives.write_now(
+                blocking, stored_derivatives.object_key(image, key, media_type), body
+            )
         )
         return body, media_type, made.width, made.height, made.choice, stored
-
-    async def _persist(
-        self,
-        key: Key,
-        image: ImageRecord,
-        made: Derivative,
-        stored: bool,
-        rows: DerivativeRows,
-        *,
-        raising: bool = False,
-    ) -> None:
-        """Object first, row second: a row always has its object; an object alone is junk.
-        ``stored``: the render job already wrote the object. A failure is logged (the answer
-        is out; the next miss renders again), or raised when ``raising`` (a background job,
-        which retries)."""
-        services = self.services
-        storage_key = stored_key(image, key, made.media_type)
-        record = DerivativeRecord(
-            image_id=image.id,
-            variant=key.variant,
-            storage_key=storage_key,
-            media_type=made.media_type,
-            size_bytes=len(made.body),
-            width=made.width,
-            height=made.height,
-            created_at=datetime.now(UTC),
-        )
-        try:
-            if not stored:
-                await services.storage.put(
-                    storage_key, made.body, content_type=made.media_type, durable=False
-                )
-            added = await rows.add(record)
-            if not added and await rows.get(image.id, key.variant) is None:
-                await services.storage.delete(storage_key)  # the image was deleted meanwhile
-        except Exception:  # the answer is already out; the next miss renders again
-            if raising:
-                raise
-            log.exception("could not store derivative %s", storage_key)
-
-    def _later(self, work: Coroutine[Any, Any, None], *, bounded: bool = True) -> None:
-        """Run ``work`` after the answer (``drain`` waits for it at shutdown). A ``bounded``
-        one (a derivative's write, holding its bytes) is dropped and counted when
-        ``pending_max`` writes are pending already; a ``q_auto`` choice holds a few bytes
-        and is always kept (searching again costs several encodes)."""
-        if bounded and len(self.pending) >= self.pending_max:
-            work.close()
-            self.metrics.writes_skipped.inc()
-            return
-        task = asyncio.create_task(work)
-        self.pending.add(task)
-        task.add_done_callback(self.pending.discard)
 
     # ---- the render deadline ------------------------------------------------------------
 
@@ -342,126 +278,6 @@ class Derivatives:
             TIMED_OUT_SECONDS,
         )
         return RenderTimeout(exc.message, headers={"Retry-After": str(TIMED_OUT_SECONDS)})
-
-    # ---- q_auto ---------------------------------------------------------------------------
-
-    async def _auto_quality(
-        self, key: Key, image: ImageRecord, plan: Plan, rows: DerivativeRows
-    ) -> quality.AutoQuality:
-        """How the render resolves ``q_auto``: the quality remembered for this image, chain and
-        format (``Key.choice``), else a search at ``AUTO_QUALITY_SSIM``."""
-        target = self.services.settings.auto_quality_ssim
-        if not plan.auto_quality or key.format not in quality.RANGES:
-            return quality.AutoQuality(target)
-        record = await rows.auto_quality(image.id, key.choice)
-        return quality.AutoQuality(target, None if record is None else record.quality)
-
-    def _remember(
-        self, key: Key, image: ImageRecord, choice: quality.Choice, rows: DerivativeRows
-    ) -> None:
-        """Count a search and store its choice after the answer (the first stored one stays)."""
-        self.metrics.auto_quality_searches[key.format] += 1
-        log.info(
-            "q_auto search: image %s %s quality %d (SSIM %.4f, %d encodes)",
-            image.id,
-            key.format,
-            choice.quality,
-            choice.ssim or 0.0,
-            choice.encodes,
-        )
-        record = AutoQualityRecord(
-            image_id=image.id,
-            variant=key.choice,
-            format=key.format,
-            quality=choice.quality,
-            ssim=choice.ssim or 0.0,
-            created_at=datetime.now(UTC),
-        )
-        self._later(self._keep_choice(record, rows), bounded=False)
-
-    async def _keep_choice(self, record: AutoQualityRecord, rows: DerivativeRows) -> None:
-        try:
-            await rows.add_auto_quality(record)
-        except Exception:  # the answer is out; the next render without the row searches again
-            log.exception("could not store the q_auto choice for image %s", record.image_id)
-
-    # ---- the source's bytes ---------------------------------------------------------------
-
-    async def _reader(self, image: ImageRecord, plan: Plan) -> Callable[[], Read]:
-        """What the render job calls for the bytes to render from: the smallest working copy
-        that serves the plan (origin.working_copies), else the original; a copy whose object
-        is gone falls back to the original. Local files are read by the job itself, in its
-        thread; other storage is read here first. A ``.json`` plan uses the copy its image
-        would (its ``bytes`` are the served image's) only when the source summary is
-        stored, since it would be computed from the bytes."""
-        copy = None
-        if not plan.metadata_only or image.analysis is not None:
-            copy = working_copies.choose(
-                plan, image.width, image.height, image.working_copies, self.services.limits
-            )
-        candidates: list[tuple[str, render.StandIn | None]] = [(image.storage_key, None)]
-        if copy is not None:
-            size = render.StandIn(image.width, image.height, image.format)
-            candidates.insert(0, (copy.storage_key, size))
-        storage = self.services.storage
-        if storage.blocking is not None:
-            return functools.partial(read_first, storage.blocking.get_blocking, candidates)
-        for storage_key, stand_in in candidates:
-            try:
-                read: Read = (await storage.get(storage_key), stand_in)
-            except ObjectMissing:
-                missing(storage_key)
-            else:
-                return lambda: read
-        raise NotFound("no such image")
-
-    async def _fetch(self, image: ImageRecord) -> bytes:
-        try:
-            return await self.services.storage.get(image.storage_key)
-        except ObjectMissing:  # deleted between the lookup and now
-            raise NotFound("no such image") from None
-
-
-def missing(storage_key: str) -> None:
-    log.warning("object %s is missing; trying the next source", storage_key)
-
-
-def read_first(
-    get: Callable[[str], bytes], candidates: list[tuple[str, render.StandIn | None]]
-) -> Read:
-    """The first of ``candidates`` whose object is there (in a worker thread)."""
-    for storage_key, stand_in in candidates:
-        try:
-            return get(storage_key), stand_in
-        except ObjectMissing:
-            missing(storage_key)
-    raise NotFound("no such image")  # deleted between the lookup and now
-
-
-def stored_key(image: ImageRecord, key: Key, media_type: str) -> str:
-    """Where a derivative's object lives: ``{user}/{image}/derived/{variant}.{ext}``."""
-    ext = "json" if media_type == MEDIA_TYPES["json"] else FILE_EXTENSIONS[key.format]
-    return f"{image.user_id}/{image.id}/derived/{key.variant}.{ext}"
-
-
-def put_now(blocking: Blocking, storage_key: str, body: bytes) -> bool:
-    """Write a derivative from the render job; False (logged) when it could not be, and
-    ``_persist`` tries again through the event loop."""
-    try:
-        blocking.put_blocking(storage_key, body, durable=False)
-    except Exception:
-        log.exception("could not write derivative %s in the render job", storage_key)
-        return False
-    return True
-
-
-def whole(body: bytes, media_type: str) -> bool:
-    """A stored derivative starts as its kind must. Derivatives are written without fsync (a
-    cache: ``_persist``), so after a power cut one could be an empty or zero-filled file of
-    the recorded size; the size check and this catch it, and it is rendered again."""
-    if media_type == MEDIA_TYPES["json"]:
-        return body.startswith(b"{") and body.endswith(b"}")
-    return sniff_format(body) is not None
 
 
 def stored_summary(analysis: Analysis) -> dict[str, object]:

@@ -8,11 +8,7 @@ text is one line naming the variable; the CLI prints it and exits without a trac
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
-import secrets
-import sys
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -21,6 +17,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from origin.dev_secrets import development_secrets, existing_development_secrets, say
 from origin.environ import (
     SettingsError,
     _choice,
@@ -32,7 +29,6 @@ from origin.environ import (
     _url,
 )
 from origin.named import Presets, load_presets
-from origin.permissions import make_private_dirs
 from origin.sources.config import Source, SourceError, load_sources
 
 # The widths w_auto snaps up to (origin/hints.py) when AUTO_WIDTHS is not set.
@@ -264,7 +260,7 @@ class Settings:
                     raise SettingsError(name, "required when IMGORIGIN_ENV=production")
         elif not jwt_secret or not signing_keys_text:
             generated = (
-                development_secrets(secrets_file, announce or _say)
+                development_secrets(secrets_file, announce or say)
                 if generate
                 else existing_development_secrets(secrets_file)
             )
@@ -274,44 +270,6 @@ class Settings:
         if env == "production":
             _refuse_short_secrets(jwt_secret, keys)
         return cls(**values, jwt_secret=jwt_secret, url_signing_keys=keys)
-
-
-def _say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
-def development_secrets(path: Path, announce: Callable[[str], None]) -> dict[str, str]:
-    """Read the development secrets file, creating it (mode 0600) on first use.
-
-    Creation uses O_EXCL, so two processes starting at once agree on one set of secrets.
-    """
-    make_private_dirs(path.parent)
-    values = {
-        "jwt_secret": secrets.token_urlsafe(48),
-        "url_signing_keys": f"dev:{secrets.token_urlsafe(32)}",
-    }
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return _read_secrets(path)
-    with os.fdopen(fd, "w", encoding="utf-8") as file:
-        json.dump(values, file)
-        file.flush()
-        os.fsync(file.fileno())
-    announce(f"imgorigin: generated development secrets into {path} (mode 0600)")
-    return values
-
-
-def existing_development_secrets(path: Path) -> dict[str, str]:
-    """The development secrets file's values, never creating it: a command that only reads
-    (``imgorigin sign``) run from another folder must not mint secrets nobody else uses."""
-    if not path.exists():
-        raise SettingsError(
-            "SECRETS_FILE",
-            f"no development secrets at {path.absolute()}; run from the folder `make run` "
-            "serves from, or set SECRETS_FILE (or URL_SIGNING_KEYS and JWT_SECRET)",
-        )
-    return _read_secrets(path)
 
 
 def _refuse_short_secrets(jwt_secret: str, keys: tuple[SigningKey, ...]) -> None:
@@ -331,20 +289,6 @@ def _refuse_short_secrets(jwt_secret: str, keys: tuple[SigningKey, ...]) -> None
                 f"the secret of key {key.key_id[:40]!r} must be at least {MIN_SECRET_BYTES} "
                 f"bytes in production, got {len(key.secret)}; {notes}",
             )
-
-
-def _read_secrets(path: Path) -> dict[str, str]:
-    for _ in range(50):  # another process may be between creating and writing the file
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            data = None
-        if isinstance(data, dict) and all(
-            isinstance(data.get(k), str) for k in ("jwt_secret", "url_signing_keys")
-        ):
-            return {k: data[k] for k in ("jwt_secret", "url_signing_keys")}
-        time.sleep(0.02)
-    raise SettingsError("SECRETS_FILE", f"{path} is not a valid secrets file")
 
 
 def parse_signing_keys(text: str) -> tuple[SigningKey, ...]:

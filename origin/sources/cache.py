@@ -34,7 +34,6 @@ the source's ``missing_ttl``. An upstream that says the object is gone (404/410)
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import hashlib
@@ -45,6 +44,7 @@ from datetime import UTC, datetime
 from cachetools import LRUCache, TTLCache
 
 from origin import svg, working_copies
+from origin.after_answer import AfterAnswer
 from origin.analysis import analyse
 from origin.cache import Flights
 from origin.decode import Header, read_header
@@ -71,7 +71,6 @@ log = logging.getLogger("imgorigin.sources")
 KNOWN_ENTRIES = 100_000
 MISSING_ENTRIES = 100_000
 EVICT_BATCH = 64
-DRAIN_SECONDS = 10.0
 
 
 class SourceCache:
@@ -91,7 +90,7 @@ class SourceCache:
         # how often each object was asked for, and the versions whose copies were tried
         self.asked: LRUCache[str, int] = LRUCache(KNOWN_ENTRIES)
         self.tried: LRUCache[str, bool] = LRUCache(KNOWN_ENTRIES)
-        self.pending: set[asyncio.Task[None]] = set()
+        self.after = AfterAnswer()  # working copies being made
 
     async def object(self, source: Source, key: str, object_id: str) -> SourceObjectRecord:
         """The record of a current copy of the object (errors: see the module docstring)."""
@@ -111,8 +110,7 @@ class SourceCache:
 
     async def drain(self) -> None:
         """Wait (bounded) for working copies still being made, at shutdown."""
-        if self.pending:
-            await asyncio.wait(set(self.pending), timeout=DRAIN_SECONDS)
+        await self.after.drain()
 
     async def lost(self, record: SourceObjectRecord) -> None:
         """The kept bytes of ``record`` are gone: its row (and its derivatives' rows) go too,
@@ -229,9 +227,7 @@ class SourceCache:
         if asked < 2 or record.analysis is not None or self.tried.get(version):
             return
         self.tried[version] = True
-        task = asyncio.create_task(self._improve(record))
-        self.pending.add(task)
-        task.add_done_callback(self.pending.discard)
+        self.after.start(self._improve(record))
 
     async def _improve(self, record: SourceObjectRecord) -> None:
         services = self.services

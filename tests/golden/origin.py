@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from imgorigin.app import create_app
-from origin.derivatives import stored_key
 from origin.policy import fill
 from origin.records import ImageRecord
 from origin.request import read_headers
@@ -23,6 +22,7 @@ from origin.settings import Settings
 from origin.signing import sign_policy, sign_url
 from origin.store.database import Database
 from origin.store.migrations import migrate
+from origin.stored_derivatives import object_key
 from origin.transforms.formats import MEDIA_TYPES
 from tests.asgi import client
 from tests.golden.vectors import (
@@ -114,6 +114,6 @@ async def answer(http: Any, origin: Any, request: dict[str, Any]) -> dict[str, A
     media_type = MEDIA_TYPES["json"] if prepared.plan.metadata_only else MEDIA_TYPES[key.format]
     return {
         "canonical": prepared.canonical,
-        "storage_key": stored_key(image, key, media_type),
+        "storage_key": object_key(image, key, media_type),
         "etag": response.headers["etag"],
     }

@@ -42,14 +42,15 @@ def test_records_need_no_sql_and_nothing_of_ours() -> None:
 
 
 def test_settings_depend_on_nothing_of_the_core() -> None:
-    # origin.environ: the variables' parsers; origin.permissions: file modes, standard library
-    # only (the development secrets file);
+    # origin.environ: the variables' parsers; origin.dev_secrets: the development secrets
+    # file, with origin.permissions (file modes): standard library only;
     # origin.sources.config reads SOURCES_FILE, origin.magic tells a fallback image's format:
     # both standard library only; origin.named reads PRESETS_FILE, standard library only.
     assert ours(loaded_by("origin.settings")) == {
         "origin",
         "origin.settings",
         "origin.environ",
+        "origin.dev_secrets",
         "origin.permissions",
         "origin.sources",
         "origin.sources.config",

@@ -87,7 +87,7 @@ class TestWithoutMemoryTier:
         derivatives are stored again."""
         image_id, _ = await service.image()
         derivatives = service.origin.derivatives
-        derivatives.pending_max = 0  # the bound already reached
+        derivatives.after.limit = 0  # the bound already reached
         url = signed(f"/i/{image_id}/w_70/a.jpg")
         first = await service.get(url)
         assert first.status_code == 200 and decode(first.content).width == 70
@@ -95,7 +95,7 @@ class TestWithoutMemoryTier:
         variant = first.headers["etag"].strip('"')
         assert await service.services.derivatives.get(image_id, variant) is None
         assert await service.metric("imgorigin_derivative_writes_skipped_total") == 1
-        derivatives.pending_max = PENDING_WRITES_MAX
+        derivatives.after.limit = PENDING_WRITES_MAX
         second = await service.get(url)
         await derivatives.drain()
         assert second.content == first.content and await renders(service) == 2

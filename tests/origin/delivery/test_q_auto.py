@@ -233,7 +233,7 @@ async def test_a_choice_is_kept_even_when_derivative_writes_are_skipped(service:
     """The bound on pending writes (PENDING_WRITES_MAX) drops derivatives, which hold their
     bytes, never a q_auto choice: searching again would cost several encodes."""
     image_id, _ = await add_photo(service.services)
-    service.origin.derivatives.pending_max = 0
+    service.origin.derivatives.after.limit = 0
     answer = await service.get(signed(f"/i/{image_id}/w_300,q_auto/a.jpg"))
     assert answer.status_code == 200
     await service.origin.derivatives.drain()
