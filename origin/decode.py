@@ -12,7 +12,7 @@ import pyvips
 
 from origin import vips
 from origin.errors import InvalidImage
-from origin.pixels import has_alpha, to_srgb
+from origin.pixels import Strip, has_alpha, to_srgb
 
 Frames = tuple[pyvips.Image, ...]
 
@@ -56,7 +56,8 @@ def load_frames(data: bytes, header: Header) -> tuple[Frames, dict[str, object]]
     """Every frame of an animated GIF/WebP, upright 8-bit sRGB, plus delay/loop metadata.
     An animation up to ``HELD_BYTES`` (decoded, RGBA) is decoded top to bottom into memory
     — for GIF about half the work of a random-access load (W5: 26 against 49 ms CPU) — and
-    loses its alpha band when every pixel is opaque; a larger one stays lazy."""
+    its frames are that strip's pages (origin.pixels.Strip), without its alpha band when
+    every pixel is opaque; a larger one stays lazy."""
     held = header.width * header.height * header.pages * 4 <= HELD_BYTES
     strip = vips.load(data, header.format, n=-1, access="sequential" if held else "random")
     page_height = (
@@ -68,7 +69,8 @@ def load_frames(data: bytes, header: Header) -> tuple[Frames, dict[str, object]]
             meta[name] = strip.get(name)
     strip = to_srgb(strip)
     if held:
-        strip = _without_opaque_alpha(strip.copy_memory())
+        strip = strip.copy_memory()
+        return Strip(strip, page_height, _bands_kept(strip)), meta
     count = strip.height // page_height
     frames = tuple(
         strip.extract_area(0, i * page_height, strip.width, page_height) for i in range(count)
@@ -79,11 +81,11 @@ def load_frames(data: bytes, header: Header) -> tuple[Frames, dict[str, object]]
 HELD_BYTES = 64 * 1024 * 1024
 
 
-def _without_opaque_alpha(strip: pyvips.Image) -> pyvips.Image:
-    """The strip (in memory) without its alpha band when every pixel is opaque (GIF and WebP
-    animations carry one even when no frame has a transparent pixel): every later step then
-    works on 8-bit RGB instead of premultiplying in float — about 4x less work to resize the
-    frames."""
+def _bands_kept(strip: pyvips.Image) -> int:
+    """The frames' bands: the strip's (in memory) less its alpha band when every pixel is
+    opaque (GIF and WebP animations carry one even when no frame has a transparent pixel):
+    every later step then works on 8-bit RGB instead of premultiplying in float — about 4x
+    less work to resize the frames."""
     if not has_alpha(strip) or strip.extract_band(strip.bands - 1).min() < 255:
-        return strip
-    return strip.extract_band(0, n=strip.bands - 1)
+        return int(strip.bands)
+    return int(strip.bands) - 1

@@ -12,6 +12,30 @@ from origin import deadline
 
 Frames = tuple[pyvips.Image, ...]
 
+
+class Strip(tuple[pyvips.Image, ...]):
+    """Frames that are the pages of one image in memory (``whole``, the pages stacked), as
+    origin.decode loads an animation: a pass over every frame (`scale_frames`) reads
+    ``whole`` itself instead of joining the frames again. ``whole`` may carry one band more
+    than the frames: an alpha band in which every pixel is opaque, which the frames leave
+    out (dropping it from every pixel of ``whole`` costs more than from the resized frames).
+    Anything that makes new frames makes a plain tuple."""
+
+    whole: pyvips.Image
+
+    def __new__(cls, whole: pyvips.Image, page_height: int, bands: int) -> Strip:
+        count = whole.height // page_height
+        if whole.height != count * page_height:
+            whole = whole.crop(0, 0, whole.width, count * page_height)
+        view = whole if whole.bands == bands else whole.extract_band(0, n=bands)
+        pages = (
+            view.extract_area(0, i * page_height, whole.width, page_height) for i in range(count)
+        )
+        frames = super().__new__(cls, pages)
+        frames.whole = whole
+        return frames
+
+
 Colour = tuple[int, int, int, int]
 
 
@@ -111,10 +135,14 @@ def scale_frames(frames: Frames, size: tuple[int, int]) -> Frames:
     width, height, count = first.width, first.height, len(frames)
     alpha = has_alpha(first)
     enlarges = size[0] > width or size[1] > height  # libvips' affine path
-    held = count * width * height * first.bands * (4 if alpha else 1)
+    # the frames stacked: a Strip's own image (no join, W5: ~30 of 110 ms less)
+    work = frames.whole if isinstance(frames, Strip) else None
+    bands = first.bands if work is None else work.bands
+    held = count * width * height * bands * (4 if alpha else 1)
     if count == 1 or (width, height) == size or enlarges or held > BATCH_BYTES:
         return tuple(scale_to(f, size) for f in frames)
-    work = pyvips.Image.arrayjoin(list(frames), across=1)
+    if work is None:
+        work = pyvips.Image.arrayjoin(list(frames), across=1)
     if alpha:
         work = work.premultiply()
     # libvips' resize does the vertical pass first: so do we
@@ -128,6 +156,8 @@ def scale_frames(frames: Frames, size: tuple[int, int]) -> Frames:
     columns = tall.width
     if alpha:
         tall = tall.unpremultiply()
+    if tall.bands != first.bands:  # a Strip's opaque alpha band, resized: 255 everywhere
+        tall = tall.extract_band(0, n=first.bands)
     tall = tall.cast("uchar").copy(interpretation="srgb").copy_memory()
     scaled = tuple(tall.crop(0, i * rows, columns, rows) for i in range(count))
     if (columns, rows) != size:  # resize can be one pixel off through rounding, as scale_to

@@ -7,6 +7,7 @@ import pytest
 import pyvips
 
 from origin.decode import load_frames, read_header
+from origin.pixels import Strip
 from origin.transforms.limits import DEFAULT_LIMITS
 from tests.origin.conftest import animated
 from tests.origin.test_render import run
@@ -46,3 +47,17 @@ def test_transparent_pixels_survive(fmt: str) -> None:
         frame = strip.extract_area(0, i * 20, 30, 20)
         assert frame(15, 10)[3] == 0  # the hole, scaled to 10x10 in the middle
         assert frame(2, 2)[3] == 255
+
+
+@pytest.mark.parametrize("fmt", ["gif", "webp"])
+def test_an_animation_held_in_memory_is_a_strip_of_its_pages(fmt: str) -> None:
+    """Its frames are the pages of the decoded strip (origin.pixels.Strip), which keeps the
+    opaque alpha band the frames leave out: resizing reads the strip, not a join."""
+    data = animated(fmt)
+    frames, _ = load_frames(data, read_header(data, DEFAULT_LIMITS.max_source_pixels))
+    assert isinstance(frames, Strip)
+    # libvips gives a GIF an alpha band always, this opaque WebP none
+    assert frames.whole.bands == (4 if fmt == "gif" else 3)
+    assert frames.whole.height == 6 * frames[0].height
+    page = frames.whole.extract_area(0, 2 * frames[0].height, frames[0].width, frames[0].height)
+    assert page.extract_band(0, n=3).write_to_memory() == frames[2].write_to_memory()

@@ -9,7 +9,7 @@ import pytest
 import pyvips
 import skimage
 
-from origin.pixels import scale_frames, scale_to
+from origin.pixels import Strip, scale_frames, scale_to
 
 Pixels = np.ndarray  # type: ignore[type-arg]
 
@@ -88,3 +88,37 @@ def test_animations_too_large_to_batch_are_resized_frame_by_frame(
         scale_frames(source, (80, 60)), (scale_to(f, (80, 60)) for f in source), strict=True
     ):
         assert np.array_equal(as_array(mine), as_array(own))
+
+
+def strip_of(source: tuple[pyvips.Image, ...], opaque_alpha: bool) -> Strip:
+    """`source`'s frames as origin.decode gives an animation: the pages of one image in
+    memory, with an alpha band of 255 that the frames leave out when `opaque_alpha`."""
+    whole = pyvips.Image.arrayjoin(list(source), across=1)
+    if opaque_alpha:
+        whole = whole.bandjoin(255).cast("uchar").copy(interpretation="srgb")
+    return Strip(whole.copy_memory(), source[0].height, source[0].bands)
+
+
+@pytest.mark.parametrize(("alpha", "opaque_alpha"), [(False, False), (False, True), (True, False)])
+@pytest.mark.parametrize("size", [(80, 60), (111, 47), (13, 7), (159, 119), (240, 180)])
+def test_a_strip_is_resized_from_its_own_image_with_the_same_pixels(
+    size: tuple[int, int], alpha: bool, opaque_alpha: bool
+) -> None:
+    """A Strip's passes read its whole image (no join), and an opaque alpha band the frames
+    leave out is dropped after the resize: the pixels are still each frame's own resize."""
+    source = frames(alpha)
+    strip = strip_of(source, opaque_alpha)
+    assert [f.bands for f in strip] == [f.bands for f in source]
+    assert all(np.array_equal(as_array(a), as_array(b)) for a, b in zip(strip, source, strict=True))
+    together = scale_frames(strip, size)
+    for mine, own in zip(together, (scale_to(f, size) for f in source), strict=True):
+        assert (mine.width, mine.height, mine.bands) == (*size, 4 if alpha else 3)
+        assert mine.format == "uchar" and mine.interpretation == "srgb"
+        assert np.array_equal(as_array(mine), as_array(own))
+
+
+def test_a_strip_drops_a_partial_last_page_and_slices_to_plain_frames() -> None:
+    whole = pyvips.Image.black(20, 35, bands=3).copy(interpretation="srgb").copy_memory()
+    strip = Strip(whole, 10, 3)
+    assert len(strip) == 3 and strip.whole.height == 30
+    assert type(strip[:2]) is tuple
