@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pyvips
 
 from origin import gif, quality
-from origin.pixels import has_alpha
+from origin.pixels import Strip, has_alpha
 from origin.rights import Rights, with_rights
 from origin.transforms.declarations import Frames
 from origin.transforms.formats import FORMATS
@@ -107,7 +107,7 @@ def encode(
         img = frames[0]
     else:
         page_height = frames[0].height
-        img = pyvips.Image.arrayjoin(list(frames), across=1).copy()
+        img = stacked(frames).copy()
         img.set_type(pyvips.GValue.gint_type, "page-height", page_height)
         delay = meta.get("delay")
         if isinstance(delay, list):
@@ -122,6 +122,13 @@ def encode(
     if plan.auto_quality and fmt in quality.RANGES and len(frames) == 1:
         return _encode_auto(img, fmt, keep, auto, background)
     return encoder.save(img, None if plan.auto_quality else plan.quality, keep), None
+
+
+def stacked(frames: Frames) -> pyvips.Image:
+    """The frames one above the other: a Strip's own image when it is just that (no join)."""
+    if isinstance(frames, Strip) and frames.whole.bands == frames[0].bands:
+        return frames.whole
+    return pyvips.Image.arrayjoin(list(frames), across=1)
 
 
 def _encode_auto(

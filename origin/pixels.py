@@ -159,7 +159,7 @@ def scale_frames(frames: Frames, size: tuple[int, int]) -> Frames:
     if tall.bands != first.bands:  # a Strip's opaque alpha band, resized: 255 everywhere
         tall = tall.extract_band(0, n=first.bands)
     tall = tall.cast("uchar").copy(interpretation="srgb").copy_memory()
-    scaled = tuple(tall.crop(0, i * rows, columns, rows) for i in range(count))
     if (columns, rows) != size:  # resize can be one pixel off through rounding, as scale_to
-        scaled = tuple(f.embed(0, 0, size[0], size[1], extend="copy") for f in scaled)
-    return scaled
+        pages = (tall.crop(0, i * rows, columns, rows) for i in range(count))
+        return tuple(f.embed(0, 0, size[0], size[1], extend="copy") for f in pages)
+    return Strip(tall, rows, tall.bands)  # the encoder writes `tall` as it is

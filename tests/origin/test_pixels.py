@@ -122,3 +122,20 @@ def test_a_strip_drops_a_partial_last_page_and_slices_to_plain_frames() -> None:
     strip = Strip(whole, 10, 3)
     assert len(strip) == 3 and strip.whole.height == 30
     assert type(strip[:2]) is tuple
+
+
+@pytest.mark.parametrize("opaque_alpha", [False, True])
+def test_resized_frames_are_a_strip_the_encoder_writes_without_a_join(opaque_alpha: bool) -> None:
+    """The frames come out of the two passes as a Strip of the second pass's image: the
+    encoder writes that image (origin.encode.stacked), which is the frames one above the
+    other; a Strip with an extra band is joined as any frames are."""
+    from origin.encode import stacked
+
+    source = strip_of(frames(False), opaque_alpha)
+    together = scale_frames(source, (80, 60))
+    assert isinstance(together, Strip) and stacked(together) is together.whole
+    joined = pyvips.Image.arrayjoin(list(together), across=1)
+    assert np.array_equal(as_array(together.whole), as_array(joined))
+    assert (stacked(source) is source.whole) is not opaque_alpha
+    source_joined = pyvips.Image.arrayjoin(list(source), across=1)
+    assert np.array_equal(as_array(stacked(source)), as_array(source_joined))
