@@ -17,6 +17,7 @@ __all__ = [
     "_list",
     "_number",
     "_parsed",
+    "_ports",
     "_schedule",
     "_url",
 ]
@@ -108,3 +109,11 @@ def _schedule(
     if len(delays) > 50 or not all(0 <= d <= 7 * 86400 for d in delays):
         raise SettingsError(name, "at most 50 delays, each between 0 and 604800 seconds")
     return delays
+
+
+def _ports(environ: Mapping[str, str], name: str) -> frozenset[int]:
+    """Comma-separated TCP ports (``80,443``, the default)."""
+    ports = _list(environ, name) or ("80", "443")
+    if not all(p.isdigit() and 0 < int(p) < 65536 for p in ports):
+        raise SettingsError(name, "expected ports like 80,443")
+    return frozenset(int(p) for p in ports)

@@ -31,7 +31,8 @@ from origin import fetch
 from origin.fetch.guard import Policy
 from origin.jobs.runner import Failure, Retry
 from origin.metrics import Metrics
-from origin.settings import Purging, Settings
+from origin.settings import Settings
+from origin.settings_groups import Purging
 from origin.store import queue
 from origin.store.database import Transaction
 from origin.store.queue import Job

@@ -21,14 +21,14 @@ from origin.dev_secrets import development_secrets, existing_development_secrets
 from origin.environ import (
     SettingsError,
     _choice,
-    _flag,
     _integer,
     _list,
     _number,
-    _schedule,
+    _ports,
     _url,
 )
 from origin.named import Presets, load_presets
+from origin.settings_groups import Background, Purging, background, purging
 from origin.sources.config import Source, SourceError, load_sources
 
 # The widths w_auto snaps up to (origin/hints.py) when AUTO_WIDTHS is not set.
@@ -45,53 +45,6 @@ class SigningKey:
 
     key_id: str
     secret: bytes = field(repr=False)
-
-
-@dataclass(frozen=True)
-class Background:
-    """The job queue's, eager derivatives' and webhooks' settings (docs/background.md)."""
-
-    jobs_in_serve: bool = True  # `imgorigin serve` runs jobs too (else only `imgorigin worker`)
-    job_render_share: float = 0.5  # of CONCURRENCY's slots, background renders use at most this
-    job_concurrency: int = 4  # jobs one process runs at once
-    job_lease_seconds: float = 60.0  # a claimed job's lease; heartbeats renew it
-    job_poll_seconds: float = 1.0
-    job_retry_schedule: tuple[float, ...] = (10.0, 60.0, 300.0, 1800.0)
-    webhook_retry_schedule: tuple[float, ...] = (
-        5.0,
-        300.0,
-        1800.0,
-        7200.0,
-        18000.0,
-        36000.0,
-        36000.0,
-    )
-    webhook_timeout_seconds: float = 10.0
-    webhook_ports: frozenset[int] = frozenset({80, 443})
-    webhooks_max_per_user: int = 10
-    webhook_pending_max: int = 1000
-    webhook_secret_overlap_seconds: float = 86400.0
-    eager_thumbnail: bool = True
-
-    @property
-    def heartbeat_seconds(self) -> float:
-        return self.job_lease_seconds / 4
-
-
-@dataclass(frozen=True)
-class Purging:
-    """Where the origin purges changed answers (origin.purge, docs/deploy.md#purge)."""
-
-    nginx_urls: tuple[str, ...] = ()  # every nginx of the shipped tier, e.g. http://10.0.0.5:8080
-    cloudflare_zone: str | None = None
-    cloudflare_token: str | None = field(default=None, repr=False)
-    cloudflare_api_url: str = "https://api.cloudflare.com/client/v4"
-    fastly_service: str | None = None
-    fastly_token: str | None = field(default=None, repr=False)
-    fastly_api_url: str = "https://api.fastly.com"
-    webhook_url: str | None = None
-    webhook_secret: str | None = field(default=None, repr=False)
-    purges_per_minute: int = 10  # POST /api/images/{id}/purge, per user
 
 
 @dataclass(frozen=True)
@@ -237,11 +190,11 @@ class Settings:
             **_sources(environ),
             **_public(environ),
         )
-        values["background"] = _background(environ, values["render_timeout_seconds"])
+        values["background"] = background(environ, values["render_timeout_seconds"])
         values["user_derivative_bytes"] = _integer(
             environ, "USER_DERIVATIVE_BYTES", values["user_quota_bytes"] // 5, 0
         )
-        values["purging"] = _purging(environ)
+        values["purging"] = purging(environ)
         values["derivative_sweep_seconds"] = _number(
             environ, "DERIVATIVE_SWEEP_SECONDS", 60.0, 0.05, 86400
         )
@@ -377,9 +330,6 @@ def _fetching(environ: Mapping[str, str], env: str) -> dict[str, Any]:
     loopback = environ.get("FETCH_ALLOW_LOOPBACK_FOR_TESTS", "").strip() in ("1", "true")
     if loopback and env == "production":
         raise SettingsError("FETCH_ALLOW_LOOPBACK_FOR_TESTS", "is for tests: never in production")
-    ports = _list(environ, "URL_UPLOAD_PORTS") or ("80", "443")
-    if not all(p.isdigit() and 0 < int(p) < 65536 for p in ports):
-        raise SettingsError("URL_UPLOAD_PORTS", "expected ports like 80,443")
     return dict(
         fetch_connect_timeout_seconds=_number(
             environ, "FETCH_CONNECT_TIMEOUT_SECONDS", 5, 0.1, 600
@@ -388,82 +338,9 @@ def _fetching(environ: Mapping[str, str], env: str) -> dict[str, Any]:
         fetch_private_hosts=frozenset(h.lower() for h in _list(environ, "FETCH_PRIVATE_HOSTS")),
         fetch_allow_loopback_for_tests=loopback,
         url_upload_hosts=tuple(h.lower() for h in _list(environ, "URL_UPLOAD_HOSTS")),
-        url_upload_ports=frozenset(int(p) for p in ports),
+        url_upload_ports=_ports(environ, "URL_UPLOAD_PORTS"),
         url_uploads_per_minute=_integer(environ, "URL_UPLOADS_PER_MINUTE", 10, 1),
         url_upload_concurrency=_integer(environ, "URL_UPLOAD_CONCURRENCY", 2, 1, 1000),
-    )
-
-
-def _background(environ: Mapping[str, str], render_timeout: float) -> Background:
-    """The job queue's settings; a lease must outlast a render (RENDER_TIMEOUT_SECONDS) and
-    a webhook delivery's timeout."""
-    timeout = _number(environ, "WEBHOOK_TIMEOUT_SECONDS", 10.0, 0.1, 600)
-    lease = _number(
-        environ, "JOB_LEASE_SECONDS", max(60.0, 2 * max(render_timeout, timeout)), 0.5, 86400
-    )
-    if lease <= max(render_timeout, timeout):
-        raise SettingsError(
-            "JOB_LEASE_SECONDS",
-            f"must be longer than RENDER_TIMEOUT_SECONDS and WEBHOOK_TIMEOUT_SECONDS "
-            f"({max(render_timeout, timeout):g}), got {lease:g}",
-        )
-    ports = _list(environ, "WEBHOOK_PORTS") or ("80", "443")
-    if not all(p.isdigit() and 0 < int(p) < 65536 for p in ports):
-        raise SettingsError("WEBHOOK_PORTS", "expected ports like 80,443")
-    defaults = Background()
-    return Background(
-        jobs_in_serve=_flag(environ, "JOBS_IN_SERVE", True),
-        job_render_share=_number(environ, "JOB_RENDER_SHARE", 0.5, 0.01, 1.0),
-        job_concurrency=_integer(environ, "JOB_CONCURRENCY", 4, 1, 256),
-        job_lease_seconds=lease,
-        job_poll_seconds=_number(environ, "JOB_POLL_SECONDS", 1.0, 0.01, 60),
-        job_retry_schedule=_schedule(environ, "JOB_RETRY_SCHEDULE", defaults.job_retry_schedule),
-        webhook_retry_schedule=_schedule(
-            environ, "WEBHOOK_RETRY_SCHEDULE", defaults.webhook_retry_schedule
-        ),
-        webhook_timeout_seconds=timeout,
-        webhook_ports=frozenset(int(p) for p in ports),
-        webhooks_max_per_user=_integer(environ, "WEBHOOKS_MAX_PER_USER", 10, 0, 1000),
-        webhook_pending_max=_integer(environ, "WEBHOOK_PENDING_MAX", 1000, 1),
-        webhook_secret_overlap_seconds=_number(
-            environ, "WEBHOOK_SECRET_OVERLAP_SECONDS", 86400.0, 0, 30 * 86400
-        ),
-        eager_thumbnail=_flag(environ, "EAGER_THUMBNAIL", True),
-    )
-
-
-def _purging(environ: Mapping[str, str]) -> Purging:
-    """The purge targets: nginx hosts, and the CDN adapters whose settings are all given."""
-    nginx = _list(environ, "PURGE_NGINX_URLS")
-    for url in nginx:
-        if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
-            raise SettingsError("PURGE_NGINX_URLS", f"expected http(s)://host[:port], got {url!r}")
-    defaults = Purging()
-    pairs = {
-        "cloudflare": ("PURGE_CLOUDFLARE_ZONE", "PURGE_CLOUDFLARE_TOKEN"),
-        "fastly": ("PURGE_FASTLY_SERVICE", "PURGE_FASTLY_TOKEN"),
-        "webhook": ("PURGE_WEBHOOK_URL", "PURGE_WEBHOOK_SECRET"),
-    }
-    for first, second in pairs.values():
-        if bool(environ.get(first)) != bool(environ.get(second)):
-            raise SettingsError(
-                second if environ.get(first) else first,
-                f"set it with {first if environ.get(second) else second}",
-            )
-    secret = environ.get("PURGE_WEBHOOK_SECRET") or None
-    if secret is not None and not secret.startswith("whsec_"):
-        raise SettingsError("PURGE_WEBHOOK_SECRET", "a Standard Webhooks secret: whsec_<base64>")
-    return Purging(
-        nginx_urls=tuple(u.rstrip("/") for u in nginx),
-        cloudflare_zone=environ.get("PURGE_CLOUDFLARE_ZONE") or None,
-        cloudflare_token=environ.get("PURGE_CLOUDFLARE_TOKEN") or None,
-        cloudflare_api_url=_url(environ, "PURGE_CLOUDFLARE_API_URL") or defaults.cloudflare_api_url,
-        fastly_service=environ.get("PURGE_FASTLY_SERVICE") or None,
-        fastly_token=environ.get("PURGE_FASTLY_TOKEN") or None,
-        fastly_api_url=_url(environ, "PURGE_FASTLY_API_URL") or defaults.fastly_api_url,
-        webhook_url=_url(environ, "PURGE_WEBHOOK_URL"),
-        webhook_secret=secret,
-        purges_per_minute=_integer(environ, "PURGES_PER_MINUTE", 10, 1),
     )
 
 

@@ -20,7 +20,7 @@ from origin.cache import Derivative
 from origin.derivatives import Wanted
 from origin.jobs.runner import Failure
 from origin.request import Headers
-from origin.settings import Background
+from origin.settings_groups import Background
 from origin.signing import sign_url
 from origin.store import eager as rows
 from origin.store.database import Transaction

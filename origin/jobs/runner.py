@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from origin.errors import OriginError
 from origin.metrics import Metrics
-from origin.settings import Background
+from origin.settings_groups import Background
 from origin.store.database import Database, Transaction
 from origin.store.queue import Job, JobQueue, LostClaim
 

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from origin.records import new_id
-from origin.settings import Background
+from origin.settings_groups import Background
 from origin.signing import sign_url
 from origin.store import queue
 from origin.store.database import Database

@@ -19,7 +19,8 @@ from datetime import datetime
 from origin.errors import OriginError
 from origin.fetch import Limits, Policy, post
 from origin.jobs.runner import Failure, Retry
-from origin.settings import Background, Settings
+from origin.settings import Settings
+from origin.settings_groups import Background
 from origin.store.database import Database, Transaction
 from origin.store.queue import Job
 from origin.store.webhooks import record_attempt, to_send

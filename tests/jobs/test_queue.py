@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from origin.jobs.runner import Failure, Permanent, Runner
 from origin.metrics import Metrics
-from origin.settings import Background
+from origin.settings_groups import Background
 from origin.store import queue
 from origin.store.database import Database
 from origin.store.queue import Job, JobQueue, LostClaim

@@ -6,10 +6,13 @@ import dataclasses
 import re
 from pathlib import Path
 
-from origin.settings import Background, Settings
+from origin.settings import Settings
+from origin.settings_groups import Background
 
 ROOT = Path(__file__).resolve().parents[2]
-SETTINGS_SOURCE = (ROOT / "origin" / "settings.py").read_text()
+SETTINGS_SOURCE = "".join(
+    (ROOT / "origin" / name).read_text() for name in ("settings.py", "settings_groups.py")
+)
 CONFIG_DOC = (ROOT / "docs" / "configuration.md").read_text()
 README = (ROOT / "README.md").read_text()
 
@@ -17,7 +20,7 @@ README = (ROOT / "README.md").read_text()
 def environment_variables() -> set[str]:
     return set(re.findall(r'environ(?:\.get)?\(\s*"([A-Z][A-Z0-9_]+)"', SETTINGS_SOURCE)) | set(
         re.findall(
-            r'_(?:integer|number|choice|list|url|parsed|flag|schedule)\(\s*environ,\s*"([A-Z][A-Z0-9_]+)"',
+            r'_(?:integer|number|choice|list|url|parsed|flag|schedule|ports)\(\s*environ,\s*"([A-Z][A-Z0-9_]+)"',
             SETTINGS_SOURCE,
         )
     )
