@@ -12,9 +12,7 @@ import pyvips
 
 from origin import vips
 from origin.errors import InvalidImage
-from origin.pixels import Strip, has_alpha, to_srgb
-
-Frames = tuple[pyvips.Image, ...]
+from origin.pixels import Frames, Strip, has_alpha, to_srgb
 
 
 @dataclass(frozen=True)

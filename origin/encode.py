@@ -125,10 +125,12 @@ def encode(
 
 
 def stacked(frames: Frames) -> pyvips.Image:
-    """The frames one above the other: a Strip's own image when it is just that (no join)."""
-    if isinstance(frames, Strip) and frames.whole.bands == frames[0].bands:
-        return frames.whole
-    return pyvips.Image.arrayjoin(list(frames), across=1)
+    """The frames one above the other: a Strip's own image (less the opaque alpha band the
+    frames leave out), else their join."""
+    if not isinstance(frames, Strip):
+        return pyvips.Image.arrayjoin(list(frames), across=1)
+    whole = frames.whole
+    return whole if whole.bands == frames[0].bands else whole.extract_band(0, n=frames[0].bands)
 
 
 def _encode_auto(

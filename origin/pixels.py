@@ -135,7 +135,7 @@ def scale_frames(frames: Frames, size: tuple[int, int]) -> Frames:
     width, height, count = first.width, first.height, len(frames)
     alpha = has_alpha(first)
     enlarges = size[0] > width or size[1] > height  # libvips' affine path
-    # the frames stacked: a Strip's own image (no join, W5: ~30 of 110 ms less)
+    # the frames stacked: a Strip's own image (no join: ~26 ms less a W5 render)
     work = frames.whole if isinstance(frames, Strip) else None
     bands = first.bands if work is None else work.bands
     held = count * width * height * bands * (4 if alpha else 1)

@@ -19,12 +19,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-import pyvips
-
+from origin.pixels import Frames as Frames  # a transform's working image, re-exported here
 from origin.transforms.arguments import Argument, Colour
 from origin.transforms.limits import Limits
 
-Frames = tuple[pyvips.Image, ...]
 Size = tuple[int, int]
 
 
