@@ -7,8 +7,11 @@ several: thumbor's instances and their nginx), and for each workload probe the n
 each with the CPU time of the server's process trees (from /proc, before/after) and their
 peak RSS (sampled every 100 ms). Best run = highest req/s. Prints a markdown table and the
 targets, and writes ``bench.json`` and ``bench.png`` under ``--out``, and a copy of both in
-a folder named after the run's start (UTC), so every run's raw numbers are kept. Every
-process started is in its own process group and is stopped on exit, error or Ctrl-C.
+a folder named after the run's start (UTC), so every run's raw numbers are kept. Each cold
+workload's floor on every core is measured right after imgorigin's runs of it
+(``benchmarks/floor_runs.py``: the machine's speed drifts over a run), the one-process floor
+at the end. Every process started is in its own process group and is stopped on exit, error
+or Ctrl-C.
 
 W6 (a remote source: ``--workloads W6`` runs its two rows alone) also starts the loopback
 website its objects come from (``benchmarks/upstream.py``), once, before the servers, and
@@ -31,12 +34,13 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from benchmarks import eager, fidelity, report, upstream, wrk
 from benchmarks import images as images_mod
-from benchmarks.floor_runs import floor
+from benchmarks.floor_runs import adjacent_floor, floor
 from benchmarks.procs import (
     Registry,
     RssSampler,
@@ -292,7 +296,10 @@ def bench_server(
     images: dict[str, Path],
     work: Path,
     upstream_roots: tuple[int, ...] = (),
+    after: Callable[[Workload], None] | None = None,
 ) -> dict[str, Any]:
+    """Every workload ``server`` supports, one server start per mode; ``after(w)`` runs once
+    each workload's measurement is done, while the server is still up and idle."""
     out: dict[str, Any] = {
         "note": server.note,
         "version": getattr(server, "version", ""),
@@ -332,6 +339,8 @@ def bench_server(
                     print(f"  error: {out['workloads'][w.name]['error']}", flush=True)
                     for group in groups:
                         print(group.tail(10), flush=True)
+                elif after is not None:
+                    after(w)
         except RuntimeError as exc:
             for w in todo:
                 out["workloads"][w.name] = {"error": str(exc)[:500]}
@@ -379,6 +388,21 @@ def main(argv: list[str] | None = None) -> int:
         "servers": {},
         "skipped": {},
     }
+    floor_seconds = min(args.floor_seconds, args.duration)
+    measured: dict[str, dict[str, Any]] = {}  # each cold workload's floor on every core
+
+    def adjacent(w: Workload) -> None:
+        if w.local_cold and floor_seconds > 0:
+            print(f"floor {w.name} on every core, right after imgorigin's runs…", flush=True)
+            measured[w.name] = adjacent_floor(
+                registry,
+                images["w1.jpg"].parent,
+                w.name,
+                floor_seconds,
+                work,
+                working_copies=not args.no_working_copies,
+            )
+
     try:
         PEERS.mkdir(parents=True, exist_ok=True)
         upstream_roots: tuple[int, ...] = ()
@@ -397,7 +421,14 @@ def main(argv: list[str] | None = None) -> int:
                 results["skipped"][server.name] = reason
                 continue
             results["servers"][server.name] = bench_server(
-                registry, server, wanted, args, images, work, upstream_roots
+                registry,
+                server,
+                wanted,
+                args,
+                images,
+                work,
+                upstream_roots,
+                after=adjacent if server.name == "imgorigin" else None,
             )
         registry.stop_all()
         if any(w.local_cold for w in wanted):
@@ -406,9 +437,10 @@ def main(argv: list[str] | None = None) -> int:
             registry,
             images["w1.jpg"].parent,
             wanted,
-            min(args.floor_seconds, args.duration),
+            floor_seconds,
             work,
             working_copies=not args.no_working_copies,
+            measured=measured,
         )
         if "EAGER" in args.steps and (not args.only or "imgorigin" in args.only):
             print("eager derivatives (imgorigin)…", flush=True)

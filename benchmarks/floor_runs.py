@@ -1,5 +1,10 @@
 """The floor, run by the harness: the pipeline in a loop without HTTP (``benchmarks.floor``),
-once in one process and then in one process per core started together."""
+once in one process and then in one process per core started together.
+
+The floor on every core is what a cold workload's ratio divides by, and this machine's speed
+drifts by 10-15 % over a run of the harness: so the harness measures each workload's floor on
+every core right after imgorigin's runs of that workload (``adjacent_floor``, with
+imgorigin's server idle), not half an hour later; the one-process run comes at the end."""
 
 from __future__ import annotations
 
@@ -26,17 +31,18 @@ def floor(
     seconds: float,
     work: Path,
     working_copies: bool = True,
+    measured: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The pipeline in a loop without HTTP: one process (ms per render), then one process
-    per core at once (renders per second on the whole machine, what the servers get)."""
+    per core at once (renders per second on the whole machine, what the servers get) for
+    every workload not already in ``measured`` (the harness measures those right after
+    imgorigin's runs of the workload: ``adjacent_floor``)."""
     # W6 has no floor of its own: its render is W1's from the original (W1's floor row).
     cold = [w.name for w in wanted if w.local_cold]
     if not cold or seconds <= 0:
         return {}
-    argv = [sys.executable, "-m", "benchmarks.floor", str(images_dir), str(seconds)]
-    extra = [] if working_copies else ["--no-working-copies"]
     done = subprocess.run(
-        [*argv, ",".join(cold), *extra],
+        [*floor_argv(images_dir, seconds), ",".join(cold), *_extra(working_copies)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -47,10 +53,35 @@ def floor(
         return {"error": done.stderr[-500:]}
     results: dict[str, Any] = json.loads(done.stdout)
     for name in cold:
-        results["workloads"][name]["parallel"] = parallel_floor(
-            registry, [*argv, name, *extra], name, seconds, work
+        results["workloads"][name]["parallel"] = (measured or {}).get(name) or adjacent_floor(
+            registry, images_dir, name, seconds, work, working_copies, after=""
         )
     return results
+
+
+def adjacent_floor(
+    registry: Registry,
+    images_dir: Path,
+    name: str,
+    seconds: float,
+    work: Path,
+    working_copies: bool = True,
+    after: str = "imgorigin's runs",
+) -> dict[str, Any]:
+    """The floor of one workload on every core (``parallel_floor``), noting what it was
+    measured right after (``after``; empty: after every server)."""
+    argv = [*floor_argv(images_dir, seconds), name, *_extra(working_copies)]
+    result = parallel_floor(registry, argv, name, seconds, work)
+    result["measured_after"] = after or "every server"
+    return result
+
+
+def floor_argv(images_dir: Path, seconds: float) -> list[str]:
+    return [sys.executable, "-m", "benchmarks.floor", str(images_dir), str(seconds)]
+
+
+def _extra(working_copies: bool) -> list[str]:
+    return [] if working_copies else ["--no-working-copies"]
 
 
 def parallel_floor(

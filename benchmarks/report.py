@@ -109,6 +109,12 @@ def _best(results: dict[str, Any], server: str, w: str) -> dict[str, Any] | None
     return m if m and "best" in m else None
 
 
+def _after(parallel: dict[str, Any]) -> str:
+    """When the floor on every core was measured, if the run says (older runs do not)."""
+    after = parallel.get("measured_after")
+    return f", measured after {after}" if after else ""
+
+
 def _verdict(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
@@ -175,7 +181,8 @@ def targets(results: dict[str, Any]) -> str:
             ratio = ours["best"]["rps"] / parallel["rps"]
             rows.append(
                 f"| {w} ≥ {FLOOR_TARGET}× the floor | {ours['best']['rps']:.1f} / "
-                f"{parallel['rps']:.1f} (floor on {parallel['processes']} cores) = "
+                f"{parallel['rps']:.1f} (floor on {parallel['processes']} cores"
+                f"{_after(parallel)}) = "
                 f"**{ratio:.2f}×** (against 2 × one thread, "
                 f"{floor['ceiling_rps_2_cores']:.1f}: {ours['best']['rps'] / floor['ceiling_rps_2_cores']:.2f}×) "
                 f"| {_verdict(ratio >= FLOOR_TARGET)} |"

@@ -132,3 +132,19 @@ def test_w6_targets_are_twice_thumbor_cold_and_three_times_warm() -> None:
         "W6-cold ≥ 2× thumbor": ("50.0 / 25.0 = **2.00×**", "met"),
         "W6-warm ≥ 3× thumbor": ("90.0 / 31.0 = **2.90×**", "**missed**"),
     }
+
+
+def test_floor_row_says_when_the_floor_was_measured() -> None:
+    results = run_of({"imgorigin": {"W1": measured(300.0, 40.0, 13_935)}})
+    parallel = {"processes": 2, "rps": 400.0, "measured_after": "imgorigin's runs"}
+    results["floor"] = {
+        "workloads": {"W1": {"parallel": parallel, "ceiling_rps_2_cores": 380.0}},
+    }
+    figures, verdict = rows(report.targets(results))["W1 ≥ 0.9× the floor"]
+    assert figures.startswith(
+        "300.0 / 400.0 (floor on 2 cores, measured after imgorigin's runs) = **0.75×**"
+    )
+    assert verdict == "**missed**"
+    del parallel["measured_after"]  # a run from before the floor moved beside imgorigin's
+    figures, _ = rows(report.targets(results))["W1 ≥ 0.9× the floor"]
+    assert figures.startswith("300.0 / 400.0 (floor on 2 cores) = **0.75×**")

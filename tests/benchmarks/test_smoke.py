@@ -88,7 +88,14 @@ def test_harness_runs_against_imgorigin(tmp_path: Path) -> None:
     floor = results["floor"]["workloads"]["W1"]
     assert floor["ms_per_op"] > 0
     assert floor["parallel"]["processes"] == os.cpu_count() and floor["parallel"]["rps"] > 0
+    # W1's floor on every core is measured right after imgorigin's W1 runs, before W4's.
+    assert floor["parallel"]["measured_after"] == "imgorigin's runs"
+    out_lines = done.stdout.splitlines()
+    assert out_lines.index("floor W1 on every core, right after imgorigin's runs…") < next(
+        i for i, line in enumerate(out_lines) if line.startswith("imgorigin · W4")
+    )
     assert "| W1 ≥ 0.9× the floor |" in done.stdout
+    assert "measured after imgorigin's runs) = " in done.stdout
     assert "| W1 RSS ≤ 300 MB per process at 4 connections |" in done.stdout
     # Nothing the harness started is left: no process remains in any server's group (the
     # two servers: imgorigin cold for W1 and hot for W4; then the floor's processes).
