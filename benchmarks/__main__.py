@@ -1,7 +1,8 @@
 """``python -m benchmarks``: imgorigin, thumbor and IPX side by side, plus the in-process floor.
 
-For each server (one at a time, each with every core): start it (one process group, or
-several: thumbor's instances and their nginx), and for each workload probe the nominal URL
+Workload by workload, each server in turn (one at a time, each with every core, so the rows a
+ratio compares are measured minutes apart): start it (one process group, or several:
+thumbor's instances and their nginx), probe the workload's nominal URL
 (status, bytes, size, frames, and for a fit the SSIM against an ideal resize of the source:
 ``benchmarks/fidelity.py``), warm up, then ``--runs`` wrk runs of ``--duration`` seconds,
 each with the CPU time of the server's process trees (from /proc, before/after) and their
@@ -288,6 +289,17 @@ def measure(
     }
 
 
+def server_results(server: Server) -> dict[str, Any]:
+    """What ``bench_server`` fills for one server."""
+    return {
+        "note": server.note,
+        "version": getattr(server, "version", ""),
+        "workloads": {},
+        "idle_rss_bytes": {},
+        "process_groups": {},
+    }
+
+
 def bench_server(
     registry: Registry,
     server: Server,
@@ -297,16 +309,12 @@ def bench_server(
     work: Path,
     upstream_roots: tuple[int, ...] = (),
     after: Callable[[Workload], None] | None = None,
+    out: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Every workload ``server`` supports, one server start per mode; ``after(w)`` runs once
-    each workload's measurement is done, while the server is still up and idle."""
-    out: dict[str, Any] = {
-        "note": server.note,
-        "version": getattr(server, "version", ""),
-        "workloads": {},
-        "idle_rss_bytes": {},
-        "process_groups": {},
-    }
+    """Every workload of ``wanted`` that ``server`` supports, one server start per mode, into
+    ``out`` (``server_results``, new if None); ``after(w)`` runs once each workload's
+    measurement is done, while the server is still up and idle."""
+    out = server_results(server) if out is None else out
     for mode in ("cold", "remote-cold", "remote-warm", "hot"):
         todo = [w for w in wanted if w.server_mode == mode and server.supports(w)]
         if not todo:
@@ -413,23 +421,30 @@ def main(argv: list[str] | None = None) -> int:
             results["upstream"] = upstream.describe(site, images["w1.jpg"])
             for server in servers:
                 server.upstream = site.host
+        usable = []
         for server in servers if wanted else []:
             print(f"preparing {server.name}…", flush=True)
             reason = server.install(PEERS / f"{server.name}-install.log")
             if reason:
                 print(f"  skipped: {reason}", flush=True)
                 results["skipped"][server.name] = reason
-                continue
-            results["servers"][server.name] = bench_server(
-                registry,
-                server,
-                wanted,
-                args,
-                images,
-                work,
-                upstream_roots,
-                after=adjacent if server.name == "imgorigin" else None,
-            )
+            else:
+                usable.append(server)
+        # Workload by workload, every server in turn: the rows a ratio compares are measured
+        # minutes apart, not half an hour (this machine's speed drifts by 10-15 % in that).
+        for w in wanted:
+            for server in usable:
+                bench_server(
+                    registry,
+                    server,
+                    [w],
+                    args,
+                    images,
+                    work,
+                    upstream_roots,
+                    after=adjacent if server.name == "imgorigin" else None,
+                    out=results["servers"].setdefault(server.name, server_results(server)),
+                )
         registry.stop_all()
         if any(w.local_cold for w in wanted):
             print("floor (in-process pipeline)…", flush=True)

@@ -112,7 +112,8 @@ THUMBOR = ROOT / "benchmarks" / ".peers" / "thumbor" / "bin" / "thumbor"
 def test_harness_runs_against_strong_thumbor(tmp_path: Path) -> None:
     """The strong peer layout end to end: one thumbor instance per core behind the nginx the
     harness starts, signed distinct URLs for W1 and W5 (W5's whole grid, through the
-    gifsicle engine), SSIM beside the bytes, every process group gone afterwards. Needs
+    gifsicle engine), SSIM beside the bytes, imgorigin and thumbor measured in turn workload
+    by workload, every process group gone afterwards. Needs
     thumbor already installed in benchmarks/.peers (the harness would fetch it from PyPI):
     skipped otherwise, with or without REQUIRE_ALL_BACKENDS (thumbor is not a CI backend)."""
     missing = [
@@ -128,7 +129,8 @@ def test_harness_runs_against_strong_thumbor(tmp_path: Path) -> None:
     if missing:
         pytest.skip(f"not installed: {', '.join(missing)}")
     out = tmp_path / "results"
-    argv = [sys.executable, "-m", "benchmarks", "--only", "thumbor", "--workloads", "W1,W5"]
+    argv = [sys.executable, "-m", "benchmarks", "--only", "imgorigin,thumbor"]
+    argv += ["--workloads", "W1,W5"]
     argv += ["--duration", "2", "--runs", "1", "--warmup", "1", "--floor-seconds", "0"]
     argv += ["--memory-connections", "0", "--out", str(out)]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=240)
@@ -150,8 +152,11 @@ def test_harness_runs_against_strong_thumbor(tmp_path: Path) -> None:
         assert run["requests"] > 0 and sum(run["errors"].values()) == 0, run
         assert not m["urls_repeated"] and m["distinct_urls"] > 1000
     assert thumbor["workloads"]["W5"]["probe"]["ssim_frames"] == 24
+    # Workload by workload, every server in turn, each started once per workload.
+    headers = [line.split(" (")[0] for line in done.stdout.splitlines() if " · W" in line]
+    assert headers == ["imgorigin · W1", "thumbor · W1", "imgorigin · W5", "thumbor · W5"]
     groups = results["server_process_groups"]
-    assert len(groups) == cores + (1 if cores > 1 else 0)
+    assert len(groups) == 2 * (1 + cores + (1 if cores > 1 else 0))
     assert not [g for g in groups if group_alive(g)], "a thumbor or nginx outlived the harness"
 
 
