@@ -88,7 +88,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="one more run per workload at this many connections, for peak RSS (0 = skip)",
     )
     p.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds (default 3)")
-    p.add_argument("--floor-seconds", type=float, default=5.0, help="per workload (0 = skip)")
+    p.add_argument(
+        "--floor-seconds",
+        type=float,
+        default=None,
+        help="per workload and window (default: --duration, so the floor's best window and "
+        "the servers' best run are as long; 0 = skip)",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     p.add_argument("--keep-work", action="store_true", help="keep the temporary folder (logs)")
     p.add_argument(
@@ -396,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         "servers": {},
         "skipped": {},
     }
-    floor_seconds = min(args.floor_seconds, args.duration)
+    floor_seconds = args.duration if args.floor_seconds is None else args.floor_seconds
     measured: dict[str, dict[str, Any]] = {}  # each cold workload's floor on every core
 
     def adjacent(w: Workload) -> None:
