@@ -250,7 +250,12 @@ class GuardedProtocol(HttpToolsProtocol):
         only a ``GET`` on a kept-alive HTTP/1.1 connection with nothing else in flight, so
         answers keep their order and uvicorn's flow control has nothing to wait for."""
         answer_now: AnswerNow | None = self.app_state.get(AT_ONCE)
-        if answer_now is None or self.pipeline or self.flow.write_paused:
+        if (
+            answer_now is None
+            or self.pipeline
+            or self.flow.write_paused
+            or self.transport.is_closing()  # the client went: uvicorn's cycle handles it
+        ):
             return False
         cycle = self.cycle
         parser = self.parser
