@@ -313,14 +313,13 @@ def bench_server(
     args: Any,
     images: dict[str, Path],
     work: Path,
-    upstream_roots: tuple[int, ...] = (),
+    upstream_roots: tuple[int, ...],
+    out: dict[str, Any],
     after: Callable[[Workload], None] | None = None,
-    out: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> None:
     """Every workload of ``wanted`` that ``server`` supports, one server start per mode, into
-    ``out`` (``server_results``, new if None); ``after(w)`` runs once each workload's
-    measurement is done, while the server is still up and idle."""
-    out = server_results(server) if out is None else out
+    ``out`` (``server_results``); ``after(w)`` runs once each workload's measurement is done,
+    while the server is still up and idle."""
     for mode in ("cold", "remote-cold", "remote-warm", "hot"):
         todo = [w for w in wanted if w.server_mode == mode and server.supports(w)]
         if not todo:
@@ -362,7 +361,6 @@ def bench_server(
         finally:
             for g in [g for g in registry.groups if g not in before]:
                 registry.stop(g)
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -415,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
                 floor_seconds,
                 work,
                 working_copies=not args.no_working_copies,
+                after="imgorigin's runs",
             )
 
     try:
@@ -448,8 +447,8 @@ def main(argv: list[str] | None = None) -> int:
                     images,
                     work,
                     upstream_roots,
+                    results["servers"].setdefault(server.name, server_results(server)),
                     after=adjacent if server.name == "imgorigin" else None,
-                    out=results["servers"].setdefault(server.name, server_results(server)),
                 )
         registry.stop_all()
         if any(w.local_cold for w in wanted):

@@ -42,7 +42,7 @@ def floor(
     if not cold or seconds <= 0:
         return {}
     done = subprocess.run(
-        [*floor_argv(images_dir, seconds), ",".join(cold), *_extra(working_copies)],
+        _argv(images_dir, seconds, ",".join(cold), working_copies),
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -54,7 +54,7 @@ def floor(
     results: dict[str, Any] = json.loads(done.stdout)
     for name in cold:
         results["workloads"][name]["parallel"] = (measured or {}).get(name) or adjacent_floor(
-            registry, images_dir, name, seconds, work, working_copies, after=""
+            registry, images_dir, name, seconds, work, working_copies, after="every server"
         )
     return results
 
@@ -65,23 +65,19 @@ def adjacent_floor(
     name: str,
     seconds: float,
     work: Path,
-    working_copies: bool = True,
-    after: str = "imgorigin's runs",
+    working_copies: bool,
+    after: str,
 ) -> dict[str, Any]:
     """The floor of one workload on every core (``parallel_floor``), noting what it was
-    measured right after (``after``; empty: after every server)."""
-    argv = [*floor_argv(images_dir, seconds), name, *_extra(working_copies)]
-    result = parallel_floor(registry, argv, name, seconds, work)
-    result["measured_after"] = after or "every server"
-    return result
+    measured right after (``after``)."""
+    argv = _argv(images_dir, seconds, name, working_copies)
+    return parallel_floor(registry, argv, name, seconds, work) | {"measured_after": after}
 
 
-def floor_argv(images_dir: Path, seconds: float) -> list[str]:
-    return [sys.executable, "-m", "benchmarks.floor", str(images_dir), str(seconds)]
-
-
-def _extra(working_copies: bool) -> list[str]:
-    return [] if working_copies else ["--no-working-copies"]
+def _argv(images_dir: Path, seconds: float, names: str, working_copies: bool) -> list[str]:
+    """``benchmarks.floor``'s command line for ``names`` (comma-separated workloads)."""
+    argv = [sys.executable, "-m", "benchmarks.floor", str(images_dir), str(seconds), names]
+    return argv if working_copies else [*argv, "--no-working-copies"]
 
 
 def parallel_floor(
