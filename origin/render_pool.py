@@ -6,8 +6,9 @@ A caller cancelled while it waits (its client went away) never starts its job;
 ``unless_gone`` turns "the client went away" into that cancellation. A caller cancelled
 while its job runs calls the job's ``on_cancel`` (a render's ``Deadline.cancel``: libvips
 stops at its next tile) and the slot is given back only once the thread has returned, so a
-slot is never free while a thread still works for it. After each job its thread gives freed
-heap pages back to the system (``origin.memory.Trimmer``, at most once a second).
+slot is never free while a thread still works for it. After a job its thread gives freed
+heap pages back to the system when the pool falls idle, and now and then under load
+(``origin.memory.Trimmer``).
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class RenderPool:
                 self.slots.release()
 
     async def _in_thread(self, job: Callable[[], T], on_cancel: Callable[[], object] | None) -> T:
-        work = functools.partial(_then, job, self.trimmer.after_job)
+        work = functools.partial(_tracked, job, self.trimmer)
         running = asyncio.ensure_future(anyio.to_thread.run_sync(work, limiter=self.threads))
         try:
             return await asyncio.shield(running)
@@ -101,12 +102,14 @@ class RenderPool:
             raise
 
 
-def _then(job: Callable[[], T], after: Callable[[], None]) -> T:
-    """``job()``, then ``after()`` in the same thread whatever the job did."""
+def _tracked(job: Callable[[], T], trimmer: Trimmer) -> T:
+    """``job()`` between the trimmer's start and end marks, in the same thread whatever the
+    job did."""
+    trimmer.job_started()
     try:
         return job()
     finally:
-        after()
+        trimmer.job_ended()
 
 
 async def _ended(running: asyncio.Future[T]) -> None:

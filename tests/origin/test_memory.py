@@ -1,4 +1,5 @@
-"""origin.memory: the arena cap applies on glibc, and a trim runs at most once an interval."""
+"""origin.memory: the arena cap applies on glibc; a trim runs when the pool falls idle (at
+most once a gap) and seldom while jobs keep running."""
 
 from __future__ import annotations
 
@@ -16,17 +17,41 @@ def test_arenas_are_capped_on_glibc() -> None:
     assert memory.cap_arenas() is True
 
 
-def test_a_trim_runs_at_most_once_per_interval() -> None:
+def _job(trimmer: memory.Trimmer) -> None:
+    trimmer.job_started()
+    trimmer.job_ended()
+
+
+def test_a_pool_falling_idle_trims_at_most_once_per_idle_gap() -> None:
     if memory._LIBC is None:
         pytest.skip("not glibc: trimming is a no-op here")
-    trimmer = memory.Trimmer(interval=0.2)
-    threads = [threading.Thread(target=trimmer.after_job) for _ in range(8)]
+    trimmer = memory.Trimmer(idle_gap=0.2, busy_interval=60)
+    threads = [threading.Thread(target=_job, args=(trimmer,)) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    trimmer.after_job()
+    _job(trimmer)
     assert trimmer.trims == 1
     time.sleep(0.25)
-    trimmer.after_job()
+    _job(trimmer)
     assert trimmer.trims == 2
+    assert trimmer.running == 0
+
+
+def test_while_other_jobs_run_a_trim_waits_for_the_busy_interval() -> None:
+    if memory._LIBC is None:
+        pytest.skip("not glibc: trimming is a no-op here")
+    trimmer = memory.Trimmer(idle_gap=0.0, busy_interval=0.3)
+    trimmer.job_started()  # a job that keeps running throughout
+    _job(trimmer)  # the first trim: none for longer than the busy interval
+    assert trimmer.trims == 1
+    time.sleep(0.1)
+    _job(trimmer)  # another job still runs: past the idle gap, not past the busy interval
+    assert trimmer.trims == 1
+    time.sleep(0.25)
+    _job(trimmer)
+    assert trimmer.trims == 2
+    trimmer.job_ended()  # the long job ends and the pool is idle: the idle gap (0) applies
+    assert trimmer.trims == 3
+    assert trimmer.running == 0
