@@ -19,7 +19,7 @@ job. A trim walks the heaps (~3–6 ms) and hands back every free page, which th
 then fault in again: trimming once a second under a steady W5 load cost a worker ~1,800
 page faults and ~3 ms of kernel time per request (3,100 faults against 1,300 without
 trimming; 9.5–9.8 ms of system time against 5.8–7.2). So the trimmer trims when the pool
-falls idle (the job that ends is the only one running), at most once per
+falls idle (the job that ends is the only one running and none waits), at most once per
 ``IDLE_TRIM_SECONDS``, and while jobs keep running only once per ``BUSY_TRIM_SECONDS``:
 memory comes back as soon as the load stops, and under load the heap stays the size the
 load needs. Both are no-ops where the C library is not glibc.
@@ -32,6 +32,7 @@ import ctypes.util
 import math
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 M_ARENA_MAX = -8  # glibc's mallopt parameter
@@ -65,14 +66,18 @@ def cap_arenas(arenas: int = ARENAS) -> bool:
 
 class Trimmer:
     """Gives freed heap pages back to the system from the render thread whose job ends:
-    when no other job is running, at most once per ``idle_gap`` seconds; while others
-    run, at most once per ``busy_interval``."""
+    when no other job is running or ``queued``, at most once per ``idle_gap`` seconds;
+    otherwise at most once per ``busy_interval``."""
 
     def __init__(
-        self, idle_gap: float = IDLE_TRIM_SECONDS, busy_interval: float = BUSY_TRIM_SECONDS
+        self,
+        idle_gap: float = IDLE_TRIM_SECONDS,
+        busy_interval: float = BUSY_TRIM_SECONDS,
+        queued: Callable[[], int] = lambda: 0,
     ) -> None:
         self.idle_gap = idle_gap
         self.busy_interval = busy_interval
+        self.queued = queued  # jobs waiting to start (read without a lock: a hint)
         self.last = -math.inf  # monotonic time of the last trim
         self.running = 0  # jobs between job_started and job_ended
         self.trims = 0
@@ -89,7 +94,7 @@ class Trimmer:
             others = self.running
         if _LIBC is None:
             return
-        gap = self.idle_gap if others == 0 else self.busy_interval
+        gap = self.idle_gap if others == 0 and self.queued() == 0 else self.busy_interval
         if time.monotonic() < self.last + gap or not self.lock.acquire(blocking=False):
             return
         try:

@@ -46,7 +46,7 @@ class RenderPool:
         self.queue_max = queue_max
         self.queue_timeout = queue_timeout
         self.waiting = 0
-        self.trimmer = Trimmer()
+        self.trimmer = Trimmer(queued=lambda: self.waiting)
 
     @property
     def busy(self) -> int:

@@ -55,3 +55,16 @@ def test_while_other_jobs_run_a_trim_waits_for_the_busy_interval() -> None:
     trimmer.job_ended()  # the long job ends and the pool is idle: the idle gap (0) applies
     assert trimmer.trims == 3
     assert trimmer.running == 0
+
+
+def test_a_job_waiting_to_start_counts_as_load() -> None:
+    if memory._LIBC is None:
+        pytest.skip("not glibc: trimming is a no-op here")
+    waiting = [1]
+    trimmer = memory.Trimmer(idle_gap=0.0, busy_interval=60, queued=lambda: waiting[0])
+    _job(trimmer)  # the first trim: none for longer than the busy interval
+    _job(trimmer)  # alone in its pool but another job waits: not idle
+    assert trimmer.trims == 1
+    waiting[0] = 0
+    _job(trimmer)
+    assert trimmer.trims == 2
