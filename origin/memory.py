@@ -21,8 +21,9 @@ page faults and ~3 ms of kernel time per request (3,100 faults against 1,300 wit
 trimming; 9.5–9.8 ms of system time against 5.8–7.2). So the trimmer trims when the pool
 falls idle (the job that ends is the only one running and none waits), at most once per
 ``IDLE_TRIM_SECONDS``, and while jobs keep running only once per ``BUSY_TRIM_SECONDS``:
-memory comes back as soon as the load stops, and under load the heap stays the size the
-load needs. Both are no-ops where the C library is not glibc.
+memory comes back as soon as the load stops, and under load the heap stays about the size
+the load needs (10 s under load failed ``make soak``'s 3 % growth criterion once, +3.4 %; 3 s
+passes it). Both are no-ops where the C library is not glibc.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from typing import Any
 M_ARENA_MAX = -8  # glibc's mallopt parameter
 ARENAS = 2
 IDLE_TRIM_SECONDS = 1.0  # at most this often when the pool falls idle
-BUSY_TRIM_SECONDS = 10.0  # at most this often while other jobs are running
+BUSY_TRIM_SECONDS = 3.0  # at most this often while other jobs are running
 
 
 def _glibc() -> Any:
