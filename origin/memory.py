@@ -14,8 +14,8 @@ benchmark's W1/W3/W5 mix in one process with two render threads (600 renders, RS
 | 2 arenas, a static 1 MiB mmap threshold | 77 → 82, flat | +5–10 % |
 
 So: ``cap_arenas()`` once at start (what ``MALLOC_ARENA_MAX=2`` does, set from inside the
-process so ``make run`` and every container get it), and a ``Trimmer`` around every render
-job. A trim walks the heaps (~3–6 ms) and hands back every free page, which the next renders
+process so ``make run`` and every container get it), and ``Trimmer.after_job()`` after every
+render job. A trim walks the heaps (~3–6 ms) and hands back every free page, which the next renders
 then fault in again: trimming once a second under a steady W5 load cost a worker ~1,800
 page faults and ~3 ms of kernel time per request (3,100 faults against 1,300 without
 trimming; 9.5–9.8 ms of system time against 5.8–7.2). So the trimmer trims when the pool
@@ -67,35 +67,26 @@ def cap_arenas(arenas: int = ARENAS) -> bool:
 
 class Trimmer:
     """Gives freed heap pages back to the system from the render thread whose job ends:
-    when no other job is running or ``queued``, at most once per ``idle_gap`` seconds;
-    otherwise at most once per ``busy_interval``."""
+    when ``others()`` (the pool's other jobs, running or waiting for a slot) is 0, at most
+    once per ``idle_gap`` seconds; otherwise at most once per ``busy_interval``."""
 
     def __init__(
         self,
         idle_gap: float = IDLE_TRIM_SECONDS,
         busy_interval: float = BUSY_TRIM_SECONDS,
-        queued: Callable[[], int] = lambda: 0,
+        others: Callable[[], int] = lambda: 0,
     ) -> None:
         self.idle_gap = idle_gap
         self.busy_interval = busy_interval
-        self.queued = queued  # jobs waiting to start (read without a lock: a hint)
+        self.others = others  # read without a lock: a hint
         self.last = -math.inf  # monotonic time of the last trim
-        self.running = 0  # jobs between job_started and job_ended
         self.trims = 0
-        self.count = threading.Lock()  # guards ``running``
         self.lock = threading.Lock()  # one trim at a time
 
-    def job_started(self) -> None:
-        with self.count:
-            self.running += 1
-
-    def job_ended(self) -> None:
-        with self.count:
-            self.running -= 1
-            others = self.running
+    def after_job(self) -> None:
         if _LIBC is None:
             return
-        gap = self.idle_gap if others == 0 and self.queued() == 0 else self.busy_interval
+        gap = self.idle_gap if self.others() == 0 else self.busy_interval
         if time.monotonic() < self.last + gap or not self.lock.acquire(blocking=False):
             return
         try:

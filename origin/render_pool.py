@@ -46,7 +46,8 @@ class RenderPool:
         self.queue_max = queue_max
         self.queue_timeout = queue_timeout
         self.waiting = 0
-        self.trimmer = Trimmer(queued=lambda: self.waiting)
+        # A job that ends still holds its slot: the others are the rest of ``busy``.
+        self.trimmer = Trimmer(others=lambda: self.busy - 1 + self.waiting)
 
     @property
     def busy(self) -> int:
@@ -90,7 +91,7 @@ class RenderPool:
                 self.slots.release()
 
     async def _in_thread(self, job: Callable[[], T], on_cancel: Callable[[], object] | None) -> T:
-        work = functools.partial(_tracked, job, self.trimmer)
+        work = functools.partial(_then, job, self.trimmer.after_job)
         running = asyncio.ensure_future(anyio.to_thread.run_sync(work, limiter=self.threads))
         try:
             return await asyncio.shield(running)
@@ -102,14 +103,12 @@ class RenderPool:
             raise
 
 
-def _tracked(job: Callable[[], T], trimmer: Trimmer) -> T:
-    """``job()`` between the trimmer's start and end marks, in the same thread whatever the
-    job did."""
-    trimmer.job_started()
+def _then(job: Callable[[], T], after: Callable[[], None]) -> T:
+    """``job()``, then ``after()`` in the same thread whatever the job did."""
     try:
         return job()
     finally:
-        trimmer.job_ended()
+        after()
 
 
 async def _ended(running: asyncio.Future[T]) -> None:
