@@ -8,11 +8,17 @@ it in that search (docs/performance.md, "Encoder settings"). Here instead:
   libimagequant (through libvips), from a sample of about `SAMPLE_PIXELS` of its pixels
   that crosses every row and every column of the frame once per group, so that a one-pixel
   line in a colour of its own reaches the palette;
-- Pillow maps every frame onto its group's palette with Floyd-Steinberg dithering (C, a
-  colour cache) and writes the GIF (LZW; after the first frame only the rectangle that
+- Pillow maps every frame onto its group's palette, each pixel to the colour its colour
+  cache finds nearest (C), and writes the GIF (LZW; after the first frame only the rectangle that
   changed, identical frames merged as libvips does);
 - a frame whose 4x4 block means are more than `MAX_BLOCK_ERROR` from the unquantised frame
-  (a colour the sample missed) gets a palette of its own, quantised from all its pixels.
+  (a colour the sample missed) gets a palette of its own, quantised from all its pixels;
+- a frame whose nearest colours make false contours (`bands`: more than `BANDING_SHARE` of
+  neighbouring pixels a step apart where the frame is flat, as a smooth gradient on too few
+  colours) is mapped again with Floyd-Steinberg dithering. A photograph is not: its nearest
+  colours are closer to it than dither grain (a higher SSIM on every photographic animation
+  measured, docs/performance.md "Encoder settings"), its LZW smaller and the map cheaper.
+  gifsicle does not dither either.
 
 Pillow only ever encodes arrays made here: it never decodes a client's bytes. Animations
 with an alpha band (transparent pixels) and very large ones stay on libvips' writer, which
@@ -31,10 +37,13 @@ from PIL import Image
 
 from origin import deadline
 
-GROUP = 6  # consecutive frames that share one palette
-SAMPLE_PIXELS = 5400  # pixels a group's palette is quantised from (every n-th of every n-th row)
+GROUP = 12  # consecutive frames that share one palette
+SAMPLE_PIXELS = 8100  # pixels a group's palette is quantised from (every n-th of every n-th row)
 EFFORT = 4  # libimagequant's effort for a group palette (5+ doubles its cost, 3 is worse)
 MAX_BLOCK_ERROR = 24.0  # per channel, 0-255: above it a frame gets a palette of its own
+BAND_STEP = 16  # R + 2G + B (0-1020): a step the remap makes between two neighbours ...
+FLAT = 4  # ... where the frame's own two pixels are at most this far apart: a false contour
+BANDING_SHARE = 0.02  # of all neighbour pairs: above it a frame is dithered
 MAX_BYTES = 64 * 1024 * 1024  # RGB bytes of all frames held at once; above, libvips' writer
 
 Pixels = np.ndarray[Any, np.dtype[np.uint8]]
@@ -111,30 +120,59 @@ def target(palette: Pixels) -> Image.Image:
     return img
 
 
-def remap(frame: Pixels, onto: Image.Image) -> Image.Image:
-    """An (h, w, 3) frame as a Pillow "P" image on `onto`'s palette, Floyd-Steinberg
-    dithered."""
-    return Image.fromarray(frame).quantize(palette=onto, dither=Image.Dither.FLOYDSTEINBERG)
+def remap(frame: Pixels, onto: Image.Image, dither: bool = False) -> Image.Image:
+    """An (h, w, 3) frame as a Pillow "P" image on `onto`'s palette: each pixel the colour
+    Pillow finds nearest, or Floyd-Steinberg dithered."""
+    how = Image.Dither.FLOYDSTEINBERG if dither else Image.Dither.NONE
+    return Image.fromarray(frame).quantize(palette=onto, dither=how)
 
 
-def drift(frame: Pixels, mapped: Image.Image, palette: Pixels) -> float:
+def drift(frame: Pixels, got: Pixels) -> float:
     """The largest difference, per channel, between the mean colours of a 4x4 block of
-    `frame` and of its remapped image (dithering averages out; a missing colour does not)."""
+    `frame` and of `got`, its colours after the remap (the nearest colour is off by less
+    than a palette step, dithering averages out; a missing colour does neither)."""
     height, width = frame.shape[0] // 4 * 4, frame.shape[1] // 4 * 4
     if not height or not width:
         return 0.0
-    got = np.take(palette, np.asarray(mapped)[:height, :width], axis=0)
-    diff = frame[:height, :width].astype(np.int16) - got
+    diff = frame[:height, :width].astype(np.int16) - got[:height, :width]
     for _ in range(2):  # 4x4 sums by adding neighbours pairwise (int16 holds 16 x 255)
         diff = diff[0::2] + diff[1::2]
         diff = diff[:, 0::2] + diff[:, 1::2]
     return float(np.abs(diff).max()) / 16
 
 
+def bands(frame: Pixels, got: Pixels) -> float:
+    """The share of neighbouring pixels (left-right and top-bottom) that the remap parts by a
+    step of at least BAND_STEP where the frame itself is flat (at most FLAT apart): the false
+    contours of a smooth gradient mapped onto too few colours. Brightness as R + 2G + B."""
+    source = _brightness(frame)
+    mapped = _brightness(got)
+    count = total = 0
+    for axis in (0, 1):
+        flat = np.abs(np.diff(source, axis=axis)) <= FLAT
+        step = np.abs(np.diff(mapped, axis=axis)) >= BAND_STEP
+        count += int(np.count_nonzero(flat & step))
+        total += flat.size
+    return count / total if total else 0.0
+
+
+def _brightness(pixels: Pixels) -> np.ndarray[Any, np.dtype[np.int16]]:
+    wide = pixels.astype(np.int16)
+    return wide[..., 0] + 2 * wide[..., 1] + wide[..., 2]
+
+
 def _remap_checked(frame: Pixels, palette: Pixels, onto: Image.Image) -> Image.Image:
+    """The frame on its group's palette, each pixel its nearest colour; a palette of its own
+    if the group's lacks a colour (`drift`); dithered if the nearest colours band (`bands`)."""
     mapped = remap(frame, onto)
-    if drift(frame, mapped, palette) > MAX_BLOCK_ERROR:
-        mapped = remap(frame, target(quantise(np.ascontiguousarray(frame))))
+    got = palette[np.asarray(mapped)]
+    if drift(frame, got) > MAX_BLOCK_ERROR:
+        palette = quantise(np.ascontiguousarray(frame))
+        onto = target(palette)
+        mapped = remap(frame, onto)
+        got = palette[np.asarray(mapped)]
+    if bands(frame, got) > BANDING_SHARE:
+        mapped = remap(frame, onto, dither=True)
     return mapped
 
 

@@ -1,6 +1,7 @@
 """Animated GIF out (origin.gif): frames stay close to the unquantised frames, a colour that
 appears late or only on thin lines survives, a group of frames shares one palette, a frame
-its group's palette cannot draw gets its own, and delay/loop are kept."""
+its group's palette cannot draw gets its own, a photograph maps each pixel to its nearest
+colour while a smooth gradient is dithered (no false contours), and delay/loop are kept."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 import pyvips
 import skimage
+from PIL import Image
 from skimage.metrics import structural_similarity
 
 from origin import gif, render
@@ -182,6 +184,61 @@ def test_a_frame_its_group_palette_cannot_draw_gets_its_own() -> None:
     red = gif_frames(body)[0][frames[0][..., 1] == 20]
     assert np.abs(red.astype(int) - (220, 20, 20)).max() < 24
     assert len(set(colour_tables(body))) == 2
+
+
+def gradient(n: int = FRAMES) -> list[Pixels]:
+    """A smooth three-colour gradient panned 4 px a frame: more shades than a palette has."""
+    yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH].astype(float)
+    frames = []
+    for i in range(n):
+        x = xx + 4 * i
+        red = 30 + 180 * x / (WIDTH + 4 * n)
+        green = 40 + 150 * yy / HEIGHT
+        blue = 200 - 120 * (x + yy) / (WIDTH + HEIGHT + 4 * n)
+        frames.append(np.stack([red, green, blue], 2).round().astype(np.uint8))
+    return frames
+
+
+def block_rms(want: Pixels, got: Pixels, k: int = 8) -> float:
+    """RMS over kxk blocks of the difference of their mean colours: a false contour shifts
+    whole blocks, dithering averages out."""
+    h, w = want.shape[0] // k * k, want.shape[1] // k * k
+    diff = want[:h, :w].astype(float) - got[:h, :w]
+    means = diff.reshape(h // k, k, w // k, k, 3).mean(axis=(1, 3))
+    return float(np.sqrt((means**2).mean()))
+
+
+def test_a_smooth_gradient_is_dithered() -> None:
+    """Mapped to each pixel's nearest colour, this gradient bands (8x8 block means ~1.4 off
+    the frame's on every frame); dithered, they stay within ~0.5."""
+    frames = gradient()
+    out = gif_frames(gif.save_animation(strip_of(frames)))
+    errors = [block_rms(f, o) for f, o in zip(frames, out, strict=True)]
+    assert np.mean(errors) < 1.0, errors
+
+
+def test_a_photograph_maps_each_pixel_to_its_nearest_colour() -> None:
+    """No dither grain where the palette draws the picture without false contours: every
+    frame of the pan is its unquantised frame remapped, undithered, onto its own colour table
+    (dithered, only ~58 % of the pixels would be)."""
+    body = render_gif(pan())
+    for ref, out, table in zip(
+        unquantised(pan(), CHAIN), gif_frames(body), colour_tables(body), strict=True
+    ):
+        onto = Image.new("P", (1, 1))
+        onto.putpalette(table)
+        colours = np.frombuffer(table, dtype=np.uint8).reshape(-1, 3)
+        nearest = colours[np.asarray(gif.remap(np.ascontiguousarray(ref), onto))]
+        assert (nearest == out).all(axis=2).mean() >= 0.99
+
+
+def test_false_contours_are_counted_where_the_frame_is_flat() -> None:
+    flat = np.full((10, 10, 3), 100, dtype=np.uint8)
+    stepped = flat.copy()
+    stepped[:, 5:] = 110  # a step of 40 in R + 2G + B across a flat frame: one column of pairs
+    assert gif.bands(flat, flat) == 0.0
+    assert gif.bands(flat, stepped) == pytest.approx(10 / 180)
+    assert gif.bands(stepped, stepped) == 0.0  # the frame's own edge is no false contour
 
 
 @pytest.mark.parametrize(("loop", "plays"), [(0, 0), (1, 1), (3, 3), (None, 0)])
