@@ -165,15 +165,20 @@ def _remap_checked(frame: Pixels, palette: Pixels, onto: Image.Image) -> Image.I
     """The frame on its group's palette, each pixel its nearest colour; a palette of its own
     if the group's lacks a colour (`drift`); dithered if the nearest colours band (`bands`)."""
     mapped = remap(frame, onto)
-    got = palette[np.asarray(mapped)]
+    got = _colours(palette, mapped)
     if drift(frame, got) > MAX_BLOCK_ERROR:
         palette = quantise(np.ascontiguousarray(frame))
         onto = target(palette)
         mapped = remap(frame, onto)
-        got = palette[np.asarray(mapped)]
+        got = _colours(palette, mapped)
     if bands(frame, got) > BANDING_SHARE:
         mapped = remap(frame, onto, dither=True)
     return mapped
+
+
+def _colours(palette: Pixels, mapped: Image.Image) -> Pixels:
+    """The (h, w, 3) colours of a "P" image on `palette` (np.take: ~4x faster than indexing)."""
+    return np.take(palette, np.asarray(mapped), axis=0)
 
 
 def _pixels(img: pyvips.Image) -> Pixels:
