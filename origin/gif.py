@@ -132,8 +132,8 @@ def drift(frame: Pixels, got: Pixels) -> float:
     `frame` and of `got`, its colours after the remap (the nearest colour is off by less
     than a palette step, dithering averages out; a missing colour does neither)."""
     height, width = frame.shape[0] // 4 * 4, frame.shape[1] // 4 * 4
-    if not height or not width:
-        return 0.0
+    if not height or not width:  # a frame under 4 px: no block, every pixel counts
+        return float(np.abs(frame.astype(np.int16) - got).max())
     diff = frame[:height, :width].astype(np.int16) - got[:height, :width]
     for _ in range(2):  # 4x4 sums by adding neighbours pairwise (int16 holds 16 x 255)
         diff = diff[0::2] + diff[1::2]

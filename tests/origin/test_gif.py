@@ -241,6 +241,19 @@ def test_false_contours_are_counted_where_the_frame_is_flat() -> None:
     assert gif.bands(stepped, stepped) == 0.0  # the frame's own edge is no false contour
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (2, 2), (3, 5), (1, 7)])
+def test_frames_under_four_pixels_keep_their_colours(shape: tuple[int, int]) -> None:
+    """A frame too small for a 4x4 block is checked pixel by pixel: the group's sample can
+    miss a tiny frame's colours altogether (frame i gives rows i, i+n...), and it then gets a
+    palette of its own."""
+    rng = np.random.default_rng(7)
+    frames = [rng.integers(0, 256, (*shape, 3), dtype=np.uint8) for _ in range(3)]
+    out = gif_frames(gif.save_animation(strip_of(frames)))
+    assert len(out) == len(frames)
+    for want, got in zip(frames, out, strict=True):
+        assert np.abs(want.astype(int) - got).max() <= 8
+
+
 @pytest.mark.parametrize(("loop", "plays"), [(0, 0), (1, 1), (3, 3), (None, 0)])
 def test_delay_and_loop_are_kept(loop: int | None, plays: int) -> None:
     frames = [np.full((8, 8, 3), v, dtype=np.uint8) for v in (0, 90, 180)]
