@@ -9,16 +9,20 @@ it in that search (docs/performance.md, "Encoder settings"). Here instead:
   that crosses every row and every column of the frame once per group, so that a one-pixel
   line in a colour of its own reaches the palette;
 - Pillow maps every frame onto its group's palette, each pixel to the colour its colour
-  cache finds nearest (C), and writes the GIF (LZW; after the first frame only the rectangle that
-  changed, identical frames merged as libvips does);
+  cache finds nearest (C), and writes the GIF (LZW; after the first frame only the
+  rectangle that changed, identical frames merged as libvips does);
 - a frame whose 4x4 block means are more than `MAX_BLOCK_ERROR` from the unquantised frame
-  (a colour the sample missed) gets a palette of its own, quantised from all its pixels;
-- a frame whose nearest colours make false contours (`bands`: more than `BANDING_SHARE` of
-  neighbouring pixels a step apart where the frame is flat, as a smooth gradient on too few
-  colours) is mapped again with Floyd-Steinberg dithering. A photograph is not: its nearest
-  colours are closer to it than dither grain (a higher SSIM on every photographic animation
-  measured, docs/performance.md "Encoder settings"), its LZW smaller and the map cheaper.
-  gifsicle does not dither either.
+  (a colour the sample missed; pixel by pixel for a frame under 4 px) gets a palette of
+  its own, quantised from all its pixels (a group of at most SAMPLE_PIXELS pixels is
+  sampled whole);
+- where the nearest colours make false contours (`banding`: a smooth tile of TILE x TILE
+  pixels in which more than `BANDING_SHARE` of neighbouring pixels are a step apart where
+  the frame is flat, as a smooth gradient or a clear sky on too few colours, and the smooth
+  region around it), the frame is mapped again with Floyd-Steinberg dithering and those
+  tiles take the dithered pixels. A photograph's textured parts are not dithered: there the
+  nearest colours are closer to it than dither grain (a higher SSIM on every photographic
+  animation measured, docs/performance.md "Encoder settings"), its LZW smaller and the map
+  cheaper. gifsicle does not dither either.
 
 Pillow only ever encodes arrays made here: it never decodes a client's bytes. Animations
 with an alpha band (transparent pixels) and very large ones stay on libvips' writer, which
@@ -27,6 +31,7 @@ streams one frame at a time (`fits`).
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Sequence
 from typing import Any
@@ -43,10 +48,13 @@ EFFORT = 4  # libimagequant's effort for a group palette (5+ doubles its cost, 3
 MAX_BLOCK_ERROR = 24.0  # per channel, 0-255: above it a frame gets a palette of its own
 BAND_STEP = 16  # R + 2G + B (0-1020): a step the remap makes between two neighbours ...
 FLAT = 4  # ... where the frame's own two pixels are at most this far apart: a false contour
-BANDING_SHARE = 0.02  # of all neighbour pairs: above it a frame is dithered
+TILE = 16  # px: false contours are counted tile by tile
+SMOOTH = 0.9  # a tile with at least this share of flat neighbour pairs is smooth ...
+BANDING_SHARE = 0.03  # ... and bands with more than this share of false contours: dithered
 MAX_BYTES = 64 * 1024 * 1024  # RGB bytes of all frames held at once; above, libvips' writer
 
 Pixels = np.ndarray[Any, np.dtype[np.uint8]]
+Mask = np.ndarray[Any, np.dtype[np.bool_]]
 
 
 def fits(img: pyvips.Image) -> bool:
@@ -86,17 +94,22 @@ def sample(group: Pixels) -> Pixels:
     a colour of its own reaches the palette (libimagequant counts colours: the layout of the
     sample does not matter)."""
     n, height, width, _ = group.shape
+    if n * height * width <= SAMPLE_PIXELS:  # a small group: all of it
+        return _square(group.reshape(-1, 3))
     thin = max(1, round(2 * height * width / SAMPLE_PIXELS))
     parts = []
     for i in range(n):
         start = i % thin
         parts.append(group[i, i::n, start::thin].reshape(-1, 3))
         parts.append(group[i, start::thin, i::n].reshape(-1, 3))
-    pixels = np.concatenate(parts)
+    return _square(np.concatenate(parts))
+
+
+def _square(pixels: Pixels) -> Pixels:
+    """(n, 3) pixels as a near-square image, the first ones repeated to fill it."""
     side = max(1, int(len(pixels) ** 0.5))
     rows = -(-len(pixels) // side)
-    padded = np.resize(pixels, (rows * side, 3))  # repeats the first pixels to fill the square
-    return padded.reshape(rows, side, 3)
+    return np.resize(pixels, (rows * side, 3)).reshape(rows, side, 3)
 
 
 def quantise(pixels: Pixels) -> Pixels:
@@ -130,30 +143,92 @@ def remap(frame: Pixels, onto: Image.Image, dither: bool = False) -> Image.Image
 def drift(frame: Pixels, got: Pixels) -> float:
     """The largest difference, per channel, between the mean colours of a 4x4 block of
     `frame` and of `got`, its colours after the remap (the nearest colour is off by less
-    than a palette step, dithering averages out; a missing colour does neither)."""
-    height, width = frame.shape[0] // 4 * 4, frame.shape[1] // 4 * 4
-    if not height or not width:  # a frame under 4 px: no block, every pixel counts
-        return float(np.abs(frame.astype(np.int16) - got).max())
-    diff = frame[:height, :width].astype(np.int16) - got[:height, :width]
+    than a palette step, dithering averages out; a missing colour does neither). Blocks are
+    laid from the top left and again from the far edges, so every pixel is in one; a frame
+    under 4 px is compared pixel by pixel."""
+    diff = frame.astype(np.int16) - got
+    height, width = diff.shape[:2]
+    if height < 4 or width < 4:
+        return float(np.abs(diff).max())
+    down, across = height // 4 * 4, width // 4 * 4
+    worst = _block_drift(diff[:down, :across])
+    if down < height:
+        worst = max(worst, _block_drift(diff[height - 4 :, :across]))
+    if across < width:
+        worst = max(worst, _block_drift(diff[:down, width - 4 :]))
+    if down < height and across < width:
+        worst = max(worst, _block_drift(diff[height - 4 :, width - 4 :]))
+    return worst
+
+
+def _block_drift(diff: np.ndarray[Any, np.dtype[np.int16]]) -> float:
+    """The largest 4x4 block mean of `diff` (height and width multiples of 4), per channel."""
     for _ in range(2):  # 4x4 sums by adding neighbours pairwise (int16 holds 16 x 255)
         diff = diff[0::2] + diff[1::2]
         diff = diff[:, 0::2] + diff[:, 1::2]
     return float(np.abs(diff).max()) / 16
 
 
-def bands(frame: Pixels, got: Pixels) -> float:
-    """The share of neighbouring pixels (left-right and top-bottom) that the remap parts by a
-    step of at least BAND_STEP where the frame itself is flat (at most FLAT apart): the false
-    contours of a smooth gradient mapped onto too few colours. Brightness as R + 2G + B."""
-    source = _brightness(frame)
-    mapped = _brightness(got)
-    count = total = 0
-    for axis in (0, 1):
-        flat = np.abs(np.diff(source, axis=axis)) <= FLAT
-        step = np.abs(np.diff(mapped, axis=axis)) >= BAND_STEP
-        count += int(np.count_nonzero(flat & step))
-        total += flat.size
-    return count / total if total else 0.0
+def banding(frame: Pixels, got: Pixels) -> Mask:
+    """The TILE x TILE tiles (a boolean grid, the last row and column partial) where the
+    remap makes false contours: smooth tiles (at least SMOOTH of their neighbour pairs, left-
+    right and top-bottom, at most FLAT apart in the frame) in which more than BANDING_SHARE
+    of the pairs are parted by a step of at least BAND_STEP, and the smooth region around
+    them. Brightness as R + 2G + B. A contour in a textured tile is masked by the texture;
+    in a smooth one it shows."""
+    source, mapped = _brightness(frame), _brightness(got)
+    height, width = source.shape
+    down, across = -(-height // TILE) * TILE, -(-width // TILE) * TILE
+    flat, contours = (np.zeros((down, across), dtype=np.uint8) for _ in range(2))
+    level = np.abs(np.diff(source, axis=0)) <= FLAT  # top-bottom pairs, at the upper pixel
+    flat[: height - 1, :width] = level
+    contours[: height - 1, :width] = level & (np.abs(np.diff(mapped, axis=0)) >= BAND_STEP)
+    level = np.abs(np.diff(source, axis=1)) <= FLAT  # left-right pairs, at the left pixel
+    flat[:height, : width - 1] += level
+    contours[:height, : width - 1] += level & (np.abs(np.diff(mapped, axis=1)) >= BAND_STEP)
+    pairs = _pairs(height, width)
+    smooth: Mask = (pairs > 0) & (_tile_sums(flat) >= SMOOTH * pairs)
+    bands: Mask = smooth & (_tile_sums(contours) > BANDING_SHARE * pairs)
+    return _spread(bands, smooth)
+
+
+def _tile_sums(counts: Pixels) -> np.ndarray[Any, np.dtype[np.int32]]:
+    """Per TILE x TILE tile, the sum of `counts` (height and width multiples of TILE)."""
+    down, across = counts.shape
+    tiles = counts.reshape(down // TILE, TILE, across // TILE, TILE)
+    sums: np.ndarray[Any, np.dtype[np.int32]] = tiles.sum(axis=(1, 3), dtype=np.int32)
+    return sums
+
+
+@functools.lru_cache(maxsize=64)
+def _pairs(height: int, width: int) -> np.ndarray[Any, np.dtype[np.int32]]:
+    """Neighbour pairs per tile of a height x width frame (as `banding` counts them)."""
+    counts = np.zeros((-(-height // TILE) * TILE, -(-width // TILE) * TILE), dtype=np.uint8)
+    counts[: height - 1, :width] += 1
+    counts[:height, : width - 1] += 1
+    return _tile_sums(counts)
+
+
+def _spread(seeds: Mask, within: Mask) -> Mask:
+    """The tiles of `within` connected (8 ways) to a tile of `seeds` through `within`: the
+    whole smooth region a contour lies in (between two contours it is off by a flat band)."""
+    region = seeds & within
+    while True:
+        grown = _grown(region) & within
+        if (grown == region).all():
+            return region
+        region = grown
+
+
+def _grown(tiles: Mask) -> Mask:
+    """`tiles` and their eight neighbours."""
+    padded = np.pad(tiles, 1)
+    rows, cols = tiles.shape
+    out = np.zeros_like(tiles)
+    for dy in range(3):
+        for dx in range(3):
+            out |= padded[dy : dy + rows, dx : dx + cols]
+    return out
 
 
 def _brightness(pixels: Pixels) -> np.ndarray[Any, np.dtype[np.int16]]:
@@ -162,8 +237,9 @@ def _brightness(pixels: Pixels) -> np.ndarray[Any, np.dtype[np.int16]]:
 
 
 def _remap_checked(frame: Pixels, palette: Pixels, onto: Image.Image) -> Image.Image:
-    """The frame on its group's palette, each pixel its nearest colour; a palette of its own
-    if the group's lacks a colour (`drift`); dithered if the nearest colours band (`bands`)."""
+    """The frame on its group's palette, each pixel its nearest colour; on a palette of its
+    own if the group's lacks a colour (`drift`); dithered in the tiles where the nearest
+    colours band (`banding`)."""
     mapped = remap(frame, onto)
     got = _colours(palette, mapped)
     if drift(frame, got) > MAX_BLOCK_ERROR:
@@ -171,9 +247,18 @@ def _remap_checked(frame: Pixels, palette: Pixels, onto: Image.Image) -> Image.I
         onto = target(palette)
         mapped = remap(frame, onto)
         got = _colours(palette, mapped)
-    if bands(frame, got) > BANDING_SHARE:
-        mapped = remap(frame, onto, dither=True)
-    return mapped
+    tiles = banding(frame, got)
+    if not tiles.any():
+        return mapped
+    dithered = remap(frame, onto, dither=True)
+    if tiles.all():
+        return dithered
+    height, width = frame.shape[:2]
+    inside = np.repeat(np.repeat(tiles, TILE, axis=0), TILE, axis=1)[:height, :width]
+    indices = np.where(inside, np.asarray(dithered), np.asarray(mapped))
+    out = Image.fromarray(indices.astype(np.uint8))  # "L", made "P" by its palette
+    out.putpalette(palette.tobytes())
+    return out
 
 
 def _colours(palette: Pixels, mapped: Image.Image) -> Pixels:

@@ -217,6 +217,16 @@ def test_a_smooth_gradient_is_dithered() -> None:
     assert np.mean(errors) < 1.0, errors
 
 
+def undithered(frame: Pixels, table: bytes) -> Pixels:
+    """`frame` mapped onto a colour table by Pillow, each pixel to its nearest colour."""
+    onto = Image.new("P", (1, 1))
+    onto.putpalette(table)
+    mapped = Image.fromarray(np.ascontiguousarray(frame)).quantize(
+        palette=onto, dither=Image.Dither.NONE
+    )
+    return np.frombuffer(table, dtype=np.uint8).reshape(-1, 3)[np.asarray(mapped)]
+
+
 def test_a_photograph_maps_each_pixel_to_its_nearest_colour() -> None:
     """No dither grain where the palette draws the picture without false contours: every
     frame of the pan is its unquantised frame remapped, undithered, onto its own colour table
@@ -225,20 +235,47 @@ def test_a_photograph_maps_each_pixel_to_its_nearest_colour() -> None:
     for ref, out, table in zip(
         unquantised(pan(), CHAIN), gif_frames(body), colour_tables(body), strict=True
     ):
-        onto = Image.new("P", (1, 1))
-        onto.putpalette(table)
-        colours = np.frombuffer(table, dtype=np.uint8).reshape(-1, 3)
-        nearest = colours[np.asarray(gif.remap(np.ascontiguousarray(ref), onto))]
-        assert (nearest == out).all(axis=2).mean() >= 0.99
+        assert (undithered(ref, table) == out).all(axis=2).mean() >= 0.99
 
 
-def test_false_contours_are_counted_where_the_frame_is_flat() -> None:
-    flat = np.full((10, 10, 3), 100, dtype=np.uint8)
-    stepped = flat.copy()
-    stepped[:, 5:] = 110  # a step of 40 in R + 2G + B across a flat frame: one column of pairs
-    assert gif.bands(flat, flat) == 0.0
-    assert gif.bands(flat, stepped) == pytest.approx(10 / 180)
-    assert gif.bands(stepped, stepped) == 0.0  # the frame's own edge is no false contour
+def test_a_smooth_sky_over_a_photograph_is_dithered_and_only_the_sky() -> None:
+    """A third of each frame a smooth gradient, the rest the photograph: the gradient's tiles
+    are dithered (8x8 block means close to the frame's), the photograph's are not."""
+    sky = gradient()
+    frames = []
+    for photo, top in zip(unquantised(pan(), "w_200,h_150,c_fit"), sky, strict=True):
+        frame = photo.copy()
+        frame[:50] = top[:50]
+        frames.append(frame)
+    body = gif.save_animation(strip_of(frames))
+    out = gif_frames(body)
+    errors = [block_rms(f[:48], o[:48]) for f, o in zip(frames, out, strict=True)]
+    assert np.mean(errors) < 1.0, errors  # undithered: 1.4-1.6 on every frame
+    for frame, got, table in zip(frames, out, colour_tables(body), strict=True):
+        assert (undithered(frame[80:], table) == got[80:]).all(axis=2).mean() >= 0.99
+
+
+def test_false_contours_are_found_in_smooth_tiles() -> None:
+    """A step the remap makes (R + 2G + B at least BAND_STEP) where the frame is flat (at
+    most FLAT apart), in more than BANDING_SHARE of a smooth tile's pairs: that tile and the
+    smooth tiles connected to it band, textured ones do not. A 16 x 80 frame is one row of
+    five tiles; here the last two are noise."""
+    assert (gif.TILE, gif.BAND_STEP, gif.FLAT) == (16, 16, 4)
+    frame = np.full((16, 80, 3), 100, dtype=np.uint8)
+    frame[:, 48:] = np.random.default_rng(1).integers(0, 256, (16, 32, 3), dtype=np.uint8)
+
+    def stepped(base: Pixels, by: int) -> Pixels:
+        out = base.copy()
+        out[:, 8:48, 0] += by  # a step of `by` in R at column 8
+        return out
+
+    assert not gif.banding(frame, frame).any()
+    assert gif.banding(frame, stepped(frame, 16)).tolist() == [[True, True, True, False, False]]
+    assert not gif.banding(frame, stepped(frame, 15)).any()  # too small a step
+    assert gif.banding(stepped(frame, 4), stepped(frame, 20)).any()  # the frame's 4: flat
+    assert not gif.banding(stepped(frame, 5), stepped(frame, 21)).any()  # the frame's own edge
+    noisy = np.random.default_rng(2).integers(0, 256, frame.shape, dtype=np.uint8)
+    assert not gif.banding(noisy, stepped(noisy, 16)).any()  # texture: no smooth tile
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (2, 2), (3, 5), (1, 7)])
