@@ -206,7 +206,9 @@ def _pairs(height: int, width: int) -> np.ndarray[Any, np.dtype[np.int32]]:
     counts = np.zeros((-(-height // TILE) * TILE, -(-width // TILE) * TILE), dtype=np.uint8)
     counts[: height - 1, :width] += 1
     counts[:height, : width - 1] += 1
-    return _tile_sums(counts)
+    pairs = _tile_sums(counts)
+    pairs.setflags(write=False)  # shared by every call for this size
+    return pairs
 
 
 def _spread(seeds: Mask, within: Mask) -> Mask:
@@ -256,7 +258,7 @@ def _remap_checked(frame: Pixels, palette: Pixels, onto: Image.Image) -> Image.I
     height, width = frame.shape[:2]
     inside = np.repeat(np.repeat(tiles, TILE, axis=0), TILE, axis=1)[:height, :width]
     indices = np.where(inside, np.asarray(dithered), np.asarray(mapped))
-    out = Image.fromarray(indices.astype(np.uint8))  # "L", made "P" by its palette
+    out = Image.fromarray(indices)  # uint8: "L", made "P" by its palette
     out.putpalette(palette.tobytes())
     return out
 
