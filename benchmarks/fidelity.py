@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyvips
 
 from origin import quality
@@ -55,6 +56,15 @@ def fit_ssim(answer: bytes, source: Path) -> Fidelity:
         ideal = reference(theirs, mine.width, mine.height)
         scores.append(quality.ssim(quality.luma(ideal), quality.luma(mine)))
     return Fidelity(ssim=sum(scores) / len(scores), worst=min(scores), frames=len(scores))
+
+
+def block_rms(want: np.ndarray, got: np.ndarray, k: int = 8) -> float:  # type: ignore[type-arg]
+    """RMS over k×k blocks of the difference between the blocks' mean colours of two
+    (h, w, 3) frames: a false contour shifts whole blocks, dithering averages out inside one."""
+    h, w = want.shape[0] // k * k, want.shape[1] // k * k
+    diff = want[:h, :w].astype(float) - got[:h, :w]
+    means = diff.reshape(h // k, k, w // k, k, 3).mean(axis=(1, 3))
+    return float(np.sqrt((means**2).mean()))
 
 
 def decode(body: bytes) -> pyvips.Image:

@@ -56,6 +56,23 @@ def mosaic():
     return img.copy_memory()
 
 
+def gradient(width: int, height: int, frames: int, step: int):
+    """A smooth three-colour gradient panned `step` px a frame: more shades than a GIF
+    palette has (origin/gif.py's banding tests and benchmarks.gif_encoder). A list of
+    (height, width, 3) uint8 arrays."""
+    import numpy as np
+
+    yy, xx = np.mgrid[0:height, 0:width].astype(float)
+    out = []
+    for i in range(frames):
+        x = xx + step * i
+        red = 30 + 180 * x / (width + step * frames)
+        green = 40 + 150 * yy / height
+        blue = 200 - 120 * (x + yy) / (width + height + step * frames)
+        out.append(np.stack([red, green, blue], 2).round().astype(np.uint8))
+    return out
+
+
 def _noisy(img):
     import numpy as np
     import pyvips

@@ -15,6 +15,8 @@ import skimage
 from PIL import Image
 from skimage.metrics import structural_similarity
 
+from benchmarks.fidelity import block_rms
+from benchmarks.images import gradient
 from origin import gif, render
 from origin.decode import load_frames, read_header
 from origin.transforms.declarations import StageContext
@@ -186,32 +188,10 @@ def test_a_frame_its_group_palette_cannot_draw_gets_its_own() -> None:
     assert len(set(colour_tables(body))) == 2
 
 
-def gradient(n: int = FRAMES) -> list[Pixels]:
-    """A smooth three-colour gradient panned 4 px a frame: more shades than a palette has."""
-    yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH].astype(float)
-    frames = []
-    for i in range(n):
-        x = xx + 4 * i
-        red = 30 + 180 * x / (WIDTH + 4 * n)
-        green = 40 + 150 * yy / HEIGHT
-        blue = 200 - 120 * (x + yy) / (WIDTH + HEIGHT + 4 * n)
-        frames.append(np.stack([red, green, blue], 2).round().astype(np.uint8))
-    return frames
-
-
-def block_rms(want: Pixels, got: Pixels, k: int = 8) -> float:
-    """RMS over kxk blocks of the difference of their mean colours: a false contour shifts
-    whole blocks, dithering averages out."""
-    h, w = want.shape[0] // k * k, want.shape[1] // k * k
-    diff = want[:h, :w].astype(float) - got[:h, :w]
-    means = diff.reshape(h // k, k, w // k, k, 3).mean(axis=(1, 3))
-    return float(np.sqrt((means**2).mean()))
-
-
 def test_a_smooth_gradient_is_dithered() -> None:
     """Mapped to each pixel's nearest colour, this gradient bands (8x8 block means ~1.4 off
     the frame's on every frame); dithered, they stay within ~0.5."""
-    frames = gradient()
+    frames = gradient(WIDTH, HEIGHT, FRAMES, step=4)
     out = gif_frames(gif.save_animation(strip_of(frames)))
     errors = [block_rms(f, o) for f, o in zip(frames, out, strict=True)]
     assert np.mean(errors) < 1.0, errors
@@ -241,7 +221,7 @@ def test_a_photograph_maps_each_pixel_to_its_nearest_colour() -> None:
 def test_a_smooth_sky_over_a_photograph_is_dithered_and_only_the_sky() -> None:
     """A third of each frame a smooth gradient, the rest the photograph: the gradient's tiles
     are dithered (8x8 block means close to the frame's), the photograph's are not."""
-    sky = gradient()
+    sky = gradient(WIDTH, HEIGHT, FRAMES, step=4)
     frames = []
     for photo, top in zip(unquantised(pan(), "w_200,h_150,c_fit"), sky, strict=True):
         frame = photo.copy()
