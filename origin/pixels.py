@@ -1,39 +1,65 @@
 """libvips helpers every step shares: alpha, sRGB, backgrounds, exact resizes.
 
-The working image between steps is a tuple of frames (one, or every frame of an
-animation, all the same size), each 8-bit sRGB with 3 or 4 bands.
+The working image between steps is a sequence of frames (a tuple, or a `Strip`): one, or
+every frame of an animation, all the same size, each 8-bit sRGB with 3 or 4 bands.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import overload
 
 import pyvips
 
 from origin import deadline
 
-Frames = tuple[pyvips.Image, ...]
+Frames = Sequence[pyvips.Image]  # a tuple, or a Strip
 
 
-class Strip(tuple[pyvips.Image, ...]):
+class Strip(Sequence[pyvips.Image]):
     """Frames that are the pages of one image in memory (``whole``, the pages stacked), as
     origin.decode loads an animation: a pass over every frame (`scale_frames`) reads
     ``whole`` itself instead of joining the frames again. ``whole`` may carry one band more
     than the frames: an alpha band in which every pixel is opaque, which the frames leave
     out (dropping it from every pixel of ``whole`` costs more than from the resized frames).
-    Anything that makes new frames makes a plain tuple."""
+    A page is cut from ``whole`` when it is first asked for: a resize of all the frames and
+    the GIF encoder read ``whole`` and only the first page (W5: 47 libvips operations fewer
+    a render). Anything that makes new frames makes a plain tuple."""
 
-    whole: pyvips.Image
-
-    def __new__(cls, whole: pyvips.Image, page_height: int, bands: int) -> Strip:
+    def __init__(self, whole: pyvips.Image, page_height: int, bands: int) -> None:
         count = whole.height // page_height
         if whole.height != count * page_height:
             whole = whole.crop(0, 0, whole.width, count * page_height)
-        view = whole if whole.bands == bands else whole.extract_band(0, n=bands)
-        pages = (
-            view.extract_area(0, i * page_height, whole.width, page_height) for i in range(count)
-        )
-        frames = super().__new__(cls, pages)
-        frames.whole = whole
-        return frames
+        self.whole = whole
+        self._page_height = page_height
+        self._bands = bands
+        self._view: pyvips.Image | None = None  # ``whole`` less the opaque alpha band
+        self._pages: list[pyvips.Image | None] = [None] * count
+
+    def __len__(self) -> int:
+        return len(self._pages)
+
+    @overload
+    def __getitem__(self, index: int) -> pyvips.Image: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[pyvips.Image, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> pyvips.Image | tuple[pyvips.Image, ...]:
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(len(self))[index])
+        i = range(len(self))[index]  # IndexError past the end, as a tuple's
+        page = self._pages[i]
+        if page is None:
+            view, height = self._frames_view(), self._page_height
+            page = self._pages[i] = view.extract_area(0, i * height, view.width, height)
+        return page
+
+    def _frames_view(self) -> pyvips.Image:
+        if self._view is None:
+            whole, bands = self.whole, self._bands
+            self._view = whole if whole.bands == bands else whole.extract_band(0, n=bands)
+        return self._view
 
 
 Colour = tuple[int, int, int, int]

@@ -124,6 +124,23 @@ def test_a_strip_drops_a_partial_last_page_and_slices_to_plain_frames() -> None:
     assert type(strip[:2]) is tuple
 
 
+def test_a_strip_cuts_a_page_when_asked_and_indexes_as_a_tuple() -> None:
+    """Pages are cut from the whole image on first use, once: a resize and the encoder read
+    only the first; indexing, negative indices and IndexError behave as a tuple's."""
+    source = frames(False)
+    strip = strip_of(source, opaque_alpha=True)
+    assert strip._pages == [None] * 5
+    first = strip[0]
+    assert strip[0] is first and strip._pages[1:] == [None] * 4
+    assert np.array_equal(as_array(strip[-1]), as_array(source[-1]))
+    assert strip[-1] is strip[4] and strip[-1].bands == 3
+    with pytest.raises(IndexError):
+        strip[5]
+    assert [f.height for f in strip] == [120] * 5 and len(strip[1:3]) == 2
+    untouched = strip_of(source, opaque_alpha=True)
+    assert len(scale_frames(untouched, (80, 60))) == 5 and untouched._pages[1:] == [None] * 4
+
+
 @pytest.mark.parametrize("opaque_alpha", [False, True])
 def test_resized_frames_are_a_strip_the_encoder_writes_without_a_join(opaque_alpha: bool) -> None:
     """The frames come out of the two passes as a Strip of the second pass's image: the
