@@ -6,6 +6,7 @@ above ``MAX_SOURCE_PIXELS`` is refused from its header, before any pixel is deco
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import pyvips
@@ -83,7 +84,13 @@ def _bands_kept(strip: pyvips.Image) -> int:
     """The frames' bands: the strip's (in memory) less its alpha band when every pixel is
     opaque (GIF and WebP animations carry one even when no frame has a transparent pixel):
     every later step then works on 8-bit RGB instead of premultiplying in float — about 4x
-    less work to resize the frames."""
-    if not has_alpha(strip) or strip.extract_band(strip.bands - 1).min() < 255:
+    less work to resize the frames. RGBA is read in place as one 32-bit band, the alpha the
+    top byte of each little-endian word (W5: 1.5 ms against 2.4 ms for the alpha band's
+    minimum; a copy into numpy costs more, as its 12 MB are faulted in every time)."""
+    if not has_alpha(strip):
         return int(strip.bands)
-    return int(strip.bands) - 1
+    if strip.bands == 4 and sys.byteorder == "little":
+        opaque = strip.copy(bands=1, format="uint").min() >= 0xFF000000
+    else:
+        opaque = strip.extract_band(strip.bands - 1).min() == 255
+    return int(strip.bands) - 1 if opaque else int(strip.bands)

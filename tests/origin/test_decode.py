@@ -61,3 +61,23 @@ def test_an_animation_held_in_memory_is_a_strip_of_its_pages(fmt: str) -> None:
     assert frames.whole.height == 6 * frames[0].height
     page = frames.whole.extract_area(0, 2 * frames[0].height, frames[0].width, frames[0].height)
     assert page.extract_band(0, n=3).write_to_memory() == frames[2].write_to_memory()
+
+
+@pytest.mark.parametrize(("alpha", "where"), [(254, "last"), (254, "first"), (0, "last")])
+def test_one_pixel_short_of_opaque_keeps_the_alpha_band(alpha: int, where: str) -> None:
+    """White pixels (R = G = B = 255) with one pixel's alpha below 255, first or last in the
+    strip: the frames keep their alpha band (the opaque test reads every pixel's alpha)."""
+    frames = []
+    for i in range(4):
+        a = pyvips.Image.black(30, 20) + 255
+        if (where, i) in (("first", 0), ("last", 3)):
+            x, y = (0, 0) if where == "first" else (29, 19)
+            a = a.draw_rect(alpha, x, y, 1, 1, fill=True)
+        white = (pyvips.Image.black(30, 20, bands=3) + 255).bandjoin(a).cast("uchar")
+        frames.append(white.copy(interpretation="srgb"))
+    strip = pyvips.Image.arrayjoin(frames, across=1).copy()
+    strip.set_type(pyvips.GValue.gint_type, "page-height", 20)
+    data = bytes(strip.webpsave_buffer(lossless=True))
+    loaded, _ = load_frames(data, read_header(data, DEFAULT_LIMITS.max_source_pixels))
+    assert all(f.bands == 4 for f in loaded)
+    assert loaded[-1 if where == "last" else 0](x, y)[3] == alpha
