@@ -22,9 +22,10 @@ class Strip(Sequence[pyvips.Image]):
     ``whole`` itself instead of joining the frames again. ``whole`` may carry one band more
     than the frames: an alpha band in which every pixel is opaque, which the frames leave
     out (dropping it from every pixel of ``whole`` costs more than from the resized frames).
-    A page is cut from ``whole`` when it is first asked for: a resize of all the frames and
-    the GIF encoder read ``whole`` and only the first page (W5: 47 libvips operations fewer
-    a render). Anything that makes new frames makes a plain tuple."""
+    A page is cut from ``whole`` when it is first asked for, and a render's deadline watches
+    it from then on (`watched`): a resize of all the frames and the GIF encoder read
+    ``whole`` and only the first page (W5: 47 libvips operations fewer a render). Anything
+    that makes new frames makes a plain tuple."""
 
     def __init__(self, whole: pyvips.Image, page_height: int, bands: int) -> None:
         count = whole.height // page_height
@@ -53,13 +54,27 @@ class Strip(Sequence[pyvips.Image]):
         if page is None:
             view, height = self._frames_view(), self._page_height
             page = self._pages[i] = view.extract_area(0, i * height, view.width, height)
+            deadline.watch((page,), replace=False)
         return page
+
+    def cut(self) -> tuple[pyvips.Image, ...]:
+        """The pages cut so far."""
+        return tuple(page for page in self._pages if page is not None)
 
     def _frames_view(self) -> pyvips.Image:
         if self._view is None:
             whole, bands = self.whole, self._bands
             self._view = whole if whole.bands == bands else whole.extract_band(0, n=bands)
         return self._view
+
+
+def watched(frames: Frames) -> Sequence[pyvips.Image]:
+    """What a render's deadline watches for `frames` (origin.deadline): the frames; for a
+    Strip, its whole image and the pages cut so far, without cutting the others (a page
+    cut later is watched as it is cut)."""
+    if isinstance(frames, Strip):
+        return (frames.whole, *frames.cut())
+    return frames
 
 
 Colour = tuple[int, int, int, int]

@@ -39,7 +39,7 @@ from origin.encode import encode
 from origin.errors import LimitExceeded
 from origin.faces import Faces
 from origin.palette import palette
-from origin.pixels import scale_to, to_srgb
+from origin.pixels import scale_to, to_srgb, watched
 from origin.rights import rights_of
 from origin.transforms.budget import output_size
 from origin.transforms.declarations import Frames, Phase, StageContext
@@ -212,7 +212,7 @@ def run_stage(frames: Frames, stage: Stage, ctx: StageContext, later_stages: boo
             later_stages or any(s.transform.phase is Phase.EFFECT for s in steps[index + 1 :])
         ):
             frames = tuple(f.copy_memory() for f in frames)
-        deadline.watch(frames)
+        deadline.watch(watched(frames))
     return frames
 
 
@@ -239,7 +239,7 @@ def _render(
     check_budget(header, fmt, plan, limits, stand_in)
     loaded = load(source, header, plan, fmt, limits, stand_in)
     frames = loaded.frames
-    deadline.watch(frames)
+    deadline.watch(watched(frames))
     icc = bool(frames[0].get_typeof("icc-profile-data"))
     rights = rights_of(frames[0]) if "keep_copyright" in plan.flags else None
     as_is = "smaller" in plan.flags and stand_in is None and answers_as_is(frames[0], plan)

@@ -9,7 +9,8 @@ import pytest
 import pyvips
 import skimage
 
-from origin.pixels import Strip, scale_frames, scale_to
+from origin import deadline
+from origin.pixels import Strip, scale_frames, scale_to, watched
 
 Pixels = np.ndarray  # type: ignore[type-arg]
 
@@ -139,6 +140,24 @@ def test_a_strip_cuts_a_page_when_asked_and_indexes_as_a_tuple() -> None:
     assert [f.height for f in strip] == [120] * 5 and len(strip[1:3]) == 2
     untouched = strip_of(source, opaque_alpha=True)
     assert len(scale_frames(untouched, (80, 60))) == 5 and untouched._pages[1:] == [None] * 4
+
+
+def test_a_page_cut_during_a_render_is_watched_by_its_deadline() -> None:
+    """A render's deadline watches a Strip's whole image and the pages cut so far without
+    cutting the rest; a page cut later is watched from then on, killed if the render has
+    been stopped (origin.deadline)."""
+    strip = strip_of(frames(False), opaque_alpha=True)
+    with deadline.Deadline(60).running() as running:
+        deadline.watch(watched(strip))
+        assert running._images == [strip.whole] and strip.cut() == ()
+        page = strip[2]
+        assert running._images == [strip.whole, page]
+        running.stop(deadline.CANCELLED)
+        late = strip[3]
+        for img in (page, late):
+            with pytest.raises(pyvips.Error, match="killed"):
+                img.copy_memory()
+    assert np.array_equal(as_array(late), as_array(frames(False)[3]))  # revived at the end
 
 
 @pytest.mark.parametrize("opaque_alpha", [False, True])
