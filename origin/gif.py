@@ -113,16 +113,34 @@ def _square(pixels: Pixels) -> Pixels:
 
 
 def quantise(pixels: Pixels) -> Pixels:
-    """A palette (256, 3) for an (h, w, 3) image: libimagequant's, read back from a GIF of it."""
+    """A palette (256, 3) for an (h, w, 3) image: libimagequant's, read back from the PLTE of
+    an uncompressed palette PNG of it (libvips' PNG writer: 4.8 ms for a W5 group's sample,
+    against 6.6 ms through its GIF writer, which also remaps and LZW-codes the sample)."""
     height, width, _ = pixels.shape
     img = pyvips.Image.new_from_memory(pixels.data, width, height, 3, "uchar")
-    gif = img.gifsave_buffer(effort=EFFORT, dither=0.0, keep=int(pyvips.ForeignKeep.NONE))
-    entries = pyvips.Image.new_from_buffer(gif, "").get("gif-palette")
-    # each entry is the four bytes R, G, B, A of one colour, as a (signed) native int
-    rgba = np.array(entries, dtype=np.int64).astype(np.uint32).view(np.uint8).reshape(-1, 4)
+    png = img.pngsave_buffer(
+        palette=True,
+        effort=EFFORT,
+        dither=0.0,
+        compression=0,
+        bitdepth=8,
+        keep=int(pyvips.ForeignKeep.NONE),
+    )
+    entries = _plte(bytes(png))
     palette = np.zeros((256, 3), dtype=np.uint8)
-    palette[: len(rgba)] = rgba[:256, :3]
+    palette[: len(entries)] = entries[:256]
     return palette
+
+
+def _plte(png: bytes) -> Pixels:
+    """The (n, 3) colours of a PNG's PLTE chunk (a PNG written by libvips just before)."""
+    at = 8  # the signature
+    while at + 8 <= len(png):
+        length, kind = int.from_bytes(png[at : at + 4], "big"), png[at + 4 : at + 8]
+        if kind == b"PLTE":
+            return np.frombuffer(png, dtype=np.uint8, count=length, offset=at + 8).reshape(-1, 3)
+        at += 12 + length  # length, type, data, CRC
+    raise ValueError("libvips wrote a palette PNG without a PLTE chunk")
 
 
 def target(palette: Pixels) -> Image.Image:

@@ -258,6 +258,24 @@ def test_false_contours_are_found_in_smooth_tiles() -> None:
     assert not gif.banding(noisy, stepped(noisy, 16)).any()  # texture: no smooth tile
 
 
+@pytest.mark.parametrize("count", [1, 5, 256, 300])
+def test_a_palette_holds_an_image_s_own_colours(count: int) -> None:
+    """An image of at most 256 colours is given exactly those (the rest of the 256 entries
+    black); a richer one fills all 256 with colours near its own."""
+    rng = np.random.default_rng(count)
+    colours = rng.integers(0, 256, (count, 3), dtype=np.uint8)
+    pixels = np.repeat(colours, 7, axis=0).reshape(count, 7, 3)
+    palette = gif.quantise(np.ascontiguousarray(pixels))
+    assert palette.shape == (256, 3) and palette.dtype == np.uint8
+    found = {tuple(c) for c in palette.tolist()}
+    if count <= 256:
+        assert {tuple(c) for c in colours.tolist()} <= found
+        assert len(found - {(0, 0, 0)}) <= count
+    else:
+        nearest = np.abs(colours[:, None, :].astype(int) - palette[None]).sum(axis=2).min(axis=1)
+        assert len(found) > 200 and nearest.mean() < 12
+
+
 @pytest.mark.parametrize("shape", [(1, 1), (2, 2), (3, 5), (1, 7)])
 def test_frames_under_four_pixels_keep_their_colours(shape: tuple[int, int]) -> None:
     """A frame too small for a 4x4 block is checked pixel by pixel: the group's sample can
