@@ -233,6 +233,8 @@ def _spread(seeds: Mask, within: Mask) -> Mask:
     """The tiles of `within` connected (8 ways) to a tile of `seeds` through `within`: the
     whole smooth region a contour lies in (between two contours it is off by a flat band)."""
     region = seeds & within
+    if not region.any():  # most frames of a photograph: nothing to grow
+        return region
     while True:
         grown = _grown(region) & within
         if (grown == region).all():
