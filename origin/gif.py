@@ -18,8 +18,8 @@ it in that search (docs/performance.md, "Encoder settings"). Here instead:
 - where the nearest colours make false contours (`banding`: a smooth tile of TILE x TILE
   pixels in which more than `BANDING_SHARE` of neighbouring pixels are a step apart where
   the frame is flat, as a smooth gradient or a clear sky on too few colours, and the smooth
-  region around it), the frame is mapped again with Floyd-Steinberg dithering and those
-  tiles take the dithered pixels. A photograph's textured parts are not dithered: there the
+  region around it), the smallest rectangle of tiles holding them is mapped again with
+  Floyd-Steinberg dithering and those tiles take the dithered pixels. A photograph's textured parts are not dithered: there the
   nearest colours are closer to it than dither grain (a higher SSIM on every photographic
   animation measured, docs/performance.md "Encoder settings"), its LZW smaller and the map
   cheaper. gifsicle does not dither either.
@@ -272,13 +272,28 @@ def _remap_checked(frame: Pixels, palette: Pixels, onto: Image.Image) -> Image.I
     tiles = banding(frame, got)
     if not tiles.any():
         return mapped
-    dithered = remap(frame, onto, dither=True)
     if tiles.all():
-        return dithered
-    height, width = frame.shape[:2]
-    inside = np.repeat(np.repeat(tiles, TILE, axis=0), TILE, axis=1)[:height, :width]
-    indices = np.where(inside, np.asarray(dithered), np.asarray(mapped))
-    out = Image.fromarray(indices)  # uint8: "L", made "P" by its palette
+        return remap(frame, onto, dither=True)
+    return _dithered_in(tiles, frame, mapped, palette, onto)
+
+
+def _dithered_in(
+    tiles: Mask, frame: Pixels, mapped: Image.Image, palette: Pixels, onto: Image.Image
+) -> Image.Image:
+    """`mapped` with the pixels of `tiles` taken from a Floyd-Steinberg map of the smallest
+    rectangle of tiles that holds them (its error diffusion starts at the rectangle's edge,
+    as it does at the frame's; W5's banding regions are a few tiles of a frame)."""
+    down, across = np.nonzero(tiles.any(axis=1))[0], np.nonzero(tiles.any(axis=0))[0]
+    first_row, last_row, first_col, last_col = down[0], down[-1] + 1, across[0], across[-1] + 1
+    top, left = first_row * TILE, first_col * TILE
+    bottom, right = min(frame.shape[0], last_row * TILE), min(frame.shape[1], last_col * TILE)
+    dithered = remap(np.ascontiguousarray(frame[top:bottom, left:right]), onto, dither=True)
+    inside = np.repeat(np.repeat(tiles[first_row:last_row, first_col:last_col], TILE, 0), TILE, 1)
+    inside = inside[: bottom - top, : right - left]
+    indices = np.array(mapped)  # uint8 "L", made "P" by its palette below
+    region = indices[top:bottom, left:right]
+    region[inside] = np.asarray(dithered)[inside]
+    out = Image.fromarray(indices)
     out.putpalette(palette.tobytes())
     return out
 

@@ -258,6 +258,25 @@ def test_false_contours_are_found_in_smooth_tiles() -> None:
     assert not gif.banding(noisy, stepped(noisy, 16)).any()  # texture: no smooth tile
 
 
+def test_dithering_stays_inside_the_banding_tiles_up_to_the_frame_edges() -> None:
+    """The dithered pixels replace the nearest colours in the banding tiles only, the partial
+    tiles at the frame's right and bottom edges included: there a flat 104 on a palette of 100
+    and 108 averages to 104, elsewhere it stays one colour."""
+    palette = np.zeros((256, 3), dtype=np.uint8)
+    palette[0], palette[1] = (100, 100, 100), (108, 108, 108)
+    onto = gif.target(palette)
+    frame = np.full((37, 53, 3), 104, dtype=np.uint8)
+    mapped = gif.remap(frame, onto)
+    tiles = np.zeros((3, 4), dtype=bool)
+    tiles[2, 3] = tiles[0, 1] = True  # the bottom-right tile is 5 x 5 px
+    out = np.asarray(gif._dithered_in(tiles, frame, mapped, palette, onto))
+    inside = np.repeat(np.repeat(tiles, gif.TILE, 0), gif.TILE, 1)[:37, :53]
+    assert np.array_equal(out[~inside], np.asarray(mapped)[~inside])
+    for rows, cols in [(slice(0, 16), slice(16, 32)), (slice(32, 37), slice(48, 53))]:
+        grey = palette[out[rows, cols], 0].astype(float)
+        assert set(np.unique(grey)) == {100.0, 108.0} and abs(grey.mean() - 104) <= 1.5
+
+
 @pytest.mark.parametrize("count", [1, 5, 256, 300])
 def test_a_palette_holds_an_image_s_own_colours(count: int) -> None:
     """An image of at most 256 colours is given exactly those (the rest of the 256 entries
