@@ -19,10 +19,11 @@ it in that search (docs/performance.md, "Encoder settings"). Here instead:
   pixels in which more than `BANDING_SHARE` of neighbouring pixels are a step apart where
   the frame is flat, as a smooth gradient or a clear sky on too few colours, and the smooth
   region around it), the smallest rectangle of tiles holding them is mapped again with
-  Floyd-Steinberg dithering and those tiles take the dithered pixels. A photograph's textured parts are not dithered: there the
-  nearest colours are closer to it than dither grain (a higher SSIM on every photographic
-  animation measured, docs/performance.md "Encoder settings"), its LZW smaller and the map
-  cheaper. gifsicle does not dither either.
+  Floyd-Steinberg dithering and those tiles take the dithered pixels. A photograph's
+  textured parts are not dithered: there the nearest colours are closer to it than dither
+  grain (a higher SSIM on every photographic animation measured, docs/performance.md
+  "Encoder settings"), its LZW smaller and the map cheaper. gifsicle does not dither
+  either.
 
 Pillow only ever encodes arrays made here: it never decodes a client's bytes. Animations
 with an alpha band (transparent pixels) and very large ones stay on libvips' writer, which
