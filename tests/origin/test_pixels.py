@@ -161,6 +161,18 @@ def test_a_page_cut_during_a_render_is_watched_by_its_deadline() -> None:
 
 
 @pytest.mark.parametrize("opaque_alpha", [False, True])
+def test_a_stopped_render_stops_the_passes_over_a_strip(opaque_alpha: bool) -> None:
+    """The passes of `scale_frames` read a Strip's whole image directly, not its pages: the
+    deadline watches that image, so a render stopped before them (or during) fails there."""
+    strip = strip_of(frames(False), opaque_alpha)
+    with deadline.Deadline(60).running() as running:
+        deadline.watch(watched(strip))
+        running.stop(deadline.CANCELLED)
+        with pytest.raises(pyvips.Error, match="killed"):
+            scale_frames(strip, (80, 60))
+
+
+@pytest.mark.parametrize("opaque_alpha", [False, True])
 def test_resized_frames_are_a_strip_the_encoder_writes_without_a_join(opaque_alpha: bool) -> None:
     """The frames come out of the two passes as a Strip of the second pass's image: the
     encoder writes that image (origin.encode.stacked), which is the frames one above the
