@@ -52,6 +52,7 @@ async def run_until_stopped(runner: Runner, stack: AsyncExitStack) -> None:
     task = asyncio.create_task(runner.run())
 
     async def stop() -> None:
+        runner.stopping = True  # its loop ends at the next turn, should the cancel be lost
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

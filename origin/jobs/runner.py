@@ -137,8 +137,11 @@ class Runner:
                 if claimed and len(self.running) < self.settings.job_concurrency:
                     continue  # there may be more due
                 self.wake.clear()
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel
+                # that comes in the loop turn the wake-up does, and the runner looped on
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), self.settings.job_poll_seconds)
+                    async with asyncio.timeout(self.settings.job_poll_seconds):
+                        await self.wake.wait()
         finally:
             beats.cancel()
             with contextlib.suppress(asyncio.CancelledError):

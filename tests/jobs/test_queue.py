@@ -4,6 +4,8 @@ runner's outcomes, with a job kind of the test's own (the queue and runner are r
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from origin.background import run_until_stopped
 from origin.jobs.runner import Failure, Permanent, Runner
 from origin.metrics import Metrics
 from origin.settings_groups import Background
@@ -177,3 +180,49 @@ async def test_a_live_run_keeps_its_job_past_the_lease_by_heartbeats(database: D
     await asyncio.gather(run_for(first, 2.2), run_for(second, 2.2))
     assert slow.runs == [(job_id, 1)] and other.runs == []
     assert slow.outcomes == ["done"]
+
+
+async def test_a_cancel_that_meets_a_wake_up_still_stops_the_runner(database: Database) -> None:
+    """The lifespan cancels the runner in the same loop turn as a finished job or a nudge
+    wakes it: the cancel is not lost. (``asyncio.wait_for`` on Python 3.11 swallows a
+    cancel when its inner wait completes at that moment: the runner looped on, and the
+    app's shutdown waited for it forever — a CI run hung so in test_purge's teardown.)"""
+    runner = Runner(
+        database,
+        {"test": Recorder()},
+        Background(job_lease_seconds=5.0, job_poll_seconds=30.0, job_concurrency=4),
+        Metrics(),
+    )
+    task = asyncio.create_task(runner.run())
+    try:
+        await asyncio.sleep(0.5)  # past its first claim: idle, waiting to be woken
+        runner.nudge()
+        task.cancel()
+        await asyncio.wait({task}, timeout=3)
+        assert task.done() and task.cancelled()
+    finally:
+        runner.stopping = True
+        runner.nudge()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await runner.stop()
+
+
+async def test_the_lifespan_stops_a_runner_woken_as_it_stops(database: Database) -> None:
+    """The app's shutdown (origin.background.run_until_stopped) ends a runner that a nudge
+    wakes in the same loop turn: within seconds, its jobs given back."""
+    runner = Runner(
+        database,
+        {"test": Recorder()},
+        Background(job_lease_seconds=5.0, job_poll_seconds=30.0, job_concurrency=4),
+        Metrics(),
+    )
+    async with asyncio.timeout(10):  # a lost cancel: stopped only by this
+        async with contextlib.AsyncExitStack() as stack:
+            await run_until_stopped(runner, stack)
+            await asyncio.sleep(0.5)
+            runner.nudge()
+            began = time.monotonic()
+    assert time.monotonic() - began < 3
+    assert runner.stopping and not runner.running
