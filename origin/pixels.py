@@ -24,7 +24,7 @@ class Strip(Sequence[pyvips.Image]):
     out (dropping it from every pixel of ``whole`` costs more than from the resized frames).
     A page is cut from ``whole`` when it is first asked for, and a render's deadline watches
     it from then on (`watched`): a resize of all the frames and the GIF encoder read
-    ``whole`` and only the first page (W5: 47 libvips operations fewer a render). Anything
+    ``whole`` and only the first page (W5: 46 libvips operations fewer a render). Anything
     that makes new frames makes a plain tuple."""
 
     def __init__(self, whole: pyvips.Image, page_height: int, bands: int) -> None:
