@@ -32,8 +32,10 @@ lint: $(VENV)/.installed-dev
 # The suite in TEST_WORKERS processes (pytest-xdist), a test file per worker at a time; each
 # worker has its own PostgreSQL database beside TEST_DATABASE_URL's (tests/conftest.py).
 TEST_WORKERS ?= 2
+# A test still running after 600 s, its fixtures included, fails with every thread's stack
+# (pytest-timeout; the slowest, the lock file installed into a fresh venv, takes ~20 s).
 test: $(VENV)/.installed-dev lint
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --timeout 600
 
 # The harness's own end-to-end checks first (tests marked bench, ~2 minutes), then the run.
 bench: $(VENV)/.installed-dev
