@@ -128,8 +128,8 @@ class Recorder:
         self.outcomes.append(f"failed:{failure.code}")
 
 
-def settings(lease: float = 5.0) -> Background:
-    return Background(job_lease_seconds=lease, job_poll_seconds=0.05, job_concurrency=4)
+def settings(lease: float = 5.0, poll: float = 0.05) -> Background:
+    return Background(job_lease_seconds=lease, job_poll_seconds=poll, job_concurrency=4)
 
 
 async def run_for(runner: Runner, seconds: float) -> None:
@@ -187,12 +187,7 @@ async def test_a_cancel_that_meets_a_wake_up_still_stops_the_runner(database: Da
     wakes it: the cancel is not lost. (``asyncio.wait_for`` on Python 3.11 swallows a
     cancel when its inner wait completes at that moment: the runner looped on, and the
     app's shutdown waited for it forever — a CI run hung so in test_purge's teardown.)"""
-    runner = Runner(
-        database,
-        {"test": Recorder()},
-        Background(job_lease_seconds=5.0, job_poll_seconds=30.0, job_concurrency=4),
-        Metrics(),
-    )
+    runner = Runner(database, {"test": Recorder()}, settings(poll=30.0), Metrics())
     task = asyncio.create_task(runner.run())
     try:
         await asyncio.sleep(0.5)  # past its first claim: idle, waiting to be woken
@@ -212,12 +207,7 @@ async def test_a_cancel_that_meets_a_wake_up_still_stops_the_runner(database: Da
 async def test_the_lifespan_stops_a_runner_woken_as_it_stops(database: Database) -> None:
     """The app's shutdown (origin.background.run_until_stopped) ends a runner that a nudge
     wakes in the same loop turn: within seconds, its jobs given back."""
-    runner = Runner(
-        database,
-        {"test": Recorder()},
-        Background(job_lease_seconds=5.0, job_poll_seconds=30.0, job_concurrency=4),
-        Metrics(),
-    )
+    runner = Runner(database, {"test": Recorder()}, settings(poll=30.0), Metrics())
     async with asyncio.timeout(10):  # a lost cancel: stopped only by this
         async with contextlib.AsyncExitStack() as stack:
             await run_until_stopped(runner, stack)
