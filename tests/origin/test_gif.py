@@ -258,6 +258,30 @@ def test_false_contours_are_found_in_smooth_tiles() -> None:
     assert not gif.banding(noisy, stepped(noisy, 16)).any()  # texture: no smooth tile
 
 
+@pytest.mark.parametrize("shape", [(8, 12), (20, 36), (132, 240)])
+def test_block_and_tile_sums_match_a_plain_sum_per_block(shape: tuple[int, int]) -> None:
+    """The drift's 4x4 block means and banding's tile counts, summed row-first in place, are
+    what numpy's plain sum over each block gives, at the extremes of their types (a pixel
+    off by 255 everywhere, counts of 2) and on noise."""
+    rng = np.random.default_rng(7)
+    height, width = shape
+    for diff in (
+        rng.integers(-255, 256, (height, width, 3)).astype(np.int16),
+        np.full((height, width, 3), -255, dtype=np.int16),
+    ):
+        blocks = diff.reshape(height // 4, 4, width // 4, 4, 3).sum(axis=(1, 3))
+        worst = np.abs(blocks).max() / 16
+        assert gif._block_drift(diff) == worst
+        one = np.zeros_like(diff)  # a single pixel off, in the last block
+        one[-1, -1, 2] = 160
+        assert gif._block_drift(one) == 10.0
+    down, across = -(-height // 16) * 16, -(-width // 16) * 16
+    for counts in (rng.integers(0, 3, (down, across)), np.full((down, across), 2)):
+        counts = counts.astype(np.uint8)
+        plain = counts.reshape(down // 16, 16, across // 16, 16).sum(axis=(1, 3))
+        assert gif._tile_sums(counts).tolist() == plain.tolist()
+
+
 def test_dithering_stays_inside_the_banding_tiles_up_to_the_frame_edges() -> None:
     """The dithered pixels replace the nearest colours in the banding tiles only, the partial
     tiles at the frame's right and bottom edges included: there a flat 104 on a palette of 100
