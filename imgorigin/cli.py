@@ -19,7 +19,7 @@ from typing import Any
 from imgorigin.orphans import DEFAULT_MIN_AGE_SECONDS, collect_garbage, remove_dangling_rows
 from imgorigin.protocol import Deadlines
 from imgorigin.rewrite import rewrite as rewrite_urls
-from imgorigin.supervisor import GRACEFUL_SECONDS, Listen, Supervisor
+from imgorigin.supervisor import AFFINITIES, GRACEFUL_SECONDS, Listen, Supervisor
 from imgorigin.worker import run_worker
 from origin.environ import SettingsError
 from origin.services import limits_of, open_services
@@ -38,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "1") or 1))
     serve.add_argument("--app", choices=("all", "origin", "admin"), default="all")
+    serve.add_argument(
+        "--cpu-affinity",
+        default=os.environ.get("WORKER_CPU_AFFINITY", "auto") or "auto",
+        help="auto: one worker per CPU runs each on its own CPU (imgorigin.supervisor); off",
+    )
 
     commands.add_parser(
         "worker", help="run background jobs (eager derivatives, webhooks) without serving HTTP"
@@ -218,11 +223,17 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     serving = Serving(args.app, Deadlines.of(settings), ",".join(settings.forwarded_allow_ips))
+    if args.cpu_affinity not in AFFINITIES:  # also from WORKER_CPU_AFFINITY, which argparse skips
+        print(f"imgorigin: --cpu-affinity must be one of {', '.join(AFFINITIES)}", file=sys.stderr)
+        return 2
     if args.workers <= 1:
         uvicorn.Server(_config(serving, host=args.host, port=args.port)).run()
         return 0
     supervisor = Supervisor(
-        Listen(args.host, args.port), args.workers, functools.partial(serve_on, serving)
+        Listen(args.host, args.port),
+        args.workers,
+        functools.partial(serve_on, serving),
+        affinity=args.cpu_affinity,
     )
     return supervisor.run()
 

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import secrets
 import shutil
@@ -89,11 +90,17 @@ class Server:
 
 @contextmanager
 def serve(
-    env: dict[str, str], *, workers: int = 1, port: int | None = None, wait: bool = True
+    env: dict[str, str],
+    *,
+    workers: int = 1,
+    port: int | None = None,
+    wait: bool = True,
+    cpus: set[int] | None = None,
 ) -> Iterator[Server]:
     """``imgorigin serve`` (uvicorn, uvloop, httptools) on a loopback port (a free one unless
     given), in its own process group, stopped with SIGTERM (then SIGKILL) on the way out;
-    ``wait``: until something listens on the port."""
+    ``wait``: until something listens on the port; ``cpus``: the CPUs it may run on (as a
+    container's cpuset would give it)."""
     port = port or free_port()
     process = subprocess.Popen(
         [IMGORIGIN, "serve", "--port", str(port), "--workers", str(workers)],
@@ -101,6 +108,7 @@ def serve(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        preexec_fn=None if cpus is None else functools.partial(os.sched_setaffinity, 0, cpus),
     )
     try:
         if wait:

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from imgorigin.supervisor import Listen, reuse_port_socket
+from imgorigin.supervisor import Listen, cpu_plan, reuse_port_socket
 from tests.adversarial.live import live_env
 from tests.conftest import free_port, serve
 
@@ -149,6 +149,74 @@ def test_a_taken_address_is_refused_with_one_line(tmp_path: Path) -> None:
             assert server.process.wait(20) == 1
     finally:
         taken.close()
+
+
+def threads_cpus(pid: int) -> set[str]:
+    """The CPUs each thread of ``pid`` may run on, as /proc lists them ("1", "0-1")."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for line in (task / "status").read_text().splitlines():
+            if line.startswith("Cpus_allowed_list:"):
+                found.add(line.split()[1])
+    return found
+
+
+TWO_CPUS = pytest.mark.skipif(
+    len(os.sched_getaffinity(0)) < 2 or not {0, 1} <= os.sched_getaffinity(0),
+    reason="needs CPUs 0 and 1",
+)
+
+
+@TWO_CPUS
+def test_one_worker_per_cpu_runs_on_its_own_and_a_new_one_takes_its_slot_s(
+    tmp_path: Path,
+) -> None:
+    """Two workers on a process allowed CPUs 0 and 1: each worker, every thread of it (the
+    event loop's, the render pool's, libvips', the database's), on one CPU of its own; a
+    worker killed and started again runs on the CPU the dead one had."""
+    env = live_env(tmp_path)
+    with serve(env, workers=2, cpus={0, 1}) as server:
+        assert wait_for(lambda: len(workers_of(server.pid)) == 2)
+        first = workers_of(server.pid)
+        with httpx.Client(base_url=server.url, timeout=5) as http:  # the app's threads start
+            assert all(http.get("/healthz").status_code == 200 for _ in range(20))
+        placed = {pid: threads_cpus(pid) for pid in first}
+        assert sorted(map(sorted, placed.values())) == [["0"], ["1"]], placed
+        assert all(len(list(Path(f"/proc/{pid}/task").iterdir())) > 1 for pid in first)
+        assert threads_cpus(server.pid) == {"0-1"}  # the supervisor itself is not pinned
+        os.kill(first[1], signal.SIGKILL)
+        assert wait_for(lambda: len(set(workers_of(server.pid)) - {first[1]}) == 2)
+        replacement = (set(workers_of(server.pid)) - set(first)).pop()
+        assert wait_for(lambda: listening_sockets(replacement, server.port) == 1)
+        assert threads_cpus(replacement) == placed[first[1]]
+
+
+@TWO_CPUS
+@pytest.mark.parametrize(("workers", "affinity"), [(2, "off"), (3, "auto")])
+def test_workers_are_left_to_the_scheduler_when_off_or_not_one_per_cpu(
+    tmp_path: Path, workers: int, affinity: str
+) -> None:
+    env = dict(live_env(tmp_path), WORKER_CPU_AFFINITY=affinity)
+    with serve(env, workers=workers, cpus={0, 1}) as server:
+        assert wait_for(lambda: len(workers_of(server.pid)) == workers)
+        for pid in workers_of(server.pid):
+            assert wait_for(lambda pid=pid: listening_sockets(pid, server.port) == 1)
+            assert threads_cpus(pid) == {"0-1"}
+
+
+def test_an_unknown_cpu_affinity_is_refused(tmp_path: Path) -> None:
+    env = dict(live_env(tmp_path), WORKER_CPU_AFFINITY="always")
+    with serve(env, workers=2, wait=False) as server:
+        assert server.process.wait(20) == 2
+
+
+def test_the_cpu_plan_pins_only_one_worker_per_allowed_cpu() -> None:
+    assert cpu_plan(2, "auto", {0, 1}) == [0, 1]
+    assert cpu_plan(3, "auto", {5, 2, 9}) == [2, 5, 9]  # a cpuset: its own CPUs, in order
+    assert cpu_plan(2, "off", {0, 1}) is None
+    assert cpu_plan(2, "auto", {0, 1, 2, 3}) is None  # fewer workers than CPUs
+    assert cpu_plan(3, "auto", {0, 1}) is None  # more
+    assert cpu_plan(1, "auto", {0}) is None  # one worker: no supervisor, nothing to place
 
 
 def test_reuse_port_sockets_share_an_address() -> None:
