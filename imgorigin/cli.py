@@ -40,8 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--app", choices=("all", "origin", "admin"), default="all")
     serve.add_argument(
         "--cpu-affinity",
-        default=os.environ.get("WORKER_CPU_AFFINITY", "auto") or "auto",
-        help="auto: one worker per CPU runs each on its own CPU (imgorigin.supervisor); off",
+        default=os.environ.get("WORKER_CPU_AFFINITY", "off") or "off",
+        help="auto: with one worker per CPU, each on its own CPU (imgorigin.supervisor); off",
     )
 
     commands.add_parser(

@@ -16,15 +16,15 @@ what uvicorn's gives:
   address is checked once (a clear error when it is taken) and no other program can take it
   while a worker restarts.
 
-With one worker per CPU the process may run on (``cpu_plan``: ``--cpu-affinity auto``, the
-default), worker k and every thread it starts run on the k-th of those CPUs only, and a
-worker started again takes its slot's CPU. A request hands off between a worker's threads
-several times (event loop, render thread, libvips' threads, the database's); on one core each
-hand-off stays in that core's caches and the scheduler never moves a worker's threads onto
-the core another worker keeps busy: on two cores W1 answered 18-27 % more requests, W2
-8-19 %, W3 7 %, W4 and W5 the same within the noise (docs/performance.md, "One worker per
-core"). Any other count of workers, or ``--cpu-affinity off``, leaves placement to the
-scheduler.
+With ``--cpu-affinity auto`` and one worker per CPU the process may run on (``cpu_plan``),
+worker k and every thread it starts run on the k-th of those CPUs only, and a worker started
+again takes its slot's CPU. A request hands off between a worker's threads several times
+(event loop, render thread, libvips' threads, the database's); on one core each hand-off
+stays in that core's caches: on two cores W1 answered 5-27 % more requests, W2 8-19 %, W3
+7 %, W4 and W5 the same within the noise. But a pinned worker cannot lend its core: when the
+kernel gives one worker all of a client's connections, the other core idles for as long as
+they last (two of 24 ``make bench`` runs at half speed). So it is off by default
+(docs/performance.md, "One worker per core").
 
 Counters are per process; ``METRICS_DIR`` (a private folder the supervisor makes, mode
 0700, and removes on exit) lets every worker's ``/metrics`` answer the sum of all workers
@@ -128,7 +128,7 @@ class Supervisor:
         *,
         graceful_seconds: float = GRACEFUL_SECONDS,
         say: Callable[[str], None] | None = None,
-        affinity: str = "auto",
+        affinity: str = "off",
     ) -> None:
         self.address = address
         self.cpus = cpu_plan(workers, affinity, os.sched_getaffinity(0))

@@ -171,10 +171,10 @@ TWO_CPUS = pytest.mark.skipif(
 def test_one_worker_per_cpu_runs_on_its_own_and_a_new_one_takes_its_slot_s(
     tmp_path: Path,
 ) -> None:
-    """Two workers on a process allowed CPUs 0 and 1: each worker, every thread of it (the
+    """``auto``, two workers on a process allowed CPUs 0 and 1: each worker, every thread of it (the
     event loop's, the render pool's, libvips', the database's), on one CPU of its own; a
     worker killed and started again runs on the CPU the dead one had."""
-    env = live_env(tmp_path)
+    env = dict(live_env(tmp_path), WORKER_CPU_AFFINITY="auto")
     with serve(env, workers=2, cpus={0, 1}) as server:
         assert wait_for(lambda: len(workers_of(server.pid)) == 2)
         first = workers_of(server.pid)
@@ -192,11 +192,11 @@ def test_one_worker_per_cpu_runs_on_its_own_and_a_new_one_takes_its_slot_s(
 
 
 @TWO_CPUS
-@pytest.mark.parametrize(("workers", "affinity"), [(2, "off"), (3, "auto")])
-def test_workers_are_left_to_the_scheduler_when_off_or_not_one_per_cpu(
-    tmp_path: Path, workers: int, affinity: str
+@pytest.mark.parametrize(("workers", "affinity"), [(2, None), (2, "off"), (3, "auto")])
+def test_workers_are_left_to_the_scheduler_by_default_when_off_or_not_one_per_cpu(
+    tmp_path: Path, workers: int, affinity: str | None
 ) -> None:
-    env = dict(live_env(tmp_path), WORKER_CPU_AFFINITY=affinity)
+    env = live_env(tmp_path) | ({} if affinity is None else {"WORKER_CPU_AFFINITY": affinity})
     with serve(env, workers=workers, cpus={0, 1}) as server:
         assert wait_for(lambda: len(workers_of(server.pid)) == workers)
         for pid in workers_of(server.pid):
