@@ -29,6 +29,12 @@ from origin.store.database import Database
 from origin.store.migrations import migrate
 
 
+def _affinity(value: str) -> str:
+    if value not in AFFINITIES:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(AFFINITIES)}, not {value!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imgorigin", description="URL-signed image origin")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -40,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--app", choices=("all", "origin", "admin"), default="all")
     serve.add_argument(
         "--cpu-affinity",
+        type=_affinity,  # argparse applies it to a string default too: WORKER_CPU_AFFINITY
         default=os.environ.get("WORKER_CPU_AFFINITY", "off") or "off",
         help="auto: with one worker per CPU, each on its own CPU (imgorigin.supervisor); off",
     )
@@ -223,9 +230,6 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     serving = Serving(args.app, Deadlines.of(settings), ",".join(settings.forwarded_allow_ips))
-    if args.cpu_affinity not in AFFINITIES:  # also from WORKER_CPU_AFFINITY, which argparse skips
-        print(f"imgorigin: --cpu-affinity must be one of {', '.join(AFFINITIES)}", file=sys.stderr)
-        return 2
     if args.workers <= 1:
         uvicorn.Server(_config(serving, host=args.host, port=args.port)).run()
         return 0

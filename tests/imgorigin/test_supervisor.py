@@ -155,7 +155,11 @@ def threads_cpus(pid: int) -> set[str]:
     """The CPUs each thread of ``pid`` may run on, as /proc lists them ("1", "0-1")."""
     found = set()
     for task in Path(f"/proc/{pid}/task").iterdir():
-        for line in (task / "status").read_text().splitlines():
+        try:
+            status = (task / "status").read_text()
+        except OSError:  # a thread that ended since the listing
+            continue
+        for line in status.splitlines():
             if line.startswith("Cpus_allowed_list:"):
                 found.add(line.split()[1])
     return found
