@@ -12,7 +12,12 @@ after the run:
 - ``pool threads``: the render job running ``pipeline.render`` (with local storage it also
   reads the source and writes the derivative), and any file I/O; ``libvips``: its worker
   threads (the two together are the render);
-- ``aiosqlite``: the database threads; ``other``: anything else.
+- ``aiosqlite``: the database threads; ``other``: anything else;
+
+and, per kind, the context switches per request (``/proc/self/task/*/status``): the waits
+(voluntary: a lock, the GIL, a queue, I/O) and the preemptions (involuntary). The floor's
+own thread makes about 20 waits a W1 render; every further hand-off between threads shows
+here.
 
 py-spy counts uvloop's and aiosqlite's waits as busy time; these per-thread figures do not.
 """
@@ -27,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +45,33 @@ from benchmarks.workloads import WORKLOADS
 WARMUP_SECONDS = 3.0
 
 
-def thread_ticks() -> dict[int, int]:
-    """CPU clock ticks (user + system) of every thread of this process."""
-    ticks = {}
+@dataclass(frozen=True)
+class ThreadUse:
+    ticks: int  # CPU clock ticks, user + system
+    waits: int  # voluntary context switches
+    preempted: int  # involuntary context switches
+
+
+def thread_use() -> dict[int, ThreadUse]:
+    """CPU and context switches of every thread of this process (a thread that ends while
+    it is read is left out)."""
+    use = {}
     for tid in os.listdir("/proc/self/task"):
         fields = stat_fields(f"/proc/self/task/{tid}/stat")
-        if fields is not None:
-            ticks[int(tid)] = int(fields[11]) + int(fields[12])
-    return ticks
+        switches = _switches(f"/proc/self/task/{tid}/status")
+        if fields is not None and switches is not None:
+            use[int(tid)] = ThreadUse(int(fields[11]) + int(fields[12]), *switches)
+    return use
+
+
+def _switches(path: str) -> tuple[int, int] | None:
+    """(voluntary, involuntary) context switches from a thread's ``status`` file."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return None
+    found = dict(line.split(":", 1) for line in lines if "ctxt_switches" in line)
+    return int(found["voluntary_ctxt_switches"]), int(found["nonvoluntary_ctxt_switches"])
 
 
 def kind_of(tid: int, names: dict[int, str]) -> str:
@@ -126,10 +151,10 @@ def run(w: Any, images: dict[str, Path], work: Path, args: argparse.Namespace) -
                 connections=args.connections,
             )
             load(offset=warmup_offset, duration=WARMUP_SECONDS)
-            before = thread_ticks()
+            before = thread_use()
             found["wrk"] = load(offset=0, duration=args.seconds)
             found["fresh"] = found["wrk"].requests + args.connections <= warmup_offset
-            found.update(before=before, after=thread_ticks())
+            found.update(before=before, after=thread_use())
             found["names"] = {t.native_id: t.name for t in threading.enumerate()}
         finally:
             registry.stop_all()
@@ -147,17 +172,26 @@ def run(w: Any, images: dict[str, Path], work: Path, args: argparse.Namespace) -
 def report(found: dict[str, Any]) -> None:
     result: wrk.WrkResult = found["wrk"]
     requests, seconds = result.requests, result.seconds
-    by_kind: dict[str, float] = {}
-    for tid, ticks in found["after"].items():
-        spent = ticks - found["before"].get(tid, 0)
-        kind = kind_of(tid, found["names"])
-        by_kind[kind] = by_kind.get(kind, 0.0) + spent * 1000 / CLK_TCK / max(1, requests)
+    per = 1 / max(1, requests)
+    by_kind: dict[str, list[float]] = {}  # kind -> [ms CPU, waits, preemptions] per request
+    for tid, now in found["after"].items():
+        was = found["before"].get(tid, ThreadUse(0, 0, 0))
+        row = by_kind.setdefault(kind_of(tid, found["names"]), [0.0, 0.0, 0.0])
+        row[0] += (now.ticks - was.ticks) * 1000 / CLK_TCK * per
+        row[1] += (now.waits - was.waits) * per
+        row[2] += (now.preempted - was.preempted) * per
     print(f"{requests} requests in {seconds:.1f} s ({requests / seconds:.1f} req/s)")
     if not found.get("fresh", True):
         print("  warning: the run reached the warm-up's paths: some answers were store hits")
-    for kind, ms in sorted(by_kind.items(), key=lambda x: -x[1]):
+    ranked = sorted(by_kind.items(), key=lambda x: -x[1][0])
+    for kind, (ms, _, _) in ranked:
         print(f"  {kind:12s} {ms:6.2f} ms CPU per request")
-    print(f"  {'total':12s} {sum(by_kind.values()):6.2f} ms CPU per request")
+    print(f"  {'total':12s} {sum(r[0] for r in by_kind.values()):6.2f} ms CPU per request")
+    for kind, (_, waits, preempted) in ranked:
+        print(f"  {kind:12s} {waits:6.1f} waits, {preempted:5.1f} preemptions per request")
+    waits = sum(r[1] for r in by_kind.values())
+    preempted = sum(r[2] for r in by_kind.values())
+    print(f"  {'total':12s} {waits:6.1f} waits, {preempted:5.1f} preemptions per request")
 
 
 if __name__ == "__main__":

@@ -163,7 +163,8 @@ def test_harness_runs_against_strong_thumbor(tmp_path: Path) -> None:
 @pytest.mark.bench
 def test_thread_profile_runs(tmp_path: Path) -> None:
     """``python -m benchmarks.threads`` (docs/performance.md, "where the time goes") answers
-    with a CPU figure per kind of thread; the render's threads do most of the work."""
+    with a CPU figure and the context switches per kind of thread; the render's threads do
+    most of the work, and the hand-offs between the loop and the render's thread are waits."""
     if shutil.which("wrk") is None:
         if os.environ.get("REQUIRE_ALL_BACKENDS") == "1":
             pytest.fail("REQUIRE_ALL_BACKENDS=1 but wrk is not installed")
@@ -179,6 +180,16 @@ def test_thread_profile_runs(tmp_path: Path) -> None:
     assert {"event loop", "libvips", "total"} <= set(figures), done.stdout
     render = figures["libvips"] + figures.get("pool threads", 0.0)
     assert 0 < figures["event loop"] < render < figures["total"]
+    waits = {}
+    for line in done.stdout.splitlines():
+        if " waits, " in line:
+            kind, value = line.split(" waits, ")[0].rsplit(None, 1)
+            waits[kind.strip()] = float(value)
+    assert {"event loop", "pool threads", "total"} <= set(waits), done.stdout
+    assert waits["event loop"] >= 1 and waits["pool threads"] >= 1  # each answer's hand-offs
+    assert waits["total"] == pytest.approx(
+        sum(v for k, v in waits.items() if k != "total"), abs=0.5
+    )
 
 
 @pytest.mark.bench
