@@ -181,7 +181,9 @@ async def test_sigkill_mid_upload_then_restart_and_gc(tmp_path: Path) -> None:
 async def test_sigterm_lets_inflight_renders_finish(tmp_path: Path, workers: int) -> None:
     """The whole process group gets SIGTERM (as systemd sends it): with several workers the
     supervisor's own SIGTERM reaches them too, and a second SIGTERM must not cut them off."""
-    env = live_env(tmp_path, CONCURRENCY="2")
+    # What is tested is the drain, not the queue's wait bound: ten of these renders on two
+    # slots take longer than QUEUE_TIMEOUT_SECONDS' default (10 s) on a slow machine.
+    env = live_env(tmp_path, CONCURRENCY="2", QUEUE_TIMEOUT_SECONDS="60")
     _, headers = await new_user(env)
     with serve(env, workers=workers) as server:
         image_id = upload(server.url, headers, photo())
