@@ -160,6 +160,16 @@ def test_harness_runs_against_strong_thumbor(tmp_path: Path) -> None:
     assert not [g for g in groups if group_alive(g)], "a thumbor or nginx outlived the harness"
 
 
+def per_kind(stdout: str, marker: str) -> dict[str, float]:
+    """``{kind: figure}`` from the threads tool's lines ``  <kind> <figure><marker>…``."""
+    found = {}
+    for line in stdout.splitlines():
+        if marker in line:
+            kind, value = line.split(marker)[0].rsplit(None, 1)
+            found[kind.strip()] = float(value)
+    return found
+
+
 @pytest.mark.bench
 def test_thread_profile_runs(tmp_path: Path) -> None:
     """``python -m benchmarks.threads`` (docs/performance.md, "where the time goes") answers
@@ -172,19 +182,11 @@ def test_thread_profile_runs(tmp_path: Path) -> None:
     argv = [sys.executable, "-m", "benchmarks.threads", "W1", "--seconds", "1"]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    figures = {}
-    for line in done.stdout.splitlines():
-        if "ms CPU per request" in line:
-            kind, value = line.split(" ms CPU")[0].rsplit(None, 1)
-            figures[kind.strip()] = float(value)
+    figures = per_kind(done.stdout, " ms CPU per request")
     assert {"event loop", "libvips", "total"} <= set(figures), done.stdout
     render = figures["libvips"] + figures.get("pool threads", 0.0)
     assert 0 < figures["event loop"] < render < figures["total"]
-    waits = {}
-    for line in done.stdout.splitlines():
-        if " waits, " in line:
-            kind, value = line.split(" waits, ")[0].rsplit(None, 1)
-            waits[kind.strip()] = float(value)
+    waits = per_kind(done.stdout, " waits, ")
     assert {"event loop", "pool threads", "total"} <= set(waits), done.stdout
     assert waits["event loop"] >= 1 and waits["pool threads"] >= 1  # each answer's hand-offs
     assert waits["total"] == pytest.approx(
