@@ -122,12 +122,29 @@ def _stat(pid: int) -> list[str] | None:
 
 def stat_fields(path: str) -> list[str] | None:
     """The fields after ``comm`` of a process's or thread's ``stat`` file (None: gone)."""
-    try:
-        text = Path(path).read_text()
-    except OSError:
+    text = _read(path)
+    if text is None:
         return None
     # comm may hold spaces and parentheses: split after the last ')'.
     return text[text.rindex(")") + 2 :].split()
+
+
+def context_switches(path: str) -> tuple[int, int] | None:
+    """(voluntary, involuntary) context switches from a process's or thread's ``status``
+    file (None: gone)."""
+    text = _read(path)
+    if text is None:
+        return None
+    found = dict(line.split(":", 1) for line in text.splitlines() if "ctxt_switches" in line)
+    return int(found["voluntary_ctxt_switches"]), int(found["nonvoluntary_ctxt_switches"])
+
+
+def _read(path: str) -> str | None:
+    """A /proc file's text; None when its process or thread has ended."""
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return None
 
 
 def tree(*roots: int) -> list[int]:

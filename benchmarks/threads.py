@@ -38,7 +38,7 @@ from typing import Any
 
 from benchmarks import wrk
 from benchmarks.images import build
-from benchmarks.procs import CLK_TCK, Registry, stat_fields
+from benchmarks.procs import CLK_TCK, Registry, context_switches, stat_fields
 from benchmarks.servers import PEERS, Imgorigin, free_port
 from benchmarks.workloads import WORKLOADS
 
@@ -58,20 +58,10 @@ def thread_use() -> dict[int, ThreadUse]:
     use = {}
     for tid in os.listdir("/proc/self/task"):
         fields = stat_fields(f"/proc/self/task/{tid}/stat")
-        switches = _switches(f"/proc/self/task/{tid}/status")
+        switches = context_switches(f"/proc/self/task/{tid}/status")
         if fields is not None and switches is not None:
             use[int(tid)] = ThreadUse(int(fields[11]) + int(fields[12]), *switches)
     return use
-
-
-def _switches(path: str) -> tuple[int, int] | None:
-    """(voluntary, involuntary) context switches from a thread's ``status`` file."""
-    try:
-        lines = Path(path).read_text().splitlines()
-    except OSError:
-        return None
-    found = dict(line.split(":", 1) for line in lines if "ctxt_switches" in line)
-    return int(found["voluntary_ctxt_switches"]), int(found["nonvoluntary_ctxt_switches"])
 
 
 def kind_of(tid: int, names: dict[int, str]) -> str:
