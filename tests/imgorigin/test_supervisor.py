@@ -77,15 +77,18 @@ def test_workers_listen_on_their_own_sockets_and_a_dead_one_comes_back(tmp_path:
             assert wait_for(lambda pid=pid: listening_sockets(pid, server.port) == 1)
         # under load, kill one worker: the service keeps answering and the worker comes back
         statuses: Counter[object] = Counter()
+        failed_at: list[float] = []  # when each failed request was sent
         stop = threading.Event()
 
         def load() -> None:
             with httpx.Client(base_url=server.url, timeout=5) as http:
                 while not stop.is_set():
+                    sent = time.monotonic()
                     try:
                         statuses[http.get("/healthz").status_code] += 1
                     except httpx.HTTPError as exc:
                         statuses[type(exc).__name__] += 1
+                        failed_at.append(sent)
 
         threads = [threading.Thread(target=load) for _ in range(4)]
         for t in threads:
@@ -93,6 +96,7 @@ def test_workers_listen_on_their_own_sockets_and_a_dead_one_comes_back(tmp_path:
         time.sleep(1.0)
         os.kill(first[0], signal.SIGKILL)
         assert wait_for(lambda: len(set(workers_of(server.pid)) - {first[0]}) == 2)
+        restarted = time.monotonic()  # the killed worker is reaped: its sockets are closed
         time.sleep(1.0)
         stop.set()
         for t in threads:
@@ -100,8 +104,13 @@ def test_workers_listen_on_their_own_sockets_and_a_dead_one_comes_back(tmp_path:
         replacement = (set(workers_of(server.pid)) - set(first)).pop()
         # a new process imports the app before it listens: a second or more on a busy machine
         assert wait_for(lambda: listening_sockets(replacement, server.port) == 1)
-        failed = sum(n for outcome, n in statuses.items() if outcome != 200)
-        assert statuses[200] > 100 and failed <= 4, statuses  # at most the killed one's in flight
+        # Only the killed worker's connections fail: the requests in flight on them, and new
+        # connections the kernel queued on its socket while it was being torn down (with
+        # net.ipv4.tcp_migrate_req=0 those are reset, not handed on: docs/deploy.md). No
+        # answer is an error status, and nothing sent after it was gone fails.
+        assert statuses[200] > 100, statuses
+        assert set(statuses) <= {200, "ReadError", "RemoteProtocolError"}, statuses
+        assert all(sent < restarted for sent in failed_at), (statuses, failed_at, restarted)
         with httpx.Client(base_url=server.url, timeout=5) as http:
             assert all(http.get("/healthz").status_code == 200 for _ in range(50))
 
