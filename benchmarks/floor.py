@@ -61,22 +61,22 @@ def renderers(
     ``working_copies.choose`` picks (the levels made once here, untimed, as at upload), else from
     the original. Returns those renders, the nominal request's (the first path's) render
     from the original when a copy serves it (else None), and that copy's name."""
-    from origin import working_copies
+    from origin import working_copies as pyramid
     from origin.probe import probe_upload
     from origin.records import WorkingCopy
     from origin.render import StandIn, render
     from origin.transforms.parse import parse_path
 
     probe = probe_upload(source, max_source_pixels=10**9)
-    levels = working_copies.build_for(source, probe) if working_copies else []
-    copies = [WorkingCopy(lv.width, lv.height, str(i)) for i, lv in enumerate(levels)]
+    levels = pyramid.build_for(source, probe, frames=True) if working_copies else []
+    copies = [WorkingCopy(lv.width, lv.height, f"{i}.{lv.ext}") for i, lv in enumerate(levels)]
     stand_in = StandIn(probe.width, probe.height, probe.format)
 
     def served(plan: Plan) -> tuple[Callable[[], Rendered], str | None]:
-        chosen = working_copies.choose(plan, probe.width, probe.height, copies, DEFAULT_LIMITS)
+        chosen = pyramid.choose(plan, probe.width, probe.height, copies, DEFAULT_LIMITS)
         if chosen is None:
             return functools.partial(render, source, plan), None
-        level = levels[int(chosen.storage_key)]
+        level = levels[int(chosen.storage_key.split(".")[0])]
         name = f"{level.width}x{level.height}.{level.ext}"
         return functools.partial(render, level.body, plan, stand_in=stand_in), name
 

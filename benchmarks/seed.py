@@ -49,7 +49,8 @@ def seed(env: dict[str, str], images: dict[str, Path], working_copies: bool = Tr
                     created_at=now,
                     analysis=analyse(data),  # W7's faces, found once as an upload does
                 )
-                levels = working_copies.build_for(data, probe) if working_copies else []
+                local = services.storage.blocking is not None
+                levels = working_copies.build_for(data, probe, local) if working_copies else []
                 await store_image(services, image, data, levels)
 
     asyncio.run(go())

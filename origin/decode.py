@@ -23,6 +23,7 @@ class Header:
     height: int  # of one page
     pages: int
     orientation: int
+    copied: bool = False  # the bytes are a frames copy of this GIF (origin.frames_copy)
 
 
 def read_header(data: bytes, max_source_pixels: int) -> Header:

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from origin import svg, working_copies
+from origin import frames_copy, svg, working_copies
 from origin.analysis import analyse
 from origin.errors import BadRequest, QuotaExceeded
 from origin.probe import Probe, probe_upload
@@ -59,19 +59,28 @@ def stored_filename(filename: str) -> str:
     return name[:255] or "upload"
 
 
-def inspect_upload(data: bytes, limits: Limits) -> Inspected:
-    """One pool job: rasterise an SVG, validate the upload, build its working copies, analyse
-    it from the smallest of them — the same upright sRGB picture with far fewer pixels to
-    decode — or from the original when there are none, and hash it."""
+def inspect_upload(data: bytes, limits: Limits, frames: bool = False) -> Inspected:
+    """One pool job: rasterise an SVG, validate the upload, build its working copies (with
+    ``frames``, local storage, an animated GIF's frames copy), analyse it from the smallest
+    level — the same upright sRGB picture with far fewer pixels to decode — or from the
+    original when there is none, and hash it."""
     if svg.is_svg(data):
         data = svg.rasterise(data, limits.max_source_pixels)
     probe = probe_upload(
         data, max_source_pixels=limits.max_source_pixels, max_frames=limits.max_frames
     )
-    levels = working_copies.build_for(data, probe)
-    smallest = min(levels, key=lambda lv: lv.width * lv.height).body if levels else data
+    levels = working_copies.build_for(data, probe, frames)
+    stills = [lv for lv in levels if lv.ext != frames_copy.EXT]
+    smallest = min(stills, key=lambda lv: lv.width * lv.height).body if stills else data
     analysis = analyse(smallest, limits=limits)
     return Inspected(data, probe, levels, analysis, hashlib.sha256(data).hexdigest())
+
+
+async def inspect_in_pool(services: Services, data: bytes) -> Inspected:
+    """``inspect_upload`` in the render pool; an animated GIF's frames copy only on local
+    storage, where a render reads it from the page cache (origin.frames_copy)."""
+    frames = services.storage.blocking is not None
+    return await services.pool.run(lambda: inspect_upload(data, services.limits, frames))
 
 
 def original_key(user_id: str, image_id: str, fmt: str, version: int = 1) -> str:
@@ -124,7 +133,7 @@ async def ingest_upload(
         raise BadRequest("the file is empty")
     if user.storage_used_bytes + len(data) > settings.user_quota_bytes:
         raise QuotaExceeded(OVER_QUOTA)
-    inspected = await services.pool.run(lambda: inspect_upload(data, services.limits))
+    inspected = await inspect_in_pool(services, data)
     public = user.public if public is None else public
     image = image_record(user.id, filename, inspected, public)
     if check is not None:
@@ -207,7 +216,7 @@ async def replace_upload(
         raise BadRequest("the file is empty")
     if user.storage_used_bytes + len(data) - old.size_bytes > settings.user_quota_bytes:
         raise QuotaExceeded(OVER_QUOTA)
-    inspected = await services.pool.run(lambda: inspect_upload(data, services.limits))
+    inspected = await inspect_in_pool(services, data)
     probe = inspected.probe
     version = old.version + 1
     new = dataclasses.replace(

@@ -32,7 +32,7 @@ from types import MappingProxyType
 
 import pyvips
 
-from origin import deadline, quality, vips
+from origin import deadline, frames_copy, quality, vips
 from origin.analysis import source_summary
 from origin.decode import Header, load_frames, read_header
 from origin.encode import encode
@@ -125,8 +125,10 @@ def load(
     """The LOAD phase (see the module's docstring)."""
     keep = "keep_icc" in plan.flags
     if output_frames(header, fmt) > 1:
-        frames, meta = load_frames(source, header)
+        frames, meta = frames_copy.load(source) if header.copied else load_frames(source, header)
         return Loaded(frames, MappingProxyType(meta))
+    if header.copied:
+        raise ValueError("a frames copy stands in only for an animated output")
     first = first_resize(plan)
     if stand_in is not None and first is None:
         raise ValueError("a working copy stands in only for a chain whose first stage scales")
@@ -234,7 +236,10 @@ def _render(
     faces: Faces | None,
     auto: quality.AutoQuality,
 ) -> Rendered:
-    header = read_header(source, limits.max_source_pixels)
+    if stand_in is not None and frames_copy.is_copy(source):
+        header = frames_copy.header(source)
+    else:
+        header = read_header(source, limits.max_source_pixels)
     fmt = plan.format or (header.format if stand_in is None else stand_in.format)
     check_budget(header, fmt, plan, limits, stand_in)
     loaded = load(source, header, plan, fmt, limits, stand_in)

@@ -5,7 +5,9 @@ Which levels: the reductions of the upright original by 2, 4, 8, … whose long 
 least ``MIN_LEVEL_SIDE`` px; the ``MAX_LEVELS`` smallest of them (a 4000×3000 original gets
 2000×1500, 1000×750 and 500×375; a 1920×1080 one gets 960×540 and 480×270; one under
 800 px gets none).
-Animated images and GIFs get none.
+Animated images and GIFs get none; on local storage an animated GIF gets its frames copy
+instead (origin.frames_copy: its frames decoded, full size), which every animated output
+of it reads in place of the GIF.
 
 How they are stored: upright (EXIF orientation applied, none recorded), converted to sRGB
 (the sRGB profile is kept when the original had a profile, as derivatives keep it), no other
@@ -27,17 +29,19 @@ derivatives from a level against those from the original, and render times).
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pyvips
 
-from origin import vips
+from origin import frames_copy, vips
 from origin.errors import OriginError
 from origin.pixels import has_alpha, scale_to, to_srgb
 from origin.probe import Probe
 from origin.records import WorkingCopy
 from origin.render import first_resize
+from origin.transforms.formats import ANIMATED_FORMATS
 from origin.transforms.geometry import plan_geometry
 from origin.transforms.limits import Limits
 from origin.transforms.plan import Plan
@@ -114,9 +118,24 @@ def _encode(img: pyvips.Image) -> Level:
     return Level(img.width, img.height, "jpg", "image/jpeg", bytes(body))
 
 
-def build_for(data: bytes, probe: Probe) -> list[Level]:
-    """The levels of a validated upload (none for small, animated or GIF originals)."""
+def build_for(data: bytes, probe: Probe, frames: bool = False) -> list[Level]:
+    """The levels of a validated upload (none for small, animated or GIF originals); with
+    ``frames`` (local storage), an animated GIF's frames copy (origin.frames_copy) when it
+    pays."""
+    if frames and probe.format == "gif" and probe.frames > 1:
+        return _frames_level(data, probe)
     return build(data, level_sizes(probe.format, probe.frames, probe.width, probe.height))
+
+
+def _frames_level(data: bytes, probe: Probe) -> list[Level]:
+    try:
+        body = frames_copy.build(data, max_source_pixels=sys.maxsize)
+    except (pyvips.Error, OriginError) as exc:
+        log.warning("no frames copy: %s", str(exc).strip()[:300])
+        return []
+    if body is None:
+        return []
+    return [Level(probe.width, probe.height, frames_copy.EXT, frames_copy.MEDIA_TYPE, body)]
 
 
 def working_copy(user_id: str, image_id: str, level: Level, version: int = 1) -> WorkingCopy:
@@ -135,8 +154,14 @@ def choose(
     A plan that keeps the source's profile or rights fields (``fl_keep_icc``,
     ``fl_keep_copyright``) or may answer the original (``fl_smaller``) reads the original:
     working copies are sRGB and carry no metadata."""
+    if plan.flags:
+        return None
+    for level in levels:
+        if level.storage_key.endswith(f".{frames_copy.EXT}"):
+            animated = not plan.metadata_only and plan.format in (None, *ANIMATED_FORMATS)
+            return level if animated else None
     stage = first_resize(plan)
-    if stage is None or not levels or plan.flags:
+    if stage is None or not levels:
         return None
     try:
         scaled_w, scaled_h = plan_geometry(width, height, stage, limits).scaled

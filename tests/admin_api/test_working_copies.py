@@ -1,7 +1,8 @@
 """Working copies through the whole app, on every (database × storage) pair: an upload writes
 them (objects first, row second, none left when the row fails), the origin renders a small
 derivative from one (shown on pixels), falls back to the original when one is missing,
-delete removes them and gc keeps them while their row exists."""
+delete removes them and gc keeps them while their row exists. An animated GIF gets its
+frames copy on local storage, and its animated derivatives are rendered from it."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ import pytest
 import pyvips
 
 from imgorigin.orphans import collect_garbage
+from origin import frames_copy
 from origin.render import render
 from origin.transforms.parse import parse_path
 from origin.transforms.plan import Plan
 from tests.admin_api.conftest import Api, assert_error, make_image
 from tests.admin_api.test_failures import install_failing_trigger
 from tests.admin_api.test_images import object_keys, usage
+from tests.origin.test_gif import pan
 from tests.origin.test_working_copies import jpeg, mosaic, ssim
 
 MAGENTA = [255, 0, 255]
@@ -165,3 +168,70 @@ async def test_json_describes_the_derivative_served_from_a_level(api: Api) -> No
     facts = (await api.http.get(f"/i/{image_id}/{chain},f_webp/x.json", headers=headers)).json()
     assert (facts["width"], facts["height"], facts["bytes"]) == (267, 200, len(served.content))
     assert served.content != render(data, parse_path(f"/i/{'0' * 32}/{chain}/x.webp")).body
+
+
+def local(api: Api) -> bool:
+    return api.services.storage.blocking is not None
+
+
+async def upload_animation(api: Api) -> tuple[str, str, dict[str, str], bytes]:
+    user_id, headers = await api.user()
+    data = pan()  # 12 frames of 200×150
+    answer = await api.upload(headers, data)
+    assert answer.status_code == 201, answer.text
+    return user_id, answer.json()["id"], headers, data
+
+
+async def test_an_animated_gif_gets_a_frames_copy_on_local_storage_only(api: Api) -> None:
+    user_id, image_id, headers, data = await upload_animation(api)
+    record = await api.services.images.get(image_id)
+    assert record is not None
+    prefix = f"{user_id}/{image_id}"
+    assert await usage(api, headers) == (1, len(data))  # the original only
+    if not local(api):  # over the network its ~3x bytes would cost more than the decode
+        assert record.working_copies == ()
+        assert await object_keys(api) == [f"{prefix}/original.gif"]
+        return
+    key = f"{prefix}/work/200x150.frames"
+    assert [(c.width, c.height, c.storage_key) for c in record.working_copies] == [(200, 150, key)]
+    assert await object_keys(api) == sorted([f"{prefix}/original.gif", key])
+    assert await api.services.storage.get(key) == frames_copy.build(data, 10**9)
+    assert (await api.http.delete(f"/api/images/{image_id}", headers=headers)).status_code == 204
+    assert await object_keys(api) == []
+
+
+async def test_animated_derivatives_are_rendered_from_the_frames_copy(api: Api) -> None:
+    user_id, image_id, headers, data = await upload_animation(api)
+    if not local(api):  # no copy: from the GIF
+        answer = await api.http.get(f"/i/{image_id}/w_90,h_60,c_fit/x.gif", headers=headers)
+        assert (
+            answer.content == render(data, parse_path(f"/i/{'0' * 32}/w_90,h_60,c_fit/x.gif")).body
+        )
+        return
+    # Paint the copy's frames magenta: what is rendered from it shows.
+    key = f"{user_id}/{image_id}/work/200x150.frames"
+    original = await api.services.storage.get(key)
+    pixels = original.index(b"\n", len(frames_copy.MAGIC)) + 1  # after the header line
+    magenta = original[:pixels] + bytes(MAGENTA) * (200 * 150 * 12)
+    await api.services.storage.put(key, magenta, content_type=frames_copy.MEDIA_TYPE)
+
+    async def get(chain: str, ext: str) -> bytes:
+        answer = await api.http.get(f"/i/{image_id}/{chain}/x.{ext}", headers=headers)
+        assert answer.status_code == 200, answer.text
+        return answer.content
+
+    def is_magenta(body: bytes) -> bool:
+        return all(abs(a - b) <= 3 for a, b in zip(colour_at(body, 50, 37), MAGENTA, strict=True))
+
+    assert is_magenta(await get("w_100,h_75,c_fit", "gif"))
+    assert is_magenta(await get("w_100,h_75,c_fit", "webp"))
+    assert not is_magenta(await get("w_100,h_75,c_fit", "png"))  # one frame: from the GIF
+
+    # the true copy: the answer is byte for byte the one from the GIF itself
+    await api.services.storage.put(key, original, content_type=frames_copy.MEDIA_TYPE)
+    body = await get("w_120,h_80,c_fill", "gif")
+    assert body == render(data, parse_path(f"/i/{'0' * 32}/w_120,h_80,c_fill/x.gif")).body
+    # a missing copy: the GIF
+    await api.services.storage.delete(key)
+    body = await get("w_90,h_60,c_fit", "gif")
+    assert body == render(data, parse_path(f"/i/{'0' * 32}/w_90,h_60,c_fit/x.gif")).body
