@@ -67,10 +67,14 @@ def is_copy(data: bytes) -> bool:
     return data.startswith(MAGIC)
 
 
-def header(data: bytes) -> Header:
-    """The header of the GIF a copy was made from (as `origin.decode.read_header`)."""
+def header(data: bytes, max_source_pixels: int) -> Header:
+    """The header of the GIF a copy was made from, refused above the pixel limit as the GIF
+    would be (as `origin.decode.read_header`)."""
     head, _ = _parse(data)
-    return Header("gif", head["width"], head["page_height"], head["pages"], 1, copied=True)
+    width, page_height, pages, _bands = (head[k] for k in KEYS)
+    if width * page_height * pages > max_source_pixels:
+        raise InvalidImage(f"the source has more than {max_source_pixels} pixels")
+    return Header("gif", width, page_height, pages, 1, copied=True)
 
 
 def load(data: bytes) -> tuple[Strip, dict[str, object]]:

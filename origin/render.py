@@ -237,7 +237,7 @@ def _render(
     auto: quality.AutoQuality,
 ) -> Rendered:
     if stand_in is not None and frames_copy.is_copy(source):
-        header = frames_copy.header(source)
+        header = frames_copy.header(source, limits.max_source_pixels)
     else:
         header = read_header(source, limits.max_source_pixels)
     fmt = plan.format or (header.format if stand_in is None else stand_in.format)

@@ -12,7 +12,7 @@ import pyvips
 import skimage
 
 from origin import frames_copy, working_copies
-from origin.decode import Header
+from origin.decode import Header, read_header
 from origin.errors import InvalidImage, UnsupportedMediaType
 from origin.probe import probe_upload
 from origin.records import WorkingCopy
@@ -86,7 +86,11 @@ def test_the_copy_holds_the_decoded_frames_delays_and_loop() -> None:
     truth = np.ndarray(buffer=gif.write_to_memory(), dtype=np.uint8, shape=(150 * 12, 200, 4))
     assert np.array_equal(page, truth[5 * 150 : 6 * 150, :, :3])
     assert meta == {"delay": [80] * 12, "loop": 0}
-    assert frames_copy.header(opaque) == Header("gif", 200, 150, 12, 1, copied=True)
+    assert frames_copy.header(opaque, MAX) == Header("gif", 200, 150, 12, 1, copied=True)
+    with pytest.raises(InvalidImage, match="more than 359999 pixels"):  # as the GIF would be
+        frames_copy.header(opaque, 200 * 150 * 12 - 1)
+    with pytest.raises(InvalidImage, match="more than 359999 pixels"):
+        read_header(pan(), 200 * 150 * 12 - 1)
     clear, _ = copy_of(transparent())
     strip, meta = frames_copy.load(clear)
     assert (strip.whole.bands, len(strip), meta) == (4, 6, {"delay": [120] * 6, "loop": 3})
