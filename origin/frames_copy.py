@@ -59,7 +59,7 @@ def build(data: bytes, max_source_pixels: int) -> bytes | None:
         "delay": list(meta.get("delay", [])),  # type: ignore[call-overload]
         "loop": meta.get("loop"),
     }
-    pixels: bytes = strip.crop(0, 0, strip.width, page_height * len(frames)).write_to_memory()
+    pixels: bytes = strip.write_to_memory()  # a Strip's image holds whole pages only
     return MAGIC + json.dumps(head, separators=(",", ":")).encode() + b"\n" + pixels
 
 
