@@ -8,6 +8,8 @@ import re
 
 import pyvips
 
+from origin import vips
+
 MAX_EXIF_ENTRIES = 64
 MAX_EXIF_JSON_BYTES = 4096
 MAX_EXIF_VALUE_CHARS = 256
@@ -54,7 +56,7 @@ def exif_metadata(image: pyvips.Image) -> dict[str, object]:
     """IFD0 and Exif-IFD fields, without GPS, maker notes, comments, thumbnails or blobs."""
     entries: dict[str, object] = {}
     size = 2  # "{}"
-    for name in image.get_fields():
+    for name in vips.field_names(image):
         match = EXIF_FIELD.fullmatch(name)
         if match is None or "gps" in name.lower() or match["tag"] in EXIF_DROPPED_TAGS:
             continue

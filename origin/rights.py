@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import pyvips
 from PIL import Image
 
+from origin import vips
+
 EXIF_TAGS = (0x013B, 0x8298)  # Artist, Copyright
 IPTC_KEEP = {(1, 90), (2, 80), (2, 110), (2, 115), (2, 116)}
 PHOTOSHOP = b"Photoshop 3.0\x00"
@@ -177,7 +179,7 @@ def with_rights(img: pyvips.Image, rights: Rights) -> tuple[pyvips.Image, int]:
     """``img`` without any metadata of the source but its ICC profile, carrying ``rights``;
     and the ``keep`` flags the savers need to write them."""
     img = img.copy()
-    for field in img.get_fields():
+    for field in vips.field_names(img):
         if field.startswith("exif-") or field in ("xmp-data", "iptc-data"):
             img.remove(field)
     keep = 0

@@ -94,6 +94,25 @@ def sniffed_loader(data: bytes) -> str | None:
     return str(pyvips.nickname_find(pyvips.type_from_name(name)))
 
 
+def field_names(image: pyvips.Image) -> list[str]:
+    """The names of ``image``'s metadata fields that are text: pyvips' `get_fields` fails on
+    a name that is not UTF-8, which a file can make (libvips names an AVIF's metadata items
+    ``heif-<item type>-<n>``, the type being any four bytes of the file). The names we read
+    or remove (``exif-*``, ``xmp-data``, ``iptc-data``, ``icc-profile-data``) are ASCII."""
+    names: list[str] = []
+    array, i = pyvips.vips_lib.vips_image_get_fields(image.pointer), 0
+    while array[i] != pyvips.ffi.NULL:
+        name = pyvips.ffi.string(array[i])  # a copy: the C string is freed next
+        pyvips.glib_lib.g_free(array[i])
+        i += 1
+        try:
+            names.append(name.decode())
+        except UnicodeDecodeError:
+            continue
+    pyvips.glib_lib.g_free(array)
+    return names
+
+
 def thumbnail(data: bytes, fmt: str, width: int, **options: Any) -> pyvips.Image:
     """`thumbnail_buffer(data, width, **options)` as decoded by the loader of ``fmt``: with
     libvips' shrink-on-load when its sniffing agrees on the loader, else that loader's full

@@ -121,6 +121,18 @@ def gps_jpeg() -> bytes:
 
 
 @cache
+def avif_with_a_binary_item_type() -> bytes:
+    """A 400x300 quadrant AVIF with an EXIF Copyright and an XMP item whose type is not text
+    (0x80 "ime" for "mime"): libvips names that item's field ``heif-\\x80ime-1``, not UTF-8."""
+    img = quadrant_image().copy()
+    img.set_type(pyvips.GValue.gstr_type, "exif-ifd0-Copyright", "(c) Jane")
+    img.set_type(pyvips.GValue.blob_type, "xmp-data", b'<x:xmpmeta xmlns:x="adobe:ns:meta/"/>')
+    data = bytes(img.heifsave_buffer(compression="av1", effort=0, Q=80))
+    assert data.count(b"\0\0mime\0") == 1  # the XMP item's type in its infe box
+    return data.replace(b"\0\0mime\0", b"\0\0\x80ime\0")
+
+
+@cache
 def p3_jpeg() -> bytes:
     """The quadrant converted to Display P3 with the P3 profile embedded."""
     return bytes(quadrant_image().icc_transform("p3").jpegsave_buffer(Q=95))

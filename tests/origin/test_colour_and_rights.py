@@ -16,7 +16,16 @@ from skimage.color import deltaE_ciede2000, rgb2lab
 
 from origin.render import facts, render
 from origin.transforms.parse import parse_path
-from tests.origin.conftest import IMAGE_ID, decode, photo
+from tests.origin.conftest import (
+    IMAGE_ID,
+    RED,
+    YELLOW,
+    avif_with_a_binary_item_type,
+    close,
+    colour_at,
+    decode,
+    photo,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -241,6 +250,15 @@ def test_keep_copyright_keeps_rights_and_never_gps(ext: str) -> None:
     if ext == "jpg":
         iptc = bytes(img.get("iptc-data"))
         assert b"(c) 2026 Jane Artist" in iptc and b"Jane Artist" in iptc
+
+
+@pytest.mark.parametrize("chain", ["w_100", "w_100,fl_keep_copyright", "w_100,fl_keep_icc"])
+def test_a_metadata_name_that_is_not_text_renders(chain: str) -> None:
+    img = run(chain, avif_with_a_binary_item_type(), "jpg")
+    assert (img.width, img.height) == (100, 75)
+    if "copyright" in chain:
+        assert img.get("exif-ifd0-Copyright").startswith("(c) Jane")
+    assert close(colour_at(img, 10, 10), RED) and close(colour_at(img, 90, 65), YELLOW)
 
 
 def test_smaller_answers_the_original_only_when_nothing_visible_changed() -> None:

@@ -30,6 +30,7 @@ from origin.probe import FORMAT_MEDIA_TYPES, Probe, probe_upload, sniff_format
 from origin.scan import MAX_METADATA_BYTES, NOT_AN_IMAGE, MetadataBudget, scan_jpeg
 from origin.transforms.limits import DEFAULT_LIMITS
 from origin.transforms.parse import parse_path
+from tests.origin.conftest import avif_with_a_binary_item_type
 
 REPO = Path(__file__).resolve().parents[2]
 MAX_SECONDS = 2.0
@@ -326,6 +327,17 @@ def test_exif_keeps_camera_fields_and_drops_gps_and_xmp() -> None:
     assert not [key for key in metadata if "gps" in key.lower() or "xmp" in key.lower()]
     assert "ExifVersion" not in metadata  # an Undefined (binary) field
     assert "51/1" not in json.dumps(metadata)
+
+
+def test_a_metadata_name_that_is_not_text_is_left_out() -> None:
+    """Found by the mutation fuzz below: an AVIF item type made of any bytes names a libvips
+    field, which pyvips' own ``get_fields`` fails to decode (UnicodeDecodeError, a 500)."""
+    data = avif_with_a_binary_item_type()
+    with pytest.raises(UnicodeDecodeError):
+        pyvips.Image.heifload_buffer(data).get_fields()
+    probe = probe_upload(data)
+    assert (probe.format, probe.width, probe.height) == ("avif", 400, 300)
+    assert probe.metadata["Copyright"] == "(c) Jane"
 
 
 def test_exif_is_capped_and_json_safe() -> None:
