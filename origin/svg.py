@@ -13,13 +13,14 @@ what is stored and served; SVG itself is never stored, passed through or answere
    (an ``<image>`` of a URL, a file or a ``data:`` URI, a ``<use>`` of another file), any
    ``url(…)`` not of a ``#`` fragment, ``xml:base`` and ``on*`` handlers; a ``<style>``
    with ``@import`` or an outside ``url(…)`` is removed whole;
-4. **bounds the work**: at most ``MAX_ELEMENTS`` elements, and what ``<use>`` instancing
-   would expand them to (counted through every reference, a cycle refused) at most
-   ``MAX_EXPANDED``;
+4. **bounds the work**: at most ``MAX_ELEMENTS`` elements, nested at most ``MAX_DEPTH``
+   deep, and what ``<use>`` instancing would expand them to (counted through every
+   reference, a cycle refused, a chain at most ``MAX_DEPTH`` long) at most ``MAX_EXPANDED``;
 5. **rasterises** with libvips' ``svgload`` (librsvg), allowed only inside
    ``origin.vips.draw_svg`` (every other decode keeps its five loaders), at ``RASTER_SIZE``
    px on the longer side whatever the canvas says, so a giant ``viewBox`` or ``width`` costs
-   no more than a small one, and writes a PNG (alpha kept).
+   no more than a small one (a size that cannot be drawn, such as ``1e-320``, is refused),
+   and writes a PNG (alpha kept).
 
 librsvg itself is a second fence: given a buffer and no base URL it loads no external
 resource at all. What is refused leaves as ``InvalidImage`` (422) with a one-line reason.
@@ -27,6 +28,7 @@ resource at all. What is refused leaves as ``InvalidImage`` (422) with a one-lin
 
 from __future__ import annotations
 
+import math
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -42,6 +44,7 @@ RASTER_SIZE = 2048  # px: the longer side of the PNG an SVG becomes
 MAX_SVG_BYTES = 10 * 1024 * 1024
 MAX_ELEMENTS = 20_000
 MAX_EXPANDED = 100_000  # elements once every <use> is expanded
+MAX_DEPTH = 256  # elements inside one another, and <use> references through one another
 SNIFF_BYTES = 4096
 DEFAULT_SIZE = (300.0, 150.0)  # a browser's size for an SVG that states none
 
@@ -76,6 +79,7 @@ def rasterise(data: bytes, max_pixels: int) -> bytes:
     if len(data) > MAX_SVG_BYTES:
         raise InvalidImage(f"the SVG is larger than {MAX_SVG_BYTES // (1024 * 1024)} MB")
     root = _parse(_without_doctype(data))
+    _check_depth(root)
     _clean(root)
     _check_size(root)
     _fit_canvas(root, max_pixels)
@@ -88,7 +92,9 @@ def _without_doctype(data: bytes) -> bytes:
         return data
     if found.group(1) is not None:
         raise InvalidImage("an SVG declaring entities (a DOCTYPE with an internal subset)")
-    end = data.index(b">", found.end() - 1)
+    end = data.find(b">", found.end() - 1)
+    if end < 0:
+        raise InvalidImage("not a well-formed SVG: a DOCTYPE that does not end")
     return data[: found.start()] + data[end + 1 :]
 
 
@@ -112,6 +118,17 @@ def _local(tag: str) -> tuple[str, str]:
         ns, _, name = tag[1:].partition("}")
         return ns, name
     return "", tag
+
+
+def _check_depth(root: ET.Element) -> None:
+    """Refuse elements nested deeper than ``MAX_DEPTH`` (walked without recursion; the
+    cleaning and drawing after it recurse)."""
+    level: list[ET.Element] = [root]
+    for _ in range(MAX_DEPTH):
+        level = [child for element in level for child in element]
+        if not level:
+            return
+    raise InvalidImage(f"the SVG nests elements deeper than {MAX_DEPTH}")
 
 
 def _clean(element: ET.Element) -> None:
@@ -166,6 +183,8 @@ def _expanded(
         return sizes[key]
     if key in path:
         raise InvalidImage("the SVG's <use> references form a cycle")
+    if len(path) >= MAX_DEPTH:
+        raise InvalidImage(f"the SVG's <use> references nest deeper than {MAX_DEPTH}")
     path.add(key)
     total = 1
     for child in _children_and_references(element, by_id):
@@ -199,12 +218,19 @@ def _fit_canvas(root: ET.Element, max_pixels: int) -> None:
         width = width or box[2] * (height / box[3] if height else 1)
         height = height or box[3] * (width / box[2])
     scale = RASTER_SIZE / max(width, height)
-    if width * height * scale * scale > max_pixels:
-        scale = (max_pixels / (width * height)) ** 0.5
+    area = (width * scale) * (height * scale)
+    if area > max_pixels:
+        scale *= (max_pixels / area) ** 0.5
+    drawn = (width * scale, height * scale)
+    if not all(math.isfinite(v) for v in (width, height, *drawn)):
+        raise InvalidImage("the SVG's size is out of range")
+    columns, rows = (max(1, round(v)) for v in drawn)
+    if columns * rows > max_pixels:  # rounded up past the limit
+        columns, rows = (max(1, math.floor(v)) for v in drawn)
     if box is None:
         root.set("viewBox", f"0 0 {width!r} {height!r}")
-    root.set("width", str(max(1, round(width * scale))))
-    root.set("height", str(max(1, round(height * scale))))
+    root.set("width", str(columns))
+    root.set("height", str(rows))
 
 
 def _length(value: str | None) -> float | None:

@@ -5,11 +5,14 @@ corpus of hostile documents is each refused or drawn inert, while an HTTP server
 from __future__ import annotations
 
 import asyncio
+import html
 import time
 from collections.abc import AsyncIterator
 
 import pytest
 import pyvips
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from origin import svg
 from origin.errors import InvalidImage
@@ -114,6 +117,9 @@ LAUGHS = (
 )
 
 
+SIZE_REFUSED = "the SVG's size is out of range"
+
+
 def hostile(trap: SourceServer) -> dict[str, tuple[bytes, str | None]]:
     """name -> (the document, None when it is drawn inert or the refusal's start)."""
     url = trap.url("/trap")
@@ -213,6 +219,24 @@ def hostile(trap: SourceServer) -> dict[str, tuple[bytes, str | None]]:
             document('<rect width="1" height="1"/>' * (svg.MAX_ELEMENTS + 1)),
             "the SVG has more than",
         ),
+        "an unclosed DOCTYPE": (document(red) + b"<!DOCTYPE svg", "not a well-formed SVG"),
+        "deep nesting": (
+            document(red + "<g>" * 5000 + "</g>" * 5000),
+            f"the SVG nests elements deeper than {svg.MAX_DEPTH}",
+        ),
+        "a deep chain of uses": (
+            document(
+                red
+                + "".join(f'<g id="g{i}"><use href="#g{i + 1}"/></g>' for i in range(3000))
+                + '<g id="g3000"/>'
+            ),
+            f"the SVG's <use> references nest deeper than {svg.MAX_DEPTH}",
+        ),
+        "a vanishing size": (document(red, 'width="1e-320" height="1e-320"'), SIZE_REFUSED),
+        "an endless size": (
+            document(red, 'height="1e308" viewBox="0 0 1e308 1e-308"'),
+            SIZE_REFUSED,
+        ),
     }
 
 
@@ -245,3 +269,72 @@ def test_what_leaves_the_cleaning_is_only_svg() -> None:
     text = svg.ET.tostring(root, encoding="unicode")
     assert "script" not in text and "onclick" not in text and "example.com" not in text
     assert 'fill="url(#g)"' in text and 'href="#g"' in text and "rdf" not in text
+
+
+# ---- any input: drawn within the limits, or refused with InvalidImage (never another error) ----
+
+FUZZ = settings(
+    max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
+SMALL = 10_000  # pixels: every fuzzed drawing is small
+LENGTHS = st.one_of(
+    st.floats().map(repr),  # 'inf', 'nan', '-0.0', '1e-320', '1.7976931348623157e+308'
+    st.sampled_from(["", "0", "-5", "100%", "10em", "1e999", "5px", "2in", "1e-320mm"]),
+    st.text(max_size=12),
+)
+
+
+def drawn_within(data: bytes, max_pixels: int) -> None:
+    try:
+        img = drawn(svg.rasterise(data, max_pixels))
+    except InvalidImage:
+        return
+    assert img.width * img.height <= max_pixels and max(img.width, img.height) <= svg.RASTER_SIZE
+
+
+@FUZZ
+@given(LENGTHS, LENGTHS, st.lists(LENGTHS, min_size=0, max_size=4))
+def test_any_stated_size_is_drawn_within_the_limits_or_refused(
+    width: str, height: str, box: list[str]
+) -> None:
+    size = f'width="{html.escape(width)}" height="{html.escape(height)}"'
+    if box:
+        size += f' viewBox="{html.escape(" ".join(box))}"'
+    drawn_within(document('<rect width="100%" height="100%" fill="red"/>', size), SMALL)
+
+
+@st.composite
+def mutated_documents(draw: st.DrawFn) -> bytes:
+    data = bytearray(
+        draw(
+            st.sampled_from(
+                [
+                    FLAG,
+                    document('<g id="a"><use href="#a"/></g>'),
+                    document(
+                        '<defs><linearGradient id="g"><stop offset="0" stop-color="red"/></linearGradient>'
+                        '</defs><rect width="50" height="50" fill="url(#g)"/><text x="5" y="60">hi</text>'
+                    ),
+                ]
+            )
+        )
+    )
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["flip", "truncate", "splice"]))
+        at = draw(st.integers(0, len(data)))
+        if kind == "flip" and at < len(data):
+            data[at] = draw(st.integers(0, 255))
+        elif kind == "truncate":
+            del data[at:]
+        else:
+            data[at:at] = draw(
+                st.sampled_from([b"<g>", b"</g>", b"<!DOCTYPE svg", b"&x;", b"<![CDATA[", b"\xff"])
+                | st.binary(min_size=1, max_size=16)
+            )
+    return bytes(data)
+
+
+@FUZZ
+@given(mutated_documents())
+def test_a_mutated_document_is_drawn_or_refused(data: bytes) -> None:
+    drawn_within(data, SMALL)
