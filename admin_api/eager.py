@@ -100,7 +100,7 @@ def raw_entries(value: Any, *, from_form: bool) -> list[Any]:
             raise BadRequest(f"'eager' must be at most {MAX_FIELD_BYTES} bytes")
         try:
             value = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep
             raise BadRequest("'eager' must be a JSON array") from None
     elif len(json.dumps(value)) > MAX_FIELD_BYTES:
         raise BadRequest(f"'eager' must be at most {MAX_FIELD_BYTES} bytes")

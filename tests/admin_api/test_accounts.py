@@ -76,7 +76,13 @@ async def test_signup_refuses_bad_bodies(local_api: Api, body: object) -> None:
     assert_error(response, 400)
 
 
-@pytest.mark.parametrize("raw", [b"", b"{", b"not json", b"\xff\xfe", b'"string"', b"null"])
+DEEP = b"[" * 20_000 + b"]" * 20_000  # valid JSON under 64 KB that Python's parser recurses on
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"{", b"not json", b"\xff\xfe", b'"string"', b"null", DEEP, b'{"email": ' + DEEP + b"}"],
+)
 async def test_malformed_bodies_are_400(local_api: Api, raw: bytes) -> None:
     for path in ("/api/auth/signup", "/api/auth/login", "/api/auth/refresh", "/api/auth/logout"):
         response = await local_api.http.post(

@@ -101,6 +101,7 @@ async def test_eager_on_an_existing_image_and_the_thumbnail_by_default(
         ([{"transform": f"w_{n + 1}", "format": "jpg"} for n in range(17)], "bad_request"),
         ({"transform": "w_10", "format": "jpg"}, "bad_request"),
         ("not json", "bad_request"),
+        ("[" * 3000 + "]" * 3000, "bad_request"),  # under 8 KB, nested past the parser's depth
     ],
 )
 async def test_bad_eager_entries_are_refused_and_nothing_is_stored(
