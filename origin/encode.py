@@ -129,8 +129,7 @@ def stacked(frames: Frames) -> pyvips.Image:
     frames leave out), else their join."""
     if not isinstance(frames, Strip):
         return pyvips.Image.arrayjoin(list(frames), across=1)
-    whole = frames.whole
-    return whole if whole.bands == frames[0].bands else whole.extract_band(0, n=frames[0].bands)
+    return frames.stacked()
 
 
 def _encode_auto(

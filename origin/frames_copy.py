@@ -44,9 +44,7 @@ def build(data: bytes, max_source_pixels: int) -> bytes | None:
     frames, meta = load_frames(data, header)
     if not isinstance(frames, Strip):
         return None
-    strip = frames.whole
-    if strip.bands != frames[0].bands:
-        strip = strip.extract_band(0, n=frames[0].bands)
+    strip = frames.stacked()
     page_height = frames[0].height
     size = strip.width * page_height * len(frames) * strip.bands
     if size > MAX_RATIO * len(data):

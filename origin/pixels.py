@@ -52,7 +52,7 @@ class Strip(Sequence[pyvips.Image]):
         i = range(len(self))[index]  # IndexError past the end, as a tuple's
         page = self._pages[i]
         if page is None:
-            view, height = self._frames_view(), self._page_height
+            view, height = self.stacked(), self._page_height
             page = self._pages[i] = view.extract_area(0, i * height, view.width, height)
             deadline.watch((page,), replace=False)
         return page
@@ -61,7 +61,9 @@ class Strip(Sequence[pyvips.Image]):
         """The pages cut so far."""
         return tuple(page for page in self._pages if page is not None)
 
-    def _frames_view(self) -> pyvips.Image:
+    def stacked(self) -> pyvips.Image:
+        """The frames one above the other: ``whole``, less the alpha band the frames leave
+        out when every pixel is opaque."""
         if self._view is None:
             whole, bands = self.whole, self._bands
             self._view = whole if whole.bands == bands else whole.extract_band(0, n=bands)
