@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from admin_api.purges import purge_image
-from admin_api.requests import nudge, owned_image, read_json
+from admin_api.requests import nudge, owned_image, parse_json, read_json
 from admin_api.transformations import owner_presets
 from admin_api.urls import chain_path, check_format
 from origin.cache import key_of
@@ -98,10 +98,7 @@ def raw_entries(value: Any, *, from_form: bool) -> list[Any]:
     if from_form:
         if len(value.encode("utf-8")) > MAX_FIELD_BYTES:
             raise BadRequest(f"'eager' must be at most {MAX_FIELD_BYTES} bytes")
-        try:
-            value = json.loads(value)
-        except (ValueError, RecursionError):  # RecursionError: nested too deep
-            raise BadRequest("'eager' must be a JSON array") from None
+        value = parse_json(value, "'eager' must be a JSON array")
     elif len(json.dumps(value)) > MAX_FIELD_BYTES:
         raise BadRequest(f"'eager' must be at most {MAX_FIELD_BYTES} bytes")
     if not isinstance(value, list):

@@ -18,6 +18,7 @@ from origin.errors import BadRequest, PayloadTooLarge, shown
 MAX_OTHER_FIELD_BYTES = 64 * 1024
 ENVELOPE_BYTES = 64 * 1024  # room for boundaries and part headers around the file
 MAX_PART_HEADER_BYTES = 32 * 1024  # a 5000-character filename still fits
+MAX_BOUNDARY = 256  # python-multipart's limit (RFC 2046 asks for at most 70)
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,8 @@ async def read_file_field(
     boundary = options.get(b"boundary")
     if media_type != b"multipart/form-data" or not boundary:
         raise BadRequest("expected a multipart/form-data body with a 'file' field")
+    if len(boundary) > MAX_BOUNDARY:  # the parser's own bound, raised as its own error type
+        raise BadRequest(f"the multipart boundary is longer than {MAX_BOUNDARY} characters")
     collector = _FileCollector(max_bytes)
     parser = MultipartParser(
         boundary,

@@ -45,12 +45,22 @@ async def read_json(request: Request) -> dict[str, Any]:
             raise BadRequest("the JSON body is too large")
     if not body:
         return {}
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):  # RecursionError: arrays or objects nested too deep
-        raise BadRequest("the body is not valid JSON") from None
+    data = parse_json(body, "the body is not valid JSON")
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object")
+    return data
+
+
+def parse_json(text: bytes | bytearray | str, refusal: str) -> Any:
+    """``text`` parsed as JSON whose every string is Unicode text; BadRequest(``refusal``)
+    for anything else: invalid JSON, nesting deeper than Python's parser recurses, or a lone
+    surrogate escape (``"\\ud800"``, valid JSON syntax that no UTF-8 text can hold, which
+    would fail later wherever the string is encoded: a key, a query, an answer)."""
+    try:
+        data = json.loads(text)
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError):  # UnicodeError is a ValueError
+        raise BadRequest(refusal) from None
     return data
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -26,14 +27,17 @@ HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 def error_response(error: OriginError) -> JSONResponse:
     """The contract's error body with ``Cache-Control: no-store``."""
-    return JSONResponse(
-        error.body(), status_code=error.status, headers={**NO_STORE, **error.headers}
-    )
+    return error_json(error.status, error.code, error.message, error.headers)
 
 
-def error_json(status: int, code: str, message: str) -> JSONResponse:
+def error_json(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """The contract's error body; a message that repeats what the client sent is written
+    even when that is not text (a lone surrogate as ``\\ud800``), never failing as a 500."""
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
     body = {"error": {"code": code, "message": message}}
-    return JSONResponse(body, status_code=status, headers=NO_STORE)
+    return JSONResponse(body, status_code=status, headers={**NO_STORE, **(headers or {})})
 
 
 async def on_origin_error(request: Request, exc: Exception) -> Response:

@@ -72,7 +72,7 @@ def check_formats(formats: object) -> tuple[str, ...]:
     if not isinstance(formats, list) or not formats or len(formats) > len(OUTPUT_EXTENSIONS):
         raise ValueError(f"'formats' must be a list of 1 to {len(OUTPUT_EXTENSIONS)} extensions")
     for ext in formats:
-        if ext not in OUTPUT_EXTENSIONS:
+        if not isinstance(ext, str) or ext not in OUTPUT_EXTENSIONS:
             known = ", ".join(sorted(OUTPUT_EXTENSIONS))
             raise ValueError(f"'formats' may hold only {known}")
     if len(set(formats)) != len(formats):

@@ -39,6 +39,7 @@ REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MISSING = frozenset({404, 410})
 # A 304 answers only a request that asked with one of these (else it is an error status).
 CONDITIONAL = frozenset({"if-none-match", "if-modified-since"})
+MAX_VALIDATOR = 1024  # characters of an ETag or Last-Modified kept
 CHUNK = 64 * 1024
 USER_AGENT = "imgorigin-fetch/1 (+https://github.com/imgorigin)"
 
@@ -213,7 +214,8 @@ async def _follow(
             if response.status in REDIRECTS and "Location" in response.headers:
                 url = _next_hop(url, response.headers["Location"])
                 continue
-            etag, modified = response.headers.get("ETag"), response.headers.get("Last-Modified")
+            etag = _validator(response.headers.get("ETag"))
+            modified = _validator(response.headers.get("Last-Modified"))
             if response.status == 304 and CONDITIONAL & {name.lower() for name in own}:
                 return Fetched(str(url), 304, "", b"", etag, modified)
             if response.status in MISSING:
@@ -223,6 +225,15 @@ async def _follow(
             body = await _read(response, limits.max_bytes)
             return Fetched(str(url), response.status, response.content_type, body, etag, modified)
     raise SourceUnavailable(f"the source redirected more than {limits.max_redirects} times")
+
+
+def _validator(value: str | None) -> str | None:
+    """An upstream's ETag or Last-Modified as kept and sent back, or None: only printable
+    ASCII of at most ``MAX_VALIDATOR`` characters (a header of other bytes reaches us as
+    text no database or request can take; a longer one is no validator a server means)."""
+    if value is None or len(value) > MAX_VALIDATOR or not value.isascii():
+        return None
+    return value if value.isprintable() else None
 
 
 def _origin(url: URL) -> tuple[str, str, int | None]:

@@ -81,7 +81,19 @@ DEEP = b"[" * 20_000 + b"]" * 20_000  # valid JSON under 64 KB that Python's par
 
 @pytest.mark.parametrize(
     "raw",
-    [b"", b"{", b"not json", b"\xff\xfe", b'"string"', b"null", DEEP, b'{"email": ' + DEEP + b"}"],
+    [
+        b"",
+        b"{",
+        b"not json",
+        b"\xff\xfe",
+        b'"string"',
+        b"null",
+        DEEP,
+        b'{"email": ' + DEEP + b"}",
+        # a lone surrogate is no Unicode text: it failed later, as a 500 (login's counters)
+        b'{"email": "\\ud800", "password": "a good password"}',
+        b'{"email": "a@example.com", "password": ["\\udfff"], "\\ud800": 1}',
+    ],
 )
 async def test_malformed_bodies_are_400(local_api: Api, raw: bytes) -> None:
     for path in ("/api/auth/signup", "/api/auth/login", "/api/auth/refresh", "/api/auth/logout"):
@@ -186,6 +198,9 @@ async def test_tokens_are_checked(local_api: Api) -> None:
         "no jti": f"Bearer {forged(secret, sub=user_id, jti=None)}",
         "no iat": f"Bearer {forged(secret, sub=user_id, iat=None)}",
         "not yet valid": f"Bearer {forged(secret, sub=user_id, iat=int(time.time()) + 3600)}",
+        # signed with our secret: a subject that is not one of our ids is no user (was a 500)
+        "lone surrogate subject": f"Bearer {forged(secret, sub=chr(0xD800))}",
+        "subject not an id": f"Bearer {forged(secret, sub='x' * 32)}",
         "hs512": "Bearer "
         + jwt.encode(
             {"sub": user_id, "iat": 1, "exp": 2**31, "jti": "j", "type": "access"},

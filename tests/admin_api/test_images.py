@@ -150,6 +150,24 @@ async def test_upload_needs_a_file_field(api: Api) -> None:
     empty = await api.upload(headers, b"")
     assert_error(empty, 400)
     assert_error(await api.upload({}, make_image()), 401)
+    for boundary in ("B" * 257, "B" * 70):  # past python-multipart's 256 (was a 500), and RFC's 70
+        body = (
+            (
+                f"--{boundary}\r\nContent-Disposition: form-data; name=file; filename=a.png\r\n"
+                f"Content-Type: image/png\r\n\r\n"
+            ).encode()
+            + make_image()
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        answer = await api.http.post(
+            "/api/images",
+            headers={**headers, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+            content=body,
+        )
+        if len(boundary) > 256:
+            assert_error(answer, 400)
+        else:
+            assert answer.status_code == 201, answer.text
 
 
 def noisy_jpeg(size: int) -> bytes:

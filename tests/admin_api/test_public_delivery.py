@@ -180,6 +180,7 @@ async def test_transformations_are_checked_as_the_origin_would(local_api: Api) -
         "huge": ({"transform": "w_100000"}, 400, None),
         "empty": ({"transform": ""}, 400, "bad_request"),
         "fmt": ({"transform": "w_10", "formats": ["bmp"]}, 400, "bad_request"),
+        "fmt2": ({"transform": "w_10", "formats": [[]]}, 400, "bad_request"),  # was a 500
         "extra": ({"transform": "w_10", "colour": "red"}, 400, "bad_request"),
         "overlay": ({"transform": f"l_{'a' * 32}"}, 400, "bad_transform"),
         "thumb": (CARD, 409, "conflict"),  # an operator preset's name

@@ -102,6 +102,7 @@ async def test_eager_on_an_existing_image_and_the_thumbnail_by_default(
         ({"transform": "w_10", "format": "jpg"}, "bad_request"),
         ("not json", "bad_request"),
         ("[" * 3000 + "]" * 3000, "bad_request"),  # under 8 KB, nested past the parser's depth
+        ('[{"transform": "\\ud800", "format": "jpg"}]', "bad_request"),  # a lone surrogate
     ],
 )
 async def test_bad_eager_entries_are_refused_and_nothing_is_stored(

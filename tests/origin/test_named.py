@@ -101,6 +101,7 @@ def test_presets_file(tmp_path: Path) -> None:
         ({"a": 3}, "expected a chain"),
         ({"a": {"chain": "w_1", "unsigned": "yes"}}, "'unsigned'"),
         ({"a": {"chain": "w_1", "unsigned": True, "formats": ["bmp"]}}, "'formats'"),
+        ({"a": {"chain": "w_1", "unsigned": True, "formats": [{}]}}, "'formats'"),
         ({"a": {"chain": "w_1", "formats": ["webp"]}}, "unsigned preset"),
         ({"a": {"chain": "w_1", "size": 2}}, "unknown key"),
     ]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -11,7 +12,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Message
 
-from origin.http import EXCEPTION_HANDLERS
+from origin.errors import BadRequest
+from origin.http import EXCEPTION_HANDLERS, error_response
 
 
 async def read_all(request: Request) -> Response:
@@ -68,3 +70,12 @@ async def test_a_client_gone_mid_body_is_logged_quietly(caplog: pytest.LogCaptur
 async def test_a_whole_body_is_read() -> None:
     sent = await call([{"type": "http.request", "body": b"x" * 100, "more_body": False}])
     assert sent[0]["status"] == 200
+
+
+def test_an_error_message_repeating_what_is_not_text_is_still_answered() -> None:
+    """A 400 that quotes a client's lone surrogate once failed to encode, as a 500."""
+    answer = error_response(BadRequest(f"unknown preset 't_{chr(0xD800)}'"))
+    assert answer.status_code == 400 and answer.headers["cache-control"] == "no-store"
+    assert json.loads(answer.body) == {
+        "error": {"code": "bad_request", "message": "unknown preset 't_\\ud800'"}
+    }

@@ -4,6 +4,7 @@ error statuses, DNS asked once, proxies from the environment ignored."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import AsyncIterator
 
@@ -135,6 +136,46 @@ async def test_a_conditional_request_gets_its_304_and_the_validators(
     with pytest.raises(SourceMissing) as gone:
         await fetch(missing, policy(server), LIMITS)
     assert (gone.value.status, gone.value.code) == (502, "source_unavailable")
+
+
+@pytest.mark.parametrize(
+    ("etag", "modified"),
+    [
+        (b'"\xff"', b"\xe9\xff"),  # bytes that are not text (stored, they failed: a 500)
+        (b'"' + b"a" * 2000 + b'"', b"Mon, 07 Dec 2026 10:00:00 GMT" + b"x" * 2000),  # too long
+        (b'"caf\xc3\xa9"', b"Mon, 07 Dec 2026 10:00:00 GMT\xc3\xa9"),  # not ASCII
+    ],
+)
+async def test_validators_that_are_not_short_ascii_text_are_dropped(
+    etag: bytes, modified: bytes
+) -> None:
+    """An upstream's ETag and Last-Modified are kept (and sent back) only as short ASCII."""
+    body = b"\x89PNG\r\n\x1a\nbody"
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nConnection: close\r\n"
+        head += b"Content-Length: %d\r\nETag: %s\r\nLast-Modified: %s\r\n\r\n" % (
+            len(body),
+            etag,
+            modified,
+        )
+        writer.write(head + body)
+        await writer.drain()
+        writer.close()
+
+    raw = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = raw.sockets[0].getsockname()[1]
+    try:
+        got = await fetch(
+            f"http://127.0.0.1:{port}/v.png",
+            Policy(ports=frozenset({port}), allow_loopback=True),
+            LIMITS,
+        )
+    finally:
+        raw.close()
+        await raw.wait_closed()
+    assert (got.status, got.body, got.etag, got.last_modified) == (200, body, None, None)
 
 
 async def test_a_slow_body_times_out(server: SourceServer) -> None:
