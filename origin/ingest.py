@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import secrets
 import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -83,11 +84,18 @@ async def inspect_in_pool(services: Services, data: bytes) -> Inspected:
     return await services.pool.run(lambda: inspect_upload(data, services.limits, frames))
 
 
-def original_key(user_id: str, image_id: str, fmt: str, version: int = 1) -> str:
-    """Where an original is stored: ``original.{ext}``, a replaced image's version ``n``
-    ``original.v{n}.{ext}`` (a new object: readers of the old row still find theirs)."""
-    name = "original" if version == 1 else f"original.v{version}"
+def original_key(user_id: str, image_id: str, fmt: str, revision: str = "") -> str:
+    """Where an original is stored: ``original.{ext}``, a replace's ``original.{revision}.{ext}``
+    (`revision_of`: a new object, so readers of the old row still find theirs)."""
+    name = f"original.{revision}" if revision else "original"
     return f"{user_id}/{image_id}/{name}.{FILE_EXTENSIONS[fmt]}"
+
+
+def revision_of(version: int) -> str:
+    """The name of one replace's objects: ``v{version}-{8 random hex digits}``. Two replaces
+    of one image that race both make version n + 1 and only one commits; each writes (and,
+    refused, removes) objects of its own."""
+    return f"v{version}-{secrets.token_hex(4)}"
 
 
 def image_record(
@@ -163,10 +171,11 @@ async def store_image(
     return image
 
 
-def with_copies(image: ImageRecord, levels: Sequence[working_copies.Level]) -> ImageRecord:
+def with_copies(
+    image: ImageRecord, levels: Sequence[working_copies.Level], revision: str = ""
+) -> ImageRecord:
     copies = tuple(
-        working_copies.working_copy(image.user_id, image.id, level, image.version)
-        for level in levels
+        working_copies.working_copy(image.user_id, image.id, level, revision) for level in levels
     )
     return dataclasses.replace(image, working_copies=copies)
 
@@ -219,6 +228,7 @@ async def replace_upload(
     inspected = await inspect_in_pool(services, data)
     probe = inspected.probe
     version = old.version + 1
+    revision = revision_of(version)
     new = dataclasses.replace(
         old,
         mime_type=probe.mime_type,
@@ -226,13 +236,13 @@ async def replace_upload(
         size_bytes=len(inspected.data),
         width=probe.width,
         height=probe.height,
-        storage_key=original_key(old.user_id, old.id, probe.format, version),
+        storage_key=original_key(old.user_id, old.id, probe.format, revision),
         content_hash=inspected.content_hash,
         metadata=dict(probe.metadata),
         analysis=inspected.analysis,
         version=version,
     )
-    new = with_copies(new, inspected.levels)
+    new = with_copies(new, inspected.levels, revision)
     derived: list[str] = []
 
     async def row() -> None:

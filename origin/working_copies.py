@@ -138,10 +138,10 @@ def _frames_level(data: bytes, probe: Probe) -> list[Level]:
     return [Level(probe.width, probe.height, frames_copy.EXT, frames_copy.MEDIA_TYPE, body)]
 
 
-def working_copy(user_id: str, image_id: str, level: Level, version: int = 1) -> WorkingCopy:
-    """The record of ``level`` stored under the image's prefix (a replaced image's version
-    ``n`` under ``work/v{n}/``, so the old copies stay whole until the row moves on)."""
-    folder = "work" if version == 1 else f"work/v{version}"
+def working_copy(user_id: str, image_id: str, level: Level, revision: str = "") -> WorkingCopy:
+    """The record of ``level`` stored under the image's prefix (a replace's under
+    ``work/{revision}/``, so the old copies stay whole until the row moves on)."""
+    folder = f"work/{revision}" if revision else "work"
     key = f"{user_id}/{image_id}/{folder}/{level.width}x{level.height}.{level.ext}"
     return WorkingCopy(level.width, level.height, key)
 

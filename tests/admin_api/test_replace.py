@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import time
 
 import httpx
@@ -99,7 +100,7 @@ async def test_a_replace_moves_every_url_to_the_new_pixels(api: Api) -> None:
     # the old original and the old derivative's object are gone, the row of the old one too
     after = await keys_under(api, prefix)
     assert not (before & after), (before, after)
-    assert f"{prefix}original.v2.png" in after
+    assert any(re.fullmatch(rf"{prefix}original\.v2-[0-9a-f]{{8}}\.png", key) for key in after)
     # the eager derivative was made again, from the new pixels, at its versioned URL
     again = (await eager_done(api, image_id, headers))["eager"]
     assert [(e["width"], e["height"]) for e in again] == [(32, 16)]  # type: ignore[index]
@@ -157,3 +158,26 @@ async def test_a_stale_replace_is_refused_in_the_store(local_api: Api) -> None:
     with pytest.raises(ReplacedMeanwhile):
         await images.replace(stale, dataclasses.replace(now, version=2), 10**9)
     assert user_id == now.user_id
+
+
+async def test_two_replaces_at_once_leave_the_winners_objects_whole(local_api: Api) -> None:
+    """The one refused (409) removes only what it wrote: both once wrote the same
+    ``.v2`` keys, and the loser's clean-up removed the winner's original (a row without
+    its object: every URL of the image 404)."""
+    _, headers = await local_api.user()
+    image_id = (await local_api.upload(headers, make_image())).json()["id"]
+    red, blue = make_image("png", 60, 30), make_image("png", 90, 30)
+    for _ in range(3):
+        answers = await asyncio.gather(
+            put_file(local_api, image_id, headers, red),
+            put_file(local_api, image_id, headers, blue),
+        )
+        assert sorted(a.status_code for a in answers) == [200, 409], [a.text for a in answers]
+        won = next(a for a in answers if a.status_code == 200).json()
+        row = await local_api.services.images.get(image_id)
+        assert row is not None
+        keys = await keys_under(local_api, f"{row.user_id}/{image_id}/")
+        assert row.storage_key in keys and all(c.storage_key in keys for c in row.working_copies)
+        download = await local_api.http.get(f"/api/images/{image_id}/download", headers=headers)
+        assert download.status_code == 200 and download.content in (red, blue)
+        assert size_of(await local_api.http.get(won["url"])) == (won["width"], won["height"])
