@@ -190,11 +190,13 @@ async def upload_events(
     )
 
 
-async def asked_again(services: Services, image: ImageRecord) -> list[EagerRequest]:
-    """The image's eager derivatives as they were asked (by notification URL), to ask again
-    after a replace; an entry that no longer parses (its t_ deleted) is dropped."""
+async def asked_again(
+    services: Services, image: ImageRecord, asked: Sequence[tuple[str, str, str | None]]
+) -> list[EagerRequest]:
+    """The image's eager derivatives as they were ``asked`` (by notification URL), to ask
+    again after a replace; an entry that no longer parses (its t_ deleted) is dropped."""
     groups: dict[str | None, list[Entry]] = {}
-    for transform, ext, url in await eager.asked_for(services.db, image.id):
+    for transform, ext, url in asked:
         try:
             entry = await parse_entry(services, image.user_id, transform, ext)
         except OriginError as exc:
@@ -205,16 +207,13 @@ async def asked_again(services: Services, image: ImageRecord) -> list[EagerReque
 
 
 async def replace_events(
-    conn: Transaction,
-    services: Services,
-    image: ImageRecord,
-    again: Sequence[EagerRequest],
-    grew: int,
+    conn: Transaction, services: Services, image: ImageRecord, grew: int
 ) -> None:
-    """What a replace's transaction adds: its eager derivatives queued again for the new
-    pixels, ``image.replaced`` and, when it took the owner over 90 %, ``quota.warning``."""
+    """What a replace's transaction adds: its eager derivatives, as they are asked for at
+    its commit, queued again for the new pixels, ``image.replaced`` and, when it took the
+    owner over 90 %, ``quota.warning``."""
     background = services.settings.background
-    await eager.remove_all(conn, image.id)
+    again = await asked_again(services, image, await eager.take_all(conn, image.id))
     for wanted in again:
         await wanted.add(conn, services, image)
     await emit(conn, background, image.user_id, "image.replaced", {"image": image_data(image)})

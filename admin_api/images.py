@@ -23,7 +23,6 @@ from admin_api.eager import (
     THUMBNAIL_CHAIN,
     THUMBNAIL_FORMAT,
     EagerRequest,
-    asked_again,
     read_eager,
     replace_events,
     upload_events,
@@ -227,7 +226,6 @@ async def replace_image(request: Request) -> Response:
     services, image = await owned_image(request)
     settings = services.settings
     user = await caller_account(services, image.user_id)
-    again = await asked_again(services, image)
     if request.headers.get("content-type", "").split(";")[0].strip().lower() == JSON:
         body = await url_upload.read_request(request)
         if body.eager is not None or body.notification_url is not None or body.public is not None:
@@ -253,7 +251,7 @@ async def replace_image(request: Request) -> Response:
             user,
             image,
             data,
-            also=lambda conn, new: replace_events(conn, services, new, again, grew),
+            also=lambda conn, new: replace_events(conn, services, new, grew),
         )
     except ReplacedMeanwhile:
         raise Conflict("the image was replaced or deleted meanwhile: read it again") from None

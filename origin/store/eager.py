@@ -193,23 +193,21 @@ async def mark_failed(
     return found
 
 
-async def asked_for(db: Database, image_id: str) -> list[tuple[str, str, str | None]]:
-    """What the image's eager derivatives were asked as: (transform, format, notification
-    URL), oldest first — to ask for them again after a replace."""
-    async with db.read() as conn:
-        rows = await conn.execute(
-            sa.select(
-                eager_derivatives.c.transform,
-                eager_derivatives.c.format,
-                eager_derivatives.c.notification_url,
-            )
-            .where(eager_derivatives.c.image_id == image_id)
-            .order_by(eager_derivatives.c.created_at, eager_derivatives.c.id)
+async def take_all(conn: AsyncConnection, image_id: str) -> list[tuple[str, str, str | None]]:
+    """Forget the image's eager derivatives (their queued jobs find nothing and end) and say
+    how they were asked: (transform, format, notification URL), oldest first — to ask for
+    them again after a replace. One statement in the caller's transaction, so an entry
+    added while the replace was being read is among them, never removed unasked."""
+    rows = await conn.execute(
+        eager_derivatives.delete()
+        .where(eager_derivatives.c.image_id == image_id)
+        .returning(
+            eager_derivatives.c.transform,
+            eager_derivatives.c.format,
+            eager_derivatives.c.notification_url,
+            eager_derivatives.c.created_at,
+            eager_derivatives.c.id,
         )
-        return [(r.transform, r.format, r.notification_url) for r in rows]
-
-
-async def remove_all(conn: AsyncConnection, image_id: str) -> None:
-    """Forget the image's eager derivatives (their queued jobs find nothing and end). The
-    caller's transaction."""
-    await conn.execute(eager_derivatives.delete().where(eager_derivatives.c.image_id == image_id))
+    )
+    taken = sorted(rows, key=lambda r: (r.created_at, r.id))
+    return [(r.transform, r.format, r.notification_url) for r in taken]

@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import re
 import time
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -181,3 +182,51 @@ async def test_two_replaces_at_once_leave_the_winners_objects_whole(local_api: A
         download = await local_api.http.get(f"/api/images/{image_id}/download", headers=headers)
         assert download.status_code == 200 and download.content in (red, blue)
         assert size_of(await local_api.http.get(won["url"])) == (won["width"], won["height"])
+
+
+async def test_eager_derivatives_asked_for_during_a_replace_are_made_again(
+    local_api: Api,
+) -> None:
+    """The list to ask again was read before the replace's body arrived: an entry added
+    meanwhile (202 queued) was removed at the commit and never made."""
+    _, headers = await local_api.user()
+    image_id = (await local_api.upload(headers, make_image())).json()["id"]
+    new_png = make_image("png", 80, 40)
+    boundary = "b0undary"
+    body = (
+        (
+            f"--{boundary}\r\nContent-Disposition: form-data; name=file; filename=n.png\r\n"
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + new_png
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    gate = asyncio.Event()
+
+    async def slowly() -> AsyncIterator[bytes]:
+        yield body[:100]
+        await gate.wait()  # the replace has read its head; its body waits here
+        yield body[100:]
+
+    replace = asyncio.create_task(
+        local_api.http.put(
+            f"/api/images/{image_id}",
+            headers={**headers, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+            content=slowly(),
+        )
+    )
+    await asyncio.sleep(0.2)
+    asked = await local_api.http.post(
+        f"/api/images/{image_id}/eager",
+        headers=headers,
+        json={"eager": [{"transform": "w_40", "format": "webp"}]},
+    )
+    assert asked.status_code == 202, asked.text
+    gate.set()
+    replaced = await replace
+    assert replaced.status_code == 200, replaced.text
+    done = await eager_done(local_api, image_id, headers)
+    made = {(e["transform"], e["format"]): e for e in done["eager"]}  # type: ignore[union-attr]
+    assert ("w_40", "webp") in made, done["eager"]
+    assert (made["w_40", "webp"]["width"], made["w_40", "webp"]["height"]) == (40, 20)
+    assert size_of(await local_api.http.get(made["w_40", "webp"]["url"])) == (40, 20)
