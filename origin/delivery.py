@@ -17,6 +17,10 @@
 6. the answer: the body with its ETag, ``Cache-Control``, CSP, ``Vary``, type, length and
    cache tags for the image and its owner (origin.cache_tags).
 
+A render that finds the image's objects gone (``SourceGone``: another worker replaced it
+after this process read its row, which it keeps up to 3 s) forgets the row and runs the
+sequence once more: the new version is served, or a deleted image's 404.
+
 The endpoint is a plain ASGI app: the memory-hit path builds no Request, no Response and
 no task, and sends the cached body as it is (no copy).
 """
@@ -37,7 +41,7 @@ from origin.cache_tags import CacheTags, tag_key
 from origin.credentials import Access, Credentials
 from origin.derivatives import Derivatives, Wanted
 from origin.edge_keys import EdgeKeys
-from origin.errors import BadTransform, RateLimited
+from origin.errors import BadTransform, RateLimited, SourceGone
 from origin.hints import ACCEPT_CH, vary
 from origin.http import CSP, IMMUTABLE, PRIVATE
 from origin.lookup import Lookup
@@ -168,6 +172,13 @@ class ServeImage:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         origin: Origin = scope["state"]["origin"]
+        try:
+            await self.serve(origin, scope, receive, send)
+        except SourceGone as gone:  # replaced (or deleted) since this process read its row
+            origin.forget_image(gone.image_id)
+            await self.serve(origin, scope, receive, send)  # the row read again: which?
+
+    async def serve(self, origin: Origin, scope: Scope, receive: Receive, send: Send) -> None:
         path = raw_path(scope)
         query = split_query(scope["query_string"])
         headers = read_headers(scope)

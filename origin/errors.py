@@ -80,6 +80,15 @@ class NotFound(OriginError):
     code = "not_found"
 
 
+class SourceGone(NotFound):
+    """An image row's objects are gone: the row was replaced or deleted after it was read
+    (a row cache, or the time between the lookup and the read); reading it again tells."""
+
+    def __init__(self, image_id: str) -> None:
+        super().__init__("no such image")
+        self.image_id = image_id
+
+
 class Conflict(OriginError):
     status = 409
     code = "conflict"

@@ -1,5 +1,7 @@
 """The bytes a render reads: the smallest working copy that serves its plan, else the
-original (origin.working_copies); a copy whose object is gone falls back to the original.
+original (origin.working_copies); a copy whose object is gone falls back to the original,
+and with both gone the row was replaced or deleted since it was read: ``SourceGone`` (a 404
+once origin.delivery has read the row again).
 
 Local files are read by the render job itself, in its pool thread (``read_first``); other
 storage is read on the event loop before the job starts.
@@ -12,7 +14,7 @@ import logging
 from collections.abc import Callable
 
 from origin import render, working_copies
-from origin.errors import NotFound
+from origin.errors import SourceGone
 from origin.records import ImageRecord
 from origin.services import Services
 from origin.store.objects import ObjectMissing, Storage
@@ -39,7 +41,7 @@ async def reader(services: Services, image: ImageRecord, plan: Plan) -> Callable
         candidates.insert(0, (copy.storage_key, size))
     storage = services.storage
     if storage.blocking is not None:
-        return functools.partial(read_first, storage.blocking.get_blocking, candidates)
+        return functools.partial(read_first, storage.blocking.get_blocking, candidates, image.id)
     for storage_key, stand_in in candidates:
         try:
             read: Read = (await storage.get(storage_key), stand_in)
@@ -47,25 +49,25 @@ async def reader(services: Services, image: ImageRecord, plan: Plan) -> Callable
             missing(storage_key)
         else:
             return lambda: read
-    raise NotFound("no such image")
+    raise SourceGone(image.id)
 
 
 async def original(storage: Storage, image: ImageRecord) -> bytes:
     """An image's original (an overlay's)."""
     try:
         return await storage.get(image.storage_key)
-    except ObjectMissing:  # deleted between the lookup and now
-        raise NotFound("no such image") from None
+    except ObjectMissing:  # replaced or deleted between the lookup and now
+        raise SourceGone(image.id) from None
 
 
-def read_first(get: Callable[[str], bytes], candidates: Candidates) -> Read:
+def read_first(get: Callable[[str], bytes], candidates: Candidates, image_id: str) -> Read:
     """The first of ``candidates`` whose object is there (in a worker thread)."""
     for storage_key, stand_in in candidates:
         try:
             return get(storage_key), stand_in
         except ObjectMissing:
             missing(storage_key)
-    raise NotFound("no such image")  # deleted between the lookup and now
+    raise SourceGone(image_id)  # replaced or deleted between the lookup and now
 
 
 def missing(storage_key: str) -> None:

@@ -16,6 +16,7 @@ import httpx
 import pytest
 import pyvips
 
+from origin.ingest import replace_upload
 from origin.records import ReplacedMeanwhile
 from origin.signing import sign_url
 from tests.admin_api.conftest import Api, assert_error, make_image
@@ -230,3 +231,27 @@ async def test_eager_derivatives_asked_for_during_a_replace_are_made_again(
     assert ("w_40", "webp") in made, done["eager"]
     assert (made["w_40", "webp"]["width"], made["w_40", "webp"]["height"]) == (40, 20)
     assert size_of(await local_api.http.get(made["w_40", "webp"]["url"])) == (40, 20)
+
+
+async def test_a_process_still_holding_the_old_row_renders_the_new_pixels(
+    local_api: Api,
+) -> None:
+    """Another worker's replace removes the old objects at its commit; this process's row
+    cache (up to 3 s) still names them. The render finds them gone: the row is read again
+    and the new version rendered (was 404 "no such image" for an image that exists)."""
+    _, headers = await local_api.user()
+    image_id = (await local_api.upload(headers, make_image("jpeg", 64, 48))).json()["id"]
+    assert size_of(
+        await local_api.http.get(sign_url(f"/i/{image_id}/w_20/a.png", OPERATOR_SECRET))
+    ) == (20, 15)
+    services = local_api.services
+    old = await services.images.get(image_id)
+    assert old is not None
+    user = await services.users.by_id(old.user_id)
+    assert user is not None
+    await replace_upload(services, user, old, make_image("png", 80, 40))  # as another worker
+    fresh = await local_api.http.get(sign_url(f"/i/{image_id}/w_40/a.png", OPERATOR_SECRET))
+    assert size_of(fresh) == (40, 20)  # the new pixels' shape (the old was 64x48)
+    assert size_of(
+        await local_api.http.get(sign_url(f"/i/{image_id}/w_30/a.png", OPERATOR_SECRET))
+    ) == (30, 15)
