@@ -8,7 +8,6 @@ answers 404 (never 403) for another user's image.
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,12 +15,11 @@ from starlette.requests import Request
 
 from admin_api.guards import require_user
 from origin.errors import BadRequest, NotFound, Unauthorized
-from origin.records import ImageRecord, UserRecord
+from origin.records import ImageRecord, UserRecord, is_id
 from origin.services import Services
 from origin.store.objects import ObjectMissing
 
 MAX_JSON_BYTES = 64 * 1024
-IMAGE_ID = re.compile(r"[0-9a-f]{32}", re.ASCII)
 
 
 def services_of(request: Request) -> Services:
@@ -102,7 +100,7 @@ async def caller_account(services: Services, user_id: str) -> UserRecord:
 def image_id_of(request: Request) -> str:
     """The ``{image_id}`` path parameter; an id of the wrong shape is simply not found."""
     image_id: str = request.path_params["image_id"]
-    if not IMAGE_ID.fullmatch(image_id):
+    if not is_id(image_id):
         raise NotFound("no such image")
     return image_id
 

@@ -20,12 +20,12 @@ from admin_api.guards import require_user
 from admin_api.requests import nudge, read_json, services_of, string_field
 from origin.errors import BadRequest, LimitExceeded, NotFound, SourceUnavailable
 from origin.fetch import vet
+from origin.records import is_id
 from origin.services import Services
 from origin.store.webhooks import Endpoint, TooMany, Webhooks
 from origin.webhooks.delivery import webhook_policy
 from origin.webhooks.events import EVENTS
 
-ID = re.compile(r"[0-9a-f]{32}", re.ASCII)
 DELIVERY_ID = re.compile(r"msg_[0-9a-f]{32}", re.ASCII)
 MAX_URL = 2000
 FIELDS = frozenset({"url", "events"})
@@ -39,9 +39,7 @@ async def owned(request: Request) -> tuple[Services, str, Endpoint]:
     user_id = require_user(request)
     services = services_of(request)
     webhook_id = request.path_params["webhook_id"]
-    found = (
-        await repository(services).get(user_id, webhook_id) if ID.fullmatch(webhook_id) else None
-    )
+    found = await repository(services).get(user_id, webhook_id) if is_id(webhook_id) else None
     if found is None:
         raise NotFound("no such webhook")
     return services, user_id, found

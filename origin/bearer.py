@@ -8,14 +8,14 @@ algorithm is pinned to HS256; ``sub``, ``exp``, ``iat``, ``jti`` and ``type`` ar
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import jwt
 
+from origin.records import is_id
+
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ("sub", "exp", "iat", "jti", "type")
-USER_ID = re.compile(r"[0-9a-f]{32}", re.ASCII)
 
 
 class TokenError(Exception):
@@ -40,7 +40,7 @@ def read_access_token(token: str, secret: str) -> str:
     if claims.get("type") != "access":
         raise TokenError("not an access token")
     subject = claims.get("sub")
-    if not isinstance(subject, str) or not USER_ID.fullmatch(subject):
+    if not isinstance(subject, str) or not is_id(subject):
         raise TokenError("bad subject")  # a signed token names one of our ids (origin.records)
     return subject
 

@@ -20,18 +20,16 @@ racing the change cannot put the stale row (or key list) back.
 
 from __future__ import annotations
 
-import re
 from typing import Protocol
 
 from cachetools import TTLCache
 
 from origin.cache import Flights
 from origin.named import Named, Presets, named_for
-from origin.records import ImageRecord, SigningKeyRecord, TransformationRecord
+from origin.records import ImageRecord, SigningKeyRecord, TransformationRecord, is_id
 
 TTL_SECONDS = 3.0
 MAX_ENTRIES = 100_000
-IMAGE_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class Images(Protocol):  # origin.store.images
@@ -76,7 +74,7 @@ class Lookup:
             return self._images[image_id]
         except KeyError:
             pass
-        if not IMAGE_ID.fullmatch(image_id):
+        if not is_id(image_id):
             return None
         epoch = self._epoch
         return await self._image_reads.join(

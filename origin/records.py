@@ -8,6 +8,7 @@ these. The two exceptions are the store's refusals a caller acts on.
 from __future__ import annotations
 
 import enum
+import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,6 +18,14 @@ from typing import Any
 def new_id() -> str:
     """The id of a new record (a user, an image, a token, a key): 32 random hex digits."""
     return secrets.token_hex(16)
+
+
+def is_id(text: str) -> bool:
+    """Whether ``text`` has the shape `new_id` gives: what a path or a token may name."""
+    return _ID.fullmatch(text) is not None
+
+
+_ID = re.compile(r"[0-9a-f]{32}", re.ASCII)
 
 
 class EmailTaken(Exception):
