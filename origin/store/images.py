@@ -177,10 +177,12 @@ class Images:
         """Delete the row, its derivative rows and the usage; return what to remove from storage.
 
         The rows go first: a crash before the objects are removed leaves orphan objects for
-        ``imgorigin gc``, never a row without its object.
+        ``imgorigin gc``, never a row without its object. The row is read locked (PostgreSQL;
+        SQLite's write transaction holds the database): of deletes racing, one removes it and
+        subtracts the size it has then, and the others find nothing.
         """
         async with self.db.write() as conn:
-            row = (await conn.execute(_owned(image_id, user_id))).first()
+            row = (await conn.execute(_owned(image_id, user_id).with_for_update())).first()
             if row is None:
                 return None
             image = _image(row)

@@ -4,11 +4,12 @@ PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import timedelta
 
 import pytest
 
-from origin.records import DerivativeRecord, QuotaWouldBeExceeded
+from origin.records import DerivativeRecord, QuotaWouldBeExceeded, ReplacedMeanwhile
 from origin.store.derivatives import Derivatives
 from origin.store.images import Images
 from origin.store.users import Users
@@ -83,3 +84,46 @@ async def test_delete_removes_rows_and_usage(
     user = await users.by_id(user_id)
     assert user is not None and (user.storage_used_bytes, user.image_count) == (0, 0)
     assert await images.referenced_keys() == set()
+
+
+async def test_concurrent_deletes_remove_the_image_and_its_usage_once(
+    users: Users, images: Images
+) -> None:
+    """Five deletes of one image at once: one removes it, the others find nothing (on
+    PostgreSQL each used to subtract the usage again: a negative count, quota to spare)."""
+    user_id = await make_user(users)
+    image = image_for(user_id, size=250)
+    await images.add(image, quota_bytes=10**9)
+    events: list[str] = []
+
+    async def also(conn: object, deleted: object) -> None:
+        events.append("deleted")
+
+    results = await asyncio.gather(*(images.delete(image.id, user_id, also) for _ in range(5)))
+    assert sum(r is not None for r in results) == 1
+    assert events == ["deleted"]  # its events and purge queued once
+    user = await users.by_id(user_id)
+    assert user is not None and (user.storage_used_bytes, user.image_count) == (0, 0)
+
+
+async def test_a_delete_racing_a_replace_subtracts_what_it_removes(
+    users: Users, images: Images
+) -> None:
+    """A replace that tries to commit while a delete is between reading the row and removing
+    it: the delete wins, the replace finds the row gone, and the usage ends at zero (the
+    delete used to subtract the size it had read, leaving the replace's growth charged)."""
+    user_id = await make_user(users)
+    old = image_for(user_id, size=100)
+    await images.add(old, quota_bytes=10**9)
+    new = dataclasses.replace(old, size_bytes=900, version=old.version + 1)
+    replacing: list[asyncio.Task[list[str]]] = []
+
+    async def also(conn: object, deleted: object) -> None:
+        replacing.append(asyncio.create_task(images.replace(old, new, quota_bytes=10**9)))
+        await asyncio.wait(replacing, timeout=0.5)  # it may not get past the delete's lock
+
+    assert await images.delete(old.id, user_id, also) is not None
+    with pytest.raises(ReplacedMeanwhile):
+        await replacing[0]
+    user = await users.by_id(user_id)
+    assert user is not None and (user.storage_used_bytes, user.image_count) == (0, 0)
