@@ -66,12 +66,16 @@ class Users:
 
         The successor's ``user_id`` and ``family_id`` are taken from the spent token (the
         caller does not know them yet). Returns the outcome and, when rotated, the stored
-        successor. A spent token presented again revokes every token of its family.
+        successor. A spent token presented again revokes every token of its family, also
+        when the two presentations race: the row is read locked (PostgreSQL; SQLite's write
+        transaction holds the database), so the second sees it spent.
         """
         async with self.db.write() as conn:
             row = (
                 await conn.execute(
-                    refresh_tokens.select().where(refresh_tokens.c.token_hash == token_hash)
+                    refresh_tokens.select()
+                    .where(refresh_tokens.c.token_hash == token_hash)
+                    .with_for_update()
                 )
             ).first()
             if row is None or row.revoked_at is not None:

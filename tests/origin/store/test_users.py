@@ -69,3 +69,21 @@ async def test_concurrent_rotation_succeeds_once(users: Users) -> None:
         *(users.rotate_refresh_token(first.token_hash, token("x", "y"), NOW) for _ in range(5))
     )
     assert [o for o, _ in outcomes].count(Rotation.ROTATED) == 1
+
+
+async def test_a_token_presented_twice_at_once_revokes_its_family(users: Users) -> None:
+    """Two parties present one token at the same moment: one rotates it, the other has
+    presented a spent token — the family is revoked, the winner's successor with it, as when
+    the token comes back later (on PostgreSQL the loser used to be INVALID only, and the
+    successor lived on). Ten rounds: the race is not the same each time."""
+    user_id = await make_user(users)
+    for _ in range(10):
+        first = token(user_id, new_id())
+        await users.add_refresh_token(first)
+        outcomes = await asyncio.gather(
+            *(users.rotate_refresh_token(first.token_hash, token("x", "y"), NOW) for _ in "ab")
+        )
+        assert sorted(o.value for o, _ in outcomes) == ["reused", "rotated"]
+        (successor,) = (s for _, s in outcomes if s is not None)
+        outcome, _ = await users.rotate_refresh_token(successor.token_hash, token("x", "y"), NOW)
+        assert outcome is Rotation.INVALID
