@@ -36,15 +36,25 @@ MIN_NEIGHBOURS = 5
 MIN_FACE = 24  # px of the thumbnail
 
 _local = threading.local()  # a CascadeClassifier is not thread-safe: one per pool thread
+_importing = threading.Lock()
+
+
+def _cv2() -> Any:
+    """OpenCV, imported by one thread at a time: its package swaps itself out of
+    ``sys.modules`` while it loads, and a second pool thread importing it then gets a module
+    without ``cv2.data`` (the first uploads after a start answered 500)."""
+    with _importing:
+        import cv2
+
+        cv2.setNumThreads(1)  # the pool bounds the threads; OpenCV's own would oversubscribe
+    return cv2
 
 
 def _classifier() -> Any:
     found = getattr(_local, "classifier", None)
     if found is None:
-        import cv2
-
-        cv2.setNumThreads(1)  # the pool bounds the threads; OpenCV's own would oversubscribe
-        found = cv2.CascadeClassifier(cv2.data.haarcascades + CASCADE)  # type: ignore[attr-defined]
+        cv2 = _cv2()
+        found = cv2.CascadeClassifier(cv2.data.haarcascades + CASCADE)
         if found.empty():
             raise RuntimeError(f"cannot load OpenCV's {CASCADE}")
         _local.classifier = found

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import glob
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -224,3 +226,40 @@ def pages(body: bytes) -> list[np.ndarray]:  # type: ignore[type-arg]
     height = img.get("page-height") if img.get_typeof("page-height") else img.height
     whole = pixels(bytes(img.pngsave_buffer()))
     return [whole[top : top + height] for top in range(0, img.height, height)]
+
+
+FIRST_USE = """
+import sys, threading
+sys.setswitchinterval(1e-6)  # switch threads often: into the window OpenCV's import leaves
+from origin import faces
+errors = []
+done = threading.Event()
+def first():
+    try:
+        faces._classifier()
+    finally:
+        done.set()
+def other():
+    while not done.is_set():
+        try:
+            faces._classifier()
+        except Exception as exc:
+            errors.append(repr(exc))
+threads = [threading.Thread(target=first), threading.Thread(target=other)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(errors[:1])
+"""
+
+
+def test_two_pool_threads_first_use_the_detector_at_once() -> None:
+    """A fresh process whose two render threads reach the detector together (the first
+    uploads after a start): neither sees a half-imported OpenCV. Before, about four runs in
+    ten had one thread fail with ``module 'cv2' has no attribute 'data'`` (an upload's 500);
+    twelve runs."""
+    for _ in range(12):
+        done = subprocess.run(
+            [sys.executable, "-c", FIRST_USE], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.strip() == "[]"
