@@ -125,6 +125,13 @@ def test_f_auto_makes_at_most_three_cache_entries(edge: Edge, account: Account) 
         "image/png,image/*;q=0.8,*/*;q=0.5": "image/jpeg",
         "*/*": "image/jpeg",
         "text/html, image/AVIF;q=0.9": "image/avif",
+        # Refused with q=0: not that bucket (before, any mention of the type put the client
+        # there, and nginx served it the AVIF or WebP others had cached).
+        "image/avif;q=0,image/webp;q=0,*/*": "image/jpeg",
+        "image/png,image/webp;q=0": "image/jpeg",
+        "image/webp; q=0.0, image/avif;Q=0": "image/jpeg",
+        "image/avif;q=0,image/webp,*/*": "image/webp",
+        "image/avif;q=0.001,*/*": "image/avif",
     }
     for accept, media_type in accepts.items():
         answer = httpx.get(url, headers={"Accept": accept})
