@@ -43,7 +43,7 @@ from origin.derivatives import Derivatives, Wanted
 from origin.edge_keys import EdgeKeys
 from origin.errors import BadTransform, RateLimited, SourceGone
 from origin.hints import ACCEPT_CH, vary
-from origin.http import CSP, IMMUTABLE, PRIVATE
+from origin.http import CSP, IMMUTABLE, NOT_STORED, PRIVATE
 from origin.lookup import Lookup
 from origin.metrics import Metrics
 from origin.named import Named, Presets
@@ -198,7 +198,8 @@ class ServeImage:
         if headers.edge_key is not None and access.public:
             query = scope["query_string"]
             uri = f"{path}?{query.decode('latin-1')}" if query else path
-            origin.edge_keys.note(image.id, uri, headers.edge_key)
+            if not origin.edge_keys.note(image, uri, headers.edge_key):
+                control = NOT_STORED  # nginx would keep it under a key no purge can name
         await deliver(origin, scope, receive, send, wanted, control, headers, tags)
 
 
@@ -281,7 +282,7 @@ def start_origin(services: Services, metrics: Metrics) -> Origin:
         plans=Plans(settings.presets, services.limits, settings.auto_widths),
         derivatives=Derivatives(services, metrics),
         tags=CacheTags(tag_key(settings.jwt_secret)),
-        edge_keys=EdgeKeys(services.db),
+        edge_keys=EdgeKeys(services.db, services.settings),
     )
     pool = services.pool
     metrics.watch_queue(lambda: pool.waiting, lambda: pool.busy)

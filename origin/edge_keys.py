@@ -8,32 +8,59 @@ reaches the origin only when nginx misses, so this costs nothing on nginx's hits
 be the request's own URI and nginx's bucket suffix, and an image keeps at most
 ``edge_keys.MAX_PER_IMAGE`` (past that its purges are by what was recorded, and nginx's
 other entries expire by their max-age).
+
+A batch written after its image was deleted, replaced or made private or public (whose purge
+then ran without these keys) is purged instead of recorded, so an answer cached in the second
+before such a change leaves nginx too.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 
 from origin.batches import Batch
+from origin.purge import queue_purge
+from origin.records import ImageRecord
+from origin.settings import Settings
 from origin.store import edge_keys
 from origin.store.database import Database
+from origin.store.edge_keys import Served
+
+log = logging.getLogger("imgorigin.purge")
 
 FLUSH_SECONDS = 1.0
 MAX_KEY_CHARACTERS = 4096
-# What nginx puts after the request URI: the Accept bucket, then the hint buckets.
-SUFFIX = re.compile(r"\|(avif|webp|other)?(\|w[0-9]{1,5})?(\|d[0-9.]{1,4})?")
+# What nginx puts after the request URI: the Accept bucket, then the hint buckets (empty
+# when the URL uses w_auto/dpr_auto and the client sent no hint: "|w", "|d").
+SUFFIX = re.compile(r"\|(avif|webp|other)?(\|w[0-9]{0,5})?(\|d[0-9.]{0,4})?")
 
 
-class EdgeKeys(Batch[tuple[str, str], None]):
-    def __init__(self, db: Database) -> None:
-        super().__init__("nginx cache keys", lambda found: edge_keys.add(db, found), FLUSH_SECONDS)
+class EdgeKeys(Batch[tuple[str, str], Served]):
+    def __init__(self, db: Database, settings: Settings) -> None:
+        super().__init__("nginx cache keys", self._write, FLUSH_SECONDS)
+        self.db = db
+        self.settings = settings
 
-    def note(self, image_id: str, request_uri: str, key: str) -> None:
+    def note(self, image: ImageRecord, request_uri: str, key: str) -> bool:
         """Record ``key`` when it is this request's own URI and a bucket suffix (a client
-        that talks to the origin directly can name nothing else)."""
+        that talks to the origin directly can name nothing else). False when it is not: nginx
+        keeps what the origin never sees (a raw ``#…``, an empty ``?``), so no purge could
+        name that entry, and the caller answers ``no-store``."""
         if (
             len(key) <= MAX_KEY_CHARACTERS
             and key.startswith(request_uri)
             and SUFFIX.fullmatch(key, len(request_uri))
         ):
-            self.put((image_id, key), None)
+            self.put((image.id, key), (image.version, image.public))
+            return True
+        return False
+
+    async def _write(self, found: dict[tuple[str, str], Served]) -> None:
+        """Record a batch; the keys of answers whose image changed or went before they were
+        written (a purge that ran without them) are purged now instead."""
+        stale = await edge_keys.add(self.db, found)
+        if stale:
+            log.info("purging %d nginx keys of images changed since they were served", len(stale))
+            async with self.db.write() as conn:
+                await queue_purge(conn, self.settings, None, stale, ())

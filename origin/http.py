@@ -14,7 +14,8 @@ from origin.errors import OriginError
 
 log = logging.getLogger("imgorigin")
 
-NO_STORE = {"Cache-Control": "no-store"}
+NOT_STORED = "no-store"
+NO_STORE = {"Cache-Control": NOT_STORED}
 # Cache-Control of a signed derivative without expiry, and of one seen with the owner's token.
 IMMUTABLE = "public, max-age=31536000, immutable"
 PRIVATE = "private, no-store"

@@ -62,7 +62,7 @@ def targets(purging: Purging) -> list[str]:
 async def queue_purge(
     conn: Transaction,
     settings: Settings,
-    user_id: str,
+    user_id: str | None,
     keys: Sequence[str],
     tags: Sequence[str],
 ) -> None:

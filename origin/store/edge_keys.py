@@ -6,11 +6,11 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 
 from origin.store.database import Database, Transaction
 from origin.store.tables import edge_keys, images
@@ -23,38 +23,51 @@ def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-async def add(db: Database, found: Iterable[tuple[str, str]]) -> None:
-    """Record (image id, key) pairs; those known already, or whose image is gone, are not."""
-    wanted = {(image_id, key_hash(key)): key for image_id, key in found}
+Served = tuple[int, bool]  # the image's version and public flag in an answer nginx stored
+
+
+async def add(db: Database, found: Mapping[tuple[str, str], Served]) -> list[str]:
+    """Record the (image id, key) pairs nginx stored an answer under, each with the image as
+    it was served; those known already are not. Returns the keys whose image has changed
+    (version, public) or gone since it was served: its purge has run without them, so the
+    caller purges them instead of recording them.
+
+    One transaction, the images' rows read locked (PostgreSQL; SQLite's write transaction
+    holds the database): a delete, replace or privacy change waits for it, and then takes
+    these keys with the others."""
+    wanted = {(image_id, key_hash(key)): (key, served) for (image_id, key), served in found.items()}
     if not wanted:
-        return
+        return []
     ids = sorted({image_id for image_id, _ in wanted})
     at = datetime.now(UTC)
-    async with db.read() as conn:
-        have = set(
-            (
-                await conn.execute(
-                    sa.select(edge_keys.c.image_id, edge_keys.c.key_hash).where(
-                        edge_keys.c.image_id.in_(ids)
-                    )
-                )
-            ).tuples()
+    async with db.write() as conn:
+        rows = await conn.execute(
+            sa.select(images.c.id, images.c.version, images.c.public)
+            .where(images.c.id.in_(ids))
+            .order_by(images.c.id)
+            .with_for_update(read=True)
         )
-    counts = Counter(image_id for image_id, _ in have)
-    rows = []
-    for (image_id, digest), key in wanted.items():
-        if (image_id, digest) in have or counts[image_id] >= MAX_PER_IMAGE:
-            continue
-        counts[image_id] += 1
-        rows.append({"image_id": image_id, "key_hash": digest, "key": key, "created_at": at})
-    if not rows:
-        return
-    try:
-        async with db.write() as conn:
-            await conn.execute(edge_keys.insert(), rows)
-    except IntegrityError:  # another process recorded one meanwhile, or an image went
-        for row in rows:
-            await db.insert_new(edge_keys, row)
+        current = {r.id: (int(r.version), bool(r.public)) for r in rows}
+        recorded = await conn.execute(
+            sa.select(edge_keys.c.image_id, edge_keys.c.key_hash).where(
+                edge_keys.c.image_id.in_(ids)
+            )
+        )
+        have = {(r.image_id, r.key_hash) for r in recorded}
+        counts = Counter(image_id for image_id, _ in have)
+        stale, new = [], []
+        for (image_id, digest), (key, served) in wanted.items():
+            if current.get(image_id) != served:
+                stale.append(key)
+            elif (image_id, digest) not in have and counts[image_id] < MAX_PER_IMAGE:
+                counts[image_id] += 1
+                new.append({"image_id": image_id, "key_hash": digest, "key": key, "created_at": at})
+        if new:
+            # Another process may record one of them meanwhile (its images are locked, so
+            # that is the only conflict): those are there already.
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            await conn.execute(dialect.insert(edge_keys).on_conflict_do_nothing(), new)
+    return stale
 
 
 async def take_of_image(conn: Transaction, image_id: str) -> list[str]:

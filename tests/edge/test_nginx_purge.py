@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -125,3 +126,69 @@ def test_the_purge_location_answers_only_the_origins_addresses(purging: tuple[st
     assert "deny all;" in block and "allow 127.0.0.1;" in block
     answer = httpx.get(edge + "/imgorigin-purge", headers={"X-Imgorigin-Purge-Key": "x"})
     assert answer.status_code == 404  # from 127.0.0.1: allowed, and no such entry
+
+
+def test_answers_cached_just_before_a_delete_or_replace_are_purged(
+    purging: tuple[str, str],
+) -> None:
+    """The change comes within a second of nginx storing the answer, before the origin has
+    written the key it saw (it writes them once a second): the purge that ran without the key
+    is followed by one naming it. Before, those answers stayed cached (a year for a signed
+    URL): 200 HIT after the DELETE, the old pixels after the replace."""
+    origin, edge = purging
+    auth = account(origin)
+    deleted = str(upload(origin, auth, 64, 48)["id"])
+    replaced = str(upload(origin, auth, 64, 48)["id"])
+    gone = edge + sign_url(f"/i/{deleted}/w_40/a.png", KEY)
+    old = edge + sign_url(f"/i/{replaced}/w_40/a.png", KEY)
+    for url in (gone, old):
+        got = [httpx.get(url, timeout=30) for _ in range(2)]
+        assert [a.headers["x-cache-status"] for a in got] == ["MISS", "HIT"]
+
+    assert httpx.delete(f"{origin}/api/images/{deleted}", headers=auth).status_code == 204
+    new_png = make_image("png", 80, 40)
+    answer = httpx.put(
+        f"{origin}/api/images/{replaced}", headers=auth, files={"file": ("b.png", new_png)}
+    )
+    assert answer.status_code == 200, answer.text
+
+    until(lambda: httpx.get(gone, timeout=30).status_code == 404, FLUSH_SECONDS + 3)
+
+    def old_url_shows_the_new_pixels() -> bool:
+        shown = httpx.get(old, timeout=30)
+        return pyvips.Image.new_from_buffer(shown.content, "").height == 20  # 80×40 at w_40
+
+    until(old_url_shows_the_new_pixels, FLUSH_SECONDS + 3)
+
+
+def raw_get(edge: str, target: str) -> tuple[int, dict[str, str]]:
+    """GET ``target`` exactly as written (a raw ``#``, an empty ``?``: what httpx would
+    tidy): the status and headers."""
+    host, port = edge.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall(f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    fields = dict(line.split(": ", 1) for line in head[1:])
+    return int(head[0].split()[1]), {k.lower(): v for k, v in fields.items()}
+
+
+def test_urls_nginx_would_key_apart_from_what_the_origin_sees_are_not_stored(
+    purging: tuple[str, str],
+) -> None:
+    """nginx keys on the raw request URI, which keeps a ``#…`` and an empty ``?``; the origin
+    never sees either, so it cannot record the key nor purge it. Those answers are
+    ``no-store``: before, they were cached (and still served after the image's DELETE)."""
+    origin, edge = purging
+    auth = account(origin)
+    image_id = str(upload(origin, auth, 64, 48)["id"])
+    signed = sign_url(f"/i/{image_id}/w_40/a.png", KEY)
+    for target in (f"{signed}#junk", f"{signed}&#x", f"/i/{image_id}/w_30/a.png?"):
+        first, second = raw_get(edge, target), raw_get(edge, target)
+        assert first[0] in (200, 400, 403), target
+        assert second[1].get("x-cache-status") != "HIT", target
+        if first[0] == 200:
+            assert first[1]["cache-control"] == "no-store", target
+    assert raw_get(edge, signed)[1]["cache-control"].startswith("public")
