@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import math
 import os
 import socket
 import sys
@@ -16,12 +17,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from imgorigin.orphans import DEFAULT_MIN_AGE_SECONDS, collect_garbage, remove_dangling_rows
+from imgorigin.orphans import (
+    DEFAULT_MIN_AGE_SECONDS,
+    Collected,
+    collect_garbage,
+    remove_dangling_rows,
+)
 from imgorigin.protocol import Deadlines
 from imgorigin.rewrite import rewrite as rewrite_urls
 from imgorigin.supervisor import AFFINITIES, GRACEFUL_SECONDS, Listen, Supervisor
 from imgorigin.worker import run_worker
 from origin.environ import SettingsError
+from origin.errors import Unavailable
 from origin.services import limits_of, open_services
 from origin.settings import Settings
 from origin.signing import sign_policy, sign_url
@@ -84,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     gc = commands.add_parser("gc", help="remove stored objects that no row refers to")
     gc.add_argument(
         "--min-age",
-        type=float,
+        type=_seconds,
         default=DEFAULT_MIN_AGE_SECONDS,
         metavar="SECONDS",
         help="leave objects younger than this alone (uploads in flight); default %(default)s",
@@ -124,11 +131,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "rewrite-urls":
         return _rewrite(settings, args)
     if args.command == "gc":
-        removed, rows = asyncio.run(_gc(settings, args.min_age))
-        for name in removed:
+        try:
+            collected, rows = asyncio.run(_gc(settings, args.min_age))
+        except Unavailable as exc:
+            print(f"imgorigin: {exc.message}; nothing more was removed", file=sys.stderr)
+            return 1
+        for name in collected.removed:
             print(f"removed {name}")
-        print(f"{len(removed)} orphan object(s) removed")
+        print(f"{len(collected.removed)} orphan object(s) removed")
         print(f"{rows} derivative row(s) without their object removed")
+        if collected.foreign:
+            print(f"{collected.foreign} object(s) outside imgorigin's layout left alone")
         return 0
     return 2
 
@@ -181,7 +194,15 @@ async def _migrate(settings: Settings) -> list[int]:
         await db.close()
 
 
-async def _gc(settings: Settings, min_age: float) -> tuple[list[str], int]:
+def _seconds(text: str) -> float:
+    """A finite, non-negative number of seconds (argparse's type for ``--min-age``)."""
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(text)
+    return value
+
+
+async def _gc(settings: Settings, min_age: float) -> tuple[Collected, int]:
     async with open_services(settings) as services:
         removed = await collect_garbage(services, min_age=min_age)
         return removed, await remove_dangling_rows(services)

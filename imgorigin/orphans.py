@@ -8,30 +8,64 @@ Working copies are referenced by their image's row (``images.working_copies``); 
 cache's objects and derivatives by their rows (``source_objects``, ``source_derivatives``)
 and each source's fallback image by ``SOURCES_FILE``. Leftovers of interrupted local
 writes (``.tmp/*.part``) older than ``min_age`` are removed too.
+
+Only imgorigin's own layout is ever removed — ``<user id>/<image id>/…`` and
+``sources/<source>/…`` (``ours``) —, so a bucket or folder shared with anything else (a
+source's objects, a backup) keeps what imgorigin did not write; those are counted, not
+touched.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import re
 import time
+from dataclasses import dataclass, field
 
 from origin.services import Services
 from origin.sources.delivery import fallback_record
-from origin.store.objects import LocalStorage
+from origin.store.objects import InvalidKey, LocalStorage, validate_key
+
+log = logging.getLogger("imgorigin.gc")
 
 DEFAULT_MIN_AGE_SECONDS = 3600
+OURS = re.compile(r"[0-9a-f]{32}/[0-9a-f]{32}/.+|sources/[^/]+/.+")
+
+
+def ours(key: str) -> bool:
+    """Whether ``key`` is in the layout imgorigin writes (and is a key it could write)."""
+    if not OURS.fullmatch(key):
+        return False
+    try:
+        validate_key(key)
+    except InvalidKey:
+        return False
+    return True
+
+
+@dataclass
+class Collected:
+    removed: list[str] = field(default_factory=list)  # keys (and temp files) removed
+    foreign: int = 0  # objects outside imgorigin's layout, left alone
 
 
 async def collect_garbage(
     services: Services, *, min_age: float = DEFAULT_MIN_AGE_SECONDS
-) -> list[str]:
-    """Delete orphan objects; return the keys (and temp files) removed."""
+) -> Collected:
+    """Delete orphan objects of imgorigin's layout; what was removed and left alone."""
     cutoff = time.time() - min_age
+    collected = Collected()
     # Objects are listed before rows are read: an object whose row commits in between is
     # then seen as referenced, never removed.
-    candidates = [info async for info in services.storage.objects() if info.modified <= cutoff]
+    candidates = []
+    async for info in services.storage.objects():
+        if not ours(info.key):
+            collected.foreign += 1
+        elif info.modified <= cutoff:
+            candidates.append(info)
     referenced = await services.images.referenced_keys() | await source_keys(services)
-    removed = []
+    removed = collected.removed
     for info in candidates:
         if info.key not in referenced:
             await services.storage.delete(info.key)
@@ -42,7 +76,7 @@ async def collect_garbage(
                 if part.stat().st_mtime <= cutoff:
                     part.unlink()
                     removed.append(f"{part.parent.name}/{part.name}")
-    return removed
+    return collected
 
 
 async def remove_dangling_rows(services: Services) -> int:

@@ -19,7 +19,7 @@ from origin.services import open_services
 from origin.settings import Settings
 from origin.signing import signature
 from tests.asgi import client as asgi_client
-from tests.conftest import IMGORIGIN, OPERATOR_SECRET, serving
+from tests.conftest import IMGORIGIN, OPERATOR_SECRET, free_port, serving
 
 
 def command(
@@ -144,14 +144,26 @@ def test_gc_removes_only_orphans(base_env: dict[str, str]) -> None:
 
     assert command(base_env, "migrate").returncode == 0
     asyncio.run(prepare())
+    # What others keep in the same store (a bucket shared with a source, a backup), one with
+    # a name imgorigin would never write: not imgorigin's, never removed (gc used to delete
+    # them, and to stop with a traceback at the odd name).
+    storage_root = Path(base_env["STORAGE_PATH"])
+    foreign = ["backups/db.sql", "products/café au lait.png", f"{user_id}.txt", "sources"]
+    for name in foreign:
+        (storage_root / name).parent.mkdir(parents=True, exist_ok=True)
+        (storage_root / name).write_bytes(b"not imgorigin's")
     young = command(base_env, "gc")  # default minimum age protects uploads in flight
     assert young.returncode == 0 and "0 orphan object(s) removed" in young.stdout
     result = command(base_env, "gc", "--min-age", "0")
     assert result.returncode == 0, result.stderr
     assert f"removed {orphan_key}" in result.stdout and kept_key not in result.stdout
-    storage_root = Path(base_env["STORAGE_PATH"])
+    assert "4 object(s) outside imgorigin's layout left alone" in result.stdout
     assert (storage_root / kept_key).read_bytes() == b"kept"
     assert not (storage_root / orphan_key).exists()
+    assert all((storage_root / name).read_bytes() == b"not imgorigin's" for name in foreign)
+    for bad in ("-1", "nan", "inf"):
+        refused = command(base_env, "gc", "--min-age", bad)
+        assert refused.returncode == 2 and "--min-age" in refused.stderr, bad
 
 
 def test_gc_removes_derivative_rows_whose_object_is_gone(base_env: dict[str, str]) -> None:
@@ -189,3 +201,20 @@ def test_gc_removes_derivative_rows_whose_object_is_gone(base_env: dict[str, str
     assert result.returncode == 0, result.stderr
     assert "1 derivative row(s) without their object removed" in result.stdout
     assert asyncio.run(rows()) == {"a" * 64}
+
+
+def test_gc_with_storage_down_says_so_in_one_line(base_env: dict[str, str]) -> None:
+    env = {
+        **base_env,
+        "STORAGE_TYPE": "s3",
+        "STORAGE_BUCKET": "images",
+        "S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "STORAGE_TIMEOUT_SECONDS": "2",
+    }
+    assert command(env, "migrate").returncode == 0
+    result = command(env, "gc")
+    assert result.returncode == 1
+    assert result.stderr.startswith("imgorigin: object storage") and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
