@@ -30,7 +30,9 @@ from origin.store import budget
 
 log = logging.getLogger("imgorigin.admin")
 
-EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s.]+(?:\.[^@\s.]+)+", re.ASCII)
+EMAIL = re.compile(
+    r"[^@\s\x00-\x1f\x7f]{1,64}@[^@\s.\x00-\x1f\x7f]+(?:\.[^@\s.\x00-\x1f\x7f]+)+", re.ASCII
+)
 
 
 class EmailInUse(Conflict):

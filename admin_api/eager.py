@@ -43,6 +43,7 @@ log = logging.getLogger("imgorigin.admin")
 
 MAX_ENTRIES = 16
 MAX_FIELD_BYTES = 8 * 1024
+MAX_CHAIN = 2000  # characters of one entry's chain (its column)
 ENTRY_FIELDS = frozenset({"transform", "format"})
 PLACEHOLDER_ID = "0" * 32  # parse a chain before its image exists (the id is not in the plan)
 THUMBNAIL_CHAIN = "w_256,h_256,c_fit"  # the listing's thumbnail_url (admin_api.images)
@@ -119,6 +120,8 @@ async def parse_entries(
         ext = value.get("format")
         if not isinstance(chain, str) or not isinstance(ext, str):
             raise BadRequest(f"'eager' entry {n}: 'transform' and 'format' must be strings")
+        if len(chain) > MAX_CHAIN:
+            raise BadRequest(f"'eager' entry {n}: 'transform' is over {MAX_CHAIN} characters")
         entries.append(await parse_entry(services, user_id, chain.strip("/"), ext.lower()))
     return tuple(entries)
 

@@ -36,6 +36,7 @@ from admin_api.requests import (
     nudge,
     optional,
     owned_image,
+    plain_int,
     read_json,
     read_object,
     services_of,
@@ -172,7 +173,7 @@ def page_parameters(request: Request) -> tuple[int, int]:
     values = []
     for name, default, high in (("page", 1, None), ("limit", 20, 100)):
         raw = params.get(name, str(default))
-        if not raw.isdigit() or len(raw) > 10:
+        if not plain_int(raw) or len(raw) > 10:
             raise BadRequest(f"'{name}' must be a positive integer")
         value = int(raw)
         if value < 1 or (high is not None and value > high):

@@ -14,7 +14,7 @@ from admin_api.guards import require_user
 from admin_api.requests import now, read_json, services_of
 from origin.errors import BadRequest, NotFound
 from origin.http import NO_STORE
-from origin.records import SigningKeyRecord, new_id
+from origin.records import SigningKeyRecord, is_id, new_id
 
 
 async def list_keys(request: Request) -> Response:
@@ -42,7 +42,7 @@ async def delete_key(request: Request) -> Response:
     user_id = require_user(request)
     services = services_of(request)
     key_id = request.path_params["key_id"]
-    if not await services.keys.delete(key_id, user_id):
+    if not is_id(key_id) or not await services.keys.delete(key_id, user_id):
         raise NotFound("no such key")
     forget_user_keys(request, user_id)
     return Response(status_code=204)

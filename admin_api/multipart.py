@@ -162,4 +162,6 @@ async def read_file_field(
         fields = {name: bytes(value).decode("utf-8") for name, value in collector.fields.items()}
     except UnicodeDecodeError:
         raise BadRequest("form fields must be UTF-8 text") from None
+    if any("\x00" in value for value in fields.values()):
+        raise BadRequest("text must not hold a NUL character")
     return UploadedFile(collector.filename, collector.content_type, bytes(collector.file), fields)

@@ -53,13 +53,43 @@ def parse_json(text: bytes | bytearray | str, refusal: str) -> Any:
     """``text`` parsed as JSON whose every string is Unicode text; BadRequest(``refusal``)
     for anything else: invalid JSON, nesting deeper than Python's parser recurses, or a lone
     surrogate escape (``"\\ud800"``, valid JSON syntax that no UTF-8 text can hold, which
-    would fail later wherever the string is encoded: a key, a query, an answer)."""
+    would fail later wherever the string is encoded: a key, a query, an answer). A NUL
+    character (``"\\u0000"``: no PostgreSQL text can hold it) is refused by name."""
     try:
         data = json.loads(text)
         json.dumps(data, ensure_ascii=False).encode("utf-8")
     except (ValueError, RecursionError):  # UnicodeError is a ValueError
         raise BadRequest(refusal) from None
+    escaped = NUL_ESCAPE in text if isinstance(text, str) else NUL_ESCAPE.encode() in text
+    if escaped:
+        try:
+            found = holds_nul(data)
+        except RecursionError:
+            raise BadRequest(refusal) from None
+        if found:
+            raise BadRequest(NUL_REFUSAL)
     return data
+
+
+NUL_ESCAPE = "\\u0000"  # how a NUL is written in JSON (it cannot appear raw in a string)
+NUL_REFUSAL = "text must not hold a NUL character"
+
+
+def holds_nul(value: Any) -> bool:
+    """Whether a string in the parsed JSON ``value`` (a key or a value) holds a NUL."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list):
+        return any(holds_nul(item) for item in value)
+    if isinstance(value, dict):
+        return any("\x00" in key or holds_nul(item) for key, item in value.items())
+    return False
+
+
+def plain_int(text: str) -> bool:
+    """Whether ``text`` is a number in ASCII digits (``str.isdigit`` also takes ``٣`` and
+    ``²``, which ``int`` reads as 3 or refuses)."""
+    return text.isascii() and text.isdigit()
 
 
 def string_field(data: dict[str, Any], name: str) -> str:

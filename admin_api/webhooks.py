@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from admin_api.guards import require_user
-from admin_api.requests import nudge, read_json, services_of, string_field
+from admin_api.requests import nudge, plain_int, read_json, services_of, string_field
 from origin.errors import BadRequest, LimitExceeded, NotFound, SourceUnavailable
 from origin.fetch import vet
 from origin.records import is_id
@@ -117,7 +117,7 @@ async def list_deliveries(request: Request) -> Response:
     raw = request.query_params.get("limit", "50")
     if set(request.query_params) - {"limit"}:
         raise BadRequest("the only query parameter is 'limit'")
-    if not raw.isdigit() or not 1 <= int(raw) <= 200:
+    if not plain_int(raw) or len(raw) > 3 or not 1 <= int(raw) <= 200:
         raise BadRequest("'limit' must be between 1 and 200")
     items = await repository(services).deliveries(user_id, endpoint.id, int(raw))
     return JSONResponse({"items": items})

@@ -39,7 +39,9 @@ REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MISSING = frozenset({404, 410})
 # A 304 answers only a request that asked with one of these (else it is an error status).
 CONDITIONAL = frozenset({"if-none-match", "if-modified-since"})
-MAX_VALIDATOR = 1024  # characters of an ETag or Last-Modified kept
+# Characters of an ETag and a Last-Modified kept (their columns: origin.store.tables'
+# source_objects); an HTTP-date is 29.
+MAX_ETAG, MAX_LAST_MODIFIED = 512, 64
 CHUNK = 64 * 1024
 USER_AGENT = "imgorigin-fetch/1 (+https://github.com/imgorigin)"
 
@@ -214,8 +216,8 @@ async def _follow(
             if response.status in REDIRECTS and "Location" in response.headers:
                 url = _next_hop(url, response.headers["Location"])
                 continue
-            etag = _validator(response.headers.get("ETag"))
-            modified = _validator(response.headers.get("Last-Modified"))
+            etag = _validator(response.headers.get("ETag"), MAX_ETAG)
+            modified = _validator(response.headers.get("Last-Modified"), MAX_LAST_MODIFIED)
             if response.status == 304 and CONDITIONAL & {name.lower() for name in own}:
                 return Fetched(str(url), 304, "", b"", etag, modified)
             if response.status in MISSING:
@@ -227,11 +229,12 @@ async def _follow(
     raise SourceUnavailable(f"the source redirected more than {limits.max_redirects} times")
 
 
-def _validator(value: str | None) -> str | None:
+def _validator(value: str | None, limit: int) -> str | None:
     """An upstream's ETag or Last-Modified as kept and sent back, or None: only printable
-    ASCII of at most ``MAX_VALIDATOR`` characters (a header of other bytes reaches us as
-    text no database or request can take; a longer one is no validator a server means)."""
-    if value is None or len(value) > MAX_VALIDATOR or not value.isascii():
+    ASCII of at most ``limit`` characters (a header of other bytes reaches us as text no
+    database or request can take; a longer one is no validator a server means, and its
+    column would refuse it: a 500 on PostgreSQL)."""
+    if value is None or len(value) > limit or not value.isascii():
         return None
     return value if value.isprintable() else None
 
