@@ -11,11 +11,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from origin.errors import NotFound
 from origin.records import new_id
 from origin.settings_groups import Background
 from origin.signing import sign_url
 from origin.store import queue
-from origin.store.database import Database
+from origin.store.database import Database, lock_row
 from origin.store.tables import eager_derivatives, images
 
 KIND = "eager"  # the job kind
@@ -76,7 +77,10 @@ async def add(
     notification_url: str | None = None,
 ) -> list[str]:
     """Record ``plans`` for the image and queue one job each (a variant the image already
-    has an eager row for is not added again). The caller's transaction."""
+    has an eager row for is not added again). The caller's transaction, the image's row
+    locked: NotFound when it is gone (deleted meanwhile)."""
+    if not await lock_row(conn, images, image_id):
+        raise NotFound("no such image")
     have = set(
         (
             await conn.execute(

@@ -10,8 +10,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from origin.records import TransformationRecord
-from origin.store.database import Database
-from origin.store.tables import transformations
+from origin.store.database import Database, lock_row
+from origin.store.tables import transformations, users
 
 
 class TooMany(Exception):
@@ -29,6 +29,7 @@ class Transformations:
             transformations.c.name == record.name
         )
         async with self.db.write() as conn:
+            await lock_row(conn, users, record.user_id)  # the bound and the name: one at a time
             found = (await conn.execute(transformations.select().where(where))).first()
             if found is not None:
                 stored = _values(record) | {"created_at": found.created_at}

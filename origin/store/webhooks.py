@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from origin.records import new_id
 from origin.settings_groups import Background
 from origin.store import queue
-from origin.store.database import Database
+from origin.store.database import Database, lock_row
 from origin.store.tables import users, webhook_deliveries, webhooks
 from origin.webhooks import signing
 from origin.webhooks.events import (
@@ -89,6 +89,7 @@ class Webhooks:
         at = datetime.now(UTC)
         webhook_id = new_id()
         async with self.db.write() as conn:
+            await lock_row(conn, users, user_id)  # the bound: one create at a time
             count = await conn.scalar(
                 sa.select(sa.func.count())
                 .select_from(webhooks)
