@@ -33,7 +33,7 @@ from origin.services import limits_of, open_services
 from origin.settings import Settings
 from origin.signing import sign_policy, sign_url
 from origin.store.database import Database
-from origin.store.migrations import migrate
+from origin.store.migrations import migrate, unapplied
 
 
 def _affinity(value: str) -> str:
@@ -42,14 +42,34 @@ def _affinity(value: str) -> str:
     return value
 
 
+def _port(value: str) -> int:
+    number = _whole(value)
+    if number > 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port, 0 to 65535, not {value!r}")
+    return number
+
+
+def _workers(value: str) -> int:
+    number = _whole(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value!r}")
+    return number
+
+
+def _whole(value: str) -> int:
+    if not (value.isascii() and value.isdigit()):
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {value!r}")
+    return int(value)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imgorigin", description="URL-signed image origin")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve the origin and the admin API")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "1") or 1))
+    serve.add_argument("--port", type=_port, default=8000)
+    serve.add_argument("--workers", type=_workers, default=os.environ.get("WORKERS", "1") or "1")
     serve.add_argument("--app", choices=("all", "origin", "admin"), default="all")
     serve.add_argument(
         "--cpu-affinity",
@@ -110,6 +130,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"imgorigin: configuration error: {exc}", file=sys.stderr)
         return 2
+    if args.command in ("serve", "worker"):
+        missing = asyncio.run(_unapplied(settings))
+        if missing:
+            print(
+                f"imgorigin: the database lacks migration(s) {', '.join(map(str, missing))} of "
+                "this release: run `imgorigin migrate` first",
+                file=sys.stderr,
+            )
+            return 2
     if args.command == "serve":
         return _serve(settings, args)
     if args.command == "worker":
@@ -184,6 +213,18 @@ def _rewrite(settings: Settings, args: argparse.Namespace) -> int:
         else:
             print(args.origin.rstrip("/") + url)
     return 1 if failed else 0
+
+
+async def _unapplied(settings: Settings) -> list[int]:
+    """The migrations the database lacks; none when it cannot be reached now (the service
+    starts, and ``/readyz`` says 503 until it can)."""
+    db = Database(settings.database_url)
+    try:
+        return await unapplied(db)
+    except Exception:
+        return []
+    finally:
+        await db.close()
 
 
 async def _migrate(settings: Settings) -> list[int]:

@@ -136,6 +136,20 @@ async def migrate(db: Database) -> list[int]:
         return await conn.run_sync(_apply_pending)
 
 
+async def unapplied(db: Database) -> list[int]:
+    """The versions of ``MIGRATIONS`` the database has not applied (all of them when it has
+    no ``schema_version``)."""
+    async with db.read() as conn:
+        return await conn.run_sync(_unapplied)
+
+
+def _unapplied(conn: Connection) -> list[int]:
+    if not sa.inspect(conn).has_table(tables.schema_version.name):
+        return [version for version, _, _ in MIGRATIONS]
+    done = set(conn.execute(sa.select(tables.schema_version.c.version)).scalars())
+    return [version for version, _, _ in MIGRATIONS if version not in done]
+
+
 def _apply_pending(conn: Connection) -> list[int]:
     tables.schema_version.create(conn, checkfirst=True)
     done = set(conn.execute(sa.select(tables.schema_version.c.version)).scalars())

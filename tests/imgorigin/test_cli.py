@@ -218,3 +218,21 @@ def test_gc_with_storage_down_says_so_in_one_line(base_env: dict[str, str]) -> N
     assert result.returncode == 1
     assert result.stderr.startswith("imgorigin: object storage") and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_serve_and_worker_refuse_a_database_not_migrated(base_env: dict[str, str]) -> None:
+    """Before, `serve` on a fresh database started, answered 500 and logged a traceback per
+    job poll ("no such table: jobs"); now it says what to run."""
+    for args in (("serve", "--port", str(free_port())), ("worker",)):
+        result = command(base_env, *args)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip().endswith("run `imgorigin migrate` first"), result.stderr
+        assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--port", "70000"), ("--workers", "0")])
+def test_serve_refuses_a_port_or_worker_count_that_cannot_be(
+    base_env: dict[str, str], flag: str, value: str
+) -> None:
+    result = command(base_env, "serve", flag, value)
+    assert result.returncode == 2 and f"argument {flag}" in result.stderr
