@@ -56,7 +56,9 @@ PENDING_WRITES_MAX = 256  # writes after the answer, per process (each holds its
 TIMED_OUT_SECONDS = 600
 TIMED_OUT_ENTRIES = 10_000
 
-Made = tuple[bytes, str, int, int, "quality.Choice | None", bool]
+# The render job's answer: body, media type, size, the q_auto choice, and the key it stored
+# the object under (local files) or None.
+Made = tuple[bytes, str, int, int, "quality.Choice | None", str | None]
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ class Derivatives:
             rows = wanted.rows or self.services.derivatives
             if await rows.get(wanted.image.id, wanted.key.variant) is None:
                 await stored_derivatives.write(
-                    self.services, wanted.key, wanted.image, made, False, rows
+                    self.services, wanted.key, wanted.image, made, None, rows
                 )
             t.tier = "render"
         return made, t.tier
@@ -243,13 +245,9 @@ class Derivatives:
         # Local files: the object is written here, in the thread already running, and only
         # its row after the answer (``stored_derivatives.write``).
         blocking = self.services.storage.blocking
-        stored = (
-            wanted.kept
-            and blocking is not None
-            and stored_derivatives.write_now(
-                blocking, stored_derivatives.object_key(image, key, media_type), body
-            )
-        )
+        stored = None
+        if wanted.kept and blocking is not None:
+            stored = stored_derivatives.write_now(blocking, image, key, media_type, body)
         return body, media_type, made.width, made.height, made.choice, stored
 
     # ---- the render deadline ------------------------------------------------------------

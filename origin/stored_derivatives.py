@@ -2,13 +2,16 @@
 row in a derivative index (``transformed_images``, or the source cache's).
 
 Object first, row second: a row always has its object; an object alone is junk
-(``imgorigin gc``). Derivatives are written without fsync (a cache), so one read back is
+(``imgorigin gc``). Each write makes an object of its own (``object_key``: the variant and a
+random suffix), so removing one a row no longer names — an eviction, a render that lost the
+race for the row — never removes one a newer row names. Derivatives are written without fsync (a cache), so one read back is
 checked to be whole, and rendered again when it is not.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from datetime import UTC, datetime
 
 from origin.cache import Derivative, Key, etag_of
@@ -44,15 +47,16 @@ async def write(
     key: Key,
     image: ImageRecord,
     made: Derivative,
-    stored: bool,
+    stored: str | None,
     rows: DerivativeRows,
     *,
     raising: bool = False,
 ) -> None:
-    """The object (unless ``stored``: the render job wrote it already), then its row. A
-    failure is logged (the answer is out; the next miss renders again), or raised when
-    ``raising`` (a background job, which retries)."""
-    storage_key = object_key(image, key, made.media_type)
+    """The object (unless ``stored``: the key the render job wrote it under), then its row;
+    the object removed again when no row takes it (the image was deleted meanwhile, or
+    another render recorded the variant first). A failure is logged (the answer is out; the
+    next miss renders again), or raised when ``raising`` (a background job, which retries)."""
+    storage_key = stored or object_key(image, key, made.media_type)
     record = DerivativeRecord(
         image_id=image.id,
         variant=key.variant,
@@ -64,13 +68,12 @@ async def write(
         created_at=datetime.now(UTC),
     )
     try:
-        if not stored:
+        if stored is None:
             await services.storage.put(
                 storage_key, made.body, content_type=made.media_type, durable=False
             )
-        added = await rows.add(record)
-        if not added and await rows.get(image.id, key.variant) is None:
-            await services.storage.delete(storage_key)  # the image was deleted meanwhile
+        if not await rows.add(record):
+            await services.storage.delete(storage_key)
     except Exception:  # the answer is already out; the next miss renders again
         if raising:
             raise
@@ -78,20 +81,23 @@ async def write(
 
 
 def object_key(image: ImageRecord, key: Key, media_type: str) -> str:
-    """Where a derivative's object lives: ``{user}/{image}/derived/{variant}.{ext}``."""
+    """A new object for a derivative: ``{user}/{image}/derived/{variant}-{8 hex}.{ext}``."""
     ext = "json" if media_type == MEDIA_TYPES["json"] else FILE_EXTENSIONS[key.format]
-    return f"{image.user_id}/{image.id}/derived/{key.variant}.{ext}"
+    return f"{image.user_id}/{image.id}/derived/{key.variant}-{secrets.token_hex(4)}.{ext}"
 
 
-def write_now(blocking: Blocking, storage_key: str, body: bytes) -> bool:
-    """Write a derivative's object from the render job (local files); False (logged) when it
-    could not be, and ``write`` tries again through the event loop."""
+def write_now(
+    blocking: Blocking, image: ImageRecord, key: Key, media_type: str, body: bytes
+) -> str | None:
+    """Write a derivative's object from the render job (local files): its key, or None
+    (logged) when it could not be, and ``write`` tries again through the event loop."""
+    storage_key = object_key(image, key, media_type)
     try:
         blocking.put_blocking(storage_key, body, durable=False)
     except Exception:
         log.exception("could not write derivative %s in the render job", storage_key)
-        return False
-    return True
+        return None
+    return storage_key
 
 
 def whole(body: bytes, media_type: str) -> bool:

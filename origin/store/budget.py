@@ -15,9 +15,9 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
+from origin.store import eager
 from origin.store.database import Database
-from origin.store.eager import DONE, EVICTED
-from origin.store.tables import eager_derivatives, images, transformed_images
+from origin.store.tables import images, transformed_images
 
 BATCH = 500
 T = transformed_images
@@ -88,19 +88,5 @@ async def evict(db: Database, user_id: str, at_least: int) -> Evicted:
         if not picked:
             return Evicted(0, 0, [])
         await conn.execute(T.delete().where(T.c.seq.in_([r.seq for r in picked])))
-        for image_id, variants in _by_image(picked).items():
-            await conn.execute(
-                eager_derivatives.update()
-                .where(eager_derivatives.c.image_id == image_id)
-                .where(eager_derivatives.c.variant.in_(variants))
-                .where(eager_derivatives.c.state == DONE)
-                .values(state=EVICTED)
-            )
+        await eager.evicted(conn, [(r.image_id, r.variant) for r in picked])
     return Evicted(len(picked), freed, [r.storage_key for r in picked])
-
-
-def _by_image(rows: list[Any]) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
-    for row in rows:
-        found.setdefault(row.image_id, []).append(row.variant)
-    return found

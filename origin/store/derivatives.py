@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from origin.records import AutoQualityRecord, DerivativeRecord
+from origin.store import eager
 from origin.store.database import Database
 from origin.store.derivative_index import UPLOADS, Index
 
@@ -61,6 +62,8 @@ class Derivatives:
                     .where(table.c.image_id == image_id)
                     .where(table.c.variant == variant)
                 )
+            if self.index is UPLOADS:  # a source's derivatives have no eager entries
+                await eager.evicted(conn, gone)
         return len(gone)
 
     # ---- q_auto choices ----------------------------------------------------------------

@@ -3,7 +3,7 @@ state (origin.jobs.eager makes them), added with their jobs in the caller's tran
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,7 +21,7 @@ from origin.store.tables import eager_derivatives, images
 
 KIND = "eager"  # the job kind
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
-EVICTED = "evicted"  # done, then removed by the derivative store's sweep (origin.store.budget)
+EVICTED = "evicted"  # done, then removed: the store's sweep (origin.store.budget), or gc
 
 
 @dataclass(frozen=True)
@@ -215,3 +215,19 @@ async def take_all(conn: AsyncConnection, image_id: str) -> list[tuple[str, str,
     )
     taken = sorted(rows, key=lambda r: (r.created_at, r.id))
     return [(r.transform, r.format, r.notification_url) for r in taken]
+
+
+async def evicted(conn: AsyncConnection, removed: Iterable[tuple[str, str]]) -> None:
+    """The ``done`` entries of the (image id, variant) pairs whose derivative rows were
+    removed become ``evicted``: their URL is a render again. The caller's transaction."""
+    by_image: dict[str, list[str]] = {}
+    for image_id, variant in removed:
+        by_image.setdefault(image_id, []).append(variant)
+    for image_id, variants in by_image.items():
+        await conn.execute(
+            eager_derivatives.update()
+            .where(eager_derivatives.c.image_id == image_id)
+            .where(eager_derivatives.c.variant.in_(variants))
+            .where(eager_derivatives.c.state == DONE)
+            .values(state=EVICTED)
+        )

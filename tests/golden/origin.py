@@ -9,6 +9,7 @@ answers 304 with the ETag before anything is loaded or rendered, so the images n
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -114,6 +115,9 @@ async def answer(http: Any, origin: Any, request: dict[str, Any]) -> dict[str, A
     media_type = MEDIA_TYPES["json"] if prepared.plan.metadata_only else MEDIA_TYPES[key.format]
     return {
         "canonical": prepared.canonical,
-        "storage_key": object_key(image, key, media_type),
+        # Each write's own suffix (-8 hex) left out: the vector is the layout and the variant.
+        "storage_key": re.sub(
+            r"-[0-9a-f]{8}(\.[a-z]+)$", r"\1", object_key(image, key, media_type)
+        ),
         "etag": response.headers["etag"],
     }

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 
 import pytest
 
 from origin.derivatives import PENDING_WRITES_MAX
 from origin.settings import Settings
+from origin.store import budget
 from origin.store.objects import LocalStorage
 from tests.origin.delivery.conftest import Service, decode, metric, signed, start_service
 
@@ -76,7 +78,10 @@ class TestWithoutMemoryTier:
         variant = second.headers["etag"].strip('"')
         record = await service.services.derivatives.get(image_id, variant)
         assert record is not None
-        assert record.storage_key == f"{owner}/{image_id}/derived/{variant}.jpg"
+        # Its own object for each write: {variant}-{8 hex}.jpg (see the test below).
+        assert re.fullmatch(
+            rf"{owner}/{image_id}/derived/{variant}-[0-9a-f]{{8}}\.jpg", record.storage_key
+        )
         assert (record.width, record.height, record.size_bytes) == (90, 68, len(first.content))
 
     async def test_past_the_bound_on_pending_writes_a_derivative_is_answered_not_stored(
@@ -148,6 +153,28 @@ class TestWithoutMemoryTier:
         record = await service.services.derivatives.get(image_id, variant)
         assert record is not None and record.size_bytes == len(first.content)
         assert (storage.root / record.storage_key).read_bytes() == first.content
+
+    async def test_a_late_sweep_never_leaves_a_row_without_its_object(
+        self, service: Service
+    ) -> None:
+        """The sweep removes evicted rows, then their objects one by one (slowly, on S3); a
+        request in between renders the derivative again and writes it. Its object must not
+        be the one the sweep then deletes (a hunt on S3: rows whose object was gone, their
+        bytes still counted in the budget)."""
+        image_id, owner = await service.image()
+        url = signed(f"/i/{image_id}/w_64/a.png")
+        first = await service.get(url)
+        await service.origin.derivatives.drain()
+        evicted = await budget.evict(service.services.db, owner, 1)  # the rows, in one go
+        assert evicted.rows == 1
+        again = await service.get(url)  # no row: rendered and written again
+        await service.origin.derivatives.drain()
+        for key in evicted.keys:  # the sweep's deletes, late
+            await service.services.storage.delete(key)
+        variant = again.headers["etag"].strip('"')
+        record = await service.services.derivatives.get(image_id, variant)
+        assert record is not None
+        assert await service.services.storage.get(record.storage_key) == first.content
 
     async def test_a_second_process_uses_the_store_and_distrusts_objects_without_rows(
         self, service: Service, make_settings: Callable[..., Settings]

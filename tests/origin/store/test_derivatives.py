@@ -71,3 +71,26 @@ async def test_direct_records_a_derivative_once_under_concurrency(
     outcomes = await asyncio.gather(*(derivatives.add(record) for _ in range(12)))
     assert outcomes.count(True) == 1
     assert await derivatives.get(image.id, "same") == record
+
+
+async def test_rows_removed_for_a_missing_object_mark_their_eager_entries_evicted(
+    users: Users, images: Images, derivatives: Derivatives, database: Database
+) -> None:
+    """``imgorigin gc`` removes a derivative row whose object is gone; an eager entry that
+    said ``done`` for it now says ``evicted``, as after the sweep (it used to stay ``done``,
+    its URL a render, not the store hit it promised)."""
+    from origin.settings_groups import Background
+    from origin.store import eager
+
+    user_id = await make_user(users)
+    image = image_for(user_id)
+    await images.add(image, quota_bytes=10**9)
+    plan = eager.EagerPlan("w_33", "webp", f"/i/{image.id}/w_33/eager.webp", "v" * 64)
+    async with database.write() as conn:
+        (eager_id,) = await eager.add(conn, Background(), image.id, user_id, [plan])
+    await eager.set_state(database, eager_id, eager.DONE)
+    record = DerivativeRecord(image.id, "v" * 64, "u/i/derived/v.webp", "image/webp", 5, 2, 2, NOW)
+    assert await derivatives.add(record)
+    assert await derivatives.remove_missing(present=set()) == 1
+    (entry,) = (await eager.of_images(database, [image.id]))[image.id]
+    assert entry.state == eager.EVICTED
