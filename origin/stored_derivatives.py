@@ -28,18 +28,33 @@ log = logging.getLogger("imgorigin.origin")
 async def read(
     services: Services, key: Key, image: ImageRecord, rows: DerivativeRows
 ) -> Derivative | None:
-    """A derivative recorded in ``rows`` whose object is there and whole."""
+    """A derivative recorded in ``rows`` whose object is there and whole. A row whose object
+    is gone or damaged is removed (with the object), so the render that follows records its
+    own."""
     record = await rows.get(image.id, key.variant)
     if record is None:
         return None
     try:
         body = await services.storage.get(record.storage_key)
     except ObjectMissing:
+        log.warning("stored derivative %s is missing; rendering", record.storage_key)
+        await _forget(services, rows, record)
         return None
     if len(body) != record.size_bytes or not whole(body, record.media_type):
         log.warning("stored derivative %s is not whole; rendering", record.storage_key)
+        await _forget(services, rows, record)
         return None
     return Derivative(body, record.media_type, record.width, record.height, etag_of(key.variant))
+
+
+async def _forget(services: Services, rows: DerivativeRows, record: DerivativeRecord) -> None:
+    """Remove a row whose object is gone or damaged, then the object; a failure is logged
+    (``imgorigin gc`` removes a row without its object later)."""
+    try:
+        await rows.forget(record)
+        await services.storage.delete(record.storage_key)
+    except Exception:
+        log.warning("could not remove stored derivative %s", record.storage_key, exc_info=True)
 
 
 async def write(

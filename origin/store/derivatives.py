@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -46,14 +47,30 @@ class Derivatives:
         (the request path: origin.store.derivative_index)."""
         return await self.db.direct.insert(self.index.add, vars(record))
 
-    async def remove_missing(self, present: Collection[str]) -> int:
-        """Delete the rows whose object is not among ``present`` (every key in storage,
-        listed before this is called); how many (``imgorigin gc``). A derivative's object is
-        written before its row, so a row without one is never a render in flight."""
+    async def forget(self, record: DerivativeRecord) -> None:
+        """Delete ``record``'s row while it still names ``record``'s object (gone or damaged:
+        the next write records a new one); its ``done`` eager entry becomes ``evicted``."""
+        table = self.index.rows
+        async with self.db.write() as conn:
+            removed = await conn.execute(
+                table.delete()
+                .where(table.c.image_id == record.image_id)
+                .where(table.c.variant == record.variant)
+                .where(table.c.storage_key == record.storage_key)
+            )
+            if removed.rowcount and self.index is UPLOADS:
+                await eager.evicted(conn, [(record.image_id, record.variant)])
+
+    async def remove_missing(self, present: Collection[str], listed_at: datetime) -> int:
+        """Delete the rows recorded before ``listed_at`` whose object is not among
+        ``present`` (every key in storage, listed from ``listed_at``); how many (``imgorigin
+        gc``). Their ``done`` eager entries become ``evicted``."""
         table = self.index.rows
         async with self.db.write() as conn:
             rows = await conn.execute(
-                sa.select(table.c.image_id, table.c.variant, table.c.storage_key)
+                sa.select(table.c.image_id, table.c.variant, table.c.storage_key).where(
+                    table.c.created_at < listed_at
+                )
             )
             gone = [(r.image_id, r.variant) for r in rows if r.storage_key not in present]
             for image_id, variant in gone:

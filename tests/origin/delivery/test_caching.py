@@ -176,6 +176,32 @@ class TestWithoutMemoryTier:
         assert record is not None
         assert await service.services.storage.get(record.storage_key) == first.content
 
+    @pytest.mark.parametrize("damage", ["zeroed", "missing"])
+    async def test_a_damaged_stored_derivative_is_rendered_and_stored_again(
+        self, service: Service, damage: str
+    ) -> None:
+        """After a power cut an object may be zero-filled or gone: the next request renders
+        it, and the one after is a store hit again (its row names the new object; before,
+        the old row kept refusing the new one and every request rendered)."""
+        image_id, _ = await service.image()
+        url = signed(f"/i/{image_id}/w_66/a.png")
+        first = await service.get(url)
+        await service.origin.derivatives.drain()
+        variant = first.headers["etag"].strip('"')
+        record = await service.services.derivatives.get(image_id, variant)
+        assert record is not None
+        storage = service.services.storage
+        if damage == "zeroed":
+            await storage.put(record.storage_key, bytes(record.size_bytes))
+        else:
+            await storage.delete(record.storage_key)
+        again = await service.get(url)
+        assert again.content == first.content and await renders(service) == 2
+        await service.origin.derivatives.drain()
+        third = await service.get(url)
+        assert third.content == first.content and await renders(service) == 2
+        assert await service.metric("imgorigin_cache_hits_total", tier="store") == 1
+
     async def test_a_second_process_uses_the_store_and_distrusts_objects_without_rows(
         self, service: Service, make_settings: Callable[..., Settings]
     ) -> None:
