@@ -10,7 +10,7 @@ and each source's fallback image by ``SOURCES_FILE``. Leftovers of interrupted l
 writes (``.tmp/*.part``) older than ``min_age`` are removed too.
 
 Only imgorigin's own layout is ever removed — ``<user id>/<image id>/…`` and
-``sources/<source>/…`` (``ours``) —, so a bucket or folder shared with anything else (a
+``sources/<source>/<object id or fallback>/…`` (``ours``) —, so a bucket or folder shared with anything else (a
 source's objects, a backup) keeps what imgorigin did not write; those are counted, not
 touched.
 """
@@ -22,6 +22,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from origin.services import Services
 from origin.sources.delivery import fallback_record
@@ -30,7 +31,7 @@ from origin.store.objects import InvalidKey, LocalStorage, validate_key
 log = logging.getLogger("imgorigin.gc")
 
 DEFAULT_MIN_AGE_SECONDS = 3600
-OURS = re.compile(r"[0-9a-f]{32}/[0-9a-f]{32}/.+|sources/[^/]+/.+")
+OURS = re.compile(r"[0-9a-f]{32}/[0-9a-f]{32}/.+|sources/[^/]+/(?:[0-9a-f]{32}|fallback)/.+")
 
 
 def ours(key: str) -> bool:
@@ -81,11 +82,13 @@ async def collect_garbage(
 
 async def remove_dangling_rows(services: Services) -> int:
     """Delete the derivative rows (uploads' and sources') whose object is not in storage;
-    how many. Storage is listed first: an object written meanwhile has no row yet (objects
-    are written before their rows), so a live derivative is never removed."""
+    how many. Storage is listed first, and only rows recorded before the listing began are
+    considered: a render writes its object, then its row, so one whose object the listing
+    missed has a row recorded after it began, and a live derivative is never removed."""
+    listed_at = datetime.now(UTC)
     present = {info.key async for info in services.storage.objects()}
-    uploads = await services.derivatives.remove_missing(present)
-    return uploads + await services.source_derivatives.remove_missing(present)
+    uploads = await services.derivatives.remove_missing(present, listed_at)
+    return uploads + await services.source_derivatives.remove_missing(present, listed_at)
 
 
 async def source_keys(services: Services) -> set[str]:

@@ -148,7 +148,12 @@ def test_gc_removes_only_orphans(base_env: dict[str, str]) -> None:
     # a name imgorigin would never write: not imgorigin's, never removed (gc used to delete
     # them, and to stop with a traceback at the odd name).
     storage_root = Path(base_env["STORAGE_PATH"])
-    foreign = ["backups/db.sql", "products/café au lait.png", f"{user_id}.txt", "sources"]
+    foreign = [
+        "backups/db.sql",
+        "products/café au lait.png",
+        f"{user_id}.txt",
+        "sources/shop/products/shoe.png",  # an S3 source's own objects under "sources/"
+    ]
     for name in foreign:
         (storage_root / name).parent.mkdir(parents=True, exist_ok=True)
         (storage_root / name).write_bytes(b"not imgorigin's")
@@ -216,7 +221,9 @@ def test_gc_with_storage_down_says_so_in_one_line(base_env: dict[str, str]) -> N
     assert command(env, "migrate").returncode == 0
     result = command(env, "gc")
     assert result.returncode == 1
-    assert result.stderr.startswith("imgorigin: object storage") and "Traceback" not in result.stderr
+    assert (
+        result.stderr.startswith("imgorigin: object storage") and "Traceback" not in result.stderr
+    )
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 

@@ -91,6 +91,6 @@ async def test_rows_removed_for_a_missing_object_mark_their_eager_entries_evicte
     await eager.set_state(database, eager_id, eager.DONE)
     record = DerivativeRecord(image.id, "v" * 64, "u/i/derived/v.webp", "image/webp", 5, 2, 2, NOW)
     assert await derivatives.add(record)
-    assert await derivatives.remove_missing(present=set()) == 1
+    assert await derivatives.remove_missing(set(), datetime.now(UTC)) == 1
     (entry,) = (await eager.of_images(database, [image.id]))[image.id]
     assert entry.state == eager.EVICTED
