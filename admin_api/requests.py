@@ -60,18 +60,15 @@ def parse_json(text: bytes | bytearray | str, refusal: str) -> Any:
         json.dumps(data, ensure_ascii=False).encode("utf-8")
     except (ValueError, RecursionError):  # UnicodeError is a ValueError
         raise BadRequest(refusal) from None
-    escaped = NUL_ESCAPE in text if isinstance(text, str) else NUL_ESCAPE.encode() in text
-    if escaped:
-        try:
-            found = holds_nul(data)
-        except RecursionError:
-            raise BadRequest(refusal) from None
-        if found:
-            raise BadRequest(NUL_REFUSAL)
+    try:
+        found = holds_nul(data)  # the parsed strings: a body may be UTF-16 or UTF-32 too
+    except RecursionError:
+        raise BadRequest(refusal) from None
+    if found:
+        raise BadRequest(NUL_REFUSAL)
     return data
 
 
-NUL_ESCAPE = "\\u0000"  # how a NUL is written in JSON (it cannot appear raw in a string)
 NUL_REFUSAL = "text must not hold a NUL character"
 
 

@@ -117,7 +117,7 @@ async def list_deliveries(request: Request) -> Response:
     raw = request.query_params.get("limit", "50")
     if set(request.query_params) - {"limit"}:
         raise BadRequest("the only query parameter is 'limit'")
-    if not plain_int(raw) or len(raw) > 3 or not 1 <= int(raw) <= 200:
+    if not plain_int(raw) or len(raw) > 10 or not 1 <= int(raw) <= 200:
         raise BadRequest("'limit' must be between 1 and 200")
     items = await repository(services).deliveries(user_id, endpoint.id, int(raw))
     return JSONResponse({"items": items})

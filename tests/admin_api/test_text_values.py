@@ -28,6 +28,12 @@ async def test_nul_in_account_fields_is_refused(local_api: Api) -> None:
         body = {"email": "ann@example.com", "password": f"a good{NUL}password"}
         answer = await local_api.http.post(path, json=body)
         assert answer.status_code in (400, 401), answer.text
+        for encoding in ("utf-16", "utf-32"):  # JSON parsers read these too
+            text = json.dumps({"email": f"a{NUL}b@example.com", "password": "a good password"})
+            answer = await local_api.http.post(
+                path, content=text.encode(encoding), headers={"content-type": "application/json"}
+            )
+            refused(answer)
 
 
 async def test_nul_in_urls_and_ids_is_refused(local_api: Api) -> None:
