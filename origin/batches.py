@@ -35,9 +35,13 @@ class Batch(Generic[K, V]):
         self.max_pending = max_pending
         self.pending: dict[K, V] = {}
 
-    def put(self, key: K, value: V) -> None:
+    def put(self, key: K, value: V) -> bool:
+        """Keep ``value`` for ``key`` until the next write; False when it was dropped (the
+        batch is full)."""
         if len(self.pending) < self.max_pending or key in self.pending:
             self.pending[key] = value
+            return True
+        return False
 
     async def flush(self) -> None:
         taken, self.pending = self.pending, {}

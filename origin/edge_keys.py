@@ -30,6 +30,7 @@ from origin.store.edge_keys import Served
 log = logging.getLogger("imgorigin.purge")
 
 FLUSH_SECONDS = 1.0
+STALE: Served = (-1, False)  # no image is at version -1: the key is purged at the write
 MAX_KEY_CHARACTERS = 4096
 # What nginx puts after the request URI: the Accept bucket, then the hint buckets (empty
 # when the URL uses w_auto/dpr_auto and the client sent no hint: "|w", "|d").
@@ -44,17 +45,20 @@ class EdgeKeys(Batch[tuple[str, str], Served]):
 
     def note(self, image: ImageRecord, request_uri: str, key: str) -> bool:
         """Record ``key`` when it is this request's own URI and a bucket suffix (a client
-        that talks to the origin directly can name nothing else). False when it is not: nginx
-        keeps what the origin never sees (a raw ``#…``, an empty ``?``), so no purge could
-        name that entry, and the caller answers ``no-store``."""
-        if (
+        that talks to the origin directly can name nothing else). False when it is not — nginx
+        keeps what the origin never sees (a raw ``#…``, an empty ``?``) — or when the batch
+        is full: no purge could name that entry, and the caller answers ``no-store``. A key
+        served twice before a write with the image changed in between is purged then."""
+        if not (
             len(key) <= MAX_KEY_CHARACTERS
             and key.startswith(request_uri)
             and SUFFIX.fullmatch(key, len(request_uri))
         ):
-            self.put((image.id, key), (image.version, image.public))
-            return True
-        return False
+            return False
+        served = (image.version, image.public)
+        if self.pending.get((image.id, key), served) != served:
+            served = STALE  # nginx may hold either answer: purge at the write
+        return self.put((image.id, key), served)
 
     async def _write(self, found: dict[tuple[str, str], Served]) -> None:
         """Record a batch; the keys of answers whose image changed or went before they were

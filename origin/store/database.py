@@ -39,10 +39,12 @@ SQLITE_PRAGMAS = (
 
 async def lock_row(conn: Transaction, table: sa.Table, row_id: str) -> bool:
     """Lock the row of ``table`` whose ``id`` is ``row_id`` until the caller's transaction
-    ends (PostgreSQL's ``FOR UPDATE``; SQLite's write transaction holds the whole database);
-    whether it is there. What a transaction then counts or checks under that row cannot be
-    changed by another one doing the same: per-user bounds, one row per key."""
-    found = await conn.scalar(sa.select(table.c.id).where(table.c.id == row_id).with_for_update())
+    ends (PostgreSQL's ``FOR NO KEY UPDATE``, which leaves rows that refer to it free to be
+    inserted; SQLite's write transaction holds the whole database); whether it is there.
+    What a transaction then counts or checks under that row cannot be changed by another one
+    doing the same: per-user bounds, one row per key."""
+    locked = sa.select(table.c.id).where(table.c.id == row_id).with_for_update(key_share=True)
+    found = await conn.scalar(locked)
     return found is not None
 
 

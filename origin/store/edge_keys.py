@@ -63,8 +63,10 @@ async def add(db: Database, found: Mapping[tuple[str, str], Served]) -> list[str
                 counts[image_id] += 1
                 new.append({"image_id": image_id, "key_hash": digest, "key": key, "created_at": at})
         if new:
-            # Another process may record one of them meanwhile (its images are locked, so
-            # that is the only conflict): those are there already.
+            # Another process may record one of them meanwhile (its lock on the images is
+            # shared too): those are there already. Inserted in one order in every process,
+            # so two such never wait on each other's rows (a deadlock).
+            new.sort(key=lambda row: (row["image_id"], row["key_hash"]))
             dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
             await conn.execute(dialect.insert(edge_keys).on_conflict_do_nothing(), new)
     return stale

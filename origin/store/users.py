@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from origin.records import EmailTaken, RefreshTokenRecord, Rotation, UserRecord
-from origin.store.database import Database
+from origin.store.database import Database, lock_row
 from origin.store.tables import refresh_tokens, users
 
 
@@ -67,17 +67,18 @@ class Users:
         The successor's ``user_id`` and ``family_id`` are taken from the spent token (the
         caller does not know them yet). Returns the outcome and, when rotated, the stored
         successor. A spent token presented again revokes every token of its family, also
-        when the two presentations race: the row is read locked (PostgreSQL; SQLite's write
-        transaction holds the database), so the second sees it spent.
+        when presentations race: the owner's row is locked first (PostgreSQL; SQLite's write
+        transaction holds the database), so the rotations of one user's tokens run one at a
+        time, each seeing what the one before committed — a second presentation of a token
+        finds it spent, and a revocation finds the successor a racing rotation stored.
         """
+        where = refresh_tokens.c.token_hash == token_hash
         async with self.db.write() as conn:
-            row = (
-                await conn.execute(
-                    refresh_tokens.select()
-                    .where(refresh_tokens.c.token_hash == token_hash)
-                    .with_for_update()
-                )
-            ).first()
+            owner = await conn.scalar(sa.select(refresh_tokens.c.user_id).where(where))
+            if owner is None:
+                return Rotation.INVALID, None
+            await lock_row(conn, users, owner)
+            row = (await conn.execute(refresh_tokens.select().where(where))).first()
             if row is None or row.revoked_at is not None:
                 return Rotation.INVALID, None
             if row.spent_at is not None:

@@ -143,7 +143,10 @@ async def test_a_conditional_request_gets_its_304_and_the_validators(
     [
         (b'"\xff"', b"\xe9\xff"),  # bytes that are not text (stored, they failed: a 500)
         (b'"' + b"a" * 2000 + b'"', b"Mon, 07 Dec 2026 10:00:00 GMT" + b"x" * 2000),  # too long
-        (b'"' + b"a" * 600 + b'"', b"Mon, 07 Dec 2026 10:00:00 GMT" + b"x" * 40),  # over the columns
+        (
+            b'"' + b"a" * 600 + b'"',
+            b"Mon, 07 Dec 2026 10:00:00 GMT" + b"x" * 40,
+        ),  # over the columns
         (b'"caf\xc3\xa9"', b"Mon, 07 Dec 2026 10:00:00 GMT\xc3\xa9"),  # not ASCII
     ],
 )

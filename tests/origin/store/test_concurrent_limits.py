@@ -18,8 +18,8 @@ from origin.settings_groups import Background
 from origin.store import eager
 from origin.store.database import Database
 from origin.store.images import Images
-from origin.store.transformations import Transformations
 from origin.store.transformations import TooMany as TooManyTransformations
+from origin.store.transformations import Transformations
 from origin.store.users import Users
 from origin.store.webhooks import TooMany as TooManyWebhooks
 from origin.store.webhooks import Webhooks

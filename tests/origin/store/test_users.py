@@ -87,3 +87,25 @@ async def test_a_token_presented_twice_at_once_revokes_its_family(users: Users) 
         (successor,) = (s for _, s in outcomes if s is not None)
         outcome, _ = await users.rotate_refresh_token(successor.token_hash, token("x", "y"), NOW)
         assert outcome is Rotation.INVALID
+
+
+async def test_a_replay_racing_the_successors_rotation_revokes_the_newest_too(
+    users: Users,
+) -> None:
+    """t1 was rotated to t2. A thief replays t1 while the owner rotates t2 to t3: whatever
+    the order, t3 ends revoked with its family (on PostgreSQL the revocation could miss t3,
+    committed while it waited). Ten rounds."""
+    user_id = await make_user(users)
+    for _ in range(10):
+        first = token(user_id, new_id())
+        await users.add_refresh_token(first)
+        _, second = await users.rotate_refresh_token(first.token_hash, token("x", "y"), NOW)
+        assert second is not None
+        (_, third), (replayed, _) = await asyncio.gather(
+            users.rotate_refresh_token(second.token_hash, token("x", "y"), NOW),
+            users.rotate_refresh_token(first.token_hash, token("x", "y"), NOW),
+        )
+        assert replayed is Rotation.REUSED
+        if third is not None:
+            outcome, _ = await users.rotate_refresh_token(third.token_hash, token("x", "y"), NOW)
+            assert outcome is Rotation.INVALID
