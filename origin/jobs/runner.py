@@ -15,6 +15,7 @@ them.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
@@ -119,11 +120,11 @@ class Runner:
         last_prune = 0.0
         try:
             while not self.stopping:
-                free = self.settings.job_concurrency - len(self.running)
+                free, kinds = self._open_slots()
                 claimed: list[Job] = []
-                if free > 0:
+                if free > 0 and kinds:
                     try:
-                        claimed = await self.queue.claim(free, self.kinds)
+                        claimed = await self.queue.claim(free, kinds)
                     except Exception:
                         log.exception("could not claim jobs; trying again")
                 for job in claimed:
@@ -146,6 +147,19 @@ class Runner:
             beats.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beats
+
+    def _open_slots(self) -> tuple[int, tuple[str, ...]]:
+        """How many jobs to claim now, and of which kinds: one kind holds at most half of
+        ``JOB_CONCURRENCY``'s slots (at least one), so deliveries to an endpoint that hangs
+        cannot keep eager renders and purges waiting behind their backlog. The claim takes
+        no more than the kind nearest its share may still start (the loop claims again)."""
+        share = max(1, self.settings.job_concurrency // 2)
+        held = collections.Counter(job.kind for job, _ in self.running.values())
+        room = {kind: share - held[kind] for kind in self.kinds if held[kind] < share}
+        if not room:
+            return 0, ()
+        free = min(self.settings.job_concurrency - len(self.running), *room.values())
+        return free, tuple(room)
 
     def _ended(self, job_id: str, _task: object) -> None:
         self.running.pop(job_id, None)

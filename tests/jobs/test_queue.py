@@ -216,3 +216,18 @@ async def test_the_lifespan_stops_a_runner_woken_as_it_stops(database: Database)
             began = time.monotonic()
     assert time.monotonic() - began < 3
     assert runner.stopping and not runner.running
+
+
+async def test_one_kind_holds_at_most_half_the_slots(database: Database) -> None:
+    """Ten deliveries to an endpoint that hangs, then one eager render: the render runs at
+    once beside them (before, the hanging kind took all four slots and the render waited
+    for its whole backlog: 14.8 s behind 40 test deliveries in a hunt)."""
+    hanging = Recorder(sleep=30.0)
+    quick = Recorder()
+    await put(database, 10, kind="slow")
+    [quick_id] = await put(database, kind="quick")
+    runner = Runner(database, {"slow": hanging, "quick": quick}, settings(), Metrics())
+    await run_for(runner, 0.6)
+    assert quick.outcomes == ["done"]
+    assert (await state(database, quick_id)).state == "done"
+    assert len(hanging.runs) == 2  # half of JOB_CONCURRENCY 4
