@@ -132,6 +132,7 @@ def test_f_auto_makes_at_most_three_cache_entries(edge: Edge, account: Account) 
         "image/webp; q=0.0, image/avif;Q=0": "image/jpeg",
         "image/avif;q=0,image/webp,*/*": "image/webp",
         "image/avif;q=0.001,*/*": "image/avif",
+        "image/avif;level=1;q=0,image/webp;q=-1,*/*": "image/jpeg",  # q after another parameter
     }
     for accept, media_type in accepts.items():
         answer = httpx.get(url, headers={"Accept": accept})
