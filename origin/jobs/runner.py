@@ -193,8 +193,8 @@ class Runner:
         handler = self.handlers[job.kind]
         began = time.perf_counter()
         try:
-            if job.attempts > job.max_attempts:  # its runs keep dying with their process
-                raise Permanent("crashed", "the job's process died on every try")
+            if job.attempts > job.max_attempts:  # its last try died with its process
+                raise Permanent("crashed", "the job's process died during its last try")
             result = await handler.run(job)
         except asyncio.CancelledError:
             raise

@@ -231,3 +231,30 @@ async def test_one_kind_holds_at_most_half_the_slots(database: Database) -> None
     assert quick.outcomes == ["done"]
     assert (await state(database, quick_id)).state == "done"
     assert len(hanging.runs) == 2  # half of JOB_CONCURRENCY 4
+
+
+async def test_a_job_whose_last_try_died_with_its_process_fails_saying_so(
+    database: Database,
+) -> None:
+    """Two tries, the second killed with its process (its lease ran out): taken a third time,
+    the job is failed as crashed without running, and its message names the last try (it
+    said "died on every try", whatever the earlier tries did: a hunt's first try had failed
+    normally)."""
+    [job_id] = await put(database, retries=1)
+    q = JobQueue(database, job_lease_seconds=0.2)
+    for _ in range(2):
+        await q.claim(1, ("test",))  # a try whose process then dies
+        await asyncio.sleep(0.3)
+    messages: list[str] = []
+
+    class Watching(Recorder):
+        async def failed(self, conn: AsyncConnection, job: Job, failure: Failure) -> None:
+            messages.append(failure.message)
+            await super().failed(conn, job, failure)
+
+    handler = Watching()
+    await run_for(Runner(database, {"test": handler}, settings(), Metrics()), 0.5)
+    assert handler.runs == [] and handler.outcomes == ["failed:crashed"]
+    assert messages == ["the job's process died during its last try"]
+    row = await state(database, job_id)
+    assert (row.state, row.last_error, row.attempts) == ("failed", "crashed", 3)
