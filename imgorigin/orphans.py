@@ -18,7 +18,6 @@ touched.
 from __future__ import annotations
 
 import contextlib
-import logging
 import re
 import time
 from dataclasses import dataclass, field
@@ -27,8 +26,6 @@ from datetime import UTC, datetime
 from origin.services import Services
 from origin.sources.delivery import fallback_record
 from origin.store.objects import InvalidKey, LocalStorage, validate_key
-
-log = logging.getLogger("imgorigin.gc")
 
 DEFAULT_MIN_AGE_SECONDS = 3600
 OURS = re.compile(r"[0-9a-f]{32}/[0-9a-f]{32}/.+|sources/[^/]+/(?:[0-9a-f]{32}|fallback)/.+")
