@@ -28,7 +28,6 @@ no task, and sends the cached body as it is (no copy).
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +45,7 @@ from origin.hints import ACCEPT_CH, vary
 from origin.http import CSP, IMMUTABLE, NOT_STORED, PRIVATE
 from origin.lookup import Lookup
 from origin.metrics import Metrics
-from origin.named import Named, Presets
+from origin.named import Presets, Uses
 from origin.plans import Plans
 from origin.records import ImageRecord
 from origin.render_pool import ClientGone, unless_gone
@@ -56,7 +55,6 @@ from origin.transforms.plan import Plan
 
 CLIENT_CLOSED = 499  # nginx's "client closed request": logged, never seen by the client
 CSP_BYTES = CSP.encode("ascii")
-NAMES = re.compile(r"(?:^|[/,])t_([^/,]+)")  # the t_ names a path uses
 REFUSED = {"unsigned": "image's unsigned URLs", "user_key": "signing key"}
 
 
@@ -130,15 +128,11 @@ class Origin:
         self.lookup.forget_user_transformations(user_id)
 
 
-def changeable(path: str, access: Access, named: Named | None) -> bool:
+def changeable(access: Access, uses: Uses) -> bool:
     """Whether the answer at this URL can change without the URL changing: an unsigned one
     (the image may stop being public, the definition be edited) or one through a user's
-    own transformation (its definition may be edited)."""
-    if access.unsigned:
-        return True
-    if named is None or not named.version:
-        return False
-    return any(name in named.own for name in NAMES.findall(path))
+    own transformation (``uses``: its definition may be edited)."""
+    return access.unsigned or bool(uses)
 
 
 def cache_control(access: Access, max_age: int | None = None) -> str:
@@ -191,14 +185,15 @@ class ServeImage:
         key = prepared.key_for(image, overlays)
         wanted = Wanted(key, image, plan, overlays, admit=origin.admission(access))
         max_age = None
-        if changeable(path, access, named):
+        uses = () if named is None else named.uses(path)
+        if changeable(access, uses):
             max_age = origin.services.settings.transformation_max_age_seconds
         control = cache_control(access, max_age)
         tags = origin.tags.headers(image.id, image.user_id)
         if headers.edge_key is not None and access.public:
             query = scope["query_string"]
             uri = f"{path}?{query.decode('latin-1')}" if query else path
-            if not origin.edge_keys.note(image, uri, headers.edge_key):
+            if not origin.edge_keys.note(image, uri, headers.edge_key, uses):
                 control = NOT_STORED  # nginx would keep it under a key no purge can name
         await deliver(origin, scope, receive, send, wanted, control, headers, tags)
 

@@ -9,9 +9,11 @@ be the request's own URI and nginx's bucket suffix, and an image keeps at most
 ``edge_keys.MAX_PER_IMAGE`` (past that its purges are by what was recorded, and nginx's
 other entries expire by their max-age).
 
-A batch written after its image was deleted, replaced or made private or public (whose purge
-then ran without these keys) is purged instead of recorded, so an answer cached in the second
-before such a change leaves nginx too.
+A batch written after its image was deleted, replaced or made private or public, or after a
+transformation its URL went through was edited or deleted (whose purge then ran without these
+keys), is purged instead of recorded, so an answer cached in the second before such a change
+leaves nginx too — as is one served from a definition another process still had
+(origin.lookup keeps them ``TTL_SECONDS``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import logging
 import re
 
 from origin.batches import Batch
+from origin.named import Uses
 from origin.purge import queue_purge
 from origin.records import ImageRecord
 from origin.settings import Settings
@@ -30,7 +33,7 @@ from origin.store.edge_keys import Served
 log = logging.getLogger("imgorigin.purge")
 
 FLUSH_SECONDS = 1.0
-STALE: Served = (-1, False)  # no image is at version -1: the key is purged at the write
+STALE: Served = (-1, False, ())  # no image is at version -1: the key is purged at the write
 MAX_KEY_CHARACTERS = 4096
 # What nginx puts after the request URI: the Accept bucket, then the hint buckets (empty
 # when the URL uses w_auto/dpr_auto and the client sent no hint: "|w", "|d").
@@ -43,19 +46,21 @@ class EdgeKeys(Batch[tuple[str, str], Served]):
         self.db = db
         self.settings = settings
 
-    def note(self, image: ImageRecord, request_uri: str, key: str) -> bool:
+    def note(self, image: ImageRecord, request_uri: str, key: str, uses: Uses = ()) -> bool:
         """Record ``key`` when it is this request's own URI and a bucket suffix (a client
-        that talks to the origin directly can name nothing else). False when it is not — nginx
-        keeps what the origin never sees (a raw ``#…``, an empty ``?``) — or when the batch
-        is full: no purge could name that entry, and the caller answers ``no-store``. A key
-        served twice before a write with the image changed in between is purged then."""
+        that talks to the origin directly can name nothing else), with the image as served
+        and the owner's transformations its URL went through (``Named.uses``). False when it
+        is not — nginx keeps what the origin never sees (a raw ``#…``, an empty ``?``) — or
+        when the batch is full: no purge could name that entry, and the caller answers
+        ``no-store``. A key served twice before a write with the image changed in between is
+        purged then."""
         if not (
             len(key) <= MAX_KEY_CHARACTERS
             and key.startswith(request_uri)
             and SUFFIX.fullmatch(key, len(request_uri))
         ):
             return False
-        served = (image.version, image.public)
+        served = (image.version, image.public, uses)
         if self.pending.get((image.id, key), served) != served:
             served = STALE  # nginx may hold either answer: purge at the write
         return self.put((image.id, key), served)

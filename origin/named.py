@@ -9,6 +9,9 @@ operator adds later hides the user's transformation of that name (it is listed a
 ``Named.version`` is a digest of the user's definitions: the plan cache (origin.plans) keys
 a path that uses ``t_`` by it, and a derivative's identity is the expanded chain
 (``Plan.canonical``), so an edited definition is never answered from the old one.
+``Named.uses`` names the owner's transformations a URL goes through, each with a digest of
+its definition (``definition``): the shipped nginx's keys are recorded with it, so an answer
+served from a definition edited meanwhile is purged (origin.edge_keys).
 """
 
 from __future__ import annotations
@@ -31,6 +34,11 @@ PRESET_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}", re.ASCII)  # an operator prese
 DEFAULT_FORMATS = ("jpg", "png", "webp", "avif", "gif")
 # origin.transforms.formats.EXTENSIONS and json (tests/origin/test_named.py holds them equal).
 OUTPUT_EXTENSIONS = frozenset(("jpg", "jpeg", "png", "webp", "avif", "gif", "json"))
+# The t_ names a URL's path uses (its query and an nginx key's bucket suffix excluded).
+T_NAMES = re.compile(r"(?:^|[/,])t_([^/,|?]+)")
+
+# The owner's transformations a URL goes through, each with its definition's digest, sorted.
+Uses = tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)
@@ -48,7 +56,26 @@ class Named:
     chains: Mapping[str, str]  # the operator's presets and the owner's transformations
     unsigned: Mapping[str, frozenset[str]]  # name → extensions it may be served unsigned as
     version: str = ""  # "" when the owner has no transformations of their own
-    own: frozenset[str] = frozenset()  # the owner's names (those no preset hides)
+    # The owner's names (those no preset hides), each with its definition's digest.
+    own: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def uses(self, path: str) -> Uses:
+        """The owner's own transformations ``path`` goes through (presets, fixed while the
+        process runs, are not among them)."""
+        if not self.own:
+            return ()
+        return tuple(sorted({(n, self.own[n]) for n in names_in(path) if n in self.own}))
+
+
+def names_in(path: str) -> list[str]:
+    """The ``t_`` names in a URL's path (or in an nginx key: its path part)."""
+    return T_NAMES.findall(path.split("?", 1)[0])
+
+
+def definition(record: TransformationRecord) -> str:
+    """A digest of what the transformation serves: its chain, and as what it is unsigned."""
+    text = json.dumps([record.chain, record.unsigned, sorted(record.formats)])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def named_for(presets: Presets, records: Iterable[TransformationRecord]) -> Named:
@@ -63,7 +90,7 @@ def named_for(presets: Presets, records: Iterable[TransformationRecord]) -> Name
         separators=(",", ":"),
     )
     version = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-    own_names = frozenset(r.name for r in own)
+    own_names = MappingProxyType({r.name: definition(r) for r in own})
     return Named(MappingProxyType(chains), MappingProxyType(unsigned), version, own_names)
 
 

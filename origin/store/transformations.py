@@ -34,7 +34,7 @@ class Transformations:
             if found is not None:
                 stored = _values(record) | {"created_at": found.created_at}
                 await conn.execute(transformations.update().where(where).values(**stored))
-                return _record_of(stored)
+                return record_of(stored)
             count = await conn.scalar(
                 sa.select(sa.func.count())
                 .select_from(transformations)
@@ -54,7 +54,7 @@ class Transformations:
                     .where(transformations.c.name == name)
                 )
             ).first()
-        return _record_of(row._mapping) if row else None
+        return record_of(row._mapping) if row else None
 
     async def of_user(self, user_id: str) -> list[TransformationRecord]:
         """The user's transformations by name."""
@@ -64,7 +64,7 @@ class Transformations:
                 .where(transformations.c.user_id == user_id)
                 .order_by(transformations.c.name)
             )
-            return [_record_of(r._mapping) for r in rows]
+            return [record_of(r._mapping) for r in rows]
 
     async def delete(self, user_id: str, name: str) -> bool:
         """False when the user has no transformation of that name."""
@@ -89,7 +89,7 @@ def _values(record: TransformationRecord) -> dict[str, Any]:
     }
 
 
-def _record_of(row: Any) -> TransformationRecord:
+def record_of(row: Any) -> TransformationRecord:
     created: datetime = row["created_at"]
     return TransformationRecord(
         user_id=row["user_id"],

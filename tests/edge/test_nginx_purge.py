@@ -161,6 +161,36 @@ def test_answers_cached_just_before_a_delete_or_replace_are_purged(
     until(old_url_shows_the_new_pixels, FLUSH_SECONDS + 3)
 
 
+def test_answers_cached_just_before_a_transformation_edit_are_purged(
+    purging: tuple[str, str],
+) -> None:
+    """As above for a named transformation: the edit comes within a second of nginx storing
+    an answer through it, before the origin has written the key. Before, that answer stayed
+    cached for TRANSFORMATION_MAX_AGE_SECONDS with the old definition's pixels."""
+    origin, edge = purging
+    auth = account(origin)
+    image_id = str(upload(origin, auth, 64, 48)["id"])
+
+    def define(chain: str) -> None:
+        answer = httpx.put(
+            f"{origin}/api/transformations/card", headers=auth, json={"transform": chain}
+        )
+        assert answer.status_code in (200, 201), answer.text
+
+    define("w_40")
+    url = edge + sign_url(f"/i/{image_id}/t_card/a.png", KEY)
+    first = httpx.get(url, timeout=30)
+    define("w_20")  # at once: the origin writes the keys it saw once a second
+    assert first.headers["x-cache-status"] == "MISS"
+    assert pyvips.Image.new_from_buffer(first.content, "").width == 40
+
+    def shows_the_new_definition() -> bool:
+        shown = httpx.get(url, timeout=30)
+        return pyvips.Image.new_from_buffer(shown.content, "").width == 20
+
+    until(shows_the_new_definition, FLUSH_SECONDS + 3)
+
+
 def raw_get(edge: str, target: str) -> tuple[int, dict[str, str]]:
     """GET ``target`` exactly as written (a raw ``#``, an empty ``?``: what httpx would
     tidy): the status and headers."""

@@ -33,12 +33,27 @@ def test_presets_win_and_the_version_follows_the_definitions() -> None:
     named = named_for(presets, [record("thumb", "w_10"), record("card", "w_120")])
     assert dict(named.chains) == {"thumb": "w_50", "card": "w_120"}
     assert dict(named.unsigned) == {"thumb": frozenset({"jpg"}), "card": frozenset({"webp"})}
-    assert named.own == {"card"}
+    assert set(named.own) == {"card"}
     edited = named_for(presets, [record("card", "w_121")])
     assert edited.version and edited.version != named.version
     assert named_for(presets, [record("card", "w_120")]).version == named.version
     signed_only = named_for(presets, [record("card", "w_120", unsigned=False)])
     assert "card" not in signed_only.unsigned and signed_only.version != named.version
+
+
+def test_a_url_uses_the_owners_own_transformations_with_their_definitions() -> None:
+    presets = Presets({"thumb": "w_50"})
+    named = named_for(presets, [record("card", "w_120"), record("hero", "w_800")])
+    card = named.own["card"]
+    assert named.uses(f"/i/{ID}/t_card,t_thumb/t_hero/a.webp?s=x|webp") == (
+        ("card", card),
+        ("hero", named.own["hero"]),
+    )
+    assert named.uses(f"/i/{ID}/t_thumb/a.webp") == ()  # a preset: fixed while running
+    assert named.uses(f"/i/{ID}/w_10/a.webp?t_card=1") == ()  # the query names nothing
+    for edit in (record("card", "w_121"), record("card", "w_120", unsigned=False)):
+        assert named_for(presets, [edit]).own["card"] != card
+    assert named_for(presets, [record("card", "w_120")]).own["card"] == card
 
 
 @pytest.mark.parametrize(

@@ -7,11 +7,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+from origin.named import definition
+from origin.records import TransformationRecord
 from origin.store import edge_keys
 from origin.store.database import Database
 from origin.store.images import Images
+from origin.store.transformations import Transformations
 from origin.store.users import Users
-from tests.origin.store.records import image_for, make_user
+from tests.origin.store.records import NOW, image_for, make_user
 
 
 async def test_keys_are_recorded_once_and_stale_ones_handed_back(
@@ -22,7 +25,7 @@ async def test_keys_are_recorded_once_and_stale_ones_handed_back(
     for image in (kept, changed, gone, private):
         await images.add(image, quota_bytes=10**9)
     served = {
-        (image.id, f"/i/{image.id}/w_40/a.png?s=x|"): (image.version, image.public)
+        (image.id, f"/i/{image.id}/w_40/a.png?s=x|"): (image.version, image.public, ())
         for image in (kept, changed, gone, private)
     }
     await images.replace(changed, dataclasses.replace(changed, version=changed.version + 1), 10**9)
@@ -36,3 +39,35 @@ async def test_keys_are_recorded_once_and_stale_ones_handed_back(
         assert await edge_keys.take_of_image(conn, kept.id) == [f"/i/{kept.id}/w_40/a.png?s=x|"]
         for image in (changed, private):
             assert await edge_keys.take_of_image(conn, image.id) == []
+
+
+async def test_keys_through_a_transformation_edited_or_deleted_since_are_handed_back(
+    database: Database, users: Users, images: Images
+) -> None:
+    """An answer served from a definition that changed before its key was written (in
+    another process, up to origin.lookup's TTL after the change) is purged, not recorded."""
+    user_id = await make_user(users)
+    image = image_for(user_id)
+    await images.add(image, quota_bytes=10**9)
+    named = Transformations(database)
+    card, hero, kept = (
+        TransformationRecord(user_id, name, "w_40", False, (), NOW, NOW)
+        for name in ("card", "hero", "kept")
+    )
+    for record in (card, hero, kept):
+        await named.put(record, max_per_user=10)
+    served = {
+        (image.id, f"/i/{image.id}/t_{r.name}/a.png?s=x|"): (
+            image.version,
+            image.public,
+            ((r.name, definition(r)),),
+        )
+        for r in (card, hero, kept)
+    }
+    await named.put(dataclasses.replace(card, chain="w_41"), max_per_user=10)
+    await named.delete(user_id, "hero")
+
+    stale = await edge_keys.add(database, served)
+    assert sorted(stale) == [f"/i/{image.id}/t_card/a.png?s=x|", f"/i/{image.id}/t_hero/a.png?s=x|"]
+    async with database.write() as conn:
+        assert await edge_keys.take_of_image(conn, image.id) == [f"/i/{image.id}/t_kept/a.png?s=x|"]
