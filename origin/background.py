@@ -32,7 +32,8 @@ def runner_for(origin: Origin) -> Runner:
         events.KIND: WebhookDeliveries(services.db, settings, webhook_policy(settings)),
         purge.KIND: purge.PurgeJobs(settings, origin.metrics),
     }
-    return Runner(services.db, handlers, background, origin.metrics)
+    per_user = {events.KIND: background.webhooks_per_user}
+    return Runner(services.db, handlers, background, origin.metrics, per_user)
 
 
 def run_task(work: Coroutine[Any, Any, None], stack: AsyncExitStack) -> None:

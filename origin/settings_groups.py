@@ -42,6 +42,13 @@ class Background:
     def heartbeat_seconds(self) -> float:
         return self.job_lease_seconds / 4
 
+    @property
+    def webhooks_per_user(self) -> int:
+        """Deliveries of one account that run at once in the whole service: a quarter of
+        ``JOB_CONCURRENCY`` (at least one), so an account whose endpoints hang holds no more
+        of the delivery slots than that while other accounts' deliveries run."""
+        return max(1, self.job_concurrency // 4)
+
 
 @dataclass(frozen=True)
 class Purging:

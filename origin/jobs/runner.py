@@ -99,8 +99,12 @@ class Runner:
         handlers: Mapping[str, Handler],
         settings: Background,
         metrics: Metrics,
+        per_user: Mapping[str, int] | None = None,
     ) -> None:
+        """``per_user``: the kinds whose running jobs are bounded per account, service-wide
+        (origin.store.queue), with their bounds."""
         self.db = db
+        self.per_user = dict(per_user or {})
         self.queue = JobQueue(db, settings.job_lease_seconds)
         self.handlers = dict(handlers)
         self.kinds = tuple(self.handlers)
@@ -124,7 +128,7 @@ class Runner:
                 claimed: list[Job] = []
                 if free > 0 and kinds:
                     try:
-                        claimed = await self.queue.claim(free, kinds)
+                        claimed = await self.queue.claim(free, kinds, self.per_user)
                     except Exception:
                         log.exception("could not claim jobs; trying again")
                 for job in claimed:

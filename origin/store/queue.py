@@ -6,7 +6,10 @@
 - **claim** (``claim``): the due jobs — queued ones whose time has come, and running ones
   whose lease ran out (their process died) — taken in one transaction: ``SELECT … FOR
   UPDATE SKIP LOCKED`` on PostgreSQL (two processes never take one job), SQLite's write
-  lock (``BEGIN IMMEDIATE``) on SQLite. A claim sets a new ``claim`` token and the lease;
+  lock (``BEGIN IMMEDIATE``) on SQLite. A claim sets a new ``claim`` token and the lease.
+  A kind may be bounded per account (``per_user``: webhook deliveries), counted over the
+  whole service: such claims take a transaction-scoped advisory lock on PostgreSQL, so two
+  processes cannot both count an account's running jobs before either takes one;
 - **heartbeat** (``extend``): a running job's lease moves on while its run is alive, so it
   is never taken from a live run;
 - **finish** (``finish`` / ``retry`` / ``fail``), each only by the run holding the claim
@@ -20,6 +23,8 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,6 +39,7 @@ from origin.store.tables import jobs
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 JITTER = 0.1  # a retry waits up to 10 % longer than its schedule says (no thundering herd)
 KEEP_FINISHED = timedelta(days=7)  # done and failed jobs are pruned after this
+CLAIM_LOCK = 0x696D676F  # PostgreSQL advisory lock of the claims that count per account
 
 
 class LostClaim(Exception):
@@ -89,22 +95,59 @@ async def add(
     return job_id
 
 
+def _at_bound(kind: str, bound: int, at: datetime) -> sa.ColumnElement[bool]:
+    """A job of ``kind`` whose account already runs ``bound`` of that kind (leases held)."""
+    running = jobs.alias("running")
+    full = (
+        sa.select(running.c.user_id)
+        .where(running.c.kind == kind)
+        .where(running.c.state == RUNNING)
+        .where(running.c.due_at > at)
+        .where(running.c.user_id.is_not(None))
+        .group_by(running.c.user_id)
+        .having(sa.func.count() >= bound)
+    )
+    return sa.and_(jobs.c.kind == kind, jobs.c.user_id.is_not(None), jobs.c.user_id.in_(full))
+
+
+def _within_bounds(rows: list[sa.Row[Any]], bounded: Mapping[str, int]) -> list[str]:
+    """The due rows this claim may take: of a bounded kind, no more of one account than its
+    bound in this claim (those already running were excluded by the query)."""
+    picked: Counter[tuple[str, str]] = Counter()
+    ids = []
+    for row in rows:
+        bound = bounded.get(row.kind)
+        if bound is not None and row.user_id is not None:
+            if picked[(row.kind, row.user_id)] >= bound:
+                continue
+            picked[(row.kind, row.user_id)] += 1
+        ids.append(row.id)
+    return ids
+
+
 class JobQueue:
     def __init__(self, db: Database, job_lease_seconds: float) -> None:
         self.db = db
         self.lease = timedelta(seconds=job_lease_seconds)
 
-    async def claim(self, limit: int, kinds: tuple[str, ...]) -> list[Job]:
-        """Take up to ``limit`` due jobs of ``kinds`` for this process."""
+    async def claim(
+        self, limit: int, kinds: tuple[str, ...], per_user: Mapping[str, int] | None = None
+    ) -> list[Job]:
+        """Take up to ``limit`` due jobs of ``kinds`` for this process; of a kind in
+        ``per_user``, no more than its bound running for one account at once (jobs without
+        an account are not bounded)."""
         at = now()
+        bounded = {kind: n for kind, n in (per_user or {}).items() if kind in kinds}
         due = (
-            sa.select(jobs.c.id)
+            sa.select(jobs.c.id, jobs.c.kind, jobs.c.user_id)
             .where(jobs.c.state.in_((QUEUED, RUNNING)))
             .where(jobs.c.due_at <= at)
             .where(jobs.c.kind.in_(kinds))
             .order_by(jobs.c.due_at)
             .limit(limit)
         )
+        for kind, bound in bounded.items():
+            due = due.where(sa.not_(_at_bound(kind, bound, at)))
         taken: list[Job] = []
         async with self.db.read() as conn:  # most polls find nothing: no write lock for them
             if await conn.scalar(due.limit(1)) is None:
@@ -112,7 +155,9 @@ class JobQueue:
         if not self.db.is_sqlite:
             due = due.with_for_update(skip_locked=True)
         async with self.db.write() as conn:
-            ids = list((await conn.execute(due)).scalars())
+            if bounded and not self.db.is_sqlite:
+                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(CLAIM_LOCK)))
+            ids = _within_bounds(list(await conn.execute(due)), bounded)
             for job_id in ids:
                 claim = new_id()
                 row = (

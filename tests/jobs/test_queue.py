@@ -23,9 +23,14 @@ from origin.store.queue import Job, JobQueue, LostClaim
 from origin.store.tables import jobs
 
 
-async def put(db: Database, n: int = 1, kind: str = "test", retries: int = 2) -> list[str]:
+async def put(
+    db: Database, n: int = 1, kind: str = "test", retries: int = 2, user_id: str | None = None
+) -> list[str]:
     async with db.write() as conn:
-        return [await queue.add(conn, kind, {"n": i}, retries=retries) for i in range(n)]
+        return [
+            await queue.add(conn, kind, {"n": i}, retries=retries, user_id=user_id)
+            for i in range(n)
+        ]
 
 
 async def state(db: Database, job_id: str) -> Any:
@@ -92,6 +97,53 @@ async def test_claims_from_two_engines_at_once_never_share_a_job(
 
         await asyncio.gather(drain(q1), drain(q2), drain(q1), drain(q2))
         assert sorted(taken) == sorted(ids)
+    finally:
+        await two.close()
+
+
+async def test_a_kind_bounded_per_account_runs_no_more_of_one_account_at_once(
+    database: Database,
+) -> None:
+    """Webhook deliveries are bounded per account: one account's backlog (an endpoint that
+    hangs) holds one slot, and the other accounts' jobs, and jobs of no account, are taken
+    beside it. A finished job, or a lease that ran out (its process died), frees the slot."""
+    ann, bob = "a" * 32, "b" * 32
+    anns = await put(database, 3, user_id=ann)
+    [bobs] = await put(database, user_id=bob)
+    [nobody] = await put(database)
+    q = JobQueue(database, job_lease_seconds=30)
+    bound = {"test": 1}
+    first = await q.claim(10, ("test",), bound)
+    assert [j.id for j in first] == [anns[0], bobs, nobody]
+    assert await q.claim(10, ("test",), bound) == []
+    async with database.write() as conn:
+        await q.finish(conn, first[0])
+    [second] = await q.claim(10, ("test",), bound)
+    assert second.id == anns[1]
+    assert await q.claim(10, ("test",), bound) == []
+    async with database.write() as conn:  # its process dies: the lease runs out
+        await conn.execute(jobs.update().where(jobs.c.id == anns[1]).values(due_at=queue.now()))
+    taken = await q.claim(10, ("test",), bound)
+    assert len(taken) == 1 and taken[0].id in anns[1:]
+
+
+async def test_two_processes_never_run_more_of_one_account_than_its_bound(
+    database: Database, database_url: str
+) -> None:
+    """Two engines claim one account's jobs at the same moment, over and over: one of its
+    jobs runs at a time in all (PostgreSQL: the claims of a bounded kind take an advisory
+    lock, so neither counts the account's running jobs before the other has taken one)."""
+    one, two = database, Database(database_url)
+    ann = "a" * 32
+    try:
+        await put(one, 40, user_id=ann)
+        queues = [JobQueue(db, 30) for db in (one, two, one, two)]
+        for _ in range(10):
+            got = await asyncio.gather(*(q.claim(5, ("test",), {"test": 1}) for q in queues))
+            taken = [job for jobs_ in got for job in jobs_]
+            assert len(taken) == 1
+            async with one.write() as conn:
+                await queues[0].finish(conn, taken[0])
     finally:
         await two.close()
 
@@ -231,6 +283,30 @@ async def test_one_kind_holds_at_most_half_the_slots(database: Database) -> None
     assert quick.outcomes == ["done"]
     assert (await state(database, quick_id)).state == "done"
     assert len(hanging.runs) == 2  # half of JOB_CONCURRENCY 4
+
+
+async def test_one_accounts_hanging_deliveries_leave_slots_to_the_others(
+    database: Database,
+) -> None:
+    """Ten deliveries of one account hang, then another account's comes: it runs at once
+    (before, the first account's backlog held every delivery slot of the kind until
+    WEBHOOK_TIMEOUT_SECONDS, and every other account's webhooks waited behind it)."""
+    hanging = Recorder(sleep=30.0)
+    await put(database, 10, kind="slow", user_id="a" * 32)
+    runner = Runner(database, {"slow": hanging}, settings(), Metrics(), {"slow": 1})
+    task = asyncio.create_task(runner.run())
+    try:
+        await asyncio.sleep(0.3)
+        [other] = await put(database, kind="slow", user_id="b" * 32)
+        runner.nudge()
+        await asyncio.sleep(0.3)
+        assert other in {job_id for job_id, _ in hanging.runs}
+        assert len(hanging.runs) == 2  # one of the first account's, the other's
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await runner.stop()
 
 
 async def test_a_job_whose_last_try_died_with_its_process_fails_saying_so(

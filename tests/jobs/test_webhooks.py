@@ -401,6 +401,38 @@ async def test_past_the_pending_bound_a_delivery_is_logged_failed_not_queued(
     assert queued == 2
 
 
+async def test_one_accounts_hanging_endpoint_delays_no_other_accounts_webhooks(
+    app: Api, receiver: Receiver
+) -> None:
+    """Four deliveries of one account hang at its endpoint; another account's test event is
+    delivered at once beside them (before, the first account's deliveries held both of the
+    process's delivery slots for WEBHOOK_TIMEOUT_SECONDS each)."""
+    _, ann = await app.user()
+    _, bob = await app.user()
+    gate = asyncio.Event()
+    hanging = await register(app, ann, receiver.endpoint("/hang-ann", gate=gate))
+    quick = await register(app, bob, receiver.endpoint("/bob"))
+    try:
+        for _ in range(4):
+            await app.http.post(f"/api/webhooks/{hanging['id']}/test", headers=ann)
+
+        async def hanging_now() -> bool:
+            return len(receiver.at("/hang-ann")) >= 1
+
+        await eventually(hanging_now)
+        began = time.monotonic()
+        await app.http.post(f"/api/webhooks/{quick['id']}/test", headers=bob)
+
+        async def delivered() -> bool:
+            return len(receiver.at("/bob")) == 1
+
+        await eventually(delivered)
+        assert time.monotonic() - began < 1.0  # WEBHOOK_TIMEOUT_SECONDS is 2 here
+        assert len(receiver.at("/hang-ann")) == 1  # one of Ann's at a time
+    finally:
+        gate.set()
+
+
 async def test_a_hanging_endpoint_delays_no_upload(app: Api, receiver: Receiver) -> None:
     _, headers = await app.user()
     gate = asyncio.Event()
