@@ -255,7 +255,9 @@ async def replace_image(request: Request) -> Response:
             also=lambda conn, new: replace_events(conn, services, new, grew),
         )
     except ReplacedMeanwhile:
-        raise Conflict("the image was replaced or deleted meanwhile: read it again") from None
+        if await services.images.get(image.id, user_id=image.user_id) is None:
+            raise NotFound("no such image") from None  # deleted meanwhile
+        raise Conflict("the image was replaced meanwhile: read it again") from None
     forget = getattr(request.state, "forget_image", None)
     if forget is not None:
         forget(image.id)

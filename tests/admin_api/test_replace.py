@@ -185,6 +185,47 @@ async def test_two_replaces_at_once_leave_the_winners_objects_whole(local_api: A
         assert size_of(await local_api.http.get(won["url"])) == (won["width"], won["height"])
 
 
+async def test_a_replace_that_loses_to_a_delete_is_404_and_leaves_nothing(
+    local_api: Api,
+) -> None:
+    """The image is deleted while the replace's body arrives: the replace answers 404
+    ``not_found``, as a replace of a deleted image does (it said 409 "replaced or deleted
+    meanwhile"), and leaves no object and no charge behind."""
+    _, headers = await local_api.user()
+    image_id = (await local_api.upload(headers, make_image())).json()["id"]
+    boundary = "b0undary"
+    body = (
+        (
+            f"--{boundary}\r\nContent-Disposition: form-data; name=file; filename=n.png\r\n"
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + make_image("png", 80, 40)
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    gate = asyncio.Event()
+
+    async def slowly() -> AsyncIterator[bytes]:
+        yield body[:100]
+        await gate.wait()  # the replace has read its row; its body waits here
+        yield body[100:]
+
+    replace = asyncio.create_task(
+        local_api.http.put(
+            f"/api/images/{image_id}",
+            headers={**headers, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+            content=slowly(),
+        )
+    )
+    await asyncio.sleep(0.2)
+    deleted = await local_api.http.delete(f"/api/images/{image_id}", headers=headers)
+    assert deleted.status_code == 204
+    gate.set()
+    assert_error(await replace, 404, "not_found")
+    me = (await local_api.http.get("/api/me", headers=headers)).json()
+    assert me["storage_used_bytes"] == 0
+    assert await keys_under(local_api, f"{me['id']}/{image_id}/") == set()
+
+
 async def test_eager_derivatives_asked_for_during_a_replace_are_made_again(
     local_api: Api,
 ) -> None:
