@@ -95,32 +95,39 @@ async def add(
     return job_id
 
 
-def _at_bound(kind: str, bound: int, at: datetime) -> sa.ColumnElement[bool]:
-    """A job of ``kind`` whose account already runs ``bound`` of that kind (leases held)."""
+def _running(kind: str, at: datetime) -> sa.Select[Any]:
+    """The accounts running jobs of ``kind`` (leases held), each with how many."""
     running = jobs.alias("running")
-    full = (
-        sa.select(running.c.user_id)
+    return (
+        sa.select(running.c.user_id, sa.func.count().label("n"))
         .where(running.c.kind == kind)
         .where(running.c.state == RUNNING)
         .where(running.c.due_at > at)
         .where(running.c.user_id.is_not(None))
         .group_by(running.c.user_id)
-        .having(sa.func.count() >= bound)
     )
+
+
+def _at_bound(kind: str, bound: int, at: datetime) -> sa.ColumnElement[bool]:
+    """A job of ``kind`` whose account already runs ``bound`` of that kind."""
+    counts = _running(kind, at).subquery()
+    full = sa.select(counts.c.user_id).where(counts.c.n >= bound)
     return sa.and_(jobs.c.kind == kind, jobs.c.user_id.is_not(None), jobs.c.user_id.in_(full))
 
 
-def _within_bounds(rows: list[sa.Row[Any]], bounded: Mapping[str, int]) -> list[str]:
+def _within_bounds(
+    rows: list[Any], bounded: Mapping[str, int], running: Counter[tuple[str, str]]
+) -> list[str]:
     """The due rows this claim may take: of a bounded kind, no more of one account than its
-    bound in this claim (those already running were excluded by the query)."""
-    picked: Counter[tuple[str, str]] = Counter()
+    bound less what the account runs already (``running``, by kind and account)."""
+    held = Counter(running)
     ids = []
     for row in rows:
         bound = bounded.get(row.kind)
         if bound is not None and row.user_id is not None:
-            if picked[(row.kind, row.user_id)] >= bound:
+            if held[(row.kind, row.user_id)] >= bound:
                 continue
-            picked[(row.kind, row.user_id)] += 1
+            held[(row.kind, row.user_id)] += 1
         ids.append(row.id)
     return ids
 
@@ -157,7 +164,12 @@ class JobQueue:
         async with self.db.write() as conn:
             if bounded and not self.db.is_sqlite:
                 await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(CLAIM_LOCK)))
-            ids = _within_bounds(list(await conn.execute(due)), bounded)
+            rows = list(await conn.execute(due))
+            running: Counter[tuple[str, str]] = Counter()
+            for kind in bounded:
+                for user_id, n in await conn.execute(_running(kind, at)):
+                    running[(kind, user_id)] = n
+            ids = _within_bounds(rows, bounded, running)
             for job_id in ids:
                 claim = new_id()
                 row = (

@@ -127,6 +127,19 @@ async def test_a_kind_bounded_per_account_runs_no_more_of_one_account_at_once(
     assert len(taken) == 1 and taken[0].id in anns[1:]
 
 
+async def test_a_bound_above_one_counts_what_the_account_already_runs(
+    database: Database,
+) -> None:
+    """Bound 2, one of the account's jobs running: the next claim takes one more, not two
+    (it took up to the bound again whatever ran: 3 running, found in review)."""
+    ann = "a" * 32
+    await put(database, 6, user_id=ann)
+    q = JobQueue(database, job_lease_seconds=30)
+    assert len(await q.claim(1, ("test",), {"test": 2})) == 1
+    assert len(await q.claim(10, ("test",), {"test": 2})) == 1
+    assert await q.claim(10, ("test",), {"test": 2}) == []
+
+
 async def test_two_processes_never_run_more_of_one_account_than_its_bound(
     database: Database, database_url: str
 ) -> None:
