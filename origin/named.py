@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
+from urllib.parse import unquote
 
 if TYPE_CHECKING:  # settings read PRESETS_FILE through this module: standard library only
     from origin.records import TransformationRecord
@@ -68,8 +69,9 @@ class Named:
 
 
 def names_in(path: str) -> list[str]:
-    """The ``t_`` names in a URL's path (or in an nginx key: its path part)."""
-    return T_NAMES.findall(path.split("?", 1)[0])
+    """The ``t_`` names in a URL's path (or in an nginx key: its path part), percent-decoded
+    as the URL parser decodes them (``t_%74humb`` is ``thumb``)."""
+    return T_NAMES.findall(unquote(path.split("?", 1)[0]))
 
 
 def definition(record: TransformationRecord) -> str:

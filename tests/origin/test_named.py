@@ -50,6 +50,7 @@ def test_a_url_uses_the_owners_own_transformations_with_their_definitions() -> N
         ("hero", named.own["hero"]),
     )
     assert named.uses(f"/i/{ID}/t_thumb/a.webp") == ()  # a preset: fixed while running
+    assert named.uses(f"/i/{ID}/t_%63ard/a.webp") == (("card", card),)  # as the parser reads it
     assert named.uses(f"/i/{ID}/w_10/a.webp?t_card=1") == ()  # the query names nothing
     for edit in (record("card", "w_121"), record("card", "w_120", unsigned=False)):
         assert named_for(presets, [edit]).own["card"] != card
