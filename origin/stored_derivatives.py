@@ -68,8 +68,8 @@ async def write(
     raising: bool = False,
 ) -> None:
     """The object (unless ``stored``: the key the render job wrote it under), then its row;
-    the object removed again when no row takes it (the image was deleted meanwhile, or
-    another render recorded the variant first). A failure is logged (the answer is out; the
+    the object removed again when no row takes it (the image was deleted or replaced
+    meanwhile, or another render recorded the variant first). A failure is logged (the answer is out; the
     next miss renders again), or raised when ``raising`` (a background job, which retries)."""
     storage_key = stored or object_key(image, key, made.media_type)
     record = DerivativeRecord(
@@ -87,7 +87,7 @@ async def write(
             await services.storage.put(
                 storage_key, made.body, content_type=made.media_type, durable=False
             )
-        if not await rows.add(record):
+        if not await rows.add(record, key.content_hash):
             await services.storage.delete(storage_key)
     except Exception:  # the answer is already out; the next miss renders again
         if raising:

@@ -1,7 +1,7 @@
 """The derivative index on the request path: its two statements, straight to the driver.
 
 Every cold ``/i/`` request reads the derivative index and, after rendering, writes one row to
-it. Through SQLAlchemy's asyncio layer each of those costs 0.5–0.8 ms of event-loop CPU
+it (while the image still holds the pixels it was rendered from: ``index_of``). Through SQLAlchemy's asyncio layer each of those costs 0.5–0.8 ms of event-loop CPU
 (greenlet switches, a pool check-out and reset, ``BEGIN``/``ROLLBACK``, and — with aiosqlite
 — a thread round trip for each of cursor, execute, fetch and close); straight to the driver
 it is one round trip, 0.04 ms on SQLite and 0.2 ms on PostgreSQL (docs/performance.md). A
@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -35,8 +35,10 @@ from sqlalchemy.engine import Dialect
 from origin.records import DerivativeRecord
 from origin.store.tables import (
     auto_qualities,
+    images,
     source_auto_qualities,
     source_derivatives,
+    source_objects,
     transformed_images,
 )
 
@@ -63,24 +65,40 @@ class Index:
     add: sa.Insert
 
 
-def index_of(rows: sa.Table, choices: sa.Table) -> Index:
-    find = sa.select(*(rows.c[f.name] for f in fields(DerivativeRecord))).where(
+def index_of(rows: sa.Table, choices: sa.Table, owners: sa.Table) -> Index:
+    """``owners``: the table of what the derivatives are made from (its ``id`` and
+    ``content_hash``). A row is added only while its owner still holds the pixels it was
+    rendered from (``content_hash``): a render that finishes after a replace (or a source
+    object's new version) records nothing, and its object is removed by the caller."""
+    names = [f.name for f in fields(DerivativeRecord)]
+    find = sa.select(*(rows.c[name] for name in names)).where(
         rows.c.image_id == sa.bindparam("image_id"),
         rows.c.variant == sa.bindparam("variant"),
     )
-    return Index(rows, choices, find, rows.insert())
+    values = sa.select(*(sa.bindparam(name, type_=rows.c[name].type) for name in names)).where(
+        sa.exists().where(
+            owners.c.id == sa.bindparam("image_id"),
+            owners.c.content_hash == sa.bindparam("content_hash"),
+        )
+    )
+    add = (
+        rows.insert()
+        .from_select([rows.c[name] for name in names], values)
+        .returning(rows.c.variant)
+    )
+    return Index(rows, choices, find, add)
 
 
 # Uploads' derivatives, and the derivatives of remote source objects (origin.sources).
-UPLOADS = index_of(transformed_images, auto_qualities)
-SOURCES = index_of(source_derivatives, source_auto_qualities)
+UPLOADS = index_of(transformed_images, auto_qualities, images)
+SOURCES = index_of(source_derivatives, source_auto_qualities, source_objects)
 
 
 class Statement:
     """One Core statement compiled for one dialect: SQL text, parameter order, processors."""
 
-    def __init__(self, statement: Core, dialect: Dialect, keys: Sequence[str]) -> None:
-        compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+    def __init__(self, statement: Core, dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
         self.sql = compiled.string
         names = compiled.positiontup or []
         self.binds: list[tuple[str, Processor]] = [
@@ -112,10 +130,10 @@ class Direct(ABC, Generic[H]):
     # The driver's exception for a row a key or constraint refuses.
     integrity_error: type[Exception] = Exception
 
-    def _statement(self, statement: Core, keys: Iterable[str] = ()) -> Statement:
+    def _statement(self, statement: Core) -> Statement:
         found = self._compiled.get(id(statement))
         if found is None:  # the statements are module constants: their ids never change
-            found = Statement(statement, self.dialect, list(keys))
+            found = Statement(statement, self.dialect)
             self._compiled[id(statement)] = found
         return found
 
@@ -127,12 +145,16 @@ class Direct(ABC, Generic[H]):
         return None if raw is None else compiled.row(raw)
 
     async def insert(self, statement: sa.Insert, values: Mapping[str, Any]) -> bool:
-        compiled = self._statement(statement, values)  # its keys: the insert's columns
+        """Run an insert that returns what it inserted: False when it inserted nothing (its
+        condition did not hold) or a key or constraint refused it."""
+        compiled = self._statement(statement)
         try:
-            await self._execute(await self._ready(), compiled.sql, compiled.params(values))
+            raw = await self._fetch_first(
+                await self._ready(), compiled.sql, compiled.params(values)
+            )
         except self.integrity_error:
             return False
-        return True
+        return raw is not None
 
     async def _ready(self) -> H:
         if self._handle is None:
@@ -154,9 +176,6 @@ class Direct(ABC, Generic[H]):
         self, handle: H, sql: str, params: list[Any]
     ) -> Sequence[Any] | None: ...
 
-    @abstractmethod
-    async def _execute(self, handle: H, sql: str, params: list[Any]) -> None: ...
-
 
 class SqliteDirect(Direct[aiosqlite.Connection]):
     integrity_error = sqlite3.IntegrityError
@@ -177,9 +196,6 @@ class SqliteDirect(Direct[aiosqlite.Connection]):
         self, handle: aiosqlite.Connection, sql: str, params: list[Any]
     ) -> Sequence[Any] | None:
         return next(iter(await handle.execute_fetchall(sql, params)), None)
-
-    async def _execute(self, handle: aiosqlite.Connection, sql: str, params: list[Any]) -> None:
-        await handle.execute_fetchall(sql, params)
 
 
 class PostgresDirect(Direct[asyncpg.Pool]):
@@ -204,6 +220,3 @@ class PostgresDirect(Direct[asyncpg.Pool]):
     ) -> Sequence[Any] | None:
         row: Sequence[Any] | None = await handle.fetchrow(sql, *params, timeout=self.timeout)
         return row
-
-    async def _execute(self, handle: asyncpg.Pool, sql: str, params: list[Any]) -> None:
-        await handle.execute(sql, *params, timeout=self.timeout)

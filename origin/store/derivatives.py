@@ -42,10 +42,13 @@ class Derivatives:
             )
             return {row.variant: _derivative(row) for row in rows}
 
-    async def add(self, record: DerivativeRecord) -> bool:
-        """Record a stored derivative; False when the image is gone or it is already recorded
-        (the request path: origin.store.derivative_index)."""
-        return await self.db.direct.insert(self.index.add, vars(record))
+    async def add(self, record: DerivativeRecord, content_hash: str) -> bool:
+        """Record a stored derivative rendered from the pixels ``content_hash`` names; False
+        when the image is gone, holds other pixels by now (replaced) or the derivative is
+        already recorded (the request path: origin.store.derivative_index)."""
+        return await self.db.direct.insert(
+            self.index.add, {**vars(record), "content_hash": content_hash}
+        )
 
     async def forget(self, record: DerivativeRecord) -> None:
         """Delete ``record``'s row while it still names ``record``'s object (gone or damaged:

@@ -193,7 +193,7 @@ def test_gc_removes_derivative_rows_whose_object_is_gone(base_env: dict[str, str
             await services.images.add(record, quota_bytes=100)
             await services.storage.put(kept.storage_key, b"kept")
             for row in (kept, lost):  # the lost one's object was never there (or went)
-                assert await services.derivatives.add(row)
+                assert await services.derivatives.add(row, record.content_hash)
 
     async def rows() -> set[str]:
         async with open_services(settings) as services:

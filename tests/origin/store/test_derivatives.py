@@ -19,7 +19,26 @@ from tests.origin.store.records import NOW, image_for, make_user, new_id
 
 async def test_derivative_of_deleted_image_is_not_recorded(derivatives: Derivatives) -> None:
     gone = DerivativeRecord(new_id(), "v", "u/i/derived/v.png", "image/png", 1, 1, 1, NOW)
-    assert not await derivatives.add(gone)
+    assert not await derivatives.add(gone, "hash")
+
+
+async def test_a_derivative_of_pixels_replaced_meanwhile_is_not_recorded(
+    users: Users, images: Images, derivatives: Derivatives
+) -> None:
+    """A render that ends after its image was replaced has nothing to record: its variant
+    names the old pixels, which no request asks for again (it was recorded, and its row and
+    object stayed until a sweep, or for ever without a storage budget)."""
+    import dataclasses
+
+    user_id = await make_user(users)
+    image = image_for(user_id)
+    await images.add(image, quota_bytes=10**9)
+    new = dataclasses.replace(image, content_hash="f" * 64, version=image.version + 1)
+    await images.replace(image, new, 10**9)
+    old = DerivativeRecord(image.id, "old", "u/i/derived/old.png", "image/png", 1, 1, 1, NOW)
+    assert not await derivatives.add(old, image.content_hash)
+    assert await derivatives.get(image.id, "old") is None
+    assert await derivatives.add(dataclasses.replace(old, variant="new"), new.content_hash)
 
 
 # ---- the derivative index (origin.store.derivative_index): one statement, straight to the driver
@@ -35,7 +54,7 @@ async def test_direct_rows_are_the_engines_rows(
     await images.add(image, quota_bytes=10**9)
     at = datetime(2026, 11, 29, 14, 30, 5, 123456, tzinfo=timezone(timedelta(hours=2)))
     direct = DerivativeRecord(image.id, "direct", "u/i/derived/d.jpg", "image/jpeg", 9, 4, 3, at)
-    assert await derivatives.add(direct)
+    assert await derivatives.add(direct, image.content_hash)
     read = (await derivatives.among(image.id, ["direct"]))["direct"]  # SQLAlchemy's read
     assert read == direct and read.created_at.tzinfo == UTC
     by_core = DerivativeRecord(image.id, "core", "u/i/derived/core.png", "image/png", 7, 2, 1, NOW)
@@ -52,10 +71,12 @@ async def test_direct_sees_what_transactions_commit(
     image = image_for(user_id)
     await images.add(image, quota_bytes=10**9)
     record = DerivativeRecord(image.id, "v", "u/i/derived/v.gif", "image/gif", 5, 2, 2, NOW)
-    assert await derivatives.add(record)
+    assert await derivatives.add(record, image.content_hash)
     assert await images.delete(image.id, user_id) == (image, [record.storage_key])
     assert await derivatives.get(image.id, "v") is None
-    assert not await derivatives.add(record)  # its image is gone: refused, nothing left
+    assert not await derivatives.add(
+        record, image.content_hash
+    )  # its image is gone: refused, nothing left
     async with database.read() as conn:
         count = await conn.scalar(sa.select(sa.func.count()).select_from(transformed_images))
     assert count == 0
@@ -68,7 +89,9 @@ async def test_direct_records_a_derivative_once_under_concurrency(
     image = image_for(user_id)
     await images.add(image, quota_bytes=10**9)
     record = DerivativeRecord(image.id, "same", "u/i/derived/s.jpg", "image/jpeg", 5, 2, 2, NOW)
-    outcomes = await asyncio.gather(*(derivatives.add(record) for _ in range(12)))
+    outcomes = await asyncio.gather(
+        *(derivatives.add(record, image.content_hash) for _ in range(12))
+    )
     assert outcomes.count(True) == 1
     assert await derivatives.get(image.id, "same") == record
 
@@ -90,7 +113,7 @@ async def test_rows_removed_for_a_missing_object_mark_their_eager_entries_evicte
         (eager_id,) = await eager.add(conn, Background(), image.id, user_id, [plan])
     await eager.set_state(database, eager_id, eager.DONE)
     record = DerivativeRecord(image.id, "v" * 64, "u/i/derived/v.webp", "image/webp", 5, 2, 2, NOW)
-    assert await derivatives.add(record)
+    assert await derivatives.add(record, image.content_hash)
     assert await derivatives.remove_missing(set(), datetime.now(UTC)) == 1
     (entry,) = (await eager.of_images(database, [image.id]))[image.id]
     assert entry.state == eager.EVICTED

@@ -71,8 +71,8 @@ async def test_delete_removes_rows_and_usage(
     derivative = DerivativeRecord(
         image.id, "v1", f"{user_id}/{image.id}/derived/v1.webp", "image/webp", 10, 3, 2, NOW
     )
-    assert await derivatives.add(derivative)
-    assert not await derivatives.add(derivative)  # recorded once
+    assert await derivatives.add(derivative, image.content_hash)
+    assert not await derivatives.add(derivative, image.content_hash)  # recorded once
     assert await derivatives.get(image.id, "v1") == derivative
     assert await images.referenced_keys() == {image.storage_key, derivative.storage_key}
     assert await images.delete(image.id, new_id()) is None  # not the owner
