@@ -70,6 +70,11 @@ async def check_chain(services: Services, user_id: str, chain: str) -> None:
         for token in stage.split(","):
             if token.startswith("t_"):
                 raise BadTransform(f"'{token[:70]}': a named transformation cannot use t_")
+            if token.startswith("v_"):  # minted URLs add the image's own: twice is refused
+                raise BadTransform(
+                    f"'{token[:70]}': a named transformation cannot use v_ (URLs carry the "
+                    "image's version)"
+                )
     parse_chain(chain, limits=services.limits)
     plan = parse_path(
         f"/i/{PLACEHOLDER_ID}/{quote(chain, safe=CHAIN_SAFE)}/x.png", limits=services.limits
