@@ -244,6 +244,9 @@ async def replace_image(request: Request) -> Response:
             request.stream(),
             max_bytes=settings.max_upload_size,
         )
+        if uploaded.fields:  # as the JSON replace: nothing may be asked that is not done
+            field = sorted(uploaded.fields)[0][:40]
+            raise BadRequest(f"a replace takes only 'file' (not '{field}')")
         data = uploaded.data
     grew = len(data) - image.size_bytes
     try:

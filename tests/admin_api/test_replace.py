@@ -135,6 +135,24 @@ async def test_a_refused_replace_changes_nothing(local_api: Api) -> None:
     assert me["storage_used_bytes"] == image["size_bytes"]
 
 
+async def test_a_multipart_replace_refuses_other_fields(local_api: Api) -> None:
+    """As the JSON replace does: ``public`` or ``eager`` beside the file was dropped without
+    a word (200, the image still public)."""
+    _, headers = await local_api.user()
+    image_id = (await local_api.upload(headers, make_image())).json()["id"]
+    for extra in ({"public": "false"}, {"eager": "[]"}, {"other": "x"}):
+        answer = await local_api.http.put(
+            f"/api/images/{image_id}",
+            headers=headers,
+            data=extra,
+            files={"file": ("b.png", make_image("png", 80, 40))},
+        )
+        assert_error(answer, 400, "bad_request")
+        assert next(iter(extra)) in answer.json()["error"]["message"]
+    shown = (await local_api.http.get(f"/api/images/{image_id}", headers=headers)).json()
+    assert shown["version"] == 1 and shown["format"] == "jpeg"
+
+
 @pytest.mark.parametrize("api_env", [{"USER_QUOTA_BYTES": "6000"}])
 async def test_a_replace_is_charged_the_difference(local_api: Api) -> None:
     _, headers = await local_api.user()
