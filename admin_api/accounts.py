@@ -181,10 +181,7 @@ async def logout(request: Request) -> Response:
 async def me(request: Request) -> Response:
     user_id = require_user(request)
     services = services_of(request)
-    user = await caller_account(services, user_id)
-    return JSONResponse(
-        {**account_json(services, user), **await derivative_usage(services, user_id)}
-    )
+    return JSONResponse(await full_account(services, await caller_account(services, user_id)))
 
 
 async def update_me(request: Request) -> Response:
@@ -198,7 +195,12 @@ async def update_me(request: Request) -> Response:
     user = await services.users.set_public(user_id, public)
     if user is None:
         raise Unauthorized("the account no longer exists")
-    return JSONResponse(account_json(services, user))
+    return JSONResponse(await full_account(services, user))
+
+
+async def full_account(services: Services, user: UserRecord) -> dict[str, object]:
+    """The account as ``GET /api/me`` and ``PATCH /api/me`` answer it."""
+    return {**account_json(services, user), **await derivative_usage(services, user.id)}
 
 
 async def derivative_usage(services: Services, user_id: str) -> dict[str, int]:

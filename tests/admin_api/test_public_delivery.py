@@ -233,6 +233,8 @@ async def test_the_account_default_and_explicit_choices(local_api: Api) -> None:
     assert plain.json()["public"] is False
     changed = await local_api.http.patch("/api/me", headers=headers, json={"public": True})
     assert changed.status_code == 200 and changed.json()["public"] is True
+    # the account as GET /api/me shows it (the derivative fields were missing)
+    assert changed.json() == (await local_api.http.get("/api/me", headers=headers)).json()
     assert (await local_api.upload(headers, make_image())).json()["public"] is True
     chosen = await local_api.http.post(
         "/api/images",
