@@ -2,7 +2,7 @@
 
 - ``b_auto``: the border's dominant colour — the most common colour (in 32-level bins per
   channel) among the image's outermost pixels, averaged within its bin (Cloudinary's
-  ``b_auto``, thumbor's ``fill(auto)``);
+  ``b_auto``, thumbor's ``fill(auto)``); transparent when most of them are;
 - ``b_blurred[:strength]`` (1..2000, default 400): the image itself, enlarged to cover the
   box and blurred with a Gaussian of sigma strength / 20 px of the output (400: 20 px), the
   fitted image on top (imgix ``fill=blur``, thumbor ``fill(blur)``, weserv's most asked).
@@ -28,6 +28,7 @@ BLUR_DEFAULT = 400
 BLUR_REDUCE = 4  # the blurred background is made this many times smaller, then enlarged
 BIN_SHIFT = 3  # 32 levels per channel
 BORDER = 2  # px of each edge that b_auto looks at
+TRANSPARENT = -1  # b_auto's bin of the border's transparent pixels
 
 
 @dataclass(frozen=True)
@@ -74,18 +75,25 @@ def spell_background(value: Colour | Fill) -> str:
 
 
 def border_colour(img: pyvips.Image) -> Colour:
-    """The dominant colour of the outermost ``BORDER`` px of ``img`` (alpha ignored)."""
-    rgb, _ = split_alpha(img)
-    w, h = rgb.width, rgb.height
+    """The dominant colour of the outermost ``BORDER`` px of ``img``. With alpha, a pixel
+    less than half opaque counts as transparent, and when those are the most common the
+    colour is transparent (alpha 0): the pad continues a transparent border."""
+    rgb, alpha = split_alpha(img)
+    seen = rgb if alpha is None else rgb.bandjoin(alpha)
+    w, h = seen.width, seen.height
     b = min(BORDER, w, h)
-    edges = [rgb.crop(0, 0, w, b), rgb.crop(0, h - b, w, b)]
+    edges = [seen.crop(0, 0, w, b), seen.crop(0, h - b, w, b)]
     if h > 2 * b:
-        edges += [rgb.crop(0, b, b, h - 2 * b), rgb.crop(w - b, b, b, h - 2 * b)]
+        edges += [seen.crop(0, b, b, h - 2 * b), seen.crop(w - b, b, b, h - 2 * b)]
     pixels = b"".join(bytes(edge.cast("uchar").write_to_memory()) for edge in edges)
+    step = seen.bands
     counts: dict[int, list[int]] = {}
-    for i in range(0, len(pixels), 3):
+    for i in range(0, len(pixels), step):
         r, g, bl = pixels[i], pixels[i + 1], pixels[i + 2]
-        key = (r >> BIN_SHIFT) << 10 | (g >> BIN_SHIFT) << 5 | (bl >> BIN_SHIFT)
+        if alpha is not None and pixels[i + 3] < 128:
+            key = TRANSPARENT
+        else:
+            key = (r >> BIN_SHIFT) << 10 | (g >> BIN_SHIFT) << 5 | (bl >> BIN_SHIFT)
         found = counts.get(key)
         if found is None:
             counts[key] = [1, r, g, bl]
@@ -94,7 +102,9 @@ def border_colour(img: pyvips.Image) -> Colour:
             found[1] += r
             found[2] += g
             found[3] += bl
-    n, r, g, bl = max(counts.values(), key=lambda v: v[0])
+    key, (n, r, g, bl) = max(counts.items(), key=lambda item: item[1][0])
+    if key == TRANSPARENT:
+        return (0, 0, 0, 0)
     return (round(r / n), round(g / n), round(bl / n), 255)
 
 
@@ -103,7 +113,7 @@ def fill_box(img: pyvips.Image, fill: Fill, box: tuple[int, int, int, int]) -> p
     left, top, width, height = box
     if fill.kind == "auto":
         colour = border_colour(img)
-        values = [float(v) for v in colour[:3]] + ([255.0] if has_alpha(img) else [])
+        values = [float(v) for v in colour[: 4 if has_alpha(img) else 3]]
         return img.embed(left, top, width, height, extend="background", background=values)
     small_w, small_h = max(1, width // BLUR_REDUCE), max(1, height // BLUR_REDUCE)
     scale = max(small_w / img.width, small_h / img.height)

@@ -76,6 +76,36 @@ def test_pad_auto_fills_with_the_border_colour() -> None:
     assert close(colour_at(out, 150, 50), (230, 20, 200), 3)
 
 
+def logo(margin_rgb: tuple[int, int, int]) -> bytes:
+    """100×100 RGBA: a transparent 10 px margin (``margin_rgb`` under it) round an opaque
+    red square."""
+    img = pyvips.Image.black(100, 100).new_from_image([*margin_rgb, 0])
+    img = img.copy(interpretation="srgb").cast("uchar")
+    return bytes(img.draw_rect([220, 20, 20, 255], 10, 10, 80, 80, fill=True).pngsave_buffer())
+
+
+def test_pad_auto_on_a_transparent_border_pads_transparent() -> None:
+    """The border is transparent: so is the pad (it was the colour hidden under the
+    transparency, made opaque: a black or white box round a transparent logo)."""
+    for hidden in ((0, 0, 0), (255, 255, 255)):
+        out = decode(run("w_300,h_100,c_pad,b_auto", logo(hidden)).body)
+        assert (out.width, out.height, out.bands) == (300, 100, 4)
+        assert out.getpoint(10, 50)[3] == 0 and out.getpoint(290, 50)[3] == 0
+        assert out.getpoint(110, 5)[3] == 0  # the logo's own margin
+        assert close(colour_at(out, 150, 50), (220, 20, 20), 3)
+    # as JPEG, alpha flattens on white: pad and margin alike
+    flat = decode(run("w_300,h_100,c_pad,b_auto", logo((0, 0, 0)), "jpg").body)
+    assert close(colour_at(flat, 10, 50), (255, 255, 255), 6)
+    # an opaque border's colour is still the pad's, opaque
+    framed_rgba = decode(run("w_300,h_100,c_pad,b_auto", rgba_quarters()).body)
+    assert framed_rgba.getpoint(10, 50) == [20.0, 90.0, 40.0, 255.0]
+
+
+def rgba_quarters() -> bytes:
+    img = pyvips.Image.new_from_buffer(quarters(), "").bandjoin(255).cast("uchar")
+    return bytes(img.copy(interpretation="srgb").pngsave_buffer())
+
+
 def test_pad_blurred_fills_with_a_blurred_copy() -> None:
     source = photo("chelsea")  # 451×300: a 2:1 box leaves bars left and right
     out = decode(run("w_400,h_150,c_pad,b_blurred", source).body)
