@@ -25,7 +25,9 @@ from admin_api.purges import purge_image
 from admin_api.requests import nudge, owned_image, parse_json, read_json
 from admin_api.transformations import owner_presets
 from admin_api.urls import chain_path, check_format
+from origin import source_bytes
 from origin.cache import key_of
+from origin.decode import read_header
 from origin.errors import BadRequest, BadTransform, OriginError
 from origin.public import url_name
 from origin.records import ImageRecord
@@ -35,6 +37,7 @@ from origin.store.database import Transaction
 from origin.store.eager import EagerPlan
 from origin.store.webhooks import emit, has_endpoint, quota_crossed
 from origin.transforms.budget import output_size
+from origin.transforms.formats import ANIMATED_FORMATS
 from origin.transforms.parse import parse_chain, parse_path
 from origin.transforms.plan import Plan
 from origin.webhooks.events import image_data
@@ -69,6 +72,20 @@ class Entry:
         return EagerPlan(self.transform, self.format, path, key.variant)
 
 
+def animated(image: ImageRecord, entry: Entry) -> bool:
+    """Whether ``entry`` renders every frame of ``image`` (origin.render.output_frames)."""
+    fmt = entry.plan.format or image.format
+    return image.format in ANIMATED_FORMATS and fmt in ANIMATED_FORMATS
+
+
+async def frames_of(services: Services, image: ImageRecord) -> int:
+    """How many frames a stored image has, from its original's header (in the pool)."""
+    data = await source_bytes.original(services.storage, image)
+    limit = services.limits.max_source_pixels
+    header = await services.pool.run(lambda: read_header(data, limit))
+    return header.pages
+
+
 @dataclass(frozen=True)
 class EagerRequest:
     """What one call asks: its entries and the endpoint to notify."""
@@ -76,10 +93,15 @@ class EagerRequest:
     entries: tuple[Entry, ...]
     notification_url: str | None
 
-    def check(self, image: ImageRecord, limits: Any) -> None:
-        """Each entry within the work budget for this image (its size known)."""
+    def check(self, image: ImageRecord, limits: Any, frames: int = 1) -> None:
+        """Each entry within the work budget for this image (its size and ``frames``
+        known): an animated output of an animation counts every frame, as the render does."""
         for entry in self.entries:
-            output_size(image.width, image.height, entry.plan.stages, limits)
+            out = frames if animated(image, entry) else 1
+            output_size(image.width, image.height, entry.plan.stages, limits, out)
+
+    def wants_frames(self, image: ImageRecord) -> bool:
+        return any(animated(image, entry) for entry in self.entries)
 
     async def add(self, conn: Transaction, services: Services, image: ImageRecord) -> list[str]:
         return await eager.add(
@@ -246,7 +268,8 @@ async def add_eager(request: Request) -> Response:
         from_form=False,
         thumbnail=False,
     )
-    wanted.check(image, services.limits)
+    frames = await frames_of(services, image) if wanted.wants_frames(image) else 1
+    wanted.check(image, services.limits, frames)
     async with services.db.write() as conn:
         await wanted.add(conn, services, image)
     nudge(request)

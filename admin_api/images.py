@@ -145,7 +145,7 @@ async def ingest(
         user,
         filename,
         data,
-        check=lambda image: wanted.check(image, services.limits),
+        check=lambda image, frames: wanted.check(image, services.limits, frames),
         also=lambda conn, image: upload_events(conn, services, image, wanted),
         public=public,
     )

@@ -128,14 +128,15 @@ async def ingest_upload(
     filename: str,
     data: bytes,
     *,
-    check: Callable[[ImageRecord], None] | None = None,
+    check: Callable[[ImageRecord, int], None] | None = None,
     also: Callable[[Transaction, ImageRecord], Awaitable[None]] | None = None,
     public: bool | None = None,
 ) -> ImageRecord:
     """Validate, inspect and store ``data`` as a new image of ``user``; the row as stored.
     ``public`` is the account's default when None.
-    ``check`` may refuse the image once inspected, before anything is stored (an eager
-    chain over its budget); ``also`` writes in the row's transaction (its jobs and events)."""
+    ``check`` may refuse the image (given with its frame count) once inspected, before
+    anything is stored (an eager chain over its budget); ``also`` writes in the row's
+    transaction (its jobs and events)."""
     settings = services.settings
     if not data:
         raise BadRequest("the file is empty")
@@ -145,7 +146,7 @@ async def ingest_upload(
     public = user.public if public is None else public
     image = image_record(user.id, filename, inspected, public)
     if check is not None:
-        check(image)
+        check(image, inspected.probe.frames)
     return await store_image(services, image, inspected.data, inspected.levels, also)
 
 

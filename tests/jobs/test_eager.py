@@ -117,6 +117,36 @@ async def test_bad_eager_entries_are_refused_and_nothing_is_stored(
             assert await conn.scalar(sa.select(sa.func.count()).select_from(table)) == 0
 
 
+async def test_an_animations_eager_entries_count_every_frame(app: Api) -> None:
+    """2500×2500 from a 6-frame GIF: 37.5 M pixels as an animated WebP, over
+    MAX_OUTPUT_PIXELS, so refused before anything is stored; one frame as a JPEG is not.
+    (The check counted one frame: the upload answered 201 and its job failed later.)"""
+    from tests.origin.conftest import animated
+
+    _, headers = await app.user()
+    chain = "w_2500,h_2500"
+    refused = await upload(
+        app, headers, animated(), eager=json.dumps([{"transform": chain, "format": "webp"}])
+    )
+    assert_error(refused, 400, "limit_exceeded")
+    assert "6 frames" in refused.json()["error"]["message"]
+    async with app.services.db.read() as conn:
+        assert await conn.scalar(sa.select(sa.func.count()).select_from(images)) == 0
+    still = await upload(
+        app, headers, animated(), eager=json.dumps([{"transform": chain, "format": "jpg"}])
+    )
+    assert still.status_code == 201, still.text
+    image_id = still.json()["id"]
+    later = await app.http.post(
+        f"/api/images/{image_id}/eager",
+        headers=headers,
+        json={"eager": [{"transform": chain, "format": "gif"}]},
+    )
+    assert_error(later, 400, "limit_exceeded")
+    entries = (await app.http.get(f"/api/images/{image_id}", headers=headers)).json()["eager"]
+    assert ("w_2500,h_2500", "gif") not in {(e["transform"], e["format"]) for e in entries}
+
+
 async def test_an_eager_field_over_8_kb_is_refused(app: Api) -> None:
     _, headers = await app.user()
     big = [{"transform": "w_10," + "c_scale," * 1100 + "h_10", "format": "jpg"}]
