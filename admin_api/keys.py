@@ -4,7 +4,6 @@ creation (docs/admin-api.md)."""
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 
 from starlette.requests import Request
@@ -27,8 +26,8 @@ async def list_keys(request: Request) -> Response:
 
 async def create_key(request: Request) -> Response:
     user_id = require_user(request)
-    with contextlib.suppress(BadRequest):
-        await read_json(request)  # no body needed; one may be sent
+    if await read_json(request):  # no body needed: none, or {}
+        raise BadRequest("a new key takes no fields: send no body or {}")
     key = SigningKeyRecord(
         id=new_id(), user_id=user_id, secret=secrets.token_urlsafe(32), created_at=now()
     )

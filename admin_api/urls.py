@@ -95,6 +95,12 @@ def origin_path(
 async def mint_url(request: Request) -> Response:
     services, image = await owned_image(request)
     data = await read_json(request)
+    unknown = set(data) - {"transform", "name", "format", "expires_in"}
+    if unknown:
+        raise BadRequest(
+            f"unknown field '{sorted(unknown)[0][:40]}' (expected transform, name, format, "
+            "expires_in)"
+        )
     chain = (optional(data, "transform", str) or "").strip("/")
     name = optional(data, "name", str) or url_name(image.original_filename)
     ext = (optional(data, "format", str) or FILE_EXTENSIONS[image.format]).lower()

@@ -89,6 +89,19 @@ async def test_signing_keys(local_api: Api) -> None:
     assert_error(await local_api.http.delete(f"/api/keys/{key['id']}", headers=headers), 404)
 
 
+async def test_a_new_keys_body_is_empty_or_an_empty_object(local_api: Api) -> None:
+    """As every other body: malformed or unknown is 400 (both made a key, 201)."""
+    _, headers = await local_api.user()
+    json_type = {**headers, "Content-Type": "application/json"}
+    for body in (b"garbage", b'{"x": 1}', b"[]"):
+        answer = await local_api.http.post("/api/keys", headers=json_type, content=body)
+        assert_error(answer, 400, "bad_request")
+    assert (await local_api.http.get("/api/keys", headers=headers)).json() == {"items": []}
+    for body in (b"", b"{}"):
+        made = await local_api.http.post("/api/keys", headers=json_type, content=body)
+        assert made.status_code == 201
+
+
 @pytest.mark.parametrize("api_env", [{"USER_KEY_RENDERS_PER_MINUTE": "2"}])
 async def test_renders_a_user_key_causes_are_limited_and_hits_are_not(local_api: Api) -> None:
     image_id, headers = await owned_image(local_api)

@@ -43,6 +43,7 @@ async def test_mint_url(api: Api) -> None:
         {"expires_in": -5},
         {"expires_in": "soon"},
         {"transform": 5},
+        {"transform": "w_300", "extra": 1},  # was ignored (200)
     ]:
         assert_error(
             await api.http.post(f"/api/images/{image['id']}/url", headers=headers, json=bad), 400
