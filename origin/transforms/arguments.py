@@ -32,7 +32,8 @@ NAMED_COLOURS: Mapping[str, Colour] = MappingProxyType(
     }
 )
 
-_INT = re.compile(r"-?[0-9]{1,7}", re.ASCII)
+_INT = re.compile(r"-?[0-9]+", re.ASCII)
+MAX_DIGITS = 10  # longer is out of every range (v_'s top is 10**9), and never converted
 _PIXELS = re.compile(r"[0-9]{1,7}", re.ASCII)
 _SHARE = re.compile(r"(?:0?\.[0-9]{1,6}|1\.0{1,6})", re.ASCII)
 _HEX = re.compile(r"[0-9a-fA-F]{6}(?:[0-9a-fA-F]{2})?", re.ASCII)
@@ -53,6 +54,8 @@ class Argument(Protocol):
 def integer(token: str, text: str, low: int, high: int) -> int:
     if not _INT.fullmatch(text):
         raise bad(token, "expected an integer")
+    if len(text.lstrip("-")) > MAX_DIGITS:
+        raise bad(token, f"out of range {low}..{high}")
     number = int(text)
     if not low <= number <= high:
         raise bad(token, f"out of range {low}..{high}")

@@ -206,6 +206,7 @@ def test_negotiate_format_fallback() -> None:
         ("f_jpg/x.png", "x.jpg"),
         ("e_blur/x.jpg", "e_blur:100/x.jpg"),
         ("v_2/w_300/x.jpg", "w_300/x.jpg"),  # a version only makes the URL new
+        ("v_1000000000/w_300/x.jpg", "w_300/x.jpg"),  # the documented top (7 digits were)
         ("v_7,w_300/x.jpg", "w_300/x.jpg"),
     ],
 )
@@ -310,6 +311,8 @@ def test_parse_chain_matches_parse_path() -> None:
         ("q_0", BadTransform, "q_0"),
         ("v_0", BadTransform, "v_0"),
         ("v_two", BadTransform, "v_two"),
+        ("v_1000000001", BadTransform, "out of range 1..1000000000"),  # said: an integer
+        ("q_99999999999999999999", BadTransform, "out of range 1..100"),
         ("v_2/v_3", BadTransform, "v_3"),
         ("q_101", BadTransform, "q_101"),
         ("q_high", BadTransform, "q_high"),
