@@ -18,11 +18,11 @@ from starlette.responses import JSONResponse, Response
 
 from admin_api.guards import require_user
 from admin_api.requests import nudge, plain_int, read_json, services_of, string_field
-from origin.errors import BadRequest, LimitExceeded, NotFound, SourceUnavailable
+from origin.errors import BadRequest, Conflict, LimitExceeded, NotFound, SourceUnavailable
 from origin.fetch import vet
 from origin.records import is_id
 from origin.services import Services
-from origin.store.webhooks import Endpoint, TooMany, Webhooks
+from origin.store.webhooks import AlreadyRegistered, Endpoint, TooMany, Webhooks
 from origin.webhooks.delivery import webhook_policy
 from origin.webhooks.events import EVENTS
 
@@ -76,6 +76,8 @@ async def create_webhook(request: Request) -> Response:
     except TooMany:
         limit = services.settings.background.webhooks_max_per_user
         raise LimitExceeded(f"at most {limit} webhook endpoints per account") from None
+    except AlreadyRegistered as exc:
+        raise Conflict(f"an endpoint is registered at this url already: {exc.args[0]}") from None
     return JSONResponse({**endpoint.json(), "secret": secret}, status_code=201)
 
 

@@ -74,6 +74,10 @@ DELIVERY_COLUMNS = (
 )
 
 
+class AlreadyRegistered(Exception):
+    """The user has an endpoint at that URL already (its id is the argument)."""
+
+
 class TooMany(Exception):
     pass
 
@@ -84,7 +88,9 @@ class Webhooks:
     background: Background
 
     async def create(self, user_id: str, url: str, events: tuple[str, ...]) -> tuple[Endpoint, str]:
-        """A new endpoint and its secret (shown once); ``TooMany`` past the per-user bound."""
+        """A new endpoint and its secret (shown once); ``TooMany`` past the per-user bound,
+        ``AlreadyRegistered`` when the user has one at ``url`` (a ``notification_url`` names
+        one endpoint, and no event goes twice to one URL)."""
         secret = signing.new_secret()
         at = datetime.now(UTC)
         webhook_id = new_id()
@@ -97,6 +103,13 @@ class Webhooks:
             )
             if int(count or 0) >= self.background.webhooks_max_per_user:
                 raise TooMany(user_id)
+            same = await conn.scalar(
+                sa.select(webhooks.c.id)
+                .where(webhooks.c.user_id == user_id)
+                .where(webhooks.c.url == url)
+            )
+            if same is not None:
+                raise AlreadyRegistered(same)
             await conn.execute(
                 webhooks.insert().values(
                     id=webhook_id,

@@ -351,6 +351,12 @@ async def test_endpoint_limits_and_secret_rotation(app: Api, receiver: Receiver)
     )
     assert_error(answer, 400, "limit_exceeded")
     _other_user, other = await app.user()
+    # one endpoint per URL and account: a second was made (each event then went twice)
+    again = await app.http.post("/api/webhooks", headers=other, json={"url": hook["url"]})
+    assert again.status_code == 201, again.text
+    twice = await app.http.post("/api/webhooks", headers=other, json={"url": hook["url"]})
+    assert_error(twice, 409, "conflict")
+    assert again.json()["id"] in twice.json()["error"]["message"]
     assert (await app.http.get(f"/api/webhooks/{hook['id']}", headers=other)).status_code == 404
     assert (
         await app.http.delete(f"/api/webhooks/{hook['id']}", headers=headers)
