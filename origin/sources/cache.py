@@ -141,6 +141,8 @@ class SourceCache:
             return self._keep(source, await self._update(source, key, object_id, row, read))
         except SourceMissing:
             self.reads[source.name, "missing"] += 1
+            if row is not None and await self.rows.delete(row.id):  # gone upstream: the
+                await self._remove_objects(row)  # copy goes, nothing revalidates it later
             missing = NotFound(f"no such object in source '{source.name}'")
             raise self._remember(source, object_id, missing) from None
         except PayloadTooLarge as exc:

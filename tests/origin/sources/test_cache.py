@@ -69,7 +69,17 @@ async def test_a_failing_upstream_does_not_take_a_kept_copy_away(remote: Remote)
     remote.web.status("/media/k.png", 404)
     await asyncio.sleep(1.1)  # the retry interval (missing_ttl 0: one second)
     gone = await remote.get("/r/live/w_40/-/k.png@png")
-    assert gone.status_code == 404  # a 404 takes it away
+    assert gone.status_code == 404  # a 404 takes it away: its row and kept bytes too
+    rows = remote.service.services.sources
+    assert [r for r in await rows.oldest(100) if r.object_key == "k.png"] == []
+    # back upstream (another object, its old validator reused): read whole, not revalidated
+    # (the kept copy answered a 304 and its old pixels were served)
+    remote.web.conditional("/media/k.png", BLUE_FIRST)
+    await asyncio.sleep(1.1)
+    back = await remote.get("/r/live/w_40/-/k.png@png")
+    assert back.status_code == 200 and corner(back.content) == [240, 230, 20]
+    assert "If-None-Match" not in remote.web.seen[-1].headers
+    assert "If-Modified-Since" not in remote.web.seen[-1].headers
 
 
 async def test_the_ttl_keeps_the_upstream_out(remote: Remote) -> None:
