@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -46,11 +47,19 @@ def _parsed(
 def _integer(
     environ: Mapping[str, str], name: str, default: int, low: int, high: int | None = None
 ) -> int:
-    value = _parsed(environ, name, default, lambda s: int(s, 10), "an integer")
+    value = _parsed(environ, name, default, _whole, "an integer")
     if value < low or (high is not None and value > high):
         bound = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise SettingsError(name, f"must be {bound}, got {value}")
     return value
+
+
+def _whole(text: str) -> int:
+    """Decimal digits with an optional sign (``int`` also takes ``1_000`` and non-ASCII
+    digits)."""
+    if not re.fullmatch(r"[+-]?[0-9]+", text, re.ASCII):
+        raise ValueError(text)
+    return int(text)
 
 
 def _number(

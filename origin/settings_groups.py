@@ -5,6 +5,8 @@ take only it. Standard library only (`origin.environ`'s parsers)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -115,12 +117,10 @@ def purging(environ: Mapping[str, str]) -> Purging:
     }
     for first, second in pairs.values():
         if bool(environ.get(first)) != bool(environ.get(second)):
-            raise SettingsError(
-                second if environ.get(first) else first,
-                f"set it with {first if environ.get(second) else second}",
-            )
+            present, missing = (first, second) if environ.get(first) else (second, first)
+            raise SettingsError(missing, f"needed with {present}")
     secret = environ.get("PURGE_WEBHOOK_SECRET") or None
-    if secret is not None and not secret.startswith("whsec_"):
+    if secret is not None and not _webhook_secret(secret):
         raise SettingsError("PURGE_WEBHOOK_SECRET", "a Standard Webhooks secret: whsec_<base64>")
     return Purging(
         nginx_urls=tuple(u.rstrip("/") for u in nginx),
@@ -134,3 +134,14 @@ def purging(environ: Mapping[str, str]) -> Purging:
         webhook_secret=secret,
         purges_per_minute=_integer(environ, "PURGES_PER_MINUTE", 10, 1),
     )
+
+
+def _webhook_secret(secret: str) -> bool:
+    """``whsec_`` and the base64 of a non-empty key (what origin.webhooks.signing signs
+    with: any other made every purge's signature fail)."""
+    if not secret.startswith("whsec_"):
+        return False
+    try:
+        return bool(base64.b64decode(secret.removeprefix("whsec_"), validate=True))
+    except binascii.Error:
+        return False

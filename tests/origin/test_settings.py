@@ -94,6 +94,7 @@ def test_production_refuses_generated_secrets(tmp_path: Path, missing: str) -> N
         ("HEADER_TIMEOUT_SECONDS", "0"),
         ("BODY_TIMEOUT_SECONDS", "later"),
         ("MAX_CONNECTIONS", "0"),
+        ("MAX_UPLOAD_SIZE", "1_000"),  # int() takes underscores; the contract says digits
     ],
 )
 def test_bad_values_name_the_variable(tmp_path: Path, variable: str, value: str) -> None:
@@ -183,3 +184,30 @@ def test_reading_without_generating_never_creates_the_secrets_file(tmp_path: Pat
         generate=False,
     )
     assert given.url_signing_keys[0].secret == b"s"
+
+
+@pytest.mark.parametrize(
+    ("present", "missing"),
+    [
+        ("PURGE_CLOUDFLARE_ZONE", "PURGE_CLOUDFLARE_TOKEN"),
+        ("PURGE_FASTLY_TOKEN", "PURGE_FASTLY_SERVICE"),
+        ("PURGE_WEBHOOK_URL", "PURGE_WEBHOOK_SECRET"),
+    ],
+)
+def test_a_purge_pair_half_set_names_both(tmp_path: Path, present: str, missing: str) -> None:
+    """It said 'PURGE_CLOUDFLARE_TOKEN: set it with PURGE_CLOUDFLARE_TOKEN'."""
+    value = "http://127.0.0.1:9/x" if present.endswith("_URL") else "x"
+    with pytest.raises(SettingsError) as error:
+        Settings.from_environ(env_in(tmp_path, **{present: value}), announce=lambda line: None)
+    assert error.value.variable == missing
+    assert str(error.value) == f"{missing}: needed with {present}"
+
+
+@pytest.mark.parametrize("secret", ["whsec_abc", "whsec_", "whsec_!!!!", "abc"])
+def test_a_purge_webhook_secret_must_be_one_it_can_sign_with(tmp_path: Path, secret: str) -> None:
+    """``whsec_abc`` (not base64) was taken, and every purge's signing then failed;
+    ``whsec_`` signed with an empty key."""
+    values = {"PURGE_WEBHOOK_URL": "http://127.0.0.1:9/x", "PURGE_WEBHOOK_SECRET": secret}
+    with pytest.raises(SettingsError) as error:
+        Settings.from_environ(env_in(tmp_path, **values), announce=lambda line: None)
+    assert error.value.variable == "PURGE_WEBHOOK_SECRET"
