@@ -15,6 +15,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from imgorigin.orphans import (
@@ -29,10 +30,11 @@ from imgorigin.supervisor import AFFINITIES, GRACEFUL_SECONDS, Listen, Superviso
 from imgorigin.worker import run_worker
 from origin.environ import SettingsError
 from origin.errors import Unavailable
+from origin.permissions import make_private_dirs
 from origin.services import limits_of, open_services
 from origin.settings import Settings
 from origin.signing import sign_policy, sign_url
-from origin.store.database import Database
+from origin.store.database import Database, failure_line
 from origin.store.migrations import migrate, unapplied
 
 
@@ -130,7 +132,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"imgorigin: configuration error: {exc}", file=sys.stderr)
         return 2
-    if args.command in ("serve", "worker"):
+    try:
+        return _run(settings, args)
+    except Exception as exc:  # the database or a folder it cannot use: one line, no traceback
+        line = failure_line(exc)
+        if line is None:
+            raise
+        print(f"imgorigin: {args.command}: {line}", file=sys.stderr)
+        return 1
+
+
+def _run(settings: Settings, args: argparse.Namespace) -> int:
+    if args.command in ("serve", "worker", "gc") and settings.storage_type == "local":
+        make_private_dirs(Path(settings.storage_path))  # an unusable STORAGE_PATH, said now
+    if args.command in ("serve", "worker", "gc"):
         missing = asyncio.run(_unapplied(settings))
         if missing:
             print(

@@ -31,7 +31,7 @@ from origin.addresses import client_address, is_listed
 from origin.background import start_background
 from origin.delivery import serve_image, start_origin, state_of
 from origin.errors import OriginError
-from origin.http import EXCEPTION_HANDLERS, NO_STORE, error_json, error_response, log
+from origin.http import EXCEPTION_HANDLERS, NO_STORE, error_json, error_response, log, unexpected
 from origin.memory import cap_arenas
 from origin.metrics import CONTENT_TYPE, Metrics, Shared, job_counts_exposition
 from origin.recent_answers import (
@@ -218,10 +218,9 @@ class FastObserve:
                 await self.app(scope, receive, capturing(recent, key, t.headers, send))
         except OriginError as exc:
             await error_response(exc)(scope, receive, marked(t, send))
-        except Exception:
-            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
-            answer_500 = error_json(500, "internal_error", "internal error")
-            await answer_500(scope, receive, marked(t, send))
+        except Exception as exc:
+            answer = unexpected(exc, scope["method"], scope["path"])
+            await answer(scope, receive, marked(t, send))
         finally:
             self.log.finish(scope, t)
 

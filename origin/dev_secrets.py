@@ -26,15 +26,17 @@ def development_secrets(path: Path, announce: Callable[[str], None]) -> dict[str
 
     Creation uses O_EXCL, so two processes starting at once agree on one set of secrets.
     """
-    make_private_dirs(path.parent)
     values = {
         "jwt_secret": secrets.token_urlsafe(48),
         "url_signing_keys": f"dev:{secrets.token_urlsafe(32)}",
     }
     try:
+        make_private_dirs(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         return read_secrets(path)
+    except OSError as exc:
+        raise SettingsError("SECRETS_FILE", f"cannot create {path}: {exc.strerror}") from None
     with os.fdopen(fd, "w", encoding="utf-8") as file:
         json.dump(values, file)
         file.flush()

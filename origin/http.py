@@ -11,6 +11,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from origin.errors import OriginError
+from origin.store.database import unreachable
+
+RETRY_AFTER_SECONDS = 5  # a 503 for a database that cannot be reached
 
 log = logging.getLogger("imgorigin")
 
@@ -66,7 +69,19 @@ async def on_client_gone(request: Request, exc: Exception) -> Response:
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return unexpected(exc, request.method, request.url.path)
+
+
+def unexpected(exc: Exception, method: str, path: str) -> Response:
+    """A database that cannot be reached is 503 ``unavailable`` with ``Retry-After`` (said
+    in one line: a CDN retries, nothing caches it); anything else 500 with its traceback
+    in the log."""
+    if unreachable(exc):
+        log.warning("%s %s: the database is unavailable (%s)", method, path, type(exc).__name__)
+        answer = error_json(503, "unavailable", "the database is unavailable: try again shortly")
+        answer.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return answer
+    log.exception("unhandled error on %s %s", method, path)
     return error_json(500, "internal_error", "internal error")
 
 

@@ -8,6 +8,7 @@ lock upgrade; read transactions use a plain deferred ``BEGIN``.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -56,6 +57,39 @@ def async_url(database_url: str) -> str:
     if scheme in ("postgresql", "postgres"):
         return f"postgresql+asyncpg://{rest}"
     raise ValueError(f"unsupported database URL scheme {scheme!r}")
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot be reached now (down, refusing, unknown
+    host, timed out): a request that meets it answers 503, not 500 (origin.http)."""
+    if isinstance(exc, sa.exc.DBAPIError):
+        if exc.connection_invalidated or isinstance(exc.orig, OSError):
+            return True
+        return isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError))
+    if isinstance(exc, sa.exc.TimeoutError):  # the pool's
+        return True
+    return isinstance(exc, (ConnectionError, TimeoutError, socket.gaierror)) or (
+        type(exc).__module__.startswith("asyncpg")
+        and type(exc).__name__
+        in ("CannotConnectNowError", "ConnectionDoesNotExistError", "InterfaceError")
+    )
+
+
+def failure_line(exc: BaseException) -> str | None:
+    """One line for an error of the database or the file system (a command's operator sees
+    it instead of a traceback: ``imgorigin.cli``), or None for anything else."""
+    said = str(exc)
+    if isinstance(exc, sa.exc.DBAPIError) and isinstance(exc.orig, BaseException):
+        said = str(exc.orig)  # the driver's words, without SQLAlchemy's decoration
+        if isinstance(exc.orig, OSError):
+            exc = exc.orig
+    if isinstance(exc, OSError):
+        where = f" {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}".strip()
+    if isinstance(exc, sa.exc.SQLAlchemyError) or type(exc).__module__.startswith("asyncpg"):
+        text = said.strip().splitlines()[0] if said.strip() else type(exc).__name__
+        return f"the database: {text[:300]}"
+    return None
 
 
 class Database:

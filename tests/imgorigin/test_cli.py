@@ -116,6 +116,22 @@ async def test_readyz_is_503_when_the_database_is_unreachable(make_settings) -> 
     assert answer.json()["checks"] == {"database": "unavailable", "storage": "ok"}
 
 
+async def test_requests_are_503_while_the_database_is_unreachable(make_settings) -> None:  # type: ignore[no-untyped-def]
+    """An image URL and an admin call answer 503 ``unavailable`` with ``Retry-After`` (they
+    were 500 ``internal_error`` with a traceback each: a CDN may keep a 500, and it is not
+    the service's bug)."""
+    from imgorigin.app import create_app
+
+    settings = make_settings(DATABASE_URL="postgresql://nobody:x@127.0.0.1:1/none")
+    async with asgi_client(create_app(settings)) as client:
+        image = await client.get(f"/i/{'a' * 32}/w_10/x.jpg?s={'A' * 43}")
+        login = await client.post("/api/auth/login", json={"email": "a@b.co", "password": "x"})
+    for answer in (image, login):
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["error"]["code"] == "unavailable"
+        assert answer.headers["retry-after"] == "5"
+
+
 def test_gc_removes_only_orphans(base_env: dict[str, str]) -> None:
     settings = Settings.from_environ(base_env)
     user_id, kept_id, orphan_id = (secrets.token_hex(16) for _ in range(3))
@@ -243,3 +259,34 @@ def test_serve_refuses_a_port_or_worker_count_that_cannot_be(
 ) -> None:
     result = command(base_env, "serve", flag, value)
     assert result.returncode == 2 and f"argument {flag}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "args"),
+    [
+        ({"DATABASE_URL": "postgresql://x:y@127.0.0.1:1/z"}, ("migrate",)),
+        ({"DATABASE_URL": "postgresql://x:y@127.0.0.1:1/z"}, ("gc",)),
+        ({"DATABASE_URL": "sqlite:////proc/imgorigin-test.db"}, ("migrate",)),
+        ({"DATABASE_URL": "sqlite:////proc/imgorigin-test.db"}, ("serve",)),
+        ({"DATABASE_URL": "sqlite:////proc/imgorigin-test.db"}, ("worker",)),
+        ({"STORAGE_PATH": "/proc/imgorigin-test/store"}, ("serve",)),
+        ({"STORAGE_PATH": "/proc/imgorigin-test/store"}, ("gc",)),
+    ],
+)
+def test_a_database_or_folder_that_cannot_be_used_is_one_line(
+    base_env: dict[str, str], change: dict[str, str], args: tuple[str, ...]
+) -> None:
+    """Each printed a Python traceback (~130 lines for an unreachable PostgreSQL)."""
+    port = ("--port", str(free_port())) if args == ("serve",) else ()
+    result = command({**base_env, **change}, *args, *port)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"imgorigin: {args[0]}: "), result.stderr
+
+
+def test_a_secrets_file_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    result = command({"SECRETS_FILE": "/proc/imgorigin-test/secrets.json"}, "migrate", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "SECRETS_FILE" in lines[0], result.stderr
