@@ -31,6 +31,7 @@ from origin.settings_groups import Background
 from origin.store.database import Database, Transaction
 from origin.store.queue import Job, JobQueue, LostClaim
 
+FAILING_SAID_SECONDS = 60.0  # a claim that keeps failing is said once per this
 log = logging.getLogger("imgorigin.jobs")
 
 STOP_SECONDS = 10.0  # at a clean stop, running jobs get this long before they are given back
@@ -113,6 +114,8 @@ class Runner:
         self.running: dict[str, tuple[Job, asyncio.Task[None]]] = {}
         self.wake = asyncio.Event()
         self.stopping = False
+        self.failing_since: float | None = None  # monotonic: claims failing since then
+        self.failing_said = 0.0
 
     def nudge(self) -> None:
         """Look for due jobs now (after this process queued some)."""
@@ -129,8 +132,10 @@ class Runner:
                 if free > 0 and kinds:
                     try:
                         claimed = await self.queue.claim(free, kinds, self.per_user)
-                    except Exception:
-                        log.exception("could not claim jobs; trying again")
+                    except Exception as exc:
+                        self._claim_failed(exc)
+                    else:
+                        self._claim_worked()
                 for job in claimed:
                     task = asyncio.create_task(self._one(job))
                     self.running[job.id] = (job, task)
@@ -151,6 +156,28 @@ class Runner:
             beats.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beats
+
+    def _claim_failed(self, exc: Exception) -> None:
+        """The first failure with its traceback; then, while claims keep failing (the
+        database down), one line per ``FAILING_SAID_SECONDS``, not a traceback per poll."""
+        now = time.monotonic()
+        if self.failing_since is None:
+            self.failing_since = self.failing_said = now
+            log.exception("could not claim jobs; trying again")
+        elif now - self.failing_said >= FAILING_SAID_SECONDS:
+            self.failing_said = now
+            said = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            log.warning(
+                "still cannot claim jobs after %.0f s (%s: %s); trying again",
+                now - self.failing_since,
+                type(exc).__name__,
+                said,
+            )
+
+    def _claim_worked(self) -> None:
+        if self.failing_since is not None:
+            log.warning("claiming jobs again after %.0f s", time.monotonic() - self.failing_since)
+            self.failing_since = None
 
     def _open_slots(self) -> tuple[int, tuple[str, ...]]:
         """How many jobs to claim now, and of which kinds: one kind holds at most half of
