@@ -347,3 +347,18 @@ async def test_a_job_whose_last_try_died_with_its_process_fails_saying_so(
     assert messages == ["the job's process died during its last try"]
     row = await state(database, job_id)
     assert (row.state, row.last_error, row.attempts) == ("failed", "crashed", 3)
+
+
+async def test_claims_failing_for_a_while_are_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The database unreachable: one traceback, not one per poll (~100 lines a second)."""
+    down = Database("postgresql://nobody:x@127.0.0.1:1/none")
+    try:
+        runner = Runner(down, {"test": Recorder()}, settings(poll=0.02), Metrics())
+        with caplog.at_level("WARNING", logger="imgorigin.jobs"):
+            await run_for(runner, 0.6)
+    finally:
+        await down.close()
+    said = [r for r in caplog.records if r.name == "imgorigin.jobs"]
+    assert len(said) == 1 and said[0].exc_info is not None, [r.message for r in said]
