@@ -1,6 +1,9 @@
 # imgorigin: a slim, non-root image serving the origin and the admin API on port 8000.
 #   docker build -t imgorigin .
-#   docker run -p 8000:8000 -e IMGORIGIN_ENV=production -e JWT_SECRET=… -e URL_SIGNING_KEYS=k1:… imgorigin
+#   docker run --rm -v imgorigin-data:/data imgorigin migrate
+#   docker run -p 8000:8000 -v imgorigin-data:/data -e IMGORIGIN_ENV=production -e JWT_SECRET=… -e URL_SIGNING_KEYS=k1:… imgorigin
+# (one named volume for both: the SQLite database, local storage and secrets live in /data;
+# with PostgreSQL and S3, pass DATABASE_URL and the storage settings to both instead)
 
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -9,7 +12,7 @@ RUN python -m venv /opt/imgorigin
 COPY requirements.lock ./
 # Pinned runtime dependencies first (a cached layer); libvips comes from the pyvips-binary wheel.
 # Every file is checked against its hash in the lock; --no-deps: the lock is the whole set
-# (tests/foundation/test_lock.py installs it the same way and runs `pip check`).
+# (tests/project/test_lock.py installs it the same way and runs `pip check`).
 RUN /opt/imgorigin/bin/pip install --require-hashes --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY origin ./origin
@@ -32,7 +35,10 @@ ENV PATH=/opt/imgorigin/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     MALLOC_ARENA_MAX=2 \
-    WORKERS=2
+    WORKERS=2 \
+    DATABASE_URL=sqlite:////data/imgorigin.db \
+    STORAGE_PATH=/data/storage \
+    SECRETS_FILE=/data/secrets.json
 USER 10001:10001
 WORKDIR /data
 VOLUME ["/data"]
@@ -40,6 +46,7 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status == 200 else 1)"]
 # `imgorigin serve` takes its number of workers from WORKERS; run `imgorigin migrate` once
-# per database before the first start (docker run … imgorigin migrate).
+# per database before the first start (docker run … imgorigin migrate, on the same volume
+# or DATABASE_URL: serve refuses a database that lacks a migration).
 ENTRYPOINT ["imgorigin"]
 CMD ["serve", "--host", "0.0.0.0", "--port", "8000"]
