@@ -206,7 +206,11 @@ def _sign(settings: Settings, args: argparse.Namespace) -> int:
 def _rewrite(settings: Settings, args: argparse.Namespace) -> int:
     """One signed URL per translated line on stdout; each other line on stderr with why."""
     source = settings.sources.get(args.source)
-    base_url = args.base_url or (source.base_url if source is not None else None)
+    if source is None:
+        known = ", ".join(sorted(settings.sources)) or "none: set SOURCES_FILE"
+        print(f"imgorigin: no source named {args.source!r} (sources: {known})", file=sys.stderr)
+        return 2
+    base_url = args.base_url or source.base_url
     if base_url is None:
         print("imgorigin: --base-url is needed (the source has no base_url)", file=sys.stderr)
         return 2

@@ -4,8 +4,10 @@ origin answers with the image the old URL described."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -73,7 +75,7 @@ async def test_rewritten_urls_answer_as_the_old_ones_did(
     assert (image.width, image.height) == size
 
 
-def test_the_command_prints_what_it_can_and_says_what_it_cannot() -> None:
+def test_the_command_prints_what_it_can_and_says_what_it_cannot(tmp_path: Path) -> None:
     lines = "\n".join(
         [
             "/S/rs:fit:300:200/plain/https://media.shop.example/uploads/a.jpg@webp",
@@ -97,14 +99,36 @@ def test_the_command_prints_what_it_can_and_says_what_it_cannot() -> None:
         capture_output=True,
         text=True,
         timeout=60,
-        env={
-            "PATH": os.environ["PATH"],
-            "URL_SIGNING_KEYS": f"op:{OPERATOR_SECRET}",
-            "JWT_SECRET": "j",
-        },
+        env=rewrite_env(tmp_path),
     )
     assert done.returncode == 1
     (url,) = done.stdout.split()
     assert url.startswith("https://img.example/r/shop/c_limit,w_300,h_200/-/a.jpg@webp?s=")
     assert "not under https://media.shop.example/uploads/" in done.stderr
     assert "option 'wm:0.5'" in done.stderr
+
+
+def rewrite_env(tmp_path: Path) -> dict[str, str]:
+    sources = tmp_path / "sources.json"
+    shop = {"type": "http", "base_url": "https://media.shop.example/uploads/"}
+    sources.write_text(json.dumps({"shop": shop}))
+    return {
+        "PATH": os.environ["PATH"],
+        "URL_SIGNING_KEYS": f"op:{OPERATOR_SECRET}",
+        "JWT_SECRET": "j",
+        "SOURCES_FILE": str(sources),
+    }
+
+
+def test_an_unknown_source_is_refused_in_one_line(tmp_path: Path) -> None:
+    """It printed signed URLs of a source the origin does not have (each a 404), exit 0."""
+    done = subprocess.run(
+        [IMGORIGIN, "rewrite-urls", "--source", "shpo", "--base-url", "https://x.example/"],
+        input="/S/rs:fit:300:200/plain/https://x.example/a.jpg\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=rewrite_env(tmp_path),
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip() == "imgorigin: no source named 'shpo' (sources: shop)"
