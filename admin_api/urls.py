@@ -29,7 +29,7 @@ from origin.http import PRIVATE
 from origin.public import url_name
 from origin.records import ImageRecord
 from origin.services import Services
-from origin.signing import sign_url
+from origin.signing import MAX_EXPIRES_IN, sign_url
 from origin.sources.paths import CHAIN_SAFE
 from origin.transforms.budget import output_size
 from origin.transforms.formats import EXTENSIONS, FILE_EXTENSIONS
@@ -37,7 +37,6 @@ from origin.transforms.parse import parse_chain, parse_path
 from origin.transforms.plan import Plan
 
 URL_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}", re.ASCII)
-MAX_EXPIRES_IN = 10 * 365 * 24 * 3600
 
 
 def image_path(image: ImageRecord, chain: str = "", ext: str | None = None) -> str:

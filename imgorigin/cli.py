@@ -33,7 +33,7 @@ from origin.errors import Unavailable
 from origin.permissions import make_private_dirs
 from origin.services import limits_of, open_services
 from origin.settings import Settings
-from origin.signing import sign_policy, sign_url
+from origin.signing import MAX_EXPIRES_IN, sign_policy, sign_url
 from origin.store.database import Database, failure_line
 from origin.store.migrations import migrate, unapplied
 
@@ -58,6 +58,26 @@ def _workers(value: str) -> int:
     return number
 
 
+def _from_environ(name: str, check: Any) -> Any:
+    """An option whose default is the environment variable ``name``: its error names both."""
+
+    def checked(value: str) -> Any:
+        try:
+            return check(value)
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentTypeError(f"{exc} (the option or {name})") from None
+
+    checked.__name__ = check.__name__
+    return checked
+
+
+def _expires_in(value: str) -> int:
+    number = _whole(value)
+    if not 1 <= number <= MAX_EXPIRES_IN:
+        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_EXPIRES_IN} seconds, not {value!r}")
+    return number
+
+
 def _whole(value: str) -> int:
     if not (value.isascii() and value.isdigit()):
         raise argparse.ArgumentTypeError(f"must be a whole number, not {value!r}")
@@ -71,11 +91,16 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the origin and the admin API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_port, default=8000)
-    serve.add_argument("--workers", type=_workers, default=os.environ.get("WORKERS", "1") or "1")
+    serve.add_argument(
+        "--workers",
+        type=_from_environ("WORKERS", _workers),
+        default=os.environ.get("WORKERS", "1") or "1",
+    )
     serve.add_argument("--app", choices=("all", "origin", "admin"), default="all")
     serve.add_argument(
         "--cpu-affinity",
-        type=_affinity,  # argparse applies it to a string default too: WORKER_CPU_AFFINITY
+        # argparse applies it to a string default too: WORKER_CPU_AFFINITY
+        type=_from_environ("WORKER_CPU_AFFINITY", _affinity),
         default=os.environ.get("WORKER_CPU_AFFINITY", "off") or "off",
         help="auto: with one worker per CPU, each on its own CPU (imgorigin.supervisor); off",
     )
@@ -87,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sign = commands.add_parser("sign", help="print PATH with its signed query string")
     sign.add_argument("path", metavar="PATH")
-    sign.add_argument("--expires-in", type=int, metavar="SECONDS")
+    sign.add_argument("--expires-in", type=_expires_in, metavar="SECONDS")
     sign.add_argument(
         "--policy",
         metavar="POLICY",
@@ -256,9 +281,12 @@ async def _migrate(settings: Settings) -> list[int]:
 
 def _seconds(text: str) -> float:
     """A finite, non-negative number of seconds (argparse's type for ``--min-age``)."""
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
     if not math.isfinite(value) or value < 0:
-        raise ValueError(text)
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, 0 or more, not {text!r}")
     return value
 
 

@@ -24,6 +24,7 @@ from origin.errors import OriginError
 from origin.policy import Policy, check_template, parse_policy, signed_text
 
 SIGNATURE_LENGTH = 43
+MAX_EXPIRES_IN = 10 * 365 * 24 * 3600  # the longest expiry a minted URL may be given
 
 
 def _key_bytes(key: bytes | str) -> bytes:

@@ -290,3 +290,23 @@ def test_a_secrets_file_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "SECRETS_FILE" in lines[0], result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "said"),
+    [
+        ({"WORKERS": "abc"}, ("serve",), "WORKERS"),  # it named only --workers
+        ({"WORKER_CPU_AFFINITY": "on"}, ("serve",), "WORKER_CPU_AFFINITY"),
+        ({}, ("gc", "--min-age", "-1"), "argument --min-age: must be a number of seconds"),
+        ({}, ("sign", "/i/x/a.jpg", "--expires-in", "-60"), "argument --expires-in: must"),
+        ({}, ("sign", "/i/x/a.jpg", "--expires-in", "9" * 20), "argument --expires-in: must"),
+    ],
+)
+def test_bad_options_say_what_they_need(
+    base_env: dict[str, str], env: dict[str, str], args: tuple[str, ...], said: str
+) -> None:
+    """gc's said "invalid _seconds value"; sign printed an expired URL, or one the origin
+    refuses, with status 0."""
+    result = command({**base_env, **env}, *args)
+    assert result.returncode == 2 and said in result.stderr, result.stderr
+    assert result.stdout == "" and "Traceback" not in result.stderr
