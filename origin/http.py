@@ -11,7 +11,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from origin.errors import OriginError
-from origin.store.database import unreachable
+from origin.store.database import DATABASE_ERRORS, unreachable
 
 RETRY_AFTER_SECONDS = 5  # a 503 for a database that cannot be reached
 
@@ -89,5 +89,8 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     OriginError: on_origin_error,
     HTTPException: on_http_exception,
     ClientDisconnect: on_client_gone,
+    # handled by Starlette's exception middleware, so the answer is the whole story (the
+    # catch-all below is the server-error middleware's, which raises again after answering)
+    **dict.fromkeys(DATABASE_ERRORS, on_unexpected),
     Exception: on_unexpected,
 }

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection as SyncConnection
@@ -59,25 +60,51 @@ def async_url(database_url: str) -> str:
     raise ValueError(f"unsupported database URL scheme {scheme!r}")
 
 
+# What a database that cannot be reached raises on the request path: the exception types
+# origin.http answers for (503 when ``unreachable`` says so, else 500).
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    sa.exc.DBAPIError,
+    sa.exc.TimeoutError,
+    ConnectionError,
+    socket.gaierror,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+)
+
+
 def unreachable(exc: BaseException) -> bool:
     """Whether ``exc`` says the database cannot be reached now (down, refusing, unknown
-    host, timed out): a request that meets it answers 503, not 500 (origin.http)."""
+    host, a dropped connection, the pool's wait timed out): a request that meets it answers
+    503, not 500 (origin.http). Errors of a statement (a missing table, a bad value) are
+    not: they are bugs, and keep their traceback."""
     if isinstance(exc, sa.exc.DBAPIError):
-        if exc.connection_invalidated or isinstance(exc.orig, OSError):
+        if exc.connection_invalidated:
             return True
-        return isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError))
-    if isinstance(exc, sa.exc.TimeoutError):  # the pool's
+        exc = exc.orig if isinstance(exc.orig, BaseException) else exc
+        if isinstance(exc, sa.exc.DBAPIError):
+            return False
+        cause = exc.__cause__  # SQLAlchemy's asyncpg adapter keeps asyncpg's error here
+        if isinstance(cause, BaseException) and not isinstance(exc, OSError):
+            exc = cause
+    if isinstance(exc, sa.exc.TimeoutError):
         return True
-    return isinstance(exc, (ConnectionError, TimeoutError, socket.gaierror)) or (
-        type(exc).__module__.startswith("asyncpg")
-        and type(exc).__name__
-        in ("CannotConnectNowError", "ConnectionDoesNotExistError", "InterfaceError")
+    return isinstance(
+        exc,
+        (
+            ConnectionError,
+            socket.gaierror,
+            asyncpg.PostgresConnectionError,
+            asyncpg.CannotConnectNowError,
+            asyncpg.TooManyConnectionsError,
+            asyncpg.ConnectionDoesNotExistError,
+        ),
     )
 
 
 def failure_line(exc: BaseException) -> str | None:
-    """One line for an error of the database or the file system (a command's operator sees
-    it instead of a traceback: ``imgorigin.cli``), or None for anything else."""
+    """One line for an error of the database's driver or the file system (a command's
+    operator sees it instead of a traceback: ``imgorigin.cli``), or None for anything else
+    (a bug keeps its traceback)."""
     said = str(exc)
     if isinstance(exc, sa.exc.DBAPIError) and isinstance(exc.orig, BaseException):
         said = str(exc.orig)  # the driver's words, without SQLAlchemy's decoration
@@ -86,7 +113,7 @@ def failure_line(exc: BaseException) -> str | None:
     if isinstance(exc, OSError):
         where = f" {exc.filename}" if exc.filename else ""
         return f"{exc.strerror or exc}{where}".strip()
-    if isinstance(exc, sa.exc.SQLAlchemyError) or type(exc).__module__.startswith("asyncpg"):
+    if isinstance(exc, (sa.exc.DBAPIError, asyncpg.PostgresError)):
         text = said.strip().splitlines()[0] if said.strip() else type(exc).__name__
         return f"the database: {text[:300]}"
     return None

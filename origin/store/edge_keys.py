@@ -113,7 +113,9 @@ async def take_naming(conn: Transaction, user_id: str, name: str) -> list[str]:
         sa.select(edge_keys.c.image_id, edge_keys.c.key_hash, edge_keys.c.key)
         .join(images, images.c.id == edge_keys.c.image_id)
         .where(images.c.user_id == user_id)
-        .where(edge_keys.c.key.contains(f"t_{name}"))
+        .where(
+            sa.or_(edge_keys.c.key.contains(f"t_{name}"), edge_keys.c.key.contains("%"))
+        )  # a percent-encoded name is found by names_in, which decodes
     )
     picked = [r for r in rows if name in names_in(r.key)]
     for row in picked:

@@ -18,6 +18,7 @@ from origin.records import DerivativeRecord, ImageRecord
 from origin.services import open_services
 from origin.settings import Settings
 from origin.signing import signature
+from tests.asgi import _WithState, lifespan
 from tests.asgi import client as asgi_client
 from tests.conftest import IMGORIGIN, OPERATOR_SECRET, free_port, serving
 
@@ -130,6 +131,32 @@ async def test_requests_are_503_while_the_database_is_unreachable(make_settings)
         assert answer.status_code == 503, answer.text
         assert answer.json()["error"]["code"] == "unavailable"
         assert answer.headers["retry-after"] == "5"
+    # the answer is the whole story: nothing raised on to the server (which logged a
+    # traceback per admin request)
+    app = create_app(settings)
+    async with lifespan(app) as state:
+        transport = httpx.ASGITransport(app=_WithState(app, state), raise_app_exceptions=True)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            login = await http.post("/api/auth/login", json={"email": "a@b.co", "password": "x"})
+    assert login.status_code == 503
+
+
+def test_only_the_databases_and_the_file_systems_errors_are_one_line() -> None:
+    """A bug keeps its traceback and its 500: a statement's error (a missing table) is not
+    'the database is unavailable', and SQLAlchemy's own errors are not the operator's."""
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    from origin.store.database import failure_line, unreachable
+
+    missing = sa.exc.OperationalError("SELECT x", {}, sqlite3.OperationalError("no such table"))
+    assert not unreachable(missing) and failure_line(missing) == "the database: no such table"
+    refused = ConnectionRefusedError(111, "Connection refused")
+    assert unreachable(refused) and failure_line(refused) == "Connection refused"
+    bug = sa.exc.InvalidRequestError("A value is required for bind parameter 'x'")
+    assert not unreachable(bug) and failure_line(bug) is None
+    assert failure_line(ValueError("x")) is None and not unreachable(TypeError("x"))
 
 
 def test_gc_removes_only_orphans(base_env: dict[str, str]) -> None:

@@ -54,7 +54,7 @@ async def test_webhooks_past_the_bound(database: Database, users: Users) -> None
     user_id = await make_user(users)
     repository = Webhooks(database, dataclasses.replace(Background(), webhooks_max_per_user=5))
     creates = [
-        repository.create(user_id, "http://127.0.0.1:9/h", ("image.ready",)) for _ in range(12)
+        repository.create(user_id, f"http://127.0.0.1:9/h{n}", ("image.ready",)) for n in range(12)
     ]
     results = await asyncio.gather(*creates, return_exceptions=True)
     assert sum(isinstance(r, TooManyWebhooks) for r in results) == 7

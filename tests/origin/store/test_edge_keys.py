@@ -71,3 +71,21 @@ async def test_keys_through_a_transformation_edited_or_deleted_since_are_handed_
     assert sorted(stale) == [f"/i/{image.id}/t_card/a.png?s=x|", f"/i/{image.id}/t_hero/a.png?s=x|"]
     async with database.write() as conn:
         assert await edge_keys.take_of_image(conn, image.id) == [f"/i/{image.id}/t_kept/a.png?s=x|"]
+
+
+async def test_a_transformations_keys_include_those_naming_it_percent_encoded(
+    database: Database, users: Users, images: Images
+) -> None:
+    """``t_%63ard`` is ``t_card`` to the URL parser: an edit of ``card`` takes that key too
+    (a filter on the raw key left it in nginx)."""
+    user_id = await make_user(users)
+    image = image_for(user_id)
+    await images.add(image, quota_bytes=10**9)
+    card = TransformationRecord(user_id, "card", "w_40", False, (), NOW, NOW)
+    await Transformations(database).put(card, max_per_user=10)
+    uses = (("card", definition(card)),)
+    keys = [f"/i/{image.id}/t_%63ard/a.png?s=x|", f"/i/{image.id}/t_cards/a.png?s=y|"]
+    served = {(image.id, key): (image.version, image.public, uses) for key in keys}
+    assert await edge_keys.add(database, served) == []
+    async with database.write() as conn:
+        assert await edge_keys.take_naming(conn, user_id, "card") == [keys[0]]
