@@ -203,6 +203,35 @@ async def test_two_replaces_at_once_leave_the_winners_objects_whole(local_api: A
         assert size_of(await local_api.http.get(won["url"])) == (won["width"], won["height"])
 
 
+def slow_replace(
+    api: Api, image_id: str, headers: dict[str, str], png: bytes, gate: asyncio.Event
+) -> asyncio.Task[httpx.Response]:
+    """A multipart replace whose body waits at ``gate`` after its first 100 bytes: the
+    replace has read the image's row, and waits for its file."""
+    boundary = "b0undary"
+    body = (
+        (
+            f"--{boundary}\r\nContent-Disposition: form-data; name=file; filename=n.png\r\n"
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + png
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+
+    async def slowly() -> AsyncIterator[bytes]:
+        yield body[:100]
+        await gate.wait()
+        yield body[100:]
+
+    return asyncio.create_task(
+        api.http.put(
+            f"/api/images/{image_id}",
+            headers={**headers, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+            content=slowly(),
+        )
+    )
+
+
 async def test_a_replace_that_loses_to_a_delete_is_404_and_leaves_nothing(
     local_api: Api,
 ) -> None:
@@ -211,29 +240,8 @@ async def test_a_replace_that_loses_to_a_delete_is_404_and_leaves_nothing(
     meanwhile"), and leaves no object and no charge behind."""
     _, headers = await local_api.user()
     image_id = (await local_api.upload(headers, make_image())).json()["id"]
-    boundary = "b0undary"
-    body = (
-        (
-            f"--{boundary}\r\nContent-Disposition: form-data; name=file; filename=n.png\r\n"
-            "Content-Type: image/png\r\n\r\n"
-        ).encode()
-        + make_image("png", 80, 40)
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
     gate = asyncio.Event()
-
-    async def slowly() -> AsyncIterator[bytes]:
-        yield body[:100]
-        await gate.wait()  # the replace has read its row; its body waits here
-        yield body[100:]
-
-    replace = asyncio.create_task(
-        local_api.http.put(
-            f"/api/images/{image_id}",
-            headers={**headers, "Content-Type": f"multipart/form-data; boundary={boundary}"},
-            content=slowly(),
-        )
-    )
+    replace = slow_replace(local_api, image_id, headers, make_image("png", 80, 40), gate)
     await asyncio.sleep(0.2)
     deleted = await local_api.http.delete(f"/api/images/{image_id}", headers=headers)
     assert deleted.status_code == 204
@@ -251,30 +259,8 @@ async def test_eager_derivatives_asked_for_during_a_replace_are_made_again(
     meanwhile (202 queued) was removed at the commit and never made."""
     _, headers = await local_api.user()
     image_id = (await local_api.upload(headers, make_image())).json()["id"]
-    new_png = make_image("png", 80, 40)
-    boundary = "b0undary"
-    body = (
-        (
-            f"--{boundary}\r\nContent-Disposition: form-data; name=file; filename=n.png\r\n"
-            "Content-Type: image/png\r\n\r\n"
-        ).encode()
-        + new_png
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
     gate = asyncio.Event()
-
-    async def slowly() -> AsyncIterator[bytes]:
-        yield body[:100]
-        await gate.wait()  # the replace has read its head; its body waits here
-        yield body[100:]
-
-    replace = asyncio.create_task(
-        local_api.http.put(
-            f"/api/images/{image_id}",
-            headers={**headers, "Content-Type": f"multipart/form-data; boundary={boundary}"},
-            content=slowly(),
-        )
-    )
+    replace = slow_replace(local_api, image_id, headers, make_image("png", 80, 40), gate)
     await asyncio.sleep(0.2)
     asked = await local_api.http.post(
         f"/api/images/{image_id}/eager",
