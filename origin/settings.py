@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -183,7 +184,7 @@ class Settings:
             ),
             redis_url=_url(environ, "REDIS_URL", schemes=("redis", "rediss", "unix")),
             cors_origins=_cors_origins(environ),
-            forwarded_allow_ips=_list(environ, "FORWARDED_ALLOW_IPS") or ("127.0.0.1",),
+            forwarded_allow_ips=_networks(environ, "FORWARDED_ALLOW_IPS", ("127.0.0.1",)),
             secrets_file=secrets_file,
             **_exposure(environ),
             **_fetching(environ, env),
@@ -302,20 +303,43 @@ def _cors_origins(environ: Mapping[str, str]) -> tuple[str, ...]:
     return origins
 
 
-def _exposure(environ: Mapping[str, str]) -> dict[str, Any]:
-    """What bounds a directly exposed origin: ``METRICS_ALLOW`` and the connection limits."""
-    allowed = _list(environ, "METRICS_ALLOW") or ("127.0.0.1", "::1")
+def _networks(environ: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """Comma-separated addresses or networks (``*``: any)."""
+    allowed = _list(environ, name) or default
     for item in allowed:
         try:
             if item != "*":
                 ipaddress.ip_network(item, strict=False)
         except ValueError:
             raise SettingsError(
-                "METRICS_ALLOW",
+                name,
                 f"expected addresses or networks like 127.0.0.1 or 10.0.0.0/8, got {item[:40]!r}",
             ) from None
+    return allowed
+
+
+HOST = re.compile(
+    r"(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*", re.ASCII
+)
+
+
+def _hosts(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated host names, ``*.example.com`` for subdomains (no scheme, port or
+    path: such an entry could never match a host)."""
+    hosts = tuple(h.lower() for h in _list(environ, name))
+    for host in hosts:
+        if not HOST.fullmatch(host):
+            raise SettingsError(
+                name,
+                f"expected host names like img.example.com or *.example.com, got {host[:60]!r}",
+            )
+    return hosts
+
+
+def _exposure(environ: Mapping[str, str]) -> dict[str, Any]:
+    """What bounds a directly exposed origin: ``METRICS_ALLOW`` and the connection limits."""
     return dict(
-        metrics_allow=allowed,
+        metrics_allow=_networks(environ, "METRICS_ALLOW", ("127.0.0.1", "::1")),
         header_timeout_seconds=_number(environ, "HEADER_TIMEOUT_SECONDS", 10.0, 0.1, 3600),
         body_timeout_seconds=_number(environ, "BODY_TIMEOUT_SECONDS", 60.0, 0.1, 86400),
         max_connections=_integer(environ, "MAX_CONNECTIONS", 1000, 1, 1_000_000),
@@ -337,7 +361,7 @@ def _fetching(environ: Mapping[str, str], env: str) -> dict[str, Any]:
         fetch_timeout_seconds=_number(environ, "FETCH_TIMEOUT_SECONDS", 30, 0.1, 3600),
         fetch_private_hosts=frozenset(h.lower() for h in _list(environ, "FETCH_PRIVATE_HOSTS")),
         fetch_allow_loopback_for_tests=loopback,
-        url_upload_hosts=tuple(h.lower() for h in _list(environ, "URL_UPLOAD_HOSTS")),
+        url_upload_hosts=_hosts(environ, "URL_UPLOAD_HOSTS"),
         url_upload_ports=_ports(environ, "URL_UPLOAD_PORTS"),
         url_uploads_per_minute=_integer(environ, "URL_UPLOADS_PER_MINUTE", 10, 1),
         url_upload_concurrency=_integer(environ, "URL_UPLOAD_CONCURRENCY", 2, 1, 1000),

@@ -95,6 +95,9 @@ def test_production_refuses_generated_secrets(tmp_path: Path, missing: str) -> N
         ("BODY_TIMEOUT_SECONDS", "later"),
         ("MAX_CONNECTIONS", "0"),
         ("MAX_UPLOAD_SIZE", "1_000"),  # int() takes underscores; the contract says digits
+        ("FORWARDED_ALLOW_IPS", "nginx.internal"),  # were taken, and could never match
+        ("URL_UPLOAD_HOSTS", "https://example.com/"),
+        ("URL_UPLOAD_HOSTS", "img.example.com:8080"),
     ],
 )
 def test_bad_values_name_the_variable(tmp_path: Path, variable: str, value: str) -> None:
