@@ -75,7 +75,7 @@ class EagerJobs:
         if made is None:
             return
         record, body = made.record, made.derivative
-        await rows.update(
+        if not await rows.update(
             conn,
             record.id,
             state=DONE,
@@ -83,7 +83,8 @@ class EagerJobs:
             width=body.width,
             height=body.height,
             error_code=None,
-        )
+        ):
+            return  # a replace took the entry meanwhile: its new entry's job reports
         data = {
             "image_id": record.image_id,
             "eager_id": record.id,

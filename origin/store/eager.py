@@ -179,12 +179,14 @@ async def set_state(db: Database, eager_id: str, state: str) -> None:
         await update(conn, eager_id, state=state)
 
 
-async def update(conn: AsyncConnection, eager_id: str, **values: Any) -> None:
-    await conn.execute(
+async def update(conn: AsyncConnection, eager_id: str, **values: Any) -> bool:
+    """False when the entry is gone (its image deleted, or replaced: ``take_all``)."""
+    done = await conn.execute(
         eager_derivatives.update()
         .where(eager_derivatives.c.id == eager_id)
         .values(**values, updated_at=datetime.now(UTC))
     )
+    return bool(done.rowcount)
 
 
 async def mark_failed(

@@ -237,3 +237,44 @@ async def test_the_listing_thumbnail_is_made_eagerly_by_default(
         answer = await api.http.get(image["thumbnail_url"])
         assert answer.status_code == 200 and answer.headers["content-type"] == "image/webp"
         assert tiers(api)["store"] - before["store"] == 1
+
+
+@pytest.mark.parametrize("extra_env", [{"JOBS_IN_SERVE": "0"}])
+async def test_an_eager_job_overtaken_by_a_replace_reports_nothing(app: Api) -> None:
+    """The job made its derivative from the old pixels, and the replace took its entry
+    meanwhile (asking for it again): it reported derivative.ready anyway, with the old
+    pixels' size, for an entry no longer there. The new entry's job reports."""
+    from origin.cache import Derivative, etag_of
+    from origin.jobs.eager import EagerJobs, Made
+    from origin.store import eager as eager_rows
+    from origin.store.tables import webhook_deliveries
+    from origin.store.webhooks import Webhooks
+
+    user_id, headers = await app.user()
+    background = app.services.settings.background
+    await Webhooks(app.services.db, background).create(
+        user_id, "http://127.0.0.1:9/h", ("derivative.ready",)
+    )
+    wanted = json.dumps([{"transform": "w_20", "format": "jpg"}])
+    image = (await upload(app, headers, make_image("jpeg", 64, 48), eager=wanted)).json()
+    (entry,) = [e for e in image["eager"] if e["transform"] == "w_20"]
+    found = await eager_rows.find(app.services.db, entry["id"])
+    assert found is not None
+    record, owner, notification_url = found
+    replaced = await app.http.put(
+        f"/api/images/{image['id']}",
+        headers=headers,
+        files={"file": ("b.png", make_image("png", 80, 40))},
+    )
+    assert replaced.status_code == 200, replaced.text
+    old = Derivative(b"old pixels", "image/jpeg", 20, 15, etag_of("v" * 64))
+    handler = EagerJobs(app.http.app_state["origin"], background)  # type: ignore[attr-defined]
+    async with app.services.db.write() as conn:
+        await handler.done(conn, None, Made(record, owner, notification_url, old, "render"))  # type: ignore[arg-type]
+    async with app.services.db.read() as conn:
+        ready = await conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(webhook_deliveries)
+            .where(webhook_deliveries.c.event_type == "derivative.ready")
+        )
+    assert ready == 0
