@@ -11,9 +11,10 @@ from starlette.responses import JSONResponse, Response
 
 from admin_api.guards import require_user
 from admin_api.requests import now, read_json, services_of
-from origin.errors import BadRequest, NotFound
+from origin.errors import BadRequest, LimitExceeded, NotFound
 from origin.http import NO_STORE
 from origin.records import SigningKeyRecord, is_id, new_id
+from origin.store.keys import MAX_PER_USER, TooManyKeys
 
 
 async def list_keys(request: Request) -> Response:
@@ -31,7 +32,12 @@ async def create_key(request: Request) -> Response:
     key = SigningKeyRecord(
         id=new_id(), user_id=user_id, secret=secrets.token_urlsafe(32), created_at=now()
     )
-    await services_of(request).keys.add(key)
+    try:
+        await services_of(request).keys.add(key)
+    except TooManyKeys:
+        raise LimitExceeded(
+            f"at most {MAX_PER_USER} signing keys per account: delete one first"
+        ) from None
     forget_user_keys(request, user_id)  # this process may hold the list without it
     body = {"id": key.id, "secret": key.secret, "created_at": key.created_at.isoformat()}
     return JSONResponse(body, status_code=201, headers=NO_STORE)

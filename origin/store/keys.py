@@ -5,9 +5,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import sqlalchemy as sa
+
 from origin.records import SigningKeyRecord
-from origin.store.database import Database
-from origin.store.tables import signing_keys
+from origin.store.database import Database, lock_row
+from origin.store.tables import signing_keys, users
+
+# Keys one user may hold: a URL signed by none of them is checked against each (enough for a
+# rotation's overlap and a key per app; more would multiply the work of every bad URL).
+MAX_PER_USER = 10
+
+
+class TooManyKeys(Exception):
+    """Adding the key would pass ``MAX_PER_USER``."""
 
 
 @dataclass(frozen=True)
@@ -15,7 +25,16 @@ class SigningKeys:
     db: Database
 
     async def add(self, key: SigningKeyRecord) -> None:
+        """``TooManyKeys`` (nothing written) when the user holds ``MAX_PER_USER`` already."""
         async with self.db.write() as conn:
+            await lock_row(conn, users, key.user_id)  # the bound: one add at a time
+            held = await conn.scalar(
+                sa.select(sa.func.count())
+                .select_from(signing_keys)
+                .where(signing_keys.c.user_id == key.user_id)
+            )
+            if int(held or 0) >= MAX_PER_USER:
+                raise TooManyKeys(key.user_id)
             await conn.execute(
                 signing_keys.insert().values(
                     id=key.id, user_id=key.user_id, secret=key.secret, created_at=key.created_at

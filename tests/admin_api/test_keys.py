@@ -121,3 +121,20 @@ async def test_renders_a_user_key_causes_are_limited_and_hits_are_not(local_api:
     assert_rendered(await local_api.http.get(operator), 28)
     metrics = (await local_api.http.get("/metrics")).text
     assert 'imgorigin_renders_refused_total{by="user_key"} 1.0' in metrics
+
+
+async def test_an_account_holds_at_most_ten_keys(local_api: Api) -> None:
+    """A URL signed by none of them is checked against each: with no bound, an account of
+    thousands of keys made every bad URL of its images cost thousands of HMACs."""
+    _, headers = await local_api.user()
+    made = await asyncio.gather(
+        *(local_api.http.post("/api/keys", headers=headers) for _ in range(14))
+    )
+    assert sorted(a.status_code for a in made) == [201] * 10 + [400] * 4
+    refused = next(a for a in made if a.status_code == 400)
+    assert_error(refused, 400, "limit_exceeded")
+    listed = (await local_api.http.get("/api/keys", headers=headers)).json()["items"]
+    assert len(listed) == 10
+    gone = await local_api.http.delete(f"/api/keys/{listed[0]['id']}", headers=headers)
+    assert gone.status_code == 204
+    assert (await local_api.http.post("/api/keys", headers=headers)).status_code == 201
