@@ -50,6 +50,14 @@ async def lock_row(conn: Transaction, table: sa.Table, row_id: str) -> bool:
     return found is not None
 
 
+async def count_of_user(conn: Transaction, table: sa.Table, user_id: str) -> int:
+    """How many rows of ``table`` the user holds (under ``lock_row`` of the user: a bound)."""
+    found = await conn.scalar(
+        sa.select(sa.func.count()).select_from(table).where(table.c.user_id == user_id)
+    )
+    return int(found or 0)
+
+
 def async_url(database_url: str) -> str:
     """``sqlite:///x`` / ``postgresql://…`` → the SQLAlchemy URL with the async driver."""
     scheme, rest = database_url.split("://", 1)

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import sqlalchemy as sa
-
 from origin.records import SigningKeyRecord
-from origin.store.database import Database, lock_row
+from origin.store.database import Database, count_of_user, lock_row
 from origin.store.tables import signing_keys, users
 
 # Keys one user may hold: a URL signed by none of them is checked against each (enough for a
@@ -28,12 +26,7 @@ class SigningKeys:
         """``TooManyKeys`` (nothing written) when the user holds ``MAX_PER_USER`` already."""
         async with self.db.write() as conn:
             await lock_row(conn, users, key.user_id)  # the bound: one add at a time
-            held = await conn.scalar(
-                sa.select(sa.func.count())
-                .select_from(signing_keys)
-                .where(signing_keys.c.user_id == key.user_id)
-            )
-            if int(held or 0) >= MAX_PER_USER:
+            if await count_of_user(conn, signing_keys, key.user_id) >= MAX_PER_USER:
                 raise TooManyKeys(key.user_id)
             await conn.execute(
                 signing_keys.insert().values(

@@ -7,10 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-
 from origin.records import TransformationRecord
-from origin.store.database import Database, lock_row
+from origin.store.database import Database, count_of_user, lock_row
 from origin.store.tables import transformations, users
 
 
@@ -35,12 +33,7 @@ class Transformations:
                 stored = _values(record) | {"created_at": found.created_at}
                 await conn.execute(transformations.update().where(where).values(**stored))
                 return record_of(stored)
-            count = await conn.scalar(
-                sa.select(sa.func.count())
-                .select_from(transformations)
-                .where(transformations.c.user_id == record.user_id)
-            )
-            if int(count or 0) >= max_per_user:
+            if await count_of_user(conn, transformations, record.user_id) >= max_per_user:
                 raise TooMany(record.user_id)
             await conn.execute(transformations.insert().values(**_values(record)))
         return record

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from origin.records import new_id
 from origin.settings_groups import Background
 from origin.store import queue
-from origin.store.database import Database, lock_row
+from origin.store.database import Database, count_of_user, lock_row
 from origin.store.tables import users, webhook_deliveries, webhooks
 from origin.webhooks import signing
 from origin.webhooks.events import (
@@ -96,12 +96,10 @@ class Webhooks:
         webhook_id = new_id()
         async with self.db.write() as conn:
             await lock_row(conn, users, user_id)  # the bound: one create at a time
-            count = await conn.scalar(
-                sa.select(sa.func.count())
-                .select_from(webhooks)
-                .where(webhooks.c.user_id == user_id)
-            )
-            if int(count or 0) >= self.background.webhooks_max_per_user:
+            if (
+                await count_of_user(conn, webhooks, user_id)
+                >= self.background.webhooks_max_per_user
+            ):
                 raise TooMany(user_id)
             same = await conn.scalar(
                 sa.select(webhooks.c.id)
