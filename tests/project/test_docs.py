@@ -20,7 +20,7 @@ README = (ROOT / "README.md").read_text()
 def environment_variables() -> set[str]:
     return set(re.findall(r'environ(?:\.get)?\(\s*"([A-Z][A-Z0-9_]+)"', SETTINGS_SOURCE)) | set(
         re.findall(
-            r'_(?:integer|number|choice|list|url|parsed|flag|schedule|ports)\(\s*environ,\s*"([A-Z][A-Z0-9_]+)"',
+            r'_(?:integer|number|choice|list|url|parsed|flag|schedule|ports|networks|hosts)\(\s*environ,\s*"([A-Z][A-Z0-9_]+)"',
             SETTINGS_SOURCE,
         )
     )
