@@ -87,12 +87,9 @@ def named_for(presets: Presets, records: Iterable[TransformationRecord]) -> Name
         return Named(presets.chains, presets.unsigned)
     chains = {r.name: r.chain for r in own} | dict(presets.chains)
     unsigned = {r.name: frozenset(r.formats) for r in own if r.unsigned} | dict(presets.unsigned)
-    text = json.dumps(
-        sorted((r.name, r.chain, r.unsigned, sorted(r.formats)) for r in own),
-        separators=(",", ":"),
-    )
-    version = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
     own_names = MappingProxyType({r.name: definition(r) for r in own})
+    text = json.dumps(sorted(own_names.items()), separators=(",", ":"))
+    version = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
     return Named(MappingProxyType(chains), MappingProxyType(unsigned), version, own_names)
 
 
