@@ -242,7 +242,12 @@ async def test_a_live_run_keeps_its_job_past_the_lease_by_heartbeats(database: D
     [job_id] = await put(database)
     first = Runner(database, {"test": slow}, settings(lease=0.5), Metrics())
     second = Runner(database, {"test": other}, settings(lease=0.5), Metrics())
-    await asyncio.gather(run_for(first, 2.2), run_for(second, 2.2))
+    running = asyncio.create_task(run_for(first, 2.2))
+    for _ in range(100):  # the first runner claims before the second starts polling
+        if slow.runs:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.gather(running, run_for(second, 2.0))
     assert slow.runs == [(job_id, 1)] and other.runs == []
     assert slow.outcomes == ["done"]
 
