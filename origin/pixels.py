@@ -103,6 +103,8 @@ def to_srgb(img: pyvips.Image, keep_profile: bool = False) -> pyvips.Image:
             img.remove("icc-profile-data")  # a broken profile: fall back to plain conversion
     elif img.interpretation == "cmyk":  # no profile: libvips' default CMYK one, same intent
         img = img.icc_transform("srgb", input_profile="cmyk", intent="perceptual")
+    if img.bands < 3 and img.interpretation in ("srgb", "rgb"):
+        img = img.copy(interpretation="b-w")  # grey (with alpha) tagged as colour
     if img.interpretation != "srgb" or img.format != "uchar":
         if img.interpretation in ("multiband", "fourier", "histogram", "matrix"):
             img = img.copy(interpretation="b-w" if img.bands < 3 else "srgb")

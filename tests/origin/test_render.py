@@ -467,6 +467,17 @@ def test_icc_profile_is_converted_to_srgb() -> None:
         assert close(colour_at(img, img.width - 20, img.height - 20)[:3], YELLOW, 12)
 
 
+@pytest.mark.parametrize("tag", ["srgb", "b-w", "multiband"])
+@pytest.mark.parametrize("bands", [1, 2])
+def test_grey_under_any_tag_becomes_srgb_with_its_alpha(tag: str, bands: int) -> None:
+    """A grey image (with alpha) tagged as colour used to stay one or two bands: b_auto's
+    border colour then read past the pixel (IndexError)."""
+    grey = (pyvips.Image.black(8, 6, bands=bands) + [90, 200][:bands]).cast("uchar")
+    img = to_srgb(grey.copy(interpretation=tag))
+    assert (img.bands, img.interpretation, img.format) == (bands + 2, "srgb", "uchar")
+    assert img.getpoint(3, 3) == [90.0, 90.0, 90.0, 200.0][: bands + 2]
+
+
 @pytest.mark.parametrize("ext", ["jpg", "png", "webp", "avif"])
 @pytest.mark.parametrize("chain", ["", "w_100", "r_90"])
 def test_metadata_is_stripped(ext: str, chain: str) -> None:
