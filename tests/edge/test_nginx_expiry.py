@@ -84,8 +84,9 @@ def assert_expired(answer: httpx.Response) -> None:
 def test_a_hit_until_expiry_then_the_origins_403_never_stale(
     tier: Tier, image_id: str, kind: str
 ) -> None:
-    url, exp = expiring_url(image_id, kind, 120, seconds=3)
     with origin_on(tier.env, tier.port):
+        # signed once the origin is up: its start under load may take seconds of the URL's life
+        url, exp = expiring_url(image_id, kind, 120, seconds=4)
         first = httpx.get(tier.url + url, timeout=30)
         assert first.headers["x-cache-status"] == "MISS" and width_of(first) == 120
         control = EXPIRING.fullmatch(first.headers["cache-control"])
