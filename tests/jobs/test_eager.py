@@ -188,7 +188,7 @@ async def test_a_burst_of_eager_work_never_turns_requests_into_503(app: Api) -> 
 def extra_env() -> dict[str, str]:
     return {
         "CONCURRENCY": "2",
-        "QUEUE_TIMEOUT_SECONDS": "0.15",
+        "QUEUE_TIMEOUT_SECONDS": "0.4",
         "RENDER_TIMEOUT_SECONDS": "30",
         "JOB_LEASE_SECONDS": "60",
     }
