@@ -10,7 +10,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, Router
 
 from admin_api import (
     accounts,
@@ -122,6 +122,10 @@ def admin_part(settings: Settings) -> Part:
         }
 
     return Part(
-        routes=[Mount("/api", routes=api_routes(), middleware=middleware), *console_routes()],
+        routes=[
+            # no slash redirects: Starlette's take their Location from the Host header
+            Mount("/api", app=Router(api_routes(), redirect_slashes=False), middleware=middleware),
+            *console_routes(),
+        ],
         start=start,
     )

@@ -182,6 +182,9 @@ class App(Starlette):
 
     def __init__(self, *, fast: Sequence[tuple[str, BaseRoute, ASGIApp]], **kw: Any) -> None:
         super().__init__(**kw)
+        # A path with a slash too many or too few is 404: Starlette's redirect to the other
+        # spelling takes its Location from the Host header (any host a caller names).
+        self.router.redirect_slashes = False
         self.fast = tuple(fast)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

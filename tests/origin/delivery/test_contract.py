@@ -279,6 +279,17 @@ async def test_zero_stage_url_is_re_encoded_without_metadata(service: Service) -
     assert "exif-data" not in img.get_fields()
 
 
+@pytest.mark.parametrize("path", ["/api/images/", "/api/grammar/", "/metrics/", "/healthz/"])
+async def test_a_trailing_slash_is_404_never_a_redirect_to_the_callers_host(
+    service: Service, path: str
+) -> None:
+    """Starlette's slash redirect built its Location from the request's Host header: a
+    redirect to any host the caller named, which a cache in front could keep."""
+    answer = await service.get(path, headers={"Host": "evil.example"})
+    assert answer.status_code == 404 and "location" not in answer.headers
+    assert error_code(answer) == "not_found"
+
+
 async def test_request_id_is_echoed_or_made(service: Service) -> None:
     given = await service.get("/healthz", headers={"X-Request-ID": "abc-123"})
     assert given.headers["x-request-id"] == "abc-123"
