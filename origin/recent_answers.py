@@ -1,10 +1,10 @@
 """Recent answers, ready to send again: tier 0 in front of ``ServeImage`` (one second).
 
-A signed, public, immutable ``/i/…`` answer (a ``GET`` without ``exp``, ``Authorization`` or
-``If-None-Match``, whose ``Vary`` names nothing but ``Accept``) depends only on the exact
-request path, the exact query (``s`` and, for a policy URL, the policy), ``Accept`` and the
-Client Hints sent. ``RecentAnswers`` keeps such answers, keyed by those, for ``SECONDS``: a repeat is
-answered with the same headers and the same body object, without checking the query, the
+A signed, public, immutable ``/i/…`` answer (a ``GET`` without ``exp``, ``Authorization``,
+``If-None-Match`` or nginx's ``X-Imgorigin-Cache-Key``, whose ``Vary`` names nothing but
+``Accept``) depends only on the exact request path, the exact query (``s`` and, for a policy
+URL, the policy), ``Accept`` and the Client Hints sent. ``RecentAnswers`` keeps such answers,
+keyed by those, for ``SECONDS``: a repeat is answered with the same headers and the same body object, without checking the query, the
 signature, the plan or the memory LRU again. The first request after that second takes the
 whole path again (and refreshes the entry), so:
 
@@ -37,6 +37,9 @@ MAX_ENTRIES = 4096
 IMMUTABLE = IMMUTABLE_TEXT.encode("ascii")  # the one Cache-Control a kept answer has
 # Request headers that make an answer personal or conditional: never from the table.
 PERSONAL = frozenset((b"authorization", b"if-none-match"))
+# nginx's cache key (origin.edge_keys): the full path records it, or answers ``no-store`` when
+# no purge could name it (a raw ``#…``); a repeat from the table would do neither.
+EDGE_KEY = b"x-imgorigin-cache-key"
 # Client Hints: part of the key (an answer that depends on them says so in ``Vary`` and is
 # never kept; one that does not is kept once per distinct set of hints, bounded by MAX_ENTRIES).
 HINTS = frozenset(HINT_HEADERS)
@@ -83,7 +86,7 @@ def key_of(raw: bytes, query: bytes, headers: Iterable[tuple[bytes, bytes]]) -> 
             accept = value
         elif name in HINTS:
             hints += ((name, value),)
-        elif name in PERSONAL:
+        elif name in PERSONAL or name == EDGE_KEY:
             return None
     return raw, query, accept, hints
 

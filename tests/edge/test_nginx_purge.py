@@ -222,3 +222,20 @@ def test_urls_nginx_would_key_apart_from_what_the_origin_sees_are_not_stored(
         if first[0] == 200:
             assert first[1]["cache-control"] == "no-store", target
     assert raw_get(edge, signed)[1]["cache-control"].startswith("public")
+
+
+def test_a_fragment_right_after_its_url_is_not_stored_either(purging: tuple[str, str]) -> None:
+    """The same, within a second of the URL itself: the repeat answered from the origin's
+    one-second table (origin.recent_answers) kept its ``immutable`` headers and nginx stored
+    ``…#frag`` for a year, still served after the image's DELETE."""
+    origin, edge = purging
+    auth = account(origin)
+    image_id = str(upload(origin, auth, 64, 48)["id"])
+    signed = sign_url(f"/i/{image_id}/w_50/a.webp", KEY)
+    assert raw_get(edge, signed)[1]["cache-control"].startswith("public")
+    first, second = raw_get(edge, f"{signed}#frag"), raw_get(edge, f"{signed}#frag")
+    assert first[0] == 200 and first[1]["cache-control"] == "no-store"
+    assert second[1].get("x-cache-status") != "HIT"
+    assert httpx.delete(f"{origin}/api/images/{image_id}", headers=auth).status_code == 204
+    until(lambda: raw_get(edge, signed)[0] == 404, 5.0)
+    assert raw_get(edge, f"{signed}#frag")[0] == 404
