@@ -74,3 +74,52 @@ def test_a_source_answer_is_kept_at_the_edge(site: tuple[int, Path], tmp_path: P
         time.sleep(3.1)
         late = httpx.get(edge + expiring, timeout=30)
         assert late.status_code == 403 and late.json()["error"]["code"] == "url_expired"
+
+
+def test_an_object_gone_upstream_is_gone_at_the_edge_after_max_age(
+    site: tuple[int, Path], tmp_path: Path
+) -> None:
+    """Past ``max_age`` nginx asks the origin again; when the object went upstream the origin
+    answers 404 (``no-store``), and nginx passes it on. With a background refresh, nginx
+    answered its stale copy to every request, for good: a refresh that is not stored
+    leaves the old entry in place (each request started another refresh and got STALE)."""
+    port, folder = site
+    shutil.copy(folder / "media" / "astronaut.jpg", folder / "media" / "leaving.jpg")
+    sources = tmp_path / "sources.json"
+    sources.write_text(
+        json.dumps(
+            {
+                "site": {
+                    "type": "http",
+                    "base_url": f"http://127.0.0.1:{port}/media/",
+                    "max_age": 2,
+                    "ttl": 0,
+                    "missing_ttl": 0,
+                }
+            }
+        )
+    )
+    env = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'meta.db'}",
+        "STORAGE_PATH": str(tmp_path / "storage"),
+        "SECRETS_FILE": str(tmp_path / "secrets.json"),
+        "JWT_SECRET": "edge-jwt-secret-" + "e" * 32,
+        "URL_SIGNING_KEYS": f"edge:{KEY}",
+        "SOURCES_FILE": str(sources),
+        "FETCH_ALLOW_LOOPBACK_FOR_TESTS": "1",
+    }
+    migrate_with(env)
+    with serving(env) as origin, nginx_in_front_of(origin) as (edge, _):
+        url = sign_url("/r/site/w_60/-/leaving.jpg@webp", KEY)
+        answers = [httpx.get(edge + url, timeout=30) for _ in range(2)]
+        assert [a.headers["x-cache-status"] for a in answers] == ["MISS", "HIT"]
+        (folder / "media" / "leaving.jpg").unlink()
+        time.sleep(3.1)
+        later = []
+        for _ in range(4):
+            later.append(httpx.get(edge + url, timeout=30))
+            time.sleep(0.2)
+        assert [a.status_code for a in later] == [404] * 4, [
+            (a.status_code, a.headers.get("x-cache-status")) for a in later
+        ]
+        assert later[-1].json()["error"]["code"] == "not_found"
