@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -82,6 +83,17 @@ def test_second_request_is_a_hit_that_never_reaches_the_origin(
     image = pyvips.Image.new_from_buffer(second.content, "")
     assert (image.width, image.height) == (200, 150)
     assert origin_requests(edge) == before
+
+
+def test_each_answer_has_its_own_request_id_hits_too(edge: Edge, account: Account) -> None:
+    """nginx's own ``$request_id``, the one the origin got on a miss: a hit used to carry the
+    id stored with the answer, the request's that filled the cache."""
+    url = edge.url + sign_url(f"/i/{account.image_id}/w_90/ids.jpg", KEY)
+    answers = [httpx.get(url) for _ in range(3)]
+    assert [a.headers["x-cache-status"] for a in answers] == ["MISS", "HIT", "HIT"]
+    ids = [a.headers.get_list("x-request-id") for a in answers]
+    assert all(len(i) == 1 and re.fullmatch(r"[0-9a-f]{32}", i[0]) for i in ids), ids
+    assert len({i[0] for i in ids}) == 3
 
 
 async def test_a_burst_for_one_new_url_renders_once(edge: Edge, account: Account) -> None:
