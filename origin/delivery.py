@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from email.utils import formatdate
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
@@ -151,6 +152,17 @@ def cache_control(access: Access, max_age: int | None = None) -> str:
     return f"public, max-age={left}, must-revalidate"
 
 
+def expires_of(control: str, now: float) -> tuple[tuple[bytes, bytes], ...]:
+    """``Expires`` of an answer with an expiry (its ``Cache-Control`` ends ``must-revalidate``):
+    the request's second plus its ``max-age``. nginx sends a stored answer's headers again
+    without ``Age``, so a ``max-age`` would count again from each hit; the shipped nginx.conf
+    sends such answers on without it, and caches behind nginx count from ``Date`` to this."""
+    if not control.endswith(", must-revalidate"):
+        return ()
+    left = int(control.partition("max-age=")[2].partition(",")[0])
+    return ((b"expires", formatdate(int(now) + left, usegmt=True).encode("ascii")),)
+
+
 @functools.cache
 def vary_headers(negotiated: bool, client_hints: tuple[str, ...]) -> list[tuple[bytes, bytes]]:
     """``Vary`` (Accept with f_auto, the hint headers with w_auto/dpr_auto), and
@@ -195,7 +207,8 @@ class ServeImage:
             uri = f"{path}?{query.decode('latin-1')}" if query else path
             if not origin.edge_keys.note(image, uri, headers.edge_key, uses):
                 control = NOT_STORED  # nginx would keep it under a key no purge can name
-        await deliver(origin, scope, receive, send, wanted, control, headers, tags)
+        extra = tags + expires_of(control, access.now)
+        await deliver(origin, scope, receive, send, wanted, control, headers, extra)
 
 
 async def deliver(

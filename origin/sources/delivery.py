@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from starlette.types import Receive, Scope, Send
 
 from origin.decode import read_header
-from origin.delivery import Origin, deliver
+from origin.delivery import Origin, deliver, expires_of
 from origin.derivatives import Wanted
 from origin.errors import InvalidImage, NotFound, SourceTimeout, SourceUnavailable
 from origin.metrics import Metrics
@@ -125,7 +125,10 @@ class ServeSource:
             )
             control = source_cache_control(max_age, exp, now)
             try:
-                await deliver(origin, scope, receive, send, wanted, control, headers, extra)
+                expires = expires_of(control, now)
+                await deliver(
+                    origin, scope, receive, send, wanted, control, headers, extra + expires
+                )
                 return
             except NotFound:
                 # The kept bytes went (another worker evicted the object, or they were

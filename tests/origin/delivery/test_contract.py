@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from email.utils import parsedate_to_datetime
 
 import pytest
 
@@ -66,6 +67,8 @@ async def test_exp_gives_max_age_until_exp_must_revalidate_and_no_immutable(
         r"public, max-age=([0-9]+), must-revalidate", answer.headers["cache-control"]
     )
     assert control and 595 <= int(control.group(1)) <= 600
+    exp = int(url.split("exp=")[1].split("&")[0])
+    assert parsedate_to_datetime(answer.headers["expires"]).timestamp() == exp  # for nginx
     assert decode(answer.content).width == 50
     revalidated = await service.get(url, headers={"If-None-Match": answer.headers["etag"]})
     assert revalidated.status_code == 304
