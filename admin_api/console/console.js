@@ -660,10 +660,12 @@ function inputsFor(argument, name, overlay) {
     case "colour": {
       const hex = (a.formats || []).map((f) => `[0-9A-Fa-f]{${f.length}}`);
       const names = a.names || [];
+      // b_'s fills, "auto" and "blurred[:1..2000]": the word, then an optional ":<n>"
+      const fills = (a.fills || []).map((f) => (f.includes("[") ? `${f.split("[")[0]}(:[0-9]+)?` : f));
       const list = `${name}-names`;
       const placeholder = [...(a.formats || []).slice(0, 1), ...names.slice(0, 1)].join(", ") + "…";
       return [
-        textInput(name, placeholder, [...hex, ...names].join("|"), { list }),
+        textInput(name, placeholder, [...hex, ...names, ...fills].join("|"), { list }),
         el("datalist", { id: list }, ...names.map((n) => el("option", { value: n }))),
       ];
     }
@@ -863,8 +865,12 @@ function fillOverlayChoices() {
     if (state.selected && image.id === state.selected.id) continue;
     options.push(el("option", { value: image.id, text: image.original_filename }));
   }
+  // A chosen image no longer on this gallery page stays chosen (the chain still names it).
+  if (current && !options.some((o) => o.value === current)) {
+    options.push(el("option", { value: current, text: `${current.slice(0, 8)}… (not on this page)` }));
+  }
   select.replaceChildren(...options);
-  select.value = [...select.options].some((o) => o.value === current) ? current : "";
+  select.value = current;
 }
 
 function value(name) {
@@ -933,6 +939,12 @@ function closeBuilder() {
 }
 
 let previewSeq = 0;
+
+// Text as an HTML attribute value in double quotes.
+function attribute(text) {
+  const entities = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;" };
+  return text.replace(/[&<>"']/g, (c) => entities[c]);
+}
 const schedulePreview = debounce(() => renderPreview(), 250);
 
 function setPreviewState(name) {
@@ -984,7 +996,7 @@ async function renderPreview() {
     const meta = await metaResponse.json();
     if (seq !== previewSeq) return;
     $("#img-tag").value =
-      `<img src="${absolute}" width="${meta.width}" height="${meta.height}" alt="${image.original_filename.replace(/"/g, "&quot;")}">`;
+      `<img src="${absolute}" width="${meta.width}" height="${meta.height}" alt="${attribute(image.original_filename)}">`;
     await loaded($("#preview-img"), url);
     if (seq !== previewSeq) return;
     error.textContent = "";
@@ -995,6 +1007,9 @@ async function renderPreview() {
     if (seq !== previewSeq) return;
     error.textContent = err.message;
     $("#preview-info").textContent = "—";
+    // nothing to copy for a chain that does not render: not the last one's URL
+    $("#signed-url").value = "";
+    $("#img-tag").value = "";
     setPreviewState("error");
   }
 }
@@ -1069,8 +1084,14 @@ async function copy(text, what) {
 
 function setUpBuilder() {
   const controls = $("#controls");
-  controls.addEventListener("input", onControlsChanged);
-  controls.addEventListener("change", onControlsChanged);
+  // Expires is not part of the chain: it signs again, and keeps a chain written by hand.
+  const changed = (event) => {
+    if (event.target.name !== "expires") return onControlsChanged();
+    forgetPicture();
+    schedulePreview();
+  };
+  controls.addEventListener("input", changed);
+  controls.addEventListener("change", changed);
   controls.addEventListener("submit", (event) => event.preventDefault());
   $("#chain").addEventListener("input", () => {
     state.chainEdited = true;

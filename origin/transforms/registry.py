@@ -19,7 +19,8 @@ from origin.transforms.declarations import Rule, Scope, Token, Transform
 PRESET = Token(
     "t",
     "preset",
-    Name(r"[A-Za-z0-9_.-]{1,64}", "malformed preset name"),
+    # "\-": the pattern is also an <input pattern>, which browsers compile with the "v" flag
+    Name(r"[A-Za-z0-9_.\-]{1,64}", "malformed preset name"),
     "A named chain (the operator's PRESETS_FILE, or the image owner's /api/transformations; "
     "presets win), expanded in place: a one-stage chain joins its stage, a longer one must be "
     "alone in its stage; a named chain cannot use t_.",

@@ -3,6 +3,12 @@ OpenAPI document's registry parts come from the same declarations."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+
+import pytest
+
 from admin_api.openapi import openapi_document
 from origin.transforms.effects import AMOUNTS, EFFECTS
 from origin.transforms.parse import parse_path
@@ -49,3 +55,28 @@ def test_openapi_takes_the_registry_parts_from_the_declarations() -> None:
     grammar = paths["/api/grammar"]["get"]["responses"]["200"]["content"]["application/json"]
     effects = grammar["schema"]["properties"]["effects"]["items"]["properties"]["name"]["enum"]
     assert effects == sorted(EFFECTS)
+
+
+def patterns_in(value: object) -> list[str]:
+    if isinstance(value, dict):
+        found = [value["pattern"]] if isinstance(value.get("pattern"), str) else []
+        return found + [p for v in value.values() for p in patterns_in(v)]
+    if isinstance(value, list):
+        return [p for v in value for p in patterns_in(v)]
+    return []
+
+
+async def test_every_pattern_compiles_as_an_input_pattern(local_api: Api) -> None:
+    """The console puts the grammar's patterns in ``<input pattern>``, which browsers compile
+    as ``^(?:…)$`` with the ``v`` flag (an unescaped ``-`` in a class is an error there: the
+    t_ field had no pattern). Node's RegExp is the browsers' engine."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    patterns = patterns_in((await local_api.http.get("/api/grammar")).json())
+    assert len(patterns) >= 1
+    script = "for (const p of JSON.parse(process.argv[1])) new RegExp(`^(?:${p})$`, 'v')"
+    done = subprocess.run(
+        [node, "-e", script, json.dumps(patterns)], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr

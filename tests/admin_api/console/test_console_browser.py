@@ -17,6 +17,7 @@ import html
 import json
 import os
 import re
+import shutil
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -469,6 +470,68 @@ def test_the_builder_is_built_from_the_grammar(live: str, browser: Any, tmp_path
     # The refused grammar's 503 is expected; nothing else may fail.
     unexpected = [p for p in problems if not p.endswith("503 (Service Unavailable)")]
     assert not unexpected, unexpected
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the page, not the database
+def test_the_builder_copies_only_what_it_shows(live: str, browser: Any, tmp_path: Path) -> None:
+    """What a hunt in Chromium found: copy fields kept the last good chain's URL after a bad
+    chain; the <img> tag's alt did not escape ``&``; the watermark picker dropped a choice no
+    longer on the gallery page while the chain kept it; Expires rewrote a hand-written chain;
+    the t_ field had no pattern (not valid with the "v" flag browsers compile patterns with);
+    b_'s pattern refused its fills."""
+    page = browser.pages[0] if browser.pages else browser.new_page()
+    sign_up(page, live, "copies@example.com")
+    shutil.copy(photograph(tmp_path), tmp_path / "mark.jpg")
+    odd = tmp_path / "Tom & Jerry's <best>.jpg"
+    shutil.copy(tmp_path / "astronaut.jpg", odd)
+    page.set_input_files("#file-input", [str(tmp_path / "mark.jpg")])
+    page.wait_for_selector("#gallery li.tile")
+    page.set_input_files("#file-input", [str(odd)])
+    page.wait_for_function("() => document.querySelectorAll('#gallery li.tile').length === 2")
+    page.click("#gallery li.tile:first-child button.primary")  # newest first: the odd name
+    page.wait_for_selector("#controls[data-grammar=ready]")
+
+    # the fields' patterns: t_ has one, and b_ takes its fills
+    assert page.get_attribute("#controls [name=t]", "pattern")
+    for field, text in (("b", "blurred"), ("b", "blurred:40"), ("b", "auto"), ("t", "card-1.x")):
+        page.fill(f"#controls [name={field}]", text)
+        valid = page.eval_on_selector(f"#controls [name={field}]", "f => f.validity.valid")
+        assert valid, (field, text)
+        page.fill(f"#controls [name={field}]", "")
+
+    # the <img> tag's alt, escaped for an attribute
+    page.fill("#controls [name=w]", "120")
+    page.wait_for_selector('#preview[data-state=ready][data-chain="w_120"]')
+    tag = page.input_value("#img-tag")
+    assert 'alt="Tom &amp; Jerry&#x27;s &lt;best&gt;.jpg"' in tag, tag
+
+    # Expires signs again and keeps a chain written by hand
+    page.fill("#chain", "w_123")
+    page.wait_for_selector('#preview[data-state=ready][data-chain="w_123"]')
+    page.select_option("#controls [name=expires]", "3600")
+    page.wait_for_function("() => document.querySelector('#signed-url').value.includes('exp=')")
+    assert page.input_value("#chain") == "w_123"
+    assert "/w_123/" in page.input_value("#signed-url")
+
+    # a chain that does not render leaves nothing to copy
+    page.fill("#chain", "w_123,zz_1")
+    page.wait_for_selector("#preview[data-state=error]")
+    assert page.input_value("#signed-url") == "" and page.input_value("#img-tag") == ""
+
+    # the watermark chosen stays chosen when its image leaves the gallery page
+    page.click("#reset-builder")
+    other = page.eval_on_selector(
+        "#controls [name=li]", "s => [...s.options].map(o => o.value).filter(Boolean)"
+    )
+    assert len(other) == 1
+    page.select_option("#controls [name=li]", other[0])
+    assert page.input_value("#chain") == f"l_{other[0]}"
+    page.click("#gallery li.tile:last-child button.danger")
+    page.wait_for_selector("#confirm-delete[open]")
+    page.click("#confirm-yes")
+    page.wait_for_function("() => document.querySelectorAll('#gallery li.tile').length === 1")
+    assert page.input_value("#controls [name=li]") == other[0]
+    assert page.input_value("#chain") == f"l_{other[0]}"
 
 
 @contextmanager
