@@ -4,9 +4,9 @@ A signed, public, immutable ``/i/…`` answer (a ``GET`` without ``exp``, ``Auth
 ``If-None-Match`` or nginx's ``X-Imgorigin-Cache-Key``, whose ``Vary`` names nothing but
 ``Accept``) depends only on the exact request path, the exact query (``s`` and, for a policy
 URL, the policy), ``Accept`` and the Client Hints sent. ``RecentAnswers`` keeps such answers,
-keyed by those, for ``SECONDS``: a repeat is answered with the same headers and the same body object, without checking the query, the
-signature, the plan or the memory LRU again. The first request after that second takes the
-whole path again (and refreshes the entry), so:
+keyed by those, for ``SECONDS``: a repeat is answered with the same headers and the same body
+object, without checking the query, the signature, the plan or the memory LRU again. The
+first request after that second takes the whole path again (and refreshes the entry), so:
 
 - a deletion (or a deleted signing key) reaches this process at once (``forget_*`` bump the
   lookup's epoch, which invalidates every entry) and other processes within the lookup's TTL

@@ -33,20 +33,12 @@ def site() -> Iterator[tuple[int, Path]]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_a_source_answer_is_kept_at_the_edge(site: tuple[int, Path], tmp_path: Path) -> None:
-    port, _ = site
+def source_env(tmp_path: Path, port: int, **source: int) -> dict[str, str]:
+    """A migrated origin's environment with the source ``site`` (the test website's
+    ``/media/``, with ``source``'s settings)."""
     sources = tmp_path / "sources.json"
-    sources.write_text(
-        json.dumps(
-            {
-                "site": {
-                    "type": "http",
-                    "base_url": f"http://127.0.0.1:{port}/media/",
-                    "max_age": 600,
-                }
-            }
-        )
-    )
+    site = {"type": "http", "base_url": f"http://127.0.0.1:{port}/media/", **source}
+    sources.write_text(json.dumps({"site": site}))
     env = {
         "DATABASE_URL": f"sqlite:///{tmp_path / 'meta.db'}",
         "STORAGE_PATH": str(tmp_path / "storage"),
@@ -57,6 +49,12 @@ def test_a_source_answer_is_kept_at_the_edge(site: tuple[int, Path], tmp_path: P
         "FETCH_ALLOW_LOOPBACK_FOR_TESTS": "1",
     }
     migrate_with(env)
+    return env
+
+
+def test_a_source_answer_is_kept_at_the_edge(site: tuple[int, Path], tmp_path: Path) -> None:
+    port, _ = site
+    env = source_env(tmp_path, port, max_age=600)
     with serving(env) as origin, nginx_in_front_of(origin) as (edge, _):
         url = sign_url("/r/site/w_120,h_80,c_fill/-/astronaut.jpg@webp", KEY)
         answers = [httpx.get(edge + url, timeout=30) for _ in range(3)]
@@ -85,30 +83,7 @@ def test_an_object_gone_upstream_is_gone_at_the_edge_after_max_age(
     leaves the old entry in place (each request started another refresh and got STALE)."""
     port, folder = site
     shutil.copy(folder / "media" / "astronaut.jpg", folder / "media" / "leaving.jpg")
-    sources = tmp_path / "sources.json"
-    sources.write_text(
-        json.dumps(
-            {
-                "site": {
-                    "type": "http",
-                    "base_url": f"http://127.0.0.1:{port}/media/",
-                    "max_age": 2,
-                    "ttl": 0,
-                    "missing_ttl": 0,
-                }
-            }
-        )
-    )
-    env = {
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'meta.db'}",
-        "STORAGE_PATH": str(tmp_path / "storage"),
-        "SECRETS_FILE": str(tmp_path / "secrets.json"),
-        "JWT_SECRET": "edge-jwt-secret-" + "e" * 32,
-        "URL_SIGNING_KEYS": f"edge:{KEY}",
-        "SOURCES_FILE": str(sources),
-        "FETCH_ALLOW_LOOPBACK_FOR_TESTS": "1",
-    }
-    migrate_with(env)
+    env = source_env(tmp_path, port, max_age=2, ttl=0, missing_ttl=0)
     with serving(env) as origin, nginx_in_front_of(origin) as (edge, _):
         url = sign_url("/r/site/w_60/-/leaving.jpg@webp", KEY)
         answers = [httpx.get(edge + url, timeout=30) for _ in range(2)]
