@@ -31,7 +31,6 @@ from origin.transforms.plan import Plan, Stage
 from origin.transforms.registry import PLAN_KEYS, RULES, STAGE_ORDER, TOKENS, in_slot
 
 _KEY = re.compile(r"[a-z]{1,4}", re.ASCII)
-_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")  # a % not followed by two hex digits
 EMPTY = Stage()
 
 
@@ -47,8 +46,6 @@ def split_tokens(stage: str, limits: Limits) -> list[Written]:
         token = TOKENS.get(key)
         if token is None or token.argument is None:
             raise bad(raw, "unknown token")
-        if "%" in encoded and _BAD_ESCAPE.search(encoded):
-            raise bad(raw, "malformed percent escape (a literal % is %25)")
         try:
             text = unquote_to_bytes(encoded).decode("utf-8")
         except UnicodeDecodeError:
