@@ -865,12 +865,14 @@ function fillOverlayChoices() {
     if (state.selected && image.id === state.selected.id) continue;
     options.push(el("option", { value: image.id, text: image.original_filename }));
   }
-  // A chosen image no longer on this gallery page stays chosen (the chain still names it).
-  if (current && !options.some((o) => o.value === current)) {
+  // A chosen image no longer on this gallery page stays chosen (the chain still names it),
+  // unless it is the image the builder now shows (never its own watermark).
+  const keep = current && !(state.selected && current === state.selected.id);
+  if (keep && !options.some((o) => o.value === current)) {
     options.push(el("option", { value: current, text: `${current.slice(0, 8)}… (not on this page)` }));
   }
   select.replaceChildren(...options);
-  select.value = current;
+  select.value = keep ? current : "";
 }
 
 function value(name) {

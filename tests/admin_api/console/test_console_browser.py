@@ -526,6 +526,12 @@ def test_the_builder_copies_only_what_it_shows(live: str, browser: Any, tmp_path
     assert len(other) == 1
     page.select_option("#controls [name=li]", other[0])
     assert page.input_value("#chain") == f"l_{other[0]}"
+    page.click("#gallery li.tile:last-child button.primary")  # the watermark's own builder
+    assert page.input_value("#controls [name=li]") == ""  # never its own watermark
+    assert f"l_{other[0]}" not in page.input_value("#chain")
+    page.click("#gallery li.tile:first-child button.primary")
+    page.select_option("#controls [name=li]", other[0])
+    assert page.input_value("#chain") == f"l_{other[0]}"
     page.click("#gallery li.tile:last-child button.danger")
     page.wait_for_selector("#confirm-delete[open]")
     page.click("#confirm-yes")
