@@ -30,16 +30,16 @@ from origin.access_log import AccessLog, Timings, own_timings, request_id
 from origin.hints import HEADERS as HINT_HEADERS
 from origin.http import IMMUTABLE as IMMUTABLE_TEXT
 from origin.metrics import Metrics
+from origin.request import EDGE_KEY
 
 SECONDS = 1.0
 AT_ONCE = "answer_at_once"  # the lifespan state's AtOnce, read by imgorigin.protocol
 MAX_ENTRIES = 4096
 IMMUTABLE = IMMUTABLE_TEXT.encode("ascii")  # the one Cache-Control a kept answer has
-# Request headers that make an answer personal or conditional: never from the table.
-PERSONAL = frozenset((b"authorization", b"if-none-match"))
-# nginx's cache key (origin.edge_keys): the full path records it, or answers ``no-store`` when
-# no purge could name it (a raw ``#…``); a repeat from the table would do neither.
-EDGE_KEY = b"x-imgorigin-cache-key"
+# Request headers whose request never comes from the table: those that make an answer
+# personal or conditional, and nginx's cache key (origin.edge_keys: the full path records it,
+# or answers ``no-store`` when no purge could name it, as for a raw ``#…``).
+NOT_KEPT = frozenset((b"authorization", b"if-none-match", EDGE_KEY))
 # Client Hints: part of the key (an answer that depends on them says so in ``Vary`` and is
 # never kept; one that does not is kept once per distinct set of hints, bounded by MAX_ENTRIES).
 HINTS = frozenset(HINT_HEADERS)
@@ -86,7 +86,7 @@ def key_of(raw: bytes, query: bytes, headers: Iterable[tuple[bytes, bytes]]) -> 
             accept = value
         elif name in HINTS:
             hints += ((name, value),)
-        elif name in PERSONAL or name == EDGE_KEY:
+        elif name in NOT_KEPT:
             return None
     return raw, query, accept, hints
 
