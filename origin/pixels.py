@@ -86,6 +86,9 @@ def has_alpha(img: pyvips.Image) -> bool:
     return bool(img.bands in (2, 4))
 
 
+UNTAGGED = ("multiband", "fourier", "histogram", "matrix")  # interpretations of no colour space
+
+
 def to_srgb(img: pyvips.Image, keep_profile: bool = False) -> pyvips.Image:
     """Embedded ICC profile -> sRGB; any interpretation or depth -> 8-bit sRGB, 3 or 4 bands.
     Every source passes here first: a render's deadline watches it (origin.deadline).
@@ -103,11 +106,10 @@ def to_srgb(img: pyvips.Image, keep_profile: bool = False) -> pyvips.Image:
             img.remove("icc-profile-data")  # a broken profile: fall back to plain conversion
     elif img.interpretation == "cmyk":  # no profile: libvips' default CMYK one, same intent
         img = img.icc_transform("srgb", input_profile="cmyk", intent="perceptual")
-    if img.bands < 3 and img.interpretation in ("srgb", "rgb"):
-        img = img.copy(interpretation="b-w")  # grey (with alpha) tagged as colour
+    if img.interpretation in UNTAGGED or (img.bands < 3 and img.interpretation in ("srgb", "rgb")):
+        # no colour space, or colour claimed for grey (with alpha): the bands say which
+        img = img.copy(interpretation="b-w" if img.bands < 3 else "srgb")
     if img.interpretation != "srgb" or img.format != "uchar":
-        if img.interpretation in ("multiband", "fourier", "histogram", "matrix"):
-            img = img.copy(interpretation="b-w" if img.bands < 3 else "srgb")
         img = img.colourspace("srgb")
     if img.format != "uchar":
         img = img.cast("uchar")
