@@ -42,6 +42,12 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// Text as an HTML attribute value in double quotes (for markup the user copies).
+function attribute(text) {
+  const entities = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;" };
+  return text.replace(/[&<>"']/g, (c) => entities[c]);
+}
+
 function debounce(fn, ms) {
   let timer = 0;
   return (...args) => {
@@ -912,6 +918,11 @@ function chainFromControls() {
 function onControlsChanged() {
   state.chainEdited = false;
   $("#chain").value = chainFromControls();
+  signAgain();
+}
+
+// The chain or the expiry changed: the <picture> made for the old ones goes, a preview follows.
+function signAgain() {
   forgetPicture();
   schedulePreview();
 }
@@ -941,12 +952,6 @@ function closeBuilder() {
 }
 
 let previewSeq = 0;
-
-// Text as an HTML attribute value in double quotes.
-function attribute(text) {
-  const entities = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;" };
-  return text.replace(/[&<>"']/g, (c) => entities[c]);
-}
 const schedulePreview = debounce(() => renderPreview(), 250);
 
 function setPreviewState(name) {
@@ -1087,18 +1092,13 @@ async function copy(text, what) {
 function setUpBuilder() {
   const controls = $("#controls");
   // Expires is not part of the chain: it signs again, and keeps a chain written by hand.
-  const changed = (event) => {
-    if (event.target.name !== "expires") return onControlsChanged();
-    forgetPicture();
-    schedulePreview();
-  };
+  const changed = (event) => (event.target.name === "expires" ? signAgain() : onControlsChanged());
   controls.addEventListener("input", changed);
   controls.addEventListener("change", changed);
   controls.addEventListener("submit", (event) => event.preventDefault());
   $("#chain").addEventListener("input", () => {
     state.chainEdited = true;
-    forgetPicture();
-    schedulePreview();
+    signAgain();
   });
   $("#reset-builder").addEventListener("click", () => {
     controls.reset();
