@@ -99,11 +99,30 @@ def worker(address: Listen, serve: Callable[[socket.socket], None], cpu: int | N
 
 def pin(cpu: int) -> None:
     """This process on ``cpu`` alone: every thread it has (the imports that unpickled this
-    worker's target started some: numpy's, libvips') and so every thread they start."""
+    worker's target started some: numpy's, libvips') and so every thread they start.
+
+    A thread not yet pinned may start another while the threads are being pinned, and the new
+    one is not in the listing: so list again until a listing finds every thread on ``cpu``."""
     tasks = Path("/proc/self/task")
-    for tid in [int(t.name) for t in tasks.iterdir()] if tasks.is_dir() else [0]:
-        with contextlib.suppress(ProcessLookupError):  # a thread that has just ended
-            os.sched_setaffinity(tid, {cpu})
+    if not tasks.is_dir():
+        os.sched_setaffinity(0, {cpu})
+        return
+    while True:
+        listed = [int(task.name) for task in tasks.iterdir()]
+        loose = [tid for tid in listed if _cpus(tid) not in ({cpu}, None)]
+        if not loose:
+            return
+        for tid in loose:
+            with contextlib.suppress(ProcessLookupError):  # a thread that has just ended
+                os.sched_setaffinity(tid, {cpu})
+
+
+def _cpus(tid: int) -> set[int] | None:
+    """The CPUs thread ``tid`` may run on (None: it has ended)."""
+    try:
+        return os.sched_getaffinity(tid)
+    except ProcessLookupError:
+        return None
 
 
 @dataclass
