@@ -36,12 +36,12 @@ from admin_api.requests import (
     nudge,
     optional,
     owned_image,
-    plain_int,
     read_json,
     read_object,
     services_of,
 )
 from admin_api.urls import image_path, signed
+from origin.digits import plain_int
 from origin.errors import BadRequest, Conflict, NotFound, OriginError, PayloadTooLarge
 from origin.http import PRIVATE_IMAGE
 from origin.ingest import ingest_upload, replace_upload
@@ -96,7 +96,7 @@ async def upload(request: Request) -> Response:
     if request.headers.get("content-type", "").split(";")[0].strip().lower() == JSON:
         return await upload_from_url(request, services, user_id)
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > settings.max_upload_size + ENVELOPE_BYTES:
+    if plain_int(declared) and int(declared) > settings.max_upload_size + ENVELOPE_BYTES:
         raise PayloadTooLarge(
             f"the file is larger than the {settings.max_upload_size}-byte upload limit"
         )
@@ -235,7 +235,7 @@ async def replace_image(request: Request) -> Response:
             data = (await url_upload.fetch_image(request, settings, body.url)).body
     else:
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > settings.max_upload_size + ENVELOPE_BYTES:
+        if plain_int(declared) and int(declared) > settings.max_upload_size + ENVELOPE_BYTES:
             raise PayloadTooLarge(
                 f"the file is larger than the {settings.max_upload_size}-byte upload limit"
             )

@@ -83,12 +83,6 @@ def holds_nul(value: Any) -> bool:
     return False
 
 
-def plain_int(text: str) -> bool:
-    """Whether ``text`` is a number in ASCII digits (``str.isdigit`` also takes ``٣`` and
-    ``²``, which ``int`` reads as 3 or refuses)."""
-    return text.isascii() and text.isdigit()
-
-
 def string_field(data: dict[str, Any], name: str) -> str:
     value = data.get(name)
     if not isinstance(value, str):

@@ -16,6 +16,7 @@ import html
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from origin.digits import plain_int
 from origin.errors import BadRequest, LimitExceeded, shown
 from origin.transforms.formats import EXTENSIONS, FILE_EXTENSIONS, MEDIA_TYPES
 from origin.transforms.limits import Limits
@@ -122,7 +123,7 @@ def parse_formats(text: str) -> tuple[str, ...]:
 
 
 def _integer(name: str, text: str) -> int:
-    if not text.isascii() or not text.isdigit() or len(text) > 10:
+    if not plain_int(text) or len(text) > 10:
         raise BadRequest(f"'{name}' must be positive whole numbers: '{shown(text)}'")
     return int(text)
 

@@ -17,7 +17,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from admin_api.guards import require_user
-from admin_api.requests import nudge, plain_int, read_json, services_of, string_field
+from admin_api.requests import nudge, read_json, services_of, string_field
+from origin.digits import plain_int
 from origin.errors import BadRequest, Conflict, LimitExceeded, NotFound, SourceUnavailable
 from origin.fetch import vet
 from origin.records import is_id

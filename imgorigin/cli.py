@@ -28,6 +28,7 @@ from imgorigin.protocol import Deadlines
 from imgorigin.rewrite import rewrite as rewrite_urls
 from imgorigin.supervisor import AFFINITIES, GRACEFUL_SECONDS, Listen, Supervisor
 from imgorigin.worker import run_worker
+from origin.digits import plain_int
 from origin.environ import SettingsError
 from origin.errors import Unavailable
 from origin.permissions import make_private_dirs
@@ -79,7 +80,7 @@ def _expires_in(value: str) -> int:
 
 
 def _whole(value: str) -> int:
-    if not (value.isascii() and value.isdigit()):
+    if not plain_int(value):
         raise argparse.ArgumentTypeError(f"must be a whole number, not {value!r}")
     return int(value)
 

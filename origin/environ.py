@@ -8,6 +8,8 @@ from collections.abc import Callable, Mapping
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from origin.digits import plain_int
+
 T = TypeVar("T")
 
 __all__ = [
@@ -123,6 +125,6 @@ def _schedule(
 def _ports(environ: Mapping[str, str], name: str) -> frozenset[int]:
     """Comma-separated TCP ports (``80,443``, the default)."""
     ports = _list(environ, name) or ("80", "443")
-    if not all(p.isdigit() and 0 < int(p) < 65536 for p in ports):
+    if not all(plain_int(p) and 0 < int(p) < 65536 for p in ports):
         raise SettingsError(name, "expected ports like 80,443")
     return frozenset(int(p) for p in ports)

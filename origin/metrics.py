@@ -28,6 +28,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from origin.digits import plain_int
+
 TIERS = ("memory", "store", "render")
 RENDER_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -146,7 +148,7 @@ class Shared:
 
     def others(self) -> Iterator[tuple[int, list[dict[str, Any]]]]:
         for path in self.folder.glob("*.json"):
-            pid = int(path.stem) if path.stem.isdigit() else 0
+            pid = int(path.stem) if plain_int(path.stem) else 0
             if pid and pid != self.pid:
                 with contextlib.suppress(OSError, ValueError):
                     yield pid, json.loads(path.read_text())

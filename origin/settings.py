@@ -19,6 +19,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from origin.dev_secrets import development_secrets, existing_development_secrets, say
+from origin.digits import plain_int
 from origin.environ import (
     SettingsError,
     _choice,
@@ -278,7 +279,7 @@ def _auto_widths(environ: Mapping[str, str], max_output_dimension: int) -> tuple
         return tuple(w for w in DEFAULT_AUTO_WIDTHS if w <= max_output_dimension) or (
             max_output_dimension,
         )
-    if len(items) > 64 or not all(item.isdigit() and len(item) <= 5 for item in items):
+    if len(items) > 64 or not all(plain_int(item) and len(item) <= 5 for item in items):
         raise SettingsError("AUTO_WIDTHS", "expected 1 to 64 comma-separated widths in px")
     widths = tuple(int(item) for item in items)
     if any(b <= a for a, b in pairwise(widths)):

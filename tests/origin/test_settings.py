@@ -98,6 +98,9 @@ def test_production_refuses_generated_secrets(tmp_path: Path, missing: str) -> N
         ("FORWARDED_ALLOW_IPS", "nginx.internal"),  # were taken, and could never match
         ("URL_UPLOAD_HOSTS", "https://example.com/"),
         ("URL_UPLOAD_HOSTS", "img.example.com:8080"),
+        ("AUTO_WIDTHS", "320,\u00b2"),  # str.isdigit takes a superscript two; int() refuses it
+        ("URL_UPLOAD_PORTS", "443,\u0663"),  # an Arabic-Indic three
+        ("WEBHOOK_PORTS", "\u00b2"),
     ],
 )
 def test_bad_values_name_the_variable(tmp_path: Path, variable: str, value: str) -> None:

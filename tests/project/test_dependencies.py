@@ -42,7 +42,8 @@ def test_records_need_no_sql_and_nothing_of_ours() -> None:
 
 
 def test_settings_depend_on_nothing_of_the_core() -> None:
-    # origin.environ: the variables' parsers; origin.settings_groups: the background work's
+    # origin.environ: the variables' parsers, with origin.digits (ASCII digits);
+    # origin.settings_groups: the background work's
     # and the purge targets' groups, parsed with them; origin.dev_secrets: the development secrets
     # file, with origin.permissions (file modes): standard library only;
     # origin.sources.config reads SOURCES_FILE, origin.magic tells a fallback image's format:
@@ -51,6 +52,7 @@ def test_settings_depend_on_nothing_of_the_core() -> None:
         "origin",
         "origin.settings",
         "origin.environ",
+        "origin.digits",
         "origin.settings_groups",
         "origin.dev_secrets",
         "origin.permissions",
