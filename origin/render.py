@@ -43,6 +43,7 @@ from origin.pixels import scale_to, to_srgb, watched
 from origin.rights import rights_of
 from origin.transforms.budget import output_size
 from origin.transforms.declarations import Frames, Phase, StageContext
+from origin.transforms.effects import ON_FACES
 from origin.transforms.formats import ANIMATED_FORMATS, MEDIA_TYPES
 from origin.transforms.geometry import Resize, plan_geometry
 from origin.transforms.limits import DEFAULT_LIMITS, Limits
@@ -158,8 +159,12 @@ def load(
 def fixed_cut(header: Header, plan: Plan, limits: Limits) -> tuple[int, int, int, int] | None:
     """The first stage's cut (left, top, width, height) when it cuts an upright still JPEG
     or PNG at a place known before decoding (``c_crop``, ``c_fill`` without scaling and
-    without ``g_auto``/``g_entropy``), else None."""
+    without ``g_auto``/``g_entropy``), else None. Not when the stage has a face effect: that
+    runs first, on the whole image (where the stored boxes hold, and where a face the cut
+    halves can still be found)."""
     if header.format not in SEQUENTIAL_CUT_FORMATS or header.orientation > 1 or not plan.stages:
+        return None
+    if any(step.transform.name in ON_FACES for step in plan.stages[0]):
         return None
     resize = plan.stages[0].value("resize")
     if not isinstance(resize, Resize):

@@ -171,6 +171,25 @@ def test_face_effects_use_the_stored_faces() -> None:
     )
 
 
+def test_face_effects_blur_a_face_the_first_stage_cuts_in_half() -> None:
+    """A cut known before decoding (``c_crop``, ``c_fill`` without scaling) is decoded alone;
+    a face effect of that stage still looks at the whole image (where the stored boxes hold),
+    so half a face in the cut is blurred too (a detector finds no face in half of one)."""
+    scene = one_face_at_the_right()
+    x, y, w, h = scene.faces[0]
+    cut = f"w_{w + 100},h_{h // 2},c_crop,x_{x - 50},y_{y + h // 2}"
+    stored = found_in(scene.png)
+    plain = pixels(render(scene.png, plan(cut), faces=stored).body)
+    blurred = pixels(render(scene.png, plan(f"{cut},e_blur_faces"), faces=stored).body)
+    first = pixels(render(scene.png, plan(f"e_blur_faces/{cut}"), faces=stored).body)
+    assert plain.shape == blurred.shape == (h // 2, w + 100, 3)
+    inner = (slice(0, h // 4), slice(50 + w // 4, 50 + 3 * w // 4))  # the face's lower half
+    assert spread(blurred[inner]) < 0.5 * spread(plain[inner])
+    assert np.abs(blurred - first).max() == 0  # as if the blur ran on the whole image first
+    undetected = pixels(render(scene.png, plan(f"{cut},e_blur_faces")).body)
+    assert spread(undetected[inner]) < 0.5 * spread(plain[inner])  # found again in the whole
+
+
 def test_face_effects_of_a_later_stage_look_in_that_stage_input() -> None:
     scene = one_face_at_the_right()
     # stage 1 cuts the face out of the right part; stage 2 finds it again and blurs it
