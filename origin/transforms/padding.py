@@ -126,6 +126,13 @@ def fill_box(img: pyvips.Image, fill: Fill, box: tuple[int, int, int, int]) -> p
         cover = cover.gaussblur(sigma, precision="integer")
     back = cover.resize(width / small_w, vscale=height / small_h, kernel="linear")
     back = back.cast("uchar").copy(interpretation="srgb")
-    if has_alpha(img):  # the blurred copy is opaque: it fills under transparent parts too
-        back = back.flatten(background=[255, 255, 255]).bandjoin(255)
-    return back.insert(img, left, top).cast("uchar").copy(interpretation="srgb")
+    if not has_alpha(img):
+        return back.insert(img, left, top).cast("uchar").copy(interpretation="srgb")
+    # The blurred copy is opaque, and the image is drawn over it: its transparent parts show
+    # the fill (an insert would copy their alpha through).
+    back = back.flatten(background=[255, 255, 255])
+    placed = img.embed(left, top, width, height)  # transparent around the image
+    over = placed.extract_band(placed.bands - 1).ifthenelse(
+        placed.extract_band(0, n=placed.bands - 1), back, blend=True
+    )
+    return over.bandjoin(255).cast("uchar").copy(interpretation="srgb")

@@ -129,6 +129,26 @@ def test_pad_blurred_keeps_alpha_and_every_frame() -> None:
     out = decode(run("w_120,h_60,c_pad,b_blurred", bytes(img.cast("uchar").pngsave_buffer())).body)
     assert (out.width, out.height, out.bands) == (120, 60, 4)
     assert colour_at(out, 5, 30)[3] == 255  # the fill is opaque
+    inside = colour_at(out, 60, 30)  # the half-transparent red over the (pinkish) fill
+    assert inside[3] == 255 and inside[0] > 240 and 60 < inside[1] < 200, inside
+
+
+def test_pad_blurred_fills_under_the_image_s_transparent_parts() -> None:
+    """A hole in the image shows the blurred fill (the image flattened on white, blurred),
+    opaque, with the image drawn over it: the hole was left transparent in PNG."""
+    left = pyvips.Image.black(100, 200).new_from_image([0, 160, 0, 255])
+    right = pyvips.Image.black(100, 200).new_from_image([0, 0, 200, 255])
+    img = left.join(right, "horizontal").copy(interpretation="srgb")
+    hole = pyvips.Image.black(60, 60).new_from_image([0, 0, 0, 0])
+    img = img.insert(hole, 70, 70).cast("uchar")
+    source = bytes(img.pngsave_buffer())
+    out = decode(run("w_400,h_200,c_pad,b_blurred", source).body)
+    assert (out.width, out.height, out.bands) == (400, 200, 4)
+    assert out.extract_band(3).min() == 255  # opaque everywhere, the hole too
+    assert colour_at(out, 150, 100) == (0, 160, 0, 255)  # the image over the fill: exact
+    assert close(colour_at(out, 200, 100), (255, 255, 255, 255), 4)  # the hole: the fill
+    jpeg = decode(run("w_400,h_200,c_pad,b_blurred", source, "jpg").body)
+    assert close(colour_at(jpeg, 200, 100), (255, 255, 255), 4)  # the same fill
 
 
 @pytest.mark.parametrize(
