@@ -3,7 +3,8 @@
 - JPEG is progressive with optimised Huffman tables (4:4:4 from q 90); PNG is lossless with
   the Paeth row filter, or an 8-bit palette at ``q_``; WebP effort 4; AVIF effort 2, 8 bit;
   GIF: opaque animations through origin.gif (shared palettes), anything else libvips'.
-- Output formats without alpha (JPEG) are flattened onto the chain's last ``b_``, else white.
+- Output formats without alpha (JPEG) are flattened onto the chain's last ``b_`` (laid on
+  white when it has alpha: ``on_white``), else white.
 - Animated frames are joined into one strip with their delays and loop count.
 - Only the ICC profile of an sRGB-converted source is kept (its own with ``fl_keep_icc``);
   EXIF, XMP, IPTC, GPS never — but the rights fields with ``fl_keep_copyright``
@@ -20,6 +21,7 @@ import pyvips
 from origin import gif, quality
 from origin.pixels import Strip, has_alpha
 from origin.rights import Rights, with_rights
+from origin.transforms.arguments import Colour
 from origin.transforms.declarations import Frames
 from origin.transforms.formats import FORMATS
 from origin.transforms.plan import Plan
@@ -86,6 +88,23 @@ ENCODERS: Mapping[str, Encoder] = {
 assert set(ENCODERS) == set(FORMATS)
 
 
+def on_white(colour: Colour) -> tuple[int, int, int]:
+    """What a colour with alpha looks like on white: the opaque colour an output without
+    alpha is flattened onto (``b_transparent``: white; ``b_ff000080``: half red on white)."""
+    share = colour[3] / 255
+    red, green, blue = (round(c * share + 255 * (1 - share)) for c in colour[:3])
+    return red, green, blue
+
+
+def shown_in(fmt: str, colour: Colour | None) -> Colour | None:
+    """A ``b_`` colour as an output in ``fmt`` shows it: as it is where ``fmt`` has alpha, else
+    opaque, on white (``on_white``), so a pad or a turn's corners painted with it look the
+    same as the transparent parts flattened onto it."""
+    if colour is None or ENCODERS[fmt].alpha:
+        return colour
+    return (*on_white(colour), 255)
+
+
 def encode(
     frames: Frames,
     meta: Mapping[str, object],
@@ -96,7 +115,7 @@ def encode(
     rights: Rights | None = None,
 ) -> tuple[bytes, quality.Choice | None]:
     encoder = ENCODERS[fmt]
-    background = (plan.flatten or (255, 255, 255, 255))[:3]
+    background = on_white(plan.flatten or (255, 255, 255, 255))
     if not encoder.alpha:
         frames = tuple(
             f.flatten(background=list(background)).cast("uchar") if has_alpha(f) else f

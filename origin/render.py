@@ -35,7 +35,7 @@ import pyvips
 from origin import deadline, frames_copy, quality, vips
 from origin.analysis import source_summary
 from origin.decode import Header, load_frames, read_header
-from origin.encode import encode
+from origin.encode import encode, shown_in
 from origin.errors import LimitExceeded
 from origin.faces import Faces
 from origin.palette import palette
@@ -257,7 +257,7 @@ def _render(
     for index, stage in enumerate(plan.stages):
         ctx = StageContext(
             limits,
-            background=colour_of(stage.value("background")),
+            background=shown_in(fmt, colour_of(stage.value("background"))),
             fill=fill_of(stage.value("background")),
             overlays=overlays,
             planned_from=loaded.planned_from if index == 0 else None,

@@ -381,7 +381,14 @@ def test_jpeg_output_is_progressive() -> None:
 
 
 @pytest.mark.parametrize(
-    ("chain", "colour"), [("", WHITE), ("b_ff00ff", MAGENTA), ("w_200/b_00ff00", GREEN)]
+    ("chain", "colour"),
+    [
+        ("", WHITE),
+        ("b_ff00ff", MAGENTA),
+        ("w_200/b_00ff00", GREEN),
+        ("b_transparent", WHITE),  # a b_ with alpha is itself on white (was black)
+        ("b_ff000080", (255, 127, 127)),  # half red on white (was solid red)
+    ],
 )
 def test_jpeg_of_rgba_is_flattened(chain: str, colour: tuple[int, int, int]) -> None:
     r = run(chain, "jpg", source=rgba_png())
@@ -389,6 +396,24 @@ def test_jpeg_of_rgba_is_flattened(chain: str, colour: tuple[int, int, int]) -> 
     assert img.bands == 3
     assert close(colour_at(img, 10, 10), colour, 10)
     assert close(colour_at(img, img.width - 10, 10), BLUE, 20)
+
+
+@pytest.mark.parametrize(
+    ("background", "colour", "alpha"),
+    [("b_transparent", WHITE, 0), ("b_ff000080", (255, 127, 127), 128)],
+)
+@pytest.mark.parametrize(
+    "chain", ["w_300,h_300,c_pad,{b}", "r_30,{b}", "w_300,h_300,c_pad,{b}/w_200"]
+)
+def test_a_b_with_alpha_paints_a_jpeg_as_on_white(
+    chain: str, background: str, colour: tuple[int, int, int], alpha: int
+) -> None:
+    """A pad or a turn's corners in an output without alpha: the b_ colour laid on white, as
+    the transparent parts are flattened (b_transparent was black, b_ff000080 solid red)."""
+    img = pixels(run(chain.format(b=background), "jpg"))
+    assert close(colour_at(img, 1, 1), colour, 3)
+    kept = pixels(run(chain.format(b=background), "png"))
+    assert kept.bands == 4 and colour_at(kept, 1, 1)[3] == alpha  # as it is where alpha is kept
 
 
 @pytest.mark.parametrize("ext", ["png", "webp", "avif"])
