@@ -20,7 +20,7 @@ from typing import Any
 
 import pyvips
 
-from origin.pixels import has_alpha, split_alpha
+from origin.pixels import Frames, has_alpha, split_alpha
 from origin.transforms.arguments import Colour, ColourArg, bad, integer, spell_colour
 from origin.transforms.limits import Limits
 
@@ -108,13 +108,20 @@ def border_colour(img: pyvips.Image) -> Colour:
     return (round(r / n), round(g / n), round(bl / n), 255)
 
 
-def fill_box(img: pyvips.Image, fill: Fill, box: tuple[int, int, int, int]) -> pyvips.Image:
-    """``img`` placed at (left, top) on a width×height box filled as ``fill`` says."""
+def fill_frames(frames: Frames, fill: Fill, box: tuple[int, int, int, int]) -> Frames:
+    """Each frame placed at (left, top) on a width×height box filled as ``fill`` says:
+    ``b_auto``'s colour found on the first frame, one for every frame (as trim, faces and
+    ``g_auto`` are); ``b_blurred`` each frame's own blurred copy."""
+    if fill.kind != "auto":
+        return tuple(_blurred_box(f, fill, box) for f in frames)
+    colour = border_colour(frames[0])
+    values = [float(v) for v in colour[: 4 if has_alpha(frames[0]) else 3]]
+    return tuple(f.embed(*box, extend="background", background=values) for f in frames)
+
+
+def _blurred_box(img: pyvips.Image, fill: Fill, box: tuple[int, int, int, int]) -> pyvips.Image:
+    """``img`` placed at (left, top) on a width×height box filled with its blurred copy."""
     left, top, width, height = box
-    if fill.kind == "auto":
-        colour = border_colour(img)
-        values = [float(v) for v in colour[: 4 if has_alpha(img) else 3]]
-        return img.embed(left, top, width, height, extend="background", background=values)
     small_w, small_h = max(1, width // BLUR_REDUCE), max(1, height // BLUR_REDUCE)
     scale = max(small_w / img.width, small_h / img.height)
     cover = img.resize(scale) if scale < 1 else img.resize(scale, kernel="linear")

@@ -46,7 +46,7 @@ from origin.transforms.declarations import (
 )
 from origin.transforms.geometry import Resize, centre_on, plan_geometry
 from origin.transforms.limits import Limits
-from origin.transforms.padding import fill_box
+from origin.transforms.padding import fill_frames
 
 CROPS = ("fit", "fill", "limit", "pad", "scale", "crop")
 COMPASS = (
@@ -301,7 +301,7 @@ def apply(frames: Frames, r: Resize, ctx: StageContext) -> Frames:
     if g.canvas is not None:
         left, top, w, h = g.canvas
         if ctx.fill is not None:
-            return tuple(fill_box(f, ctx.fill, g.canvas) for f in frames)
+            return fill_frames(frames, ctx.fill, g.canvas)
         padded = []
         for f in frames:
             f, bg = background_for(f, ctx.background)

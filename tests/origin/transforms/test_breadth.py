@@ -9,7 +9,7 @@ import pyvips
 from origin.errors import BadTransform
 from origin.render import Rendered, facts, render
 from origin.transforms.parse import parse_path
-from tests.origin.conftest import IMAGE_ID, close, colour_at, decode, photo
+from tests.origin.conftest import FRAME_COLOURS, IMAGE_ID, animated, close, colour_at, decode, photo
 
 
 def run(chain: str, source: bytes, ext: str = "png") -> Rendered:
@@ -74,6 +74,19 @@ def test_pad_auto_fills_with_the_border_colour() -> None:
     assert close(colour_at(out, 10, 50), (20, 90, 40), 3)
     assert close(colour_at(out, 290, 50), (20, 90, 40), 3)
     assert close(colour_at(out, 150, 50), (230, 20, 200), 3)
+
+
+@pytest.mark.parametrize("fmt", ["gif", "webp"])
+def test_pad_auto_on_an_animation_takes_the_first_frame_s_colour(fmt: str) -> None:
+    """One pad colour for every frame, found on the first (as trim, faces and g_auto are):
+    it changed from frame to frame."""
+    out = decode(run("w_120,h_120,c_pad,b_auto", animated(fmt), fmt).body, n=-1)
+    height = out.get("page-height")
+    assert (out.width, height, out.height // height) == (120, 120, 6)
+    first = FRAME_COLOURS[0]
+    for k in range(6):
+        assert close(colour_at(out, 2, k * height + 2)[:3], first, 8), k  # the pad
+        assert close(colour_at(out, 60, k * height + 60)[:3], FRAME_COLOURS[k], 8), k
 
 
 def logo(margin_rgb: tuple[int, int, int]) -> bytes:
