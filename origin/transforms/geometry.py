@@ -13,6 +13,13 @@ from origin.errors import BadTransform, LimitExceeded
 from origin.transforms.arguments import Length
 from origin.transforms.limits import Limits
 
+
+def nearest(x: float) -> int:
+    """``x`` to the nearest whole pixel, a half up (``round`` takes a half to the even one:
+    50.5 to 50 but 51.5 to 52)."""
+    return math.floor(x + 0.5)
+
+
 SMART = {
     "auto": "attention",
     "entropy": "entropy",
@@ -62,7 +69,7 @@ def resolve(length: Length | None, side: int) -> int | None:
     if length is None:
         return None
     if isinstance(length, float):
-        return max(1, round(length * side))
+        return max(1, nearest(length * side))
     return length
 
 
@@ -93,16 +100,16 @@ def centre_on(
     """Left/top of an `inner` box centred on `point` (fractions of the `outer` box), moved
     as little as needed to stay inside it."""
     (fx, fy), (ow, oh), (iw, ih) = point, outer, inner
-    left = min(max(0, round(fx * ow - iw / 2)), ow - iw)
-    top = min(max(0, round(fy * oh - ih / 2)), oh - ih)
+    left = min(max(0, nearest(fx * ow - iw / 2)), ow - iw)
+    top = min(max(0, nearest(fy * oh - ih / 2)), oh - ih)
     return left, top
 
 
 def fit(iw: int, ih: int, w: int | None, h: int | None) -> tuple[int, int]:
     if w is not None and (h is None or w / iw <= h / ih):
-        return w, max(1, round(ih * w / iw))
+        return w, max(1, nearest(ih * w / iw))
     assert h is not None
-    return max(1, round(iw * h / ih)), h
+    return max(1, nearest(iw * h / ih)), h
 
 
 def _box(iw: int, ih: int, r: Resize) -> tuple[int | None, int | None]:
@@ -114,13 +121,17 @@ def _box(iw: int, ih: int, r: Resize) -> tuple[int | None, int | None]:
     if w is None and h is None:
         wider = iw * ah > ih * aw
         if r.crop == "pad":  # the smallest W:H box holding the input
-            return (iw, max(1, round(iw * ah / aw))) if wider else (max(1, round(ih * aw / ah)), ih)
+            return (
+                (iw, max(1, nearest(iw * ah / aw)))
+                if wider
+                else (max(1, nearest(ih * aw / ah)), ih)
+            )
         # fill / crop: the largest W:H box inside the input
-        return (max(1, round(ih * aw / ah)), ih) if wider else (iw, max(1, round(iw * ah / aw)))
+        return (max(1, nearest(ih * aw / ah)), ih) if wider else (iw, max(1, nearest(iw * ah / aw)))
     if w is not None:
-        return w, max(1, round(w * ah / aw))
+        return w, max(1, nearest(w * ah / aw))
     assert h is not None
-    return max(1, round(h * aw / ah)), h
+    return max(1, nearest(h * aw / ah)), h
 
 
 def _crop(iw: int, ih: int, r: Resize, w: int | None, h: int | None) -> Geometry:
@@ -144,7 +155,7 @@ def _scaled(iw: int, ih: int, r: Resize, w: int | None, h: int | None) -> Geomet
         return Geometry((w, h))
     if mode == "fill" and w is not None and h is not None:
         scale = max(w / iw, h / ih)
-        sw, sh = max(w, round(iw * scale)), max(h, round(ih * scale))
+        sw, sh = max(w, nearest(iw * scale)), max(h, nearest(ih * scale))
         if r.gravity in SMART:
             return Geometry((sw, sh), cut=(0, 0, w, h), smart=SMART[r.gravity])
         left, top = place(r.gravity, (sw, sh), (w, h))
