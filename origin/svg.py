@@ -4,15 +4,16 @@ what is stored and served; SVG itself is never stored, passed through or answere
 ``rasterise`` (synchronous: run it in the pool) takes the bytes ``is_svg`` recognised and:
 
 1. **refuses entities**: a DOCTYPE with an internal subset (where entities are declared:
-   XXE, billion laughs) is refused; a plain ``<!DOCTYPE svg PUBLIC …>`` (what editors write)
+   XXE, billion laughs), or ``<!ENTITY`` anywhere, is refused; a plain ``<!DOCTYPE svg PUBLIC …>`` (what editors write)
    is dropped; any entity reference left is an XML error, so refused too;
 2. **parses** with the standard library's expat (no DTD, no network, no file);
 3. **keeps only SVG**: elements outside the SVG namespace (XInclude, RDF, editors' own) and
    ``script``, ``foreignObject`` and the media elements are removed; so is every attribute
    that could reach outside the document: ``href``/``xlink:href`` not starting with ``#``
    (an ``<image>`` of a URL, a file or a ``data:`` URI, a ``<use>`` of another file), any
-   ``url(…)`` not of a ``#`` fragment, ``xml:base`` and ``on*`` handlers; a ``<style>``
-   with ``@import`` or an outside ``url(…)`` is removed whole;
+   ``url(…)`` not of a ``#`` fragment, ``xml:base`` and ``on*`` handlers, and any value with
+   a CSS escape (a backslash); a ``<style>`` with ``@import``, an outside ``url(…)`` or a
+   CSS escape is removed whole;
 4. **bounds the work**: at most ``MAX_ELEMENTS`` elements, nested at most ``MAX_DEPTH``
    deep, and what ``<use>`` instancing would expand them to (counted through every
    reference, a cycle refused, a chain at most ``MAX_DEPTH`` long) at most ``MAX_EXPANDED``;
@@ -22,19 +23,30 @@ what is stored and served; SVG itself is never stored, passed through or answere
    no more than a small one (a size that cannot be drawn, such as ``1e-320``, is refused),
    and writes a PNG (alpha kept).
 
-librsvg itself is a second fence: given a buffer and no base URL it loads no external
-resource at all. What is refused leaves as ``InvalidImage`` (422) with a one-line reason.
+All of it runs in a process of its own (``rasterise``), killed after ``DRAW_SECONDS`` and
+held to ``DRAW_MEMORY``: librsvg's time and memory grow with filters, patterns and text in
+ways the counts above do not bound. librsvg itself is a second fence: given a buffer and no
+base URL it loads no external resource at all. What is refused leaves as ``InvalidImage``
+(422) with a one-line reason.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import re
+import resource
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from pathlib import Path
 
 from origin.errors import InvalidImage
 from origin.vips import draw_svg
+
+log = logging.getLogger(__name__)
 
 SVG_NS = "http://www.w3.org/2000/svg"
 XLINK_NS = "http://www.w3.org/1999/xlink"
@@ -46,12 +58,24 @@ MAX_ELEMENTS = 20_000
 MAX_EXPANDED = 100_000  # elements once every <use> is expanded
 MAX_DEPTH = 256  # elements inside one another, and <use> references through one another
 SNIFF_BYTES = 4096
+# The drawing process: librsvg's time grows with filters, patterns and text in ways no count
+# of elements bounds (a 214-byte feMorphology took two minutes), so the process is killed
+# after DRAW_SECONDS, and may map at most DRAW_MEMORY (a 2048 px canvas needs ~100 MB).
+DRAW_SECONDS = 10
+DRAW_MEMORY = 1536 << 20
+REFUSED, OUT_OF_MEMORY = 3, 4  # its exit codes (stderr's last line is a refusal's reason)
+_CHILD_ENV = os.environ | {
+    "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent), *sys.path]),
+    "VIPS_CONCURRENCY": "1",
+    "MALLOC_ARENA_MAX": "2",
+}
 DEFAULT_SIZE = (300.0, 150.0)  # a browser's size for an SVG that states none
 
 DROPPED = frozenset(
     {"script", "foreignObject", "iframe", "object", "embed", "audio", "video", "canvas"}
 )
 _DOCTYPE = re.compile(rb"<!DOCTYPE[^>\[]*(\[)?", re.IGNORECASE)
+_ENTITY = re.compile(rb"<!ENTITY", re.IGNORECASE)
 _URL = re.compile(r"url\(\s*['\"]?\s*([^)'\"\s]*)", re.IGNORECASE)
 _XML_START = re.compile(
     rb"^(\xef\xbb\xbf)?\s*(<\?xml|<!DOCTYPE\s+svg|<!--|<svg[\s>])", re.IGNORECASE
@@ -74,10 +98,36 @@ def is_svg(data: bytes) -> bool:
 
 
 def rasterise(data: bytes, max_pixels: int) -> bytes:
-    """The PNG an SVG document becomes (see the module's docstring); ``InvalidImage`` when it
-    is refused."""
+    """The PNG an SVG document becomes (see the module's docstring), read and drawn in a
+    process of its own (``DRAW_SECONDS``, ``DRAW_MEMORY``); ``InvalidImage`` when it is
+    refused, takes too long or needs too much memory."""
     if len(data) > MAX_SVG_BYTES:
         raise InvalidImage(f"the SVG is larger than {MAX_SVG_BYTES // (1024 * 1024)} MB")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "origin.svg", str(max_pixels), str(DRAW_MEMORY)],
+            input=data,
+            capture_output=True,
+            timeout=DRAW_SECONDS,
+            env=_CHILD_ENV,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:  # run() has killed it
+        raise InvalidImage(f"the SVG takes longer than {DRAW_SECONDS} s to draw") from None
+    if done.returncode == 0:
+        return done.stdout
+    if done.returncode == REFUSED:
+        reason = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise InvalidImage(reason[-1] if reason else "an SVG librsvg cannot draw")
+    if done.returncode == OUT_OF_MEMORY:
+        raise InvalidImage(f"the SVG needs more than {DRAW_MEMORY >> 20} MB to draw")
+    log.info("the SVG drawing process ended with %s: %s", done.returncode, done.stderr[-300:])
+    raise InvalidImage("an SVG librsvg cannot draw")
+
+
+def draw_here(data: bytes, max_pixels: int) -> bytes:
+    """``rasterise``'s work, in this process: what the drawing process runs (and the
+    sanitiser's property tests, which need no bounds)."""
     root = _parse(_without_doctype(data))
     _check_depth(root)
     _clean(root)
@@ -87,6 +137,8 @@ def rasterise(data: bytes, max_pixels: int) -> bytes:
 
 
 def _without_doctype(data: bytes) -> bytes:
+    if _ENTITY.search(data) is not None:  # wherever it is: a comment may hide a DOCTYPE
+        raise InvalidImage("an SVG declaring entities (a DOCTYPE with an internal subset)")
     found = _DOCTYPE.search(data)
     if found is None:
         return data
@@ -154,12 +206,19 @@ def _safe_attribute(name: str, value: str) -> bool:
         return False
     if local == "href" and not value.strip().startswith("#"):
         return False
-    return all(target.startswith("#") for target in _URL.findall(value))
+    return "\\" not in value and all(target.startswith("#") for target in _URL.findall(value))
 
 
 def _outside_css(text: str | None) -> bool:
+    """Whether a ``<style>`` may reach outside the document. A CSS escape (``\\75 rl(``,
+    ``@\\69mport``) spells ``url(`` or ``@import`` past any pattern: CSS with one is
+    refused as a whole (an attribute's value likewise: ``_safe_attribute``)."""
     css = text or ""
-    return "@import" in css.lower() or not all(t.startswith("#") for t in _URL.findall(css))
+    return (
+        "\\" in css
+        or "@import" in css.lower()
+        or not all(t.startswith("#") for t in _URL.findall(css))
+    )
 
 
 def _check_size(root: ET.Element) -> None:
@@ -167,33 +226,43 @@ def _check_size(root: ET.Element) -> None:
     if elements > MAX_ELEMENTS:
         raise InvalidImage(f"the SVG has more than {MAX_ELEMENTS} elements")
     by_id = {e.get("id"): e for e in root.iter() if e.get("id")}
-    sizes: dict[int, int] = {}
-    if _expanded(root, by_id, sizes, set()) > MAX_EXPANDED:
+    sizes: dict[int, tuple[int, int]] = {}
+    if _expanded(root, by_id, sizes, set())[0] > MAX_EXPANDED:
         raise InvalidImage(
             f"the SVG's <use> references expand to more than {MAX_EXPANDED} elements"
         )
 
 
 def _expanded(
-    element: ET.Element, by_id: dict[str | None, ET.Element], sizes: dict[int, int], path: set[int]
-) -> int:
-    """Elements ``element`` draws once each ``<use>`` is replaced by what it references."""
+    element: ET.Element,
+    by_id: dict[str | None, ET.Element],
+    sizes: dict[int, tuple[int, int]],
+    path: set[int],
+) -> tuple[int, int]:
+    """Elements ``element`` draws once each ``<use>`` is replaced by what it references, and
+    how many levels deep they go (``element`` the first). Both are kept per element: one met
+    again on a longer path is refused when its levels would pass ``MAX_DEPTH`` there, as a
+    walk through it would be, whichever path met it first."""
     key = id(element)
     if key in sizes:
-        return sizes[key]
+        total, levels = sizes[key]
+        if len(path) + levels > MAX_DEPTH:
+            raise InvalidImage(f"the SVG's <use> references nest deeper than {MAX_DEPTH}")
+        return total, levels
     if key in path:
         raise InvalidImage("the SVG's <use> references form a cycle")
     if len(path) >= MAX_DEPTH:
         raise InvalidImage(f"the SVG's <use> references nest deeper than {MAX_DEPTH}")
     path.add(key)
-    total = 1
+    total, below = 1, 0
     for child in _children_and_references(element, by_id):
-        total += _expanded(child, by_id, sizes, path)
+        size, levels = _expanded(child, by_id, sizes, path)
+        total, below = total + size, max(below, levels)
         if total > MAX_EXPANDED:
             break
     path.discard(key)
-    sizes[key] = total
-    return total
+    sizes[key] = (total, below + 1)
+    return total, below + 1
 
 
 def _children_and_references(
@@ -247,3 +316,22 @@ def _view_box(value: str | None) -> tuple[float, float, float, float] | None:
     except ValueError:
         return None
     return (x, y, w, h) if 0 < w < float("inf") and 0 < h < float("inf") else None
+
+
+def _child(argv: list[str]) -> int:
+    """The drawing process: the SVG on stdin, its PNG on stdout (``rasterise``)."""
+    max_pixels, memory = int(argv[0]), int(argv[1])
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    try:
+        png = draw_here(sys.stdin.buffer.read(), max_pixels)
+    except InvalidImage as exc:
+        print(str(exc), file=sys.stderr)
+        return REFUSED
+    except MemoryError:
+        return OUT_OF_MEMORY
+    sys.stdout.buffer.write(png)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child(sys.argv[1:]))

@@ -8,6 +8,7 @@ import asyncio
 import html
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import pyvips
@@ -200,6 +201,36 @@ def hostile(trap: SourceServer) -> dict[str, tuple[bytes, str | None]]:
             "not a well-formed SVG",
         ),
         "billion laughs": (document("<text>&j;</text>", head=LAUGHS), "an SVG declaring entities"),
+        "entities behind a DOCTYPE in a comment": (
+            document(
+                '<rect width="100" height="100" fill="&x;"/>',
+                head='<!--<!DOCTYPE a>--><!DOCTYPE svg [<!ENTITY x "#ff0000">]>',
+            ),
+            "an SVG declaring entities",
+        ),
+        "a CSS-escaped url() in an attribute": (
+            document(
+                f'{red}<rect x="50" y="50" width="9" height="9" fill="\\75 rl({url}/e.svg#g)"/>'
+            ),
+            None,
+        ),
+        "a CSS-escaped url() in a style attribute": (
+            document(
+                f'{red}<rect x="50" y="50" width="9" height="9" style="fill:U\\52L({url}/s.svg#g)"/>'
+            ),
+            None,
+        ),
+        "a CSS-escaped @import": (
+            document(f'<style>@\\69mport "{url}/c.css";</style>{red}'),
+            None,
+        ),
+        "a CSS-escaped url() of a data: document": (
+            document(
+                f'{red}<rect x="50" y="50" width="9" height="9" fill="\\75 rl(data:image/svg+xml;base64,'
+                'PHN2ZyB4bWxucz0iaHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmciLz4=#q)"/>'
+            ),
+            None,
+        ),
         "recursive use": (
             document('<g id="a"><use href="#b"/></g><g id="b"><use xlink:href="#a"/></g>'),
             "the SVG's <use> references form a cycle",
@@ -223,6 +254,14 @@ def hostile(trap: SourceServer) -> dict[str, tuple[bytes, str | None]]:
         "deep nesting": (
             document(red + "<g>" * 5000 + "</g>" * 5000),
             f"the SVG nests elements deeper than {svg.MAX_DEPTH}",
+        ),
+        "a chain of uses in document order": (  # each met first on a short path
+            document(
+                red
+                + "".join(f'<g id="c{i}"><use href="#c{i - 1}"/></g>' for i in range(1, 300))
+                + '<g id="c0"/><use href="#c299"/>'
+            ),
+            f"the SVG's <use> references nest deeper than {svg.MAX_DEPTH}",
         ),
         "a deep chain of uses": (
             document(
@@ -257,6 +296,54 @@ async def test_every_hostile_document_is_refused_or_inert(trap: SourceServer) ->
     assert trap.seen == []  # nothing, ever, was fetched
 
 
+NESTED = Path(__file__).with_name("svg_nested_raster.svg").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("data", "colour"),
+    [
+        # a data: document through an escaped url(): a pattern of a green data: PNG (was drawn)
+        (NESTED, [0, 0, 0, 255]),  # the fill removed: black, the SVG default
+        # an escaped @import of a data: stylesheet making the rect red (was red)
+        (
+            document(
+                '<style>@\\69mport "data:text/css,rect%7Bfill:red%7D";</style>'
+                '<rect width="100" height="100" fill="blue"/>'
+            ),
+            [0, 0, 255, 255],
+        ),
+    ],
+)
+def test_a_css_escape_does_not_spell_url_or_import_past_the_cleaning(
+    data: bytes, colour: list[int]
+) -> None:
+    img = drawn(svg.rasterise(data, MAX_PIXELS))
+    assert img.getpoint(1024, 1024) == colour
+
+
+def test_a_drawing_that_takes_too_long_is_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 214-byte filter kept librsvg busy for two minutes: its process is killed."""
+    monkeypatch.setattr(svg, "DRAW_SECONDS", 1)
+    slow = document(
+        '<filter id="f" x="0" y="0" width="1" height="1"><feMorphology radius="2"/></filter>'
+        '<rect width="100" height="100" fill="red" filter="url(#f)"/>'
+    )
+    started = time.perf_counter()
+    with pytest.raises(InvalidImage, match="the SVG takes longer than 1 s to draw"):
+        svg.rasterise(slow, MAX_PIXELS)
+    assert time.perf_counter() - started < 3
+
+
+def test_a_drawing_is_held_to_its_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The drawing process may map DRAW_MEMORY at most: what needs more is refused (the
+    FLAG needs about 80 MB), never a crash of the caller."""
+    monkeypatch.setattr(svg, "DRAW_MEMORY", 60 << 20)
+    with pytest.raises(InvalidImage):
+        svg.rasterise(FLAG, MAX_PIXELS)
+    monkeypatch.setattr(svg, "DRAW_MEMORY", 100 << 20)
+    assert drawn(svg.rasterise(FLAG, MAX_PIXELS)).width == svg.RASTER_SIZE
+
+
 def test_what_leaves_the_cleaning_is_only_svg() -> None:
     root = svg._parse(
         document(
@@ -285,8 +372,9 @@ LENGTHS = st.one_of(
 
 
 def drawn_within(data: bytes, max_pixels: int) -> None:
+    """In this process (``draw_here``: what the drawing process runs), 400 cases a run."""
     try:
-        img = drawn(svg.rasterise(data, max_pixels))
+        img = drawn(svg.draw_here(data, max_pixels))
     except InvalidImage:
         return
     assert img.width * img.height <= max_pixels and max(img.width, img.height) <= svg.RASTER_SIZE
