@@ -150,8 +150,23 @@ def _without_doctype(data: bytes) -> bytes:
     return data[: found.start()] + data[end + 1 :]
 
 
+class _Counted(ET.TreeBuilder):
+    """A tree builder that stops at the element past ``MAX_ELEMENTS`` (a 10 MB document of
+    empty elements would build millions before they are counted)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.elements = 0
+
+    def start(self, tag: str, attrs: dict[str, str]) -> ET.Element:
+        self.elements += 1
+        if self.elements > MAX_ELEMENTS:
+            raise InvalidImage(f"the SVG has more than {MAX_ELEMENTS} elements")
+        return super().start(tag, attrs)
+
+
 def _parse(data: bytes) -> ET.Element:
-    parser = ET.XMLParser()
+    parser = ET.XMLParser(target=_Counted())
     try:
         parser.feed(data)
         root = parser.close()
