@@ -133,7 +133,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self.deadline: asyncio.TimerHandle | None = None
         self.phase = IDLE
         self.phase_began = 0.0
-        self.header_bytes = 0
+        self.header_bytes = 0  # the reads of headers not yet complete
+        self.parsed_bytes = 0  # the request line's URL and the headers parsed
         self.at_once = False  # this request was answered by _answered_at_once
         self.lingering = False  # answered early: what the client still sends is dropped
 
@@ -200,18 +201,12 @@ class GuardedProtocol(HttpToolsProtocol):
         if self.lingering:
             return
         super().data_received(data)
-        if self.phase == IDLE or self.transport.is_closing():
+        if self.lingering or self.phase == IDLE or self.transport.is_closing():
             return
         if self.phase == HEADERS:  # all of this read is headers (they are not complete yet)
             self.header_bytes += len(data)
             if self.header_bytes > MAX_HEADER_BYTES:
-                self._answer_early(
-                    _answer(
-                        "431 Request Header Fields Too Large",
-                        "headers_too_large",
-                        f"the request line and headers are over {MAX_HEADER_BYTES} bytes",
-                    )
-                )
+                self._headers_too_large()
                 return
         if self.deadline is not None:
             return
@@ -222,14 +217,38 @@ class GuardedProtocol(HttpToolsProtocol):
             when = self.phase_began + self.deadlines.body_seconds
             self.deadline = self.loop.call_at(when, self._body_late)
 
+    def _headers_too_large(self) -> None:
+        self._answer_early(
+            _answer(
+                "431 Request Header Fields Too Large",
+                "headers_too_large",
+                f"the request line and headers are over {MAX_HEADER_BYTES} bytes",
+            )
+        )
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.phase = HEADERS
         self.header_bytes = 0
+        self.parsed_bytes = 0
         if self.deadline is None:  # a later request on a kept-alive connection
             self.phase_began = self.loop.time()
 
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        self.parsed_bytes += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        super().on_header(name, value)
+        self.parsed_bytes += len(name) + len(value) + 4  # ": " and the line's end
+
     def on_headers_complete(self) -> None:
+        # data_received counts the reads that leave the headers incomplete; the one that
+        # completes them is counted here, from what was parsed
+        if self.parsed_bytes > MAX_HEADER_BYTES:
+            self._headers_too_large()  # lingering: the rest of the request is dropped
+            self.phase = IDLE
+            return
         self._disarm()
         overloaded = len(self.connections) > self.deadlines.max_connections
         self.at_once = not overloaded and self._answered_at_once()
@@ -247,10 +266,12 @@ class GuardedProtocol(HttpToolsProtocol):
         self.phase_began = self.loop.time()
 
     def on_body(self, body: bytes) -> None:
-        if not self.at_once:  # else the answer is sent: the body is read and dropped
+        if not self.at_once and not self.lingering:  # else answered: the body is dropped
             super().on_body(body)
 
     def on_message_complete(self) -> None:
+        if self.lingering:  # answered early (431): the lingering close goes on
+            return
         self._disarm()
         self.phase = IDLE
         if not self.at_once:

@@ -247,6 +247,45 @@ def test_headers_that_keep_coming_are_cut_off_at_64_kib(guarded: Server) -> None
     assert httpx.get(f"{guarded.url}/healthz", headers={"X-Pad": "p" * 8000}).text == "ok"
 
 
+def read_answer(sock: socket.socket) -> bytes:
+    answer = b""
+    try:
+        while chunk := sock.recv(65536):
+            answer += chunk
+    except ConnectionResetError:
+        pass
+    finally:
+        sock.close()
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("parts", "body"),
+    [
+        ((70_000,), b""),  # whole in one read: the read that completed them was not counted
+        ((60_000, 10_000), b""),  # 60 KB, then the last 10 KB with the end of the headers
+        ((100_000,), b"x" * 5000),  # with a body behind them, in the same reads
+    ],
+)
+def test_headers_over_64_kib_that_complete_in_a_read_get_431(
+    guarded: Server, parts: tuple[int, ...], body: bytes
+) -> None:
+    sock = socket.create_connection(("127.0.0.1", guarded.port), timeout=5)
+    length = f"Content-Length: {len(body)}\r\n" if body else ""
+    head = f"POST /healthz HTTP/1.1\r\nHost: origin\r\n{length}X-Big: ".encode()
+    for k, size in enumerate(parts):
+        last = k == len(parts) - 1
+        sock.sendall(
+            (head if k == 0 else b"") + b"a" * size + (b"\r\n\r\n" + body if last else b"")
+        )
+        time.sleep(0.3)
+    answer = read_answer(sock)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert answer.count(b"HTTP/1.1 ") == 1  # one answer, and the connection closed
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"]["code"] == "headers_too_large"
+    assert httpx.get(f"{guarded.url}/healthz").text == "ok"  # the server goes on
+
+
 def test_more_connections_than_max_connections_get_503(guarded: Server) -> None:
     idle = [socket.create_connection(("127.0.0.1", guarded.port)) for _ in range(3)]
     try:
