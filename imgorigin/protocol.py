@@ -134,7 +134,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self.phase = IDLE
         self.phase_began = 0.0
         self.header_bytes = 0  # the reads of headers not yet complete
-        self.parsed_bytes = 0  # the request line's URL and the headers parsed
+        self.read_bytes = 0  # the read being parsed
         self.at_once = False  # this request was answered by _answered_at_once
         self.lingering = False  # answered early: what the client still sends is dropped
 
@@ -200,6 +200,7 @@ class GuardedProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self.lingering:
             return
+        self.read_bytes = len(data)
         super().data_received(data)
         if self.lingering or self.phase == IDLE or self.transport.is_closing():
             return
@@ -230,22 +231,21 @@ class GuardedProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self.phase = HEADERS
         self.header_bytes = 0
-        self.parsed_bytes = 0
         if self.deadline is None:  # a later request on a kept-alive connection
             self.phase_began = self.loop.time()
 
-    def on_url(self, url: bytes) -> None:
-        super().on_url(url)
-        self.parsed_bytes += len(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        super().on_header(name, value)
-        self.parsed_bytes += len(name) + len(value) + 4  # ": " and the line's end
+    def _parsed_bytes(self) -> int:
+        """The request line's URL and the headers, as parsed (": " and each line's end)."""
+        return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
     def on_headers_complete(self) -> None:
         # data_received counts the reads that leave the headers incomplete; the one that
-        # completes them is counted here, from what was parsed
-        if self.parsed_bytes > MAX_HEADER_BYTES:
+        # completes them is counted here, from what was parsed, when it could pass the bound
+        # (one comparison for a request of ordinary size)
+        if (
+            self.header_bytes + self.read_bytes > MAX_HEADER_BYTES
+            and self._parsed_bytes() > MAX_HEADER_BYTES
+        ):
             self._headers_too_large()  # lingering: the rest of the request is dropped
             self.phase = IDLE
             return
