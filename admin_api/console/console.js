@@ -637,14 +637,16 @@ function textInput(name, placeholder, pattern, extra = {}) {
 
 // The input for a token's argument: a <select> for a choice, a number input for a bounded
 // number, a text input with a pattern for the rest (auto, shares, colours, ratios, names).
-// In an overlay stage `auto` is refused, and a choice's default is the overlay's own.
+// In an overlay stage `auto` is refused, a choice offers what an overlay takes
+// (overlay_options: g_'s compass points), and its default is the overlay's own.
 function inputsFor(argument, name, overlay) {
   const a = argument || {};
   const auto = Boolean(a.auto) && !overlay;
   switch (a.type) {
     case "choice": {
       const blank = overlay ? "default" : a.default ? `${a.default} (default)` : "not set";
-      const options = (a.options || []).map((o) => el("option", { value: o, text: o }));
+      const offered = (overlay && a.overlay_options) || a.options || [];
+      const options = offered.map((o) => el("option", { value: o, text: o }));
       return [el("select", { name }, el("option", { value: "", text: blank }), ...options)];
     }
     case "integer":

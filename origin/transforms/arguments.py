@@ -84,12 +84,14 @@ class Int:
 
 @dataclass(frozen=True)
 class Choice:
-    """One of ``options`` (``aliases`` map other spellings onto them)."""
+    """One of ``options`` (``aliases`` map other spellings onto them); ``in_overlay``: the
+    ones a stage with ``l_`` takes, when fewer (the grammar says so for the console)."""
 
     options: tuple[str, ...]
     default: str | None = None
     aliases: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     why: str = "unknown value"
+    in_overlay: tuple[str, ...] | None = None
 
     def parse(self, token: str, text: str, limits: Limits) -> str:
         text = self.aliases.get(text, text)
@@ -103,6 +105,8 @@ class Choice:
             found["aliases"] = dict(self.aliases)
         if self.default is not None:
             found["default"] = self.default
+        if self.in_overlay is not None:
+            found["overlay_options"] = list(self.in_overlay)
         return found
 
 

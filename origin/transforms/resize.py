@@ -133,7 +133,7 @@ CROP = Token(
 GRAVITY = Token(
     "g",
     "gravity",
-    Choice(GRAVITIES, default="center", why="unknown gravity"),
+    Choice(GRAVITIES, default="center", why="unknown gravity", in_overlay=COMPASS),
     "Which part c_fill / c_crop / c_pad keep or use; auto = libvips attention (the stored "
     "focal point in the first stage), entropy; face = centred on the faces found (else auto). "
     "In a stage with `l_`: where the overlay goes (a compass point, default south_east).",

@@ -39,6 +39,9 @@ async def test_every_declaration_is_described(local_api: Api) -> None:
     crop = next(t for t in grammar["tokens"] if t["key"] == "c")
     assert crop["argument"]["options"] == ["fit", "fill", "limit", "pad", "scale", "crop"]
     assert "needs w_, h_ or ar_" in crop["rules"]
+    gravity = next(t for t in grammar["tokens"] if t["key"] == "g")["argument"]
+    assert gravity["options"][-3:] == ["auto", "entropy", "face"]
+    assert gravity["overlay_options"] == gravity["options"][:-3]  # what an overlay takes
     assert grammar["limits"]["max_output_dimension"] == 8192
     # every effect the grammar lists is one the parser takes
     for effect in grammar["effects"]:

@@ -406,8 +406,9 @@ def test_the_builder_is_built_from_the_grammar(live: str, browser: Any, tmp_path
             low, high = effect["amount"]["min"], effect["amount"]["max"]
             assert kind == ["number", str(low), str(high), False, ""], name
 
-    # every token: a choice offers exactly the declared options (after "not set"), an
-    # integer takes its declared range, in the base stage and in the overlays alike
+    # every token: a choice offers exactly the declared options (after "not set"; in an
+    # overlay what an overlay takes: g_ without auto, entropy, face), an integer takes its
+    # declared range, in the base stage and in the overlays alike
     tokens = {t["key"]: t for t in grammar["tokens"]}
     fields = (
         [(k, k) for k in base] + [(f"lt_{k}", k) for k in text] + [(f"li_{k}", k) for k in image]
@@ -419,7 +420,8 @@ def test_the_builder_is_built_from_the_grammar(live: str, browser: Any, tmp_path
         assert title == tokens[key]["doc"], field
         if argument["type"] == "choice":
             options = page.eval_on_selector(selector, "s => [...s.options].map(o => o.value)")
-            assert options == ["", *argument["options"]], field
+            declared = argument.get("overlay_options") if field != key else None
+            assert options == ["", *(declared or argument["options"])], field
         elif argument["type"] == "integer" and "auto" not in argument:
             bounds = page.eval_on_selector(selector, "f => [f.type, f.min, f.max]")
             assert bounds == ["number", str(argument["min"]), str(argument["max"])], field
