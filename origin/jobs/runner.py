@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from origin.errors import OriginError
 from origin.metrics import Metrics
 from origin.settings_groups import Background
-from origin.store.database import Database, Transaction
+from origin.store.database import Database, Transaction, failure_line
 from origin.store.queue import Job, JobQueue, LostClaim
 
 FAILING_SAID_SECONDS = 60.0  # a claim that keeps failing is said once per this
@@ -158,12 +158,17 @@ class Runner:
                 await beats
 
     def _claim_failed(self, exc: Exception) -> None:
-        """The first failure with its traceback; then, while claims keep failing (the
-        database down), one line per ``FAILING_SAID_SECONDS``, not a traceback per poll."""
+        """The first failure in one line when the database's driver or the network says
+        what (``failure_line``), else with its traceback (a bug); then, while claims keep
+        failing (the database down), one line per ``FAILING_SAID_SECONDS``."""
         now = time.monotonic()
         if self.failing_since is None:
             self.failing_since = self.failing_said = now
-            log.exception("could not claim jobs; trying again")
+            said = failure_line(exc)
+            if said is None:
+                log.exception("could not claim jobs; trying again")
+            else:
+                log.warning("could not claim jobs (%s); trying again", said)
         elif now - self.failing_said >= FAILING_SAID_SECONDS:
             self.failing_said = now
             said = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
