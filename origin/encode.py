@@ -32,6 +32,7 @@ class Encoder:
     default_quality: int | None  # also `q_auto`'s for PNG, GIF and animations
     alpha: bool  # can carry an alpha channel
     save: Callable[[pyvips.Image, int | None, int], bytes]  # (image, quality, keep) -> bytes
+    icc: bool = True  # can carry an ICC profile (fl_keep_icc keeps one only where it can)
 
 
 # The quality a lossy format is encoded at without `q_` (q_auto's search tops out at the same:
@@ -83,7 +84,7 @@ ENCODERS: Mapping[str, Encoder] = {
     "png": Encoder(None, alpha=True, save=_png),  # q_ on PNG = 8-bit palette at that quality
     "webp": Encoder(WEBP_Q, alpha=True, save=_webp),
     "avif": Encoder(AVIF_Q, alpha=True, save=_avif),
-    "gif": Encoder(None, alpha=True, save=_gif),  # q_ is ignored: GIF is always a palette
+    "gif": Encoder(None, alpha=True, save=_gif, icc=False),  # q_ is ignored: GIF is always a palette
 }
 assert set(ENCODERS) == set(FORMATS)
 

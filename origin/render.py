@@ -35,7 +35,7 @@ import pyvips
 from origin import deadline, frames_copy, quality, vips
 from origin.analysis import source_summary
 from origin.decode import Header, load_frames, read_header
-from origin.encode import encode, shown_in
+from origin.encode import ENCODERS, encode, shown_in
 from origin.errors import LimitExceeded
 from origin.faces import Faces
 from origin.palette import palette
@@ -124,7 +124,7 @@ def load(
     source: bytes, header: Header, plan: Plan, fmt: str, limits: Limits, stand_in: StandIn | None
 ) -> Loaded:
     """The LOAD phase (see the module's docstring)."""
-    keep = "keep_icc" in plan.flags
+    keep = "keep_icc" in plan.flags and ENCODERS[fmt].icc  # a GIF's pixels must be sRGB
     if output_frames(header, fmt) > 1:
         frames, meta = frames_copy.load(source) if header.copied else load_frames(source, header)
         return Loaded(frames, MappingProxyType(meta))

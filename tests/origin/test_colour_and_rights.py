@@ -177,6 +177,10 @@ def test_keep_icc_embeds_the_source_profile_and_keeps_its_values() -> None:
         assert bytes(converted.get("icc-profile-data")) != profile  # sRGB's
     values = rgb_array(run("fl_keep_icc", source)).astype(int)
     assert np.abs(values - rgb_array(img).astype(int)).max() == 0  # lossless PNG: as stored
+    # GIF carries no profile: its pixels are converted to sRGB, the flag or not (they were
+    # written as the profile's values, shown as sRGB: off by ~9 levels for Adobe RGB)
+    gif = rgb_array(run("w_80,fl_keep_icc", source, "gif")).astype(int)
+    assert np.abs(gif - rgb_array(run("w_80", source, "gif")).astype(int)).max() == 0
     # A CMYK source is converted even with the flag: no output format here carries CMYK.
     cmyk = bytes(small_photo().icc_transform("cmyk", input_profile="srgb").jpegsave_buffer())
     assert run("fl_keep_icc", cmyk).bands == 3
