@@ -351,4 +351,43 @@ def _write(frames: list[Image.Image], delays: list[int], loop: int | None) -> by
         optimize=False,
         **extra,
     )
-    return out.getvalue()
+    return global_tables_shared(out.getvalue())
+
+
+def global_tables_shared(body: bytes) -> bytes:
+    """``body`` with every frame's local colour table that repeats the global one left out
+    (the frame then uses the global table: the same pixels). Pillow writes a local table on
+    every frame after the first unless one palette is given for all; here the first group's
+    frames share the global one, 768 bytes a frame."""
+    out, pos = bytearray(body[:13]), 13
+    global_size = _table_size(body[10])
+    table = body[pos : pos + global_size]
+    out += table
+    pos += global_size
+    while pos < len(body) and body[pos] != 0x3B:  # the trailer
+        if body[pos] == 0x21:  # an extension: introducer, label, then sub-blocks
+            end = _after_sub_blocks(body, pos + 2)
+            out += body[pos:end]
+            pos = end
+            continue
+        flags, size = body[pos + 9], _table_size(body[pos + 9])  # an image descriptor
+        local = body[pos + 10 : pos + 10 + size]
+        if size and size == global_size and local == table:
+            out += body[pos : pos + 9] + bytes([flags & 0x40])  # keep interlace, no table
+        else:
+            out += body[pos : pos + 10 + size]
+        start = pos + 10 + size  # the LZW code size, then the data's sub-blocks
+        pos = _after_sub_blocks(body, start + 1)
+        out += body[start:pos]
+    return bytes(out + body[pos:])
+
+
+def _table_size(flags: int) -> int:
+    """The bytes of the colour table a descriptor's packed ``flags`` announce."""
+    return 3 * 2 ** ((flags & 7) + 1) if flags & 0x80 else 0
+
+
+def _after_sub_blocks(body: bytes, at: int) -> int:
+    while body[at]:
+        at += body[at] + 1
+    return at + 1

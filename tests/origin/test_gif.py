@@ -84,9 +84,11 @@ def gif_frames(body: bytes) -> list[Pixels]:
     return [pixels[i * page : (i + 1) * page] for i in range(strip.height // page)]
 
 
-def colour_tables(body: bytes) -> list[bytes]:
-    """Every colour table of a GIF: the global one, then each frame's local one."""
+def colour_tables(body: bytes, per_frame: bool = False) -> list[bytes]:
+    """Every colour table of a GIF: the global one, then each frame's local one; with
+    ``per_frame``, the one each frame uses (its own, else the global one)."""
     tables, pos = [], 13
+    used: list[bytes] = []
 
     def table(flags: int) -> int:
         size = 3 * 2 ** ((flags & 7) + 1) if flags & 0x80 else 0
@@ -106,9 +108,10 @@ def colour_tables(body: bytes) -> list[bytes]:
         else:
             assert body[pos] == 0x2C  # image descriptor (10 bytes), table, LZW code size, data
             flags, pos = body[pos + 9], pos + 10
-            pos += table(flags)
-            pos = skip_sub_blocks(pos + 1)
-    return tables
+            size = table(flags)
+            used.append(tables[-1] if size else tables[0])
+            pos = skip_sub_blocks(pos + size + 1)
+    return used if per_frame else tables
 
 
 def render_gif(source: bytes, chain: str = CHAIN) -> bytes:
@@ -165,9 +168,27 @@ def test_the_sample_crosses_every_row_and_every_column() -> None:
 
 
 def test_a_group_of_frames_shares_one_palette() -> None:
-    tables = colour_tables(render_gif(pan()))
-    assert len(tables) == FRAMES  # the global one, then a local one on every later frame
+    """The first group's frames use the global table; a later group's frames each carry its
+    table (Pillow wrote one on every frame after the first, 768 bytes each)."""
+    body = render_gif(pan())
+    tables = colour_tables(body)
+    assert len(tables) == 1 + FRAMES - gif.GROUP  # the global one, then the later groups'
     assert len(set(tables)) == math.ceil(FRAMES / gif.GROUP)
+    assert len(gif_frames(body)) == FRAMES
+
+
+def test_only_a_later_group_s_frames_carry_a_table() -> None:
+    """24 frames of a yellow disc moving on blue: two groups, 1 + 12 tables (there were 24,
+    and the GIF was 4.6 times its source); every frame decodes as it was drawn."""
+    frames = []
+    for i in range(24):
+        frame = np.zeros((100, 160, 3), np.uint8)
+        frame[:] = (20, 40, 200)
+        frame[40:60, 5 + 6 * i : 25 + 6 * i] = (250, 220, 10)
+        frames.append(frame)
+    body = gif.save_animation(strip_of(frames))
+    assert len(colour_tables(body)) == 1  # both groups quantise to the same two colours
+    assert all((got == want).all() for got, want in zip(gif_frames(body), frames, strict=True))
 
 
 def test_a_frame_its_group_palette_cannot_draw_gets_its_own() -> None:
@@ -213,7 +234,7 @@ def test_a_photograph_maps_each_pixel_to_its_nearest_colour() -> None:
     (dithered, only ~58 % of the pixels would be)."""
     body = render_gif(pan())
     for ref, out, table in zip(
-        unquantised(pan(), CHAIN), gif_frames(body), colour_tables(body), strict=True
+        unquantised(pan(), CHAIN), gif_frames(body), colour_tables(body, True), strict=True
     ):
         assert (undithered(ref, table) == out).all(axis=2).mean() >= 0.99
 
@@ -231,7 +252,7 @@ def test_a_smooth_sky_over_a_photograph_is_dithered_and_only_the_sky() -> None:
     out = gif_frames(body)
     errors = [block_rms(f[:48], o[:48]) for f, o in zip(frames, out, strict=True)]
     assert np.mean(errors) < 1.0, errors  # undithered: 1.4-1.6 on every frame
-    for frame, got, table in zip(frames, out, colour_tables(body), strict=True):
+    for frame, got, table in zip(frames, out, colour_tables(body, True), strict=True):
         assert (undithered(frame[80:], table) == got[80:]).all(axis=2).mean() >= 0.99
 
 
