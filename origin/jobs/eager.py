@@ -75,7 +75,7 @@ class EagerJobs:
         if made is None:
             return
         record, body = made.record, made.derivative
-        if not await rows.update(
+        if not await rows.finish(
             conn,
             record.id,
             state=DONE,
@@ -84,7 +84,7 @@ class EagerJobs:
             height=body.height,
             error_code=None,
         ):
-            return  # a replace took the entry meanwhile: its new entry's job reports
+            return  # a replace took the entry (its new entry's job reports), or the sweep
         data = {
             "image_id": record.image_id,
             "eager_id": record.id,

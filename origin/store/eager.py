@@ -189,6 +189,20 @@ async def update(conn: AsyncConnection, eager_id: str, **values: Any) -> bool:
     return bool(done.rowcount)
 
 
+async def finish(conn: AsyncConnection, eager_id: str, **values: Any) -> bool:
+    """``update`` for a job that made its derivative, unless the entry is gone or was
+    ``evicted`` while the job ran (the budget's sweep took the row the job had just stored:
+    the entry stays evicted). On PostgreSQL a sweep that marks it first holds the entry's
+    row until it commits, and this statement then reads ``evicted`` and changes nothing."""
+    done = await conn.execute(
+        eager_derivatives.update()
+        .where(eager_derivatives.c.id == eager_id)
+        .where(eager_derivatives.c.state != EVICTED)
+        .values(**values, updated_at=datetime.now(UTC))
+    )
+    return bool(done.rowcount)
+
+
 async def mark_failed(
     conn: AsyncConnection, eager_id: str, code: str
 ) -> tuple[EagerRecord, str, str | None] | None:
@@ -220,8 +234,10 @@ async def take_all(conn: AsyncConnection, image_id: str) -> list[tuple[str, str,
 
 
 async def evicted(conn: AsyncConnection, removed: Iterable[tuple[str, str]]) -> None:
-    """The ``done`` entries of the (image id, variant) pairs whose derivative rows were
-    removed become ``evicted``: their URL is a render again. The caller's transaction."""
+    """The ``done`` and ``running`` entries of the (image id, variant) pairs whose derivative
+    rows were removed become ``evicted``: their URL is a render again (a running one's job
+    may have stored the row just removed: ``finish`` leaves it evicted). The caller's
+    transaction."""
     by_image: dict[str, list[str]] = {}
     for image_id, variant in removed:
         by_image.setdefault(image_id, []).append(variant)
@@ -230,6 +246,6 @@ async def evicted(conn: AsyncConnection, removed: Iterable[tuple[str, str]]) -> 
             eager_derivatives.update()
             .where(eager_derivatives.c.image_id == image_id)
             .where(eager_derivatives.c.variant.in_(variants))
-            .where(eager_derivatives.c.state == DONE)
+            .where(eager_derivatives.c.state.in_((DONE, RUNNING)))
             .values(state=EVICTED)
         )

@@ -278,3 +278,55 @@ async def test_an_eager_job_overtaken_by_a_replace_reports_nothing(app: Api) -> 
             .where(webhook_deliveries.c.event_type == "derivative.ready")
         )
     assert ready == 0
+
+
+async def test_an_entry_evicted_while_its_job_runs_stays_evicted(app: Api) -> None:
+    """The budget's sweep removed the derivative row of an entry still ``running`` (between
+    the job's store and its ``done``): it only moved ``done`` entries, and the job then set
+    ``done``, with a size and a URL for a derivative no longer stored, and reported
+    derivative.ready (seen 7 times in 25 tries by the concurrency hunt)."""
+    from origin.cache import Derivative, etag_of
+    from origin.jobs.eager import EagerJobs, Made
+    from origin.store import eager as eager_rows
+    from origin.store.eager import RUNNING
+    from origin.store.tables import webhook_deliveries
+    from origin.store.webhooks import Webhooks
+
+    user_id, headers = await app.user()
+    background = app.services.settings.background
+    await Webhooks(app.services.db, background).create(
+        user_id, "http://127.0.0.1:9/h", ("derivative.ready",)
+    )
+    wanted = json.dumps([{"transform": "w_20", "format": "jpg"}])
+    image = (await upload(app, headers, make_image("jpeg", 64, 48), eager=wanted)).json()
+    await eventually(lambda: all_done(app, headers, image["id"]))
+    (entry,) = [e for e in image["eager"] if e["transform"] == "w_20"]
+    found = await eager_rows.find(app.services.db, entry["id"])
+    assert found is not None
+    record, owner, notification_url = found
+
+    async def ready() -> int:
+        async with app.services.db.read() as conn:
+            return int(
+                await conn.scalar(
+                    sa.select(sa.func.count())
+                    .select_from(webhook_deliveries)
+                    .where(webhook_deliveries.c.event_type == "derivative.ready")
+                )
+            )
+
+    async with app.services.db.read() as conn:
+        variant = await conn.scalar(
+            sa.select(eager_derivatives.c.variant).where(eager_derivatives.c.id == entry["id"])
+        )
+    before = await ready()
+    await eager_rows.set_state(app.services.db, record.id, RUNNING)  # a job runs it again
+    async with app.services.db.write() as conn:  # the sweep, between its store and its done
+        await eager_rows.evicted(conn, [(record.image_id, variant)])
+    made = Derivative(b"pixels", "image/jpeg", 20, 15, etag_of("v" * 64))
+    handler = EagerJobs(app.http.app_state["origin"], background)  # type: ignore[attr-defined]
+    async with app.services.db.write() as conn:
+        await handler.done(conn, None, Made(record, owner, notification_url, made, "render"))  # type: ignore[arg-type]
+    shown = (await app.http.get(f"/api/images/{image['id']}", headers=headers)).json()
+    assert [e["state"] for e in shown["eager"] if e["id"] == entry["id"]] == ["evicted"]
+    assert await ready() == before
