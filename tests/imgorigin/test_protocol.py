@@ -224,29 +224,6 @@ def test_a_login_body_that_trickles_is_cut_off(guarded: Server) -> None:
     assert result.status == 408 and DEADLINE - 0.5 <= result.seconds < DEADLINE + 4, result
 
 
-def test_headers_that_keep_coming_are_cut_off_at_64_kib(guarded: Server) -> None:
-    """httptools alone buffers headers without bound (77 MB in 8 s over loopback)."""
-    sock = socket.create_connection(("127.0.0.1", guarded.port), timeout=5)
-    answer = b""
-    try:
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: origin\r\nX-Big: ")
-        for _ in range(64):  # up to 1 MiB, in reads of 16 KiB, until the server answers
-            if select.select([sock], [], [], 0.01)[0]:
-                break
-            sock.sendall(b"a" * 16384)
-        while chunk := sock.recv(65536):
-            answer += chunk
-    except ConnectionResetError:
-        pass
-    finally:
-        sock.close()
-    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
-    body = json.loads(answer.partition(b"\r\n\r\n")[2])
-    assert body["error"]["code"] == "headers_too_large"
-    # A request with ordinary headers (a long signed URL, client hints) is answered.
-    assert httpx.get(f"{guarded.url}/healthz", headers={"X-Pad": "p" * 8000}).text == "ok"
-
-
 def read_answer(sock: socket.socket) -> bytes:
     answer = b""
     try:
@@ -257,6 +234,25 @@ def read_answer(sock: socket.socket) -> bytes:
     finally:
         sock.close()
     return answer
+
+
+def test_headers_that_keep_coming_are_cut_off_at_64_kib(guarded: Server) -> None:
+    """httptools alone buffers headers without bound (77 MB in 8 s over loopback)."""
+    sock = socket.create_connection(("127.0.0.1", guarded.port), timeout=5)
+    try:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: origin\r\nX-Big: ")
+        for _ in range(64):  # up to 1 MiB, in reads of 16 KiB, until the server answers
+            if select.select([sock], [], [], 0.01)[0]:
+                break
+            sock.sendall(b"a" * 16384)
+    except ConnectionResetError:
+        pass
+    answer = read_answer(sock)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    body = json.loads(answer.partition(b"\r\n\r\n")[2])
+    assert body["error"]["code"] == "headers_too_large"
+    # A request with ordinary headers (a long signed URL, client hints) is answered.
+    assert httpx.get(f"{guarded.url}/healthz", headers={"X-Pad": "p" * 8000}).text == "ok"
 
 
 @pytest.mark.parametrize(

@@ -240,44 +240,64 @@ async def test_the_listing_thumbnail_is_made_eagerly_by_default(
 
 
 @pytest.mark.parametrize("extra_env", [{"JOBS_IN_SERVE": "0"}])
-async def test_an_eager_job_overtaken_by_a_replace_reports_nothing(app: Api) -> None:
-    """The job made its derivative from the old pixels, and the replace took its entry
-    meanwhile (asking for it again): it reported derivative.ready anyway, with the old
-    pixels' size, for an entry no longer there. The new entry's job reports."""
-    from origin.cache import Derivative, etag_of
-    from origin.jobs.eager import EagerJobs, Made
+async def watched_entry(app: Api, settled: bool = False) -> tuple[dict[str, str], Any, Any]:
+    """A user with a derivative.ready webhook and an image with one eager entry (w_20 as
+    JPEG; with ``settled``, once its job is done): (headers, the upload's answer, the entry's
+    stored record with its owner and notification URL)."""
     from origin.store import eager as eager_rows
-    from origin.store.tables import webhook_deliveries
     from origin.store.webhooks import Webhooks
 
     user_id, headers = await app.user()
-    background = app.services.settings.background
-    await Webhooks(app.services.db, background).create(
+    await Webhooks(app.services.db, app.services.settings.background).create(
         user_id, "http://127.0.0.1:9/h", ("derivative.ready",)
     )
     wanted = json.dumps([{"transform": "w_20", "format": "jpg"}])
     image = (await upload(app, headers, make_image("jpeg", 64, 48), eager=wanted)).json()
+    if settled:
+        await eventually(lambda: all_done(app, headers, image["id"]))
     (entry,) = [e for e in image["eager"] if e["transform"] == "w_20"]
     found = await eager_rows.find(app.services.db, entry["id"])
     assert found is not None
-    record, owner, notification_url = found
+    return headers, image, found
+
+
+async def report_done(app: Api, found: Any, body: bytes) -> None:
+    """The eager job's ``done`` for the entry, with a made derivative of ``body``."""
+    from origin.cache import Derivative, etag_of
+    from origin.jobs.eager import EagerJobs, Made
+
+    made = Derivative(body, "image/jpeg", 20, 15, etag_of("v" * 64))
+    handler = EagerJobs(app.http.app_state["origin"], app.services.settings.background)  # type: ignore[attr-defined]
+    async with app.services.db.write() as conn:
+        await handler.done(conn, None, Made(*found, made, "render"))  # type: ignore[arg-type]
+
+
+async def ready_events(app: Api) -> int:
+    from origin.store.tables import webhook_deliveries
+
+    async with app.services.db.read() as conn:
+        return int(
+            await conn.scalar(
+                sa.select(sa.func.count())
+                .select_from(webhook_deliveries)
+                .where(webhook_deliveries.c.event_type == "derivative.ready")
+            )
+        )
+
+
+async def test_an_eager_job_overtaken_by_a_replace_reports_nothing(app: Api) -> None:
+    """The job made its derivative from the old pixels, and the replace took its entry
+    meanwhile (asking for it again): it reported derivative.ready anyway, with the old
+    pixels' size, for an entry no longer there. The new entry's job reports."""
+    headers, image, found = await watched_entry(app)
     replaced = await app.http.put(
         f"/api/images/{image['id']}",
         headers=headers,
         files={"file": ("b.png", make_image("png", 80, 40))},
     )
     assert replaced.status_code == 200, replaced.text
-    old = Derivative(b"old pixels", "image/jpeg", 20, 15, etag_of("v" * 64))
-    handler = EagerJobs(app.http.app_state["origin"], background)  # type: ignore[attr-defined]
-    async with app.services.db.write() as conn:
-        await handler.done(conn, None, Made(record, owner, notification_url, old, "render"))  # type: ignore[arg-type]
-    async with app.services.db.read() as conn:
-        ready = await conn.scalar(
-            sa.select(sa.func.count())
-            .select_from(webhook_deliveries)
-            .where(webhook_deliveries.c.event_type == "derivative.ready")
-        )
-    assert ready == 0
+    await report_done(app, found, b"old pixels")
+    assert await ready_events(app) == 0
 
 
 async def test_an_entry_evicted_while_its_job_runs_stays_evicted(app: Api) -> None:
@@ -285,48 +305,20 @@ async def test_an_entry_evicted_while_its_job_runs_stays_evicted(app: Api) -> No
     the job's store and its ``done``): it only moved ``done`` entries, and the job then set
     ``done``, with a size and a URL for a derivative no longer stored, and reported
     derivative.ready (seen 7 times in 25 tries by the concurrency hunt)."""
-    from origin.cache import Derivative, etag_of
-    from origin.jobs.eager import EagerJobs, Made
     from origin.store import eager as eager_rows
     from origin.store.eager import RUNNING
-    from origin.store.tables import webhook_deliveries
-    from origin.store.webhooks import Webhooks
 
-    user_id, headers = await app.user()
-    background = app.services.settings.background
-    await Webhooks(app.services.db, background).create(
-        user_id, "http://127.0.0.1:9/h", ("derivative.ready",)
-    )
-    wanted = json.dumps([{"transform": "w_20", "format": "jpg"}])
-    image = (await upload(app, headers, make_image("jpeg", 64, 48), eager=wanted)).json()
-    await eventually(lambda: all_done(app, headers, image["id"]))
-    (entry,) = [e for e in image["eager"] if e["transform"] == "w_20"]
-    found = await eager_rows.find(app.services.db, entry["id"])
-    assert found is not None
-    record, owner, notification_url = found
-
-    async def ready() -> int:
-        async with app.services.db.read() as conn:
-            return int(
-                await conn.scalar(
-                    sa.select(sa.func.count())
-                    .select_from(webhook_deliveries)
-                    .where(webhook_deliveries.c.event_type == "derivative.ready")
-                )
-            )
-
+    headers, image, found = await watched_entry(app, settled=True)
+    record = found[0]
     async with app.services.db.read() as conn:
         variant = await conn.scalar(
-            sa.select(eager_derivatives.c.variant).where(eager_derivatives.c.id == entry["id"])
+            sa.select(eager_derivatives.c.variant).where(eager_derivatives.c.id == record.id)
         )
-    before = await ready()
+    before = await ready_events(app)
     await eager_rows.set_state(app.services.db, record.id, RUNNING)  # a job runs it again
     async with app.services.db.write() as conn:  # the sweep, between its store and its done
         await eager_rows.evicted(conn, [(record.image_id, variant)])
-    made = Derivative(b"pixels", "image/jpeg", 20, 15, etag_of("v" * 64))
-    handler = EagerJobs(app.http.app_state["origin"], background)  # type: ignore[attr-defined]
-    async with app.services.db.write() as conn:
-        await handler.done(conn, None, Made(record, owner, notification_url, made, "render"))  # type: ignore[arg-type]
+    await report_done(app, found, b"pixels")
     shown = (await app.http.get(f"/api/images/{image['id']}", headers=headers)).json()
-    assert [e["state"] for e in shown["eager"] if e["id"] == entry["id"]] == ["evicted"]
-    assert await ready() == before
+    assert [e["state"] for e in shown["eager"] if e["id"] == record.id] == ["evicted"]
+    assert await ready_events(app) == before
