@@ -84,7 +84,8 @@ ENCODERS: Mapping[str, Encoder] = {
     "png": Encoder(None, alpha=True, save=_png),  # q_ on PNG = 8-bit palette at that quality
     "webp": Encoder(WEBP_Q, alpha=True, save=_webp),
     "avif": Encoder(AVIF_Q, alpha=True, save=_avif),
-    "gif": Encoder(None, alpha=True, save=_gif, icc=False),  # q_ is ignored: GIF is always a palette
+    # q_ is ignored: GIF is always a palette; it carries no ICC profile
+    "gif": Encoder(None, alpha=True, save=_gif, icc=False),
 }
 assert set(ENCODERS) == set(FORMATS)
 
