@@ -24,7 +24,7 @@ from origin.settings_groups import Background
 from origin.signing import sign_url
 from origin.store import eager as rows
 from origin.store.database import Transaction
-from origin.store.eager import DONE, QUEUED, RUNNING, EagerRecord
+from origin.store.eager import DONE, EVICTED, QUEUED, RUNNING, EagerRecord
 from origin.store.queue import Job
 from origin.store.webhooks import emit
 
@@ -75,9 +75,10 @@ class EagerJobs:
         if made is None:
             return
         record, body = made.record, made.derivative
-        if not await rows.finish(
+        if not await rows.update(
             conn,
             record.id,
+            unless=EVICTED,
             state=DONE,
             size_bytes=len(body.body),
             width=body.width,

@@ -179,27 +179,18 @@ async def set_state(db: Database, eager_id: str, state: str) -> None:
         await update(conn, eager_id, state=state)
 
 
-async def update(conn: AsyncConnection, eager_id: str, **values: Any) -> bool:
-    """False when the entry is gone (its image deleted, or replaced: ``take_all``)."""
-    done = await conn.execute(
-        eager_derivatives.update()
-        .where(eager_derivatives.c.id == eager_id)
-        .values(**values, updated_at=datetime.now(UTC))
-    )
-    return bool(done.rowcount)
-
-
-async def finish(conn: AsyncConnection, eager_id: str, **values: Any) -> bool:
-    """``update`` for a job that made its derivative, unless the entry is gone or was
-    ``evicted`` while the job ran (the budget's sweep took the row the job had just stored:
-    the entry stays evicted). On PostgreSQL a sweep that marks it first holds the entry's
-    row until it commits, and this statement then reads ``evicted`` and changes nothing."""
-    done = await conn.execute(
-        eager_derivatives.update()
-        .where(eager_derivatives.c.id == eager_id)
-        .where(eager_derivatives.c.state != EVICTED)
-        .values(**values, updated_at=datetime.now(UTC))
-    )
+async def update(
+    conn: AsyncConnection, eager_id: str, unless: str | None = None, **values: Any
+) -> bool:
+    """False when the entry is gone (its image deleted, or replaced: ``take_all``), or is in
+    state ``unless``: a job that made its derivative passes ``EVICTED``, so an entry the
+    budget's sweep evicted while the job ran (taking the row the job had just stored) stays
+    evicted. On PostgreSQL a sweep that marks it first holds the entry's row until it
+    commits, and this statement then reads ``evicted`` and changes nothing."""
+    statement = eager_derivatives.update().where(eager_derivatives.c.id == eager_id)
+    if unless is not None:
+        statement = statement.where(eager_derivatives.c.state != unless)
+    done = await conn.execute(statement.values(**values, updated_at=datetime.now(UTC)))
     return bool(done.rowcount)
 
 
@@ -236,7 +227,7 @@ async def take_all(conn: AsyncConnection, image_id: str) -> list[tuple[str, str,
 async def evicted(conn: AsyncConnection, removed: Iterable[tuple[str, str]]) -> None:
     """The ``done`` and ``running`` entries of the (image id, variant) pairs whose derivative
     rows were removed become ``evicted``: their URL is a render again (a running one's job
-    may have stored the row just removed: ``finish`` leaves it evicted). The caller's
+    may have stored the row just removed: its ``update`` leaves it evicted). The caller's
     transaction."""
     by_image: dict[str, list[str]] = {}
     for image_id, variant in removed:
