@@ -4,8 +4,9 @@ what is stored and served; SVG itself is never stored, passed through or answere
 ``rasterise`` (synchronous: run it in the pool) takes the bytes ``is_svg`` recognised and:
 
 1. **refuses entities**: a DOCTYPE with an internal subset (where entities are declared:
-   XXE, billion laughs), or ``<!ENTITY`` anywhere, is refused; a plain ``<!DOCTYPE svg PUBLIC …>`` (what editors write)
-   is dropped; any entity reference left is an XML error, so refused too;
+   XXE, billion laughs), or ``<!ENTITY`` anywhere, is refused; a plain
+   ``<!DOCTYPE svg PUBLIC …>`` (what editors write) is dropped; any entity reference left is
+   an XML error, so refused too;
 2. **parses** with the standard library's expat (no DTD, no network, no file);
 3. **keeps only SVG**: elements outside the SVG namespace (XInclude, RDF, editors' own) and
    ``script``, ``foreignObject`` and the media elements are removed; so is every attribute
@@ -14,9 +15,10 @@ what is stored and served; SVG itself is never stored, passed through or answere
    ``url(…)`` not of a ``#`` fragment, ``xml:base`` and ``on*`` handlers, and any value with
    a CSS escape (a backslash); a ``<style>`` with ``@import``, an outside ``url(…)`` or a
    CSS escape is removed whole;
-4. **bounds the work**: at most ``MAX_ELEMENTS`` elements, nested at most ``MAX_DEPTH``
-   deep, and what ``<use>`` instancing would expand them to (counted through every
-   reference, a cycle refused, a chain at most ``MAX_DEPTH`` long) at most ``MAX_EXPANDED``;
+4. **bounds the work**: at most ``MAX_ELEMENTS`` elements (counted while parsing), nested
+   at most ``MAX_DEPTH`` deep, and what ``<use>`` instancing would expand them to (counted
+   through every reference, a cycle refused, a chain at most ``MAX_DEPTH`` long) at most
+   ``MAX_EXPANDED``;
 5. **rasterises** with libvips' ``svgload`` (librsvg), allowed only inside
    ``origin.vips.draw_svg`` (every other decode keeps its five loaders), at ``RASTER_SIZE``
    px on the longer side whatever the canvas says, so a giant ``viewBox`` or ``width`` costs
@@ -237,9 +239,8 @@ def _outside_css(text: str | None) -> bool:
 
 
 def _check_size(root: ET.Element) -> None:
-    elements = sum(1 for _ in root.iter())
-    if elements > MAX_ELEMENTS:
-        raise InvalidImage(f"the SVG has more than {MAX_ELEMENTS} elements")
+    """What ``<use>`` instancing expands the elements to (their count is ``_Counted``'s,
+    while parsing)."""
     by_id = {e.get("id"): e for e in root.iter() if e.get("id")}
     sizes: dict[int, tuple[int, int]] = {}
     if _expanded(root, by_id, sizes, set())[0] > MAX_EXPANDED:
