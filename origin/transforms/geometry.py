@@ -20,6 +20,11 @@ def nearest(x: float) -> int:
     return math.floor(x + 0.5)
 
 
+def to_side(x: float) -> int:
+    """A side of ``x`` pixels: the nearest whole one (``nearest``), at least 1."""
+    return max(1, nearest(x))
+
+
 SMART = {
     "auto": "attention",
     "entropy": "entropy",
@@ -69,7 +74,7 @@ def resolve(length: Length | None, side: int) -> int | None:
     if length is None:
         return None
     if isinstance(length, float):
-        return max(1, nearest(length * side))
+        return to_side(length * side)
     return length
 
 
@@ -107,9 +112,9 @@ def centre_on(
 
 def fit(iw: int, ih: int, w: int | None, h: int | None) -> tuple[int, int]:
     if w is not None and (h is None or w / iw <= h / ih):
-        return w, max(1, nearest(ih * w / iw))
+        return w, to_side(ih * w / iw)
     assert h is not None
-    return max(1, nearest(iw * h / ih)), h
+    return to_side(iw * h / ih), h
 
 
 def _box(iw: int, ih: int, r: Resize) -> tuple[int | None, int | None]:
@@ -121,17 +126,13 @@ def _box(iw: int, ih: int, r: Resize) -> tuple[int | None, int | None]:
     if w is None and h is None:
         wider = iw * ah > ih * aw
         if r.crop == "pad":  # the smallest W:H box holding the input
-            return (
-                (iw, max(1, nearest(iw * ah / aw)))
-                if wider
-                else (max(1, nearest(ih * aw / ah)), ih)
-            )
+            return (iw, to_side(iw * ah / aw)) if wider else (to_side(ih * aw / ah), ih)
         # fill / crop: the largest W:H box inside the input
-        return (max(1, nearest(ih * aw / ah)), ih) if wider else (iw, max(1, nearest(iw * ah / aw)))
+        return (to_side(ih * aw / ah), ih) if wider else (iw, to_side(iw * ah / aw))
     if w is not None:
-        return w, max(1, nearest(w * ah / aw))
+        return w, to_side(w * ah / aw)
     assert h is not None
-    return max(1, nearest(h * aw / ah)), h
+    return to_side(h * aw / ah), h
 
 
 def _crop(iw: int, ih: int, r: Resize, w: int | None, h: int | None) -> Geometry:

@@ -40,7 +40,7 @@ from origin.transforms.declarations import (
     Token,
     Transform,
 )
-from origin.transforms.geometry import nearest, place, resolve
+from origin.transforms.geometry import place, resolve, to_side
 from origin.transforms.limits import Limits
 from origin.transforms.resize import COMPASS, GRAVITY, WIDTH_TOKEN, X, Y
 
@@ -183,7 +183,7 @@ def image_layer(o: Overlay, data: bytes, base_width: int, limits: Limits) -> pyv
     width = resolve(o.width, base_width) or min(layer.width, base_width)
     if width > limits.max_output_dimension:
         raise LimitExceeded(f"overlay width {width} is above the maximum dimension")
-    height = max(1, nearest(layer.height * width / layer.width))
+    height = to_side(layer.height * width / layer.width)
     if height > limits.max_output_dimension:
         raise LimitExceeded(f"overlay height {height} is above the maximum dimension")
     if not has_alpha(layer):

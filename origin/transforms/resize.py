@@ -44,7 +44,7 @@ from origin.transforms.declarations import (
     Token,
     Transform,
 )
-from origin.transforms.geometry import Resize, centre_on, nearest, plan_geometry
+from origin.transforms.geometry import Resize, centre_on, plan_geometry, to_side
 from origin.transforms.limits import Limits
 from origin.transforms.padding import fill_frames
 
@@ -247,9 +247,9 @@ def build(s: Seen, b: Building) -> Resize | None:
     height = fold(s.value("h"), dpr, s.raw("h"), limits, clamp=auto_dpr)
     if aspect is not None:
         if isinstance(width, int):
-            height, aspect = max(1, nearest(width * aspect[1] / aspect[0])), None
+            height, aspect = to_side(width * aspect[1] / aspect[0]), None
         elif isinstance(height, int):
-            width, aspect = max(1, nearest(height * aspect[0] / aspect[1])), None
+            width, aspect = to_side(height * aspect[0] / aspect[1]), None
         for side in (width, height):
             if isinstance(side, int) and side > limits.max_output_dimension:
                 raise LimitExceeded(
