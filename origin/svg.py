@@ -172,7 +172,8 @@ def _parse(data: bytes) -> ET.Element:
     try:
         parser.feed(data)
         root = parser.close()
-    except ET.ParseError as exc:
+    except (ET.ParseError, LookupError, ValueError) as exc:  # ValueError, LookupError: the
+        # XML declaration names a multi-byte, unknown or non-text encoding (expat reads none)
         raise InvalidImage(f"not a well-formed SVG: {str(exc)[:100]}") from None
     if root.tag != f"{{{SVG_NS}}}svg":
         raise InvalidImage(

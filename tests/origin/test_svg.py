@@ -255,6 +255,14 @@ def hostile(trap: SourceServer) -> dict[str, tuple[bytes, str | None]]:
             "the SVG has more than",
         ),
         "an unclosed DOCTYPE": (document(red) + b"<!DOCTYPE svg", "not a well-formed SVG"),
+        # the XML declaration's encoding: unknown, not text, or multi-byte (expat's refusals)
+        **{
+            f"an encoding {name}": (
+                document(red, head=f'<?xml version="1.0" encoding="{name}"?>'),
+                "not a well-formed SVG",
+            )
+            for name in ("U-TF-8", "rot13", "utf-32", "idna")
+        },
         "deep nesting": (
             document(red + "<g>" * 5000 + "</g>" * 5000),
             f"the SVG nests elements deeper than {svg.MAX_DEPTH}",
