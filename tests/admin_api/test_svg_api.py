@@ -1,6 +1,7 @@
 """SVG through real HTTP: an upload (as a file and from a URL) is stored as the PNG it is
-drawn to and delivered from it; every hostile document of tests/origin/test_svg.py is
-refused (422) or stored inert, and nothing is fetched; f_auto never answers SVG."""
+drawn to and delivered from it; every hostile document of tests/origin/test_svg.py (as a
+file; the ones naming a URL also from a URL) is refused (422) or stored inert, and nothing is
+fetched; f_auto never answers SVG."""
 
 from __future__ import annotations
 
@@ -51,13 +52,16 @@ async def test_an_svg_is_stored_as_its_png_and_delivered(api: Api) -> None:
         assert auto.headers["content-type"] in ("image/png", "image/webp", "image/avif"), accept
 
 
-async def test_hostile_svgs_are_refused_or_inert_and_fetch_nothing(local_api: Api) -> None:
-    api = local_api  # the storage plays no part: both databases, both ways of uploading
+async def uploads_refused_or_inert(
+    api: Api, documents: dict[str, tuple[bytes, str | None]]
+) -> None:
+    """Each document uploaded: 422 with its refusal, or stored (drawn inert); nothing fetched
+    but the uploads themselves; the user's image count is what was stored."""
     assert api.sources is not None
     _, headers = await api.user()
     api.sources.seen.clear()
     stored = 0
-    for name, (data, refusal) in hostile(api.sources).items():
+    for name, (data, refusal) in documents.items():
         answer = await api.upload(headers, data, "hostile.svg")
         if refusal is None:
             assert answer.status_code == 201, (name, answer.text)
@@ -70,3 +74,20 @@ async def test_hostile_svgs_are_refused_or_inert_and_fetch_nothing(local_api: Ap
     assert [s.path for s in api.sources.seen if not s.path.startswith("/files/")] == []
     me = (await api.http.get("/api/me", headers=headers)).json()
     assert me["image_count"] == stored
+
+
+@pytest.mark.parametrize("upload_via", ["multipart"])
+async def test_hostile_svgs_are_refused_or_inert_and_fetch_nothing(local_api: Api) -> None:
+    assert local_api.sources is not None  # every document, on both databases
+    await uploads_refused_or_inert(local_api, hostile(local_api.sources))
+
+
+@pytest.mark.parametrize("upload_via", ["url"])
+async def test_hostile_svgs_uploaded_from_a_url_fetch_only_themselves(local_api: Api) -> None:
+    """The documents that name the trap server, fetched from a URL (the same drawing as a
+    file's: the whole set runs above and in tests/origin/test_svg.py)."""
+    assert local_api.sources is not None
+    trap = local_api.sources.url("/trap").encode()
+    documents = {n: d for n, d in hostile(local_api.sources).items() if trap in d[0]}
+    assert len(documents) >= 15
+    await uploads_refused_or_inert(local_api, documents)
