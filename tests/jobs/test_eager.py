@@ -155,13 +155,13 @@ async def test_an_eager_field_over_8_kb_is_refused(app: Api) -> None:
 
 
 async def test_a_burst_of_eager_work_never_turns_requests_into_503(app: Api) -> None:
-    """16 slow eager renders (a strong blur, ~0.5 s each) queued at once while 24 distinct
+    """8 slow eager renders (a strong blur, ~0.5 s each) queued at once while 24 distinct
     derivatives are asked for with a 0.4 s queue timeout: every request is answered, since
     background work holds at most its share of the slots (with JOB_RENDER_SHARE=1 the same
     requests are refused with 503: both slots go to the blurs)."""
     _, headers = await app.user()
     big = make_image("jpeg", 2400, 1800)
-    eager = [{"transform": f"w_{2000 + n},e_blur:2000", "format": "jpg"} for n in range(16)]
+    eager = [{"transform": f"w_{2000 + n},e_blur:2000", "format": "jpg"} for n in range(8)]
     first = (await upload(app, headers, big, eager=eager)).json()
     target = (await upload(app, headers, make_image("jpeg", 400, 300))).json()
     minted = [
