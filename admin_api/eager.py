@@ -40,6 +40,7 @@ from origin.transforms.budget import output_size
 from origin.transforms.formats import ANIMATED_FORMATS
 from origin.transforms.parse import parse_chain, parse_path
 from origin.transforms.plan import Plan
+from origin.webhooks.delivery import endpoint_url
 from origin.webhooks.events import image_data
 
 log = logging.getLogger("imgorigin.admin")
@@ -175,12 +176,13 @@ async def notification_endpoint(services: Services, user_id: str, value: Any) ->
         return None
     if not isinstance(value, str):
         raise BadRequest("'notification_url' must be a string")
-    if not await has_endpoint(services.db, user_id, value):
+    url = endpoint_url(value)  # the form endpoints are kept in
+    if not await has_endpoint(services.db, user_id, url):
         raise BadRequest(
             "'notification_url' must be the URL of one of your webhook endpoints "
             "(register it with POST /api/webhooks)"
         )
-    return value
+    return url
 
 
 async def read_eager(

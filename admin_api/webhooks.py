@@ -24,7 +24,7 @@ from origin.fetch import vet
 from origin.records import is_id
 from origin.services import Services
 from origin.store.webhooks import AlreadyRegistered, Endpoint, TooMany, Webhooks
-from origin.webhooks.delivery import webhook_policy
+from origin.webhooks.delivery import endpoint_url, webhook_policy
 from origin.webhooks.events import EVENTS
 
 DELIVERY_ID = re.compile(r"msg_[0-9a-f]{32}", re.ASCII)
@@ -64,7 +64,7 @@ async def create_webhook(request: Request) -> Response:
     unknown = set(data) - FIELDS
     if unknown:
         raise BadRequest(f"unknown field '{sorted(unknown)[0][:40]}' (expected url, events)")
-    url = string_field(data, "url").strip()
+    url = endpoint_url(string_field(data, "url"))
     if len(url) > MAX_URL:
         raise BadRequest(f"'url' must be at most {MAX_URL} characters")
     events = read_events(data.get("events"))

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
+from yarl import URL
+
 from origin.errors import OriginError
 from origin.fetch import Limits, Policy, post
 from origin.jobs.runner import Failure, Retry
@@ -29,6 +31,27 @@ from origin.webhooks.events import DELIVERED, FAILED, PENDING
 
 ANSWER_BYTES = 64 * 1024  # of an endpoint's answer, read and dropped
 NO_RESPONSE = "no_response"
+
+
+def endpoint_url(url: str) -> str:
+    """The form an endpoint's URL is kept and compared in, so that one URL is one endpoint
+    (an event goes to a URL once): scheme and host in lower case, the host in IDNA, a default
+    port, an empty query and the fragment dropped, dot-segments resolved, an empty path
+    ``/``. A string that is no URL is left as it is, for the policy to refuse."""
+    try:
+        parsed = URL(url.strip())
+    except ValueError:
+        return url.strip()
+    if not parsed.is_absolute():
+        return url.strip()
+    kept = URL.build(
+        scheme=parsed.scheme,
+        authority=parsed.raw_authority,
+        path=parsed.raw_path or "/",
+        query_string=parsed.raw_query_string,
+        encoded=True,
+    )
+    return str(kept)
 
 
 def webhook_policy(settings: Settings) -> Policy:

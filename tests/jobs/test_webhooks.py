@@ -137,7 +137,8 @@ async def test_derivative_ready_and_failed_reach_the_notification_url(
     answer = await app.http.post(
         f"/api/images/{image['id']}/eager",
         headers=headers,
-        json={"eager": eager, "notification_url": receiver.server.url("/all")},
+        # the endpoint's URL spelled otherwise (a fragment): the same endpoint
+        json={"eager": eager, "notification_url": receiver.server.url("/all") + "#call"},
     )
     assert answer.status_code == 202, answer.text
     await app.http.delete(f"/api/images/{overlay['id']}", headers=headers)
@@ -357,6 +358,17 @@ async def test_endpoint_limits_and_secret_rotation(app: Api, receiver: Receiver)
     twice = await app.http.post("/api/webhooks", headers=other, json={"url": hook["url"]})
     assert_error(twice, 409, "conflict")
     assert again.json()["id"] in twice.json()["error"]["message"]
+    # other spellings of the same URL are the same endpoint (each event went once to each)
+    url = hook["url"]
+    assert url.startswith("http://") and "#" not in url and "?" not in url
+    for spelling in (
+        f"HTTP://{url.removeprefix('http://')}",
+        f"{url}#x",
+        f"{url}?",
+        f"{url.rsplit('/', 1)[0]}/./{url.rsplit('/', 1)[1]}",
+    ):
+        same = await app.http.post("/api/webhooks", headers=other, json={"url": spelling})
+        assert_error(same, 409, "conflict")
     assert (await app.http.get(f"/api/webhooks/{hook['id']}", headers=other)).status_code == 404
     assert (
         await app.http.delete(f"/api/webhooks/{hook['id']}", headers=headers)
