@@ -48,6 +48,7 @@ from origin.lookup import Lookup
 from origin.metrics import Metrics
 from origin.named import Presets, Uses
 from origin.plans import Plans
+from origin.ratelimit import Decision
 from origin.records import ImageRecord
 from origin.render_pool import ClientGone, unless_gone
 from origin.request import Headers, disconnected, raw_path, read_headers, split_query
@@ -102,17 +103,22 @@ class Origin:
             return None
         limiter = self.services.limiter
 
+        def allowed(decision: Decision) -> None:
+            if decision.degraded:  # the shared store failed: let through, counted
+                self.metrics.ratelimit_store_failures.inc()
+            if not decision.allowed:
+                self.metrics.renders_refused[by] += 1
+                raise RateLimited(
+                    f"too many new renders for this {REFUSED[by]}: try again later",
+                    headers={**decision.refusal_headers(), "Cache-Control": "no-store"},
+                )
+
         async def admit() -> None:
+            if len(bounds) > 1:  # a render one bound refuses is counted by none of them
+                for key, limit in bounds:
+                    allowed(await limiter.peek(key, limit))
             for key, limit in bounds:
-                decision = await limiter.hit(key, limit)
-                if decision.degraded:  # the shared store failed: let through, counted
-                    self.metrics.ratelimit_store_failures.inc()
-                if not decision.allowed:
-                    self.metrics.renders_refused[by] += 1
-                    raise RateLimited(
-                        f"too many new renders for this {REFUSED[by]}: try again later",
-                        headers={**decision.refusal_headers(), "Cache-Control": "no-store"},
-                    )
+                allowed(await limiter.hit(key, limit))
 
         return admit
 

@@ -152,6 +152,7 @@ class Derivatives:
                 self.metrics.hit["store"].inc()
                 self.memory.put(key, stored)
             return stored
+        self._refuse_early(wanted)  # before admission: a refused request renders nothing
         if wanted.admit is not None:
             await wanted.admit()
         made = await self._render(wanted, rows, t, background)
@@ -168,10 +169,6 @@ class Derivatives:
         """Render in the pool, within the work budget and under ``RENDER_TIMEOUT_SECONDS``;
         a ``background`` render takes a background slot and is stored before it returns."""
         key, image, plan = wanted.key, wanted.image, wanted.plan
-        self._refuse_timed_out(key)
-        limits = self.services.limits
-        if image.width and image.height:  # the budget for one frame, before anything is read
-            output_size(image.width, image.height, plan.stages, limits)
         began = time.perf_counter()
         services = self.services
         read = await source_bytes.reader(services, image, plan)
@@ -249,6 +246,14 @@ class Derivatives:
         if wanted.kept and blocking is not None:
             stored = stored_derivatives.write_now(blocking, image, key, media_type, body)
         return body, media_type, made.width, made.height, made.choice, stored
+
+    def _refuse_early(self, wanted: Wanted) -> None:
+        """What refuses a render before anything is read: a URL whose render recently timed
+        out (503), a chain past the output budget for one frame (400 ``limit_exceeded``)."""
+        self._refuse_timed_out(wanted.key)
+        image = wanted.image
+        if image.width and image.height:
+            output_size(image.width, image.height, wanted.plan.stages, self.services.limits)
 
     # ---- the render deadline ------------------------------------------------------------
 

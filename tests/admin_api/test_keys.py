@@ -106,6 +106,9 @@ async def test_a_new_keys_body_is_empty_or_an_empty_object(local_api: Api) -> No
 async def test_renders_a_user_key_causes_are_limited_and_hits_are_not(local_api: Api) -> None:
     image_id, headers = await owned_image(local_api)
     secret = (await local_api.http.post("/api/keys", headers=headers)).json()["secret"]
+    for side in (6000, 6001):  # refused before any render: they use none of the two
+        too_big = sign_url(f"/i/{image_id}/w_{side},h_{side},c_scale/a.png", secret)
+        assert_error(await local_api.http.get(too_big), 400, "limit_exceeded")
     first = sign_url(f"/i/{image_id}/w_16/a.png", secret)
     assert_rendered(await local_api.http.get(first), 16)
     assert_rendered(await local_api.http.get(sign_url(f"/i/{image_id}/w_20/a.png", secret)), 20)

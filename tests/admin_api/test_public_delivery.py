@@ -294,6 +294,10 @@ async def test_unsigned_renders_are_rate_limited_and_hits_are_not(local_api: Api
     other_id = other.json()["id"]
     assert size_of(await local_api.http.get(f"/i/{other_id}/t_wide/Dog.webp"))[0] == 40
     assert_error(await local_api.http.get(f"/i/{other_id}/t_wide/Dog.jpg"), 429, "rate_limited")
+    # the owner's bound refused it: the image's own count took nothing (it left the image
+    # one render short once the owner's minute was over)
+    left = await local_api.services.limiter.peek(f"unsigned:image:{other_id}", 2)
+    assert left.remaining == 1
     metrics = (await local_api.http.get("/metrics")).text
     assert 'imgorigin_renders_refused_total{by="unsigned"} 2.0' in metrics
 
