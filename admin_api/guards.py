@@ -87,8 +87,12 @@ class AdminGate:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                extra = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
-                message = {**message, "headers": [*message.get("headers", []), *extra]}
+                own = message.get("headers", [])
+                # an endpoint's own limit (uploads from a URL, purges) answered: its figures
+                # stand alone, not beside the account's
+                if not any(name.lower() == b"ratelimit-limit" for name, _ in own):
+                    extra = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+                    message = {**message, "headers": [*own, *extra]}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from admin_api.guards import require_user
+from admin_api.guards import hit_limit, require_user
 from admin_api.requests import nudge, owned_image
 from origin.cache_tags import tag, tag_key
 from origin.errors import RateLimited
@@ -43,8 +43,8 @@ async def purge(request: Request) -> Response:
     """``POST /api/images/{id}/purge``: 202, the purge queued (``PURGES_PER_MINUTE``)."""
     user_id = require_user(request)
     services, image = await owned_image(request)
-    decision = await services.limiter.hit(
-        f"purge:{user_id}", services.settings.purging.purges_per_minute
+    decision = await hit_limit(
+        request.scope["state"], f"purge:{user_id}", services.settings.purging.purges_per_minute
     )
     if not decision.allowed:
         raise RateLimited("too many purges: try again later", headers=decision.refusal_headers())

@@ -151,6 +151,7 @@ async def test_fetches_per_minute_are_limited_per_user(
     third = await post_url(local_api, headers, {"url": url})
     assert_error(third, 429, "rate_limited")
     assert 1 <= int(third.headers["retry-after"]) <= 60
+    assert third.headers.get_list("ratelimit-limit") == ["2"]  # this limit's, once
     assert (await post_url(local_api, other, {"url": url})).status_code == 201
     # a multipart upload is not a fetch: not counted
     assert (await local_api.upload(headers, PNG, filename="a.png")).status_code == 201

@@ -81,6 +81,9 @@ async def test_each_cdn_gets_the_images_tag(app: Api, receiver: Receiver) -> Non
     ).status_code == 202
     limited = await app.http.post(f"/api/images/{image_id}/purge", headers=headers)
     assert_error(limited, 429, "rate_limited")
+    # the purge limit's own figures, once (not beside the account's request limit's)
+    assert limited.headers.get_list("ratelimit-limit") == ["2"]
+    assert limited.headers.get_list("ratelimit-remaining") == ["0"]
     assert user_id
 
 
