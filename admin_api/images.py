@@ -36,6 +36,7 @@ from admin_api.requests import (
     nudge,
     optional,
     owned_image,
+    query_of,
     read_json,
     read_object,
     services_of,
@@ -165,11 +166,11 @@ async def upload_from_url(request: Request, services: Services, user_id: str) ->
     return JSONResponse(await with_eager(services, image), status_code=201)
 
 
+PAGE_PARAMETERS = frozenset({"page", "limit"})
+
+
 def page_parameters(request: Request) -> tuple[int, int]:
-    params = request.query_params
-    unknown = set(params) - {"page", "limit"}
-    if unknown:
-        raise BadRequest(f"unknown query parameter '{sorted(unknown)[0][:40]}'")
+    params = query_of(request, PAGE_PARAMETERS)
     values = []
     for name, default, high in (("page", 1, None), ("limit", 20, 100)):
         raw = params.get(name, str(default))

@@ -83,6 +83,18 @@ def holds_nul(value: Any) -> bool:
     return False
 
 
+def query_of(request: Request, allowed: frozenset[str]) -> dict[str, str]:
+    """The query's parameters, each once: 400 for an unknown or repeated one."""
+    params: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if name not in allowed:
+            raise BadRequest(f"unknown query parameter '{name[:40]}'")
+        if name in params:
+            raise BadRequest(f"query parameter '{name[:40]}' is repeated")
+        params[name] = value
+    return params
+
+
 def string_field(data: dict[str, Any], name: str) -> str:
     value = data.get(name)
     if not isinstance(value, str):

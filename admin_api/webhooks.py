@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from admin_api.guards import require_user
-from admin_api.requests import nudge, read_json, services_of, string_field
+from admin_api.requests import nudge, query_of, read_json, services_of, string_field
 from origin.digits import plain_int
 from origin.errors import BadRequest, Conflict, LimitExceeded, NotFound, SourceUnavailable
 from origin.fetch import vet
@@ -117,9 +117,7 @@ async def test_webhook(request: Request) -> Response:
 
 async def list_deliveries(request: Request) -> Response:
     services, user_id, endpoint = await owned(request)
-    raw = request.query_params.get("limit", "50")
-    if set(request.query_params) - {"limit"}:
-        raise BadRequest("the only query parameter is 'limit'")
+    raw = query_of(request, frozenset({"limit"})).get("limit", "50")
     if not plain_int(raw) or len(raw) > 10 or not 1 <= int(raw) <= 200:
         raise BadRequest("'limit' must be between 1 and 200")
     items = await repository(services).deliveries(user_id, endpoint.id, int(raw))

@@ -272,6 +272,8 @@ async def test_listing_pages_newest_first(api: Api) -> None:
         "page=99999999999999999999",
         "page=1000000000&limit=100",
         "sort=name",
+        "limit=5&limit=2",
+        "page=9&page=1",
     ],
 )
 async def test_listing_refuses_bad_parameters(local_api: Api, query: str) -> None:

@@ -332,6 +332,11 @@ async def test_quota_warning_once_per_crossing(app: Api, receiver: Receiver) -> 
 async def test_endpoint_limits_and_secret_rotation(app: Api, receiver: Receiver) -> None:
     _, headers = await app.user()
     hook = await register(app, headers, receiver.endpoint("/rot"))
+    for query in ("limit=0", "limit=201", "limit=2&limit=1", "page=1"):
+        answer = await app.http.get(
+            f"/api/webhooks/{hook['id']}/deliveries?{query}", headers=headers
+        )
+        assert_error(answer, 400, "bad_request")
     rotated = await app.http.post(f"/api/webhooks/{hook['id']}/secret", headers=headers)
     assert rotated.status_code == 200
     new = rotated.json()["secret"]
