@@ -14,6 +14,7 @@ import json
 from starlette.requests import Request
 from starlette.responses import Response
 
+from origin.cache import matches
 from origin.services import Services
 from origin.transforms.describe import grammar as describe
 from origin.transforms.limits import Limits
@@ -31,6 +32,6 @@ async def grammar(request: Request) -> Response:
     services: Services = request.state.services
     body, etag = _encoded(services.limits)
     headers = {"Cache-Control": CACHE_CONTROL, "ETag": etag}
-    if etag in request.headers.get("if-none-match", ""):
+    if matches(request.headers.get("if-none-match", ""), etag):  # lists, W/, *
         return Response(status_code=304, headers=headers)
     return Response(body, media_type="application/json", headers=headers)

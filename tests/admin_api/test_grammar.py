@@ -24,6 +24,13 @@ async def test_the_grammar_is_public_and_cacheable(local_api: Api) -> None:
     etag = answer.headers["etag"]
     again = await local_api.http.get("/api/grammar", headers={"If-None-Match": etag})
     assert again.status_code == 304 and again.content == b""
+    for other in ("*", f'"x", W/{etag}'):  # any representation; a list with a weak match
+        assert (
+            await local_api.http.get("/api/grammar", headers={"If-None-Match": other})
+        ).status_code == 304
+    assert (
+        await local_api.http.get("/api/grammar", headers={"If-None-Match": '"x"'})
+    ).status_code == 200
 
 
 async def test_every_declaration_is_described(local_api: Api) -> None:
