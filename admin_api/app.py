@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -33,6 +33,8 @@ from origin.app import Part
 from origin.services import Services
 from origin.settings import Settings
 
+Endpoint = Callable[[Request], Awaitable[Response]]
+
 RATE_LIMIT_HEADERS = ["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After"]
 
 
@@ -40,62 +42,68 @@ async def openapi(request: Request) -> Response:
     return JSONResponse(openapi_document())
 
 
+API: list[tuple[str, str, Endpoint]] = [  # (path under /api, method, endpoint)
+    ("/auth/signup", "POST", accounts.signup),
+    ("/auth/login", "POST", accounts.login),
+    ("/auth/refresh", "POST", accounts.refresh),
+    ("/auth/logout", "POST", accounts.logout),
+    ("/me", "GET", accounts.me),
+    ("/me", "PATCH", accounts.update_me),
+    ("/images", "POST", images.upload),
+    ("/images", "GET", images.list_images),
+    ("/images/{image_id}", "GET", images.get_image),
+    ("/images/{image_id}", "DELETE", images.delete_image),
+    ("/images/{image_id}", "PATCH", images.update_image),
+    ("/images/{image_id}", "PUT", images.replace_image),
+    ("/images/{image_id}/download", "GET", images.download),
+    ("/images/{image_id}/transform", "GET", transform.transform),
+    ("/images/{image_id}/url", "POST", urls.mint_url),
+    ("/images/{image_id}/srcset", "GET", urls.image_srcset),
+    ("/images/{image_id}/eager", "POST", eager.add_eager),
+    ("/images/{image_id}/purge", "POST", purges.purge),
+    ("/webhooks", "POST", webhooks.create_webhook),
+    ("/webhooks", "GET", webhooks.list_webhooks),
+    ("/webhooks/{webhook_id}", "GET", webhooks.get_webhook),
+    ("/webhooks/{webhook_id}", "DELETE", webhooks.delete_webhook),
+    ("/webhooks/{webhook_id}/test", "POST", webhooks.test_webhook),
+    ("/webhooks/{webhook_id}/secret", "POST", webhooks.rotate_secret),
+    ("/webhooks/{webhook_id}/deliveries", "GET", webhooks.list_deliveries),
+    ("/webhooks/{webhook_id}/deliveries/{delivery_id}/retry", "POST", webhooks.retry_delivery),
+    ("/sources", "GET", sources.list_sources),
+    ("/sources/{name}/url", "POST", sources.mint_source_url),
+    ("/transformations", "GET", transformations.list_transformations),
+    ("/transformations/{name}", "PUT", transformations.put_transformation),
+    ("/transformations/{name}", "GET", transformations.get_transformation),
+    ("/transformations/{name}", "DELETE", transformations.delete_transformation),
+    ("/keys", "GET", keys.list_keys),
+    ("/keys", "POST", keys.create_key),
+    ("/keys/{key_id}", "DELETE", keys.delete_key),
+    ("/grammar", "GET", grammar),
+    ("/openapi.json", "GET", openapi),
+]
+
+
 def api_routes() -> list[Route]:
+    """One route per path, so that a 405 names in ``Allow`` every method the path has (a
+    route per method answered with the first route's methods only)."""
+    paths: dict[str, dict[str, Endpoint]] = {}
+    for path, method, endpoint in API:
+        paths.setdefault(path, {})[method] = endpoint
     return [
-        Route("/auth/signup", accounts.signup, methods=["POST"]),
-        Route("/auth/login", accounts.login, methods=["POST"]),
-        Route("/auth/refresh", accounts.refresh, methods=["POST"]),
-        Route("/auth/logout", accounts.logout, methods=["POST"]),
-        Route("/me", accounts.me, methods=["GET"]),
-        Route("/me", accounts.update_me, methods=["PATCH"]),
-        Route("/images", images.upload, methods=["POST"]),
-        Route("/images", images.list_images, methods=["GET"]),
-        Route("/images/{image_id}", images.get_image, methods=["GET"]),
-        Route("/images/{image_id}", images.delete_image, methods=["DELETE"]),
-        Route("/images/{image_id}", images.update_image, methods=["PATCH"]),
-        Route("/images/{image_id}", images.replace_image, methods=["PUT"]),
-        Route("/images/{image_id}/download", images.download, methods=["GET"]),
-        Route("/images/{image_id}/transform", transform.transform, methods=["GET"]),
-        Route("/images/{image_id}/url", urls.mint_url, methods=["POST"]),
-        Route("/images/{image_id}/srcset", urls.image_srcset, methods=["GET"]),
-        Route("/images/{image_id}/eager", eager.add_eager, methods=["POST"]),
-        Route("/images/{image_id}/purge", purges.purge, methods=["POST"]),
-        Route("/webhooks", webhooks.create_webhook, methods=["POST"]),
-        Route("/webhooks", webhooks.list_webhooks, methods=["GET"]),
-        Route("/webhooks/{webhook_id}", webhooks.get_webhook, methods=["GET"]),
-        Route("/webhooks/{webhook_id}", webhooks.delete_webhook, methods=["DELETE"]),
-        Route("/webhooks/{webhook_id}/test", webhooks.test_webhook, methods=["POST"]),
-        Route("/webhooks/{webhook_id}/secret", webhooks.rotate_secret, methods=["POST"]),
-        Route("/webhooks/{webhook_id}/deliveries", webhooks.list_deliveries, methods=["GET"]),
-        Route(
-            "/webhooks/{webhook_id}/deliveries/{delivery_id}/retry",
-            webhooks.retry_delivery,
-            methods=["POST"],
-        ),
-        Route("/sources", sources.list_sources, methods=["GET"]),
-        Route("/sources/{name}/url", sources.mint_source_url, methods=["POST"]),
-        Route("/transformations", transformations.list_transformations, methods=["GET"]),
-        Route(
-            "/transformations/{name}",
-            transformations.put_transformation,
-            methods=["PUT"],
-        ),
-        Route(
-            "/transformations/{name}",
-            transformations.get_transformation,
-            methods=["GET"],
-        ),
-        Route(
-            "/transformations/{name}",
-            transformations.delete_transformation,
-            methods=["DELETE"],
-        ),
-        Route("/keys", keys.list_keys, methods=["GET"]),
-        Route("/keys", keys.create_key, methods=["POST"]),
-        Route("/keys/{key_id}", keys.delete_key, methods=["DELETE"]),
-        Route("/grammar", grammar, methods=["GET"]),
-        Route("/openapi.json", openapi, methods=["GET"]),
+        Route(path, by_method(endpoints), methods=list(endpoints))
+        for path, endpoints in paths.items()
     ]
+
+
+def by_method(endpoints: dict[str, Endpoint]) -> Endpoint:
+    """The endpoint of a path's methods (HEAD is GET's)."""
+    if len(endpoints) == 1:
+        return next(iter(endpoints.values()))
+
+    async def endpoint(request: Request) -> Response:
+        return await endpoints["GET" if request.method == "HEAD" else request.method](request)
+
+    return endpoint
 
 
 def admin_part(settings: Settings) -> Part:
