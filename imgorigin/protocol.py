@@ -14,7 +14,9 @@ a process. ``GuardedProtocol`` adds, per connection:
   disconnect, so nothing is stored, and the connection is closed.
 - a size bound: a request line and headers over ``MAX_HEADER_BYTES`` (64 KiB) get 431
   ``headers_too_large`` and the connection is closed (httptools alone buffers any amount).
-- a lingering close after a 408 or 431 (``_answer_early``): what the client still sends is
+- a request httptools cannot parse (an unknown method, a byte no request line may hold) gets
+  400 ``bad_request`` with the contract's body, not uvicorn's text/plain one.
+- a lingering close after a 400, 408 or 431 (``_answer_early``): what the client still sends is
   read and dropped for up to ``LINGER_SECONDS``, so its unread bytes cannot make the kernel
   reset the connection over the answer.
 - ``MAX_CONNECTIONS``: a request that arrives while more connections than that are open in
@@ -217,6 +219,13 @@ class GuardedProtocol(HttpToolsProtocol):
         else:
             when = self.phase_began + self.deadlines.body_seconds
             self.deadline = self.loop.call_at(when, self._body_late)
+
+    def send_400_response(self, msg: str) -> None:
+        """httptools refused the request (an unknown method, a byte no request line may
+        hold): the contract's error body, not uvicorn's text/plain one."""
+        self._answer_early(
+            _answer("400 Bad Request", "bad_request", "the request is not valid HTTP/1.1")
+        )
 
     def _headers_too_large(self) -> None:
         self._answer_early(

@@ -282,6 +282,28 @@ def test_headers_over_64_kib_that_complete_in_a_read_get_431(
     assert httpx.get(f"{guarded.url}/healthz").text == "ok"  # the server goes on
 
 
+@pytest.mark.parametrize(
+    "request_line",
+    [
+        b"FOO /api/images HTTP/1.1",  # a method httptools does not know
+        b"GET /api/images?limit=\xef\xbc\x95 HTTP/1.1",  # raw non-ASCII in the target
+        b"GET /api/images/\xff HTTP/1.1",
+    ],
+)
+def test_a_request_httptools_refuses_gets_the_error_body(
+    guarded: Server, request_line: bytes
+) -> None:
+    """uvicorn answered these with a text/plain 400 and no Cache-Control."""
+    sock = socket.create_connection(("127.0.0.1", guarded.port), timeout=5)
+    sock.sendall(request_line + b"\r\nHost: origin\r\n\r\n")
+    answer = read_answer(sock)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert b"cache-control: no-store" in head.lower() and b"application/json" in head
+    assert json.loads(body)["error"]["code"] == "bad_request"
+    assert httpx.get(f"{guarded.url}/healthz").text == "ok"
+
+
 def test_more_connections_than_max_connections_get_503(guarded: Server) -> None:
     idle = [socket.create_connection(("127.0.0.1", guarded.port)) for _ in range(3)]
     try:
