@@ -10,8 +10,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from admin_api.guards import require_user
-from admin_api.requests import now, read_json, services_of
-from origin.errors import BadRequest, LimitExceeded, NotFound
+from admin_api.requests import no_fields, now, services_of
+from origin.errors import LimitExceeded, NotFound
 from origin.http import NO_STORE
 from origin.records import SigningKeyRecord, is_id, new_id
 from origin.store.keys import MAX_PER_USER, TooManyKeys
@@ -27,8 +27,7 @@ async def list_keys(request: Request) -> Response:
 
 async def create_key(request: Request) -> Response:
     user_id = require_user(request)
-    if await read_json(request):  # no body needed: none, or {}
-        raise BadRequest("a new key takes no fields: send no body or {}")
+    await no_fields(request, "a new key")
     key = SigningKeyRecord(
         id=new_id(), user_id=user_id, secret=secrets.token_urlsafe(32), created_at=now()
     )

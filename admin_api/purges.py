@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from admin_api.guards import hit_limit, require_user
-from admin_api.requests import nudge, owned_image
+from admin_api.requests import no_fields, nudge, owned_image
 from origin.cache_tags import tag, tag_key
 from origin.errors import RateLimited
 from origin.purge import queue_purge
@@ -43,6 +43,7 @@ async def purge(request: Request) -> Response:
     """``POST /api/images/{id}/purge``: 202, the purge queued (``PURGES_PER_MINUTE``)."""
     user_id = require_user(request)
     services, image = await owned_image(request)
+    await no_fields(request, "a purge")
     decision = await hit_limit(
         request.scope["state"], f"purge:{user_id}", services.settings.purging.purges_per_minute
     )

@@ -49,6 +49,12 @@ async def read_json(request: Request) -> dict[str, Any]:
     return data
 
 
+async def no_fields(request: Request, what: str) -> None:
+    """A call that takes no body: none, or ``{}``; anything else 400 (a malformed one too)."""
+    if await read_json(request):
+        raise BadRequest(f"{what} takes no fields: send no body or {{}}")
+
+
 def parse_json(text: bytes | bytearray | str, refusal: str) -> Any:
     """``text`` parsed as JSON whose every string is Unicode text; BadRequest(``refusal``)
     for anything else: invalid JSON, nesting deeper than Python's parser recurses, or a lone

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from admin_api.guards import require_user
-from admin_api.requests import nudge, query_of, read_json, services_of, string_field
+from admin_api.requests import no_fields, nudge, query_of, read_json, services_of, string_field
 from origin.digits import plain_int
 from origin.errors import BadRequest, Conflict, LimitExceeded, NotFound, SourceUnavailable
 from origin.fetch import vet
@@ -101,6 +101,7 @@ async def delete_webhook(request: Request) -> Response:
 
 async def rotate_secret(request: Request) -> Response:
     services, user_id, endpoint = await owned(request)
+    await no_fields(request, "a new secret")
     rotated = await repository(services).rotate(user_id, endpoint.id)
     if rotated is None:
         raise NotFound("no such webhook")
@@ -110,6 +111,7 @@ async def rotate_secret(request: Request) -> Response:
 
 async def test_webhook(request: Request) -> Response:
     services, user_id, endpoint = await owned(request)
+    await no_fields(request, "a test event")
     delivery_id = await repository(services).test(user_id, endpoint.id)
     nudge(request)
     return JSONResponse({"delivery_id": delivery_id}, status_code=202)
@@ -126,6 +128,7 @@ async def list_deliveries(request: Request) -> Response:
 
 async def retry_delivery(request: Request) -> Response:
     services, user_id, endpoint = await owned(request)
+    await no_fields(request, "a retry")
     delivery_id = request.path_params["delivery_id"]
     if not DELIVERY_ID.fullmatch(delivery_id) or not await repository(services).redeliver(
         user_id, endpoint.id, delivery_id

@@ -79,6 +79,10 @@ async def test_each_cdn_gets_the_images_tag(app: Api, receiver: Receiver) -> Non
     assert (
         await app.http.post(f"/api/images/{image_id}/purge", headers=headers)
     ).status_code == 202
+    malformed = await app.http.post(
+        f"/api/images/{image_id}/purge", headers=headers, content=b"{not json"
+    )
+    assert_error(malformed, 400, "bad_request")  # refused before it counts
     limited = await app.http.post(f"/api/images/{image_id}/purge", headers=headers)
     assert_error(limited, 429, "rate_limited")
     # the purge limit's own figures, once (not beside the account's request limit's)

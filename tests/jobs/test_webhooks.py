@@ -337,7 +337,15 @@ async def test_endpoint_limits_and_secret_rotation(app: Api, receiver: Receiver)
             f"/api/webhooks/{hook['id']}/deliveries?{query}", headers=headers
         )
         assert_error(answer, 400, "bad_request")
-    rotated = await app.http.post(f"/api/webhooks/{hook['id']}/secret", headers=headers)
+    for call in ("secret", "test"):  # they take no fields: a body that is not {} is 400
+        for body in (b"not json", b'{"x": 1}', b"[]"):
+            answer = await app.http.post(
+                f"/api/webhooks/{hook['id']}/{call}",
+                headers={**headers, "content-type": "application/json"},
+                content=body,
+            )
+            assert_error(answer, 400, "bad_request")
+    rotated = await app.http.post(f"/api/webhooks/{hook['id']}/secret", headers=headers, json={})
     assert rotated.status_code == 200
     new = rotated.json()["secret"]
     assert new != hook["secret"]
