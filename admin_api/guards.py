@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from origin.addresses import client_address
 from origin.bearer import TokenError, read_access_token
-from origin.errors import RateLimited, Unauthorized
+from origin.errors import NotFound, RateLimited, Unauthorized
 from origin.http import error_response
 from origin.ratelimit import Decision, Limiter
 from origin.settings import Settings
@@ -64,6 +64,10 @@ class AdminGate:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if b"%2f" in scope.get("raw_path", b"").lower():  # paths are exact: an encoded slash
+            # is no separator (Starlette routes on the decoded path: {id}%2Fdownload downloaded)
+            await error_response(NotFound("not found"))(scope, receive, send)
             return
         address = client_address(scope, self.settings.forwarded_allow_ips)
         user_id, problem = self._identify(scope)

@@ -346,3 +346,21 @@ async def test_odd_ids_are_404(local_api: Api, bad_id: str) -> None:
     _, headers = await local_api.user()
     assert_error(await local_api.http.get(f"/api/images/{bad_id}", headers=headers), 404)
     assert_error(await local_api.http.delete(f"/api/images/{bad_id}", headers=headers), 404)
+
+
+async def test_an_encoded_slash_is_no_separator(local_api: Api) -> None:
+    """Paths are exact: ``{id}%2Fdownload`` downloaded the original (Starlette routes on the
+    decoded path)."""
+    _, headers = await local_api.user()
+    image = (await local_api.upload(headers, make_image())).json()
+    for method, path in (
+        ("GET", f"/api/images/{image['id']}%2Fdownload"),
+        ("GET", f"/api/images/{image['id']}%2fdownload"),
+        ("DELETE", f"/api/images/{image['id']}%2F"),
+    ):
+        answer = await local_api.http.request(method, path, headers=headers)
+        assert answer.request.url.raw_path.endswith(path.rsplit("/", 1)[1].encode())
+        assert_error(answer, 404, "not_found")
+    assert (
+        await local_api.http.get(f"/api/images/{image['id']}", headers=headers)
+    ).status_code == 200
