@@ -388,6 +388,9 @@ def _document() -> dict[str, Any]:
                             },
                             "the new key",
                         ),
+                        "400": _error(
+                            "bad_request (a body with fields) or limit_exceeded (ten keys)"
+                        ),
                         "401": UNAUTHORIZED,
                     },
                 },

@@ -83,6 +83,7 @@ def background_paths() -> dict[str, Any]:
                     "201": _json(_ref("Webhook"), "the endpoint, with its secret"),
                     "400": _error("bad_request, source_refused or limit_exceeded"),
                     "401": UNAUTHORIZED,
+                    "409": _error("conflict: an endpoint at this url already (named)"),
                 },
             },
             "get": {
