@@ -55,6 +55,7 @@ from origin.request import Headers, disconnected, raw_path, read_headers, split_
 from origin.services import Services
 from origin.transforms.plan import Plan
 
+YEAR = 31_536_000  # seconds: the longest max-age an answer gets (IMMUTABLE's)
 CLIENT_CLOSED = 499  # nginx's "client closed request": logged, never seen by the client
 CSP_BYTES = CSP.encode("ascii")
 REFUSED = {"unsigned": "image's unsigned URLs", "user_key": "signing key"}
@@ -152,7 +153,8 @@ def cache_control(access: Access, max_age: int | None = None) -> str:
         return PRIVATE
     if access.exp is None:
         return IMMUTABLE if max_age is None else f"public, max-age={max_age}"
-    left = max(0, int(access.exp) - int(access.now))
+    left = min(max(0, int(access.exp) - int(access.now)), YEAR)  # no cache keeps longer;
+    # an Expires past the year 9999 cannot be written (an exp of 12 digits is valid)
     if max_age is not None:
         left = min(left, max_age)
     return f"public, max-age={left}, must-revalidate"

@@ -208,6 +208,14 @@ async def test_expiry_edges(service: Service) -> None:
     # exp is signed: moving it forward breaks the signature
     moved = signed(path, exp=now - 1).replace(f"exp={now - 1}", f"exp={now + 999}")
     assert error_code(await service.get(moved)) == "bad_signature"
+    # any exp of up to 12 digits: past the year 9999 no Expires can be written (it was a
+    # 500), and no answer is fresh for more than a year
+    for far in (253_402_300_800, 999_999_999_999):
+        answer = await service.get(signed(path, exp=far))
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["cache-control"] == "public, max-age=31536000, must-revalidate"
+        expires = parsedate_to_datetime(answer.headers["expires"]).timestamp()
+        assert abs(expires - (time.time() + 31_536_000)) < 5
 
 
 @pytest.mark.parametrize(

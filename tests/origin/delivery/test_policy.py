@@ -200,6 +200,9 @@ async def test_the_policy_exp_is_honoured(service: Service) -> None:
         sign_policy(template, OPERATOR_SECRET, f"w_50-100.exp_{int(time.time()) - 5}"), w=50
     )
     assert error(await service.get(stale)) == (403, "url_expired")
+    far = fill(sign_policy(template, OPERATOR_SECRET, "w_50-100.exp_999999999999"), w=50)
+    answer = await service.get(far)  # past the year 9999: was a 500 (no Expires to write)
+    assert answer.headers["cache-control"] == "public, max-age=31536000, must-revalidate"
 
 
 async def test_query_shape(service: Service) -> None:
