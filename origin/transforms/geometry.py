@@ -44,6 +44,9 @@ class Resize:
     x: int | None = None
     y: int | None = None
     aspect: tuple[int, int] | None = None  # only kept when it could not be folded into w/h
+    # dpr_auto multiplied the one side given: the side the input's shape gives is held to
+    # the maximum dimension too. Never spelled: it changes only what would otherwise be a 400.
+    bounded: bool = False
 
     @property
     def scales(self) -> bool:
@@ -176,6 +179,8 @@ def plan_geometry(iw: int, ih: int, r: Resize, limits: Limits, shown: str = "") 
     """The crop/resize ``r`` on an iw x ih input, checked against the limits (``shown``:
     the stage as written in messages)."""
     w, h = _box(iw, ih, r)
+    if r.bounded and (w is None) != (h is None):
+        w, h = w or limits.max_output_dimension, h or limits.max_output_dimension
     geometry = _crop(iw, ih, r, w, h) if r.crop == "crop" else _scaled(iw, ih, r, w, h)
     for side in (*geometry.scaled, *geometry.output):
         if side > limits.max_output_dimension:

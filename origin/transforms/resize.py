@@ -260,7 +260,11 @@ def build(s: Seen, b: Building) -> Resize | None:
     gravity = str(s.value("g", "center"))
     if crop == "crop" and (x is not None or y is not None):
         gravity = "center"  # x/y win: gravity places the cut only when neither is given
-    found = Resize(width, height, crop, gravity, x, y, aspect)
+    # a header must not turn a good URL into an error: with dpr_auto the other side too
+    bounded = (
+        auto_dpr and dpr != 1 and crop in ("fit", "limit") and (width is None) != (height is None)
+    )
+    found = Resize(width, height, crop, gravity, x, y, aspect, bounded)
     return None if found == Resize() else found
 
 

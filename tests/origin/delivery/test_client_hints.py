@@ -214,6 +214,11 @@ async def test_dpr_auto_is_capped_at_the_maximum_dimension(
         image_id = await big(service)
         answer = await get(service, f"/i/{image_id}/w_400,dpr_auto/a.png", DPR="4")
         assert_quadrants(answer.content, 1000, 750)  # clamped: a header never makes a 400
+        # the side the image's shape gives is bounded too (h_1200 of a 4:3 image: 1600 wide)
+        tall = await get(service, f"/i/{image_id}/h_300,dpr_auto/a.png", DPR="4")
+        assert_quadrants(tall.content, 1000, 750)
+        one = await get(service, f"/i/{image_id}/h_300,dpr_auto/a.png", DPR="1")
+        assert_quadrants(one.content, 400, 300)  # no hint multiplies: the URL's own size
         explicit = await service.get(signed(f"/i/{image_id}/w_400,dpr_4/a.png"))
         assert explicit.status_code == 400  # as before for a dpr_ written in the URL
         assert explicit.json()["error"]["code"] == "limit_exceeded"
