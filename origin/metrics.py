@@ -146,17 +146,20 @@ class Shared:
         finally:
             self.write()
 
-    def others(self) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    def parts(self) -> Iterator[tuple[int, list[dict[str, Any]]]]:
         for path in self.folder.glob("*.json"):
             pid = int(path.stem) if plain_int(path.stem) else 0
-            if pid and pid != self.pid:
+            if pid:
                 with contextlib.suppress(OSError, ValueError):
                     yield pid, json.loads(path.read_text())
 
     def exposition(self) -> bytes:
+        """Every worker's file, this one's written first: whichever worker answers, a
+        counter is never below an earlier answer's (this worker's live values beside the
+        others' second-old files went backwards when the next scrape reached another)."""
+        self.write()
         registry = CollectorRegistry(auto_describe=False)
-        parts = [(True, self.metrics.samples())]
-        parts += [(_alive(pid), samples) for pid, samples in self.others()]
+        parts = [(pid == self.pid or _alive(pid), samples) for pid, samples in self.parts()]
         registry.register(_Summed(parts))
         return generate_latest(registry)
 
@@ -222,7 +225,10 @@ class _Summed(Collector):
                 summed = values[name]
                 for sample, labels, value in family["samples"]:
                     key = (sample, tuple(sorted(labels.items())))
-                    summed[key] = summed.get(key, 0.0) + value
+                    if sample.endswith("_created"):  # a time: the first worker's, not a sum
+                        summed[key] = min(summed.get(key, value), value)
+                    else:
+                        summed[key] = summed.get(key, 0.0) + value
         for name, metric in families.items():
             for (sample, labels), value in values[name].items():
                 metric.add_sample(sample, dict(labels), value)
