@@ -29,8 +29,10 @@ VARY_NAMES = {WIDTH: "Sec-CH-Width, Width", DPR: "Sec-CH-DPR, DPR"}
 # The request headers read, as ASGI names them: width (Sec-CH first), then DPR.
 HEADERS = (b"sec-ch-width", b"width", b"sec-ch-dpr", b"dpr")
 
-_WIDTH_VALUE = re.compile(rb"\s*([0-9]{1,6})\s*")
-_DPR_VALUE = re.compile(rb"\s*([0-9]{1,3}(?:\.[0-9]{1,6})?)\s*")
+# Any well-formed number, however large (above the largest step: the largest step); 64
+# digits past leading zeros bound what int() and Decimal read. nginx.conf's maps agree.
+_WIDTH_VALUE = re.compile(rb"\s*0*([0-9]{1,64})\s*")
+_DPR_VALUE = re.compile(rb"\s*0*([0-9]{1,64}(?:\.[0-9]{1,6})?)\s*")
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ def nginx_bucket(variable: str, value: str) -> str:
 
 def test_width_buckets_are_the_origin_snapping() -> None:
     cases = [str(n) for n in range(0, 3001)] + ["99999", "999999", "0640", "abc", "1.5", "-3"]
+    cases += ["1000000", "9" * 64, "0" * 70 + "640", "9" * 65]  # above the list: its largest
     for value in cases:
         snapped = snap_width(value.encode(), DEFAULT_AUTO_WIDTHS)
         assert nginx_bucket("imgorigin_width", value) == ("" if snapped is None else str(snapped))
@@ -58,6 +59,7 @@ def test_width_buckets_are_the_origin_snapping() -> None:
 def test_dpr_buckets_are_the_origin_snapping() -> None:
     cases = [f"{n / 100:.2f}" for n in range(0, 501)] + [str(n) for n in range(0, 13)]
     cases += ["1.5", "1.50", "1.05", "0.5", ".5", "2,0", "x", "", "1.", "2.625", "3.0001"]
+    cases += ["1000", "99999.5", "0" * 70 + "2", "9" * 65]  # above 4: 4
     for value in cases:
         snapped = snap_dpr(value.encode())
         bucket = nginx_bucket("imgorigin_dpr", value)

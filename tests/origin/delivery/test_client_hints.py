@@ -60,6 +60,8 @@ async def get(service: Service, path: str, **headers: str) -> httpx.Response:
         (b"641", 768),
         (b"2560", 2560),
         (b"99999", 2560),  # above the list: its largest entry
+        (b"1000000", 2560),  # however large (it was no hint past six digits)
+        (b"0" * 70 + b"640", 640),
         (b"0", None),
         (b"-5", None),
         (b"1.5", None),
@@ -84,6 +86,7 @@ def test_width_snaps_up_to_the_configured_list(raw: bytes | None, snapped: int |
         (b"3.0", "3"),
         (b"3.5", "4"),
         (b"12", "4"),  # dpr_'s own cap
+        (b"1000", "4"),  # however large (it was no hint past three digits)
         (b"0", None),
         (b"2,0", None),
         (b"x", None),
