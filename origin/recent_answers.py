@@ -82,8 +82,8 @@ def key_of(raw: bytes, query: bytes, headers: Iterable[tuple[bytes, bytes]]) -> 
     accept = None
     hints: tuple[tuple[bytes, bytes], ...] = ()
     for name, value in headers:
-        if name == b"accept":
-            accept = value
+        if name == b"accept":  # repeated lines are one list (origin.request.read_headers)
+            accept = value if accept is None else accept + b", " + value
         elif name in HINTS:
             hints += ((name, value),)
         elif name in NOT_KEPT:

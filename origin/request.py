@@ -103,6 +103,9 @@ def read_headers(scope: Scope) -> Headers:
     for name, value in scope["headers"]:
         index = wanted(name)
         if index is not None:
+            earlier = found[index]
+            if index < 2 and earlier is not None:  # Accept, If-None-Match: lists, so
+                value = earlier + b", " + value  # repeated lines are one list
             found[index] = value
     accept, if_none_match, authorization, ch_width, width, ch_dpr, dpr, edge_key = found
     return Headers(

@@ -112,6 +112,12 @@ async def test_f_auto_varies_on_accept(service: Service) -> None:
         url, headers={"Accept": "image/webp", "If-None-Match": webp.headers["etag"]}
     )
     assert not_modified.status_code == 304 and not_modified.headers["vary"] == "Accept"
+    # repeated lines of a list header are one list (the last line alone chose JPEG)
+    lines = [("Accept", "image/webp"), ("Accept", "*/*")]
+    assert (await service.get(url, headers=lines)).headers["content-type"] == "image/webp"
+    tags = [("Accept", "image/webp"), ("If-None-Match", '"x"')]
+    tags.append(("If-None-Match", webp.headers["etag"]))
+    assert (await service.get(url, headers=tags)).status_code == 304
 
 
 async def test_accept_splits_plans_only_by_the_format_it_negotiates(service: Service) -> None:
