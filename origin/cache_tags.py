@@ -1,4 +1,5 @@
-"""Cache tags: every ``/i/`` answer names its image and its owner for CDNs that purge by
+"""Cache tags: every ``/i/`` answer names its image (and the images it overlays) and its
+owner for CDNs that purge by
 tag, in the three conventions — ``Cache-Tag`` (Cloudflare, comma-separated),
 ``Surrogate-Key`` (Fastly, space-separated) and ``Edge-Cache-Tag`` (Akamai,
 comma-separated).
@@ -36,8 +37,13 @@ class CacheTags:
         self.key = key
         self.headers = functools.lru_cache(maxsize=65536)(self._headers)
 
-    def _headers(self, image_id: str, user_id: str) -> tuple[tuple[bytes, bytes], ...]:
-        tags = (tag(self.key, "image", image_id), tag(self.key, "user", user_id))
+    def _headers(
+        self, image_id: str, user_id: str, overlay_ids: tuple[str, ...] = ()
+    ) -> tuple[tuple[bytes, bytes], ...]:
+        """The image's tag, each overlay image's (a composite changes with them) and the
+        owner's."""
+        images = (image_id, *overlay_ids)
+        tags = (*(tag(self.key, "image", i) for i in images), tag(self.key, "user", user_id))
         commas = ",".join(tags).encode("ascii")
         spaces = " ".join(tags).encode("ascii")
         return ((HEADERS[0], commas), (HEADERS[1], spaces), (HEADERS[2], commas))

@@ -209,11 +209,11 @@ class ServeImage:
         if changeable(access, uses):
             max_age = origin.services.settings.transformation_max_age_seconds
         control = cache_control(access, max_age)
-        tags = origin.tags.headers(image.id, image.user_id)
+        tags = origin.tags.headers(image.id, image.user_id, tuple(o.id for o in overlays))
         if headers.edge_key is not None and access.public:
             query = scope["query_string"]
             uri = f"{path}?{query.decode('latin-1')}" if query else path
-            if not origin.edge_keys.note(image, uri, headers.edge_key, uses):
+            if not origin.edge_keys.note(image, uri, headers.edge_key, uses, overlays):
                 control = NOT_STORED  # nginx would keep it under a key no purge can name
         extra = tags + expires_of(control, access.now)
         await deliver(origin, scope, receive, send, wanted, control, headers, extra)

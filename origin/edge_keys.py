@@ -46,10 +46,18 @@ class EdgeKeys(Batch[tuple[str, str], Served]):
         self.db = db
         self.settings = settings
 
-    def note(self, image: ImageRecord, request_uri: str, key: str, uses: Uses = ()) -> bool:
+    def note(
+        self,
+        image: ImageRecord,
+        request_uri: str,
+        key: str,
+        uses: Uses = (),
+        overlays: tuple[ImageRecord, ...] = (),
+    ) -> bool:
         """Record ``key`` when it is this request's own URI and a bucket suffix (a client
         that talks to the origin directly can name nothing else), with the image as served
-        and the owner's transformations its URL went through (``Named.uses``). False when it
+        and the owner's transformations its URL went through (``Named.uses``); a composite's
+        under each image it overlays too. False when it
         is not — nginx keeps what the origin never sees (a raw ``#…``, an empty ``?``) — or
         when the batch is full: no purge could name that entry, and the caller answers
         ``no-store``. A key served twice before a write with the image changed in between is
@@ -60,10 +68,13 @@ class EdgeKeys(Batch[tuple[str, str], Served]):
             and SUFFIX.fullmatch(key, len(request_uri))
         ):
             return False
-        served = (image.version, image.public, uses)
-        if self.pending.get((image.id, key), served) != served:
-            served = STALE  # nginx may hold either answer: purge at the write
-        return self.put((image.id, key), served)
+        kept = True
+        for each in (image, *overlays):  # a composite is purged with each image it shows
+            served = (each.version, each.public, uses)
+            if self.pending.get((each.id, key), served) != served:
+                served = STALE  # nginx may hold either answer: purge at the write
+            kept = self.put((each.id, key), served) and kept
+        return kept
 
     async def _write(self, found: dict[tuple[str, str], Served]) -> None:
         """Record a batch; the keys of answers whose image changed or went before they were

@@ -239,3 +239,21 @@ def test_a_fragment_right_after_its_url_is_not_stored_either(purging: tuple[str,
     assert httpx.delete(f"{origin}/api/images/{image_id}", headers=auth).status_code == 204
     until(lambda: raw_get(edge, signed)[0] == 404, 5.0)
     assert raw_get(edge, f"{signed}#frag")[0] == 404
+
+
+def test_a_composite_is_purged_with_the_image_it_overlays(purging: tuple[str, str]) -> None:
+    """``l_<id>`` answers were recorded and tagged under the base image only: a replace or
+    delete of the overlay left nginx (and CDNs) serving the old composite for a year."""
+    origin, edge = purging
+    auth = account(origin)
+    base, overlay = upload(origin, auth, 64, 48), upload(origin, auth, 16, 16)
+    url = sign_url(f"/i/{base['id']}/w_60/l_{overlay['id']},w_10/a.jpg", KEY)
+    direct = httpx.get(origin + url, timeout=30)
+    assert direct.status_code == 200, direct.text
+    assert len(direct.headers["cache-tag"].split(",")) == 3  # base, overlay, owner
+    first = [httpx.get(edge + url, timeout=30) for _ in range(2)]
+    assert [a.headers["x-cache-status"] for a in first] == ["MISS", "HIT"]
+    time.sleep(FLUSH_SECONDS + 0.5)
+    gone = httpx.delete(f"{origin}/api/images/{overlay['id']}", headers=auth)
+    assert gone.status_code == 204
+    until(lambda: httpx.get(edge + url, timeout=30).status_code == 400)  # purged
