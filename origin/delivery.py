@@ -209,7 +209,8 @@ class ServeImage:
         if changeable(access, uses):
             max_age = origin.services.settings.transformation_max_age_seconds
         control = cache_control(access, max_age)
-        tags = origin.tags.headers(image.id, image.user_id, tuple(o.id for o in overlays))
+        overlay_ids = tuple(o.id for o in overlays) if overlays else ()
+        tags = origin.tags.headers(image.id, image.user_id, overlay_ids)
         if headers.edge_key is not None and access.public:
             query = scope["query_string"]
             uri = f"{path}?{query.decode('latin-1')}" if query else path
