@@ -43,7 +43,7 @@ from origin.derivatives import Derivatives, Wanted
 from origin.edge_keys import EdgeKeys
 from origin.errors import BadTransform, RateLimited, SourceGone
 from origin.hints import ACCEPT_CH, vary
-from origin.http import CSP, IMMUTABLE, NOT_STORED, PRIVATE
+from origin.http import CSP, IMMUTABLE, NOT_STORED, PRIVATE, YEAR
 from origin.lookup import Lookup
 from origin.metrics import Metrics
 from origin.named import Presets, Uses
@@ -55,7 +55,6 @@ from origin.request import Headers, disconnected, raw_path, read_headers, split_
 from origin.services import Services
 from origin.transforms.plan import Plan
 
-YEAR = 31_536_000  # seconds: the longest max-age an answer gets (IMMUTABLE's)
 CLIENT_CLOSED = 499  # nginx's "client closed request": logged, never seen by the client
 CSP_BYTES = CSP.encode("ascii")
 REFUSED = {"unsigned": "image's unsigned URLs", "user_key": "signing key"}

@@ -20,7 +20,8 @@ log = logging.getLogger("imgorigin")
 NOT_STORED = "no-store"
 NO_STORE = {"Cache-Control": NOT_STORED}
 # Cache-Control of a signed derivative without expiry, and of one seen with the owner's token.
-IMMUTABLE = "public, max-age=31536000, immutable"
+YEAR = 31_536_000  # seconds: the longest max-age an answer gets
+IMMUTABLE = f"public, max-age={YEAR}, immutable"
 PRIVATE = "private, no-store"
 # Content-Security-Policy of every image answer and download: no script, no subresource.
 CSP = "default-src 'none'; sandbox"
