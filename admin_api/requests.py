@@ -8,13 +8,14 @@ answers 404 (never 403) for another user's image.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
 
 from admin_api.guards import require_user
-from origin.errors import BadRequest, NotFound, Unauthorized
+from origin.errors import BadRequest, NotFound, OriginError, Unauthorized, shown
 from origin.records import ImageRecord, UserRecord, is_id
 from origin.services import Services
 from origin.store.objects import ObjectMissing
@@ -89,14 +90,19 @@ def holds_nul(value: Any) -> bool:
     return False
 
 
-def query_of(request: Request, allowed: frozenset[str]) -> dict[str, str]:
-    """The query's parameters, each once: 400 for an unknown or repeated one."""
+def query_of(
+    request: Request,
+    allowed: Collection[str] | None = None,
+    error: type[OriginError] = BadRequest,
+) -> dict[str, str]:
+    """The query's parameters, each once: ``error`` (400) for a repeated one, and for one
+    not in ``allowed`` (when given)."""
     params: dict[str, str] = {}
     for name, value in request.query_params.multi_items():
-        if name not in allowed:
-            raise BadRequest(f"unknown query parameter '{name[:40]}'")
+        if allowed is not None and name not in allowed:
+            raise error(f"unknown query parameter '{shown(name)}'")
         if name in params:
-            raise BadRequest(f"query parameter '{name[:40]}' is repeated")
+            raise error(f"query parameter '{shown(name)}' is repeated")
         params[name] = value
     return params
 

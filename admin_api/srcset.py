@@ -13,7 +13,7 @@ geometry (origin.transforms.budget.output_size), looks up stored derivatives and
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from origin.digits import plain_int
@@ -71,16 +71,10 @@ class Variant:
 # ---- the query -----------------------------------------------------------------------------
 
 
-def parse_query(items: Iterable[tuple[str, str]], limits: Limits) -> SrcsetQuery:
-    """The validated query; 400 ``bad_request`` (``limit_exceeded`` for too many or too
-    wide widths) naming the parameter."""
-    params: dict[str, str] = {}
-    for name, value in items:
-        if name not in PARAMETERS:
-            raise BadRequest(f"unknown query parameter '{shown(name)}'")
-        if name in params:
-            raise BadRequest(f"query parameter '{name}' is repeated")
-        params[name] = value
+def parse_query(params: dict[str, str], limits: Limits) -> SrcsetQuery:
+    """The validated query (each of ``PARAMETERS`` at most once: admin_api.requests.query_of);
+    400 ``bad_request`` (``limit_exceeded`` for too many or too wide widths) naming the
+    parameter."""
     expires_in = params.get("expires_in")
     return SrcsetQuery(
         widths=None if "widths" not in params else parse_widths(params["widths"], limits),

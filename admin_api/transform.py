@@ -6,7 +6,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from admin_api.requests import owned_image, read_object
+from admin_api.requests import owned_image, query_of, read_object
 from origin import render
 from origin.deadline import Deadline
 from origin.errors import BadTransform
@@ -16,18 +16,9 @@ from origin.transforms.budget import output_size
 from origin.transforms.query import parse_query
 
 
-def single_values(request: Request) -> dict[str, str]:
-    params: dict[str, str] = {}
-    for name, value in request.query_params.multi_items():
-        if name in params:
-            raise BadTransform(f"parameter '{name[:40]}' is repeated")
-        params[name] = value
-    return params
-
-
 async def transform(request: Request) -> Response:
     services, image = await owned_image(request)
-    plan = parse_query(image.id, single_values(request), limits=services.limits)
+    plan = parse_query(image.id, query_of(request, error=BadTransform), limits=services.limits)
     output_size(image.width, image.height, plan.stages, services.limits)  # one frame's budget
     source = await read_object(services, image.storage_key)
     overlays = await load_overlays(services, image.user_id, plan.overlay_ids)

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from admin_api import srcset
-from admin_api.requests import optional, owned_image, read_json, read_object
+from admin_api.requests import optional, owned_image, query_of, read_json, read_object
 from admin_api.transformations import owner_presets
 from origin.analysis import source_summary
 from origin.blurhash import data_uri, placeholder_png
@@ -197,7 +197,7 @@ async def image_srcset(request: Request) -> Response:
     """Signed URLs per width and format (with their sizes, and bytes once rendered), a
     ``srcset`` per format and a ready ``<picture>`` with a blurred placeholder."""
     services, image = await owned_image(request)
-    query = srcset.parse_query(request.query_params.multi_items(), services.limits)
+    query = srcset.parse_query(query_of(request, srcset.PARAMETERS), services.limits)
     by_format = await srcset_variants(services, image, query)
     blurhash, colour = await image_summary(services, image)
     png = await services.pool.run(lambda: placeholder_png(blurhash, image.width, image.height))
