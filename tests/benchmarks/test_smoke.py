@@ -195,6 +195,24 @@ def test_thread_profile_runs(tmp_path: Path) -> None:
 
 
 @pytest.mark.bench
+def test_bare_origin_runs(tmp_path: Path) -> None:
+    """``python -m benchmarks.bare`` (docs/performance.md, "The thinnest origin"): the bare
+    app answers every one of wrk's requests with a render (no error status) and the round
+    ends with the ratio to the floor measured on every core right after."""
+    if shutil.which("wrk") is None:
+        if os.environ.get("REQUIRE_ALL_BACKENDS") == "1":
+            pytest.fail("REQUIRE_ALL_BACKENDS=1 but wrk is not installed")
+        pytest.skip("wrk is not installed (apt-get install wrk)")
+    argv = [sys.executable, "-m", "benchmarks.bare", "W1", "--seconds", "1", "--rounds", "1"]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    served = next(line for line in done.stdout.splitlines() if "bare W1" in line)
+    assert served.endswith("errors 0") and float(served.split()[4]) > 0, done.stdout
+    ratio = next(line for line in done.stdout.splitlines() if "bare / floor" in line)
+    assert 0 < float(ratio.rsplit("=", 1)[1]) < 5, done.stdout
+
+
+@pytest.mark.bench
 def test_memory_soak_runs(tmp_path: Path) -> None:
     """``python -m benchmarks.soak`` (``make soak``; docs/deploy.md, *Memory*) on a few
     requests: every answer 200, each worker's RSS recorded by decile, the verdict written."""
