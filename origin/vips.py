@@ -116,7 +116,19 @@ def field_names(image: pyvips.Image) -> list[str]:
 def thumbnail(data: bytes, fmt: str, width: int, **options: Any) -> pyvips.Image:
     """`thumbnail_buffer(data, width, **options)` as decoded by the loader of ``fmt``: with
     libvips' shrink-on-load when its sniffing agrees on the loader, else that loader's full
-    image through `thumbnail_image` (the same resize, autorotation and colour handling)."""
+    image through `thumbnail_image` (the same resize, autorotation and colour handling).
+    A CMYK JPEG is converted to sRGB here with the perceptual intent, as
+    origin.pixels.to_srgb converts it: left to itself thumbnail converts with the relative
+    intent (its ``intent`` counts only with an export profile) and, without an embedded
+    profile, without libvips' CMYK one; a CMYK render's colours moved whenever its first
+    stage scaled."""
+    if fmt == "jpeg" and load(data, fmt).interpretation == "cmyk":
+        options = {
+            "import_profile": "cmyk",
+            "export_profile": "srgb",
+            "intent": "perceptual",
+            **options,
+        }
     if sniffed_loader(data) == LOADERS[fmt]:
         return pyvips.Image.thumbnail_buffer(data, width, **options)
     return load(data, fmt).thumbnail_image(width, **options)

@@ -165,6 +165,24 @@ def test_cmyk_jpeg_renders_with_the_reference_colours(embedded: bool) -> None:
     assert float(np.mean(error)) < 0.5 and float(np.percentile(error, 99)) < 2.0
 
 
+@pytest.mark.parametrize("embedded", [True, False])
+def test_cmyk_jpeg_has_the_same_colours_when_its_first_stage_scales(embedded: bool) -> None:
+    """A first stage that scales decodes through libvips' thumbnail, which converts CMYK
+    itself: with the perceptual intent, as an unscaled decode is converted (it used the
+    relative one, a shift of ~16 levels of blue on a photograph)."""
+    cmyk = small_photo().icc_transform("cmyk", input_profile="srgb", intent="perceptual")
+    if not embedded:
+        cmyk = cmyk.copy()
+        cmyk.remove("icc-profile-data")
+    keep = pyvips.ForeignKeep.ICC if embedded else pyvips.ForeignKeep.NONE
+    source = bytes(cmyk.jpegsave_buffer(Q=100, keep=keep))
+    scaled_at_load = rgb_array(run("w_80", source)).astype(np.float64)
+    scaled_later = rgb_array(run(f"w_{cmyk.width}/w_80", source)).astype(np.float64)
+    assert scaled_at_load.shape == scaled_later.shape == (80, 80, 3)
+    error = delta_e(scaled_at_load, scaled_later)
+    assert float(np.mean(error)) < 1.0, float(np.mean(error))
+
+
 def test_keep_icc_embeds_the_source_profile_and_keeps_its_values() -> None:
     profile = adobe_rgb_profile()
     img = small_photo().copy()
