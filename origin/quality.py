@@ -38,6 +38,7 @@ from origin.settings import DEFAULT_AUTO_QUALITY_SSIM
 
 SIGMA = 1.5
 RADIUS = 5  # scikit-image's: int(3.5 * sigma + 0.5)
+WINDOW = 2 * RADIUS + 1  # an image narrower or shorter than this takes the default quality
 C1 = (0.01 * 255) ** 2
 C2 = (0.03 * 255) ** 2
 LUMA = (0.299, 0.587, 0.114)  # Rec. 601
@@ -84,7 +85,8 @@ SEARCH = AutoQuality()  # search at the default target
 
 @dataclass(frozen=True)
 class Choice:
-    """The quality ``q_auto`` used. ``ssim`` is None for a quality chosen before."""
+    """The quality ``q_auto`` used. ``ssim`` is None where none was measured: a quality
+    chosen before, or an image too small for one SSIM window (the range's top)."""
 
     quality: int
     ssim: float | None
@@ -170,8 +172,11 @@ def choose(
     budget: int = SAMPLE_PIXELS,
 ) -> tuple[bytes, Choice]:
     """Encode ``img`` at the lowest quality of the range whose SSIM reaches ``target``
-    (searched on ``sample(img, budget)``)."""
+    (searched on ``sample(img, budget)``); at the top of the range, unsearched, when a side
+    is shorter than the ``WINDOW`` SSIM needs."""
     grid = qualities.grid
+    if min(img.width, img.height) < WINDOW:  # no window fits: nothing to measure
+        return encode(img, grid[-1]), Choice(grid[-1], None, searched=False, encodes=1)
     probe = sample(img, budget)
     reference = luma(probe, background).copy_memory()
     tried: dict[int, tuple[bytes, float]] = {}

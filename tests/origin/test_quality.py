@@ -250,3 +250,21 @@ def test_the_default_target_is_the_setting_s() -> None:
     assert quality.SEARCH.target == Settings().auto_quality_ssim == TARGET
     env = {"JWT_SECRET": "x" * 32, "URL_SIGNING_KEYS": "k:secret", "AUTO_QUALITY_SSIM": "0.97"}
     assert Settings.from_environ(env).auto_quality_ssim == 0.97
+
+
+@pytest.mark.parametrize("chain", ["w_10", "w_4", "w_600,h_10,c_fill", "w_9,h_600,c_fill"])
+@pytest.mark.parametrize("ext", ["jpg", "webp", "avif"])
+def test_a_still_smaller_than_the_ssim_window_takes_the_default(chain: str, ext: str) -> None:
+    """No 11×11 window fits (a side of 10 px or less): nothing to measure, so the format's
+    default quality, unsearched — the same bytes as no q_ at all (it was a 422)."""
+    source = still("chelsea.png")
+    auto, default = run(source, f"{chain},q_auto", ext), run(source, chain, ext)
+    fmt = {"jpg": "jpeg"}.get(ext, ext)
+    assert auto.choice == quality.Choice(quality.RANGES[fmt].high, None, False, encodes=1)
+    assert auto.body == default.body
+    assert min(auto.width, auto.height) <= 10
+
+
+def test_the_smallest_still_a_window_fits_is_searched() -> None:
+    made = run(still("chelsea.png"), "w_11,h_11,c_fill,q_auto", "jpg")
+    assert made.choice is not None and made.choice.searched and made.choice.ssim is not None
