@@ -301,6 +301,9 @@ def vignette(img: pyvips.Image, amount: int) -> pyvips.Image:
     return join_alpha(rgb * (1 - amount / 100 * reach), alpha)
 
 
+TRIM_SMALLEST = 3  # px: an image narrower or shorter than this is left as it is
+
+
 @effect(
     "trim",
     "Cut away a uniform border (the top-left pixel's colour, within the tolerance).",
@@ -310,11 +313,14 @@ def vignette(img: pyvips.Image, amount: int) -> pyvips.Image:
 )
 def trim(frames: Frames, tolerance: int) -> Frames:
     """The box ``find_trim`` finds on the first frame (flattened, its corner the background),
-    cut from every frame; an image that is all border is left as it is.
+    cut from every frame; an image that is all border, or under ``TRIM_SMALLEST`` pixels on
+    a side, is left as it is.
 
     The size without pixels (the work budget, srcset, ``/url``) is the untrimmed size, an
     upper bound; ``.json`` renders, so it tells the trimmed size."""
     first = frames[0]
+    if min(first.width, first.height) < TRIM_SMALLEST:  # find_trim's median needs 3×3
+        return frames
     rgb, _ = split_alpha(first.flatten(background=[255, 255, 255]) if has_alpha(first) else first)
     corner = rgb.getpoint(0, 0)
     left, top, width, height = rgb.find_trim(threshold=tolerance, background=corner)

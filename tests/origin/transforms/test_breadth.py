@@ -55,6 +55,24 @@ def test_trim_leaves_an_all_border_image_and_runs_in_chains() -> None:
     assert facts(render(source, plan), source)["width"] == 60
 
 
+@pytest.mark.parametrize(
+    ("size", "chain"),
+    [((1, 1), "e_trim"), ((1000, 2), "e_trim"), ((1, 1000), "e_trim"), ((200, 100), "w_2/e_trim")],
+)
+def test_trim_leaves_an_image_under_three_pixels_on_a_side(
+    size: tuple[int, int], chain: str
+) -> None:
+    """find_trim's speck filter is a 3×3 median: under 3 pixels on a side there is nothing it
+    can look at, and the image is left as it is (it was a 422 invalid_image)."""
+    source = bytes(
+        pyvips.Image.black(*size).new_from_image([200, 30, 30]).cast("uchar").pngsave_buffer()
+    )
+    out = run(chain, source)
+    untrimmed = run(chain.replace("/e_trim", "").replace("e_trim", "w_1.0"), source)
+    assert (out.width, out.height) == (untrimmed.width, untrimmed.height)
+    assert close(colour_at(decode(out.body), 0, 0), (200, 30, 30), 2)
+
+
 def test_trim_on_a_photograph_with_a_pad_gives_back_the_photograph() -> None:
     padded = run("w_300,h_300,c_pad,b_ffffff", photo("chelsea")).body
     out = run("e_trim", padded)
