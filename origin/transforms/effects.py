@@ -283,7 +283,9 @@ def pixelate(img: pyvips.Image, amount: int) -> pyvips.Image:
     w, h = img.width, img.height
     pw, ph = -(-w // block) * block, -(-h // block) * block
     padded = img.embed(0, 0, pw, ph, extend="copy")
-    blocks = padded.shrink(block, block).cast("uchar").zoom(block, block)
+    alpha = has_alpha(img)  # averaged premultiplied: a hidden colour never shows in a block
+    means = (padded.premultiply() if alpha else padded).shrink(block, block)
+    blocks = (means.unpremultiply() if alpha else means).cast("uchar").zoom(block, block)
     return blocks.extract_area(0, 0, w, h).copy(interpretation="srgb")
 
 

@@ -73,6 +73,21 @@ def test_trim_leaves_an_image_under_three_pixels_on_a_side(
     assert close(colour_at(decode(out.body), 0, 0), (200, 30, 30), 2)
 
 
+@pytest.mark.parametrize("hidden", [(0, 0, 255), (0, 0, 0)])
+def test_pixelate_averages_what_shows_not_the_colour_under_transparency(
+    hidden: tuple[int, int, int],
+) -> None:
+    """A block across opaque red and fully transparent pixels is red at half opacity,
+    whatever colour the transparent pixels hide (it was (128,0,128,128) over hidden blue)."""
+    red = pyvips.Image.black(100, 100).new_from_image([255, 0, 0, 255])
+    clear = pyvips.Image.black(100, 100).new_from_image([*hidden, 0])
+    source = red.join(clear, "horizontal").cast("uchar").copy(interpretation="srgb")
+    out = decode(run("e_pixelate:8", bytes(source.pngsave_buffer())).body)
+    r, g, b, a = out(99, 50)  # the block of x 96..103: half red, half transparent
+    assert (r, g, b) == (255, 0, 0) and abs(a - 128) <= 1
+    assert out(20, 50) == [255, 0, 0, 255] and out(180, 50)[3] == 0
+
+
 def test_trim_on_a_photograph_with_a_pad_gives_back_the_photograph() -> None:
     padded = run("w_300,h_300,c_pad,b_ffffff", photo("chelsea")).body
     out = run("e_trim", padded)
