@@ -69,7 +69,7 @@ class LayerArgument:
     def parse(self, token: str, text: str, limits: Limits) -> Overlay:
         if text.startswith("text:"):
             words = text[5:]
-            if not words:
+            if not words.strip():  # nothing to draw: libvips has no ink for it
                 raise bad(token, "empty text")
             if len(words) > limits.max_text_length:
                 raise LimitExceeded(

@@ -94,6 +94,7 @@ def canon(chain: str, name: str = "x.jpg", **kw: object) -> str:
         ("l_text:Hi,co_ff0000,fs_24", "l_text:Hi,co_ff0000,fs_24"),
         ("l_text:Hi,co_black,g_south_east", "l_text:Hi"),
         ("l_text:%E2%9C%93", "l_text:%E2%9C%93"),
+        ("l_text:%20hi%20", "l_text:%20hi%20"),
     ],
 )
 def test_token_forms(chain: str, stage: str) -> None:
@@ -326,6 +327,8 @@ def test_parse_chain_matches_parse_path() -> None:
         ("t_thumb,w_5", BadTransform, "w_5"),
         ("l_abc", BadTransform, "l_abc"),
         ("l_text:", BadTransform, "l_text:"),
+        ("l_text:%20", BadTransform, "l_text:%20"),  # nothing to draw (it was a 422)
+        ("l_text:%20%E3%80%80%20,fs_20", BadTransform, "l_text:%20%E3%80%80%20"),
         ("l_text:%FF", BadTransform, "l_text:%FF"),
         ("l_text:a%0Ab", BadTransform, "l_text:a%0Ab"),
         ("l_text:" + "a" * 201, LimitExceeded, "l_text:aaa"),
