@@ -26,10 +26,10 @@ async def sweep_once(services: Services, metrics: Metrics) -> int:
     removed = 0
     for user_id, total in await budget.over_budget(services.db, limit):
         while total > limit:
-            evicted = await budget.evict(services.db, user_id, total - limit)
+            evicted = await budget.evict(services.db, user_id, limit)
+            total = evicted.left
             if not evicted.rows:
                 break
-            total -= evicted.bytes
             removed += evicted.rows
             metrics.evicted.inc(evicted.rows)
             for key in evicted.keys:  # the rows are gone: an object left behind is gc's

@@ -16,8 +16,8 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 
 from origin.store import eager
-from origin.store.database import Database
-from origin.store.tables import images, transformed_images
+from origin.store.database import Database, lock_row
+from origin.store.tables import images, transformed_images, users
 
 BATCH = 500
 T = transformed_images
@@ -28,6 +28,7 @@ class Evicted(NamedTuple):
     rows: int
     bytes: int
     keys: list[str]  # their objects, to remove once the rows are gone
+    left: int  # the user's derivative bytes after
 
 
 async def touch(db: Database, used: Mapping[tuple[str, str], datetime]) -> None:
@@ -68,10 +69,16 @@ async def over_budget(db: Database, budget: int) -> list[tuple[str, int]]:
         return [(user_id, int(total)) for user_id, total in await conn.execute(query)]
 
 
-async def evict(db: Database, user_id: str, at_least: int) -> Evicted:
-    """Remove the user's least recently used derivative rows until ``at_least`` bytes are
-    freed (or a batch of ``BATCH`` rows is done); their eager entries become ``evicted``."""
+async def evict(db: Database, user_id: str, budget: int) -> Evicted:
+    """Remove the user's least recently used derivative rows until their bytes are within
+    ``budget`` (or a batch of ``BATCH`` rows is done); their eager entries become ``evicted``.
+    The bytes are summed under the user's row lock, in the transaction that deletes: two
+    sweeps at once (two processes' timers) remove the excess once, not once each."""
     async with db.write() as conn:
+        await lock_row(conn, users, user_id)
+        total = int(
+            await conn.scalar(sa.select(sa.func.sum(T.c.size_bytes)).where(_owned_by(user_id))) or 0
+        )
         rows = await conn.execute(
             sa.select(T.c.seq, T.c.image_id, T.c.variant, T.c.storage_key, T.c.size_bytes)
             .where(_owned_by(user_id))
@@ -81,12 +88,12 @@ async def evict(db: Database, user_id: str, at_least: int) -> Evicted:
         picked: list[Any] = []
         freed = 0
         for row in rows:
-            if freed >= at_least:
+            if total - freed <= budget:
                 break
             picked.append(row)
             freed += int(row.size_bytes)
         if not picked:
-            return Evicted(0, 0, [])
+            return Evicted(0, 0, [], total)
         await conn.execute(T.delete().where(T.c.seq.in_([r.seq for r in picked])))
         await eager.evicted(conn, [(r.image_id, r.variant) for r in picked])
-    return Evicted(len(picked), freed, [r.storage_key for r in picked])
+    return Evicted(len(picked), freed, [r.storage_key for r in picked], total - freed)
