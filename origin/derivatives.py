@@ -194,7 +194,9 @@ class Derivatives:
         if choice is not None and choice.searched:
             self.metrics.auto_quality_searches[key.format] += 1
             record = quality_choices.searched(key, image, choice)
-            self.after.start(quality_choices.keep(record, rows))  # a few bytes: never skipped
+            self.after.start(
+                quality_choices.keep(record, key.content_hash, rows)
+            )  # a few bytes: never skipped
         made = Derivative(body, media_type, width, height, etag_of(key.variant))
         if wanted.kept and background:
             await stored_derivatives.write(services, key, image, made, stored, rows, raising=True)

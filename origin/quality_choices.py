@@ -48,9 +48,10 @@ def searched(key: Key, image: ImageRecord, choice: quality.Choice) -> AutoQualit
     )
 
 
-async def keep(record: AutoQualityRecord, rows: DerivativeRows) -> None:
-    """Store a choice (after the answer); a failure is logged."""
+async def keep(record: AutoQualityRecord, content_hash: str, rows: DerivativeRows) -> None:
+    """Store a choice made on the pixels ``content_hash`` names (after the answer; nothing
+    when the image was replaced meanwhile); a failure is logged."""
     try:
-        await rows.add_auto_quality(record)
+        await rows.add_auto_quality(record, content_hash)
     except Exception:  # the answer is out; the next render without the row searches again
         log.exception("could not store the q_auto choice for image %s", record.image_id)

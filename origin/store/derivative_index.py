@@ -56,37 +56,51 @@ H = TypeVar("H", bound=Closable)
 
 @dataclass(frozen=True)
 class Index:
-    """One derivative index: its rows' table, its q_auto choices' table, and the two
-    request-path statements on it (module constants: ``Direct`` compiles each once)."""
+    """One derivative index: its rows' table, its q_auto choices' table, the two
+    request-path statements on it (module constants: ``Direct`` compiles each once) and the
+    one that keeps a q_auto choice."""
 
     rows: sa.Table
     choices: sa.Table
     find: sa.Select[Any]  # one derivative's row by (image, variant), in DerivativeRecord's order
     add: sa.Insert
+    add_choice: sa.Insert
 
 
 def index_of(rows: sa.Table, choices: sa.Table, owners: sa.Table) -> Index:
     """``owners``: the table of what the derivatives are made from (its ``id`` and
-    ``content_hash``). A row is added only while its owner still holds the pixels it was
-    rendered from (``content_hash``): a render that finishes after a replace (or a source
-    object's new version) records nothing, and its object is removed by the caller."""
+    ``content_hash``). A row or a q_auto choice is added only while its owner still holds
+    the pixels it was made from (``content_hash``): a render that finishes after a replace
+    (or a source object's new version) records nothing, and its object is removed by the
+    caller."""
     names = [f.name for f in fields(DerivativeRecord)]
     find = sa.select(*(rows.c[name] for name in names)).where(
         rows.c.image_id == sa.bindparam("image_id"),
         rows.c.variant == sa.bindparam("variant"),
     )
-    values = sa.select(*(sa.bindparam(name, type_=rows.c[name].type) for name in names)).where(
+    return Index(
+        rows,
+        choices,
+        find,
+        _insert_held(rows, names, owners),
+        _insert_held(choices, [c.key for c in choices.columns], owners),
+    )
+
+
+def _insert_held(table: sa.Table, names: list[str], owners: sa.Table) -> sa.Insert:
+    """Insert one row of ``names`` (bound by name) while its owner (``image_id``) holds the
+    pixels ``content_hash`` names; it returns the row's variant (none: nothing inserted)."""
+    values = sa.select(*(sa.bindparam(name, type_=table.c[name].type) for name in names)).where(
         sa.exists().where(
             owners.c.id == sa.bindparam("image_id"),
             owners.c.content_hash == sa.bindparam("content_hash"),
         )
     )
-    add = (
-        rows.insert()
-        .from_select([rows.c[name] for name in names], values)
-        .returning(rows.c.variant)
+    return (
+        table.insert()
+        .from_select([table.c[name] for name in names], values)
+        .returning(table.c.variant)
     )
-    return Index(rows, choices, find, add)
 
 
 # Uploads' derivatives, and the derivatives of remote source objects (origin.sources).

@@ -109,10 +109,13 @@ class Derivatives:
             created_at=row.created_at,
         )
 
-    async def add_auto_quality(self, record: AutoQualityRecord) -> bool:
-        """Remember a q_auto choice; False when the image is gone or a choice is recorded
-        already (the first one stays: every process searching the same thing finds the same)."""
-        return await self.db.insert_new(self.index.choices, vars(record))
+    async def add_auto_quality(self, record: AutoQualityRecord, content_hash: str) -> bool:
+        """Remember a q_auto choice made on the pixels ``content_hash`` names; False when the
+        image is gone, holds other pixels by now (replaced), or a choice is recorded already
+        (the first one stays: every process searching the same thing finds the same)."""
+        return await self.db.direct.insert(
+            self.index.add_choice, {**vars(record), "content_hash": content_hash}
+        )
 
 
 def _derivative(row: sa.Row[Any]) -> DerivativeRecord:
