@@ -33,6 +33,7 @@ from origin.probe import Probe, probe_upload
 from origin.records import Analysis, ImageRecord, QuotaWouldBeExceeded, UserRecord, new_id
 from origin.services import Services
 from origin.store.database import Transaction
+from origin.store.objects import StorageUnavailable
 from origin.transforms.formats import FILE_EXTENSIONS
 from origin.transforms.limits import Limits
 
@@ -263,9 +264,15 @@ async def replace_upload(
 
 
 async def remove_objects(services: Services, keys: Sequence[str]) -> None:
-    """Best effort, after a failed upload: what cannot be removed now, gc removes later."""
-    for key in reversed(keys):
+    """Best effort (after a failed upload, or the old objects after a replace): what cannot
+    be removed now, gc removes later. Once storage does not answer, the rest is left to gc
+    at once: one ``STORAGE_TIMEOUT_SECONDS`` per object kept a replace of a well-used image
+    waiting minutes after it had committed."""
+    for n, key in enumerate(reversed(keys)):
         try:
             await services.storage.delete(key)
+        except StorageUnavailable:
+            log.warning("object storage unavailable: %d objects left for gc", len(keys) - n)
+            return
         except Exception:
-            log.exception("could not remove %s after a failed upload; gc will", key)
+            log.exception("could not remove %s; gc will", key)

@@ -22,6 +22,7 @@ import boto3
 import pytest
 
 from imgorigin.orphans import collect_garbage
+from origin.ingest import remove_objects
 from origin.settings import Settings
 from origin.signing import sign_url
 from tests.admin_api.conftest import Api, assert_error, make_image, start_api
@@ -237,3 +238,24 @@ async def test_readyz_reports_storage_down(s3_api: Api, moto: Moto, mode: str) -
     finally:
         mend_server(moto, mode)
     assert (await s3_api.http.get("/readyz")).status_code == 200
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_cleanup_stops_at_the_first_unanswered_delete(
+    s3_api: Api, moto: Moto, mode: str
+) -> None:
+    """The old objects of a replace (or what a failed upload wrote) are removed after the
+    commit; once storage stops answering, the rest is left to gc at once (a hunt: one
+    timeout per object, a replace of an image with 22 derivatives answered after 66 s)."""
+    storage = s3_api.services.storage
+    keys = [f"{secrets.token_hex(16)}/old/{n}.png" for n in range(6)]
+    for key in keys:
+        await storage.put(key, b"old", content_type="image/png")
+    break_server(moto, mode)
+    try:
+        began = time.monotonic()
+        await remove_objects(s3_api.services, keys)
+        took = time.monotonic() - began
+    finally:
+        mend_server(moto, mode)
+    assert took < BOUND, f"the cleanup took {took:.2f} s"  # what is left, gc removes
