@@ -21,9 +21,10 @@ The sequence of ``/i/`` (origin.delivery), with the source's own first steps:
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.types import Receive, Scope, Send
 
@@ -39,6 +40,9 @@ from origin.sources.cache import SourceCache, kept_object
 from origin.sources.config import Source
 from origin.sources.paths import SourcePath, host_and_path, parse_source_path, refuse_overlays
 from origin.sources.upstream import Upstream
+from origin.store.objects import StorageUnavailable
+
+log = logging.getLogger("imgorigin.sources")
 
 # What the fallback image stands in for (a missing object, a failing or wrong upstream).
 FALLBACK_FOR = (NotFound, SourceUnavailable, SourceTimeout, InvalidImage)
@@ -47,31 +51,46 @@ FALLBACK_HEADER = (b"x-imgorigin-fallback", b"1")
 
 @dataclass
 class Sources:
-    """The configured sources, their cache and their fallback images (per process)."""
+    """The configured sources, their cache and their fallback images (per process), and
+    which of those are not stored yet (object storage did not answer at start)."""
 
     config: Mapping[str, Source]
     cache: SourceCache
     fallbacks: Mapping[str, SourceObjectRecord]
+    unstored: set[str] = field(default_factory=set)
+
+    async def fallback(self, services: Services, source: Source) -> SourceObjectRecord:
+        """``source``'s fallback image, stored first if it could not be at start."""
+        if source.name in self.unstored:
+            await _store_fallback(services, source)
+            self.unstored.discard(source.name)
+        return self.fallbacks[source.name]
 
 
 async def start_sources(services: Services, stack: AsyncExitStack, metrics: Metrics) -> Sources:
-    """Open the S3 sources' clients and store each fallback image (once per version)."""
+    """Open the S3 sources' clients and store each fallback image (once per version). Object
+    storage that does not answer yet does not stop the start (``/readyz`` says so): a
+    fallback not stored now is stored when it is first needed."""
     upstream = await Upstream.open(services.settings, stack)
-    fallbacks = {}
+    fallbacks, unstored = {}, set()
     for source in services.settings.sources.values():
         if source.fallback is not None:
-            fallbacks[source.name] = await _stored_fallback(services, source)
+            fallbacks[source.name] = fallback_record(source, services.limits.max_source_pixels)
+            try:
+                await _store_fallback(services, source)
+            except StorageUnavailable as exc:
+                log.warning("source %s: fallback image not stored yet (%s)", source.name, exc)
+                unstored.add(source.name)
     cache = SourceCache(services, upstream, metrics)
-    return Sources(services.settings.sources, cache, fallbacks)
+    return Sources(services.settings.sources, cache, fallbacks, unstored)
 
 
-async def _stored_fallback(services: Services, source: Source) -> SourceObjectRecord:
+async def _store_fallback(services: Services, source: Source) -> None:
     record = fallback_record(source, services.limits.max_source_pixels)
     if await services.storage.head(record.storage_key) is None:
         assert source.fallback is not None
         body, media_type = source.fallback.body, f"image/{record.format}"
         await services.storage.put(record.storage_key, body, content_type=media_type)
-    return record
 
 
 def fallback_record(source: Source, max_source_pixels: int) -> SourceObjectRecord:
@@ -111,7 +130,7 @@ class ServeSource:
         checked = origin.plans.prepared(named.plan_path(), headers)
         refuse_overlays(checked.plan)
         for attempt in (1, 2):
-            record, max_age, extra = await self._object(sources, source, named)
+            record, max_age, extra = await self._object(origin.services, sources, source, named)
             image = record.as_image()
             prepared = checked  # with @<format>, the plan checked is the plan
             if named.ext is None:
@@ -139,7 +158,7 @@ class ServeSource:
 
     @staticmethod
     async def _object(
-        sources: Sources, source: Source, named: SourcePath
+        services: Services, sources: Sources, source: Source, named: SourcePath
     ) -> tuple[SourceObjectRecord, int, tuple[tuple[bytes, bytes], ...]]:
         """The object's record and ``max_age``, or the fallback's (with its header)."""
         try:
@@ -147,7 +166,8 @@ class ServeSource:
         except FALLBACK_FOR:
             if named.source not in sources.fallbacks:
                 raise
-            return sources.fallbacks[named.source], source.missing_ttl, (FALLBACK_HEADER,)
+            fallback = await sources.fallback(services, source)
+            return fallback, source.missing_ttl, (FALLBACK_HEADER,)
         return record, source.max_age, ()
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+import pyvips
 
 from imgorigin.orphans import collect_garbage
 from origin.ingest import remove_objects
@@ -259,3 +260,37 @@ async def test_cleanup_stops_at_the_first_unanswered_delete(
     finally:
         mend_server(moto, mode)
     assert took < BOUND, f"the cleanup took {took:.2f} s"  # what is left, gc removes
+
+
+async def test_a_source_fallback_waits_for_storage_that_is_down_at_start(
+    moto: Moto, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """Object storage that does not answer yet does not stop the start (a hunt: with a
+    source's fallback configured, `serve` exited with a traceback): the fallback image is
+    stored when it is first needed, once storage answers."""
+    from tests.origin.delivery.conftest import start_service
+    from tests.origin.sources.conftest import sources_file
+    from tests.sources import source_server
+
+    moto.kill()  # refuses connections
+    async with source_server() as web:
+        settings = make_settings(
+            STORAGE_TYPE="s3",
+            STORAGE_BUCKET=moto.bucket,
+            S3_ENDPOINT_URL=moto.url,
+            STORAGE_TIMEOUT_SECONDS=str(TIMEOUT),
+            SOURCES_FILE=str(sources_file(tmp_path, web, moto.url, moto.bucket)),
+            FETCH_ALLOW_LOOPBACK_FOR_TESTS="1",
+            **AWS_TEST_CREDENTIALS,
+        )
+        async for service in start_service(settings):
+            url = sign_url("/r/fallback/w_32/-/missing.png@png", OPERATOR_SECRET)
+            assert_error(await service.http.get(url), 503, "unavailable")  # still down
+            moto.start()  # the same port, its bucket made again
+            answer = await service.http.get(url)
+            assert answer.status_code == 200, answer.text
+            assert answer.headers["x-imgorigin-fallback"] == "1"
+            image = pyvips.Image.new_from_buffer(answer.content, "")
+            assert (image.width, image.height) == (32, 32)
+            stored = moto.keys()
+            assert any(key.startswith("sources/fallback/fallback/") for key in stored)
