@@ -155,6 +155,11 @@ async def parse_entry(services: Services, user_id: str, chain: str, ext: str) ->
     presets = await owner_presets(services, user_id)
     parse_chain(chain, presets=presets, limits=services.limits)
     plan = parse_path(path, presets=presets, limits=services.limits)
+    # a replace asks for every entry again behind the image's next version (v_<n> first):
+    # a chain that could not follow it (its own v_) is refused now, not failed later
+    parse_path(
+        chain_path(PLACEHOLDER_ID, chain, "eager", ext, 2), presets=presets, limits=services.limits
+    )
     if plan.negotiated or plan.client_hints:
         raise BadTransform(
             "an eager derivative names its format and size: no f_auto, w_auto or dpr_auto "

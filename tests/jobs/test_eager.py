@@ -95,6 +95,8 @@ async def test_eager_on_an_existing_image_and_the_thumbnail_by_default(
         ([{"transform": "w_100", "format": "bmp"}], "bad_request"),
         ([{"transform": "w_100,f_auto", "format": "jpg"}], "bad_transform"),
         ([{"transform": "w_auto", "format": "jpg"}], "bad_transform"),
+        # its own v_ could not follow a replace (v_<n> goes first): it failed then
+        ([{"transform": "v_3/w_10", "format": "webp"}], "bad_transform"),
         ([{"transform": "w_100"}], "bad_request"),
         ([{"transform": "w_100", "format": "jpg", "x": 1}], "bad_request"),
         ([{"transform": "w_9000,h_9000,c_scale", "format": "jpg"}], "limit_exceeded"),
