@@ -62,12 +62,14 @@ class EagerJobs:
         image = await services.images.get(record.image_id)
         if image is None:
             return None
-        await rows.set_state(services.db, record.id, RUNNING)
         named = await self.origin.lookup.named(image.user_id)
         prepared = self.origin.plans.prepared(record.path, NO_HEADERS, named)
         plan = prepared.plan
         overlays = await self.origin.overlays(image, plan) if plan.overlay_ids else ()
         key = prepared.key_for(image, overlays)
+        # the variant made now: a t_ edited or an overlay replaced since the entry was asked
+        # for changes it, and the sweep finds the entry by the variant its row is stored under
+        await rows.set_state(services.db, record.id, RUNNING, variant=key.variant)
         made, tier = await self.origin.derivatives.keep(Wanted(key, image, plan, overlays))
         return Made(record, user_id, notification_url, made, tier)
 

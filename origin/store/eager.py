@@ -174,9 +174,9 @@ async def _owned(
     return EagerRecord(**values), row.user_id, row.notification_url
 
 
-async def set_state(db: Database, eager_id: str, state: str) -> None:
+async def set_state(db: Database, eager_id: str, state: str, **values: Any) -> None:
     async with db.write() as conn:
-        await update(conn, eager_id, state=state)
+        await update(conn, eager_id, state=state, **values)
 
 
 async def update(

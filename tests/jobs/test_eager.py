@@ -241,7 +241,6 @@ async def test_the_listing_thumbnail_is_made_eagerly_by_default(
         assert tiers(api)["store"] - before["store"] == 1
 
 
-@pytest.mark.parametrize("extra_env", [{"JOBS_IN_SERVE": "0"}])
 async def watched_entry(app: Api, settled: bool = False) -> tuple[dict[str, str], Any, Any]:
     """A user with a derivative.ready webhook and an image with one eager entry (w_20 as
     JPEG; with ``settled``, once its job is done): (headers, the upload's answer, the entry's
@@ -328,3 +327,51 @@ async def test_an_entry_evicted_while_its_job_runs_stays_evicted(app: Api) -> No
     shown = (await app.http.get(f"/api/images/{image['id']}", headers=headers)).json()
     assert [e["state"] for e in shown["eager"] if e["id"] == record.id] == ["evicted"]
     assert await ready_events(app, record.id) == before
+
+
+async def test_an_entry_names_the_variant_its_job_made(app: Api) -> None:
+    """A t_ edited after the entry was asked for changes what the job makes: the entry then
+    names the new variant, which the sweep finds it by (a hunt: it kept the variant of the
+    old definition, and stayed ``done`` after its derivative was evicted)."""
+    from datetime import UTC, datetime
+
+    from origin.jobs.eager import EagerJobs
+    from origin.store import budget
+    from origin.store.queue import Job
+    from origin.store.tables import transformed_images
+
+    user_id, headers = await app.user()
+    card = {"transform": "w_30"}
+    put = await app.http.put("/api/transformations/card", headers=headers, json=card)
+    assert put.status_code == 201, put.text
+    wanted = [{"transform": "t_card", "format": "jpg"}]
+    image = (await upload(app, headers, make_image("jpeg", 64, 48), eager=wanted)).json()
+    [done] = await eventually(lambda: all_done(app, headers, image["id"]))
+    assert (done["state"], done["width"]) == ("done", 30)
+    card["transform"] = "w_12"
+    put = await app.http.put("/api/transformations/card", headers=headers, json=card)
+    assert put.status_code == 200, put.text
+
+    handler = EagerJobs(app.http.app_state["origin"], app.services.settings.background)  # type: ignore[attr-defined]
+    job = Job("j", "eager", {"eager": done["id"]}, user_id, 1, 3, "c", datetime.now(UTC))
+    made = await handler.run(job)  # the job asked again, after the edit
+    assert made is not None and made.derivative.width == 12
+    async with app.services.db.write() as conn:
+        await handler.done(conn, job, made)
+    async with app.services.db.read() as conn:
+        entry_variant = await conn.scalar(
+            sa.select(eager_derivatives.c.variant).where(eager_derivatives.c.id == done["id"])
+        )
+        stored = dict(
+            (
+                await conn.execute(
+                    sa.select(transformed_images.c.variant, transformed_images.c.width).where(
+                        transformed_images.c.image_id == image["id"]
+                    )
+                )
+            ).all()
+        )
+    assert stored[entry_variant] == 12
+    await budget.evict(app.services.db, user_id, 0)
+    shown = (await app.http.get(f"/api/images/{image['id']}", headers=headers)).json()
+    assert [e["state"] for e in shown["eager"] if e["id"] == done["id"]] == ["evicted"]
