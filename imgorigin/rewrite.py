@@ -9,20 +9,25 @@ signatures cannot verify here, so every URL is signed again.
 What is translated (anything else is reported, never guessed):
 
 - imgproxy: ``/<signature>/<options>/plain/<url>[@<ext>]`` and
-  ``/<signature>/<options>/<base64url of url>[.<ext>]``; options ``rs``/``resize``
-  (``fit`` and ``auto`` → ``c_limit``, ``fill`` and ``fill-down`` → ``c_fill``, ``force`` →
-  ``c_scale``), ``w``/``width``, ``h``/``height``,
-  ``g``/``gravity`` (``sm`` → ``g_auto``, ``ce`` ``no`` ``so`` ``ea`` ``we`` ``noea`` ``nowe``
-  ``soea`` ``sowe``), ``q``/``quality``, ``f``/``format``/``ext`` (→ ``@<format>``), ``dpr``,
-  ``bl``/``blur``, ``sh``/``sharpen``;
+  ``/<signature>/<options>/<base64url of url, maybe split by />[.<ext>]``; options
+  ``rs``/``resize`` (``fit`` → ``c_limit``, with its enlarge argument ``c_fit``; ``fill`` and
+  ``fill-down`` → ``c_fill``, ``force`` → ``c_scale``), ``w``/``width``, ``h``/``height``
+  (alone: ``c_limit``, imgproxy's default), ``g``/``gravity`` (``sm`` → ``g_auto``, ``ce``
+  ``no`` ``so`` ``ea`` ``we`` ``noea`` ``nowe`` ``soea`` ``sowe``; with a fill only),
+  ``q``/``quality`` (not for PNG or GIF output), ``f``/``format``/``ext`` (→ ``@<format>``),
+  ``dpr``, ``bl``/``blur``, ``sh``/``sharpen``;
 - thumbor: ``/<hmac|unsafe>/[fit-in/]<W>x<H>/[smart/][filters:quality(n):format(f)/]<image>``
   (``fit-in`` → ``c_limit``, else ``c_fill``).
+
+docs/sources.md lists what is reported instead (``rs:auto``, extend, gravity offsets, an
+image URL with a query…) and the one difference that stays (small sources under a fill).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from urllib.parse import unquote
@@ -34,14 +39,12 @@ from origin.sources.paths import checked_source_path
 from origin.transforms.formats import EXTENSIONS, FILE_EXTENSIONS
 from origin.transforms.limits import DEFAULT_LIMITS, Limits
 
-# imgproxy's fit and auto (and thumbor's fit-in) never enlarge unless told to: c_limit
-IMGPROXY_RESIZE = {
-    "fit": "limit",
-    "auto": "limit",
-    "fill": "fill",
-    "fill-down": "fill",
-    "force": "scale",
-}
+# imgproxy's fit (and thumbor's fit-in) never enlarge unless told to: c_limit; with its
+# enlarge argument, c_fit. (auto is fill or fit by the source's orientation: not translated.)
+IMGPROXY_RESIZE = {"fit": "limit", "fill": "fill", "fill-down": "fill", "force": "scale"}
+ENLARGING = {"limit": "fit"}
+TRUE = ("1", "t", "true")
+LOSSLESS = ("png", "gif")  # imgproxy and thumbor ignore a quality there (our q_ is a palette)
 IMGPROXY_GRAVITY = {
     "sm": "auto",
     "ce": "center",
@@ -116,10 +119,16 @@ def rewrite(
 
 def object_key_of(image_url: str, base_url: str) -> str:
     """The object path (decoded text) of ``image_url`` in a source whose objects start at
-    ``base_url``."""
+    ``base_url``: one with a query, or an encoded ``/`` in its path, names no object of a
+    source (two such URLs were one object, or another one)."""
     if not image_url.startswith(base_url):
         raise Untranslatable(f"the image is not under {base_url}")
-    return unquote(image_url[len(base_url) :].split("?", 1)[0].split("#", 1)[0])
+    rest = image_url[len(base_url) :].split("#", 1)[0]
+    if "?" in rest:
+        raise Untranslatable("the image URL has a query string: a source object has none")
+    if re.search("%2f", rest, re.IGNORECASE):
+        raise Untranslatable("an encoded '/' in the image's path")
+    return unquote(rest)
 
 
 def _path_of(line: str) -> str:
@@ -135,12 +144,13 @@ def imgproxy(path: str) -> tuple[list[str], str, str | None]:
     rest = parts[1:]  # parts[0] is the signature (or "insecure")
     if "plain" in rest:
         at = rest.index("plain")
-        options, target = rest[:at], unquote("/".join(rest[at + 1 :]))
-        target, _, ext = (
-            target.partition("@") if "@" in target.rsplit("/", 1)[-1] else (target, "", "")
-        )
-    else:
-        options, encoded = rest[:-1], rest[-1]
+        options, raw, ext = rest[:at], "/".join(rest[at + 1 :]), ""
+        if "@" in raw.rsplit("/", 1)[-1]:  # the last raw @ names the format (an image URL's is %40)
+            raw, _, ext = raw.rpartition("@")
+        target = unquote(raw)
+    else:  # options are name:args; the base64 URL may be split by / (imgproxy's docs)
+        n = next((i for i, part in enumerate(rest) if ":" not in part), len(rest))
+        options, encoded = rest[:n], "".join(rest[n:])
         encoded, _, ext = encoded.partition(".")
         try:
             target = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("utf-8")
@@ -155,28 +165,70 @@ def imgproxy(path: str) -> tuple[list[str], str, str | None]:
             tokens += imgproxy_option(option)
     if ext and ext.lower() not in FORMATS:
         raise Untranslatable(f"unknown format '{ext}'")
-    return tokens, target, FORMATS.get(ext.lower()) if ext else None
+    fmt = FORMATS.get(ext.lower()) if ext else None
+    sized = any(t[:2] in ("w_", "h_") for t in tokens)
+    crops = [t for t in tokens if t.startswith("c_")]
+    if sized and not crops:
+        tokens.insert(0, "c_limit")  # imgproxy's default: fit, never enlarge
+    elif crops and not sized:
+        tokens = [t for t in tokens if not t.startswith("c_")]  # a type with no size: nothing
+    if "c_fill" not in tokens:  # gravity only places a crop: imgproxy ignores it otherwise
+        tokens = [t for t in tokens if not t.startswith("g_")]
+    return lossy_only(tokens, fmt, target), target, fmt
+
+
+def lossy_only(tokens: list[str], fmt: str | None, target: str) -> list[str]:
+    """``tokens`` without ``q_`` when the output (``fmt``, else the image's own extension)
+    is PNG or GIF: imgproxy and thumbor ignore a quality there, where ours is a palette."""
+    name = target.split("?", 1)[0].rsplit("/", 1)[-1]
+    own = FORMATS.get(name.rsplit(".", 1)[-1].lower()) if "." in name else None
+    if (fmt or own) in LOSSLESS:
+        return [t for t in tokens if not t.startswith("q_")]
+    return tokens
 
 
 def imgproxy_option(option: str) -> list[str]:
     name, *args = option.split(":")
     if name in ("rs", "resize", "rt", "resizing_type"):
-        if not args or args[0] not in IMGPROXY_RESIZE:
-            raise Untranslatable(f"resizing type in '{option}'")
-        crop = [f"c_{IMGPROXY_RESIZE[args[0]]}"]
-        sizes = [
-            f"{k}_{v}" for k, v in zip(("w", "h"), args[1:3], strict=False) if v not in ("", "0")
-        ]
-        return crop + sizes if name in ("rs", "resize") else crop
+        return _resizing(option, name in ("rs", "resize"), args)
     if name in IMGPROXY_NUMBERS and len(args) == 1:
         return [] if args[0] == "0" else [f"{IMGPROXY_NUMBERS[name]}_{args[0]}"]
     if name in ("g", "gravity") and args and args[0] in IMGPROXY_GRAVITY:
+        if any(_number(option, a) for a in args[1:3]):
+            raise Untranslatable(f"a gravity offset in '{option}'")
         return [f"g_{IMGPROXY_GRAVITY[args[0]]}"]
     if name in ("bl", "blur") and len(args) == 1:
-        return [f"e_blur:{max(1, min(2000, round(float(args[0]) * 20)))}"]
+        sigma = _number(option, args[0])
+        return [f"e_blur:{max(1, min(2000, round(sigma * 20)))}"] if sigma > 0 else []
     if name in ("sh", "sharpen") and len(args) == 1:
-        return [f"e_sharpen:{max(1, min(2000, round(float(args[0]) * 100)))}"]
+        sigma = _number(option, args[0])
+        return [f"e_sharpen:{max(1, min(2000, round(sigma * 100)))}"] if sigma > 0 else []
     raise Untranslatable(f"option '{option}'")
+
+
+def _resizing(option: str, sized: bool, args: list[str]) -> list[str]:
+    """``rs:type:w:h:enlarge:extend`` (``sized``) or ``rt:type``."""
+    if not args or args[0] not in IMGPROXY_RESIZE:
+        raise Untranslatable(f"resizing type in '{option}'")
+    crop = IMGPROXY_RESIZE[args[0]]
+    if sized and len(args) > 4 and args[4] in TRUE:
+        raise Untranslatable(f"extend in '{option}'")
+    if sized and len(args) > 3 and args[3] in TRUE:
+        crop = ENLARGING.get(crop, crop)
+    sides = list(zip(("w", "h"), args[1:3], strict=False)) if sized else []
+    if crop == "scale" and any(v in ("", "0") for _, v in sides):
+        raise Untranslatable(f"'force' keeps the source's side for a 0 in '{option}'")
+    return [f"c_{crop}", *(f"{k}_{v}" for k, v in sides if v not in ("", "0"))]
+
+
+def _number(option: str, text: str) -> float:
+    try:
+        value = float(text or 0)
+    except ValueError:
+        raise Untranslatable(f"a number in '{option}'") from None
+    if not math.isfinite(value):
+        raise Untranslatable(f"a number in '{option}'")
+    return value
 
 
 def thumbor(path: str) -> tuple[list[str], str, str | None]:
@@ -202,7 +254,10 @@ def thumbor(path: str) -> tuple[list[str], str, str | None]:
         raise Untranslatable("no image in the thumbor URL")
     image = unquote("/".join(parts))
     target = image if "://" in image else "https://" + image
-    return [crop, *tokens] if any(t[:2] in ("w_", "h_") for t in tokens) else tokens, target, ext
+    if crop != "c_fill":  # smart only places a crop: thumbor ignores it with fit-in
+        tokens = [t for t in tokens if not t.startswith("g_")]
+    tokens = [crop, *tokens] if any(t[:2] in ("w_", "h_") for t in tokens) else tokens
+    return lossy_only(tokens, ext, target), target, ext
 
 
 def _thumbor_filters(text: str, tokens: list[str]) -> str | None:

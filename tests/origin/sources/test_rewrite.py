@@ -132,3 +132,65 @@ def test_an_unknown_source_is_refused_in_one_line(tmp_path: Path) -> None:
     )
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.strip() == "imgorigin: no source named 'shpo' (sources: shop)"
+
+
+BASE = "https://media.shop.example/uploads/"
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        # imgproxy's default type is fit, never enlarging: c_limit, as rs:fit
+        ("w:300", "c_limit,w_300/-/a.jpg"),
+        ("rs:fit:300:200:1", "c_fit,w_300,h_200/-/a.jpg"),  # its enlarge argument
+        ("w:300/h:200/g:sm", "c_limit,w_300,h_200/-/a.jpg"),  # gravity only places a fill
+        ("rs:fill:300:200/g:no:0:0", "c_fill,w_300,h_200,g_north/-/a.jpg"),
+        ("bl:0/sh:0/w:10", "c_limit,w_10/-/a.jpg"),  # no effect
+        ("rt:fit", "-/a.jpg"),  # a type without a size does nothing
+        # a quality on PNG or GIF output is ignored there; our q_ would make a palette
+        ("rs:fill:30:20/q:80/plain/{base}b.png", "c_fill,w_30,h_20/-/b.png"),
+        ("rs:fill:30:20/q:80/f:png", "c_fill,w_30,h_20/-/a.jpg@png"),
+        ("rs:fill:30:20/q:80/plain/{base}b.png@webp", "c_fill,w_30,h_20,q_80/-/b.png@webp"),
+        ("w:10/plain/{base}icon%402x.png@webp", "c_limit,w_10/-/icon@2x.png@webp"),  # %40: @
+        ("w:10/{b64_split}.png", "c_limit,w_10/-/x.jpg@png"),  # base64 split by /
+    ],
+)
+def test_imgproxy_options_translate_to_the_same_picture(old: str, new: str) -> None:
+    encoded = b64(BASE + "x.jpg")
+    line = "/S/" + old.format(base=BASE, b64_split=encoded[:9] + "/" + encoded[9:])
+    if "/plain/" not in line and "{b64_split}" not in old:
+        line += f"/plain/{BASE}a.jpg"
+    ((_, url, reason),) = rewrite([line], source="shop", base_url=BASE, key=b"k")
+    assert reason is None and url is not None, reason
+    assert url.split("?")[0] == f"/r/shop/{new}"
+
+
+@pytest.mark.parametrize(
+    ("old", "reason"),
+    [
+        ("rs:auto:300:200", "resizing type"),  # fill or fit by the source's orientation
+        ("rs:fit:300:200:1:1", "extend"),
+        ("rs:force:300:0", "keeps the source's side"),
+        ("rs:fill:300:200/g:no:0:100", "gravity offset"),
+        ("bl:inf", "a number"),  # it crashed the whole run
+        ("sh:1e400", "a number"),
+        ("w:30/plain/{base}thumb.php%3Fid%3D5", "query string"),  # two ids were one object
+        ("w:30/{b64_slash}", "encoded '/'"),
+    ],
+)
+def test_imgproxy_options_without_an_equivalent_are_reported(old: str, reason: str) -> None:
+    line = "/S/" + old.format(base=BASE, b64_slash=b64(BASE + "a%2Fb.jpg"))
+    if "/plain/" not in line and "{b64_slash}" not in old:
+        line += f"/plain/{BASE}a.jpg"
+    ((_, url, said),) = rewrite([line], source="shop", base_url=BASE, key=b"k")
+    assert url is None and said is not None and reason in said, said
+
+
+def test_thumbor_smart_with_fit_in_and_quality_on_png() -> None:
+    lines = [
+        "/unsafe/fit-in/300x200/smart/media.shop.example/uploads/a.jpg",
+        "/unsafe/300x200/filters:quality(80)/media.shop.example/uploads/a.png",
+    ]
+    done = rewrite(lines, source="shop", base_url=BASE, key=b"k", dialect="thumbor")
+    paths = [url.split("?")[0] for _, url, _ in done if url]
+    assert paths == ["/r/shop/c_limit,w_300,h_200/-/a.jpg", "/r/shop/c_fill,w_300,h_200/-/a.png"]
