@@ -28,7 +28,8 @@ from datetime import UTC, datetime
 
 from origin import frames_copy, svg, working_copies
 from origin.analysis import analyse
-from origin.errors import BadRequest, QuotaExceeded
+from origin.deadline import Deadline
+from origin.errors import BadRequest, InvalidImage, QuotaExceeded, RenderTimeout
 from origin.probe import Probe, probe_upload
 from origin.records import Analysis, ImageRecord, QuotaWouldBeExceeded, UserRecord, new_id
 from origin.services import Services
@@ -79,10 +80,24 @@ def inspect_upload(data: bytes, limits: Limits, frames: bool = False) -> Inspect
 
 
 async def inspect_in_pool(services: Services, data: bytes) -> Inspected:
-    """``inspect_upload`` in the render pool; an animated GIF's frames copy only on local
-    storage, where a render reads it from the page cache (origin.frames_copy)."""
+    """``inspect_upload`` in the render pool, within ``RENDER_TIMEOUT_SECONDS`` as a render
+    is (a file that takes longer to decode is 422: a 194 KB PNG of 1×10⁸ pixels held a slot
+    for 36 s); an animated GIF's frames copy only on local storage, where a render reads it
+    from the page cache (origin.frames_copy)."""
     frames = services.storage.blocking is not None
-    return await services.pool.run(lambda: inspect_upload(data, services.limits, frames))
+    seconds = services.settings.render_timeout_seconds
+    limit = Deadline(seconds)
+
+    def job() -> Inspected:
+        with limit.running():
+            return inspect_upload(data, services.limits, frames)
+
+    try:
+        return await services.pool.run(job, on_cancel=limit.cancel)
+    except RenderTimeout:
+        raise InvalidImage(
+            f"the image could not be decoded within {seconds:g} s (RENDER_TIMEOUT_SECONDS)"
+        ) from None
 
 
 def original_key(user_id: str, image_id: str, fmt: str, revision: str = "") -> str:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import pyvips
 
-from origin import vips
+from origin import deadline, vips
 from origin.errors import InvalidImage, UnsupportedMediaType
 from origin.exif import exif_metadata
 from origin.scan import MAX_METADATA_BYTES, NOT_AN_IMAGE, SCANNERS, Layout, MetadataBudget
@@ -88,6 +88,7 @@ def decode(
 ) -> Probe:
     """Header read by the format's own loader, pixel and frame checks, then a full decode."""
     image = vips.load(data, fmt, access="sequential", fail_on="error", **LOAD_OPTIONS[fmt])
+    deadline.watch((image,), replace=False)  # an upload's inspection has a deadline too
     page_height = min(int_field(image, "page-height", image.height), image.height)
     frames = image.height // page_height
     if fmt == "gif" and layout.frames is not None:
@@ -123,4 +124,5 @@ def probe_upload(
     try:
         return decode(fmt, data, layout, max_source_pixels, max_frames)
     except pyvips.Error as exc:
+        deadline.check()  # stopped by the inspection's deadline: say so
         raise InvalidImage(NOT_AN_IMAGE) from exc
