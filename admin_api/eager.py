@@ -28,7 +28,7 @@ from admin_api.urls import chain_path, check_format
 from origin import source_bytes
 from origin.cache import key_of
 from origin.decode import read_header
-from origin.errors import BadRequest, BadTransform, OriginError
+from origin.errors import BadRequest, BadTransform, LimitExceeded, OriginError
 from origin.public import url_name
 from origin.records import ImageRecord
 from origin.services import Services
@@ -62,6 +62,7 @@ class Entry:
     format: str
     plan: Plan
     overlays: tuple[str, ...]
+    optional: bool = False  # the default thumbnail: left out, not refused, over the budget
 
     def planned(self, image: ImageRecord) -> EagerPlan:
         name = url_name(image.original_filename)
@@ -94,12 +95,22 @@ class EagerRequest:
     entries: tuple[Entry, ...]
     notification_url: str | None
 
-    def check(self, image: ImageRecord, limits: Any, frames: int = 1) -> None:
+    def check(self, image: ImageRecord, limits: Any, frames: int = 1) -> EagerRequest:
         """Each entry within the work budget for this image (its size and ``frames``
-        known): an animated output of an animation counts every frame, as the render does."""
+        known): an animated output of an animation counts every frame, as the render does.
+        An entry asked for over it refuses the call; the default thumbnail is left out (a
+        long animation's would refuse a valid upload): what is returned is what to queue."""
+        kept = []
         for entry in self.entries:
             out = frames if animated(image, entry) else 1
-            output_size(image.width, image.height, entry.plan.stages, limits, out)
+            try:
+                output_size(image.width, image.height, entry.plan.stages, limits, out)
+            except LimitExceeded:
+                if not entry.optional:
+                    raise
+                continue
+            kept.append(entry)
+        return EagerRequest(tuple(kept), self.notification_url)
 
     def wants_frames(self, image: ImageRecord) -> bool:
         return any(animated(image, entry) for entry in self.entries)
@@ -203,7 +214,7 @@ async def read_eager(
     entries = await parse_entries(services, user_id, raw_entries(raw, from_form=from_form))
     if thumbnail and services.settings.background.eager_thumbnail:
         made = await parse_entry(services, user_id, THUMBNAIL_CHAIN, THUMBNAIL_FORMAT)
-        entries = (made, *entries)
+        entries = (dataclasses.replace(made, optional=True), *entries)
     url = await notification_endpoint(services, user_id, notification_url)
     return EagerRequest(entries, url)
 
@@ -276,7 +287,7 @@ async def add_eager(request: Request) -> Response:
         thumbnail=False,
     )
     frames = await frames_of(services, image) if wanted.wants_frames(image) else 1
-    wanted.check(image, services.limits, frames)
+    wanted = wanted.check(image, services.limits, frames)
     async with services.db.write() as conn:
         await wanted.add(conn, services, image)
     nudge(request)

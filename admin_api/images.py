@@ -141,13 +141,19 @@ async def ingest(
 ) -> ImageRecord:
     """Store the upload with its eager jobs and events in the row's transaction; ``public``
     is the account's default when None."""
+    kept = wanted  # what the check keeps: the default thumbnail may be left out
+
+    def check(image: ImageRecord, frames: int) -> None:
+        nonlocal kept
+        kept = wanted.check(image, services.limits, frames)
+
     return await ingest_upload(
         services,
         user,
         filename,
         data,
-        check=lambda image, frames: wanted.check(image, services.limits, frames),
-        also=lambda conn, image: upload_events(conn, services, image, wanted),
+        check=check,
+        also=lambda conn, image: upload_events(conn, services, image, kept),
         public=public,
     )
 

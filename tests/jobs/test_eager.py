@@ -241,6 +241,37 @@ async def test_the_listing_thumbnail_is_made_eagerly_by_default(
         assert tiers(api)["store"] - before["store"] == 1
 
 
+async def test_a_long_animation_is_uploaded_without_its_eager_thumbnail(
+    database_url: str, make_settings: Any, password_hash: str, sources: Any, receiver: Any
+) -> None:
+    """The default thumbnail (w_256,h_256,c_fit, every frame as WebP) of a 1×1 GIF of 999
+    frames is over MAX_OUTPUT_PIXELS: it is left out, and the upload is not refused (a hunt:
+    400 limit_exceeded for a valid file, which a replace accepted)."""
+    import io
+
+    from PIL import Image
+
+    from tests.admin_api.conftest import fetch_env, start_api
+    from tests.jobs.conftest import jobs_env
+
+    frames = [Image.new("RGB", (1, 1), (n % 256, 0, 0)) for n in range(999)]
+    body = io.BytesIO()
+    frames[0].save(body, "GIF", save_all=True, append_images=frames[1:], duration=20)
+    env = {**fetch_env(sources), **jobs_env(receiver), "EAGER_THUMBNAIL": "1"}
+    async for api in start_api(make_settings(DATABASE_URL=database_url, **env), password_hash):
+        _, headers = await api.user()
+        answer = await api.http.post(
+            "/api/images",
+            headers=headers,
+            files={"file": ("long.gif", body.getvalue(), "image/gif")},
+        )
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["eager"] == []
+        asked = [{"transform": "w_256,h_256,c_fit", "format": "webp"}]  # asked for: refused
+        refused = await upload(api, headers, body.getvalue(), eager=asked)
+        assert_error(refused, 400, "limit_exceeded")
+
+
 async def watched_entry(app: Api, settled: bool = False) -> tuple[dict[str, str], Any, Any]:
     """A user with a derivative.ready webhook and an image with one eager entry (w_20 as
     JPEG; with ``settled``, once its job is done): (headers, the upload's answer, the entry's
