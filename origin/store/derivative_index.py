@@ -90,11 +90,19 @@ def index_of(rows: sa.Table, choices: sa.Table, owners: sa.Table) -> Index:
 def _insert_held(table: sa.Table, names: list[str], owners: sa.Table) -> sa.Insert:
     """Insert one row of ``names`` (bound by name) while its owner (``image_id``) holds the
     pixels ``content_hash`` names; it returns the row's variant (none: nothing inserted)."""
-    values = sa.select(*(sa.bindparam(name, type_=table.c[name].type) for name in names)).where(
-        sa.exists().where(
+    # FOR SHARE (PostgreSQL; SQLite's write holds the database): a replace that has moved
+    # the owner's row but not committed makes this wait and then find the new hash, and one
+    # that comes after waits for this row, which its own delete then sees
+    held = (
+        sa.select(owners.c.id)
+        .where(
             owners.c.id == sa.bindparam("image_id"),
             owners.c.content_hash == sa.bindparam("content_hash"),
         )
+        .with_for_update(read=True)
+    )
+    values = sa.select(*(sa.bindparam(name, type_=table.c[name].type) for name in names)).where(
+        held.exists()
     )
     return (
         table.insert()

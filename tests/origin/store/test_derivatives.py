@@ -117,3 +117,33 @@ async def test_rows_removed_for_a_missing_object_mark_their_eager_entries_evicte
     assert await derivatives.remove_missing(set(), datetime.now(UTC)) == 1
     (entry,) = (await eager.of_images(database, [image.id]))[image.id]
     assert entry.state == eager.EVICTED
+
+
+async def test_a_row_added_while_a_replace_commits_waits_for_it(
+    users: Users, images: Images, derivatives: Derivatives, database: Database
+) -> None:
+    """A render of the old pixels that records its row while a replace has moved the image
+    but not committed: it waits for the replace and then records nothing (a hunt on
+    PostgreSQL: under READ COMMITTED the row went in, after the replace's delete had run,
+    and old pixels stayed stored and counted)."""
+    import dataclasses
+
+    from origin.store.tables import images as image_rows
+
+    user_id = await make_user(users)
+    image = image_for(user_id)
+    await images.add(image, quota_bytes=10**9)
+    late = DerivativeRecord(image.id, "late", "u/i/derived/late.png", "image/png", 1, 1, 1, NOW)
+    async with database.write() as conn:  # the replace, between its update and its commit
+        await conn.execute(
+            image_rows.update()
+            .where(image_rows.c.id == image.id)
+            .values(content_hash="f" * 64, version=image.version + 1)
+        )
+        adding = asyncio.ensure_future(derivatives.add(late, image.content_hash))
+        await asyncio.sleep(0.3)
+        assert not adding.done()  # it waits for the replace
+    assert not await adding
+    assert await derivatives.get(image.id, "late") is None
+    fresh = dataclasses.replace(late, variant="fresh")
+    assert await derivatives.add(fresh, "f" * 64)
