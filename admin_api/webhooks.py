@@ -36,13 +36,16 @@ def repository(services: Services) -> Webhooks:
     return Webhooks(services.db, services.settings.background)
 
 
+GONE = "no such webhook"
+
+
 async def owned(request: Request) -> tuple[Services, str, Endpoint]:
     user_id = require_user(request)
     services = services_of(request)
     webhook_id = request.path_params["webhook_id"]
     found = await repository(services).get(user_id, webhook_id) if is_id(webhook_id) else None
     if found is None:
-        raise NotFound("no such webhook")
+        raise NotFound(GONE)
     return services, user_id, found
 
 
@@ -95,7 +98,8 @@ async def get_webhook(request: Request) -> Response:
 
 async def delete_webhook(request: Request) -> Response:
     services, user_id, endpoint = await owned(request)
-    await repository(services).delete(user_id, endpoint.id)
+    if not await repository(services).delete(user_id, endpoint.id):
+        raise NotFound(GONE)  # deleted meanwhile: one of two deletes at once is the 204
     return Response(status_code=204)
 
 
@@ -104,7 +108,7 @@ async def rotate_secret(request: Request) -> Response:
     await no_fields(request, "a new secret")
     rotated = await repository(services).rotate(user_id, endpoint.id)
     if rotated is None:
-        raise NotFound("no such webhook")
+        raise NotFound(GONE)
     secret, until = rotated
     return JSONResponse({"secret": secret, "previous_secret_valid_until": until.isoformat()})
 
@@ -113,6 +117,8 @@ async def test_webhook(request: Request) -> Response:
     services, user_id, endpoint = await owned(request)
     await no_fields(request, "a test event")
     delivery_id = await repository(services).test(user_id, endpoint.id)
+    if delivery_id is None:
+        raise NotFound(GONE)  # deleted since it was read
     nudge(request)
     return JSONResponse({"delivery_id": delivery_id}, status_code=202)
 

@@ -171,8 +171,9 @@ class Webhooks:
             )
         return (secret, until) if result.rowcount == 1 else None
 
-    async def test(self, user_id: str, webhook_id: str) -> str:
-        """Queue a ``webhook.test`` ping to this endpoint only; its delivery id."""
+    async def test(self, user_id: str, webhook_id: str) -> str | None:
+        """Queue a ``webhook.test`` ping to this endpoint only; its delivery id (None: the
+        endpoint is gone)."""
         body = payload(TEST_EVENT, {"webhook_id": webhook_id})
         async with self.db.write() as conn:
             return await deliver(conn, self.background, webhook_id, user_id, TEST_EVENT, body)
@@ -255,9 +256,10 @@ async def emit(
         or (notification_url is not None and row.url == notification_url)
     ]
     body = payload(event_type, data)
+    queued = 0
     for webhook_id in targets:
-        await deliver(conn, background, webhook_id, user_id, event_type, body)
-    return len(targets)
+        queued += await deliver(conn, background, webhook_id, user_id, event_type, body) is not None
+    return queued
 
 
 async def deliver(
@@ -267,10 +269,17 @@ async def deliver(
     user_id: str,
     event_type: str,
     body: str,
-) -> str:
+) -> str | None:
     """One delivery and its job; past ``WEBHOOK_PENDING_MAX`` pending deliveries of the user,
     the delivery is recorded failed (``backlog_full``: visible, re-deliverable) and not
-    queued, so a dead endpoint cannot grow the queue without bound."""
+    queued, so a dead endpoint cannot grow the queue without bound. None when the endpoint
+    is gone. The user's row is locked while the pending ones are counted (deliveries queued
+    at once counted past the bound: 19 pending of 5), then the endpoint's, which a delete
+    then waits for (its cascade takes this delivery; an endpoint deleted first is found
+    gone, where the insert broke the foreign key: a 500, a failed upload, a job run twice)."""
+    await lock_row(conn, users, user_id)
+    if not await lock_row(conn, webhooks, webhook_id):
+        return None
     pending = await conn.scalar(
         sa.select(sa.func.count())
         .select_from(webhook_deliveries)
