@@ -24,6 +24,7 @@ from admin_api.guards import hit_limit
 from admin_api.requests import optional, read_json, string_field
 from origin.errors import BadRequest, RateLimited
 from origin.fetch import Fetched, Limits, Policy, fetch
+from origin.ratelimit import Decision
 from origin.settings import Settings
 
 FIELDS = frozenset({"url", "filename", "eager", "notification_url", "public"})
@@ -49,10 +50,10 @@ class FetchSlots:
     @asynccontextmanager
     async def take(self, user_id: str, limit: int) -> AsyncIterator[None]:
         if self.running[user_id] >= limit:
-            raise RateLimited(
+            raise RateLimited(  # this bound's own figures, as the per-minute one's 429
                 f"{limit} uploads from a URL are already running for this account; "
                 "wait for one to finish",
-                headers={"Retry-After": "1"},
+                headers=Decision(False, limit, 0, 1).refusal_headers(),
             )
         self.running[user_id] += 1
         try:

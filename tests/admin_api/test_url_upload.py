@@ -169,7 +169,12 @@ async def test_concurrent_fetches_are_limited_per_user(
     fast = sources.serve("/a.png", PNG, "image/png")
     first = asyncio.create_task(post_url(local_api, headers, {"url": slow}))
     await asyncio.sleep(0.2)
-    assert_error(await post_url(local_api, headers, {"url": fast}), 429, "rate_limited")
+    refused = await post_url(local_api, headers, {"url": fast})
+    assert_error(refused, 429, "rate_limited")
+    # this bound's own figures, once (it carried the account's)
+    assert refused.headers.get_list("ratelimit-limit") == ["1"]
+    assert refused.headers.get_list("ratelimit-remaining") == ["0"]
+    assert refused.headers["retry-after"] == "1"
     assert (await post_url(local_api, other, {"url": fast})).status_code == 201
     assert_error(await first, 422, "invalid_image")  # it ran to its end
     assert (await post_url(local_api, headers, {"url": fast})).status_code == 201
