@@ -69,6 +69,11 @@ def truncated(what: str) -> InvalidImage:
 
 MAX_PNG_CHUNK = 2**31 - 1
 MAX_PNG_SIDE = 2**31 - 1
+# An interlaced (Adam7) PNG cannot be decoded row by row: libpng holds all of it at once. Its
+# decoded bytes are bounded like one render's output (MAX_OUTPUT_PIXELS × 4 B by default):
+# a 779 KB interlaced 9999×9999 16-bit RGBA PNG held ~880 MB to upload.
+MAX_INTERLACED_BYTES = 100_000_000
+PNG_CHANNELS = {0: 1, 2: 3, 3: 4, 4: 2, 6: 4}  # by colour type (a palette expands to RGBA)
 PNG_METADATA_CHUNKS = frozenset({b"tEXt", b"zTXt", b"iTXt", b"iCCP", b"eXIf"})
 
 
@@ -105,9 +110,15 @@ def spend_png_text(ctype: bytes, body: memoryview, budget: MetadataBudget) -> No
 def png_header(body: memoryview) -> tuple[int, int]:
     if len(body) != 13:
         raise truncated("PNG header")
-    width, height = struct.unpack_from(">II", body)
+    width, height, depth, colour, _, _, interlace = struct.unpack_from(">IIBBBBB", body)
     if not (0 < width <= MAX_PNG_SIDE and 0 < height <= MAX_PNG_SIDE):
         raise InvalidImage("the PNG header has an invalid size")
+    decoded = width * height * PNG_CHANNELS.get(colour, 4) * (2 if depth == 16 else 1)
+    if interlace and decoded > MAX_INTERLACED_BYTES:
+        raise InvalidImage(
+            f"an interlaced PNG is decoded whole: {decoded // 1_000_000} MB decoded, above "
+            f"{MAX_INTERLACED_BYTES // 1_000_000} MB (save it without interlacing)"
+        )
     return width, height
 
 

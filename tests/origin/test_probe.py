@@ -853,3 +853,19 @@ def test_every_decode_of_a_stored_image_goes_through_origin_vips() -> None:
         path.name for path in (REPO / "origin").rglob("*.py") if sniffing.search(path.read_text())
     }
     assert users - own_output == {"vips.py"}
+
+
+def test_an_interlaced_png_decoded_whole_is_bounded() -> None:
+    """libpng holds an interlaced PNG whole: one of 9999² 16-bit RGBA (800 MB decoded) in a
+    779 KB file held ~880 MB to upload. Past MAX_INTERLACED_BYTES decoded it is refused
+    from its header; the same size without interlacing is not."""
+    def header(interlace: int) -> tuple[bytes, bytes]:
+        return b"IHDR", struct.pack(">IIBBBBB", 9999, 9999, 16, 6, 0, 0, interlace)
+
+    idat = (b"IDAT", zlib.compress(b"\0" * 64))
+    error = refused(png_of([header(1), idat, (b"IEND", b"")]), InvalidImage)
+    assert "interlaced" in str(error)
+    plain = refused(png_of([header(0), idat, (b"IEND", b"")]), InvalidImage)
+    assert "interlaced" not in str(plain)  # refused for its pixels, not its interlacing
+    small = pyvips.Image.black(64, 48, bands=3).cast("uchar")
+    assert probe_upload(bytes(small.pngsave_buffer(interlace=True))).width == 64
