@@ -859,6 +859,7 @@ def test_an_interlaced_png_decoded_whole_is_bounded() -> None:
     """libpng holds an interlaced PNG whole: one of 9999² 16-bit RGBA (800 MB decoded) in a
     779 KB file held ~880 MB to upload. Past MAX_INTERLACED_BYTES decoded it is refused
     from its header; the same size without interlacing is not."""
+
     def header(interlace: int) -> tuple[bytes, bytes]:
         return b"IHDR", struct.pack(">IIBBBBB", 9999, 9999, 16, 6, 0, 0, interlace)
 
