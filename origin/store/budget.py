@@ -50,10 +50,14 @@ def _owned_by(user_id: str) -> sa.ColumnElement[bool]:
     return T.c.image_id.in_(sa.select(images.c.id).where(images.c.user_id == user_id))
 
 
+def _bytes_of(user_id: str) -> sa.Select[Any]:
+    return sa.select(sa.func.sum(T.c.size_bytes)).where(_owned_by(user_id))
+
+
 async def usage(db: Database, user_id: str) -> int:
     """The user's derivative bytes."""
     async with db.read() as conn:
-        total = await conn.scalar(sa.select(sa.func.sum(T.c.size_bytes)).where(_owned_by(user_id)))
+        total = await conn.scalar(_bytes_of(user_id))
     return int(total or 0)
 
 
@@ -76,9 +80,7 @@ async def evict(db: Database, user_id: str, budget: int) -> Evicted:
     sweeps at once (two processes' timers) remove the excess once, not once each."""
     async with db.write() as conn:
         await lock_row(conn, users, user_id)
-        total = int(
-            await conn.scalar(sa.select(sa.func.sum(T.c.size_bytes)).where(_owned_by(user_id))) or 0
-        )
+        total = int(await conn.scalar(_bytes_of(user_id)) or 0)
         rows = await conn.execute(
             sa.select(T.c.seq, T.c.image_id, T.c.variant, T.c.storage_key, T.c.size_bytes)
             .where(_owned_by(user_id))
